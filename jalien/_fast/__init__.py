@@ -1,0 +1,24 @@
+"""Hot paths of the wire protocol, in Cython with pure-Python twins.
+
+This module is the one place that chooses a twin. JALIEN_NO_EXTENSIONS=1 forces the
+pure-Python ones (as aiohttp's AIOHTTP_NO_EXTENSIONS does); so does a missing build.
+"""
+
+import os
+
+from jalien._fast import framing_py
+
+NO_EXTENSIONS = os.environ.get("JALIEN_NO_EXTENSIONS", "") not in ("", "0")
+
+framing = framing_py
+if not NO_EXTENSIONS:
+    try:
+        from jalien._fast import framing_c
+    except ImportError:  # not built: a source checkout without meson
+        pass
+    else:
+        framing = framing_c
+
+IMPLEMENTATION: str = framing.IMPLEMENTATION
+
+__all__ = ["IMPLEMENTATION", "NO_EXTENSIONS", "framing", "framing_py"]

@@ -1,0 +1,18 @@
+"""Frame layout shared by both twins (kept in one place so they cannot drift)."""
+
+MAGIC = b"JW"
+VERSION = 1
+HEADER_SIZE = 12  # magic(2) version(1) flags(1) stream_id(u32) length(u32), big-endian
+
+CODEC_MSGPACK = 0
+CODEC_JSON = 1
+CODEC_RAW = 2
+CODEC_MASK = 0x03
+FLAG_COMPRESSED = 0x04
+FLAGS_KNOWN = CODEC_MASK | FLAG_COMPRESSED
+
+SIZE_PREFIX = 4  # a compressed body starts with the uncompressed length (u32)
+DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+DEFAULT_COMPRESS_THRESHOLD = 8 * 1024
+DEFAULT_LEVEL = 1
+MAX_STREAM_ID = 0xFFFFFFFF

@@ -1,0 +1,116 @@
+"""One Settings struct for every role: defaults < config file < environment < flags.
+
+Paths follow the grid's habits: the user's identity in ~/.globus, CA certificates in
+X509_CERT_DIR, and jalien's own state (dev CA, host credentials, databases) in JALIEN_HOME
+(default ~/.jalien).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+ENV_PREFIX = "JALIEN_"
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    home: str = "~/.jalien"
+    central_host: str = "localhost"  # where clients and lower levels connect upstream
+    listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
+    ws_port: int = 8097
+    binary_port: int = 8098
+    vo: str = "alice"
+    vo_root: str = "/alice"
+    user_home_template: str = "/alice/cern.ch/user/{initial}/{login}/"
+    site: str = "JALIEN::LOCAL::SITE"
+    host_cert: str = ""  # default: {home}/host/hostcert.pem
+    host_key: str = ""
+    ca_dir: str = ""  # default: X509_CERT_DIR or {home}/certificates
+    accounts_file: str = ""  # default: {home}/accounts.toml
+    max_message_size: int = 16 * 1024 * 1024
+    max_connections: int = 10_000
+    idle_timeout: float = 3600.0
+    write_buffer_high: int = 4 * 1024 * 1024
+    motd: str = "Welcome to jalien, a JAliEn-compatible grid middleware."
+    log_level: str = "INFO"
+
+    @property
+    def home_path(self) -> Path:
+        return Path(os.path.expanduser(self.home))
+
+    def path(self, value: str, default: str) -> Path:
+        """A configured path, or *default* under the jalien home."""
+        if value:
+            return Path(os.path.expanduser(value))
+        return self.home_path / default
+
+    @property
+    def host_cert_path(self) -> Path:
+        return self.path(self.host_cert, "host/hostcert.pem")
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.path(self.host_key, "host/hostkey.pem")
+
+    @property
+    def ca_dir_path(self) -> Path:
+        return self.path(self.ca_dir or os.environ.get("X509_CERT_DIR", ""), "certificates")
+
+    @property
+    def accounts_path(self) -> Path:
+        return self.path(self.accounts_file, "accounts.toml")
+
+
+class ConfigError(Exception):
+    """A config file or variable that cannot be used; the message says which and why."""
+
+
+_FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
+
+
+def _coerce(name: str, raw: str) -> object:
+    field_type = _FIELDS[name].type
+    try:
+        if field_type is int:
+            return int(raw)
+        if field_type is float:
+            return float(raw)
+        if field_type == list[str]:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {field_type}") from None
+    return raw
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: object,
+) -> Settings:
+    """Build Settings from the layers; *overrides* are the command-line flags."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    path = config_file or env.get("JALIEN_CONFIG")
+    if path:
+        try:
+            with open(os.path.expanduser(path), "rb") as fh:
+                values.update(tomllib.load(fh))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        unknown = set(values) - set(_FIELDS)
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown settings {', '.join(sorted(unknown))}")
+    for name in _FIELDS:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(values, Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
