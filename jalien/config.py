@@ -81,7 +81,9 @@ def _coerce(name: str, raw: str) -> object:
         if field_type == list[str]:
             return [part.strip() for part in raw.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {field_type}") from None
+        raise ConfigError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {field_type}"
+        ) from None
     return raw
 
 

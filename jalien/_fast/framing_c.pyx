@@ -114,9 +114,18 @@ def decompress(body, Py_ssize_t max_size=DEFAULT_MAX_FRAME):
         PyBuffer_Release(&buf)
 
 
-cdef inline _check_stream(stream_id):
-    if not 0 <= stream_id <= 0xFFFFFFFF:
-        raise ValueError("stream id must fit in 32 bits")
+cdef inline int _check_stream(object stream_id) except -1:
+    cdef unsigned long long v
+    if type(stream_id) is int:
+        try:
+            v = stream_id
+        except OverflowError:
+            v = 1ULL << 40
+        if v <= 0xFFFFFFFFULL:
+            return 0
+    elif 0 <= stream_id <= 0xFFFFFFFF:
+        return 0
+    raise ValueError("stream id must fit in 32 bits")
 
 
 cdef bytes _frame(int flags, uint32_t stream_id, const uint8_t *body, Py_ssize_t n):
@@ -138,6 +147,12 @@ def encode_frame(stream_id, body, int codec=0,
         raise ValueError("unknown codec")
     cdef Py_buffer buf
     cdef bytes packed
+    cdef Py_ssize_t n
+    if type(body) is bytes:  # the common case: no buffer protocol round trip
+        n = len(<bytes>body)
+        if not (0 < compress_threshold <= n):
+            return _frame(codec, <uint32_t>stream_id,
+                          <const uint8_t *>PyBytes_AS_STRING(body), n)
     PyObject_GetBuffer(body, &buf, PyBUF_SIMPLE)
     try:
         if 0 < compress_threshold <= buf.len:

@@ -47,12 +47,7 @@ def decompress(body, max_size: int = DEFAULT_MAX_FRAME) -> bytes:
         out = inflater.decompress(memoryview(body)[SIZE_PREFIX:], size + 1)
     except zlib.error:
         raise ProtocolError("bad compressed frame body") from None
-    if (
-        len(out) != size
-        or not inflater.eof
-        or inflater.unconsumed_tail
-        or inflater.unused_data
-    ):
+    if len(out) != size or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
         raise ProtocolError("bad compressed frame body")
     return out
 
@@ -133,9 +128,7 @@ class FrameDecoder:
                 if flags & ~FLAGS_KNOWN:
                     raise ProtocolError(f"unknown frame flags 0x{flags:02x}")
                 if length > self._max:
-                    raise ProtocolError(
-                        f"frame of {length} bytes exceeds the limit of {self._max}"
-                    )
+                    raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max}")
                 if end - pos - HEADER_SIZE < length:
                     break
                 start = pos + HEADER_SIZE

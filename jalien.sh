@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Developer entry point: ./jalien.sh run | test | dev | lint | bench
+# Sets up .venv (editable meson-python install) on first use, then does the job.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+export PATH="$VENV/bin:$PATH"
+
+ensure_env() {
+  local stamp="$VENV/.jalien-installed"
+  if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$stamp" -nt meson.build ]] \
+     && "$VENV/bin/python" -c "import jalien" 2>/dev/null; then
+    return
+  fi
+  echo "==> setting up $VENV (first run, or pyproject.toml/meson.build changed)" >&2
+  [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  # build requirements first: the editable install builds without isolation so that it
+  # can rebuild the Cython extensions in place when a .pyx changes
+  "$VENV/bin/python" -m pip install -q "meson-python>=0.16" "meson>=1.4" ninja "cython>=3.0" >&2
+  # an absolute cython path lets the editable loader rebuild without the venv on PATH
+  CYTHON="$VENV/bin/cython" "$VENV/bin/python" -m pip install -q --no-build-isolation \
+      -Cbuild-dir=.mesonpy-build -e ".[test]" >&2
+  touch "$stamp"
+}
+
+cmd="${1:-help}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  run)
+    # The main job on embedded defaults: a dev identity (once), then jcentral on loopback.
+    ensure_env
+    export JALIEN_HOME="${JALIEN_HOME:-$ROOT/run/home}"
+    if [[ ! -f "$JALIEN_HOME/host/hostcert.pem" ]]; then
+      jalien-bin setup --no-password --home "$JALIEN_HOME" \
+        --globus-dir "${JALIEN_GLOBUS_DIR:-$JALIEN_HOME/globus}"
+    fi
+    exec jalien-bin --role jcentral --home "$JALIEN_HOME" "$@"
+    ;;
+  test)
+    ensure_env
+    exec "$ROOT/build/run_tests.sh" "$@"
+    ;;
+  dev)
+    ensure_env
+    echo "activate with: source $VENV/bin/activate"
+    ;;
+  lint)
+    ensure_env
+    ruff check . && ruff format --check .
+    ;;
+  bench)
+    ensure_env
+    for b in bench/bench_*.py; do python "$b" "$@"; done
+    ;;
+  *)
+    sed -n '2,3p' "$0" | sed 's/^# //'
+    [[ "$cmd" == help ]] || exit 2
+    ;;
+esac

@@ -1,0 +1,116 @@
+"""The command line of ``jalien-bin``: a role to run, a tool (setup), or a user command.
+
+    jalien-bin --role jcentral|vobox|jobagent|jbox|se [options]
+    jalien-bin setup [--login NAME] [--password-stdin | --no-password] [--force]
+    jalien-bin --version
+
+Imports of roles sit inside the functions that need them (static imports all the same, so
+Nuitka sees every role) to keep ``--version`` and one-shot commands quick to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from jalien.version import __version__
+
+ROLES = ("jcentral",)
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code attached."""
+
+    def __init__(self, message: str, exitcode: int = 1) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+
+def _role_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jalien-bin", description="ALICE grid middleware")
+    parser.add_argument("--version", action="version", version=f"jalien {__version__}")
+    parser.add_argument("--role", choices=ROLES, required=True, help="service to run")
+    parser.add_argument("--config", help="TOML config file (also $JALIEN_CONFIG)")
+    parser.add_argument("--home", help="state directory (default ~/.jalien, $JALIEN_HOME)")
+    parser.add_argument("--ws-port", type=int, help="WebSocket JSON port (default 8097)")
+    parser.add_argument("--binary-port", type=int, help="binary channel port (default 8098)")
+    parser.add_argument(
+        "--listen",
+        action="append",
+        help="address to listen on (repeatable; default both 127.0.0.1 and ::1)",
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    return parser
+
+
+def _setup_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jalien-bin setup",
+        description="Create a development CA, host and user credentials (never overwrites).",
+    )
+    parser.add_argument("--home", help="state directory (default ~/.jalien)")
+    parser.add_argument("--login", help="account name (default: your user name)")
+    parser.add_argument("--globus-dir", help="where usercert.pem/userkey.pem go (~/.globus)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--password-stdin", action="store_true", help="read the key password")
+    group.add_argument("--no-password", action="store_true", help="leave the user key clear")
+    parser.add_argument("--host", action="append", help="host certificate names (repeatable)")
+    parser.add_argument("--force", action="store_true", help="regenerate existing credentials")
+    return parser
+
+
+def _settings(args: argparse.Namespace):
+    from jalien.config import ConfigError, load_settings
+
+    try:
+        return load_settings(
+            getattr(args, "config", None),
+            home=args.home,
+            ws_port=getattr(args, "ws_port", None),
+            binary_port=getattr(args, "binary_port", None),
+            listen=getattr(args, "listen", None),
+            log_level=getattr(args, "log_level", None),
+        )
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
+def run_role(argv: Sequence[str]) -> int:
+    args = _role_parser().parse_args(argv)
+    settings = _settings(args)
+    if args.role == "jcentral":
+        from jalien.roles.jcentral import run_jcentral
+
+        return run_jcentral(settings)
+    raise CliError(f"unknown role {args.role}", EXIT_USAGE)
+
+
+def run_setup(argv: Sequence[str]) -> int:
+    from jalien.cli.setup_cmd import setup_command
+
+    args = _setup_parser().parse_args(argv)
+    return setup_command(args, _settings(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            _role_parser().print_help()
+            print("\ntools:  jalien-bin setup --help")
+            return 0 if argv else EXIT_USAGE
+        if argv[0] in ("--version", "-V"):
+            print(f"jalien {__version__}")
+            return 0
+        if argv[0] == "setup":
+            return run_setup(argv[1:])
+        if any(a == "--role" or a.startswith("--role=") for a in argv):
+            return run_role(argv)
+        raise CliError(f"unknown command: {argv[0]} (try jalien-bin --help)", EXIT_USAGE)
+    except CliError as exc:
+        print(f"jalien-bin: {exc}", file=sys.stderr)
+        return exc.exitcode
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,99 @@
+"""The JAliEn JSON shape, made at the WebSocket edge only.
+
+Requests arrive as ``{"command": "ls", "options": ["-l", "/alice"]}``; replies leave as
+``{"metadata": {"exitcode": "0", "error": "", "user": ..., "currentdir": ...},
+"results": [{...}, ...]}`` with string values, as JAliEn's JSONPrintWriter writes them
+and alien.py reads them. ``-nomsg`` and ``-nokeys`` choose what each result carries.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+from jalien.wire.codec import DecodeError
+from jalien.wire.messages import Reply, Request
+
+
+class OutputMode(enum.Enum):
+    ALL = "all"  # keys and the human ``message``
+    NO_MESSAGE = "nomsg"  # keys only
+    MESSAGE_ONLY = "nokeys"  # ``message`` only
+
+
+class _JsonRequest(msgspec.Struct):
+    command: str
+    options: list[str | int | float | bool | None] = []
+
+
+_request_decoder = msgspec.json.Decoder(_JsonRequest)
+_encoder = msgspec.json.Encoder()
+
+
+def _word(value: str | int | float | bool | None) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_request(text: bytes | str) -> tuple[Request, OutputMode]:
+    """A JAliEn JSON request as a Request; ``-nomsg``/``-nokeys`` become the OutputMode."""
+    try:
+        raw = _request_decoder.decode(text)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"invalid JSON request: {exc}") from None
+    command = raw.command.strip()
+    if not command:
+        raise DecodeError("invalid JSON request: empty command")
+    mode = OutputMode.ALL
+    options: list[str] = []
+    for value in raw.options:
+        word = _word(value)
+        if word == "-nomsg":
+            mode = OutputMode.NO_MESSAGE
+        elif word == "-nokeys":
+            mode = OutputMode.MESSAGE_ONLY
+        else:
+            options.append(word)
+    return Request(command=command, options=options), mode
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_text(v) for v in value)
+    return str(value)
+
+
+def _record(record: dict[str, Any], mode: OutputMode) -> dict[str, str]:
+    if mode is OutputMode.MESSAGE_ONLY:
+        return {"message": _text(record.get("message", ""))}
+    out = {k: v if type(v) is str else _text(v) for k, v in record.items()}
+    if mode is OutputMode.NO_MESSAGE:
+        out.pop("message", None)
+    return out
+
+
+def render_reply(reply: Reply, mode: OutputMode = OutputMode.ALL) -> bytes:
+    """The JSON text JAliEn would send for *reply* (metadata values are strings)."""
+    metadata = dict(reply.metadata)
+    metadata["exitcode"] = str(reply.exitcode)
+    metadata["error"] = reply.error
+    results = [_record(r, mode) for r in reply.results]
+    return _encoder.encode({"metadata": metadata, "results": results})
+
+
+def error_reply_json(exitcode: int, error: str, metadata: dict[str, str]) -> bytes:
+    """A reply for a request that never reached a command (bad JSON, too big, ...)."""
+    return render_reply(Reply(exitcode=exitcode, error=error, metadata=metadata))

@@ -1,0 +1,74 @@
+"""Every message jalien sends, as msgspec Structs in one tagged union.
+
+Evolution is append-only (msgspec's schema-evolution rules): a new field gets a default,
+a field's type never changes, a tag is never reused. The same types encode to
+MessagePack on the binary channel and to JSON; the JAliEn JSON shape of a reply is made
+at the WebSocket edge only (jalien.wire.jalien_json).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+Record = dict[str, Any]
+"""One result row: a flat map, as JAliEn's JSONPrintWriter emits (``message`` is the text)."""
+
+
+class Request(msgspec.Struct, tag="req", kw_only=True, omit_defaults=True):
+    """Run *command* with *options* (the shell words after it) on behalf of the caller."""
+
+    id: int = 0
+    command: str
+    options: list[str] = []
+    # Set by a proxy level for a request it relays (the end user it speaks for); the
+    # server honours it only from an authenticated service identity.
+    on_behalf_of: str = ""
+    cwd: str = ""
+
+
+class DirEntry(msgspec.Struct, array_like=True, gc=False, kw_only=True):
+    """One catalogue entry of a listing, typed for the binary channel: a million of them
+    decode several times faster than generic records. The JSON edge renders them as
+    JAliEn's records. Fields are positional on the wire: append only, with defaults."""
+
+    name: str
+    type: str = "f"  # f file, d directory, c collection, l link (AliEn's letters)
+    perm: str = "755"
+    owner: str = ""
+    gowner: str = ""
+    size: int = 0
+    ctime: int = 0  # milliseconds since the epoch
+    md5: str = ""
+    guid: str = ""
+    jobid: int = 0
+
+
+class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
+    """The answer to one Request: JAliEn's exit code, error text, records and metadata."""
+
+    id: int = 0
+    exitcode: int = 0
+    error: str = ""
+    results: list[Record] = []
+    entries: list[DirEntry] = []  # typed listing rows (ls, find) beside or instead of results
+    metadata: dict[str, str] = {}
+    # A long listing arrives as several replies with more=True, the last one with False.
+    more: bool = False
+
+
+class Event(msgspec.Struct, tag="evt", kw_only=True, omit_defaults=True):
+    """A message pushed by the server without a request, e.g. topic "kill" for a JobAgent."""
+
+    topic: str
+    payload: Record = {}
+
+
+class Cancel(msgspec.Struct, tag="cancel", kw_only=True):
+    """The client gave up on request *id* (Ctrl-C, timeout): the server stops its work."""
+
+    id: int
+
+
+Message = Request | Reply | Event | Cancel

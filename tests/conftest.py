@@ -1,0 +1,26 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from jalien._fast import NO_EXTENSIONS, framing_py
+
+
+def _twins():
+    twins = [pytest.param(framing_py, id="py")]
+    try:
+        from jalien._fast import framing_c
+    except ImportError:
+        framing_c = None
+    if framing_c is not None and not NO_EXTENSIONS:
+        twins.append(pytest.param(framing_c, id="c"))
+    elif not NO_EXTENSIONS:
+        twins.append(pytest.param(None, id="c", marks=pytest.mark.skip("framing_c not built")))
+    return twins
+
+
+@pytest.fixture(params=_twins(), scope="session")
+def framing(request):
+    """Each framing twin in turn: every wire test is written once and run against both."""
+    return request.param
