@@ -1,5 +1,9 @@
 """Every message jalien sends, as msgspec Structs in one tagged union.
 
+On the binary channel the frame's stream id says which request a message belongs to
+(see jalien.wire.streams), so no message carries an id of its own: a proxy can forward a
+frame by rewriting its header only.
+
 Evolution is append-only (msgspec's schema-evolution rules): a new field gets a default,
 a field's type never changes, a tag is never reused. The same types encode to
 MessagePack on the binary channel and to JSON; the JAliEn JSON shape of a reply is made
@@ -19,13 +23,8 @@ Record = dict[str, Any]
 class Request(msgspec.Struct, tag="req", kw_only=True, omit_defaults=True):
     """Run *command* with *options* (the shell words after it) on behalf of the caller."""
 
-    id: int = 0
     command: str
     options: list[str] = []
-    # Set by a proxy level for a request it relays (the end user it speaks for); the
-    # server honours it only from an authenticated service identity.
-    on_behalf_of: str = ""
-    cwd: str = ""
 
 
 class DirEntry(msgspec.Struct, array_like=True, gc=False, kw_only=True):
@@ -48,7 +47,6 @@ class DirEntry(msgspec.Struct, array_like=True, gc=False, kw_only=True):
 class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
     """The answer to one Request: JAliEn's exit code, error text, records and metadata."""
 
-    id: int = 0
     exitcode: int = 0
     error: str = ""
     results: list[Record] = []
@@ -66,9 +64,19 @@ class Event(msgspec.Struct, tag="evt", kw_only=True, omit_defaults=True):
 
 
 class Cancel(msgspec.Struct, tag="cancel", kw_only=True):
-    """The client gave up on request *id* (Ctrl-C, timeout): the server stops its work."""
-
-    id: int
+    """Sent on a request's stream: the client gave up (Ctrl-C, timeout); stop its work."""
 
 
-Message = Request | Reply | Event | Cancel
+class OpenChannel(msgspec.Struct, tag="open", kw_only=True, omit_defaults=True):
+    """A proxy level opens a channel (a session of its own, with its own cwd) for one of
+    its downstream clients, acting for *dn*. Sent on the channel's stream 0. Acting for
+    another DN than the connection's own needs the "proxy" role."""
+
+    dn: str = ""
+
+
+class CloseChannel(msgspec.Struct, tag="close", kw_only=True):
+    """The downstream client of a channel went away: forget its session."""
+
+
+Message = Request | Reply | Event | Cancel | OpenChannel | CloseChannel

@@ -1,0 +1,71 @@
+"""Session and server commands every level answers: commandlist, whoami, pwd, ping, motd,
+version, uptime."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from jalien.commands.session import Session
+from jalien.commands.table import CommandTable
+from jalien.version import JALIEN_COMPAT_VERSION, __version__
+from jalien.wire.messages import Record
+
+
+class BasicCommands:
+    """The commands of the session itself; *started* is the server's start time."""
+
+    def __init__(self, table: CommandTable, *, motd: str, started: float | None = None) -> None:
+        self.table = table
+        self.motd_text = motd
+        self.started = time.time() if started is None else started
+
+    def register(self) -> None:
+        add = self.table.add
+        add("commandlist", self.commandlist, "list the commands this server knows")
+        add("whoami", self.whoami, "the account of this session")
+        add("pwd", self.pwd, "the current directory")
+        add("ping", self.ping, "a round trip to the server")
+        add("motd", self.motd, "message of the day")
+        add("version", self.version, "server version")
+        add("uptime", self.uptime, "how long the server has run and how busy it is")
+
+    def commandlist(self, session: Session, args: list[str]) -> list[Record]:
+        return [{"commandlist": name, "message": name} for name in self.table.names()]
+
+    def whoami(self, session: Session, args: list[str]) -> list[Record]:
+        identity = session.identity
+        record: Record = {"message": identity.login, "user": identity.login}
+        if "-v" in args:
+            record.update(dn=identity.dn, roles=",".join(identity.roles), home=identity.home)
+            record["message"] = f"{identity.login}\n{identity.dn}\nroles: {record['roles']}"
+        return [record]
+
+    def pwd(self, session: Session, args: list[str]) -> list[Record]:
+        return [{"message": session.cwd, "pwd": session.cwd}]
+
+    def ping(self, session: Session, args: list[str]) -> list[Record]:
+        now = time.time()
+        return [{"message": "pong", "servertime": f"{now:.6f}", "host": os.uname().nodename}]
+
+    def motd(self, session: Session, args: list[str]) -> list[Record]:
+        return [{"message": self.motd_text}]
+
+    def version(self, session: Session, args: list[str]) -> list[Record]:
+        text = f"jalien {__version__} (JAliEn {JALIEN_COMPAT_VERSION} compatible)"
+        return [{"message": text, "version": __version__, "jalien_compat": JALIEN_COMPAT_VERSION}]
+
+    def uptime(self, session: Session, args: list[str]) -> list[Record]:
+        seconds = int(time.time() - self.started)
+        days, rest = divmod(seconds, 86400)
+        hours, rest = divmod(rest, 3600)
+        minutes, secs = divmod(rest, 60)
+        text = f"up {days}d {hours:02d}:{minutes:02d}:{secs:02d}"
+        load = os.getloadavg()
+        return [
+            {
+                "message": f"{text}, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+                "uptime": str(seconds),
+                "load": f"{load[0]:.2f}",
+            }
+        ]

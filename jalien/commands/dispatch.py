@@ -1,0 +1,92 @@
+"""The one place where a request becomes a reply: find the command, run it, and map any
+exception to JAliEn's exit code and error text. Serves both personalities (it is the
+net.Handler of jcentral)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+from jalien.auth.errors import AuthError
+from jalien.commands.session import Session
+from jalien.commands.table import CommandTable, Result
+from jalien.net.identity import Identity
+from jalien.wire.errors import EXIT_NOT_FOUND, EXIT_PERMISSION, RequestError
+from jalien.wire.messages import Reply, Request
+
+log = logging.getLogger("jalien.commands")
+
+EXIT_REMOTE_IO = 121  # JAliEn's EREMOTEIO for a command that failed unexpectedly
+
+
+class Dispatcher:
+    def __init__(self, table: CommandTable, *, site: str) -> None:
+        self.table = table
+        self.site = site
+        self.sessions: set[Session] = set()
+
+    # -- net.Handler
+    def open_session(self, identity: Identity, push: Any, *, personality: str) -> Session:
+        session = Session(
+            identity=identity,
+            cwd=identity.home or "/",
+            site=self.site,
+            personality=personality,
+            push=push,
+        )
+        self.sessions.add(session)
+        return session
+
+    def close_session(self, session: Session) -> None:
+        self.sessions.discard(session)
+
+    def describe_session(self, session: Session) -> dict[str, str]:
+        return session.metadata()
+
+    def dispatch(self, session: Session, request: Request) -> Reply | Awaitable[Reply]:
+        command = self.table.get(request.command)
+        if command is None:
+            return self._finish(
+                session,
+                Reply(exitcode=EXIT_NOT_FOUND, error="Command not found or not implemented yet"),
+            )
+        if command.admin_only and not session.identity.has_role("admin"):
+            return self._finish(
+                session, Reply(exitcode=EXIT_PERMISSION, error="Permission denied: admin only")
+            )
+        try:
+            result = command.fn(session, list(request.options))
+        except Exception as exc:
+            return self._finish(session, self._error(request, exc))
+        if inspect.isawaitable(result):
+            return self._await(session, request, result)
+        return self._finish(session, result)
+
+    async def _await(self, session: Session, request: Request, pending: Awaitable[Any]) -> Reply:
+        try:
+            result = await pending
+        except Exception as exc:
+            return self._finish(session, self._error(request, exc))
+        return self._finish(session, result)
+
+    def _finish(self, session: Session, result: Result) -> Reply:
+        reply = result if type(result) is Reply else Reply(results=result)  # type: ignore[arg-type]
+        metadata = session.metadata()
+        if reply.metadata:
+            metadata.update(reply.metadata)
+        reply.metadata = metadata
+        return reply
+
+    @staticmethod
+    def _error(request: Request, exc: Exception) -> Reply:
+        if isinstance(exc, RequestError):
+            return Reply(exitcode=exc.exitcode, error=str(exc))
+        if isinstance(exc, AuthError):
+            return Reply(exitcode=EXIT_PERMISSION, error=str(exc))
+        log.error("command %s %s failed", request.command, request.options, exc_info=exc)
+        return Reply(
+            exitcode=EXIT_REMOTE_IO,
+            error=f"Error executing command [{request.command}]: {type(exc).__name__}: {exc}",
+        )

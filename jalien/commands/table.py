@@ -1,0 +1,43 @@
+"""The command table: names, functions and one-line help, built in plain code by a role."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from jalien.commands.session import Session
+from jalien.wire.messages import Record, Reply
+
+Result = Reply | list[Record] | Awaitable[Reply | list[Record]]
+CommandFn = Callable[[Session, list[str]], Result]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    fn: CommandFn
+    summary: str
+    admin_only: bool = False
+
+
+class CommandTable:
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def add(self, name: str, fn: CommandFn, summary: str, *, admin_only: bool = False) -> None:
+        if name in self._commands:
+            raise ValueError(f"command {name} registered twice")
+        self._commands[name] = Command(name, fn, summary, admin_only)
+
+    def get(self, name: str) -> Command | None:
+        return self._commands.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._commands)
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(self._commands.values())
+
+    def __contains__(self, name: Any) -> bool:
+        return name in self._commands

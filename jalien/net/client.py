@@ -1,0 +1,408 @@
+"""Client of the binary channel: one TLS connection, many requests in flight, pushed
+events, reconnection with backoff. The shell, jBox, VoBox and JobAgent all use it.
+
+    client = Client("localhost", 8098, ssl_context)
+    await client.connect()
+    reply = await client.call("ls", "-l", "/alice")
+
+Channels (see jalien.wire.streams) let a proxy level run one session per downstream
+client on this one connection. ``SyncClient`` wraps it all for synchronous code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from jalien.wire import codec, framing
+from jalien.wire.errors import EXIT_NO_CONNECTION, EXIT_TIMEOUT, RequestError
+from jalien.wire.messages import Cancel, CloseChannel, Event, OpenChannel, Reply, Request
+from jalien.wire.streams import (
+    CONTROL_SEQ,
+    MAX_CHANNEL,
+    SequenceAllocator,
+    channel_of,
+    seq_of,
+    stream_id,
+)
+
+log = logging.getLogger("jalien.net.client")
+
+EventCallback = Callable[[int, Event], None]
+RawReply = tuple[int, bytes]  # (flags, body as on the wire)
+
+
+class ConnectionLost(RequestError):
+    def __init__(self, message: str = "no connection to the server") -> None:
+        super().__init__(message, EXIT_NO_CONNECTION)
+
+
+class RequestTimeout(RequestError):
+    def __init__(self, command: str, timeout: float) -> None:
+        super().__init__(f"{command}: no answer within {timeout:g} s", EXIT_TIMEOUT)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, owner: Client) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.decoder = framing.FrameDecoder(owner.max_message_size, raw=True)
+        self.closed = asyncio.get_running_loop().create_future()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._can_write.set()
+        if not self.closed.done():
+            self.closed.set_result(exc)
+        self.owner._lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    async def drain(self) -> None:
+        await self._can_write.wait()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.decoder.feed(data)
+        except framing.ProtocolError as exc:
+            log.warning("server sent garbage: %s", exc)
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        deliver = self.owner._deliver
+        for sid, flags, body in frames:
+            deliver(sid, flags, body)
+
+
+class Channel:
+    """A session on the connection: channel 0 is the client's own; others are opened by a
+    proxy for the users it serves (OpenChannel)."""
+
+    def __init__(self, client: Client, number: int, dn: str = "") -> None:
+        self.client = client
+        self.number = number
+        self.dn = dn
+        self.seqs = SequenceAllocator()
+
+    async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
+        return await self.request(Request(command=command, options=list(options)), timeout)
+
+    async def request(self, request: Request, timeout: float | None = None) -> Reply:
+        body = codec.encode_msgpack(request)
+        flags, raw = await self.client._exchange(self, body, 0, request.command, timeout)
+        return decode_reply(flags, raw)
+
+    async def forward(self, flags: int, body: bytes, timeout: float | None = None) -> RawReply:
+        """Send a request body as it came from downstream; the reply comes back raw too."""
+        return await self.client._exchange(self, body, flags, "request", timeout)
+
+    async def close(self) -> None:
+        await self.client.close_channel(self)
+
+
+def decode_reply(flags: int, raw: bytes) -> Reply:
+    if flags & framing.FLAG_COMPRESSED:
+        raw = framing.decompress(raw)
+    message = (
+        codec.decode_json(raw)
+        if flags & framing.CODEC_MASK == framing.CODEC_JSON
+        else codec.decode_msgpack(raw)
+    )
+    if type(message) is not Reply:
+        raise RequestError(f"server answered with {type(message).__name__}, not a reply")
+    return message
+
+
+class Client:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        server_hostname: str | None = None,
+        connect_timeout: float = 10.0,
+        request_timeout: float = 120.0,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.1, 10.0),
+        on_event: EventCallback | None = None,
+        on_reconnect: Callable[[], Any] | None = None,
+        max_message_size: int = framing.DEFAULT_MAX_FRAME,
+        compress_threshold: int = framing.DEFAULT_COMPRESS_THRESHOLD,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.reconnect = reconnect
+        self.backoff = backoff
+        self.on_event = on_event
+        self.on_reconnect = on_reconnect
+        self.max_message_size = max_message_size
+        self.compress_threshold = compress_threshold
+        self.channels: dict[int, Channel] = {}
+        self.main = Channel(self, 0)
+        self.channels[0] = self.main
+        self._protocol: _Protocol | None = None
+        self._pending: dict[int, asyncio.Future[RawReply]] = {}
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._reconnector: asyncio.Task[None] | None = None
+        self._connect_lock = asyncio.Lock()
+        self.last_error: str = ""
+
+    # -- connection management
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def connect(self) -> None:
+        """Connect once; raises ConnectionLost with the reason when it fails."""
+        async with self._connect_lock:
+            if self.connected:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                _, protocol = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _Protocol(self),
+                        self.host,
+                        self.port,
+                        ssl=self.ssl_context,
+                        server_hostname=(self.server_hostname or self.host)
+                        if self.ssl_context
+                        else None,
+                    ),
+                    self.connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                self.last_error = _describe(exc)
+                raise ConnectionLost(
+                    f"cannot connect to {self.host}:{self.port}: {self.last_error}"
+                ) from None
+            self._protocol = protocol
+            self._connected.set()
+            for channel in self.channels.values():
+                if channel.number:
+                    self._send(
+                        stream_id(channel.number, CONTROL_SEQ),
+                        codec.encode_msgpack(OpenChannel(dn=channel.dn)),
+                        0,
+                    )
+
+    def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
+        if protocol is not self._protocol:
+            return
+        self._protocol = None
+        self._connected.clear()
+        self.last_error = _describe(exc) if exc else "connection closed by the server"
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(ConnectionLost(f"connection lost: {self.last_error}"))
+        for channel in self.channels.values():
+            channel.seqs = SequenceAllocator()
+        if self.reconnect and not self._closing and self._reconnector is None:
+            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        delay, limit = self.backoff
+        try:
+            while not self._closing and not self.connected:
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                try:
+                    await self.connect()
+                except ConnectionLost as exc:
+                    log.info("reconnect to %s:%d failed: %s", self.host, self.port, exc)
+                    delay = min(delay * 2, limit)
+                    continue
+                log.info("reconnected to %s:%d", self.host, self.port)
+                if self.on_reconnect is not None:
+                    self.on_reconnect()
+        finally:
+            self._reconnector = None
+
+    async def wait_connected(self, timeout: float) -> None:
+        if self.connected:
+            return
+        if self._reconnector is None and not self._closing:
+            try:
+                await self.connect()
+                return
+            except ConnectionLost:
+                if not self.reconnect:
+                    raise
+                self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise ConnectionLost(
+                f"no connection to {self.host}:{self.port}: {self.last_error or 'timed out'}"
+            ) from None
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+        protocol = self._protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(protocol.closed), 5)
+
+    # -- channels
+    async def open_channel(self, dn: str = "", timeout: float | None = None) -> Channel:
+        number = next((n for n in range(1, MAX_CHANNEL + 1) if n not in self.channels), None)
+        if number is None:
+            raise RequestError("all channels of the connection are in use")
+        channel = Channel(self, number, dn)
+        self.channels[number] = channel
+        if self.connected:
+            self._send(stream_id(number, CONTROL_SEQ), codec.encode_msgpack(OpenChannel(dn=dn)), 0)
+        return channel
+
+    async def close_channel(self, channel: Channel) -> None:
+        if self.channels.pop(channel.number, None) is not None and self.connected:
+            self._send(
+                stream_id(channel.number, CONTROL_SEQ), codec.encode_msgpack(CloseChannel()), 0
+            )
+
+    # -- requests
+    async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
+        return await self.main.call(command, *options, timeout=timeout)
+
+    async def request(self, request: Request, timeout: float | None = None) -> Reply:
+        return await self.main.request(request, timeout)
+
+    def _send(self, sid: int, body: bytes, flags: int) -> None:
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
+            raise ConnectionLost(f"not connected: {self.last_error}")
+        if flags & framing.FLAG_COMPRESSED:
+            data = framing.encode_raw(sid, flags, body)
+        else:
+            data = framing.encode_frame(
+                sid, body, flags & framing.CODEC_MASK, self.compress_threshold
+            )
+        protocol.transport.write(data)
+
+    async def _exchange(
+        self, channel: Channel, body: bytes, flags: int, what: str, timeout: float | None
+    ) -> RawReply:
+        timeout = self.request_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self.wait_connected(timeout)
+        protocol = self._protocol
+        if protocol is not None:
+            await protocol.drain()
+        seq = channel.seqs.allocate()
+        sid = stream_id(channel.number, seq)
+        future: asyncio.Future[RawReply] = loop.create_future()
+        self._pending[sid] = future
+        try:
+            self._send(sid, body, flags)
+            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            self._cancel(sid)
+            raise RequestTimeout(what, timeout) from None
+        except asyncio.CancelledError:
+            self._cancel(sid)
+            raise
+        finally:
+            self._pending.pop(sid, None)
+            channel.seqs.release(seq)
+
+    def _cancel(self, sid: int) -> None:
+        if self.connected:
+            with contextlib.suppress(ConnectionLost):
+                self._send(sid, codec.encode_msgpack(Cancel()), 0)
+
+    def _deliver(self, sid: int, flags: int, body: bytes) -> None:
+        if seq_of(sid) == CONTROL_SEQ:
+            self._control(channel_of(sid), flags, body)
+            return
+        future = self._pending.get(sid)
+        if future is not None and not future.done():
+            future.set_result((flags, body))
+
+    def _control(self, channel: int, flags: int, body: bytes) -> None:
+        try:
+            if flags & framing.FLAG_COMPRESSED:
+                body = framing.decompress(body)
+            message = codec.decode_msgpack(body)
+        except (framing.ProtocolError, codec.DecodeError) as exc:
+            log.warning("bad control message on channel %d: %s", channel, exc)
+            return
+        if type(message) is Event:
+            if self.on_event is not None:
+                self.on_event(channel, message)
+        elif type(message) is Reply and message.exitcode:
+            log.warning("channel %d: %s", channel, message.error)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class SyncClient:
+    """The Client for synchronous code: its own event loop in a daemon thread."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="jalien-client"
+        )
+        self._thread.start()
+        self._client: Client = self._run(self._make(args, kwargs))
+
+    async def _make(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Client:
+        return Client(*args, **kwargs)
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def connect(self) -> None:
+        self._run(self._client.connect())
+
+    def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
+        return self._run(self._client.call(command, *options, timeout=timeout))
+
+    def close(self) -> None:
+        try:
+            self._run(self._client.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

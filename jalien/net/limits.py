@@ -1,0 +1,15 @@
+"""Limits that protect a server from one greedy or broken client."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Limits(msgspec.Struct, kw_only=True, frozen=True):
+    max_message_size: int = 16 * 1024 * 1024  # one frame / one WebSocket message
+    max_connections: int = 10_000
+    max_in_flight: int = 1024  # requests of one connection being served at once
+    idle_timeout: float = 3600.0  # seconds without traffic before a connection is closed
+    write_buffer_high: int = 4 * 1024 * 1024  # stop reading a client that does not read
+    handshake_timeout: float = 15.0
+    compress_threshold: int = 8 * 1024

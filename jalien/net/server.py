@@ -1,0 +1,582 @@
+"""The jalien server: one process, two personalities, mutual TLS.
+
+- WebSocket + JSON at ``/websocket/json`` (picows), JAliEn's protocol, for alien.py/ROOT.
+- The binary channel: framed MessagePack, many requests in flight per connection, replies
+  out of order, pushed events.
+
+Every TCP connection first passes a TLS gate that runs the handshake itself
+(``loop.start_tls``), so a refused client (unknown CA, expired, unknown or revoked user)
+is logged with its address and the reason, then dropped; only then is the personality's
+protocol attached to the TLS transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+)
+from picows.picows import WSAutoPingStrategy, WSProtocol
+
+from jalien.auth.errors import AuthError
+from jalien.net.handler import Handler
+from jalien.net.identity import Authenticator, Identity
+from jalien.net.limits import Limits
+from jalien.wire import codec, framing
+from jalien.wire.codec import DecodeError
+from jalien.wire.errors import EXIT_FAILED, EXIT_INVALID, EXIT_TOO_BIG
+from jalien.wire.jalien_json import OutputMode, error_reply_json, parse_request, render_reply
+from jalien.wire.messages import (
+    Cancel,
+    CloseChannel,
+    Event,
+    OpenChannel,
+    Reply,
+    Request,
+)
+from jalien.wire.streams import CONTROL_SEQ, channel_of, seq_of, stream_id
+
+log = logging.getLogger("jalien.net.server")
+
+WS_PATH = b"/websocket/json"
+BINARY = "binary"
+WEBSOCKET = "websocket"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or exc.strerror or str(exc)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "TLS handshake timed out"
+    return str(exc) or type(exc).__name__
+
+
+def _internal_error(exc: BaseException) -> Reply:
+    log.error("handler failed", exc_info=exc)
+    return Reply(exitcode=EXIT_FAILED, error=f"internal error: {type(exc).__name__}")
+
+
+class _TlsGate(asyncio.Protocol):
+    """Runs the TLS handshake and the account lookup, then hands the connection over."""
+
+    def __init__(self, server: Server, personality: str) -> None:
+        self._server = server
+        self._personality = personality
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._admit(transport))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - start_tls owns it
+        pass
+
+    async def _admit(self, transport: asyncio.BaseTransport) -> None:
+        server = self._server
+        peer = transport.get_extra_info("peername")
+        where = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if server.connection_count >= server.limits.max_connections:
+            log.warning("refused %s (%s): too many connections", where, self._personality)
+            transport.abort()
+            return
+        server.connection_count += 1
+        admitted = False
+        try:
+            try:
+                tls = await asyncio.get_running_loop().start_tls(
+                    transport,  # type: ignore[arg-type]
+                    self,
+                    server.ssl_context,
+                    server_side=True,
+                    ssl_handshake_timeout=server.limits.handshake_timeout,
+                )
+            except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+                log.warning("refused %s (%s): TLS: %s", where, self._personality, _reason(exc))
+                transport.abort()
+                return
+            if tls is None:
+                return
+            try:
+                identity = server.authenticator(tls.get_extra_info("ssl_object"))
+            except AuthError as exc:
+                log.warning("refused %s (%s): %s", where, self._personality, exc)
+                tls.close()
+                return
+            log.info("connected %s (%s) as %s", where, self._personality, identity.login)
+            try:
+                if self._personality == BINARY:
+                    protocol: Any = BinaryConnection(server, identity, where)
+                else:
+                    protocol = server.websocket_protocol(identity, where)
+                tls.set_protocol(protocol)
+                protocol.connection_made(tls)
+            except Exception:
+                log.exception("closing %s (%s): session setup failed", where, self._personality)
+                tls.abort()
+                return
+            admitted = True
+        finally:
+            if not admitted:
+                server.connection_count -= 1
+
+
+class _Session:
+    """A client session as the binary connection sees it: handler state + its requests."""
+
+    __slots__ = ("state", "streams")
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.streams: set[int] = set()
+
+
+class BinaryConnection(asyncio.Protocol):
+    """The binary channel, server side: decode frames, dispatch, write replies."""
+
+    def __init__(self, server: Server, identity: Identity, where: str) -> None:
+        self.server = server
+        self.identity = identity
+        self.where = where
+        self.transport: asyncio.Transport | None = None
+        self._decoder = framing.FrameDecoder(server.limits.max_message_size)
+        self._sessions: dict[int, _Session] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._out: list[bytes] | None = None
+        self._reading_paused = False
+        self._write_paused = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._active = True
+        self._threshold = server.limits.compress_threshold
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(high=self.server.limits.write_buffer_high)
+        self.server.connections.add(self)
+        self._open_session(0, self.identity)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.server.connection_count -= 1
+        if self._idle is not None:
+            self._idle.cancel()
+        for task in self._tasks.values():
+            task.cancel()
+        for channel in list(self._sessions):
+            self._close_session(channel)
+        log.info("disconnected %s (%s)", self.where, self.identity.login)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self._active = True
+        try:
+            frames = self._decoder.feed(data)
+        except framing.ProtocolError as exc:
+            log.warning("closing %s (%s): %s", self.where, self.identity.login, exc)
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        # coalesce the replies answered inline into one write per read
+        self._out = out = []
+        try:
+            for sid, flags, body in frames:
+                self._frame(sid, flags, body)
+        finally:
+            self._out = None
+            if out:
+                self.transport.write(b"".join(out))  # type: ignore[union-attr]
+
+    # -- frames and messages
+    def _frame(self, sid: int, flags: int, body: bytes) -> None:
+        try:
+            if flags & framing.CODEC_MASK == framing.CODEC_JSON:
+                message = codec.decode_json(body)
+            else:
+                message = codec.decode_msgpack(body)
+        except DecodeError as exc:
+            self.send(sid, Reply(exitcode=EXIT_INVALID, error=str(exc)))
+            return
+        channel = channel_of(sid)
+        if type(message) is Request:
+            session = self._sessions.get(channel)
+            if session is None:
+                self.send(sid, Reply(exitcode=EXIT_INVALID, error=f"channel {channel} not open"))
+            elif seq_of(sid) == CONTROL_SEQ:
+                self.send(sid, Reply(exitcode=EXIT_INVALID, error="requests need a sequence > 0"))
+            else:
+                self._request(sid, session, message)
+        elif type(message) is Cancel:
+            task = self._tasks.get(sid)
+            if task is not None:
+                task.cancel()
+        elif type(message) is OpenChannel:
+            self._open_channel(sid, channel, message)
+        elif type(message) is CloseChannel:
+            if channel:
+                self._close_session(channel)
+        else:
+            self.send(sid, Reply(exitcode=EXIT_INVALID, error="clients send requests only"))
+
+    def _request(self, sid: int, session: _Session, request: Request) -> None:
+        if sid in self._tasks:
+            self.send(sid, Reply(exitcode=EXIT_INVALID, error="stream id already in use"))
+            return
+        try:
+            result = self.server.handler.dispatch(session.state, request)
+        except Exception as exc:  # the handler's own guard failed: a bug, keep serving
+            result = _internal_error(exc)
+        if type(result) is Reply:
+            self.send(sid, result)
+            return
+        task = asyncio.ensure_future(self._finish(sid, result))  # type: ignore[arg-type]
+        self._tasks[sid] = task
+        session.streams.add(sid)
+        self._update_reading()
+
+    async def _finish(self, sid: int, pending: Awaitable[Reply]) -> None:
+        try:
+            reply = await pending
+        except asyncio.CancelledError:
+            reply = Reply(exitcode=EXIT_FAILED, error="cancelled")
+        except Exception as exc:
+            reply = _internal_error(exc)
+        finally:
+            self._tasks.pop(sid, None)
+            session = self._sessions.get(channel_of(sid))
+            if session is not None:
+                session.streams.discard(sid)
+            self._update_reading()
+        if self.transport is not None and not self.transport.is_closing():
+            self.send(sid, reply)
+
+    def _open_channel(self, sid: int, channel: int, message: OpenChannel) -> None:
+        if channel == 0 or seq_of(sid) != CONTROL_SEQ:
+            self.send(sid, Reply(exitcode=EXIT_INVALID, error="OpenChannel needs channel > 0"))
+            return
+        dn = message.dn or self.identity.dn
+        try:
+            if dn == self.identity.dn:
+                identity = self.identity
+            elif self.identity.has_role("proxy"):
+                identity = self.server.identify_dn(dn)
+            else:
+                raise AuthError(f"{self.identity.login} may not act for {dn}")
+        except AuthError as exc:
+            log.warning(
+                "%s (%s): channel %d refused: %s", self.where, self.identity.login, channel, exc
+            )
+            self.send(sid, Reply(exitcode=13, error=str(exc)))
+            return
+        if channel in self._sessions:
+            self._close_session(channel)
+        self._open_session(channel, identity)
+        self.send(sid, Reply(metadata={"user": identity.login}))
+
+    def _open_session(self, channel: int, identity: Identity) -> None:
+        events_sid = stream_id(channel, CONTROL_SEQ)
+
+        def push(event: Event) -> None:
+            self.send(events_sid, event)
+
+        state = self.server.handler.open_session(identity, push, personality=BINARY)
+        self._sessions[channel] = _Session(state)
+
+    def _close_session(self, channel: int) -> None:
+        session = self._sessions.pop(channel, None)
+        if session is None:
+            return
+        for sid in session.streams:
+            task = self._tasks.get(sid)
+            if task is not None:
+                task.cancel()
+        self.server.handler.close_session(session.state)
+
+    def send(self, sid: int, message: Reply | Event) -> None:
+        """Encode and write (or queue for the coalesced write of this read)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        data = framing.encode_frame(sid, codec.encode_msgpack(message), 0, self._threshold)
+        if self._out is not None:
+            self._out.append(data)
+        else:
+            transport.write(data)
+
+    # -- flow control and idleness
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        pause = self._write_paused or len(self._tasks) >= self.server.limits.max_in_flight
+        if pause and not self._reading_paused:
+            transport.pause_reading()
+            self._reading_paused = True
+        elif not pause and self._reading_paused:
+            transport.resume_reading()
+            self._reading_paused = False
+
+    def _arm_idle(self) -> None:
+        timeout = self.server.limits.idle_timeout
+        if timeout > 0:
+            self._idle = asyncio.get_running_loop().call_later(timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if not self._active and not self._tasks and self.transport is not None:
+            log.info("closing %s (%s): idle", self.where, self.identity.login)
+            self.transport.close()
+            return
+        self._active = False
+        self._arm_idle()
+
+
+class JsonWebSocket(WSListener):
+    """One alien.py/ROOT client: JAliEn JSON requests in, replies in request order."""
+
+    def __init__(self, server: Server, identity: Identity, where: str) -> None:
+        self.server = server
+        self.identity = identity
+        self.where = where
+        self.transport: WSTransport | None = None
+        self.session: Any = None
+        # replies waiting for their turn: bytes when done, a Task while running
+        self._queue: collections.deque[Any] = collections.deque()
+        self._fragments: list[bytes] = []
+        self._idle: asyncio.TimerHandle | None = None
+        self._active = True
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.server.connections.add(self)
+        self.session = self.server.handler.open_session(
+            self.identity, self._push, personality=WEBSOCKET
+        )
+        self._arm_idle()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.server.connections.discard(self)
+        self.server.connection_count -= 1
+        if self._idle is not None:
+            self._idle.cancel()
+        for item in self._queue:
+            if isinstance(item, asyncio.Task):
+                item.cancel()
+        self._queue.clear()
+        if self.session is not None:
+            self.server.handler.close_session(self.session)
+            self.session = None
+        log.info("disconnected %s (websocket, %s)", self.where, self.identity.login)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self._active = True
+        kind = frame.msg_type
+        if kind is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if kind not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+            return  # pings are answered by picows; pongs need nothing
+        if not frame.fin or self._fragments:
+            self._fragments.append(frame.get_payload_as_bytes())
+            size = sum(map(len, self._fragments))
+            if size > self.server.limits.max_message_size:
+                self._fragments.clear()
+                self._enqueue(self._error(EXIT_TOO_BIG, "message too big"))
+                return
+            if not frame.fin:
+                return
+            payload: bytes | memoryview = b"".join(self._fragments)
+            self._fragments.clear()
+        else:
+            payload = frame.get_payload_as_memoryview()
+        self._request(payload)
+
+    def _error(self, code: int, text: str) -> bytes:
+        return error_reply_json(code, text, self._metadata())
+
+    def _metadata(self) -> dict[str, str]:
+        describe = getattr(self.server.handler, "describe_session", None)
+        if describe is not None and self.session is not None:
+            return describe(self.session)
+        return {"user": self.identity.login, "currentdir": self.identity.home or "/"}
+
+    def _request(self, payload: bytes | memoryview) -> None:
+        try:
+            request, mode = parse_request(bytes(payload))
+        except DecodeError as exc:
+            self._enqueue(self._error(EXIT_INVALID, str(exc)))
+            return
+        try:
+            result = self.server.handler.dispatch(self.session, request)
+        except Exception as exc:
+            result = _internal_error(exc)
+        if type(result) is Reply:
+            self._enqueue(render_reply(result, mode))
+            return
+        self._enqueue(asyncio.ensure_future(self._finish(result, mode)))  # type: ignore[arg-type]
+
+    async def _finish(self, pending: Awaitable[Reply], mode: OutputMode) -> bytes:
+        try:
+            reply = await pending
+        except Exception as exc:
+            reply = _internal_error(exc)
+        return render_reply(reply, mode)
+
+    def _enqueue(self, item: bytes | asyncio.Task[bytes]) -> None:
+        queue = self._queue
+        if not queue and type(item) is bytes:
+            self._send(item)
+            return
+        queue.append(item)
+        if isinstance(item, asyncio.Task):
+            item.add_done_callback(lambda _t: self._drain())
+        else:
+            self._drain()
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            if type(head) is bytes:
+                text = head
+            elif head.done():
+                if head.cancelled():
+                    queue.popleft()
+                    continue
+                text = head.result()
+            else:
+                return
+            queue.popleft()
+            self._send(text)
+
+    def _send(self, text: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_disconnected:
+            transport.send(WSMsgType.TEXT, text)
+
+    def _push(self, event: Event) -> None:
+        """JAliEn's JSON protocol has no server push; events are dropped on WebSocket."""
+
+    def _arm_idle(self) -> None:
+        timeout = self.server.limits.idle_timeout
+        if timeout > 0:
+            self._idle = asyncio.get_running_loop().call_later(timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if not self._active and not self._queue and self.transport is not None:
+            log.info("closing %s (websocket, %s): idle", self.where, self.identity.login)
+            self.transport.send_close(WSCloseCode.GOING_AWAY, b"idle")
+            self.transport.disconnect()
+            return
+        self._active = False
+        self._arm_idle()
+
+
+class Server:
+    """Listens on every configured address for both personalities."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        ssl_context: ssl.SSLContext,
+        authenticator: Authenticator,
+        *,
+        identify_dn: Callable[[str], Identity] | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.handler = handler
+        self.ssl_context = ssl_context
+        self.authenticator = authenticator
+        self._identify_dn = identify_dn
+        self.limits = limits or Limits()
+        self.connections: set[Any] = set()
+        self.connection_count = 0
+        self._servers: list[asyncio.AbstractServer] = []
+
+    def identify_dn(self, dn: str) -> Identity:
+        if self._identify_dn is None:
+            raise AuthError("this server does not accept proxied identities")
+        return self._identify_dn(dn)
+
+    def websocket_protocol(self, identity: Identity, where: str) -> WSProtocol:
+        def route(request: WSUpgradeRequest) -> Any:
+            if request.path.split(b"?", 1)[0].rstrip(b"/") != WS_PATH:
+                return None  # picows answers 404
+            return JsonWebSocket(self, identity, where)
+
+        limits = self.limits
+        return WSProtocol(
+            None,
+            None,
+            False,
+            route,
+            logging.getLogger("jalien.net.websocket"),
+            True,  # disconnect on exception
+            limits.handshake_timeout,
+            False,
+            20.0,
+            20.0,
+            WSAutoPingStrategy.PING_WHEN_IDLE,  # unused: the server does not auto-ping
+            True,  # answer pings (alien.py pings every 20 s)
+            limits.max_message_size,
+            None,
+            16 * 1024,
+        )
+
+    async def start(self, hosts: list[str], ws_port: int, binary_port: int) -> None:
+        loop = asyncio.get_running_loop()
+        for personality, port in ((WEBSOCKET, ws_port), (BINARY, binary_port)):
+            if port < 0:
+                continue
+            srv = await loop.create_server(
+                lambda p=personality: _TlsGate(self, p),
+                host=hosts,
+                port=port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._servers.append(srv)
+            bound = sorted({f"[{s.getsockname()[0]}]:{s.getsockname()[1]}" for s in srv.sockets})
+            log.info("%s listening on %s", personality, ", ".join(bound))
+
+    def ports(self) -> dict[str, int]:
+        """The bound ports by personality (useful with port 0)."""
+        names = [p for p, port in ((WEBSOCKET, 0), (BINARY, 0))]
+        out = {}
+        for name, srv in zip(names, self._servers, strict=False):
+            out[name] = srv.sockets[0].getsockname()[1]
+        return out
+
+    async def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.connections):
+            transport = conn.transport
+            if isinstance(conn, JsonWebSocket) and transport is not None:
+                transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")
+                transport.disconnect()
+            elif transport is not None:
+                transport.close()
+        for srv in self._servers:
+            await srv.wait_closed()
+        self._servers.clear()

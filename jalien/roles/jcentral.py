@@ -1,0 +1,77 @@
+"""jcentral: the central services in one process. For now the network core and the
+session commands; the catalogue, task queue, cache and data movers plug in here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import uvloop
+
+from jalien.auth.errors import AuthError
+from jalien.auth.tls import server_context
+from jalien.commands.basic import BasicCommands
+from jalien.commands.dispatch import Dispatcher
+from jalien.commands.table import CommandTable
+from jalien.config import Settings
+from jalien.net.identity import AccountsAuthenticator
+from jalien.net.limits import Limits
+from jalien.net.server import Server
+
+log = logging.getLogger("jalien.jcentral")
+
+
+def build_server(settings: Settings) -> Server:
+    """The object graph of jcentral, in plain code."""
+    table = CommandTable()
+    BasicCommands(table, motd=settings.motd).register()
+    dispatcher = Dispatcher(table, site=settings.site)
+    context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
+    accounts = AccountsAuthenticator(settings.accounts_path)
+    limits = Limits(
+        max_message_size=settings.max_message_size,
+        max_connections=settings.max_connections,
+        idle_timeout=settings.idle_timeout,
+        write_buffer_high=settings.write_buffer_high,
+    )
+    return Server(dispatcher, context, accounts, identify_dn=accounts.identify_dn, limits=limits)
+
+
+async def serve(settings: Settings) -> None:
+    server = build_server(settings)
+    await server.start(settings.listen, settings.ws_port, settings.binary_port)
+    print(
+        f"jcentral ready: wss://{settings.listen[0]}:{settings.ws_port}/websocket/json and "
+        f"binary channel on port {settings.binary_port}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await server.close()
+
+
+def run_jcentral(settings: Settings) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        uvloop.run(serve(settings))
+    except AuthError as exc:
+        print(f"jalien-bin: cannot start jcentral: {exc}", file=sys.stderr)
+        print(
+            "hint: run `jalien-bin setup` to create a development CA and credentials",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        print(f"jalien-bin: cannot start jcentral: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
