@@ -24,3 +24,11 @@ def _twins():
 def framing(request):
     """Each framing twin in turn: every wire test is written once and run against both."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def grid_pki(tmp_path_factory):
+    """The test grid's CA, host and users (see tests/gridpki.py)."""
+    from tests.gridpki import make_grid_pki
+
+    return make_grid_pki(tmp_path_factory.mktemp("grid"))

@@ -110,8 +110,8 @@ class Channel:
         """Send a request body as it came from downstream; the reply comes back raw too."""
         return await self.client._exchange(self, body, flags, "request", timeout)
 
-    async def close(self) -> None:
-        await self.client.close_channel(self)
+    def close(self) -> None:
+        self.client.close_channel(self)
 
 
 def decode_reply(flags: int, raw: bytes) -> Reply:
@@ -277,7 +277,7 @@ class Client:
             self._send(stream_id(number, CONTROL_SEQ), codec.encode_msgpack(OpenChannel(dn=dn)), 0)
         return channel
 
-    async def close_channel(self, channel: Channel) -> None:
+    def close_channel(self, channel: Channel) -> None:
         if self.channels.pop(channel.number, None) is not None and self.connected:
             self._send(
                 stream_id(channel.number, CONTROL_SEQ), codec.encode_msgpack(CloseChannel()), 0

@@ -35,7 +35,7 @@ from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
 from jalien.wire import codec, framing
 from jalien.wire.codec import DecodeError
-from jalien.wire.errors import EXIT_FAILED, EXIT_INVALID, EXIT_TOO_BIG
+from jalien.wire.errors import EXIT_FAILED, EXIT_INVALID, EXIT_TOO_BIG, RequestError
 from jalien.wire.jalien_json import OutputMode, error_reply_json, parse_request, render_reply
 from jalien.wire.messages import (
     Cancel,
@@ -55,6 +55,8 @@ WEBSOCKET = "websocket"
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return exc.reason or exc.strerror or str(exc)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
@@ -67,6 +69,20 @@ def _internal_error(exc: BaseException) -> Reply:
     return Reply(exitcode=EXIT_FAILED, error=f"internal error: {type(exc).__name__}")
 
 
+def _replay(protocol: Any, data: bytes) -> None:
+    """Hand early bytes to a protocol, buffered (picows) or not."""
+    if isinstance(protocol, asyncio.BufferedProtocol):
+        view = memoryview(data)
+        while view:
+            buf = protocol.get_buffer(len(view))
+            n = min(len(buf), len(view))
+            buf[:n] = view[:n]
+            protocol.buffer_updated(n)
+            view = view[n:]
+    else:
+        protocol.data_received(data)
+
+
 class _TlsGate(asyncio.Protocol):
     """Runs the TLS handshake and the account lookup, then hands the connection over."""
 
@@ -74,6 +90,7 @@ class _TlsGate(asyncio.Protocol):
         self._server = server
         self._personality = personality
         self._task: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._task = asyncio.get_running_loop().create_task(self._admit(transport))
@@ -82,8 +99,9 @@ class _TlsGate(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - start_tls owns it
-        pass
+    def data_received(self, data: bytes) -> None:
+        # bytes that arrive between the end of the handshake and the handover
+        self._early.append(bytes(data))
 
     async def _admit(self, transport: asyncio.BaseTransport) -> None:
         server = self._server
@@ -124,6 +142,9 @@ class _TlsGate(asyncio.Protocol):
                     protocol = server.websocket_protocol(identity, where)
                 tls.set_protocol(protocol)
                 protocol.connection_made(tls)
+                for chunk in self._early:
+                    _replay(protocol, chunk)
+                self._early.clear()
             except Exception:
                 log.exception("closing %s (%s): session setup failed", where, self._personality)
                 tls.abort()
@@ -225,7 +246,7 @@ class BinaryConnection(asyncio.Protocol):
             elif seq_of(sid) == CONTROL_SEQ:
                 self.send(sid, Reply(exitcode=EXIT_INVALID, error="requests need a sequence > 0"))
             else:
-                self._request(sid, session, message)
+                self._request(sid, session, message, flags, body)
         elif type(message) is Cancel:
             task = self._tasks.get(sid)
             if task is not None:
@@ -238,27 +259,39 @@ class BinaryConnection(asyncio.Protocol):
         else:
             self.send(sid, Reply(exitcode=EXIT_INVALID, error="clients send requests only"))
 
-    def _request(self, sid: int, session: _Session, request: Request) -> None:
+    def _request(
+        self, sid: int, session: _Session, request: Request, flags: int, body: bytes
+    ) -> None:
         if sid in self._tasks:
             self.send(sid, Reply(exitcode=EXIT_INVALID, error="stream id already in use"))
             return
+        handler = self.server.handler
+        forward = self.server.forward_raw
         try:
-            result = self.server.handler.dispatch(session.state, request)
+            if forward is not None:  # a proxy level: the body goes upstream as it is
+                result: Any = forward(session.state, request, flags, body)
+            else:
+                result = handler.dispatch(session.state, request)
         except Exception as exc:  # the handler's own guard failed: a bug, keep serving
             result = _internal_error(exc)
         if type(result) is Reply:
             self.send(sid, result)
             return
-        task = asyncio.ensure_future(self._finish(sid, result))  # type: ignore[arg-type]
+        if type(result) is tuple:
+            self.send_raw(sid, *result)
+            return
+        task = asyncio.ensure_future(self._finish(sid, result))
         self._tasks[sid] = task
         session.streams.add(sid)
         self._update_reading()
 
-    async def _finish(self, sid: int, pending: Awaitable[Reply]) -> None:
+    async def _finish(self, sid: int, pending: Awaitable[Any]) -> None:
         try:
             reply = await pending
         except asyncio.CancelledError:
             reply = Reply(exitcode=EXIT_FAILED, error="cancelled")
+        except RequestError as exc:
+            reply = Reply(exitcode=exc.exitcode, error=str(exc))
         except Exception as exc:
             reply = _internal_error(exc)
         finally:
@@ -268,7 +301,10 @@ class BinaryConnection(asyncio.Protocol):
                 session.streams.discard(sid)
             self._update_reading()
         if self.transport is not None and not self.transport.is_closing():
-            self.send(sid, reply)
+            if type(reply) is tuple:
+                self.send_raw(sid, *reply)
+            else:
+                self.send(sid, reply)
 
     def _open_channel(self, sid: int, channel: int, message: OpenChannel) -> None:
         if channel == 0 or seq_of(sid) != CONTROL_SEQ:
@@ -318,6 +354,17 @@ class BinaryConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         data = framing.encode_frame(sid, codec.encode_msgpack(message), 0, self._threshold)
+        if self._out is not None:
+            self._out.append(data)
+        else:
+            transport.write(data)
+
+    def send_raw(self, sid: int, flags: int, body: bytes) -> None:
+        """Write a reply body as it came from upstream (a proxy level)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        data = framing.encode_raw(sid, flags, body)
         if self._out is not None:
             self._out.append(data)
         else:
@@ -505,6 +552,9 @@ class Server:
         limits: Limits | None = None,
     ) -> None:
         self.handler = handler
+        self.forward_raw = getattr(handler, "dispatch_raw", None)
+        # picows logs every accepted connection at INFO; our gate already does
+        logging.getLogger("jalien.net.websocket").setLevel(logging.WARNING)
         self.ssl_context = ssl_context
         self.authenticator = authenticator
         self._identify_dn = identify_dn
@@ -512,6 +562,7 @@ class Server:
         self.connections: set[Any] = set()
         self.connection_count = 0
         self._servers: list[asyncio.AbstractServer] = []
+        self._by_name: dict[str, asyncio.AbstractServer] = {}
 
     def identify_dn(self, dn: str) -> Identity:
         if self._identify_dn is None:
@@ -556,16 +607,13 @@ class Server:
                 backlog=1024,
             )
             self._servers.append(srv)
+            self._by_name[personality] = srv
             bound = sorted({f"[{s.getsockname()[0]}]:{s.getsockname()[1]}" for s in srv.sockets})
             log.info("%s listening on %s", personality, ", ".join(bound))
 
     def ports(self) -> dict[str, int]:
-        """The bound ports by personality (useful with port 0)."""
-        names = [p for p, port in ((WEBSOCKET, 0), (BINARY, 0))]
-        out = {}
-        for name, srv in zip(names, self._servers, strict=False):
-            out[name] = srv.sockets[0].getsockname()[1]
-        return out
+        """The bound port of each personality (useful with port 0)."""
+        return {name: srv.sockets[0].getsockname()[1] for name, srv in self._by_name.items()}
 
     async def close(self) -> None:
         for srv in self._servers:
