@@ -103,6 +103,18 @@ class _TlsGate(asyncio.Protocol):
         # bytes that arrive between the end of the handshake and the handover
         self._early.append(bytes(data))
 
+    async def _start_tls(self, transport: asyncio.BaseTransport) -> Any:
+        server = self._server
+        if server.ssl_context is None:  # plain TCP: only for benchmarks and tests
+            return transport
+        return await asyncio.get_running_loop().start_tls(
+            transport,  # type: ignore[arg-type]
+            self,
+            server.ssl_context,
+            server_side=True,
+            ssl_handshake_timeout=server.limits.handshake_timeout,
+        )
+
     async def _admit(self, transport: asyncio.BaseTransport) -> None:
         server = self._server
         peer = transport.get_extra_info("peername")
@@ -115,13 +127,7 @@ class _TlsGate(asyncio.Protocol):
         admitted = False
         try:
             try:
-                tls = await asyncio.get_running_loop().start_tls(
-                    transport,  # type: ignore[arg-type]
-                    self,
-                    server.ssl_context,
-                    server_side=True,
-                    ssl_handshake_timeout=server.limits.handshake_timeout,
-                )
+                tls = await self._start_tls(transport)
             except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
                 log.warning("refused %s (%s): TLS: %s", where, self._personality, _reason(exc))
                 transport.abort()
@@ -545,7 +551,7 @@ class Server:
     def __init__(
         self,
         handler: Handler,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None,
         authenticator: Authenticator,
         *,
         identify_dn: Callable[[str], Identity] | None = None,
