@@ -26,6 +26,15 @@ ensure_env() {
   touch "$stamp"
 }
 
+ensure_alienpy() {
+  # the official JAliEn Python client, in a venv of its own, for the compatibility tests
+  local venv="$ROOT/.venv-alienpy"
+  [[ -x "$venv/bin/alien.py" ]] && return
+  echo "==> installing alien.py 1.7.0 into $venv" >&2
+  "$PY" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q "alienpy==1.7.0" >&2
+}
+
 cmd="${1:-help}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
@@ -41,6 +50,7 @@ case "$cmd" in
     ;;
   test)
     ensure_env
+    ensure_alienpy
     exec "$ROOT/build/run_tests.sh" "$@"
     ;;
   dev)

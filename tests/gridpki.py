@@ -61,8 +61,14 @@ def make_grid_pki(root: Path) -> GridPki:
             roles = ["users", "admin"] if login == "jdoe" else ["users"]
             if login == "vobox":
                 roles = ["users", "proxy"]
-            accounts.add(Account(login=login, dn=cred.dn, roles=roles,
-                                 home=f"/alice/cern.ch/user/{login[0]}/{login}/"))
+            accounts.add(
+                Account(
+                    login=login,
+                    dn=cred.dn,
+                    roles=roles,
+                    home=f"/alice/cern.ch/user/{login[0]}/{login}/",
+                )
+            )
         return cred
 
     jdoe = user("jdoe")
@@ -83,5 +89,11 @@ def make_grid_pki(root: Path) -> GridPki:
     write_proxy_file(proxy_path, proxy, proxy_key, [load_cert(jdoe.cert)])
     users["jdoe-proxy"] = Cred("jdoe", jdoe.dn, proxy_path, proxy_path)
     accounts.save(root / "accounts.toml")
-    return GridPki(root, root / "certificates", root / "hostcert.pem", root / "hostkey.pem",
-                   root / "accounts.toml", users)
+    return GridPki(
+        root,
+        root / "certificates",
+        root / "hostcert.pem",
+        root / "hostkey.pem",
+        root / "accounts.toml",
+        users,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -69,96 +70,42 @@ def _internal_error(exc: BaseException) -> Reply:
     return Reply(exitcode=EXIT_FAILED, error=f"internal error: {type(exc).__name__}")
 
 
-def _replay(protocol: Any, data: bytes) -> None:
-    """Hand early bytes to a protocol, buffered (picows) or not."""
-    if isinstance(protocol, asyncio.BufferedProtocol):
-        view = memoryview(data)
-        while view:
-            buf = protocol.get_buffer(len(view))
-            n = min(len(buf), len(view))
-            buf[:n] = view[:n]
-            protocol.buffer_updated(n)
-            view = view[n:]
-    else:
-        protocol.data_received(data)
+class _Handover(asyncio.Protocol):
+    """The first protocol of a connection: when the TLS handshake is done it looks the
+    peer up and hands the transport to the personality's protocol, synchronously, so that
+    no byte can arrive in between."""
 
-
-class _TlsGate(asyncio.Protocol):
-    """Runs the TLS handshake and the account lookup, then hands the connection over."""
-
-    def __init__(self, server: Server, personality: str) -> None:
+    def __init__(self, server: Server, personality: str, where: str) -> None:
         self._server = server
         self._personality = personality
-        self._task: asyncio.Task[None] | None = None
-        self._early: list[bytes] = []
+        self._where = where
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._admit(transport))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-
-    def data_received(self, data: bytes) -> None:
-        # bytes that arrive between the end of the handshake and the handover
-        self._early.append(bytes(data))
-
-    async def _start_tls(self, transport: asyncio.BaseTransport) -> Any:
-        server = self._server
-        if server.ssl_context is None:  # plain TCP: only for benchmarks and tests
-            return transport
-        return await asyncio.get_running_loop().start_tls(
-            transport,  # type: ignore[arg-type]
-            self,
-            server.ssl_context,
-            server_side=True,
-            ssl_handshake_timeout=server.limits.handshake_timeout,
-        )
-
-    async def _admit(self, transport: asyncio.BaseTransport) -> None:
-        server = self._server
-        peer = transport.get_extra_info("peername")
-        where = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if server.connection_count >= server.limits.max_connections:
-            log.warning("refused %s (%s): too many connections", where, self._personality)
+        server, where = self._server, self._where
+        try:
+            identity = server.authenticator(transport.get_extra_info("ssl_object"))
+        except AuthError as exc:
+            log.warning("refused %s (%s): %s", where, self._personality, exc)
+            transport.close()
+            return
+        try:
+            if self._personality == BINARY:
+                protocol: Any = BinaryConnection(server, identity, where)
+            else:
+                protocol = server.websocket_protocol(identity, where)
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+        except Exception:
+            log.exception("closing %s (%s): session setup failed", where, self._personality)
             transport.abort()
             return
-        server.connection_count += 1
-        admitted = False
-        try:
-            try:
-                tls = await self._start_tls(transport)
-            except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-                log.warning("refused %s (%s): TLS: %s", where, self._personality, _reason(exc))
-                transport.abort()
-                return
-            if tls is None:
-                return
-            try:
-                identity = server.authenticator(tls.get_extra_info("ssl_object"))
-            except AuthError as exc:
-                log.warning("refused %s (%s): %s", where, self._personality, exc)
-                tls.close()
-                return
-            log.info("connected %s (%s) as %s", where, self._personality, identity.login)
-            try:
-                if self._personality == BINARY:
-                    protocol: Any = BinaryConnection(server, identity, where)
-                else:
-                    protocol = server.websocket_protocol(identity, where)
-                tls.set_protocol(protocol)
-                protocol.connection_made(tls)
-                for chunk in self._early:
-                    _replay(protocol, chunk)
-                self._early.clear()
-            except Exception:
-                log.exception("closing %s (%s): session setup failed", where, self._personality)
-                tls.abort()
-                return
-            admitted = True
-        finally:
-            if not admitted:
-                server.connection_count -= 1
+        log.info("connected %s (%s) as %s", where, self._personality, identity.login)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connection_count -= 1  # refused after the handshake
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - never admitted
+        pass
 
 
 class _Session:
@@ -567,8 +514,9 @@ class Server:
         self.limits = limits or Limits()
         self.connections: set[Any] = set()
         self.connection_count = 0
-        self._servers: list[asyncio.AbstractServer] = []
-        self._by_name: dict[str, asyncio.AbstractServer] = {}
+        self._sockets: dict[str, list[socket.socket]] = {}
+        self._accepting: set[asyncio.Task[None]] = set()
+        self._handshakes: set[asyncio.Task[None]] = set()
 
     def identify_dn(self, dn: str) -> Identity:
         if self._identify_dn is None:
@@ -601,29 +549,64 @@ class Server:
         )
 
     async def start(self, hosts: list[str], ws_port: int, binary_port: int) -> None:
+        """Listen on every host for each personality (a port < 0 disables one). With port 0
+        the first host picks a free port and the others use the same one."""
         loop = asyncio.get_running_loop()
         for personality, port in ((WEBSOCKET, ws_port), (BINARY, binary_port)):
             if port < 0:
                 continue
-            srv = await loop.create_server(
-                lambda p=personality: _TlsGate(self, p),
-                host=hosts,
-                port=port,
-                reuse_address=True,
-                backlog=1024,
-            )
-            self._servers.append(srv)
-            self._by_name[personality] = srv
-            bound = sorted({f"[{s.getsockname()[0]}]:{s.getsockname()[1]}" for s in srv.sockets})
-            log.info("%s listening on %s", personality, ", ".join(bound))
+            for host in hosts:
+                sock = _listen(host, port)
+                port = sock.getsockname()[1]
+                self._sockets.setdefault(personality, []).append(sock)
+                self._accepting.add(loop.create_task(self._accept(sock, personality)))
+            log.info("%s listening on %s", personality, ", ".join(f"[{h}]:{port}" for h in hosts))
 
     def ports(self) -> dict[str, int]:
         """The bound port of each personality (useful with port 0)."""
-        return {name: srv.sockets[0].getsockname()[1] for name, srv in self._by_name.items()}
+        return {name: socks[0].getsockname()[1] for name, socks in self._sockets.items()}
+
+    async def _accept(self, sock: socket.socket, personality: str) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(sock)
+            except OSError as exc:  # out of file descriptors, ...: wait, keep serving
+                log.error("accept on %s failed: %s", personality, exc)
+                await asyncio.sleep(0.5)
+                continue
+            where = f"{addr[0]}:{addr[1]}"
+            if self.connection_count >= self.limits.max_connections:
+                log.warning("refused %s (%s): too many connections", where, personality)
+                conn.close()
+                continue
+            self.connection_count += 1
+            task = loop.create_task(self._handshake(conn, where, personality))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, where: str, personality: str) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: _Handover(self, personality, where),
+                conn,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.limits.handshake_timeout
+                if self.ssl_context is not None
+                else None,
+            )
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            self.connection_count -= 1
+            log.warning("refused %s (%s): TLS: %s", where, personality, _reason(exc))
+            conn.close()
 
     async def close(self) -> None:
-        for srv in self._servers:
-            srv.close()
+        for task in self._accepting | self._handshakes:
+            task.cancel()
+        for socks in self._sockets.values():
+            for sock in socks:
+                sock.close()
+        self._sockets.clear()
         for conn in list(self.connections):
             transport = conn.transport
             if isinstance(conn, JsonWebSocket) and transport is not None:
@@ -631,6 +614,25 @@ class Server:
                 transport.disconnect()
             elif transport is not None:
                 transport.close()
-        for srv in self._servers:
-            await srv.wait_closed()
-        self._servers.clear()
+        await asyncio.gather(*self._accepting, *self._handshakes, return_exceptions=True)
+        self._accepting.clear()
+        for _ in range(100):  # let the connections say goodbye
+            if not self.connections:
+                break
+            await asyncio.sleep(0.01)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -94,8 +94,9 @@ async def test_too_big_message(make_server, ssl_for):
     from jalien.net.limits import Limits
 
     server = await make_server(limits=Limits(max_message_size=4096))
-    async with ws_connect(url(server), ssl=ssl_for("jdoe"), server_hostname="localhost",
-                          max_size=None) as ws:
+    async with ws_connect(
+        url(server), ssl=ssl_for("jdoe"), server_hostname="localhost", max_size=None
+    ) as ws:
         await ws.send(json.dumps({"command": "ping", "options": ["x" * 10000]}))
         with pytest.raises(Exception):  # noqa: B017 - closed by the server, any close code
             await asyncio.wait_for(ws.recv(), 5)
@@ -106,16 +107,18 @@ async def test_too_big_message(make_server, ssl_for):
 
 async def test_ipv6(make_server, ssl_for):
     server = await make_server(hosts=("::1",))
-    async with ws_connect(url(server, "::1"), ssl=ssl_for("jdoe"),
-                          server_hostname="localhost") as ws:
+    async with ws_connect(
+        url(server, "::1"), ssl=ssl_for("jdoe"), server_hostname="localhost"
+    ) as ws:
         assert (await ask(ws, "whoami"))["results"][0]["message"] == "jdoe"
 
 
 async def test_refused_user_gets_no_session(make_server, ssl_for, server_log):
     server = await make_server()
     with pytest.raises(Exception):  # noqa: B017 - TLS alert or closed socket
-        async with ws_connect(url(server), ssl=ssl_for("stranger"),
-                              server_hostname="localhost") as ws:
+        async with ws_connect(
+            url(server), ssl=ssl_for("stranger"), server_hostname="localhost"
+        ) as ws:
             await ask(ws, "pwd")
     for _ in range(50):
         if any("unknown user" in r.getMessage() for r in server_log.records):
