@@ -27,7 +27,7 @@ class Request(msgspec.Struct, tag="req", kw_only=True, omit_defaults=True):
     options: list[str] = []
 
 
-class DirEntry(msgspec.Struct, array_like=True, gc=False, kw_only=True):
+class DirEntry(msgspec.Struct, array_like=True, gc=False):
     """One catalogue entry of a listing, typed for the binary channel: a million of them
     decode several times faster than generic records. The JSON edge renders them as
     JAliEn's records. Fields are positional on the wire: append only, with defaults."""

@@ -1,0 +1,1 @@
+"""The file catalogue: AliEn's LFN/GUID namespace, its permissions and its backends."""

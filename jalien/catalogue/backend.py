@@ -1,0 +1,77 @@
+"""The interface every catalogue backend implements (SQLite, sharded MariaDB).
+
+All methods are coroutines or async iterators: a backend runs its blocking work on its
+own threads, never on the event loop. Paths handed to a backend are already resolved and
+checked by the service; a backend only stores and finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import msgspec
+
+from jalien.catalogue.model import Entry, Replica, StorageElement
+from jalien.wire.errors import EXIT_EXISTS, EXIT_NOT_FOUND, RequestError
+
+PAGE = 5000
+
+
+class Exists(RequestError):
+    def __init__(self, lfn: str) -> None:
+        super().__init__(f"{lfn}: file exists", EXIT_EXISTS)
+
+
+class NotFound(RequestError):
+    def __init__(self, lfn: str) -> None:
+        super().__init__(f"{lfn}: No such file or directory", EXIT_NOT_FOUND)
+
+
+class FindQuery(msgspec.Struct, kw_only=True, frozen=True):
+    base: str  # directory, with trailing '/'
+    name_glob: str = "*"  # matched against the entry name (SQL GLOB semantics)
+    lfn_regex: str = ""  # matched against the full LFN when set
+    types: frozenset[str] = frozenset({"f"})
+    limit: int = 0  # 0: no limit
+    min_size: int = -1
+    jobid: int = 0
+
+
+class DiskUsage(msgspec.Struct, kw_only=True):
+    files: int = 0
+    directories: int = 0
+    size: int = 0
+
+
+class CatalogueBackend(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def get(self, path: str) -> Entry | None: ...
+    async def get_many(self, paths: list[str]) -> dict[str, Entry]: ...
+    def list_dir(self, directory: str, page: int = PAGE) -> AsyncIterator[list[Entry]]: ...
+    async def has_children(self, directory: str) -> bool: ...
+    def find(self, query: FindQuery, page: int = PAGE) -> AsyncIterator[list[Entry]]: ...
+    async def du(self, directory: str) -> DiskUsage: ...
+    async def by_guid(self, guid: str) -> list[Entry]: ...
+
+    async def insert(self, entries: list[Entry]) -> None:
+        """All or nothing: Exists if one of them is already there."""
+        ...
+
+    async def update(self, path: str, fields: dict[str, object]) -> None: ...
+    async def delete(self, paths: list[str]) -> int: ...
+    async def delete_tree(self, directory: str) -> int:
+        """Remove a directory and everything under it; returns the number of entries."""
+        ...
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename an entry; a directory takes its whole subtree along."""
+        ...
+
+    async def add_replicas(self, replicas: list[Replica]) -> None: ...
+    async def replicas(self, guid: str) -> list[Replica]: ...
+    async def delete_replicas(self, guid: str, se: str | None = None) -> int: ...
+    async def list_ses(self) -> list[StorageElement]: ...
+    async def put_se(self, se: StorageElement) -> None: ...

@@ -1,0 +1,60 @@
+"""Cache hooks of the catalogue: find and whereis answers are kept and dropped when a
+write touches what they cover. The LMDB cache service implements the same protocol."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class CatalogueCache(Protocol):
+    def get(self, namespace: str, key: str) -> Any | None: ...
+    def put(self, namespace: str, key: str, value: Any, scope: str) -> None:
+        """*scope* is the LFN prefix the value depends on (a find's base, a whereis LFN)."""
+        ...
+
+    def invalidate(self, path: str) -> None:
+        """A write at *path*: drop every value whose scope covers it."""
+        ...
+
+
+class NoCache:
+    def get(self, namespace: str, key: str) -> Any | None:
+        return None
+
+    def put(self, namespace: str, key: str, value: Any, scope: str) -> None:
+        pass
+
+    def invalidate(self, path: str) -> None:
+        pass
+
+
+class MemoryCache:
+    """A bounded in-process cache, enough for one jcentral and for the tests."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._values: dict[tuple[str, str], tuple[str, Any]] = {}
+        self.hits = self.misses = self.invalidations = 0
+
+    def get(self, namespace: str, key: str) -> Any | None:
+        item = self._values.get((namespace, key))
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return item[1]
+
+    def put(self, namespace: str, key: str, value: Any, scope: str) -> None:
+        if len(self._values) >= self.max_entries:
+            self._values.pop(next(iter(self._values)))
+        self._values[(namespace, key)] = (scope, value)
+
+    def invalidate(self, path: str) -> None:
+        stale = [
+            k
+            for k, (scope, _) in self._values.items()
+            if path.startswith(scope) or scope.startswith(path)
+        ]
+        for key in stale:
+            del self._values[key]
+        self.invalidations += len(stale)

@@ -1,0 +1,300 @@
+"""The catalogue's operations with AliEn semantics: paths, permissions, homes, cache.
+
+Commands call this; it calls a backend. Every operation takes the caller (login + roles)
+and checks permissions before touching anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from jalien.catalogue.backend import CatalogueBackend, DiskUsage, FindQuery, NotFound
+from jalien.catalogue.cache import CatalogueCache, NoCache
+from jalien.catalogue.model import (
+    DIRECTORY,
+    FILE,
+    Entry,
+    Replica,
+    StorageElement,
+    new_guid,
+    now_ms,
+)
+from jalien.catalogue.paths import as_dir, split
+from jalien.catalogue.permissions import (
+    READ,
+    WRITE,
+    Caller,
+    PermissionDenied,
+    is_admin,
+    require,
+    valid_mode,
+)
+from jalien.wire.errors import EXIT_INVALID, RequestError
+from jalien.wire.messages import DirEntry
+
+ROOT = Entry("", "/", DIRECTORY, "755", "admin", "admin")
+ADMIN = "admin"
+
+
+class NotADirectory(RequestError):
+    def __init__(self, lfn: str) -> None:
+        super().__init__(f"{lfn}: Not a directory", 20)
+
+
+class Catalogue:
+    def __init__(
+        self,
+        backend: CatalogueBackend,
+        *,
+        home_template: str = "/alice/cern.ch/user/{initial}/{login}/",
+        cache: CatalogueCache | None = None,
+    ) -> None:
+        self.backend = backend
+        self.home_template = home_template
+        self.cache = cache or NoCache()
+        self._homes_done: set[str] = set()
+
+    # -- lookups
+    def home_of(self, login: str) -> str:
+        return self.home_template.format(initial=login[0], login=login)
+
+    async def get(self, path: str) -> Entry | None:
+        if path == "/":
+            return ROOT
+        return await self.backend.get(path)
+
+    async def stat(self, caller: Caller, path: str) -> Entry:
+        entry = await self.get(path)
+        if entry is None:
+            raise NotFound(path)
+        return entry
+
+    async def stat_many(self, caller: Caller, paths: list[str]) -> list[Entry | None]:
+        found = await self.backend.get_many([p for p in paths if p != "/"])
+        return [ROOT if p == "/" else found.get(p) for p in paths]
+
+    async def directory(self, caller: Caller, path: str, bit: int, action: str) -> Entry:
+        entry = await self.stat(caller, path)
+        if not entry.is_dir:
+            raise NotADirectory(entry.lfn)
+        require(caller, entry, bit, action)
+        return entry
+
+    async def listing(self, caller: Caller, path: str) -> AsyncIterator[list[DirEntry]]:
+        """Pages of a directory (never the whole of it in memory)."""
+        await self.directory(caller, path, READ, "list")
+        async for page in self.backend.list_dir(as_dir(path)):
+            yield page
+
+    async def find(self, caller: Caller, query: FindQuery) -> AsyncIterator[list[Entry]]:
+        base = query.base.rstrip("/") or "/"
+        await self.directory(caller, base, READ, "search")
+        key = json.dumps(
+            [
+                query.base,
+                query.name_glob,
+                query.lfn_regex,
+                sorted(query.types),
+                query.limit,
+                query.min_size,
+                query.jobid,
+            ]
+        )
+        cached = self.cache.get("find", key)
+        if cached is not None:
+            for page in cached:
+                yield page
+            return
+        pages: list[list[Entry]] = []
+        total = 0
+        async for page in self.backend.find(query):
+            total += len(page)
+            if total <= 10_000:
+                pages.append(page)
+            yield page
+        if total <= 10_000:
+            self.cache.put("find", key, pages, query.base)
+
+    async def du(self, caller: Caller, path: str) -> DiskUsage:
+        await self.directory(caller, path, READ, "read")
+        return await self.backend.du(as_dir(path))
+
+    async def whereis(self, caller: Caller, path: str) -> tuple[Entry, list[Replica]]:
+        entry = await self.stat(caller, path)
+        require(caller, entry, READ, "read")
+        cached = self.cache.get("whereis", path)
+        if cached is not None:
+            return entry, cached
+        replicas = await self.backend.replicas(entry.guid) if entry.guid else []
+        self.cache.put("whereis", path, replicas, path)
+        return entry, replicas
+
+    async def by_guid(self, caller: Caller, guid: str) -> list[Entry]:
+        return await self.backend.by_guid(guid.lower())
+
+    async def list_ses(self) -> list[StorageElement]:
+        return await self.backend.list_ses()
+
+    # -- writes
+    def _written(self, path: str) -> None:
+        self.cache.invalidate(path)
+
+    async def _parent_for_write(self, caller: Caller, path: str) -> Entry:
+        parent = split(path)[0].rstrip("/") or "/"
+        entry = await self.get(parent)
+        if entry is None:
+            raise NotFound(parent)
+        if not entry.is_dir:
+            raise NotADirectory(entry.lfn)
+        require(caller, entry, WRITE, "write into")
+        return entry
+
+    async def mkdir(
+        self, caller: Caller, path: str, parents: bool = False, owner: str = ""
+    ) -> Entry:
+        if path == "/":
+            raise RequestError("/: file exists", 17)
+        if parents:
+            missing = []
+            probe = path
+            while probe != "/":
+                found = await self.get(probe)
+                if found is not None:
+                    if not found.is_dir:
+                        raise NotADirectory(found.lfn)
+                    break
+                missing.append(probe)
+                probe = split(probe)[0].rstrip("/") or "/"
+            if not missing:
+                existing = await self.get(path)
+                assert existing is not None
+                return existing
+            top = missing[-1]
+            await self._parent_for_write(caller, top)
+            entries = [self._new(caller, p, DIRECTORY, owner) for p in reversed(missing)]
+            await self.backend.insert(entries)
+            self._written(path)
+            return entries[-1]
+        await self._parent_for_write(caller, path)
+        entry = self._new(caller, path, DIRECTORY, owner)
+        await self.backend.insert([entry])
+        self._written(path)
+        return entry
+
+    def _new(self, caller: Caller, path: str, kind: str, owner: str = "", **fields) -> Entry:
+        d, n = split(path)
+        who = owner or caller.login
+        return Entry(d, n, kind, "755", who, who, ctime=now_ms(), **fields)
+
+    async def touch(self, caller: Caller, path: str) -> Entry:
+        entry = await self.get(path)
+        if entry is not None:
+            require(caller, entry, WRITE, "touch")
+            await self.backend.update(path, {"ctime": now_ms()})
+            return entry
+        await self._parent_for_write(caller, path)
+        entry = self._new(caller, path, FILE, guid=new_guid())
+        await self.backend.insert([entry])
+        self._written(path)
+        return entry
+
+    async def register(
+        self, caller: Caller, path: str, size: int, md5: str, guid: str = "", jobid: int = 0
+    ) -> Entry:
+        """A new file's metadata (the commit of an upload, the output of a job)."""
+        await self._parent_for_write(caller, path)
+        entry = self._new(
+            caller, path, FILE, size=size, md5=md5, guid=guid or new_guid(), jobid=jobid
+        )
+        await self.backend.insert([entry])
+        self._written(path)
+        return entry
+
+    async def rmdir(self, caller: Caller, path: str) -> None:
+        entry = await self.directory(caller, path, READ, "read")
+        if path == "/":
+            raise PermissionDenied("Permission denied: cannot remove /")
+        await self._parent_for_write(caller, path)
+        if await self.backend.has_children(as_dir(path)):
+            raise RequestError(f"{entry.lfn}: Directory not empty", 39)
+        await self.backend.delete([path])
+        self._written(path)
+
+    async def rm(self, caller: Caller, path: str, recursive: bool = False) -> int:
+        entry = await self.stat(caller, path)
+        if path == "/":
+            raise PermissionDenied("Permission denied: cannot remove /")
+        await self._parent_for_write(caller, path)
+        if entry.is_dir:
+            if not recursive:
+                raise RequestError(f"{entry.lfn}: is a directory, use rm -r", 21)
+            require(caller, entry, WRITE, "remove from")
+            count = await self.backend.delete_tree(as_dir(path))
+        else:
+            count = await self.backend.delete([path])
+            if entry.guid and not await self.backend.by_guid(entry.guid):
+                await self.backend.delete_replicas(entry.guid)
+        self._written(path)
+        return count
+
+    async def mv(self, caller: Caller, src: str, dst: str) -> Entry:
+        entry = await self.stat(caller, src)
+        target = await self.get(dst)
+        if target is not None and target.is_dir:
+            dst = dst.rstrip("/") + "/" + entry.name
+        if dst == src or (entry.is_dir and dst.startswith(as_dir(src))):
+            raise RequestError(f"cannot move {entry.lfn} into itself", EXIT_INVALID)
+        await self._parent_for_write(caller, src)
+        await self._parent_for_write(caller, dst)
+        await self.backend.move(src, dst)
+        self._written(src)
+        self._written(dst)
+        moved = await self.get(dst)
+        assert moved is not None
+        return moved
+
+    async def chmod(self, caller: Caller, path: str, mode: str) -> None:
+        entry = await self.stat(caller, path)
+        if not (is_admin(caller) or entry.owner == caller.login):
+            raise PermissionDenied(f"Permission denied: {caller.login} does not own {entry.lfn}")
+        await self.backend.update(path, {"perm": valid_mode(mode)})
+        self._written(path)
+
+    async def chown(self, caller: Caller, path: str, owner: str, group: str = "") -> None:
+        entry = await self.stat(caller, path)
+        if not is_admin(caller):
+            raise PermissionDenied(f"Permission denied: only an admin may chown {entry.lfn}")
+        fields: dict[str, object] = {"owner": owner}
+        if group:
+            fields["gowner"] = group
+        await self.backend.update(path, fields)
+        self._written(path)
+
+    async def add_replica(self, caller: Caller, path: str, se: str, pfn: str) -> None:
+        entry = await self.stat(caller, path)
+        require(caller, entry, WRITE, "add a replica to")
+        await self.backend.add_replicas([Replica(guid=entry.guid, se=se, pfn=pfn)])
+        self._written(path)
+
+    # -- homes
+    async def ensure_home(self, login: str) -> None:
+        """Create the user's home (and the directories above it, owned by admin)."""
+        if login in self._homes_done:
+            return
+        home = self.home_of(login).rstrip("/")
+        if await self.get(home) is None:
+            missing = []
+            probe = home
+            while probe != "/" and await self.get(probe) is None:
+                missing.append(probe)
+                probe = split(probe)[0].rstrip("/") or "/"
+            entries = []
+            for p in reversed(missing):
+                d, n = split(p)
+                who = login if p == home else ADMIN
+                entries.append(Entry(d, n, DIRECTORY, "755", who, who, ctime=now_ms()))
+            with contextlib.suppress(RequestError):  # created meanwhile by another session
+                await self.backend.insert(entries)
+        self._homes_done.add(login)

@@ -1,0 +1,109 @@
+"""The backend contract, run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jalien.catalogue.backend import Exists, FindQuery, NotFound
+from jalien.catalogue.model import Entry, Replica, StorageElement
+
+
+def f(path: str, size: int = 1, **kw) -> Entry:
+    d, _, n = path.rpartition("/")
+    return Entry(d + "/", n, "f", size=size, owner="jdoe", gowner="jdoe", **kw)
+
+
+def d(path: str) -> Entry:
+    head, _, n = path.rpartition("/")
+    return Entry(head + "/", n, "d", owner="jdoe", gowner="jdoe")
+
+
+async def collect(aiter):
+    out = []
+    async for page in aiter:
+        out.extend(page)
+    return out
+
+
+async def test_insert_get_list(backend):
+    await backend.insert([d("/a"), d("/a/b"), f("/a/x.root", 10), f("/a/b/y.root", 20)])
+    got = await backend.get("/a/x.root")
+    assert (got.dir, got.name, got.size, got.lfn) == ("/a/", "x.root", 10, "/a/x.root")
+    assert (await backend.get("/a/b")).lfn == "/a/b/"
+    assert await backend.get("/nope") is None
+    names = [e.name for e in await collect(backend.list_dir("/a/"))]
+    assert names == ["b", "x.root"]
+    assert await backend.has_children("/a/b/")
+    assert not await backend.has_children("/a/b/c/")
+
+
+async def test_insert_is_all_or_nothing(backend):
+    await backend.insert([f("/z1")])
+    with pytest.raises(Exists):
+        await backend.insert([f("/z2"), f("/z1")])
+    assert await backend.get("/z2") is None
+
+
+async def test_paging(backend):
+    await backend.insert([d("/big")] + [f(f"/big/f{i:05d}") for i in range(2500)])
+    pages = [len(p) async for p in backend.list_dir("/big/", page=1000)]
+    assert pages == [1000, 1000, 500]
+    names = [e.name for e in await collect(backend.list_dir("/big/", page=700))]
+    assert names == [f"f{i:05d}" for i in range(2500)]
+
+
+async def test_find(backend):
+    await backend.insert([d("/r"), d("/r/s"), f("/r/a.root"), f("/r/s/b.root", 5),
+                          f("/r/s/c.txt"), f("/rx.root")])
+    q = FindQuery(base="/r/", name_glob="*.root")
+    assert [e.path for e in await collect(backend.find(q))] == ["/r/a.root", "/r/s/b.root"]
+    assert [e.path for e in await collect(backend.find(FindQuery(base="/r/", limit=2)))] == [
+        "/r/a.root", "/r/s/b.root"]
+    dirs = FindQuery(base="/r/", types=frozenset("d"))
+    assert [e.path for e in await collect(backend.find(dirs))] == ["/r/s"]
+    rx = FindQuery(base="/r/", lfn_regex=r"s/.*\.txt$")
+    assert [e.path for e in await collect(backend.find(rx))] == ["/r/s/c.txt"]
+    paged = [len(p) async for p in backend.find(FindQuery(base="/r/", limit=3), page=2)]
+    assert sum(paged) == 3
+
+
+async def test_du_delete_tree_move(backend):
+    await backend.insert([d("/m"), d("/m/n"), f("/m/n/a", 3), f("/m/b", 4), f("/mm", 100)])
+    usage = await backend.du("/m/")
+    assert (usage.files, usage.directories, usage.size) == (2, 1, 7)
+    await backend.move("/m", "/q")
+    assert await backend.get("/m/n/a") is None
+    assert (await backend.get("/q/n/a")).size == 3
+    with pytest.raises(NotFound):
+        await backend.move("/m", "/w")
+    with pytest.raises(Exists):
+        await backend.move("/q", "/mm")
+    assert await backend.delete_tree("/q/") == 4
+    assert await backend.get("/mm") is not None
+
+
+async def test_update_and_guid(backend):
+    await backend.insert([f("/g1", guid="0e8a-1"), f("/g2", guid="0e8a-1")])
+    await backend.update("/g1", {"perm": "700", "owner": "alice"})
+    g1 = await backend.get("/g1")
+    assert (g1.perm, g1.owner) == ("700", "alice")
+    with pytest.raises(NotFound):
+        await backend.update("/none", {"perm": "700"})
+    assert sorted(e.path for e in await backend.by_guid("0e8a-1")) == ["/g1", "/g2"]
+
+
+async def test_replicas_and_ses(backend):
+    await backend.add_replicas([Replica(guid="g", se="ALICE::CERN::EOS", pfn="root://x//1"),
+                                Replica(guid="g", se="ALICE::FZK::SE", pfn="root://y//1")])
+    assert [r.se for r in await backend.replicas("g")] == ["ALICE::CERN::EOS", "ALICE::FZK::SE"]
+    assert await backend.delete_replicas("g", "ALICE::FZK::SE") == 1
+    await backend.put_se(StorageElement(name="ALICE::CERN::EOS", url="root://x//", qos=["disk"]))
+    assert [s.qos for s in await backend.list_ses()] == [["disk"]]
+
+
+async def test_concurrent_writers(backend):
+    await backend.insert([d("/c")])
+    await asyncio.gather(*(backend.insert([f(f"/c/{i}")]) for i in range(200)))
+    assert len(await collect(backend.list_dir("/c/"))) == 200
