@@ -9,7 +9,8 @@ CODEC_JSON = 1
 CODEC_RAW = 2
 CODEC_MASK = 0x03
 FLAG_COMPRESSED = 0x04
-FLAGS_KNOWN = CODEC_MASK | FLAG_COMPRESSED
+FLAG_MORE = 0x08  # another frame of the same reply follows (a streamed listing)
+FLAGS_KNOWN = CODEC_MASK | FLAG_COMPRESSED | FLAG_MORE
 
 SIZE_PREFIX = 4  # a compressed body starts with the uncompressed length (u32)
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024

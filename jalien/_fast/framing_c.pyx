@@ -30,7 +30,8 @@ DEF HEADER_SIZE = 12
 DEF SIZE_PREFIX = 4
 DEF CODEC_MASK = 0x03
 DEF FLAG_COMPRESSED = 0x04
-DEF FLAGS_KNOWN = 0x07
+DEF FLAG_MORE = 0x08
+DEF FLAGS_KNOWN = 0x0F
 DEF VERSION = 1
 DEF MAGIC0 = 0x4A  # 'J'
 DEF MAGIC1 = 0x57  # 'W'
@@ -141,9 +142,10 @@ def encode_frame(stream_id, body, int codec=0,
                  Py_ssize_t compress_threshold=DEFAULT_COMPRESS_THRESHOLD,
                  int level=DEFAULT_LEVEL):
     """One frame for *body*; zlib-compressed when it is at least *compress_threshold* bytes
-    and compression makes it smaller (compress_threshold <= 0 disables compression)."""
+    and compression makes it smaller (compress_threshold <= 0 disables compression).
+    *codec* may carry FLAG_MORE."""
     _check_stream(stream_id)
-    if codec & ~CODEC_MASK:
+    if codec & ~(CODEC_MASK | FLAG_MORE):
         raise ValueError("unknown codec")
     cdef Py_buffer buf
     cdef bytes packed

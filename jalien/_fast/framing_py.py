@@ -13,6 +13,7 @@ from jalien._fast.constants import (
     DEFAULT_LEVEL,
     DEFAULT_MAX_FRAME,
     FLAG_COMPRESSED,
+    FLAG_MORE,
     FLAGS_KNOWN,
     HEADER_SIZE,
     MAGIC,
@@ -65,9 +66,10 @@ def encode_frame(
     level: int = DEFAULT_LEVEL,
 ) -> bytes:
     """One frame for *body*; zlib-compressed when it is at least *compress_threshold* bytes
-    and compression makes it smaller (compress_threshold <= 0 disables compression)."""
+    and compression makes it smaller (compress_threshold <= 0 disables compression).
+    *codec* may carry FLAG_MORE."""
     _check_stream(stream_id)
-    if codec & ~CODEC_MASK:
+    if codec & ~(CODEC_MASK | FLAG_MORE):
         raise ValueError("unknown codec")
     flags = codec
     if 0 < compress_threshold <= len(body):

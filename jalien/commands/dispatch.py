@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from jalien.auth.errors import AuthError
@@ -45,7 +45,9 @@ class Dispatcher:
     def describe_session(self, session: Session) -> dict[str, str]:
         return session.metadata()
 
-    def dispatch(self, session: Session, request: Request) -> Reply | Awaitable[Reply]:
+    def dispatch(
+        self, session: Session, request: Request
+    ) -> Reply | Awaitable[Reply] | AsyncIterator[Reply]:
         command = self.table.get(request.command)
         if command is None:
             return self._finish(
@@ -62,7 +64,20 @@ class Dispatcher:
             return self._finish(session, self._error(request, exc))
         if inspect.isawaitable(result):
             return self._await(session, request, result)
+        if hasattr(result, "__anext__"):
+            return self._stream(session, request, result)
         return self._finish(session, result)
+
+    async def _stream(
+        self, session: Session, request: Request, pages: AsyncIterator[Any]
+    ) -> AsyncIterator[Reply]:
+        """A streamed answer: each page gets the metadata; an error ends it with a Reply
+        carrying the exit code (pages already sent stay sent)."""
+        try:
+            async for page in pages:
+                yield self._finish(session, page)
+        except Exception as exc:
+            yield self._finish(session, self._error(request, exc))
 
     async def _await(self, session: Session, request: Request, pending: Awaitable[Any]) -> Reply:
         try:

@@ -17,7 +17,7 @@ import logging
 import random
 import ssl
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from jalien.wire import codec, framing
@@ -88,6 +88,36 @@ class _Protocol(asyncio.Protocol):
             deliver(sid, flags, body)
 
 
+class _Call:
+    """The frames of one request's answer as they arrive."""
+
+    __slots__ = ("done", "frames", "queue")
+
+    def __init__(self, streaming: bool) -> None:
+        self.frames: list[RawReply] = []
+        self.queue: asyncio.Queue[RawReply | BaseException] | None = (
+            asyncio.Queue() if streaming else None
+        )
+        self.done: asyncio.Future[list[RawReply]] = asyncio.get_running_loop().create_future()
+
+    def add(self, flags: int, body: bytes) -> None:
+        if self.queue is not None:
+            self.queue.put_nowait((flags, body))
+            if not flags & framing.FLAG_MORE and not self.done.done():
+                self.done.set_result([])
+            return
+        self.frames.append((flags, body))
+        if not flags & framing.FLAG_MORE and not self.done.done():
+            self.done.set_result(self.frames)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.queue is not None:
+            self.queue.put_nowait(exc)
+        if not self.done.done():
+            self.done.set_exception(exc)
+            self.done.exception()  # retrieved: a streaming caller may not look at it
+
+
 class Channel:
     """A session on the connection: channel 0 is the client's own; others are opened by a
     proxy for the users it serves (OpenChannel)."""
@@ -102,16 +132,45 @@ class Channel:
         return await self.request(Request(command=command, options=list(options)), timeout)
 
     async def request(self, request: Request, timeout: float | None = None) -> Reply:
+        """The whole answer; a streamed one is merged (results and entries concatenated,
+        exit code, error and metadata from its last frame)."""
         body = codec.encode_msgpack(request)
-        flags, raw = await self.client._exchange(self, body, 0, request.command, timeout)
-        return decode_reply(flags, raw)
+        frames = await self.client._exchange(self, body, 0, request.command, timeout)
+        return merge_replies([decode_reply(flags, raw) for flags, raw in frames])
 
-    async def forward(self, flags: int, body: bytes, timeout: float | None = None) -> RawReply:
-        """Send a request body as it came from downstream; the reply comes back raw too."""
+    async def stream(self, request: Request, timeout: float | None = None) -> AsyncIterator[Reply]:
+        """The answer page by page, as the server sends it (ls of a huge directory)."""
+        body = codec.encode_msgpack(request)
+        async for flags, raw in self.client._exchange_stream(
+            self, body, 0, request.command, timeout
+        ):
+            yield decode_reply(flags, raw)
+
+    async def forward(
+        self, flags: int, body: bytes, timeout: float | None = None
+    ) -> list[RawReply]:
+        """Send a request body as it came from downstream; the reply frames come back raw."""
         return await self.client._exchange(self, body, flags, "request", timeout)
+
+    def forward_stream(
+        self, flags: int, body: bytes, timeout: float | None = None
+    ) -> AsyncIterator[RawReply]:
+        """Like forward(), handing on each raw frame as soon as it arrives."""
+        return self.client._exchange_stream(self, body, flags, "request", timeout)
 
     def close(self) -> None:
         self.client.close_channel(self)
+
+
+def merge_replies(pages: list[Reply]) -> Reply:
+    if len(pages) == 1:
+        return pages[0]
+    last = pages[-1]
+    merged = Reply(exitcode=last.exitcode, error=last.error, metadata=last.metadata, view=last.view)
+    for page in pages:
+        merged.results.extend(page.results)
+        merged.entries.extend(page.entries)
+    return merged
 
 
 def decode_reply(flags: int, raw: bytes) -> Reply:
@@ -160,7 +219,7 @@ class Client:
         self.main = Channel(self, 0)
         self.channels[0] = self.main
         self._protocol: _Protocol | None = None
-        self._pending: dict[int, asyncio.Future[RawReply]] = {}
+        self._pending: dict[int, _Call] = {}
         self._connected = asyncio.Event()
         self._closing = False
         self._reconnector: asyncio.Task[None] | None = None
@@ -213,9 +272,8 @@ class Client:
         self._connected.clear()
         self.last_error = _describe(exc) if exc else "connection closed by the server"
         pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(ConnectionLost(f"connection lost: {self.last_error}"))
+        for call in pending.values():
+            call.fail(ConnectionLost(f"connection lost: {self.last_error}"))
         for channel in self.channels.values():
             channel.seqs = SequenceAllocator()
         if self.reconnect and not self._closing and self._reconnector is None:
@@ -302,23 +360,34 @@ class Client:
             )
         protocol.transport.write(data)
 
-    async def _exchange(
-        self, channel: Channel, body: bytes, flags: int, what: str, timeout: float | None
-    ) -> RawReply:
-        timeout = self.request_timeout if timeout is None else timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+    async def _start(
+        self, channel: Channel, body: bytes, flags: int, timeout: float, streaming: bool
+    ) -> tuple[int, int, _Call]:
         await self.wait_connected(timeout)
         protocol = self._protocol
         if protocol is not None:
             await protocol.drain()
         seq = channel.seqs.allocate()
         sid = stream_id(channel.number, seq)
-        future: asyncio.Future[RawReply] = loop.create_future()
-        self._pending[sid] = future
+        call = _Call(streaming)
+        self._pending[sid] = call
         try:
             self._send(sid, body, flags)
-            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+        except BaseException:
+            self._pending.pop(sid, None)
+            channel.seqs.release(seq)
+            raise
+        return sid, seq, call
+
+    async def _exchange(
+        self, channel: Channel, body: bytes, flags: int, what: str, timeout: float | None
+    ) -> list[RawReply]:
+        timeout = self.request_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        sid, seq, call = await self._start(channel, body, flags, timeout, False)
+        try:
+            return await asyncio.wait_for(call.done, max(0.0, deadline - loop.time()))
         except TimeoutError:
             self._cancel(sid)
             raise RequestTimeout(what, timeout) from None
@@ -326,6 +395,32 @@ class Client:
             self._cancel(sid)
             raise
         finally:
+            self._pending.pop(sid, None)
+            channel.seqs.release(seq)
+
+    async def _exchange_stream(
+        self, channel: Channel, body: bytes, flags: int, what: str, timeout: float | None
+    ) -> AsyncIterator[RawReply]:
+        """Frames as they come; *timeout* bounds the wait for each one."""
+        timeout = self.request_timeout if timeout is None else timeout
+        sid, seq, call = await self._start(channel, body, flags, timeout, True)
+        assert call.queue is not None
+        finished = False
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(call.queue.get(), timeout)
+                except TimeoutError:
+                    raise RequestTimeout(what, timeout) from None
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if not item[0] & framing.FLAG_MORE:
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                self._cancel(sid)
             self._pending.pop(sid, None)
             channel.seqs.release(seq)
 
@@ -338,9 +433,9 @@ class Client:
         if seq_of(sid) == CONTROL_SEQ:
             self._control(channel_of(sid), flags, body)
             return
-        future = self._pending.get(sid)
-        if future is not None and not future.done():
-            future.set_result((flags, body))
+        call = self._pending.get(sid)
+        if call is not None:
+            call.add(flags, body)
 
     def _control(self, channel: int, flags: int, body: bytes) -> None:
         try:

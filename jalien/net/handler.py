@@ -7,7 +7,7 @@ whichever personality (WebSocket JSON or binary channel) it came through.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 from jalien.net.identity import Identity
@@ -25,9 +25,14 @@ class Handler(Protocol):
         """A new client session (a connection, or a proxy's channel); returns its state."""
         ...
 
-    def dispatch(self, session: Any, request: Request) -> Reply | Awaitable[Reply]:
-        """Answer a request: a Reply at once (the hot path) or an awaitable for real waits.
-        Must not raise: errors are Replies with an exit code."""
+    def dispatch(
+        self, session: Any, request: Request
+    ) -> Reply | Awaitable[Reply] | AsyncIterator[Reply]:
+        """Answer a request: a Reply at once (the hot path), an awaitable for real waits, or
+        an async iterator of Replies for a streamed answer (a huge listing), sent as frames
+        flagged FLAG_MORE but the last. Must not raise: errors are Replies with an exit
+        code. A proxy level may also offer ``dispatch_raw(session, request, flags, body)``
+        returning raw frames."""
         ...
 
     def close_session(self, session: Any) -> None: ...

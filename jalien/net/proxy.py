@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from jalien.net.client import Channel, Client, ConnectionLost, decode_reply
 from jalien.net.handler import Pusher
@@ -71,6 +71,10 @@ class ProxySession:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+async def _once(item: tuple[int, bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    yield item
+
+
 def _cache_key(session: ProxySession, request: Request, body: bytes | None) -> bytes | None:
     """Only requests whose meaning does not depend on the session's cwd are cached."""
     if any(arg and not arg.startswith(("-", "/")) for arg in request.options):
@@ -105,13 +109,15 @@ class UpstreamProxy:
     def describe_session(self, session: ProxySession) -> dict[str, str]:
         return session.metadata
 
-    def dispatch(self, session: ProxySession, request: Request) -> Awaitable[Reply] | Reply:
-        return self._dispatch(session, request)
+    def dispatch(self, session: ProxySession, request: Request) -> AsyncIterator[Reply]:
+        """For WebSocket clients: the upstream answer, decoded page by page."""
+        return self._pages(session, request)
 
     def dispatch_raw(
         self, session: ProxySession, request: Request, flags: int, body: bytes
-    ) -> Awaitable[tuple[int, bytes]] | tuple[int, bytes]:
-        """For binary clients: forward the body untouched, hand back the raw reply."""
+    ) -> AsyncIterator[tuple[int, bytes]] | tuple[int, bytes]:
+        """For binary clients: the body goes upstream untouched and the answer's frames
+        come back raw, one by one (FLAG_MORE as upstream set it)."""
         key = _cache_key(session, request, body) if self.cache is not None else None
         if key is not None:
             hit = self.cache.get(key)  # type: ignore[union-attr]
@@ -119,7 +125,6 @@ class UpstreamProxy:
                 return hit
         return self._forward(session, request, flags, body, key)
 
-    # -- forwarding
     async def _channel(self, session: ProxySession) -> Channel:
         if session.channel is None:
             session.channel = await self.upstream.open_channel(session.identity.dn)
@@ -128,29 +133,39 @@ class UpstreamProxy:
 
     async def _forward(
         self, session: ProxySession, request: Request, flags: int, body: bytes, key: bytes | None
-    ) -> tuple[int, bytes]:
+    ) -> AsyncIterator[tuple[int, bytes]]:
         channel = await self._channel(session)
-        raw = await channel.forward(flags, body)
-        if key is not None and self.cache is not None:
-            self.cache.put(key, raw, request.command)
-        return raw
+        frames = 0
+        async for raw in channel.forward_stream(flags, body):
+            frames += 1
+            if (
+                key is not None
+                and self.cache is not None
+                and frames == 1
+                and not (raw[0] & framing.FLAG_MORE)
+            ):
+                self.cache.put(key, raw, request.command)
+            yield raw
 
-    async def _dispatch(self, session: ProxySession, request: Request) -> Reply:
+    async def _pages(self, session: ProxySession, request: Request) -> AsyncIterator[Reply]:
         body = codec.encode_msgpack(request)
+        key = _cache_key(session, request, body) if self.cache is not None else None
+        hit = self.cache.get(key) if key is not None else None  # type: ignore[union-attr]
         try:
-            key = _cache_key(session, request, body) if self.cache is not None else None
-            raw = self.cache.get(key) if key is not None else None  # type: ignore[union-attr]
-            if raw is None:
-                raw = await self._forward(session, request, 0, body, key)
-            reply = decode_reply(*raw)
+            if hit is not None:
+                frames: Any = _once(hit)
+            else:
+                frames = self._forward(session, request, 0, body, key)
+            async for flags, raw in frames:
+                reply = decode_reply(flags, raw)
+                if reply.metadata:
+                    session.metadata = dict(reply.metadata)
+                yield reply
         except ConnectionLost as exc:
-            return Reply(exitcode=exc.exitcode, error=str(exc), metadata=session.metadata)
+            yield Reply(exitcode=exc.exitcode, error=str(exc), metadata=session.metadata)
         except (RequestError, framing.ProtocolError, codec.DecodeError) as exc:
             code = exc.exitcode if isinstance(exc, RequestError) else 1
-            return Reply(exitcode=code, error=str(exc), metadata=session.metadata)
-        if reply.metadata:
-            session.metadata = dict(reply.metadata)
-        return reply
+            yield Reply(exitcode=code, error=str(exc), metadata=session.metadata)
 
     def _event(self, channel: int, event: Event) -> None:
         session = self._by_channel.get(channel)

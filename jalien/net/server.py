@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import socket
 import ssl
@@ -37,7 +38,15 @@ from jalien.net.limits import Limits
 from jalien.wire import codec, framing
 from jalien.wire.codec import DecodeError
 from jalien.wire.errors import EXIT_FAILED, EXIT_INVALID, EXIT_TOO_BIG, RequestError
-from jalien.wire.jalien_json import OutputMode, error_reply_json, parse_request, render_reply
+from jalien.wire.jalien_json import (
+    STREAM_START,
+    OutputMode,
+    error_reply_json,
+    parse_request,
+    render_page,
+    render_reply,
+    render_stream_end,
+)
 from jalien.wire.messages import (
     Cancel,
     CloseChannel,
@@ -63,6 +72,13 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "TLS handshake timed out"
     return str(exc) or type(exc).__name__
+
+
+async def _aclose(pages: Any) -> None:
+    close = getattr(pages, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
 
 
 def _internal_error(exc: BaseException) -> Reply:
@@ -132,6 +148,8 @@ class BinaryConnection(asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._reading_paused = False
         self._write_paused = False
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._idle: asyncio.TimerHandle | None = None
         self._active = True
         self._threshold = server.limits.compress_threshold
@@ -157,10 +175,12 @@ class BinaryConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._drained.clear()
         self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._drained.set()
         self._update_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -238,8 +258,11 @@ class BinaryConnection(asyncio.Protocol):
         session.streams.add(sid)
         self._update_reading()
 
-    async def _finish(self, sid: int, pending: Awaitable[Any]) -> None:
+    async def _finish(self, sid: int, pending: Any) -> None:
         try:
+            if hasattr(pending, "__anext__"):
+                await self._stream(sid, pending)
+                return
             reply = await pending
         except asyncio.CancelledError:
             reply = Reply(exitcode=EXIT_FAILED, error="cancelled")
@@ -258,6 +281,39 @@ class BinaryConnection(asyncio.Protocol):
                 self.send_raw(sid, *reply)
             else:
                 self.send(sid, reply)
+
+    async def _stream(self, sid: int, pages: Any) -> None:
+        """A reply in several frames: every one but the last carries FLAG_MORE. Items are
+        Replies, or raw (flags, body) frames from upstream that already say so."""
+        held: Reply | None = None
+        try:
+            async for item in pages:
+                if self.transport is None or self.transport.is_closing():
+                    return
+                if type(item) is tuple:
+                    self.send_raw(sid, *item)
+                else:
+                    if held is not None:
+                        self.send(sid, held, more=True)
+                    held = item
+                if self._write_paused:
+                    await self._drained.wait()
+        except asyncio.CancelledError:
+            held = Reply(exitcode=EXIT_FAILED, error="cancelled")
+        except RequestError as exc:
+            self._flush_held(sid, held)
+            held = Reply(exitcode=exc.exitcode, error=str(exc))
+        except Exception as exc:
+            self._flush_held(sid, held)
+            held = _internal_error(exc)
+        finally:
+            await _aclose(pages)
+        if held is not None:
+            self.send(sid, held)
+
+    def _flush_held(self, sid: int, held: Reply | None) -> None:
+        if held is not None:
+            self.send(sid, held, more=True)
 
     def _open_channel(self, sid: int, channel: int, message: OpenChannel) -> None:
         if channel == 0 or seq_of(sid) != CONTROL_SEQ:
@@ -301,12 +357,13 @@ class BinaryConnection(asyncio.Protocol):
                 task.cancel()
         self.server.handler.close_session(session.state)
 
-    def send(self, sid: int, message: Reply | Event) -> None:
+    def send(self, sid: int, message: Reply | Event, more: bool = False) -> None:
         """Encode and write (or queue for the coalesced write of this read)."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        data = framing.encode_frame(sid, codec.encode_msgpack(message), 0, self._threshold)
+        flags = framing.FLAG_MORE if more else 0
+        data = framing.encode_frame(sid, codec.encode_msgpack(message), flags, self._threshold)
         if self._out is not None:
             self._out.append(data)
         else:
@@ -350,6 +407,17 @@ class BinaryConnection(asyncio.Protocol):
         self._arm_idle()
 
 
+class _JsonStream:
+    """A streamed reply waiting for its turn in a WebSocket's reply queue."""
+
+    __slots__ = ("mode", "pages", "task")
+
+    def __init__(self, pages: Any, mode: OutputMode) -> None:
+        self.pages = pages
+        self.mode = mode
+        self.task: asyncio.Future[None] | None = None
+
+
 class JsonWebSocket(WSListener):
     """One alien.py/ROOT client: JAliEn JSON requests in, replies in request order."""
 
@@ -381,6 +449,8 @@ class JsonWebSocket(WSListener):
         for item in self._queue:
             if isinstance(item, asyncio.Task):
                 item.cancel()
+            elif type(item) is _JsonStream and item.task is not None:
+                item.task.cancel()
         self._queue.clear()
         if self.session is not None:
             self.server.handler.close_session(self.session)
@@ -432,8 +502,10 @@ class JsonWebSocket(WSListener):
             result = _internal_error(exc)
         if type(result) is Reply:
             self._enqueue(render_reply(result, mode))
-            return
-        self._enqueue(asyncio.ensure_future(self._finish(result, mode)))  # type: ignore[arg-type]
+        elif hasattr(result, "__anext__"):
+            self._enqueue(_JsonStream(result, mode))
+        else:
+            self._enqueue(asyncio.ensure_future(self._finish(result, mode)))
 
     async def _finish(self, pending: Awaitable[Reply], mode: OutputMode) -> bytes:
         try:
@@ -442,7 +514,7 @@ class JsonWebSocket(WSListener):
             reply = _internal_error(exc)
         return render_reply(reply, mode)
 
-    def _enqueue(self, item: bytes | asyncio.Task[bytes]) -> None:
+    def _enqueue(self, item: Any) -> None:
         queue = self._queue
         if not queue and type(item) is bytes:
             self._send(item)
@@ -454,11 +526,17 @@ class JsonWebSocket(WSListener):
             self._drain()
 
     def _drain(self) -> None:
+        """Send what is ready at the head of the queue: replies leave in request order."""
         queue = self._queue
         while queue:
             head = queue[0]
             if type(head) is bytes:
                 text = head
+            elif type(head) is _JsonStream:
+                if head.task is None:  # its turn: start streaming its pages
+                    head.task = asyncio.ensure_future(self._run_stream(head))
+                    head.task.add_done_callback(lambda _t: self._stream_done())
+                return
             elif head.done():
                 if head.cancelled():
                     queue.popleft()
@@ -468,6 +546,59 @@ class JsonWebSocket(WSListener):
                 return
             queue.popleft()
             self._send(text)
+
+    def _stream_done(self) -> None:
+        if self._queue and type(self._queue[0]) is _JsonStream:
+            self._queue.popleft()
+        self._drain()
+
+    async def _run_stream(self, stream: _JsonStream) -> None:
+        """One JSON message sent as WebSocket fragments, a page at a time."""
+        last = Reply()
+        first = True
+        started = False
+        try:
+            async for page in stream.pages:
+                if self.transport is None or self.transport.is_disconnected:
+                    return
+                text = render_page(page, stream.mode, first)
+                last = page
+                if text:
+                    first = False
+                    self._send_fragment(STREAM_START + text if not started else text, started)
+                    started = True
+                    await self._writable()
+        except asyncio.CancelledError:
+            raise
+        except RequestError as exc:
+            last = Reply(exitcode=exc.exitcode, error=str(exc), metadata=last.metadata)
+        except Exception as exc:
+            last = _internal_error(exc)
+        finally:
+            await _aclose(stream.pages)
+        if not last.metadata:
+            last.metadata = self._metadata()
+        end = render_stream_end(last)
+        if not started:
+            self._send(STREAM_START + end)
+        else:
+            self._send_fragment(end, True, fin=True)
+
+    def _send_fragment(self, data: bytes, continuation: bool, fin: bool = False) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_disconnected:
+            kind = WSMsgType.CONTINUATION if continuation else WSMsgType.TEXT
+            transport.send(kind, data, fin=fin)
+
+    async def _writable(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        raw = transport.underlying_transport
+        while raw.get_write_buffer_size() > self.server.limits.write_buffer_high:
+            await asyncio.sleep(0.005)
+            if transport.is_disconnected:
+                return
 
     def _send(self, text: bytes) -> None:
         transport = self.transport

@@ -1,10 +1,10 @@
 """Frames of the binary channel: the header layout and the chosen twin's functions.
 
 A frame is a 12-byte header (magic ``JW``, version, flags, stream id, body length) and a
-body. Flags carry the codec (MessagePack, JSON, raw bytes) and whether the body is
-zlib-compressed (per frame, above a size threshold, so a proxy can forward a frame
-without inflating it). Stream id 0 carries pushed events; requests use odd ids from
-clients. See docs/PROTOCOL.md.
+body. Flags carry the codec (MessagePack, JSON, raw bytes), whether the body is
+zlib-compressed (per frame, above a size threshold, so that a proxy can forward a frame
+without inflating it) and whether more frames of the same reply follow (FLAG_MORE).
+Stream ids name a channel and a request (jalien.wire.streams). See docs/PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from jalien._fast.constants import (
     DEFAULT_COMPRESS_THRESHOLD,
     DEFAULT_MAX_FRAME,
     FLAG_COMPRESSED,
+    FLAG_MORE,
     HEADER_SIZE,
     MAGIC,
     VERSION,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_COMPRESS_THRESHOLD",
     "DEFAULT_MAX_FRAME",
     "FLAG_COMPRESSED",
+    "FLAG_MORE",
     "HEADER_SIZE",
     "IMPLEMENTATION",
     "MAGIC",

@@ -9,12 +9,13 @@ and alien.py reads them. ``-nomsg`` and ``-nokeys`` choose what each result carr
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from jalien.wire.codec import DecodeError
-from jalien.wire.messages import Reply, Request
+from jalien.wire.messages import DirEntry, Reply, Request
 
 
 class OutputMode(enum.Enum):
@@ -85,13 +86,64 @@ def _record(record: dict[str, Any], mode: OutputMode) -> dict[str, str]:
     return out
 
 
-def render_reply(reply: Reply, mode: OutputMode = OutputMode.ALL) -> bytes:
-    """The JSON text JAliEn would send for *reply* (metadata values are strings)."""
-    metadata = dict(reply.metadata)
+EntryView = Callable[[DirEntry, dict[str, str]], dict[str, Any]]
+ENTRY_VIEWS: dict[str, EntryView] = {}
+"""How typed listing rows (Reply.entries) look as JAliEn records, by Reply.view; filled by
+the commands that produce them (jalien.commands registers its views at import)."""
+
+
+def _default_view(entry: DirEntry, metadata: dict[str, str]) -> dict[str, Any]:
+    return {
+        "message": entry.name,
+        "name": entry.name,
+        "type": entry.type,
+        "perm": entry.perm,
+        "owner": entry.owner,
+        "gowner": entry.gowner,
+        "size": entry.size,
+        "ctime": entry.ctime,
+        "md5": entry.md5,
+        "guid": entry.guid,
+    }
+
+
+def records(reply: Reply, mode: OutputMode) -> list[dict[str, str]]:
+    """The JAliEn records of one reply (or one page of a streamed reply)."""
+    out = [_record(r, mode) for r in reply.results]
+    if reply.entries:
+        view = ENTRY_VIEWS.get(reply.view, _default_view)
+        meta = reply.metadata
+        out.extend(_record(view(e, meta), mode) for e in reply.entries)
+    return out
+
+
+def metadata_of(reply: Reply) -> dict[str, str]:
+    metadata = {k: v for k, v in reply.metadata.items() if not k.startswith("_")}
     metadata["exitcode"] = str(reply.exitcode)
     metadata["error"] = reply.error
-    results = [_record(r, mode) for r in reply.results]
-    return _encoder.encode({"metadata": metadata, "results": results})
+    return metadata
+
+
+def render_reply(reply: Reply, mode: OutputMode = OutputMode.ALL) -> bytes:
+    """The JSON text JAliEn would send for *reply* (metadata values are strings)."""
+    return _encoder.encode({"metadata": metadata_of(reply), "results": records(reply, mode)})
+
+
+STREAM_START = b'{"results":['
+
+
+def render_page(reply: Reply, mode: OutputMode, first: bool) -> bytes:
+    """One page of a streamed reply: records separated by commas, no brackets."""
+    body = _encoder.encode(records(reply, mode))[1:-1]
+    if not body:
+        return b""
+    return body if first else b"," + body
+
+
+def render_stream_end(reply: Reply) -> bytes:
+    """Closes a streamed reply; the metadata of the last page counts (JSON key order does
+    not matter to JAliEn clients, so it may come after the results)."""
+    return b'],"metadata":' + _encoder.encode(metadata_of(reply)) + b"}"
 
 
 def error_reply_json(exitcode: int, error: str, metadata: dict[str, str]) -> bytes:

@@ -45,15 +45,16 @@ class DirEntry(msgspec.Struct, array_like=True, gc=False):
 
 
 class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
-    """The answer to one Request: JAliEn's exit code, error text, records and metadata."""
+    """The answer to one Request: JAliEn's exit code, error text, records and metadata.
+    A long answer is several Replies on the request's stream, each frame but the last
+    flagged FLAG_MORE; the exit code, error and metadata of the last one count."""
 
     exitcode: int = 0
     error: str = ""
     results: list[Record] = []
     entries: list[DirEntry] = []  # typed listing rows (ls, find) beside or instead of results
     metadata: dict[str, str] = {}
-    # A long listing arrives as several replies with more=True, the last one with False.
-    more: bool = False
+    view: str = ""  # how entries render as JAliEn records (wire.jalien_json.ENTRY_VIEWS)
 
 
 class Event(msgspec.Struct, tag="evt", kw_only=True, omit_defaults=True):

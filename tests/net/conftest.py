@@ -32,6 +32,7 @@ class TestCommands:
         table.add("fail", self.fail, "raise RequestError")
         table.add("crash", self.crash, "raise a bug")
         table.add("big", self.big, "a large reply")
+        table.add("pages", self.pages, "a streamed reply: N pages of M records, then E")
 
     async def sleep(self, session, args):
         try:
@@ -50,6 +51,14 @@ class TestCommands:
 
     def crash(self, session, args):
         raise ZeroDivisionError("boom")
+
+    async def pages(self, session, args):
+        n, m = int(args[0]), int(args[1])
+        for page in range(n):
+            await asyncio.sleep(0)
+            yield [{"message": f"p{page}r{i}"} for i in range(m)]
+        if len(args) > 2:
+            raise RequestError(args[2], 5)
 
     def big(self, session, args):
         n = int(args[0])

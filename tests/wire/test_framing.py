@@ -12,6 +12,7 @@ from jalien._fast.constants import (
     CODEC_MSGPACK,
     CODEC_RAW,
     FLAG_COMPRESSED,
+    FLAG_MORE,
     HEADER_SIZE,
 )
 from jalien._fast.errors import ProtocolError
@@ -31,6 +32,11 @@ def test_round_trip_small(framing):
     assert len(wire) == HEADER_SIZE + 5
     assert wire[:2] == b"JW"
     assert framing.FrameDecoder().feed(wire) == [(3, CODEC_JSON, b"hello")]
+
+
+def test_more_flag(framing):
+    wire = framing.encode_frame(5, b"page", CODEC_MSGPACK | FLAG_MORE)
+    assert framing.FrameDecoder().feed(wire) == [(5, FLAG_MORE, b"page")]
 
 
 def test_empty_body(framing):
@@ -84,6 +90,7 @@ def test_threshold_zero_disables(framing):
         (b"XX\x01\x00" + bytes(8), "bad magic"),
         (b"JW\x02\x00" + bytes(8), "unsupported frame version 2"),
         (b"JW\x01\x80" + bytes(8), "unknown frame flags 0x80"),
+        (b"JW\x01\x10" + bytes(8), "unknown frame flags 0x10"),
         (b"JW\x01\x00\x00\x00\x00\x01\xff\xff\xff\xff", "exceeds the limit"),
     ],
 )
@@ -145,6 +152,8 @@ def test_bad_arguments(framing):
         framing.encode_frame(1, b"", codec=7)
     with pytest.raises(ValueError, match="unknown frame flags"):
         framing.encode_raw(1, 0x40, b"")
+    with pytest.raises(ValueError, match="unknown codec"):
+        framing.encode_frame(1, b"", codec=FLAG_COMPRESSED)
     with pytest.raises(ValueError, match="level"):
         framing.compress(b"abc", 11)
     with pytest.raises(ValueError, match="max_frame_size"):

@@ -32,7 +32,8 @@ def test_fuzz_structured(framing):
             while pos < len(data):
                 step = rng.randint(1, 64)
                 for sid, flags, body in dec.feed(data[pos : pos + step]):
-                    assert 0 <= sid < 2**32 and 0 <= flags < 4 and isinstance(body, bytes)
+                    assert 0 <= sid < 2**32 and 0 <= flags < 16 and not flags & 4
+                    assert isinstance(body, bytes)
                 pos += step
         except ProtocolError:
             pass

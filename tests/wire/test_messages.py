@@ -17,7 +17,7 @@ SAMPLES = [
     Request(command="ls", options=["-l", "/alice"]),
     Request(command="pwd"),
     Reply(exitcode=0, results=[{"message": "a", "size": 12}], metadata={"user": "jdoe"}),
-    Reply(exitcode=2, error="No such file", more=True),
+    Reply(exitcode=2, error="No such file"),
     Reply(entries=[DirEntry(name="a.root", size=5, ctime=1), DirEntry(name="d", type="d")]),
     Event(topic="kill", payload={"queueId": 42}),
     Cancel(),

@@ -30,7 +30,7 @@ def outcome(impl, fn):
     stream_id=st.integers(0, 2**32 - 1),
     body=st.binary(max_size=4096)
     | st.builds(lambda n, c: c * n, st.integers(0, 5000), st.binary(min_size=1, max_size=3)),
-    codec=st.integers(0, 3),
+    codec=st.integers(0, 15),
     threshold=st.integers(-1, 5000),
     level=st.integers(-1, 9),
 )
