@@ -94,6 +94,20 @@ def run_setup(argv: Sequence[str]) -> int:
     return setup_command(args, _settings(args))
 
 
+def debug_info() -> int:
+    """Print what runs: version, framing twin (the binary build checks 'cython'), Nuitka or not."""
+    from jalien import _fast
+
+    compiled = "__compiled__" in globals()  # set by Nuitka in every module it compiles
+    print(f"jalien: {__version__}")
+    print(f"implementation: {_fast.IMPLEMENTATION}")
+    print(f"framing module: {getattr(_fast.framing, '__file__', '?')}")
+    print(f"compiled: {'nuitka' if compiled else 'no'}")
+    print(f"python: {sys.version.split()[0]}")
+    print(f"executable: {sys.executable}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -106,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if argv[0] == "setup":
             return run_setup(argv[1:])
+        if argv[0] == "debug-info":  # hidden: what this jalien-bin is made of
+            return debug_info()
         if any(a == "--role" or a.startswith("--role=") for a in argv):
             return run_role(argv)
         raise CliError(f"unknown command: {argv[0]} (try jalien-bin --help)", EXIT_USAGE)
