@@ -32,6 +32,7 @@ class FindQuery(msgspec.Struct, kw_only=True, frozen=True):
     base: str  # directory, with trailing '/'
     name_glob: str = "*"  # matched against the entry name (SQL GLOB semantics)
     lfn_regex: str = ""  # matched against the full LFN when set
+    lfn_like: str = ""  # SQL LIKE (case-sensitive) on the full LFN, JAliEn's find pattern
     types: frozenset[str] = frozenset({"f"})
     limit: int = 0  # 0: no limit
     min_size: int = -1

@@ -51,6 +51,7 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA case_sensitive_like=ON")  # LFNs are case-sensitive
     return conn
 
 
@@ -217,6 +218,9 @@ class SQLiteBackend:
         if query.lfn_regex:
             where.append("regexp(?, dir || name)")
             args.append(query.lfn_regex)
+        if query.lfn_like:
+            where.append("dir || name LIKE ?")
+            args.append(query.lfn_like)
         if query.min_size >= 0:
             where.append("size >= ?")
             args.append(query.min_size)

@@ -9,13 +9,13 @@ and alien.py reads them. ``-nomsg`` and ``-nokeys`` choose what each result carr
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from jalien.wire.codec import DecodeError
-from jalien.wire.messages import DirEntry, Reply, Request
+from jalien.wire.listing_views import render_entry
+from jalien.wire.messages import Reply, Request
 
 
 class OutputMode(enum.Enum):
@@ -86,34 +86,12 @@ def _record(record: dict[str, Any], mode: OutputMode) -> dict[str, str]:
     return out
 
 
-EntryView = Callable[[DirEntry, dict[str, str]], dict[str, Any]]
-ENTRY_VIEWS: dict[str, EntryView] = {}
-"""How typed listing rows (Reply.entries) look as JAliEn records, by Reply.view; filled by
-the commands that produce them (jalien.commands registers its views at import)."""
-
-
-def _default_view(entry: DirEntry, metadata: dict[str, str]) -> dict[str, Any]:
-    return {
-        "message": entry.name,
-        "name": entry.name,
-        "type": entry.type,
-        "perm": entry.perm,
-        "owner": entry.owner,
-        "gowner": entry.gowner,
-        "size": entry.size,
-        "ctime": entry.ctime,
-        "md5": entry.md5,
-        "guid": entry.guid,
-    }
-
-
 def records(reply: Reply, mode: OutputMode) -> list[dict[str, str]]:
     """The JAliEn records of one reply (or one page of a streamed reply)."""
     out = [_record(r, mode) for r in reply.results]
     if reply.entries:
-        view = ENTRY_VIEWS.get(reply.view, _default_view)
-        meta = reply.metadata
-        out.extend(_record(view(e, meta), mode) for e in reply.entries)
+        view, meta = reply.view, reply.metadata
+        out.extend(_record(render_entry(e, view, meta), mode) for e in reply.entries)
     return out
 
 

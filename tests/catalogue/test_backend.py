@@ -65,6 +65,10 @@ async def test_find(backend):
     assert [e.path for e in await collect(backend.find(dirs))] == ["/r/s"]
     rx = FindQuery(base="/r/", lfn_regex=r"s/.*\.txt$")
     assert [e.path for e in await collect(backend.find(rx))] == ["/r/s/c.txt"]
+    like = FindQuery(base="/r/", lfn_like="/r/%S/%", types=frozenset("fd"))
+    assert [e.path for e in await collect(backend.find(like))] == []  # case-sensitive
+    like = FindQuery(base="/r/", lfn_like="/r/%s/%.root%")
+    assert [e.path for e in await collect(backend.find(like))] == ["/r/s/b.root"]
     paged = [len(p) async for p in backend.find(FindQuery(base="/r/", limit=3), page=2)]
     assert sum(paged) == 3
 
