@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .certs import certs_pem
+from .certs import certs_pem, signed_by
 from .errors import AuthError
 from .files import StrPath, write_file
 from .names import common_name, subject_hash
@@ -83,3 +83,17 @@ def _find_or_link_hash(
     except OSError:
         write_file(link, certs_pem(cert), 0o644)
     created.append(link)
+
+
+def find_issuer(directory: StrPath, cert: x509.Certificate) -> x509.Certificate | None:
+    """The CA of *directory* that signed *cert* (looked up as OpenSSL does, by subject hash)."""
+    prefix = subject_hash(cert.issuer)
+    for candidate in sorted(Path(directory).glob(f"{prefix}.*")):
+        try:
+            cas = x509.load_pem_x509_certificates(candidate.read_bytes())
+        except (OSError, ValueError):
+            continue
+        for ca in cas:
+            if signed_by(cert, ca):
+                return ca
+    return None

@@ -111,6 +111,11 @@ def cert_end_entity_dn(cert: x509.Certificate, *, proxy_of_proxy: bool = False) 
 
 def peer_dn_from_ssl(ssl_object: PeerCertSource, *, proxy_of_proxy: bool = False) -> str:
     """The end-entity DN of the verified client certificate of a TLS connection."""
+    return cert_end_entity_dn(peer_cert_from_ssl(ssl_object), proxy_of_proxy=proxy_of_proxy)
+
+
+def peer_cert_from_ssl(ssl_object: PeerCertSource) -> x509.Certificate:
+    """The verified leaf certificate the peer of a TLS connection presented."""
     try:
         raw = ssl_object.getpeercert(binary_form=True)
     except ValueError as exc:  # handshake not done yet
@@ -120,7 +125,6 @@ def peer_dn_from_ssl(ssl_object: PeerCertSource, *, proxy_of_proxy: bool = False
     if not isinstance(raw, bytes):
         raise AuthError("getpeercert(binary_form=True) did not return DER bytes")
     try:
-        cert = x509.load_der_x509_certificate(raw)
+        return x509.load_der_x509_certificate(raw)
     except ValueError as exc:
         raise AuthError(f"unreadable peer certificate: {exc}") from None
-    return cert_end_entity_dn(cert, proxy_of_proxy=proxy_of_proxy)

@@ -1,9 +1,10 @@
 """``jalien-bin setup``: everything a developer machine needs to run a grid of its own.
 
-It creates a development CA, host credentials, the hashed CA directory, the user's
-credentials in ~/.globus and the user's account (with the admin role: it is the machine
-owner's grid). Existing files are never overwritten silently: they are kept, used, and
-reported; ``force=True`` regenerates everything. Running it twice changes nothing.
+It creates a development CA, the token CA of jcentral, host credentials, the hashed CA
+directory, the user's credentials in ~/.globus and the user's account (with the admin role:
+it is the machine owner's grid). Existing files are never overwritten silently: they are
+kept, used, and reported; ``force=True`` regenerates everything (but the token CA, so that
+tokens already issued stay valid). Running it twice changes nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .certs import (
 )
 from .errors import AuthError
 from .names import dn_string
+from .tokens import TOKEN_CA_CERT, TOKEN_CA_KEY, TokenAuthority
 
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "::1")
 DEV_CA_NAME = "jalien dev CA"
@@ -103,6 +105,14 @@ def _ca(
     write_pem_cert(cert_path, cert, overwrite=force)
     report.created += [cert_path, key_path]
     return cert, key
+
+
+def _token_ca(directory: Path, report: SetupReport) -> x509.Certificate:
+    """jcentral's token CA (kept across --force: tokens already issued stay valid)."""
+    authority, created = TokenAuthority.load_or_create(directory)
+    paths = [directory / TOKEN_CA_CERT, directory / TOKEN_CA_KEY]
+    (report.created if created else report.kept).extend(paths)
+    return authority.ca_cert
 
 
 def _host(
@@ -195,8 +205,9 @@ def run_setup(
     _refuse_half_pairs(settings, globus, force)  # before writing anything
     ca = _ca(settings.home_path / "ca", report, force)
     _host(settings, ca, list(hostnames or DEFAULT_HOSTNAMES), report, force)
+    token_ca = _token_ca(settings.home_path / "ca", report)
     ca_dir = settings.ca_dir_path
-    created = write_ca_dir(ca_dir, [ca[0]])
+    created = write_ca_dir(ca_dir, [ca[0], token_ca])
     report.created += created
     if not created:
         report.kept.append(ca_dir)

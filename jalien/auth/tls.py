@@ -14,6 +14,7 @@ from pathlib import Path
 from .certs import load_certs, load_key
 from .errors import AuthError
 from .files import StrPath
+from .memfile import memory_path
 
 # ssl.VERIFY_ALLOW_PROXY_CERTS exists since Python 3.10; the value is OpenSSL's flag.
 ALLOW_PROXY_CERTS = getattr(ssl, "VERIFY_ALLOW_PROXY_CERTS", 0x40)
@@ -92,3 +93,17 @@ def client_context(
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.verify_flags |= ALLOW_PROXY_CERTS  # a jalien service may run with a proxy too
     return ctx
+
+
+def context_from_pem(
+    purpose: str, cert_pem: bytes, key_pem: bytes, ca_dir: StrPath
+) -> ssl.SSLContext:
+    """``server_context`` or ``client_context`` (*purpose* "server" or "client") from PEM text
+    held in memory: an unencrypted key that must not be written to disk (see memfile)."""
+    make = {"server": server_context, "client": client_context}[purpose]
+    with memory_path(cert_pem) as cert_path, memory_path(key_pem) as key_path:
+        try:
+            return make(cert_path, key_path, ca_dir)
+        except AuthError as exc:  # the temporary paths mean nothing to the user
+            message = str(exc).replace(cert_path, "<certificate>").replace(key_path, "<key>")
+            raise AuthError(message) from None

@@ -1,4 +1,14 @@
-"""Who is on the other end of a connection, established once at the TLS handshake."""
+"""Who is on the other end of a connection, established once at the TLS handshake.
+
+Two authenticators:
+
+* ``AccountsAuthenticator`` (central services): a certificate's end-entity DN is looked up
+  in the accounts file; a token certificate (signed by the token CA, see
+  ``jalien.auth.tokens``) is mapped by the login its subject names, which must still have
+  an account.
+* ``OwnerAuthenticator`` (jBox): one user's desktop agent serves that user only: their own
+  certificate (or a proxy of it) and their own user tokens, all mapped to one identity.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from cryptography import x509
 
 from jalien.auth.accounts import AccountMap
+from jalien.auth.certs import dn_of
 from jalien.auth.errors import AuthError
-from jalien.auth.identity import peer_dn_from_ssl
+from jalien.auth.identity import cert_end_entity_dn, peer_cert_from_ssl
+from jalien.auth.tokens import TokenKind, TokenSubject, TokenVerifier
 
 log = logging.getLogger("jalien.net.identity")
 
@@ -22,6 +35,9 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
     login: str
     roles: tuple[str, ...] = ()
     home: str = ""
+    expires: float = 0.0  # when the presented certificate expires (epoch s); 0: unknown
+    token: str = ""  # the TokenKind value when a token certificate was presented
+    job_id: str = ""  # the job of a job token
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -31,14 +47,20 @@ Authenticator = Callable[[Any], Identity]
 """Maps the connection's ssl object to an Identity, or raises AuthError with the reason."""
 
 
+def _expiry(cert: x509.Certificate) -> float:
+    return cert.not_valid_after_utc.timestamp()
+
+
 class AccountsAuthenticator:
     """DN -> account from the accounts file; re-read when the file changes on disk, so that
-    `jalien-bin setup` or an admin edit takes effect without a restart."""
+    `jalien-bin setup` or an admin edit takes effect without a restart. With *tokens*, token
+    certificates of that CA are accepted too."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tokens: TokenVerifier | None = None) -> None:
         self._path = path
         self._stamp: tuple[int, int] | None = None
         self._accounts = AccountMap()
+        self.tokens = tokens
 
     def _refresh(self) -> None:
         try:
@@ -57,7 +79,75 @@ class AccountsAuthenticator:
         account = self._accounts.lookup(dn)
         return Identity(dn=dn, login=account.login, roles=tuple(account.roles), home=account.home)
 
+    def identify_login(self, login: str) -> Identity:
+        """The account of *login* (its first registered DN); AuthError when it has none."""
+        self._refresh()
+        for account in self._accounts.by_login(login):
+            if not self._accounts.is_revoked(account.dn):
+                return Identity(
+                    dn=account.dn, login=login, roles=tuple(account.roles), home=account.home
+                )
+        raise AuthError(f"unknown user {login}")
+
+    def identify_token(self, cert: x509.Certificate, subject: TokenSubject) -> Identity:
+        """The identity a token certificate stands for."""
+        dn, expires = dn_of(cert), _expiry(cert)
+        kind = subject.kind
+        if kind is TokenKind.HOST:  # a host token acts as the host's registered account
+            return msgspec.structs.replace(self.identify_dn(dn), expires=expires, token=kind.value)
+        if kind is TokenKind.JOBAGENT:
+            return Identity(
+                dn=dn, login="jobagent", roles=("jobagent",), expires=expires, token=kind.value
+            )
+        account = self.identify_login(subject.login)
+        if kind is TokenKind.JOB:
+            return Identity(
+                dn=dn,
+                login=account.login,
+                roles=("job",),
+                home=account.home,
+                expires=expires,
+                token=kind.value,
+                job_id=subject.extension,
+            )
+        return msgspec.structs.replace(account, dn=dn, expires=expires, token=kind.value)
+
+    def identify_cert(self, cert: x509.Certificate) -> Identity:
+        subject = self.tokens.recognize(cert) if self.tokens is not None else None
+        if subject is not None:
+            return self.identify_token(cert, subject)
+        identity = self.identify_dn(cert_end_entity_dn(cert))
+        return msgspec.structs.replace(identity, expires=_expiry(cert))
+
     def __call__(self, ssl_object: Any) -> Identity:
         if ssl_object is None:
             raise AuthError("no TLS session")
-        return self.identify_dn(peer_dn_from_ssl(ssl_object))
+        return self.identify_cert(peer_cert_from_ssl(ssl_object))
+
+
+class OwnerAuthenticator:
+    """A desktop agent's gate: only *owner* gets in, with their certificate (``owner.dn``, or
+    a proxy of it) or a user token of theirs (``owner.login``) signed by a CA of *tokens*.
+    Every accepted client is *owner*, so channels opened upstream act as the agent itself."""
+
+    def __init__(self, owner: Identity, tokens: list[TokenVerifier] | None = None) -> None:
+        self.owner = owner
+        self.tokens = list(tokens or ())
+
+    def identify_cert(self, cert: x509.Certificate) -> Identity:
+        for verifier in self.tokens:
+            subject = verifier.recognize(cert)
+            if subject is None:
+                continue
+            if subject.kind is TokenKind.USER and subject.login == self.owner.login:
+                return self.owner
+            raise AuthError(f"token {dn_of(cert)} is not a user token of {self.owner.login}")
+        dn = cert_end_entity_dn(cert)
+        if dn != self.owner.dn:
+            raise AuthError(f"{dn} is not {self.owner.login}: this agent serves its owner only")
+        return self.owner
+
+    def __call__(self, ssl_object: Any) -> Identity:
+        if ssl_object is None:
+            raise AuthError("no TLS session")
+        return self.identify_cert(peer_cert_from_ssl(ssl_object))

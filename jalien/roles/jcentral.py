@@ -10,11 +10,14 @@ import sys
 
 import uvloop
 
+from jalien.auth.cadir import write_ca_dir
 from jalien.auth.errors import AuthError
 from jalien.auth.tls import server_context
+from jalien.auth.tokens import TokenAuthority
 from jalien.commands.basic import BasicCommands
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.table import CommandTable
+from jalien.commands.token import TokenCommands
 from jalien.config import Settings
 from jalien.net.identity import AccountsAuthenticator
 from jalien.net.limits import Limits
@@ -23,13 +26,28 @@ from jalien.net.server import Server
 log = logging.getLogger("jalien.jcentral")
 
 
+def token_authority(settings: Settings) -> TokenAuthority:
+    """The token CA under the jalien home (made on first start when `setup` did not), and
+    trusted in the CA directory so that servers accept the tokens it issues."""
+    authority, created = TokenAuthority.load_or_create(settings.home_path / "ca")
+    if created:
+        log.info("created the token CA in %s", settings.home_path / "ca")
+    try:
+        write_ca_dir(settings.ca_dir_path, [authority.ca_cert])
+    except AuthError as exc:  # e.g. a read-only system CA directory
+        log.warning("token certificates will be refused: %s", exc)
+    return authority
+
+
 def build_server(settings: Settings) -> Server:
     """The object graph of jcentral, in plain code."""
     table = CommandTable()
     BasicCommands(table, motd=settings.motd).register()
     dispatcher = Dispatcher(table, site=settings.site)
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
-    accounts = AccountsAuthenticator(settings.accounts_path)
+    tokens = token_authority(settings)
+    accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
+    TokenCommands(table, tokens, accounts.identify_login).register()
     limits = Limits(
         max_message_size=settings.max_message_size,
         max_connections=settings.max_connections,

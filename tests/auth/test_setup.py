@@ -47,6 +47,8 @@ def test_first_run_creates_everything(settings, globus):
     expected = [
         home / "ca/ca.pem",
         home / "ca/ca.key",
+        home / "ca/tokenca.pem",
+        home / "ca/tokenca.key",
         home / "host/hostcert.pem",
         home / "host/hostkey.pem",
         globus / "usercert.pem",
@@ -57,7 +59,8 @@ def test_first_run_creates_everything(settings, globus):
         assert path in report.created
     assert settings.ca_dir_path == home / "certificates"
     assert list(settings.ca_dir_path.glob("*.pem")) and list(settings.ca_dir_path.glob("*.0"))
-    for key in (home / "ca/ca.key", home / "host/hostkey.pem", globus / "userkey.pem"):
+    keys = ("ca/ca.key", "ca/tokenca.key", "host/hostkey.pem")
+    for key in (*(home / k for k in keys), globus / "userkey.pem"):
         assert _mode(key) == 0o600
     assert _mode(globus) == 0o700
     assert report.user_dn == USER
@@ -110,7 +113,9 @@ def test_user_cert_from_another_ca(settings, globus, pki):
     assert report.user_dn == USER + "/CN=John Doe"
     assert AccountMap.load(settings.accounts_path).lookup(report.user_dn).login == "jdoe"
     assert any("not by the dev CA" in note for note in report.notes)
-    assert len(list(settings.ca_dir_path.glob("*.pem"))) == 1
+    # the dev CA and the token CA, not the foreign CA
+    names = sorted(p.name for p in settings.ca_dir_path.glob("*.pem"))
+    assert names == ["jalien-dev-CA.pem", "jalien-token-CA.pem"]
     assert write_ca_dir(settings.ca_dir_path, [load_cert(settings.home_path / "ca/ca.pem")]) == []
 
 
