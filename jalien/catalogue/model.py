@@ -59,6 +59,7 @@ class StorageElement(msgspec.Struct, kw_only=True):
     capacity: int = 0  # bytes, 0 = unknown
     used: int = 0
     protocols: list[str] = []
+    number: int = 0  # AliEn's seNumber
 
 
 def now_ms() -> int:

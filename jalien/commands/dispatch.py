@@ -19,6 +19,9 @@ from jalien.wire.messages import Reply, Request
 log = logging.getLogger("jalien.commands")
 
 EXIT_REMOTE_IO = 121  # JAliEn's EREMOTEIO for a command that failed unexpectedly
+# options JAliEn's commander takes out before a command parses its own
+GLOBAL_FLAGS = frozenset({"-nomsg", "-nokeys", "-silent"})
+HELP_FLAGS = frozenset({"-h", "--h", "-help", "--help"})
 
 
 class Dispatcher:
@@ -52,14 +55,24 @@ class Dispatcher:
         if command is None:
             return self._finish(
                 session,
-                Reply(exitcode=EXIT_NOT_FOUND, error="Command not found or not implemented yet"),
+                Reply(
+                    exitcode=EXIT_NOT_FOUND,
+                    error=f"No such file or directory : Command [{request.command}] not found!",
+                ),
             )
         if command.admin_only and not session.identity.has_role("admin"):
             return self._finish(
                 session, Reply(exitcode=EXIT_PERMISSION, error="Permission denied: admin only")
             )
+        options = [o for o in request.options if o not in GLOBAL_FLAGS]
+        if any(o in HELP_FLAGS for o in options):
+            return self._finish(session, [{"message": f"usage: {command.name}: {command.summary}"}])
+        for option in options:
+            if option.startswith("-pwd="):
+                session.cwd = option[len("-pwd=") :].rstrip("/") + "/"
+        options = [o for o in options if not o.startswith(("-pwd=", "-debug="))]
         try:
-            result = command.fn(session, list(request.options))
+            result = command.fn(session, options)
         except Exception as exc:
             return self._finish(session, self._error(request, exc))
         if inspect.isawaitable(result):

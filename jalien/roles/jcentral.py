@@ -14,7 +14,11 @@ from jalien.auth.cadir import write_ca_dir
 from jalien.auth.errors import AuthError
 from jalien.auth.tls import server_context
 from jalien.auth.tokens import TokenAuthority
+from jalien.catalogue.cache import MemoryCache
+from jalien.catalogue.service import Catalogue
+from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.basic import BasicCommands
+from jalien.commands.catalogue_cmds import CatalogueCommands
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
@@ -39,10 +43,16 @@ def token_authority(settings: Settings) -> TokenAuthority:
     return authority
 
 
-def build_server(settings: Settings) -> Server:
+def build_catalogue(settings: Settings) -> Catalogue:
+    backend = SQLiteBackend(settings.home_path / "catalogue.db")
+    return Catalogue(backend, home_template=settings.user_home_template, cache=MemoryCache())
+
+
+def build_server(settings: Settings, catalogue: Catalogue) -> Server:
     """The object graph of jcentral, in plain code."""
     table = CommandTable()
     BasicCommands(table, motd=settings.motd).register()
+    CatalogueCommands(table, catalogue).register()
     dispatcher = Dispatcher(table, site=settings.site)
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
     tokens = token_authority(settings)
@@ -58,7 +68,16 @@ def build_server(settings: Settings) -> Server:
 
 
 async def serve(settings: Settings) -> None:
-    server = build_server(settings)
+    catalogue = build_catalogue(settings)
+    server = build_server(settings, catalogue)
+    await catalogue.backend.start()
+    try:
+        await _run(settings, server)
+    finally:
+        await catalogue.backend.close()
+
+
+async def _run(settings: Settings, server: Server) -> None:
     await server.start(settings.listen, settings.ws_port, settings.binary_port)
     print(
         f"jcentral ready: wss://{settings.listen[0]}:{settings.ws_port}/websocket/json and "

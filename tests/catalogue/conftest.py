@@ -41,3 +41,21 @@ async def catalogue(backend):
     await cat.ensure_home("jdoe")
     await cat.ensure_home("alice")
     return cat
+
+
+from tests.servers import connect, make_server, server_log, ssl_for  # noqa: E402, F401
+
+
+@pytest.fixture
+async def cat_server(make_server, tmp_path):
+    """An in-process server with the catalogue commands on a fresh SQLite catalogue."""
+    from jalien.catalogue.cache import MemoryCache
+    from jalien.commands.catalogue_cmds import CatalogueCommands
+
+    backend = SQLiteBackend(tmp_path / "served.db")
+    await backend.start()
+    cat = Catalogue(backend, cache=MemoryCache())
+    server = await make_server(add_commands=lambda table: CatalogueCommands(table, cat).register())
+    server.catalogue = cat
+    yield server
+    await backend.close()

@@ -32,7 +32,8 @@ async def test_session_commands(make_server, connect):
 async def test_errors_become_exit_codes(make_server, connect):
     client = await connect(await make_server())
     unknown = await client.call("no-such-command")
-    assert (unknown.exitcode, unknown.error) == (2, "Command not found or not implemented yet")
+    assert unknown.exitcode == 2
+    assert unknown.error == "No such file or directory : Command [no-such-command] not found!"
     failed = await client.call("fail")
     assert (failed.exitcode, failed.error) == (2, "No such file or directory")
     crashed = await client.call("crash")

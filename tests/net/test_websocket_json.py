@@ -53,7 +53,7 @@ async def test_unknown_command_and_errors(make_server, ssl_for):
     async with ws_connect(url(server), ssl=ssl_for("jdoe"), server_hostname="localhost") as ws:
         reply = await ask(ws, "nosuchcommand")
         assert reply["metadata"]["exitcode"] == "2"
-        assert reply["metadata"]["error"] == "Command not found or not implemented yet"
+        assert reply["metadata"]["error"].endswith("Command [nosuchcommand] not found!")
         assert reply["results"] == []
 
 
