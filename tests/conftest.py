@@ -6,6 +6,9 @@ import pytest
 
 from jalien._fast import NO_EXTENSIONS, framing_py
 
+# in-process servers with real TLS: make_server, connect, ssl_for, server_log
+pytest_plugins = ["tests.servers"]
+
 
 def _twins():
     twins = [pytest.param(framing_py, id="py")]

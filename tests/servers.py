@@ -70,8 +70,9 @@ class TestCommands:
 async def make_server(grid_pki):
     servers: list[Server] = []
 
-    async def start(limits: Limits | None = None, hosts=("127.0.0.1",), handler=None,
-                    add_commands=None):
+    async def start(
+        limits: Limits | None = None, hosts=("127.0.0.1",), handler=None, add_commands=None
+    ):
         extra = TestCommands()
         if handler is None:
             table = CommandTable()

@@ -43,9 +43,6 @@ async def catalogue(backend):
     return cat
 
 
-from tests.servers import connect, make_server, server_log, ssl_for  # noqa: E402, F401
-
-
 @pytest.fixture
 async def cat_server(make_server, tmp_path):
     """An in-process server with the catalogue commands on a fresh SQLite catalogue."""

@@ -55,12 +55,15 @@ async def test_paging(backend):
 
 
 async def test_find(backend):
-    await backend.insert([d("/r"), d("/r/s"), f("/r/a.root"), f("/r/s/b.root", 5),
-                          f("/r/s/c.txt"), f("/rx.root")])
+    await backend.insert(
+        [d("/r"), d("/r/s"), f("/r/a.root"), f("/r/s/b.root", 5), f("/r/s/c.txt"), f("/rx.root")]
+    )
     q = FindQuery(base="/r/", name_glob="*.root")
     assert [e.path for e in await collect(backend.find(q))] == ["/r/a.root", "/r/s/b.root"]
     assert [e.path for e in await collect(backend.find(FindQuery(base="/r/", limit=2)))] == [
-        "/r/a.root", "/r/s/b.root"]
+        "/r/a.root",
+        "/r/s/b.root",
+    ]
     dirs = FindQuery(base="/r/", types=frozenset("d"))
     assert [e.path for e in await collect(backend.find(dirs))] == ["/r/s"]
     rx = FindQuery(base="/r/", lfn_regex=r"s/.*\.txt$")
@@ -99,8 +102,12 @@ async def test_update_and_guid(backend):
 
 
 async def test_replicas_and_ses(backend):
-    await backend.add_replicas([Replica(guid="g", se="ALICE::CERN::EOS", pfn="root://x//1"),
-                                Replica(guid="g", se="ALICE::FZK::SE", pfn="root://y//1")])
+    await backend.add_replicas(
+        [
+            Replica(guid="g", se="ALICE::CERN::EOS", pfn="root://x//1"),
+            Replica(guid="g", se="ALICE::FZK::SE", pfn="root://y//1"),
+        ]
+    )
     assert [r.se for r in await backend.replicas("g")] == ["ALICE::CERN::EOS", "ALICE::FZK::SE"]
     assert await backend.delete_replicas("g", "ALICE::FZK::SE") == 1
     await backend.put_se(StorageElement(name="ALICE::CERN::EOS", url="root://x//", qos=["disk"]))

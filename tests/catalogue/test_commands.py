@@ -124,10 +124,18 @@ async def test_whereis_and_guids(cat_server, connect):
     await run(c, "touch", "w.root")
     cat = cat_server.catalogue
     entry = await cat.get(HOME + "w.root")
-    await cat.backend.put_se(StorageElement(name="ALICE::CERN::EOS", url="root://eos//grid",
-                                            qos=["disk"], number=3))
-    await cat.backend.add_replicas([Replica(guid=entry.guid, se="ALICE::CERN::EOS",
-                                            pfn="root://eos//grid/01/12345/" + entry.guid)])
+    await cat.backend.put_se(
+        StorageElement(name="ALICE::CERN::EOS", url="root://eos//grid", qos=["disk"], number=3)
+    )
+    await cat.backend.add_replicas(
+        [
+            Replica(
+                guid=entry.guid,
+                se="ALICE::CERN::EOS",
+                pfn="root://eos//grid/01/12345/" + entry.guid,
+            )
+        ]
+    )
     where = await run(c, "whereis", "w.root")
     assert where.results[0]["seName"] == "ALICE::CERN::EOS"
     assert where.results[0]["seNumber"] == "3"
@@ -157,8 +165,9 @@ async def test_big_directory_streams(cat_server, connect):
     await run(c, "mkdir", "big")
     rows = [Entry(HOME + "big/", f"f{i:06d}", "f", "755", "jdoe", "jdoe") for i in range(12000)]
     await cat.backend.insert(rows)
-    pages = [len(p.entries) async for p in c.main.stream(Request(command="ls",
-                                                                 options=["-l", "big"]))]
+    pages = [
+        len(p.entries) async for p in c.main.stream(Request(command="ls", options=["-l", "big"]))
+    ]
     assert sum(pages) == 12000 and len(pages) >= 3
     find = await run(c, "find", "-l", "10", "big", "*")
     assert len(find.results) == 10
@@ -167,8 +176,8 @@ async def test_big_directory_streams(cat_server, connect):
 async def test_concurrent_writers(cat_server, connect):
     clients = [await connect(cat_server) for _ in range(4)]
     await run(clients[0], "mkdir", "conc")
-    replies = await asyncio.gather(*(
-        run(clients[i % 4], "touch", f"conc/f{i}") for i in range(200)
-    ))
+    replies = await asyncio.gather(
+        *(run(clients[i % 4], "touch", f"conc/f{i}") for i in range(200))
+    )
     assert all(r.exitcode == 0 for r in replies)
     assert len((await run(clients[0], "ls", "conc")).entries) == 200

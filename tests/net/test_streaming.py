@@ -18,8 +18,10 @@ async def test_binary_stream_merged_and_paged(make_server, connect):
     assert reply.exitcode == 0
     assert len(reply.results) == 5000
     assert reply.results[-1]["message"] == "p4r999"
-    pages = [len(p.results) async for p in client.main.stream(Request(command="pages",
-                                                                       options=["3", "10"]))]
+    pages = [
+        len(p.results)
+        async for p in client.main.stream(Request(command="pages", options=["3", "10"]))
+    ]
     assert pages == [10, 10, 10]
 
 
@@ -34,8 +36,9 @@ async def test_error_mid_stream(make_server, connect):
 async def test_websocket_stream_is_one_message(make_server, ssl_for):
     server = await make_server()
     uri = f"wss://127.0.0.1:{server.ports()['websocket']}/websocket/json"
-    async with ws_connect(uri, ssl=ssl_for("jdoe"), server_hostname="localhost",
-                          max_size=None) as ws:
+    async with ws_connect(
+        uri, ssl=ssl_for("jdoe"), server_hostname="localhost", max_size=None
+    ) as ws:
         await ws.send(json.dumps({"command": "pages", "options": ["4", "500"]}))
         await ws.send(json.dumps({"command": "ping", "options": []}))
         await ws.send(json.dumps({"command": "pages", "options": ["0", "1"]}))
