@@ -1,0 +1,1 @@
+"""Jobs: JDL, the task queue, job states, the broker and job tokens."""
