@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from jalien.jobs.states import (
@@ -18,7 +20,7 @@ S = JobState
 
 def test_normal_life():
     path = [S.INSERTING, S.WAITING, S.ASSIGNED, S.STARTED, S.RUNNING, S.SAVING, S.SAVED, S.DONE]
-    for old, new in zip(path, path[1:], strict=False):
+    for old, new in itertools.pairwise(path):
         check_transition(1, old, new)
 
 
