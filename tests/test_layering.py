@@ -19,6 +19,7 @@ LAYERS = [
     "roles",
     "commands",
     "services",  # catalogue, jobs, storage, cache, site, datamovers, optimizers, monitor
+    "sqlstore",  # SQL plumbing the services share
     "net",
     "auth",
     "wire",

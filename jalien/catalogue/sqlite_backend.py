@@ -1,22 +1,14 @@
-"""The embedded catalogue: one SQLite file in WAL mode.
-
-Reads run on a small pool of reader threads, each with its own connection; writes go to
-one writer thread that commits everything queued in one transaction (group commit), each
-operation in a savepoint of its own so that one failure does not undo the others. Entries
+"""The embedded catalogue: one SQLite file in WAL mode (jalien.sqlstore.sqlite runs it off
+the event loop: a reader pool and one group-commit writer). Entries
 are keyed (dir, name), so a listing is a range scan of the primary key and a subtree
 (find, du, rm -r, mv) a range over dir.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
-import queue
-import re
 import sqlite3
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +17,7 @@ import msgspec
 from jalien.catalogue.backend import PAGE, DiskUsage, Exists, FindQuery, NotFound
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement
 from jalien.catalogue.paths import prefix_end, split
+from jalien.sqlstore.sqlite import SQLiteStore
 from jalien.wire.messages import DirEntry
 
 COLUMNS = "name, type, perm, owner, gowner, size, ctime, md5, guid, jobid"
@@ -44,121 +37,18 @@ CREATE TABLE IF NOT EXISTS ses (name TEXT PRIMARY KEY, doc BLOB NOT NULL);
 """
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # safe against a killed process
-    conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA cache_size=-65536")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA case_sensitive_like=ON")  # LFNs are case-sensitive
-    return conn
-
-
-class _Writer(threading.Thread):
-    """The single writer: group commit of everything queued, a savepoint per operation."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(name="catalogue-write", daemon=True)
-        self.conn = _connect(path)
-        self.conn.executescript(SCHEMA)
-        self.jobs: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = (
-            queue.Queue()
-        )
-
-    def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self.jobs.put((fn, future))
-        return future
-
-    def run(self) -> None:
-        conn = self.conn
-        while True:
-            first = self.jobs.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < 1000:
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self.jobs.put(None)
-                    break
-                batch.append(job)
-            results: list[tuple[Any, Any, BaseException | None]] = []
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for fn, future in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        value = fn(conn)
-                    except BaseException as exc:
-                        conn.execute("ROLLBACK TO op")
-                        results.append((future, None, exc))
-                    else:
-                        results.append((future, value, None))
-                    conn.execute("RELEASE op")
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                results = [(future, None, exc) for _, future in batch]
-            for future, value, exc in results:  # acknowledged only once committed
-                if exc is None:
-                    future.set_result(value)
-                else:
-                    future.set_exception(exc)
-        conn.close()
-
-
 class SQLiteBackend:
     def __init__(self, path: str | Path, readers: int = 2) -> None:
         self.path = str(path)
-        self._readers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=readers, thread_name_prefix="catalogue-read"
-        )
-        self._local = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._writer: _Writer | None = None
+        self._store = SQLiteStore(path, SCHEMA, readers=readers, name="catalogue")
+        self._read = self._store.read
+        self._write = self._store.write
 
-    # -- plumbing
     async def start(self) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await asyncio.to_thread(_Writer, self.path)
-        self._writer.start()
+        await self._store.start()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.jobs.put(None)
-            await asyncio.to_thread(self._writer.join, 30)
-            self._writer = None
-        self._readers.shutdown(wait=True)
-        with self._lock:
-            for conn in self._reader_conns:
-                conn.close()
-            self._reader_conns.clear()
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = _connect(self.path)
-            conn.create_function("regexp", 2, _regexp, deterministic=True)
-            self._local.conn = conn
-            with self._lock:
-                self._reader_conns.append(conn)
-        return conn
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._conn()))
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        assert self._writer is not None, "backend not started"
-        return await asyncio.wrap_future(self._writer.submit(fn))
+        await self._store.close()
 
     # -- reads
     async def get(self, path: str) -> Entry | None:
@@ -388,15 +278,3 @@ class SQLiteBackend:
         await self._write(
             lambda c: c.execute("INSERT OR REPLACE INTO ses VALUES (?, ?)", (se.name, doc))
         )
-
-
-_patterns: dict[str, re.Pattern[str]] = {}
-
-
-def _regexp(pattern: str, value: str) -> bool:
-    compiled = _patterns.get(pattern)
-    if compiled is None:
-        if len(_patterns) > 256:
-            _patterns.clear()
-        compiled = _patterns[pattern] = re.compile(pattern)
-    return compiled.search(value) is not None

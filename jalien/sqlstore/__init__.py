@@ -1,0 +1,1 @@
+"""SQL plumbing shared by the services that keep state in SQL (catalogue, task queue)."""

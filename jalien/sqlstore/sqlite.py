@@ -1,0 +1,150 @@
+"""One SQLite file served to an asyncio program without blocking its loop.
+
+Reads run on a small pool of reader threads, each with its own connection (WAL lets them
+read while the writer writes). Writes go to one writer thread that commits everything
+queued in one transaction (group commit), each operation in a savepoint of its own so
+that one failure does not undo the others; a write is acknowledged only once committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Job = Callable[[sqlite3.Connection], Any]
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # safe against a killed process
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA case_sensitive_like=ON")  # LFNs and names are case-sensitive
+    conn.create_function("regexp", 2, _regexp, deterministic=True)
+    return conn
+
+
+class _Writer(threading.Thread):
+    def __init__(self, path: str, schema: str, name: str) -> None:
+        super().__init__(name=f"{name}-write", daemon=True)
+        self.conn = connect(path)
+        self.conn.executescript(schema)
+        self.jobs: queue.Queue[tuple[Job, concurrent.futures.Future] | None] = queue.Queue()
+
+    def submit(self, fn: Job) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.jobs.put((fn, future))
+        return future
+
+    def run(self) -> None:
+        conn = self.conn
+        while True:
+            first = self.jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < 1000:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self.jobs.put(None)
+                    break
+                batch.append(job)
+            results: list[tuple[concurrent.futures.Future, Any, BaseException | None]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, future in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = fn(conn)
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO op")
+                        results.append((future, None, exc))
+                    else:
+                        results.append((future, value, None))
+                    conn.execute("RELEASE op")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                results = [(future, None, exc) for _, future in batch]
+            for future, value, exc in results:  # acknowledged only once committed
+                if exc is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(exc)
+        conn.close()
+
+
+class SQLiteStore:
+    def __init__(
+        self, path: str | Path, schema: str, *, readers: int = 2, name: str = "sqlite"
+    ) -> None:
+        self.path = str(path)
+        self.schema = schema
+        self.name = name
+        self._readers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=readers, thread_name_prefix=f"{name}-read"
+        )
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._writer: _Writer | None = None
+
+    async def start(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await asyncio.to_thread(_Writer, self.path, self.schema, self.name)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.jobs.put(None)
+            await asyncio.to_thread(self._writer.join, 30)
+            self._writer = None
+        self._readers.shutdown(wait=True)
+        with self._lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def read(self, fn: Job) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._conn()))
+
+    async def write(self, fn: Job) -> Any:
+        if self._writer is None:
+            raise RuntimeError(f"{self.name} store not started")
+        return await asyncio.wrap_future(self._writer.submit(fn))
+
+
+_patterns: dict[str, re.Pattern[str]] = {}
+
+
+def _regexp(pattern: str, value: str) -> bool:
+    compiled = _patterns.get(pattern)
+    if compiled is None:
+        if len(_patterns) > 256:
+            _patterns.clear()
+        compiled = _patterns[pattern] = re.compile(pattern)
+    return compiled.search(value) is not None
