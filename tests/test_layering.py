@@ -30,7 +30,12 @@ SERVICES = {"catalogue", "jobs", "storage", "cache", "site", "datamovers", "opti
 BASE = {"config", "version", "__init__"}
 
 # Third-party I/O libraries and the one layer each may be imported from.
-HOMES = {"picows": {"net"}, "uvloop": {"net", "roles", "cli"}, "lmdb": {"cache"}}
+HOMES = {
+    "picows": {"net"},
+    "uvloop": {"net", "roles", "cli"},
+    "lmdb": {"cache"},
+    "MySQLdb": {"services"},  # the MariaDB catalogue backend
+}
 
 
 def layer_of(parts: tuple[str, ...]) -> str:

@@ -1,0 +1,1445 @@
+"""The catalogue on sharded MariaDB, the AliEn way.
+
+Layout (names as AliEn's):
+- the index database (in the database of the index host) holds HOSTS (hostIndex ->
+  address, db), INDEXTABLE (LFN prefix -> hostIndex, tableName), GUIDINDEX (GUID start time
+  -> hostIndex, tableName), SE (storage elements) and XALOG (commit decisions of
+  two-phase transactions);
+- ``L<n>L`` tables hold entries keyed (dir, name), dir and name as VARBINARY so that the
+  key fits InnoDB's 3072 bytes and orders by code point as Python does; an entry lives in
+  the table of the longest prefix its dir starts with (jalien.catalogue.sharding);
+- ``G<n>L`` tables hold GUID -> LFN-table references and ``G<n>L_PFN`` the replicas; a GUID
+  lives in the table of its time (version-1 UUIDs), so GUID tables rotate by time.
+
+Threads: every host has a pool of reader threads (one autocommit connection each) and one
+writer thread that commits everything queued in one transaction, each operation in a
+savepoint of its own (group commit, as the SQLite backend). An operation whose tables lie
+on several hosts runs on a small coordinator pool as an XA transaction: every host it
+touches gets a branch; one branch commits in one phase, several are prepared, the decision
+is logged in XALOG on the index host, then committed. A crash between the decision and the
+last commit leaves prepared branches that `recover()` (called by `start()`) commits when
+the decision is logged and rolls back when it is not. Moving entries across shards is a
+copy and a delete inside such a transaction.
+
+GUID references are written, committed, before the entries that need them (on their own
+connections), so every committed entry with a GUID has its reference; a reference may
+outlive its entries (a delete does not touch it), and `by_guid` only trusts what the
+referenced tables hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import queue
+import re
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import msgspec
+import MySQLdb
+from msgspec.structs import astuple
+from MySQLdb.constants import CLIENT
+
+from jalien.catalogue.backend import PAGE, DiskUsage, Exists, FindQuery, NotFound
+from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement, now_ms
+from jalien.catalogue.paths import BadPath, as_dir, prefix_end, split
+from jalien.catalogue.sharding import GuidIndex, GuidShard, LfnIndex, LfnShard
+from jalien.wire.messages import DirEntry
+
+log = logging.getLogger(__name__)
+
+MAX_DIR_BYTES = 2048  # dir + name must fit InnoDB's 3072-byte key
+MAX_NAME_BYTES = 1024
+COPY_CHUNK = 5000
+KEYS_PER_QUERY = 1000
+
+# the SELECTed columns in Entry's order and in DirEntry's order (rows convert positionally)
+ENTRY_COLUMNS = (
+    "CONVERT(dir USING utf8mb4), CONVERT(name USING utf8mb4), "
+    "type, perm, owner, gowner, size, ctime, md5, guid, jobid"
+)
+DIRENTRY_COLUMNS = (
+    "CONVERT(name USING utf8mb4), type, perm, owner, gowner, size, ctime, md5, guid, jobid"
+)
+INSERT_COLUMNS = "dir, name, type, perm, owner, gowner, size, ctime, md5, guid, jobid"
+INSERT_VALUES = ", ".join(["%s"] * 11)
+TEXT = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"
+
+INDEX_SCHEMA = [
+    f"""CREATE TABLE IF NOT EXISTS HOSTS (
+        hostIndex INT NOT NULL PRIMARY KEY, address VARCHAR(255) NOT NULL,
+        db VARCHAR(64) NOT NULL, UNIQUE KEY host (address, db)) {TEXT}""",
+    f"""CREATE TABLE IF NOT EXISTS INDEXTABLE (
+        indexId INT NOT NULL AUTO_INCREMENT PRIMARY KEY, hostIndex INT NOT NULL,
+        tableName INT NOT NULL UNIQUE, lfn VARBINARY({MAX_DIR_BYTES}) NOT NULL UNIQUE) {TEXT}""",
+    f"""CREATE TABLE IF NOT EXISTS GUIDINDEX (
+        indexId INT NOT NULL AUTO_INCREMENT PRIMARY KEY, hostIndex INT NOT NULL,
+        tableName INT NOT NULL UNIQUE, guidTime BIGINT NOT NULL UNIQUE) {TEXT}""",
+    f"""CREATE TABLE IF NOT EXISTS SE (
+        name VARCHAR(255) NOT NULL PRIMARY KEY, doc BLOB NOT NULL) {TEXT}""",
+    f"""CREATE TABLE IF NOT EXISTS XALOG (
+        gtrid VARCHAR(64) NOT NULL PRIMARY KEY, created BIGINT NOT NULL) {TEXT}""",
+]
+
+
+def lfn_table_ddl(table: str) -> str:
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
+        dir VARBINARY({MAX_DIR_BYTES}) NOT NULL, name VARBINARY({MAX_NAME_BYTES}) NOT NULL,
+        type CHAR(1) NOT NULL, perm VARCHAR(8) NOT NULL, owner VARCHAR(255) NOT NULL,
+        gowner VARCHAR(255) NOT NULL, size BIGINT NOT NULL, ctime BIGINT NOT NULL,
+        md5 VARCHAR(64) NOT NULL, guid VARCHAR(64) NOT NULL, jobid BIGINT NOT NULL,
+        PRIMARY KEY (dir, name), KEY guid (guid)) {TEXT}"""
+
+
+def guid_tables_ddl(shard: GuidShard) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {shard.refs_table} (
+            guid VARCHAR(64) NOT NULL, lfnTable INT NOT NULL,
+            PRIMARY KEY (guid, lfnTable)) {TEXT}""",
+        f"""CREATE TABLE IF NOT EXISTS {shard.pfn_table} (
+            guid VARCHAR(64) NOT NULL, se VARCHAR(255) NOT NULL, pfn VARCHAR(4096) NOT NULL,
+            UNIQUE KEY replica (guid, se, pfn), KEY guid (guid)) {TEXT}""",
+    ]
+
+
+# MariaDB error codes
+ER_DUP_ENTRY = 1062
+ER_LOCK_DEADLOCK = 1213
+ER_DATA_TOO_LONG = 1406
+ER_XAER_NOTA = 1397
+CONNECTION_LOST = {2006, 2013, 2055, 4031}
+
+
+class MariaDBConfig(msgspec.Struct, kw_only=True, frozen=True):
+    """How to reach the catalogue's servers; the role (or a test) builds it."""
+
+    hosts: list[str]  # DSNs, mysql://user:password@host:port/database[?unix_socket=path]
+    index_host: int = 0  # position in hosts of the server holding the index database
+    prefixes: dict[str, int] = {}  # LFN prefix -> position in hosts; added at start if missing
+    readers: int = 4  # reader threads (each with its connection) per host
+    index_ttl: float = 300.0  # seconds before INDEXTABLE/GUIDINDEX are read again
+    xa_recover_age: float = 30.0  # start() settles prepared XA branches older than this
+
+
+class Dsn(NamedTuple):
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    unix_socket: str
+
+    @property
+    def address(self) -> str:
+        return self.unix_socket or f"{self.host}:{self.port}"
+
+
+def parse_dsn(dsn: str) -> Dsn:
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ValueError(f"not a mysql:// or mariadb:// DSN: {dsn!r}")
+    database = parts.path.lstrip("/")
+    if not database:
+        raise ValueError(f"the DSN names no database: {dsn!r}")
+    query = parse_qs(parts.query)
+    return Dsn(
+        parts.hostname or "127.0.0.1",
+        parts.port or 3306,
+        unquote(parts.username or "root"),
+        unquote(parts.password or ""),
+        database,
+        query.get("unix_socket", [""])[0],
+    )
+
+
+def connect(dsn: Dsn, autocommit: bool = True) -> MySQLdb.Connection:
+    """A connection as every thread here uses it: utf8mb4, affected rows = matched rows."""
+    kw: dict[str, Any] = {
+        "user": dsn.user,
+        "password": dsn.password,
+        "database": dsn.database,
+        "charset": "utf8mb4",
+        "autocommit": autocommit,
+        "connect_timeout": 10,
+        "client_flag": CLIENT.FOUND_ROWS,
+    }
+    if dsn.unix_socket:
+        kw["unix_socket"] = dsn.unix_socket
+    else:
+        kw["host"], kw["port"] = dsn.host, dsn.port
+    conn = MySQLdb.connect(**kw)
+    conn.query("SET SESSION innodb_lock_wait_timeout = 20")
+    return conn
+
+
+def _code(exc: BaseException) -> int:
+    return exc.args[0] if isinstance(exc, MySQLdb.Error) and exc.args else 0
+
+
+def _close_quietly(conn: MySQLdb.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(MySQLdb.Error):
+            conn.close()
+
+
+def _check_lengths(d: str, n: str) -> None:
+    if len(d) * 4 > MAX_DIR_BYTES and len(d.encode()) > MAX_DIR_BYTES:
+        raise BadPath(f"{d}: directory longer than {MAX_DIR_BYTES} bytes")
+    if len(n) * 4 > MAX_NAME_BYTES and len(n.encode()) > MAX_NAME_BYTES:
+        raise BadPath(f"{n}: name longer than {MAX_NAME_BYTES} bytes")
+
+
+def _where_keys(keys: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """A WHERE clause matching (dir, name) keys, grouped by dir (range scans of the key)."""
+    by_dir: dict[str, list[str]] = {}
+    for d, n in keys:
+        by_dir.setdefault(d, []).append(n)
+    parts, args = [], []
+    for d, names in by_dir.items():
+        parts.append(f"(dir=%s AND name IN ({','.join(['%s'] * len(names))}))")
+        args.append(d)
+        args.extend(names)
+    return " OR ".join(parts), args
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def glob_to_like(glob: str) -> str | None:
+    """SQL GLOB (SQLite's, case-sensitive) as a LIKE pattern; None if it has a class."""
+    if "[" in glob:
+        return None
+    out = []
+    for c in glob:
+        if c == "*":
+            out.append("%")
+        elif c == "?":
+            out.append("_")
+        elif c in "%_\\":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def glob_to_regex(glob: str) -> str:
+    """SQL GLOB as an anchored PCRE pattern (for globs with [classes])."""
+    out = ["(?s)^"]
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            start = i + 1
+            negate = start < len(glob) and glob[start] == "^"
+            if negate:
+                start += 1
+            end = glob.find("]", start + 1)  # a ']' first in the class is a member
+            if end < 0:
+                out.append(re.escape(c))
+            else:
+                body = glob[start:end].replace("\\", "\\\\").replace("[", "\\[")
+                body = body.replace("]", "\\]")
+                out.append("[" + ("^" if negate else "") + body + "]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+def _find_where(query: FindQuery) -> tuple[str, list[Any]]:
+    where = ["dir >= %s", "dir < %s"]
+    args: list[Any] = [query.base, prefix_end(query.base)]
+    if query.name_glob not in ("", "*"):
+        like = glob_to_like(query.name_glob)
+        if like is not None:
+            where.append("CONVERT(name USING utf8mb4) COLLATE utf8mb4_bin LIKE %s")
+            args.append(like)
+        else:
+            where.append("CONVERT(name USING utf8mb4) COLLATE utf8mb4_bin REGEXP %s")
+            args.append(glob_to_regex(query.name_glob))
+    if query.types != frozenset("fdcl"):
+        where.append(f"type IN ({','.join(['%s'] * len(query.types))})")
+        args.extend(sorted(query.types))
+    if query.lfn_regex:
+        where.append("CONVERT(CONCAT(dir, name) USING utf8mb4) COLLATE utf8mb4_bin REGEXP %s")
+        args.append(query.lfn_regex)
+    if query.lfn_like:
+        where.append("CONVERT(CONCAT(dir, name) USING utf8mb4) COLLATE utf8mb4_bin LIKE %s")
+        args.append(query.lfn_like)
+    if query.min_size >= 0:
+        where.append("size >= %s")
+        args.append(query.min_size)
+    if query.jobid:
+        where.append("jobid = %s")
+        args.append(query.jobid)
+    return " AND ".join(where), args
+
+
+def _entry_key(e: Entry) -> tuple[str, str]:
+    return (e.dir, e.name)
+
+
+async def merge_pages(
+    sources: list[AsyncIterator[list[Entry]]], page: int, limit: int
+) -> AsyncIterator[list[Entry]]:
+    """Merge page streams, each sorted by (dir, name), into pages of *page* entries in
+    (dir, name) order, at most *limit* entries (0: all). Runs of one source that sort before
+    every other source's head are taken as slices, so shards covering disjoint ranges cost
+    a bisection per page, not a comparison per entry."""
+    try:
+        firsts = await asyncio.gather(*(anext(s, None) for s in sources))
+        heads: dict[int, tuple[list[Entry], int]] = {i: (p, 0) for i, p in enumerate(firsts) if p}
+        left = limit or -1
+        out: list[Entry] = []
+        while heads and left != 0:
+            keys = {i: _entry_key(buf[pos]) for i, (buf, pos) in heads.items()}
+            i = min(keys, key=keys.__getitem__)
+            buf, pos = heads[i]
+            others = [k for j, k in keys.items() if j != i]
+            if others:
+                upto = bisect.bisect_left(buf, min(others), lo=pos, key=_entry_key)
+            else:
+                upto = len(buf)
+            if left > 0:
+                upto = min(upto, pos + left)
+                left -= upto - pos
+            out.extend(buf[pos:upto])
+            while len(out) >= page:
+                yield out[:page]
+                del out[:page]
+            if upto < len(buf):
+                heads[i] = (buf, upto)
+            else:
+                nxt = await anext(sources[i], None)
+                if nxt:
+                    heads[i] = (nxt, 0)
+                else:
+                    del heads[i]
+        if out:
+            yield out
+    finally:
+        for s in sources:
+            with contextlib.suppress(Exception):
+                await s.aclose()  # type: ignore[attr-defined]
+
+
+# -- transactions as an operation sees them: tx.cursor(host) and tx.add_refs(refs)
+
+Ref = tuple[GuidShard, str, int]  # (GUID table, guid, LFN tableName)
+Op = Callable[[Any], Any]
+
+
+class _Side:
+    """Autocommit-style connections of one thread to any host, for GUID references that
+    must be committed before the entries that need them."""
+
+    def __init__(self, dsns: Callable[[int], Dsn]) -> None:
+        self._dsns = dsns
+        self._conns: dict[int, MySQLdb.Connection] = {}
+
+    def write_refs(self, refs: Iterable[Ref]) -> None:
+        by_host: dict[int, dict[GuidShard, set[tuple[str, int]]]] = {}
+        for shard, guid, table in refs:
+            by_host.setdefault(shard.host, {}).setdefault(shard, set()).add((guid, table))
+        for host, tables in by_host.items():
+            for attempt in range(3):
+                conn = self._conns.get(host)
+                if conn is None:
+                    conn = self._conns[host] = connect(self._dsns(host), autocommit=False)
+                try:
+                    cur = conn.cursor()
+                    for shard, rows in sorted(tables.items()):
+                        cur.executemany(
+                            f"INSERT IGNORE INTO {shard.refs_table} (guid, lfnTable) "
+                            "VALUES (%s, %s)",
+                            sorted(rows),
+                        )
+                    conn.commit()
+                    break
+                except MySQLdb.Error as exc:
+                    if _code(exc) in CONNECTION_LOST:
+                        self.drop(host)
+                    else:
+                        conn.rollback()
+                    if attempt == 2 or _code(exc) not in (ER_LOCK_DEADLOCK, *CONNECTION_LOST):
+                        raise
+
+    def drop(self, host: int) -> None:
+        _close_quietly(self._conns.pop(host, None))
+
+    def close(self) -> None:
+        for host in list(self._conns):
+            self.drop(host)
+
+
+class _HostTx:
+    """One host's transaction, inside the writer's group commit."""
+
+    def __init__(self, host: int, cur: Any, side: _Side) -> None:
+        self.host, self.cur, self.side = host, cur, side
+
+    def cursor(self, host: int) -> Any:
+        if host != self.host:
+            raise RuntimeError(f"operation planned for host {self.host} touched host {host}")
+        return self.cur
+
+    def add_refs(self, refs: Iterable[Ref]) -> None:
+        self.side.write_refs(refs)
+
+
+class _Deadlock(Exception):
+    pass
+
+
+class _Job(NamedTuple):
+    fn: Op
+    refs: list[Ref]
+    future: concurrent.futures.Future
+
+
+class _Writer(threading.Thread):
+    """A host's single writer: group commit, a savepoint per operation."""
+
+    def __init__(self, host: int, dsn: Dsn, dsns: Callable[[int], Dsn]) -> None:
+        super().__init__(name=f"mariadb{host}-write", daemon=True)
+        self.host, self.dsn = host, dsn
+        self.side = _Side(dsns)
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.conn: MySQLdb.Connection | None = None
+
+    def submit(self, fn: Op, refs: list[Ref]) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.jobs.put(_Job(fn, refs, future))
+        return future
+
+    def run(self) -> None:
+        while True:
+            first = self.jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < 1000:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._run_batch(batch)
+            if stop:
+                break
+        _close_quietly(self.conn)
+        self.side.close()
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        try:
+            self.side.write_refs(r for job in batch for r in job.refs)
+            try:
+                results = self._transaction(batch)
+            except _Deadlock:  # InnoDB undid the whole transaction: each job alone
+                results = []
+                for job in batch:
+                    for attempt in range(3):
+                        try:
+                            results.extend(self._transaction([job]))
+                            break
+                        except _Deadlock as exc:
+                            if attempt == 2:
+                                results.append((None, exc.__cause__))
+        except BaseException as exc:
+            results = [(None, exc)] * len(batch)
+        for job, (value, exc) in zip(batch, results, strict=True):
+            if exc is None:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(exc)
+
+    def _transaction(self, batch: list[_Job]) -> list[tuple[Any, BaseException | None]]:
+        if self.conn is None:
+            self.conn = connect(self.dsn, autocommit=False)
+        conn = self.conn
+        cur = conn.cursor()
+        tx = _HostTx(self.host, cur, self.side)
+        single = len(batch) == 1
+        out: list[tuple[Any, BaseException | None]] = []
+        try:
+            cur.execute("BEGIN")
+            for job in batch:
+                if not single:
+                    cur.execute("SAVEPOINT op")
+                try:
+                    value = job.fn(tx)
+                except BaseException as exc:
+                    if _code(exc) == ER_LOCK_DEADLOCK:
+                        raise _Deadlock() from exc
+                    if _code(exc) in CONNECTION_LOST:
+                        raise
+                    if not single:
+                        cur.execute("ROLLBACK TO SAVEPOINT op")
+                    out.append((None, exc))
+                else:
+                    out.append((value, None))
+                if not single:
+                    cur.execute("RELEASE SAVEPOINT op")
+            if single and out[0][1] is not None:
+                conn.rollback()
+            else:
+                conn.commit()  # acknowledged only once committed
+            return out
+        except _Deadlock:
+            with contextlib.suppress(MySQLdb.Error):
+                conn.rollback()
+            raise
+        except MySQLdb.Error as exc:
+            if _code(exc) in CONNECTION_LOST:
+                _close_quietly(conn)
+                self.conn = None
+            else:
+                with contextlib.suppress(MySQLdb.Error):
+                    conn.rollback()
+            if _code(exc) == ER_LOCK_DEADLOCK:
+                raise _Deadlock() from exc
+            return [(None, exc)] * len(batch)
+
+
+class _XaTx:
+    """A transaction over several hosts: an XA branch on each host it touches; one phase
+    when it touched one, two phases with the decision logged in XALOG when more."""
+
+    def __init__(self, conns: dict[int, MySQLdb.Connection], backend: MariaDBBackend) -> None:
+        self.gtrid = f"jalien-{now_ms()}-{uuid.uuid4().hex[:16]}"
+        self._conns = conns
+        self._backend = backend
+        self._side = backend._tx_side()
+        self.branches: dict[int, Any] = {}
+
+    def _xid(self, host: int) -> str:
+        return f"'{self.gtrid}','{host}'"
+
+    def cursor(self, host: int) -> Any:
+        cur = self.branches.get(host)
+        if cur is None:
+            conn = self._conns.get(host)
+            if conn is None:
+                conn = self._conns[host] = connect(self._backend._dsn(host))
+            cur = conn.cursor()
+            cur.execute(f"XA START {self._xid(host)}")
+            self.branches[host] = cur
+        return cur
+
+    def add_refs(self, refs: Iterable[Ref]) -> None:
+        self._side.write_refs(refs)
+
+    def commit(self) -> None:
+        for host, cur in self.branches.items():
+            cur.execute(f"XA END {self._xid(host)}")
+        if len(self.branches) == 1:
+            ((host, cur),) = self.branches.items()
+            cur.execute(f"XA COMMIT {self._xid(host)} ONE PHASE")
+            return
+        try:
+            for host, cur in self.branches.items():
+                cur.execute(f"XA PREPARE {self._xid(host)}")
+            self._backend._log_decision(self.gtrid)
+        except BaseException:
+            self.rollback(ended=True)
+            raise
+        for host, cur in self.branches.items():  # decided: a failure here is for recover()
+            try:
+                cur.execute(f"XA COMMIT {self._xid(host)}")
+            except MySQLdb.Error:
+                log.exception("XA COMMIT of %s on host %s failed; recover() will", self.gtrid, host)
+                return
+        self._backend._forget_decision(self.gtrid)
+
+    def rollback(self, ended: bool = False) -> None:
+        for host, cur in self.branches.items():
+            if not ended:
+                with contextlib.suppress(MySQLdb.Error):
+                    cur.execute(f"XA END {self._xid(host)}")
+            try:
+                cur.execute(f"XA ROLLBACK {self._xid(host)}")
+            except MySQLdb.Error as exc:
+                if _code(exc) in CONNECTION_LOST:
+                    _close_quietly(self._conns.pop(host, None))
+                elif _code(exc) != ER_XAER_NOTA:
+                    log.warning("XA ROLLBACK of %s on host %s: %s", self.gtrid, host, exc)
+
+
+class _Host:
+    """One server (hostIndex): reader threads with a connection each, and the writer."""
+
+    def __init__(self, index: int, dsn: Dsn, readers: int, dsns: Callable[[int], Dsn]) -> None:
+        self.index, self.dsn = index, dsn
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=readers, thread_name_prefix=f"mariadb{index}-read"
+        )
+        self._local = threading.local()
+        self._conns: list[MySQLdb.Connection] = []
+        self._lock = threading.Lock()
+        self.writer = _Writer(index, dsn, dsns)
+        self.writer.start()
+
+    def _run(self, fn: Callable[[Any], Any]) -> Any:
+        for attempt in range(2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = connect(self.dsn)
+                with self._lock:
+                    self._conns.append(conn)
+            try:
+                cur = conn.cursor()
+                try:
+                    return fn(cur)
+                finally:
+                    cur.close()
+            except MySQLdb.OperationalError as exc:
+                if _code(exc) not in CONNECTION_LOST or attempt:
+                    raise
+                self._local.conn = None
+                _close_quietly(conn)
+        raise AssertionError("unreachable")
+
+    async def read(self, fn: Callable[[Any], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._run, fn)
+
+    def close(self) -> None:
+        self.writer.jobs.put(None)
+        self.writer.join(30)
+        self.pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._conns:
+                _close_quietly(conn)
+            self._conns.clear()
+
+
+def _fetchall(sql: str, args: Any) -> Callable[[Any], tuple]:
+    def run(cur: Any) -> tuple:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+    return run
+
+
+class _Admin:
+    """The index database under its named lock, with short-lived connections to the hosts:
+    for creating the index, adding shards and GUID tables (rare, serialised)."""
+
+    def __init__(self, backend: MariaDBBackend) -> None:
+        self.backend = backend
+        self.conn = connect(backend._dsns[backend.config.index_host])
+        self.cur = self.conn.cursor()
+        self._conns: dict[int, MySQLdb.Connection] = {}
+        self.cur.execute("SELECT GET_LOCK('jalien_catalogue_index', 60)")
+        if self.cur.fetchone()[0] != 1:
+            self.close()
+            raise TimeoutError("the catalogue index is locked by another process")
+
+    def host_cursor(self, host: int) -> Any:
+        conn = self._conns.get(host)
+        if conn is None:
+            conn = self._conns[host] = connect(self.backend._dsn(host))
+        return conn.cursor()
+
+    def lfn_index(self) -> LfnIndex:
+        self.cur.execute("SELECT CONVERT(lfn USING utf8mb4), hostIndex, tableName FROM INDEXTABLE")
+        return LfnIndex([LfnShard(*row) for row in self.cur.fetchall()])
+
+    def guid_shards(self) -> list[GuidShard]:
+        self.cur.execute("SELECT guidTime, hostIndex, tableName FROM GUIDINDEX")
+        return sorted(GuidShard(*row) for row in self.cur.fetchall())
+
+    def next_table(self, index: str) -> int:
+        self.cur.execute(f"SELECT COALESCE(MAX(tableName), -1) + 1 FROM {index}")
+        return int(self.cur.fetchone()[0])
+
+    def add_lfn_table(self, prefix: str, host: int) -> LfnShard:
+        shard = LfnShard(prefix, host, self.next_table("INDEXTABLE"))
+        self.host_cursor(host).execute(lfn_table_ddl(shard.sql_table))
+        self.cur.execute(
+            "INSERT INTO INDEXTABLE (hostIndex, tableName, lfn) VALUES (%s, %s, %s)",
+            (host, shard.table, prefix),
+        )
+        return shard
+
+    def add_guid_table(self, since: int, host: int) -> GuidShard:
+        shard = GuidShard(since, host, self.next_table("GUIDINDEX"))
+        cur = self.host_cursor(host)
+        for ddl in guid_tables_ddl(shard):
+            cur.execute(ddl)
+        self.cur.execute(
+            "INSERT INTO GUIDINDEX (hostIndex, tableName, guidTime) VALUES (%s, %s, %s)",
+            (host, shard.table, since),
+        )
+        return shard
+
+    def close(self) -> None:
+        with contextlib.suppress(MySQLdb.Error):
+            self.cur.execute("DO RELEASE_LOCK('jalien_catalogue_index')")
+        _close_quietly(self.conn)
+        for conn in self._conns.values():
+            _close_quietly(conn)
+
+    def __enter__(self) -> _Admin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MariaDBBackend:
+    def __init__(self, config: MariaDBConfig) -> None:
+        if not config.hosts or not 0 <= config.index_host < len(config.hosts):
+            raise ValueError("the configuration needs hosts and an index_host among them")
+        self.config = config
+        self._dsns = [parse_dsn(d) for d in config.hosts]
+        self._by_address = {(d.address, d.database): d for d in self._dsns}
+        self._host_index: list[int] = []  # config position -> hostIndex
+        self._host_dsn: dict[int, Dsn] = {}  # hostIndex -> DSN
+        self._hosts: dict[int, _Host] = {}
+        self._lfn_index: LfnIndex | None = None
+        self._guid_index: GuidIndex | None = None
+        self._lfn_tables: dict[int, LfnShard] = {}
+        self._deadline = 0.0
+        self._reloading: asyncio.Task | None = None
+        self._tx_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tx_local = threading.local()
+        self._tx_state: list[tuple[dict[int, MySQLdb.Connection], _Side]] = []
+        self._log_lock = threading.Lock()
+        self._log_conn: MySQLdb.Connection | None = None
+
+    # -- plumbing
+    def _dsn(self, host: int) -> Dsn:
+        dsn = self._host_dsn.get(host)
+        if dsn is None:
+            raise RuntimeError(f"host {host} of the catalogue index is not configured")
+        return dsn
+
+    @property
+    def index_host(self) -> int:
+        """The hostIndex of the server holding the index database."""
+        return self._host_index[self.config.index_host]
+
+    def host_index(self, position: int) -> int:
+        """The hostIndex of config.hosts[position]."""
+        return self._host_index[position]
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._init_index)
+        self._tx_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="mariadb-tx"
+        )
+        await self.reload()
+        await self.recover(self.config.xa_recover_age)
+
+    async def close(self) -> None:
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reloading
+        hosts, self._hosts = list(self._hosts.values()), {}
+        for host in hosts:
+            await asyncio.to_thread(host.close)
+        if self._tx_pool is not None:
+            self._tx_pool.shutdown(wait=True)
+            self._tx_pool = None
+        for conns, side in self._tx_state:
+            for conn in conns.values():
+                _close_quietly(conn)
+            side.close()
+        self._tx_state.clear()
+        _close_quietly(self._log_conn)
+        self._log_conn = None
+
+    def _init_index(self) -> None:
+        """Create the index (once, under its lock), register the hosts, create the root
+        LFN table and the first GUID table, add the configured prefixes."""
+        with _Admin(self) as admin:
+            for ddl in INDEX_SCHEMA:
+                admin.cur.execute(ddl)
+            self._host_index = []
+            for dsn in self._dsns:
+                admin.cur.execute(
+                    "SELECT hostIndex FROM HOSTS WHERE address=%s AND db=%s",
+                    (dsn.address, dsn.database),
+                )
+                row = admin.cur.fetchone()
+                if row is None:
+                    admin.cur.execute("SELECT COALESCE(MAX(hostIndex), -1) + 1 FROM HOSTS")
+                    row = admin.cur.fetchone()
+                    admin.cur.execute(
+                        "INSERT INTO HOSTS (hostIndex, address, db) VALUES (%s, %s, %s)",
+                        (row[0], dsn.address, dsn.database),
+                    )
+                self._host_index.append(int(row[0]))
+                self._host_dsn[int(row[0])] = dsn
+            admin.cur.execute("SELECT hostIndex, address, db FROM HOSTS")
+            for index, address, db in admin.cur.fetchall():
+                if (address, db) in self._by_address:
+                    self._host_dsn[index] = self._by_address[address, db]
+            admin.cur.execute("SELECT COUNT(*) FROM INDEXTABLE")
+            if admin.cur.fetchone()[0] == 0:
+                admin.add_lfn_table("/", self.index_host)
+            admin.cur.execute("SELECT COUNT(*) FROM GUIDINDEX")
+            if admin.cur.fetchone()[0] == 0:
+                admin.add_guid_table(0, self.index_host)
+            present = {s.prefix for s in admin.lfn_index().shards}
+            for prefix, position in self.config.prefixes.items():
+                if as_dir(prefix) not in present:
+                    self._add_shard_locked(admin, as_dir(prefix), self._host_index[position])
+
+    async def reload(self) -> None:
+        """Read HOSTS, INDEXTABLE and GUIDINDEX again (each process caches them for
+        config.index_ttl seconds, as AliEn does)."""
+
+        def read() -> tuple[list, list, list]:
+            conn = connect(self._dsns[self.config.index_host])
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT hostIndex, address, db FROM HOSTS")
+                hosts = list(cur.fetchall())
+                cur.execute(
+                    "SELECT CONVERT(lfn USING utf8mb4), hostIndex, tableName FROM INDEXTABLE"
+                )
+                lfns = [LfnShard(*row) for row in cur.fetchall()]
+                cur.execute("SELECT guidTime, hostIndex, tableName FROM GUIDINDEX")
+                guids = [GuidShard(*row) for row in cur.fetchall()]
+                return hosts, lfns, guids
+            finally:
+                _close_quietly(conn)
+
+        hosts, lfns, guids = await asyncio.to_thread(read)
+        for index, address, db in hosts:
+            if (address, db) in self._by_address:
+                self._host_dsn[index] = self._by_address[address, db]
+        for index in {s.host for s in lfns} | {s.host for s in guids}:
+            if index not in self._hosts:
+                dsn = self._dsn(index)  # raises for a host missing from the configuration
+                self._hosts[index] = _Host(index, dsn, self.config.readers, self._dsn)
+        self._lfn_index = LfnIndex(lfns)
+        self._guid_index = GuidIndex(guids)
+        self._lfn_tables = {s.table: s for s in lfns}
+        self._deadline = time.monotonic() + self.config.index_ttl
+
+    async def _reload_in_background(self) -> None:
+        try:
+            await self.reload()
+        except Exception:
+            log.exception("re-reading the catalogue index failed; keeping the old one")
+            self._deadline = time.monotonic() + 10
+        finally:
+            self._reloading = None
+
+    def _index(self) -> tuple[LfnIndex, GuidIndex]:
+        if self._lfn_index is None or self._guid_index is None:
+            raise RuntimeError("backend not started")
+        if time.monotonic() >= self._deadline and self._reloading is None:
+            self._reloading = asyncio.get_running_loop().create_task(self._reload_in_background())
+        return self._lfn_index, self._guid_index
+
+    def _lfn(self) -> LfnIndex:
+        return self._index()[0]
+
+    def _guids(self) -> GuidIndex:
+        return self._index()[1]
+
+    def _tx_side(self) -> _Side:
+        return self._tx_thread()[1]
+
+    def _tx_thread(self) -> tuple[dict[int, MySQLdb.Connection], _Side]:
+        state = getattr(self._tx_local, "state", None)
+        if state is None:
+            state = self._tx_local.state = ({}, _Side(self._dsn))
+            self._tx_state.append(state)
+        return state
+
+    def _log_decision(self, gtrid: str) -> None:
+        with self._log_lock:
+            if self._log_conn is None:
+                self._log_conn = connect(self._dsn(self.index_host))
+            try:
+                self._log_conn.cursor().execute(
+                    "INSERT INTO XALOG (gtrid, created) VALUES (%s, %s)", (gtrid, now_ms())
+                )
+            except MySQLdb.Error:
+                _close_quietly(self._log_conn)
+                self._log_conn = None
+                raise
+
+    def _forget_decision(self, gtrid: str) -> None:
+        try:
+            with self._log_lock:
+                if self._log_conn is None:
+                    self._log_conn = connect(self._dsn(self.index_host))
+                self._log_conn.cursor().execute("DELETE FROM XALOG WHERE gtrid=%s", (gtrid,))
+        except MySQLdb.Error:  # recover() forgets it later
+            log.warning("could not forget the XA decision %s", gtrid)
+
+    def _run_xa(self, fn: Op, refs: list[Ref]) -> Any:
+        conns, side = self._tx_thread()
+        for attempt in range(3):
+            side.write_refs(refs)
+            tx = _XaTx(conns, self)
+            try:
+                value = fn(tx)
+            except BaseException as exc:
+                tx.rollback()
+                if _code(exc) in CONNECTION_LOST:
+                    for host in list(tx.branches):
+                        _close_quietly(conns.pop(host, None))
+                if _code(exc) == ER_LOCK_DEADLOCK and attempt < 2:
+                    continue
+                raise
+            try:
+                tx.commit()
+            except BaseException:  # the connections' XA state is unknown: start afresh
+                for host in list(tx.branches):
+                    _close_quietly(conns.pop(host, None))
+                raise
+            return value
+        raise AssertionError("unreachable")
+
+    async def _write(self, hosts: set[int], fn: Op, refs: list[Ref] | None = None) -> Any:
+        """Run *fn(tx)* in one transaction over *hosts* (every host it may touch)."""
+        try:
+            if len(hosts) == 1:
+                (host,) = hosts
+                future = self._hosts[host].writer.submit(fn, refs or [])
+                return await asyncio.wrap_future(future)
+            assert self._tx_pool is not None, "backend not started"
+            return await asyncio.get_running_loop().run_in_executor(
+                self._tx_pool, self._run_xa, fn, refs or []
+            )
+        except MySQLdb.Error as exc:
+            if _code(exc) == ER_DATA_TOO_LONG:
+                raise BadPath(f"too long for the catalogue: {exc.args[1]}") from None
+            raise
+
+    async def recover(self, min_age: float = 0.0) -> tuple[int, int]:
+        """Settle prepared XA branches of this catalogue older than *min_age* seconds:
+        commit those whose decision is in XALOG, roll back the others. Returns (committed,
+        rolled back)."""
+        return await asyncio.to_thread(self._recover, min_age)
+
+    def _recover(self, min_age: float) -> tuple[int, int]:
+        cutoff = now_ms() - int(min_age * 1000)
+        committed = rolled_back = 0
+        index = connect(self._dsn(self.index_host))
+        try:
+            cur = index.cursor()
+            cur.execute("SELECT gtrid FROM XALOG")
+            decided = {row[0] for row in cur.fetchall()}
+            pending: set[str] = set()
+            seen: set[tuple[str, str, str]] = set()
+            for host in sorted(self._hosts):
+                dsn = self._dsn(host)
+                conn = connect(dsn)
+                try:
+                    hcur = conn.cursor()
+                    hcur.execute("XA RECOVER")
+                    for _fmt, glen, blen, data in hcur.fetchall():
+                        data = data.decode() if isinstance(data, bytes) else data
+                        gtrid, bqual = data[:glen], data[glen : glen + blen]
+                        if not gtrid.startswith("jalien-") or (dsn.address, gtrid, bqual) in seen:
+                            continue
+                        seen.add((dsn.address, gtrid, bqual))
+                        if int(gtrid.split("-")[1]) > cutoff:
+                            pending.add(gtrid)
+                            continue
+                        action = "COMMIT" if gtrid in decided else "ROLLBACK"
+                        try:
+                            hcur.execute(f"XA {action} '{gtrid}','{bqual}'")
+                        except MySQLdb.Error as exc:
+                            if _code(exc) != ER_XAER_NOTA:
+                                raise
+                            continue
+                        if action == "COMMIT":
+                            committed += 1
+                        else:
+                            rolled_back += 1
+                finally:
+                    _close_quietly(conn)
+            for gtrid in decided - pending:
+                if int(gtrid.split("-")[1]) <= cutoff:
+                    cur.execute("DELETE FROM XALOG WHERE gtrid=%s", (gtrid,))
+        finally:
+            _close_quietly(index)
+        if committed or rolled_back:
+            log.warning(
+                "XA recovery: %d branches committed, %d rolled back", committed, rolled_back
+            )
+        return committed, rolled_back
+
+    # -- administration
+    async def add_shard(self, prefix: str, host: int) -> LfnShard:
+        """Give LFN *prefix* a table of its own on config.hosts[*host*]. The prefix must be
+        empty in the table that holds it now (moving a subtree is not supported)."""
+        prefix = as_dir(prefix)
+        if not prefix.startswith("/"):
+            raise ValueError(f"{prefix}: not an absolute LFN prefix")
+
+        def run() -> LfnShard:
+            with _Admin(self) as admin:
+                return self._add_shard_locked(admin, prefix, self._host_index[host])
+
+        shard = await asyncio.to_thread(run)
+        await self.reload()
+        return shard
+
+    def _add_shard_locked(self, admin: _Admin, prefix: str, host: int) -> LfnShard:
+        index = admin.lfn_index()
+        if any(s.prefix == prefix for s in index.shards):
+            raise ValueError(f"{prefix} is already a shard")
+        owner = index.route(prefix)
+        cur = admin.host_cursor(owner.host)
+        cur.execute(
+            f"SELECT 1 FROM {owner.sql_table} WHERE dir >= %s AND dir < %s LIMIT 1",
+            (prefix, prefix_end(prefix)),
+        )
+        if cur.fetchone():
+            raise ValueError(f"{prefix} already has entries in {owner.sql_table}")
+        return admin.add_lfn_table(prefix, host)
+
+    async def add_guid_table(self, host: int, since: int | None = None) -> GuidShard:
+        """Rotate GUID tables: GUIDs from *since* (ms since the epoch; default: once every
+        process has re-read the index) on go to a new table on config.hosts[*host*]. A
+        rotation never takes over times already handed out: *since* must lie ahead."""
+        if since is None:
+            since = now_ms() + int((self.config.index_ttl + 60) * 1000)
+
+        def run() -> GuidShard:
+            with _Admin(self) as admin:
+                newest = admin.guid_shards()[-1]
+                if since <= max(newest.since, now_ms()):
+                    raise ValueError("a new GUID table must start after now and the newest one")
+                return admin.add_guid_table(since, self._host_index[host])
+
+        shard = await asyncio.to_thread(run)
+        await self.reload()
+        return shard
+
+    def route(self, path: str) -> LfnShard:
+        """The shard holding the entry *path* (for tools and tests)."""
+        return self._lfn().route(split(path)[0])
+
+    def guid_shard(self, guid: str) -> GuidShard:
+        return self._guids().route(guid)
+
+    # -- reads
+    async def get(self, path: str) -> Entry | None:
+        d, n = split(path)
+        shard = self._lfn().route(d)
+        rows = await self._hosts[shard.host].read(
+            _fetchall(
+                f"SELECT {ENTRY_COLUMNS} FROM {shard.sql_table} WHERE dir=%s AND name=%s",
+                (d, n),
+            )
+        )
+        return Entry(*rows[0]) if rows else None
+
+    async def get_many(self, paths: list[str]) -> dict[str, Entry]:
+        lfn = self._lfn()
+        groups: dict[LfnShard, list[tuple[str, str]]] = {}
+        for p in paths:
+            d, n = split(p)
+            groups.setdefault(lfn.route(d), []).append((d, n))
+
+        async def one(shard: LfnShard, keys: list[tuple[str, str]]) -> list[tuple]:
+            def run(cur: Any) -> list[tuple]:
+                out: list[tuple] = []
+                for chunk in _chunks(keys, KEYS_PER_QUERY):
+                    where, args = _where_keys(chunk)
+                    cur.execute(
+                        f"SELECT {ENTRY_COLUMNS} FROM {shard.sql_table} WHERE {where}", args
+                    )
+                    out.extend(cur.fetchall())
+                return out
+
+            return await self._hosts[shard.host].read(run)
+
+        found = await asyncio.gather(*(one(s, k) for s, k in groups.items()))
+        return {e.path: e for e in itertools.starmap(Entry, itertools.chain.from_iterable(found))}
+
+    async def list_dir(self, directory: str, page: int = PAGE) -> AsyncIterator[list[DirEntry]]:
+        shard = self._lfn().route(directory)
+        host = self._hosts[shard.host]
+        sql = (
+            f"SELECT {DIRENTRY_COLUMNS} FROM {shard.sql_table} "
+            "WHERE dir=%s AND name>%s ORDER BY name LIMIT %s"
+        )
+        after = ""
+        while True:
+            rows = await host.read(_fetchall(sql, (directory, after, page)))
+            if not rows:
+                return
+            yield list(itertools.starmap(DirEntry, rows))
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    async def has_children(self, directory: str) -> bool:
+        shard = self._lfn().route(directory)
+        rows = await self._hosts[shard.host].read(
+            _fetchall(f"SELECT 1 FROM {shard.sql_table} WHERE dir=%s LIMIT 1", (directory,))
+        )
+        return bool(rows)
+
+    async def _find_shard(
+        self, shard: LfnShard, where: str, args: list[Any], limit: int, page: int
+    ) -> AsyncIterator[list[Entry]]:
+        host = self._hosts[shard.host]
+        base = f"SELECT {ENTRY_COLUMNS} FROM {shard.sql_table} WHERE {where}"
+        first = f"{base} ORDER BY dir, name LIMIT %s"
+        after = f"{base} AND (dir > %s OR (dir = %s AND name > %s)) ORDER BY dir, name LIMIT %s"
+        left = limit or -1
+        last: tuple[str, str] | None = None
+        while left != 0:
+            size = page if left < 0 else min(page, left)
+            if last is None:
+                rows = await host.read(_fetchall(first, (*args, size)))
+            else:
+                rows = await host.read(_fetchall(after, (*args, last[0], *last, size)))
+            if not rows:
+                return
+            yield list(itertools.starmap(Entry, rows))
+            if len(rows) < size:
+                return
+            if left > 0:
+                left -= len(rows)
+            last = (rows[-1][0], rows[-1][1])
+
+    async def find(self, query: FindQuery, page: int = PAGE) -> AsyncIterator[list[Entry]]:
+        where, args = _find_where(query)
+        shards = self._lfn().below(query.base)
+        sources = [self._find_shard(s, where, args, query.limit, page) for s in shards]
+        if len(sources) == 1:
+            async for rows in sources[0]:
+                yield rows
+            return
+        async for rows in merge_pages(sources, page, query.limit):
+            yield rows
+
+    async def du(self, directory: str) -> DiskUsage:
+        sql = (
+            "SELECT CAST(COALESCE(SUM(type <> 'd'), 0) AS SIGNED), "
+            "CAST(COALESCE(SUM(type = 'd'), 0) AS SIGNED), "
+            "CAST(COALESCE(SUM(size), 0) AS SIGNED) FROM {} WHERE dir >= %s AND dir < %s"
+        )
+        args = (directory, prefix_end(directory))
+        parts = await asyncio.gather(
+            *(
+                self._hosts[s.host].read(_fetchall(sql.format(s.sql_table), args))
+                for s in self._lfn().below(directory)
+            )
+        )
+        usage = DiskUsage()
+        for ((files, dirs, size),) in parts:
+            usage.files += files
+            usage.directories += dirs
+            usage.size += size
+        return usage
+
+    async def by_guid(self, guid: str) -> list[Entry]:
+        shard = self._guids().route(guid)
+        refs = await self._hosts[shard.host].read(
+            _fetchall(f"SELECT lfnTable FROM {shard.refs_table} WHERE guid=%s", (guid,))
+        )
+        tables = [self._lfn_tables[t] for (t,) in refs if t in self._lfn_tables]
+        found = await asyncio.gather(
+            *(
+                self._hosts[t.host].read(
+                    _fetchall(f"SELECT {ENTRY_COLUMNS} FROM {t.sql_table} WHERE guid=%s", (guid,))
+                )
+                for t in tables
+            )
+        )
+        return sorted(
+            itertools.starmap(Entry, itertools.chain.from_iterable(found)), key=_entry_key
+        )
+
+    # -- writes
+    def _refs(self, pairs: Iterable[tuple[str, int]]) -> list[Ref]:
+        guids = self._guids()
+        return [(guids.route(g), g, table) for g, table in set(pairs) if g]
+
+    async def insert(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
+        lfn = self._lfn()
+        groups: dict[LfnShard, list[tuple]] = {}
+        seen: set[tuple[str, str]] = set()
+        for e in entries:
+            _check_lengths(e.dir, e.name)
+            if (e.dir, e.name) in seen:
+                raise Exists(e.dir + e.name)
+            seen.add((e.dir, e.name))
+            groups.setdefault(lfn.route(e.dir), []).append(astuple(e))  # INSERT_COLUMNS' order
+        refs = self._refs((row[9], shard.table) for shard, rows in groups.items() for row in rows)
+
+        def run(tx: Any) -> None:
+            for shard, rows in groups.items():
+                cur = tx.cursor(shard.host)
+                try:
+                    cur.executemany(
+                        f"INSERT INTO {shard.sql_table} ({INSERT_COLUMNS}) "
+                        f"VALUES ({INSERT_VALUES})",
+                        rows,
+                    )
+                except MySQLdb.IntegrityError as exc:
+                    if _code(exc) != ER_DUP_ENTRY:
+                        raise
+                    for chunk in _chunks([r[:2] for r in rows], KEYS_PER_QUERY):
+                        where, args = _where_keys(chunk)
+                        cur.execute(
+                            f"SELECT CONVERT(dir USING utf8mb4), CONVERT(name USING utf8mb4) "
+                            f"FROM {shard.sql_table} WHERE {where} LIMIT 1",
+                            args,
+                        )
+                        row = cur.fetchone()
+                        if row:
+                            raise Exists(row[0] + row[1]) from None
+                    raise
+
+        await self._write({s.host for s in groups}, run, refs)
+
+    async def update(self, path: str, fields: dict[str, object]) -> None:
+        allowed = {"type", "perm", "owner", "gowner", "size", "ctime", "md5", "guid", "jobid"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
+        d, n = split(path)
+        shard = self._lfn().route(d)
+        refs = self._refs([(str(fields["guid"]), shard.table)]) if fields.get("guid") else []
+        sets = ", ".join(f"{k}=%s" for k in fields)
+        sql = f"UPDATE {shard.sql_table} SET {sets} WHERE dir=%s AND name=%s"
+
+        def run(tx: Any) -> None:
+            if tx.cursor(shard.host).execute(sql, (*fields.values(), d, n)) == 0:
+                raise NotFound(path)
+
+        await self._write({shard.host}, run, refs)
+
+    async def delete(self, paths: list[str]) -> int:
+        if not paths:
+            return 0
+        lfn = self._lfn()
+        groups: dict[LfnShard, list[tuple[str, str]]] = {}
+        for p in paths:
+            d, n = split(p)
+            groups.setdefault(lfn.route(d), []).append((d, n))
+
+        def run(tx: Any) -> int:
+            count = 0
+            for shard, keys in groups.items():
+                cur = tx.cursor(shard.host)
+                for chunk in _chunks(keys, KEYS_PER_QUERY):
+                    where, args = _where_keys(chunk)
+                    count += cur.execute(f"DELETE FROM {shard.sql_table} WHERE {where}", args)
+            return count
+
+        return await self._write({s.host for s in groups}, run)
+
+    async def delete_tree(self, directory: str) -> int:
+        lfn = self._lfn()
+        d, n = split(directory.rstrip("/") or "/")
+        own = lfn.route(d)
+        below = lfn.below(directory)
+        end = prefix_end(directory)
+
+        def run(tx: Any) -> int:
+            count = 0
+            for shard in below:
+                count += tx.cursor(shard.host).execute(
+                    f"DELETE FROM {shard.sql_table} WHERE dir >= %s AND dir < %s",
+                    (directory, end),
+                )
+            return count + tx.cursor(own.host).execute(
+                f"DELETE FROM {own.sql_table} WHERE dir=%s AND name=%s", (d, n)
+            )
+
+        return await self._write({own.host} | {s.host for s in below}, run)
+
+    async def move(self, src: str, dst: str) -> None:
+        lfn, guids = self._index()
+        sd, sn = split(src)
+        dd, dn = split(dst)
+        _check_lengths(dd, dn)
+        old, new = src + "/", dst + "/"
+        src_own, dst_own = lfn.route(sd), lfn.route(dd)
+        sources, targets = lfn.below(old), lfn.below(new)
+        hosts = {src_own.host, dst_own.host} | {s.host for s in sources + targets}
+
+        def run(tx: Any) -> None:
+            scur = tx.cursor(src_own.host)
+            scur.execute(
+                f"SELECT {ENTRY_COLUMNS} FROM {src_own.sql_table} "
+                "WHERE dir=%s AND name=%s FOR UPDATE",
+                (sd, sn),
+            )
+            row = scur.fetchone()
+            if row is None:
+                raise NotFound(src)
+            dcur = tx.cursor(dst_own.host)
+            if dcur.execute(
+                f"SELECT 1 FROM {dst_own.sql_table} WHERE dir=%s AND name=%s FOR UPDATE",
+                (dd, dn),
+            ):
+                raise Exists(dst)
+            if src_own == dst_own:
+                scur.execute(
+                    f"UPDATE {src_own.sql_table} SET dir=%s, name=%s WHERE dir=%s AND name=%s",
+                    (dd, dn, sd, sn),
+                )
+            else:
+                if row[9]:
+                    tx.add_refs([(guids.route(row[9]), row[9], dst_own.table)])
+                scur.execute(f"DELETE FROM {src_own.sql_table} WHERE dir=%s AND name=%s", (sd, sn))
+                dcur.execute(
+                    f"INSERT INTO {dst_own.sql_table} ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})",
+                    (dd, dn, *row[2:]),
+                )
+            if row[2] == DIRECTORY:
+                _move_subtree(tx, lfn, guids, old, new, sources, targets)
+
+        await self._write(hosts, run)
+
+    # -- replicas and storage elements
+    async def add_replicas(self, replicas: list[Replica]) -> None:
+        guids = self._guids()
+        groups: dict[GuidShard, list[tuple[str, str, str]]] = {}
+        for r in replicas:
+            groups.setdefault(guids.route(r.guid), []).append((r.guid, r.se, r.pfn))
+        if not groups:
+            return
+
+        def run(tx: Any) -> None:
+            for shard, rows in groups.items():
+                tx.cursor(shard.host).executemany(
+                    f"INSERT IGNORE INTO {shard.pfn_table} (guid, se, pfn) VALUES (%s, %s, %s)",
+                    rows,
+                )
+
+        await self._write({s.host for s in groups}, run)
+
+    async def replicas(self, guid: str) -> list[Replica]:
+        shard = self._guids().route(guid)
+        rows = await self._hosts[shard.host].read(
+            _fetchall(
+                f"SELECT guid, se, pfn FROM {shard.pfn_table} WHERE guid=%s ORDER BY se, pfn",
+                (guid,),
+            )
+        )
+        return [Replica(guid=g, se=s, pfn=p) for g, s, p in rows]
+
+    async def delete_replicas(self, guid: str, se: str | None = None) -> int:
+        shard = self._guids().route(guid)
+        sql, args = f"DELETE FROM {shard.pfn_table} WHERE guid=%s", (guid,)
+        if se is not None:
+            sql, args = sql + " AND se=%s", (guid, se)
+        return await self._write({shard.host}, lambda tx: tx.cursor(shard.host).execute(sql, args))
+
+    async def list_ses(self) -> list[StorageElement]:
+        rows = await self._hosts[self.index_host].read(
+            _fetchall("SELECT doc FROM SE ORDER BY name", ())
+        )
+        return [msgspec.msgpack.decode(doc, type=StorageElement) for (doc,) in rows]
+
+    async def put_se(self, se: StorageElement) -> None:
+        doc = msgspec.msgpack.encode(se)
+        host = self.index_host
+        await self._write(
+            {host},
+            lambda tx: tx.cursor(host).execute(
+                "REPLACE INTO SE (name, doc) VALUES (%s, %s)", (se.name, doc)
+            ),
+        )
+
+
+def _move_subtree(
+    tx: Any,
+    lfn: LfnIndex,
+    guids: GuidIndex,
+    old: str,
+    new: str,
+    sources: list[LfnShard],
+    targets: list[LfnShard],
+) -> None:
+    """Rename every entry under *old* to lie under *new*: in place when the subtree stays
+    in one table, a copy and a delete when it lands in others."""
+    end = prefix_end(old)
+    cut = len(old.encode()) + 1  # SUBSTRING counts bytes on VARBINARY
+    if len(sources) == 1 and len(targets) == 1:
+        s, t = sources[0], targets[0]
+        cur = tx.cursor(s.host)
+        if s == t:
+            cur.execute(
+                f"UPDATE {s.sql_table} SET dir = CONCAT(%s, SUBSTRING(dir, %s)) "
+                "WHERE dir >= %s AND dir < %s",
+                (new, cut, old, end),
+            )
+            return
+        if s.host == t.host:  # one server: let it copy
+            cur.execute(
+                f"SELECT DISTINCT guid FROM {s.sql_table} "
+                "WHERE dir >= %s AND dir < %s AND guid <> ''",
+                (old, end),
+            )
+            tx.add_refs((guids.route(g), g, t.table) for (g,) in cur.fetchall())
+            cur.execute(
+                f"INSERT INTO {t.sql_table} ({INSERT_COLUMNS}) "
+                f"SELECT CONCAT(%s, SUBSTRING(dir, %s)), name, type, perm, owner, gowner, "
+                f"size, ctime, md5, guid, jobid FROM {s.sql_table} WHERE dir >= %s AND dir < %s",
+                (new, cut, old, end),
+            )
+            cur.execute(f"DELETE FROM {s.sql_table} WHERE dir >= %s AND dir < %s", (old, end))
+            return
+    # rows travel through here, each to the table its new dir routes to
+    for s in sources:
+        cur = tx.cursor(s.host)
+        sql = (
+            f"SELECT {ENTRY_COLUMNS} FROM {s.sql_table} WHERE dir >= %s AND dir < %s "
+            "AND (dir > %s OR (dir = %s AND name > %s)) ORDER BY dir, name LIMIT %s FOR UPDATE"
+        )
+        last = (old, old, "")
+        while True:
+            cur.execute(sql, (old, end, *last, COPY_CHUNK))
+            rows = cur.fetchall()
+            if not rows:
+                break
+            by_target: dict[LfnShard, list[tuple]] = {}
+            refs: list[Ref] = []
+            for row in rows:
+                new_dir = new + row[0][len(old) :]
+                t = lfn.route(new_dir)
+                by_target.setdefault(t, []).append((new_dir, *row[1:]))
+                if row[9] and t != s:
+                    refs.append((guids.route(row[9]), row[9], t.table))
+            tx.add_refs(refs)
+            for t, moved in by_target.items():
+                tx.cursor(t.host).executemany(
+                    f"INSERT INTO {t.sql_table} ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})",
+                    moved,
+                )
+            last = (rows[-1][0], rows[-1][0], rows[-1][1])
+            if len(rows) < COPY_CHUNK:
+                break
+        cur.execute(f"DELETE FROM {s.sql_table} WHERE dir >= %s AND dir < %s", (old, end))
