@@ -2,6 +2,9 @@
 
     jalien-bin --role jcentral|vobox|jobagent|jbox|se [options]
     jalien-bin setup [--login NAME] [--password-stdin | --no-password] [--force]
+    jalien-bin proxy init|info|destroy|renew [options]
+    jalien-bin shell
+    jalien-bin [-json] <command> [args]     (one command on the server: whoami, ls -l, ...)
     jalien-bin --version
 
 Imports of roles sit inside the functions that need them (static imports all the same, so
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 
 from jalien.version import __version__
 
-ROLES = ("jcentral",)
+ROLES = ("jcentral", "jbox")
 EXIT_USAGE = 2
 
 
@@ -42,6 +45,12 @@ def _role_parser() -> argparse.ArgumentParser:
         help="address to listen on (repeatable; default both 127.0.0.1 and ::1)",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    jbox = parser.add_argument_group("jbox")
+    jbox.add_argument("--central", help="central services, HOST[:PORT] (binary channel)")
+    jbox.add_argument("--token-hours", type=float, help="token lifetime (default 24)")
+    jbox.add_argument("--detach", action="store_true", help="go to the background when ready")
+    jbox.add_argument("--log-file", help="where a detached jBox logs (~/.jalien/jbox.log)")
+    jbox.add_argument("--password-stdin", action="store_true", help="read the key password")
     return parser
 
 
@@ -84,6 +93,10 @@ def run_role(argv: Sequence[str]) -> int:
         from jalien.roles.jcentral import run_jcentral
 
         return run_jcentral(settings)
+    if args.role == "jbox":
+        from jalien.cli.jbox_cmd import jbox_command
+
+        return jbox_command(args, settings)
     raise CliError(f"unknown role {args.role}", EXIT_USAGE)
 
 
@@ -113,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _role_parser().print_help()
-            print("\ntools:  jalien-bin setup --help")
+            print("\ntools:  jalien-bin setup --help | proxy --help | shell | <command> [args]")
             return 0 if argv else EXIT_USAGE
         if argv[0] in ("--version", "-V"):
             print(f"jalien {__version__}")
@@ -122,8 +135,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_setup(argv[1:])
         if argv[0] == "debug-info":  # hidden: what this jalien-bin is made of
             return debug_info()
+        if argv[0] == "proxy":
+            from jalien.cli.proxy_cmd import proxy_command
+
+            return proxy_command(argv[1:])
+        if argv[0] == "shell":
+            from jalien.cli.shell import shell_command
+
+            return shell_command(argv[1:])
         if any(a == "--role" or a.startswith("--role=") for a in argv):
             return run_role(argv)
+        if argv[0] == "-json" or not argv[0].startswith("-"):
+            from jalien.cli.shell import one_shot
+
+            return one_shot(argv)
         raise CliError(f"unknown command: {argv[0]} (try jalien-bin --help)", EXIT_USAGE)
     except CliError as exc:
         print(f"jalien-bin: {exc}", file=sys.stderr)

@@ -196,6 +196,7 @@ class Client:
         server_hostname: str | None = None,
         connect_timeout: float = 10.0,
         request_timeout: float = 120.0,
+        connect_wait: float | None = None,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.1, 10.0),
         on_event: EventCallback | None = None,
@@ -209,6 +210,10 @@ class Client:
         self.server_hostname = server_hostname
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
+        # how long a request waits for a (re)connection before failing with ConnectionLost
+        # (None: its whole timeout); a proxy level keeps it short so that its clients hear
+        # at once that the server is down while it reconnects in the background
+        self.connect_wait = connect_wait
         self.reconnect = reconnect
         self.backoff = backoff
         self.on_event = on_event
@@ -363,7 +368,8 @@ class Client:
     async def _start(
         self, channel: Channel, body: bytes, flags: int, timeout: float, streaming: bool
     ) -> tuple[int, int, _Call]:
-        await self.wait_connected(timeout)
+        wait = timeout if self.connect_wait is None else min(timeout, self.connect_wait)
+        await self.wait_connected(wait)
         protocol = self._protocol
         if protocol is not None:
             await protocol.drain()
@@ -479,7 +485,22 @@ class SyncClient:
         return Client(*args, **kwargs)
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:  # Ctrl-C: cancel the request (the server gets Cancel)
+            future.cancel()
+            with contextlib.suppress(BaseException):
+                future.result(2)
+            raise
+
+    @property
+    def connected(self) -> bool:
+        return self._client.connected
+
+    @property
+    def last_error(self) -> str:
+        return self._client.last_error
 
     def connect(self) -> None:
         self._run(self._client.connect())

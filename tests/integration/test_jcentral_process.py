@@ -156,14 +156,28 @@ def test_version_command():
     assert done.stdout.startswith("jalien ")
 
 
-def test_unknown_command_exit_code():
-    done = subprocess.run(
-        [*jalien_bin(), "frobnicate"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ},
-    )
-    assert done.returncode == 2
-    assert "unknown command" in done.stderr
+def test_unknown_command_exit_code(central, tmp_path):
+    """Words are commands for the server (exit code 2 for an unknown one, as JAliEn);
+    an unknown flag is refused locally."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "JALIEN_CENTRAL_HOST": "127.0.0.1",
+        "JALIEN_BINARY_PORT": str(central.binary_port),
+        "X509_USER_CERT": str(central.globus / "usercert.pem"),
+        "X509_USER_KEY": str(central.globus / "userkey.pem"),
+        "X509_CERT_DIR": str(central.ca_dir),
+    }
+    for argv, text in ((["frobnicate"], "frobnicate"), (["--frobnicate"], "unknown command")):
+        done = subprocess.run(
+            [*jalien_bin(), *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=env,
+        )
+        assert done.returncode == 2, done.stderr
+        assert text in done.stderr
+        assert "Traceback" not in done.stderr

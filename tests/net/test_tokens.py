@@ -3,59 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import shutil
 
 import pytest
 
 from jalien.auth.cadir import write_ca_dir
 from jalien.auth.certs import certs_pem, make_ca, utcnow
-from jalien.auth.tls import client_context, context_from_pem, server_context
+from jalien.auth.tls import client_context, context_from_pem
 from jalien.auth.tokens import TokenAuthority, TokenKind, TokenSubject, token_key_pem
-from jalien.commands.basic import BasicCommands
-from jalien.commands.dispatch import Dispatcher
-from jalien.commands.table import CommandTable
-from jalien.commands.token import TokenCommands
-from jalien.net.client import Client, ConnectionLost
-from jalien.net.identity import AccountsAuthenticator
-from jalien.net.server import Server
+from jalien.net.client import ConnectionLost
+from tests.tokengrid import token_central
 
 
 @pytest.fixture
 async def central(grid_pki, tmp_path):
-    """A server with a token CA, trusted in a copy of the test grid's CA directory."""
-    ca_dir = tmp_path / "certificates"
-    shutil.copytree(grid_pki.ca_dir, ca_dir, symlinks=True)
-    authority, _ = TokenAuthority.load_or_create(tmp_path / "ca")
-    write_ca_dir(ca_dir, [authority.ca_cert])
-    table = CommandTable()
-    BasicCommands(table, motd="").register()
-    accounts = AccountsAuthenticator(grid_pki.accounts, tokens=authority)
-    TokenCommands(table, authority, accounts.identify_login).register()
-    server = Server(
-        Dispatcher(table, site="TEST"),
-        server_context(grid_pki.host_cert, grid_pki.host_key, ca_dir),
-        accounts,
-        identify_dn=accounts.identify_dn,
-    )
-    await server.start(["127.0.0.1"], 0, 0)
-    server.ca_dir = ca_dir  # type: ignore[attr-defined]
-    server.authority = authority  # type: ignore[attr-defined]
-    clients: list[Client] = []
-
-    async def connect(ctx):
-        client = Client("127.0.0.1", server.ports()["binary"], ctx, reconnect=False)
-        clients.append(client)
-        await client.connect()
-        return client
-
-    server.connect = connect  # type: ignore[attr-defined]
-    yield server
-    for client in clients:
-        with contextlib.suppress(Exception):
-            await client.close()
-    await server.close()
+    async with token_central(grid_pki, tmp_path) as server:
+        yield server
 
 
 def user_ctx(grid_pki, central, login):
