@@ -1,0 +1,182 @@
+"""The job broker: which waiting job goes to the JobAgent that asks.
+
+Waiting jobs are kept in memory, grouped in buckets of jobs that ask for the same things
+(requirements text, packages, TTL, cores, memory). An agent's request is checked once per
+bucket, not once per job, and the answer is cached per agent signature, so the cost of a
+match depends on the number of distinct job shapes, not on the length of the queue. Fair
+share: among the users with a job that fits, the one with the fewest running jobs per
+unit of share goes first.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jalien.jobs.jdl import JdlError
+from jalien.jobs.requirements import compile_requirements
+from jalien.jobs.store import JobRow
+
+BucketKey = tuple[str, frozenset[str], int, int, int]
+
+
+@dataclass
+class Agent:
+    """What a JobAgent offers; attributes also feed `other.X` in Requirements."""
+
+    site: str = ""
+    ce: str = ""
+    ttl: int = 86400
+    cores: int = 1
+    memory: int = 0  # bytes, 0 = no limit said
+    disk: int = 0
+    packages: frozenset[str] | None = None  # None: any package (CVMFS has them all)
+    users: frozenset[str] | None = None  # None: any user
+    partitions: frozenset[str] = frozenset()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def signature(self) -> tuple:
+        return (
+            self.site,
+            self.ce,
+            self.ttl,
+            self.cores,
+            self.memory,
+            self.packages,
+            self.users,
+            self.partitions,
+            tuple(sorted(self.extra.items())),
+        )
+
+    def env(self) -> dict[str, Any]:
+        env: dict[str, Any] = {k.lower(): v for k, v in self.extra.items()}
+        env.update(
+            site=self.site,
+            ce=self.ce,
+            ttl=self.ttl,
+            cores=self.cores,
+            cpucores=self.cores,
+            memory=self.memory,
+            disk=self.disk,
+            gridpartitions=sorted(self.partitions),
+        )
+        return env
+
+
+class _Bucket:
+    __slots__ = ("evaluator", "key", "queues", "size")
+
+    def __init__(self, key: BucketKey) -> None:
+        self.key = key
+        try:
+            self.evaluator = compile_requirements(key[0])
+        except JdlError:
+            self.evaluator = lambda env: False  # never matches; submit checks this earlier
+        self.queues: dict[str, collections.deque[int]] = {}
+        self.size = 0
+
+    def fits(self, agent: Agent, env: Mapping[str, Any]) -> bool:
+        _, packages, ttl, cores, memory = self.key
+        if ttl > agent.ttl or cores > agent.cores:
+            return False
+        if memory and agent.memory and memory > agent.memory:
+            return False
+        if agent.packages is not None and not packages <= agent.packages:
+            return False
+        return bool(self.evaluator(env))
+
+
+class Broker:
+    def __init__(self, shares: Mapping[str, float] | None = None) -> None:
+        self.shares = dict(shares or {})
+        self._buckets: dict[BucketKey, _Bucket] = {}
+        self._where: dict[int, _Bucket] = {}
+        self._fits: dict[tuple, list[_Bucket]] = {}
+        self.running: collections.Counter[str] = collections.Counter()
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    @staticmethod
+    def key_of(job: JobRow) -> BucketKey:
+        packages = frozenset(p for p in job.packages.split(",") if p)
+        return (job.requirements, packages, job.ttl, job.cores, job.memory)
+
+    def add(self, job: JobRow) -> None:
+        key = self.key_of(job)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(key)
+            self._fits.clear()  # a new shape: agents' answers must be worked out again
+        bucket.queues.setdefault(job.user, collections.deque()).append(job.id)
+        bucket.size += 1
+        self._where[job.id] = bucket
+
+    def add_many(self, jobs: Iterable[JobRow]) -> None:
+        for job in jobs:
+            self.add(job)
+
+    def discard(self, job_id: int) -> None:
+        """A waiting job left the queue another way (killed, expired)."""
+        bucket = self._where.pop(job_id, None)
+        if bucket is None:
+            return
+        for user, queue in list(bucket.queues.items()):
+            try:
+                queue.remove(job_id)
+            except ValueError:
+                continue
+            bucket.size -= 1
+            if not queue:
+                del bucket.queues[user]
+            break
+
+    def _fitting(self, agent: Agent) -> list[_Bucket]:
+        sig = agent.signature()
+        fitting = self._fits.get(sig)
+        if fitting is None:
+            env = agent.env()
+            fitting = [b for b in self._buckets.values() if b.fits(agent, env)]
+            if len(self._fits) > 10_000:
+                self._fits.clear()
+            self._fits[sig] = fitting
+        return fitting
+
+    def count(self, agent: Agent) -> int:
+        """How many waiting jobs this agent could run (a VoBox sizes its submission)."""
+        users = agent.users
+        return sum(
+            b.size if users is None else sum(len(q) for u, q in b.queues.items() if u in users)
+            for b in self._fitting(agent)
+        )
+
+    def match(self, agent: Agent) -> int | None:
+        """The id of the job this agent should run (removed from the index), or None."""
+        best: tuple[float, int, _Bucket, str] | None = None
+        users = agent.users
+        for bucket in self._fitting(agent):
+            for user, queue in bucket.queues.items():
+                if users is not None and user not in users:
+                    continue
+                load = self.running[user] / self.shares.get(user, 1.0)
+                candidate = (load, queue[0], bucket, user)
+                if best is None or candidate[:2] < best[:2]:
+                    best = candidate
+        if best is None:
+            return None
+        _, job_id, bucket, user = best
+        queue = bucket.queues[user]
+        queue.popleft()
+        bucket.size -= 1
+        if not queue:
+            del bucket.queues[user]
+        del self._where[job_id]
+        self.running[user] += 1
+        return job_id
+
+    def finished(self, user: str) -> None:
+        """A job of *user* left the active states."""
+        if self.running[user] > 0:
+            self.running[user] -= 1

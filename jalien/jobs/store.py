@@ -1,0 +1,294 @@
+"""The task queue on SQL: jobs, their states and their trace (SQLite embedded; the same
+interface will run on MariaDB).
+
+Every state change is checked against jalien.jobs.states inside the writer's transaction,
+so two racing updates cannot both win.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from jalien.jobs.states import JobState, check_transition
+from jalien.sqlstore.sqlite import SQLiteStore
+from jalien.wire.errors import EXIT_NOT_FOUND, RequestError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    master INTEGER NOT NULL DEFAULT 0,
+    user TEXT NOT NULL,
+    state TEXT NOT NULL,
+    jdl TEXT NOT NULL,
+    requirements TEXT NOT NULL DEFAULT '',
+    packages TEXT NOT NULL DEFAULT '',
+    ttl INTEGER NOT NULL DEFAULT 3600,
+    cores INTEGER NOT NULL DEFAULT 1,
+    memory INTEGER NOT NULL DEFAULT 0,
+    price REAL NOT NULL DEFAULT 1,
+    site TEXT NOT NULL DEFAULT '',
+    ce TEXT NOT NULL DEFAULT '',
+    node TEXT NOT NULL DEFAULT '',
+    submitted INTEGER NOT NULL DEFAULT 0,
+    started INTEGER NOT NULL DEFAULT 0,
+    finished INTEGER NOT NULL DEFAULT 0,
+    heartbeat INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    resubmits INTEGER NOT NULL DEFAULT 0,
+    split_index INTEGER NOT NULL DEFAULT 0,
+    output_dir TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs (user, state);
+CREATE INDEX IF NOT EXISTS jobs_master ON jobs (master);
+CREATE TABLE IF NOT EXISTS trace (
+    job INTEGER NOT NULL, time INTEGER NOT NULL, state TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trace_job ON trace (job);
+"""
+
+COLUMNS = (
+    "id, master, user, state, jdl, requirements, packages, ttl, cores, memory, price, "
+    "site, ce, node, submitted, started, finished, heartbeat, exit_code, error, "
+    "resubmits, split_index, output_dir"
+)
+UPDATABLE = {
+    "site",
+    "ce",
+    "node",
+    "started",
+    "finished",
+    "heartbeat",
+    "exit_code",
+    "error",
+    "resubmits",
+    "output_dir",
+}
+
+
+class JobRow(msgspec.Struct, gc=False):
+    id: int
+    master: int
+    user: str
+    state: str
+    jdl: str
+    requirements: str
+    packages: str  # comma separated
+    ttl: int
+    cores: int
+    memory: int
+    price: float
+    site: str
+    ce: str
+    node: str
+    submitted: int
+    started: int
+    finished: int
+    heartbeat: int
+    exit_code: int
+    error: str
+    resubmits: int
+    split_index: int
+    output_dir: str
+
+    @property
+    def job_state(self) -> JobState:
+        return JobState(self.state)
+
+
+class NewJob(msgspec.Struct, kw_only=True):
+    user: str
+    jdl: str
+    state: JobState = JobState.WAITING
+    master: int = 0
+    requirements: str = ""
+    packages: str = ""
+    ttl: int = 3600
+    cores: int = 1
+    memory: int = 0
+    price: float = 1.0
+    split_index: int = 0
+    output_dir: str = ""
+
+
+class NoSuchJob(RequestError):
+    def __init__(self, job: int) -> None:
+        super().__init__(f"No such job: {job}", EXIT_NOT_FOUND)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TaskQueueStore:
+    def __init__(self, path: str | Path) -> None:
+        self._db = SQLiteStore(path, SCHEMA, name="taskqueue")
+
+    async def start(self) -> None:
+        await self._db.start()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def insert(self, jobs: list[NewJob]) -> list[int]:
+        stamp = now_ms()
+
+        def run(c: sqlite3.Connection) -> list[int]:
+            ids = []
+            for job in jobs:
+                cur = c.execute(
+                    "INSERT INTO jobs (master, user, state, jdl, requirements, packages, ttl, "
+                    "cores, memory, price, submitted, split_index, output_dir) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        job.master,
+                        job.user,
+                        job.state.value,
+                        job.jdl,
+                        job.requirements,
+                        job.packages,
+                        job.ttl,
+                        job.cores,
+                        job.memory,
+                        job.price,
+                        stamp,
+                        job.split_index,
+                        job.output_dir,
+                    ),
+                )
+                job_id = int(cur.lastrowid or 0)
+                ids.append(job_id)
+                c.execute(
+                    "INSERT INTO trace VALUES (?,?,?,?)",
+                    (job_id, stamp, job.state.value, "submitted"),
+                )
+            return ids
+
+        return await self._db.write(run)
+
+    async def transition(
+        self,
+        job_id: int,
+        new: JobState,
+        *,
+        expect: frozenset[JobState] | None = None,
+        fields: dict[str, Any] | None = None,
+        message: str = "",
+        force: bool = False,
+    ) -> tuple[JobState, JobRow]:
+        """Move a job to *new* (a legal move, from one of *expect* if given); returns the
+        previous state and the updated row."""
+        fields = dict(fields or {})
+        if set(fields) - UPDATABLE:
+            raise ValueError(f"cannot update {sorted(set(fields) - UPDATABLE)}")
+        stamp = now_ms()
+
+        def run(c: sqlite3.Connection) -> tuple[JobState, JobRow]:
+            row = c.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                raise NoSuchJob(job_id)
+            old = JobState(row[0])
+            if expect is not None and old not in expect:
+                raise RequestError(
+                    f"job {job_id} is {old.value}, not {'/'.join(sorted(s.value for s in expect))}",
+                    22,
+                )
+            if not force:
+                check_transition(job_id, old, new)
+            sets = ["state=?"] + [f"{k}=?" for k in fields]
+            c.execute(
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id=?",
+                (new.value, *fields.values(), job_id),
+            )
+            c.execute("INSERT INTO trace VALUES (?,?,?,?)", (job_id, stamp, new.value, message))
+            updated = c.execute(f"SELECT {COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
+            return old, JobRow(*updated)
+
+        return await self._db.write(run)
+
+    async def touch(self, job_id: int, fields: dict[str, Any]) -> None:
+        if set(fields) - UPDATABLE:
+            raise ValueError(f"cannot update {sorted(set(fields) - UPDATABLE)}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        await self._db.write(
+            lambda c: c.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))
+        )
+
+    async def get(self, job_id: int) -> JobRow:
+        row = await self._db.read(
+            lambda c: c.execute(f"SELECT {COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
+        )
+        if row is None:
+            raise NoSuchJob(job_id)
+        return JobRow(*row)
+
+    async def query(
+        self,
+        *,
+        user: str = "",
+        states: frozenset[JobState] | None = None,
+        site: str = "",
+        master: int | None = None,
+        ids: list[int] | None = None,
+        limit: int = 2000,
+    ) -> list[JobRow]:
+        where, args = [], []
+        if user:
+            where.append("user=?")
+            args.append(user)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(sorted(s.value for s in states))
+        if site:
+            where.append("site=?")
+            args.append(site)
+        if master is not None:
+            where.append("master=?")
+            args.append(master)
+        if ids:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            args.extend(ids)
+        sql = f"SELECT {COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = await self._db.read(lambda c: c.execute(sql, (*args, limit)).fetchall())
+        return list(itertools.starmap(JobRow, rows))
+
+    async def waiting(self) -> list[JobRow]:
+        """Every WAITING job, to build the broker's indexes at start-up."""
+        rows = await self._db.read(
+            lambda c: c.execute(
+                f"SELECT {COLUMNS} FROM jobs WHERE state='WAITING' ORDER BY id"
+            ).fetchall()
+        )
+        return list(itertools.starmap(JobRow, rows))
+
+    async def active_by_user(self) -> dict[str, int]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT user, COUNT(*) FROM jobs WHERE state IN "
+                "('ASSIGNED','STARTED','RUNNING','SAVING') GROUP BY user"
+            ).fetchall()
+        )
+        return dict(rows)
+
+    async def trace(self, job_id: int) -> list[tuple[int, str, str]]:
+        return await self._db.read(
+            lambda c: c.execute(
+                "SELECT time, state, message FROM trace WHERE job=? ORDER BY rowid", (job_id,)
+            ).fetchall()
+        )
+
+    async def summary(self) -> dict[str, int]:
+        rows = await self._db.read(
+            lambda c: c.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        )
+        return dict(rows)
