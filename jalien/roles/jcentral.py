@@ -1,5 +1,5 @@
-"""jcentral: the central services in one process. For now the network core and the
-session commands; the catalogue, task queue, cache and data movers plug in here."""
+"""jcentral: the central services in one process: the network core, the catalogue, the
+task queue and broker, token certificates; the cache and data movers plug in here."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.basic import BasicCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands
 from jalien.commands.dispatch import Dispatcher
+from jalien.commands.job_cmds import JobCommands
 from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
 from jalien.config import Settings
+from jalien.jobs.broker import Broker
+from jalien.jobs.service import JobService
+from jalien.jobs.store import TaskQueueStore
 from jalien.net.identity import AccountsAuthenticator
 from jalien.net.limits import Limits
 from jalien.net.server import Server
@@ -48,14 +52,21 @@ def build_catalogue(settings: Settings) -> Catalogue:
     return Catalogue(backend, home_template=settings.user_home_template, cache=MemoryCache())
 
 
-def build_server(settings: Settings, catalogue: Catalogue) -> Server:
+def build_jobs(settings: Settings, tokens: TokenAuthority) -> JobService:
+    store = TaskQueueStore(settings.home_path / "taskqueue.db")
+    return JobService(store, Broker(), tokens=tokens, home_template=settings.user_home_template)
+
+
+def build_server(
+    settings: Settings, catalogue: Catalogue, jobs: JobService, tokens: TokenAuthority
+) -> Server:
     """The object graph of jcentral, in plain code."""
     table = CommandTable()
     BasicCommands(table, motd=settings.motd).register()
     CatalogueCommands(table, catalogue).register()
+    JobCommands(table, jobs).register()
     dispatcher = Dispatcher(table, site=settings.site)
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
-    tokens = token_authority(settings)
     accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
     TokenCommands(table, tokens, accounts.identify_login).register()
     limits = Limits(
@@ -68,12 +79,17 @@ def build_server(settings: Settings, catalogue: Catalogue) -> Server:
 
 
 async def serve(settings: Settings) -> None:
+    tokens = token_authority(settings)
     catalogue = build_catalogue(settings)
-    server = build_server(settings, catalogue)
+    jobs = build_jobs(settings, tokens)
+    server = build_server(settings, catalogue, jobs, tokens)
     await catalogue.backend.start()
+    await jobs.store.start()
     try:
+        await jobs.start()
         await _run(settings, server)
     finally:
+        await jobs.store.close()
         await catalogue.backend.close()
 
 

@@ -1,0 +1,284 @@
+"""Job commands for users (submit, ps, jobinfo, masterjob, kill, resubmit, top) and the
+calls sites make (getNumberWaitingJobs, getMatchJob, setJobStatus, jobHeartbeat)."""
+
+from __future__ import annotations
+
+import os.path
+import time
+
+from jalien.commands.errno import EINVAL, ENOENT, jalien_error
+from jalien.commands.options import parse
+from jalien.commands.session import Session
+from jalien.commands.table import CommandTable
+from jalien.jobs.broker import Agent
+from jalien.jobs.jdl import parse_jdl
+from jalien.jobs.service import JobService
+from jalien.jobs.states import JobState, parse_state
+from jalien.jobs.store import JobRow
+from jalien.wire.errors import RequestError
+from jalien.wire.messages import Record
+
+STATE_GROUPS = {
+    "-W": frozenset({JobState.WAITING, JobState.INSERTING}),
+    "-E": frozenset(s for s in JobState if s.value.startswith("ERROR_")),
+}
+
+
+def _ids(words: list[str]) -> list[int]:
+    out = []
+    for word in words:
+        for part in word.split(","):
+            if not part:
+                continue
+            try:
+                out.append(int(part))
+            except ValueError:
+                raise jalien_error(EINVAL, f"not a job id: {part}") from None
+    if not out:
+        raise jalien_error(EINVAL, "Command requires a job id")
+    return out
+
+
+def _name(job: JobRow) -> str:
+    try:
+        return os.path.basename(parse_jdl(job.jdl).executable)
+    except ValueError:
+        return "?"
+
+
+def _ps_record(job: JobRow) -> Record:
+    name = _name(job)
+    return {
+        "id": str(job.id),
+        "owner": job.user,
+        "status": job.state,
+        "name": name,
+        "site": job.site,
+        "node": job.node,
+        "master": str(job.master),
+        "priority": str(job.price),
+        "ce": job.ce,
+        "message": f"{job.user:>12} {job.id:>12} {job.state:<12} {job.site or '-':<24} {name}",
+    }
+
+
+def _agent(words: list[str]) -> Agent:
+    """key=value words: site, ce, ttl, cores, memory, disk, packages, users, partitions."""
+    agent = Agent()
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq:
+            raise jalien_error(EINVAL, f"expected key=value, not {word!r}")
+        key = key.lower()
+        try:
+            if key in ("ttl", "cores", "memory", "disk"):
+                setattr(agent, key, int(value))
+            elif key in ("site", "ce"):
+                setattr(agent, key, value)
+            elif key in ("packages", "users", "partitions"):
+                items = frozenset(v for v in value.split(",") if v)
+                setattr(agent, key, items if key == "partitions" or value != "*" else None)
+            else:
+                agent.extra[key] = value
+        except ValueError:
+            raise jalien_error(EINVAL, f"{key} must be a number") from None
+    return agent
+
+
+class JobCommands:
+    def __init__(self, table: CommandTable, jobs: JobService) -> None:
+        self.table = table
+        self.jobs = jobs
+
+    def register(self) -> None:
+        add = self.table.add
+        add("submit", self.submit, "submit a job: submit =< <JDL text> [args] | submit <lfn>")
+        add(
+            "ps",
+            self.ps,
+            "jobs: ps [-u user] [-f states] [-s site] [-j ids] [-M] [-A] [-trace id] [-jdl id]",
+        )
+        add("jobinfo", self.jobinfo, "a job's details: jobinfo id")
+        add("masterjob", self.masterjob, "a master job's subjobs by state: masterjob id")
+        add("kill", self.kill, "kill jobs: kill id...")
+        add("resubmit", self.resubmit, "resubmit failed jobs: resubmit id...")
+        add("top", self.top, "the task queue by state and user")
+        add("getNumberWaitingJobs", self.waiting, "site call: waiting jobs matching key=value")
+        add("getMatchJob", self.match, "site call: a job for this agent (key=value resources)")
+        add("setJobStatus", self.set_status, "site/job call: setJobStatus id STATE [k=v...]")
+        add("jobHeartbeat", self.heartbeat, "site/job call: jobHeartbeat id")
+
+    async def submit(self, session: Session, args: list[str]) -> list[Record]:
+        if not args:
+            raise jalien_error(EINVAL, "Command requires an argument")
+        if args[0] == "=<":
+            if len(args) < 2:
+                raise jalien_error(EINVAL, "no JDL text after =<")
+            text, rest = args[1], args[2:]
+        elif args[0].startswith("=<"):
+            text, rest = args[0][2:].lstrip(), args[1:]
+        else:
+            raise jalien_error(
+                ENOENT,
+                f"{args[0]}: reading a JDL from the catalogue needs a storage element; pass "
+                "the JDL text with 'submit =< <JDL text>'",
+            )
+        ids = await self.jobs.submit(session.identity, text, rest)
+        return [{"jobId": str(i), "message": f"Your new job ID is {i}"} for i in ids]
+
+    async def ps(self, session: Session, args: list[str]) -> list[Record]:
+        opts = parse(
+            args,
+            flags=["M", "A", "W", "E", "a", "b", "X"],
+            valued=["u", "f", "s", "j", "m", "l", "trace", "jdl", "n", "o", "F"],
+        )
+        if "trace" in opts:
+            job_id = _ids([opts.value("trace")])[0]
+            await self._visible(session, job_id)
+            lines = [
+                f"{stamp // 1000} [{state:<10}]: {message}"
+                for stamp, state, message in await self.jobs.store.trace(job_id)
+            ]
+            return [{"id": str(job_id), "message": "\n".join(lines)}]
+        if "jdl" in opts:
+            job = await self._visible(session, _ids([opts.value("jdl")])[0])
+            return [{"id": str(job.id), "jdl": job.jdl, "message": job.jdl.rstrip()}]
+        states: frozenset[JobState] | None = None
+        if "f" in opts:
+            names = [s for v in opts.values["f"] for s in v.split(",") if s]
+            states = frozenset(parse_state(n) for n in names if n.upper() != "ALL") or None
+        for flag, group in STATE_GROUPS.items():
+            if flag[1:] in opts:
+                states = (states or frozenset()) | group
+        user = opts.value("u") or ("" if "A" in opts else session.identity.login)
+        if user == "%":
+            user = ""
+        rows = await self.jobs.store.query(
+            user=user,
+            states=states,
+            site=opts.value("s"),
+            master=_ids([opts.value("m")])[0] if "m" in opts else (0 if "M" in opts else None),
+            ids=_ids(opts.values["j"]) if "j" in opts else None,
+            limit=opts.number("l", 2000),
+        )
+        return [_ps_record(r) for r in rows]
+
+    async def _visible(self, session: Session, job_id: int) -> JobRow:
+        """Any user may look at any job, as in JAliEn; only owners change them."""
+        return await self.jobs.store.get(job_id)
+
+    async def jobinfo(self, session: Session, args: list[str]) -> list[Record]:
+        job = await self._visible(session, _ids(args)[0])
+        fields = {
+            "id": job.id,
+            "master": job.master,
+            "owner": job.user,
+            "status": job.state,
+            "site": job.site,
+            "ce": job.ce,
+            "node": job.node,
+            "ttl": job.ttl,
+            "cores": job.cores,
+            "memory": job.memory,
+            "price": job.price,
+            "submitted": job.submitted,
+            "started": job.started,
+            "finished": job.finished,
+            "heartbeat": job.heartbeat,
+            "exitcode": job.exit_code,
+            "error": job.error,
+            "resubmits": job.resubmits,
+            "outputDir": job.output_dir,
+        }
+        record: Record = {k: str(v) for k, v in fields.items()}
+        record["message"] = "\n".join(f"{k:>12}: {v}" for k, v in fields.items())
+        return [record]
+
+    async def masterjob(self, session: Session, args: list[str]) -> list[Record]:
+        opts = parse(args, valued=["status"])
+        job_id = _ids(opts.args)[0]
+        master = await self._visible(session, job_id)
+        subjobs = await self.jobs.store.query(master=job_id, limit=100_000)
+        wanted = parse_state(opts.value("status")) if "status" in opts else None
+        counts: dict[str, int] = {}
+        for sub in subjobs:
+            counts[sub.state] = counts.get(sub.state, 0) + 1
+        lines = [f"Job {job_id} ({master.state}) has {len(subjobs)} subjobs"]
+        lines += [f"  {state:<12} {n}" for state, n in sorted(counts.items())]
+        records: list[Record] = [
+            {
+                "id": str(job_id),
+                "status": master.state,
+                "subjobs": str(len(subjobs)),
+                "message": "\n".join(lines),
+                **{f"count_{k}": str(v) for k, v in counts.items()},
+            }
+        ]
+        if wanted is not None:
+            records += [_ps_record(s) for s in subjobs if s.job_state is wanted]
+        return records
+
+    async def kill(self, session: Session, args: list[str]) -> list[Record]:
+        records: list[Record] = []
+        error: RequestError | None = None
+        for job_id in _ids(args):
+            try:
+                await self.jobs.kill(session.identity, job_id)
+                records.append({"id": str(job_id), "message": f"Job {job_id} killed"})
+            except RequestError as exc:
+                error = exc
+        if error is not None and not records:
+            raise error
+        return records
+
+    async def resubmit(self, session: Session, args: list[str]) -> list[Record]:
+        records: list[Record] = []
+        for job_id in _ids(args):
+            await self.jobs.resubmit(session.identity, job_id)
+            records.append({"id": str(job_id), "message": f"Job {job_id} resubmitted"})
+        return records
+
+    async def top(self, session: Session, args: list[str]) -> list[Record]:
+        summary = await self.jobs.store.summary()
+        lines = [f"{state:<12} {n:>10}" for state, n in sorted(summary.items())]
+        record: Record = {k: str(v) for k, v in summary.items()}
+        record["message"] = "\n".join(lines) if lines else "the task queue is empty"
+        record["broker_waiting"] = str(len(self.jobs.broker))
+        return [record]
+
+    # -- site calls
+    def waiting(self, session: Session, args: list[str]) -> list[Record]:
+        count = self.jobs.count_waiting(_agent(args))
+        return [{"count": str(count), "message": str(count)}]
+
+    async def match(self, session: Session, args: list[str]) -> list[Record]:
+        found = await self.jobs.match(session.identity, _agent(args), session.push)
+        if found is None:
+            return [{"queueId": "", "message": "no matching job"}]
+        found["message"] = f"job {found['queueId']}"
+        return [found]
+
+    async def set_status(self, session: Session, args: list[str]) -> list[Record]:
+        if len(args) < 2:
+            raise jalien_error(EINVAL, "setJobStatus id STATE [key=value...]")
+        job_id = _ids([args[0]])[0]
+        state = parse_state(args[1])
+        fields: dict[str, object] = {}
+        message = ""
+        for word in args[2:]:
+            key, _, value = word.partition("=")
+            if key == "exitcode":
+                fields["exit_code"] = int(value) if value.lstrip("-").isdigit() else -1
+            elif key == "error":
+                fields["error"] = value[:1000]
+            elif key == "message":
+                message = value[:1000]
+            elif key == "node":
+                fields["node"] = value
+        row = await self.jobs.set_status(session.identity, job_id, state, fields, message)
+        return [{"id": str(row.id), "status": row.state, "message": f"job {row.id} is {row.state}"}]
+
+    async def heartbeat(self, session: Session, args: list[str]) -> list[Record]:
+        job_id = _ids(args[:1])[0]
+        await self.jobs.heartbeat(session.identity, job_id)
+        return [{"id": str(job_id), "time": str(int(time.time())), "message": "ok"}]

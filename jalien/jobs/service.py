@@ -1,0 +1,346 @@
+"""The jobs service: submission (with splitting), the broker's matching for JobAgents,
+state changes with traces, kills pushed to the agent that runs the job, and job tokens.
+
+Job tokens are token certificates (jalien.auth.tokens, kind JOB) naming the job's user and
+id; the service accepts a job token only for its own job and only while the job is alive
+(a job that ended has its tokens revoked by that fact).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os.path
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from jalien.auth.tokens import TokenAuthority, TokenKind, TokenSubject, token_key_pem
+from jalien.jobs.broker import Agent, Broker
+from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
+from jalien.jobs.requirements import compile_requirements
+from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, JobState
+from jalien.jobs.store import JobRow, NewJob, TaskQueueStore
+from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, RequestError
+from jalien.wire.messages import Event
+
+S = JobState
+MAX_SUBJOBS = 100_000
+Push = Callable[[Event], None]
+
+
+def is_admin(caller: Any) -> bool:
+    return "admin" in caller.roles
+
+
+def is_site(caller: Any) -> bool:
+    return bool({"admin", "proxy", "jobagent"} & set(caller.roles))
+
+
+class JobService:
+    def __init__(
+        self,
+        store: TaskQueueStore,
+        broker: Broker,
+        *,
+        tokens: TokenAuthority | None = None,
+        home_template: str = "/alice/cern.ch/user/{initial}/{login}/",
+        token_hours: float = 24.0,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.tokens = tokens
+        self.home_template = home_template
+        self.token_hours = token_hours
+        self._agents: dict[int, Push] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.broker.add_many(await self.store.waiting())
+        self.broker.running.update(await self.store.active_by_user())
+
+    # -- submission
+    def output_dir(self, user: str, job_id: int, jdl: Jdl) -> str:
+        if jdl.output_dir:
+            return jdl.output_dir.replace("#alien_counter#", str(job_id))
+        home = self.home_template.format(initial=user[0], login=user)
+        return f"{home}alien-job-{job_id}/"
+
+    async def submit(self, caller: Any, text: str, args: list[str]) -> list[int]:
+        try:
+            jdl = parse_jdl(text, args)
+        except JdlError as exc:
+            raise RequestError(f"bad JDL: {exc}", EXIT_INVALID) from None
+        except ValueError as exc:
+            raise RequestError(f"bad JDL: {exc}", EXIT_INVALID) from None
+        try:
+            compile_requirements(jdl.requirements)
+        except JdlError as exc:
+            raise RequestError(f"bad JDL: Requirements: {exc}", EXIT_INVALID) from None
+        user = caller.login
+        if not jdl.split:
+            (job_id,) = await self.store.insert([self._new(user, jdl, render_jdl(jdl))])
+            await self._enqueue([job_id])
+            return [job_id]
+        parts = self._split(jdl)
+        (master,) = await self.store.insert([self._new(user, jdl, render_jdl(jdl), S.SPLITTING)])
+        subjobs = [
+            self._new(user, part, render_jdl(part), master=master, index=i)
+            for i, part in enumerate(parts, 1)
+        ]
+        ids = await self.store.insert(subjobs)
+        await self.store.transition(master, S.SPLIT, message=f"split into {len(ids)} subjobs")
+        await self._enqueue(ids)
+        return [master]
+
+    def _new(
+        self,
+        user: str,
+        jdl: Jdl,
+        text: str,
+        state: JobState = S.WAITING,
+        master: int = 0,
+        index: int = 0,
+    ) -> NewJob:
+        return NewJob(
+            user=user,
+            jdl=text,
+            state=state,
+            master=master,
+            requirements=jdl.requirements,
+            packages=",".join(jdl.packages),
+            ttl=jdl.ttl,
+            cores=jdl.cpu_cores,
+            memory=jdl.memory_size,
+            price=jdl.price,
+            split_index=index,
+            output_dir=jdl.output_dir,
+        )
+
+    async def _enqueue(self, ids: list[int]) -> None:
+        for job in await self.store.query(ids=ids, limit=len(ids)):
+            if job.job_state is S.WAITING:
+                self.broker.add(job)
+
+    def _split(self, jdl: Jdl) -> list[Jdl]:
+        """Subjob JDLs by AliEn's strategies: production:A-B, file, directory, se."""
+        strategy = jdl.split.lower()
+        m = re.fullmatch(r"production:(\d+)-(\d+)", strategy)
+        if m:
+            first, last = int(m.group(1)), int(m.group(2))
+            if last < first or last - first + 1 > MAX_SUBJOBS:
+                raise RequestError(f"bad production range {jdl.split}", EXIT_INVALID)
+            return [_with_counter(jdl, n) for n in range(first, last + 1)]
+        inputs = jdl.input_data
+        if not inputs:
+            raise RequestError(f"Split={jdl.split} needs InputData", EXIT_INVALID)
+        size = int(jdl.split_arguments.get("splitmaxinputfilenumber", "0") or 0)
+        if strategy == "file":
+            groups = [[lfn] for lfn in inputs]
+        elif strategy in ("directory", "parentdirectory", "se"):
+            # 'se' groups by storage once replicas are known; until then by directory,
+            # which keeps a dataset's files (and usually their SE) together
+            keyed: dict[str, list[str]] = {}
+            for lfn in inputs:
+                path = lfn.removeprefix("LF:")
+                key = os.path.dirname(path)
+                if strategy == "parentdirectory":
+                    key = os.path.dirname(key)
+                keyed.setdefault(key, []).append(lfn)
+            groups = list(keyed.values())
+        else:
+            raise RequestError(f"unknown Split strategy {jdl.split}", EXIT_INVALID)
+        if size > 0:
+            groups = [g[i : i + size] for g in groups for i in range(0, len(g), size)]
+        if len(groups) > MAX_SUBJOBS:
+            raise RequestError(f"{len(groups)} subjobs is more than {MAX_SUBJOBS}", EXIT_INVALID)
+        return [_with_inputs(jdl, group, n) for n, group in enumerate(groups, 1)]
+
+    # -- users' actions
+    async def _own(self, caller: Any, job_id: int) -> JobRow:
+        job = await self.store.get(job_id)
+        if job.user != caller.login and not is_admin(caller):
+            raise RequestError(
+                f"Permission denied: job {job_id} belongs to {job.user}", EXIT_PERMISSION
+            )
+        return job
+
+    async def kill(self, caller: Any, job_id: int) -> JobRow:
+        job = await self._own(caller, job_id)
+        subjobs = (
+            await self.store.query(master=job_id, limit=MAX_SUBJOBS) if job.master == 0 else []
+        )
+        for sub in subjobs:
+            if not sub.job_state.is_final:
+                await self._kill_one(sub.id)
+        if job.job_state.is_final:
+            if subjobs:
+                return job
+            raise RequestError(f"job {job_id} has already ended ({job.state})", EXIT_INVALID)
+        return await self._kill_one(job_id)
+
+    async def _kill_one(self, job_id: int) -> JobRow:
+        old, row = await self.store.transition(
+            job_id, S.KILLED, message="killed", fields={"finished": _now()}
+        )
+        self._left_queue(old, row)
+        push = self._agents.pop(job_id, None)
+        if push is not None:
+            push(Event(topic="kill", payload={"queueId": job_id}))
+        return row
+
+    def _left_queue(self, old: JobState, row: JobRow) -> None:
+        if old is S.WAITING:
+            self.broker.discard(row.id)
+        elif old in ACTIVE or old is S.ZOMBIE:
+            self.broker.finished(row.user)
+
+    async def resubmit(self, caller: Any, job_id: int) -> JobRow:
+        job = await self._own(caller, job_id)
+        if job.job_state not in RESUBMITTABLE:
+            raise RequestError(
+                f"job {job_id} is {job.state}: only failed jobs can be resubmitted", EXIT_INVALID
+            )
+        _, row = await self.store.transition(
+            job_id,
+            S.WAITING,
+            force=True,
+            message="resubmitted",
+            fields={
+                "resubmits": job.resubmits + 1,
+                "site": "",
+                "node": "",
+                "ce": "",
+                "started": 0,
+                "finished": 0,
+                "exit_code": 0,
+                "error": "",
+            },
+        )
+        self.broker.add(row)
+        return row
+
+    # -- the sites' calls
+    def count_waiting(self, agent: Agent) -> int:
+        return self.broker.count(agent)
+
+    async def match(self, caller: Any, agent: Agent, push: Push | None) -> dict[str, str] | None:
+        if not is_site(caller):
+            raise RequestError(
+                "Permission denied: only JobAgents and VoBoxes get jobs", EXIT_PERMISSION
+            )
+        for _ in range(100):
+            job_id = self.broker.match(agent)
+            if job_id is None:
+                return None
+            try:
+                _, row = await self.store.transition(
+                    job_id,
+                    S.ASSIGNED,
+                    expect=frozenset({S.WAITING}),
+                    fields={
+                        "site": agent.site,
+                        "ce": agent.ce,
+                        "node": str(agent.extra.get("node", "")),
+                    },
+                    message=f"assigned to {agent.ce or agent.site}",
+                )
+            except RequestError:  # killed or changed meanwhile: next one
+                self.broker.finished(caller.login)
+                continue
+            if push is not None:
+                self._agents[job_id] = push
+            answer = {
+                "queueId": str(job_id),
+                "user": row.user,
+                "jdl": row.jdl,
+                "outputDir": self.output_dir(row.user, job_id, parse_jdl(row.jdl)),
+            }
+            answer.update(await self._token(row))
+            return answer
+        return None
+
+    async def _token(self, row: JobRow) -> dict[str, str]:
+        if self.tokens is None:
+            return {}
+        subject = TokenSubject(TokenKind.JOB, login=row.user, extension=str(row.id))
+        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=self.token_hours)
+        cert, key = await asyncio.to_thread(self.tokens.issue, subject, expiry)
+        return {
+            "tokencert": cert.public_bytes(Encoding.PEM).decode(),
+            "tokenkey": token_key_pem(key).decode(),
+        }
+
+    async def set_status(
+        self, caller: Any, job_id: int, state: JobState, fields: dict[str, Any], message: str = ""
+    ) -> JobRow:
+        await self.check_job_caller(caller, job_id)
+        stamp = _now()
+        if state is S.STARTED:
+            fields.setdefault("started", stamp)
+        if state in FINAL:
+            fields.setdefault("finished", stamp)
+        fields["heartbeat"] = stamp
+        old, row = await self.store.transition(job_id, state, fields=fields, message=message)
+        if state in FINAL:
+            self._left_queue(old, row)
+            self._agents.pop(job_id, None)
+        return row
+
+    async def heartbeat(self, caller: Any, job_id: int) -> None:
+        await self.check_job_caller(caller, job_id)
+        await self.store.touch(job_id, {"heartbeat": _now()})
+
+    async def check_job_caller(self, caller: Any, job_id: int) -> JobRow:
+        """A job token acts for its own, living job only; sites and admins for any."""
+        job = await self.store.get(job_id)
+        if caller.token == TokenKind.JOB.value or "job" in caller.roles:
+            if caller.job_id != str(job_id):
+                raise RequestError(
+                    f"Permission denied: this token belongs to job {caller.job_id}, not {job_id}",
+                    EXIT_PERMISSION,
+                )
+            if job.job_state.is_final:
+                raise RequestError(
+                    f"Permission denied: job {job_id} has ended; its token is revoked",
+                    EXIT_PERMISSION,
+                )
+            return job
+        if not is_site(caller):
+            raise RequestError(
+                "Permission denied: only the job, its JobAgent or an admin may change a job",
+                EXIT_PERMISSION,
+            )
+        return job
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _with_counter(jdl: Jdl, n: int) -> Jdl:
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("#alien_counter#", str(n)).replace(
+                "#alien_counter_03i#", f"{n:03d}"
+            )
+        if isinstance(value, list):
+            return [sub(v) for v in value]
+        return value
+
+    attributes = {k: sub(v) for k, v in jdl.attributes.items() if k != "split"}
+    return _rebuild(jdl, attributes)
+
+
+def _with_inputs(jdl: Jdl, inputs: list[str], n: int) -> Jdl:
+    attributes = {k: v for k, v in jdl.attributes.items() if not k.startswith("split")}
+    attributes["inputdata"] = list(inputs)
+    return _with_counter(_rebuild(jdl, attributes), n)
+
+
+def _rebuild(jdl: Jdl, attributes: dict[str, Any]) -> Jdl:
+    text = render_jdl(Jdl(executable=jdl.executable, attributes=attributes))
+    return parse_jdl(text)
