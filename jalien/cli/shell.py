@@ -248,7 +248,7 @@ class Shell:
                 self._remember(reply)
                 self.exitcode = render(reply, json_out, self.out, self.err)
         except KeyboardInterrupt:
-            self.err.write("^C cancelled\n")
+            self.err.write(" cancelled\n")  # after the terminal's own ^C
             self.exitcode = EXIT_INTERRUPTED
         except ShellError as exc:
             self.err.write(f"jsh: {exc}\n")
