@@ -272,7 +272,12 @@ class Shell:
         directory, _, prefix = text.rpartition("/")
         where = directory + "/" if "/" in text else ""
         names = self._listing(where)
-        return [where + name for name in names if name.startswith(prefix)]
+        # a directory stays open for the next Tab; a file ends the word
+        return [
+            where + name + ("" if name.endswith("/") else " ")
+            for name in names
+            if name.startswith(prefix)
+        ]
 
     def _listing(self, where: str) -> list[str]:
         key = where if where.startswith("/") else self.cwd + where
