@@ -131,10 +131,18 @@ def write_token_files(text: str, env: Mapping[str, str] | None = None) -> list[P
 
 
 def read_token_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines as alien.py reads them (``#`` comments, optional quotes)."""
+    """``KEY=VALUE`` lines as alien.py reads them (``#`` comments, optional quotes).
+
+    In a shared ``/tmp`` anybody can plant a file under our name pointing at their own
+    server; a file that is not ours, or that others may write, is ignored.
+    """
     values: dict[str, str] = {}
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return values
+            text = fh.read()
     except OSError:
         return values
     for line in text.splitlines():

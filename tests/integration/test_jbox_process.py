@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import subprocess
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -203,3 +204,28 @@ def test_jbox_killed_and_restarted(central, desktop, alienpy):
         assert "already running" in second.output() and PROMPT not in second.output()
     finally:
         again.close()
+
+
+def test_detached_jbox(central, desktop):
+    """ssh-agent style: the command returns once jBox is ready; it goes on in the background."""
+    argv = [*jalien_bin(), "--role", "jbox", "--central", f"127.0.0.1:{central.binary_port}"]
+    done = run(
+        [*argv, "--detach", "--password-stdin"],
+        base_env(central, desktop),
+        input=PASSWORD + "\n",
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    jclient, _ = token_files(desktop)
+    pid = int(read_token_file(jclient)["JALIEN_PID"])
+    try:
+        assert "jBox ready" in done.stdout and f"(pid {pid})" in done.stdout
+        who = run([*jalien_bin(), "whoami"], client_env(central, desktop), check=False)
+        assert (who.returncode, who.stdout) == (0, "jdoe\n"), who.stderr
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while jclient.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert not jclient.exists()
+    assert "stopping" in (desktop / "home/.jalien/jbox.log").read_text()

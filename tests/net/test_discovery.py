@@ -131,3 +131,15 @@ def test_ca_dir(env, tmp_path):
     assert discovery.ca_dir(settings, env) == tmp_path / "jhome/certificates"
     env["X509_CERT_DIR"] = "/somewhere"
     assert str(discovery.ca_dir(settings, env)) == "/somewhere"
+
+
+def test_token_file_that_others_may_write_is_ignored(env):
+    text = discovery.token_file_text(
+        host="127.0.0.1", port=1234, ws_port=5678, pid=os.getpid(), user="jdoe", home="/"
+    )
+    paths = discovery.write_token_files(text, env)
+    assert discovery.read_token_file(paths[0])
+    for path in paths:
+        path.chmod(0o622)
+    assert discovery.read_token_file(paths[0]) == {}
+    assert [e.source for e in discovery.candidates(Settings(), env)] == ["central"]
