@@ -30,7 +30,6 @@ referenced tables hold.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import concurrent.futures
 import contextlib
 import itertools
@@ -52,7 +51,14 @@ from MySQLdb.constants import CLIENT
 from jalien.catalogue.backend import PAGE, DiskUsage, Exists, FindQuery, NotFound
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement, now_ms
 from jalien.catalogue.paths import BadPath, as_dir, prefix_end, split
-from jalien.catalogue.sharding import GuidIndex, GuidShard, LfnIndex, LfnShard
+from jalien.catalogue.sharding import (
+    GuidIndex,
+    GuidShard,
+    LfnIndex,
+    LfnShard,
+    entry_key,
+    merge_pages,
+)
 from jalien.wire.messages import DirEntry
 
 log = logging.getLogger(__name__)
@@ -292,54 +298,6 @@ def _find_where(query: FindQuery) -> tuple[str, list[Any]]:
     return " AND ".join(where), args
 
 
-def _entry_key(e: Entry) -> tuple[str, str]:
-    return (e.dir, e.name)
-
-
-async def merge_pages(
-    sources: list[AsyncIterator[list[Entry]]], page: int, limit: int
-) -> AsyncIterator[list[Entry]]:
-    """Merge page streams, each sorted by (dir, name), into pages of *page* entries in
-    (dir, name) order, at most *limit* entries (0: all). Runs of one source that sort before
-    every other source's head are taken as slices, so shards covering disjoint ranges cost
-    a bisection per page, not a comparison per entry."""
-    try:
-        firsts = await asyncio.gather(*(anext(s, None) for s in sources))
-        heads: dict[int, tuple[list[Entry], int]] = {i: (p, 0) for i, p in enumerate(firsts) if p}
-        left = limit or -1
-        out: list[Entry] = []
-        while heads and left != 0:
-            keys = {i: _entry_key(buf[pos]) for i, (buf, pos) in heads.items()}
-            i = min(keys, key=keys.__getitem__)
-            buf, pos = heads[i]
-            others = [k for j, k in keys.items() if j != i]
-            if others:
-                upto = bisect.bisect_left(buf, min(others), lo=pos, key=_entry_key)
-            else:
-                upto = len(buf)
-            if left > 0:
-                upto = min(upto, pos + left)
-                left -= upto - pos
-            out.extend(buf[pos:upto])
-            while len(out) >= page:
-                yield out[:page]
-                del out[:page]
-            if upto < len(buf):
-                heads[i] = (buf, upto)
-            else:
-                nxt = await anext(sources[i], None)
-                if nxt:
-                    heads[i] = (nxt, 0)
-                else:
-                    del heads[i]
-        if out:
-            yield out
-    finally:
-        for s in sources:
-            with contextlib.suppress(Exception):
-                await s.aclose()  # type: ignore[attr-defined]
-
-
 # -- transactions as an operation sees them: tx.cursor(host) and tx.add_refs(refs)
 
 Ref = tuple[GuidShard, str, int]  # (GUID table, guid, LFN tableName)
@@ -392,8 +350,8 @@ class _Side:
 class _HostTx:
     """One host's transaction, inside the writer's group commit."""
 
-    def __init__(self, host: int, cur: Any, side: _Side) -> None:
-        self.host, self.cur, self.side = host, cur, side
+    def __init__(self, host: int, cur: Any, writer: _Writer) -> None:
+        self.host, self.cur, self.writer = host, cur, writer
 
     def cursor(self, host: int) -> Any:
         if host != self.host:
@@ -401,7 +359,7 @@ class _HostTx:
         return self.cur
 
     def add_refs(self, refs: Iterable[Ref]) -> None:
-        self.side.write_refs(refs)
+        self.writer.write_refs(list(refs)).result()
 
 
 class _Deadlock(Exception):
@@ -415,14 +373,20 @@ class _Job(NamedTuple):
 
 
 class _Writer(threading.Thread):
-    """A host's single writer: group commit, a savepoint per operation."""
+    """A host's single writer: group commit, a savepoint per operation. The GUID references
+    a batch declares are written by a helper thread while the batch runs, and committed
+    before the batch is."""
 
     def __init__(self, host: int, dsn: Dsn, dsns: Callable[[int], Dsn]) -> None:
         super().__init__(name=f"mariadb{host}-write", daemon=True)
         self.host, self.dsn = host, dsn
-        self.side = _Side(dsns)
+        self.side = _Side(dsns)  # used on the helper thread only
+        self.helper = concurrent.futures.ThreadPoolExecutor(1, f"mariadb{host}-refs")
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.conn: MySQLdb.Connection | None = None
+
+    def write_refs(self, refs: list[Ref]) -> concurrent.futures.Future:
+        return self.helper.submit(self.side.write_refs, refs)
 
     def submit(self, fn: Op, refs: list[Ref]) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
@@ -449,19 +413,21 @@ class _Writer(threading.Thread):
             if stop:
                 break
         _close_quietly(self.conn)
-        self.side.close()
+        self.helper.submit(self.side.close).result()
+        self.helper.shutdown()
 
     def _run_batch(self, batch: list[_Job]) -> None:
+        refs = [r for job in batch for r in job.refs]
+        refs_done = self.write_refs(refs) if refs else None
         try:
-            self.side.write_refs(r for job in batch for r in job.refs)
             try:
-                results = self._transaction(batch)
+                results = self._transaction(batch, refs_done)
             except _Deadlock:  # InnoDB undid the whole transaction: each job alone
                 results = []
                 for job in batch:
                     for attempt in range(3):
                         try:
-                            results.extend(self._transaction([job]))
+                            results.extend(self._transaction([job], refs_done))
                             break
                         except _Deadlock as exc:
                             if attempt == 2:
@@ -474,12 +440,14 @@ class _Writer(threading.Thread):
             else:
                 job.future.set_exception(exc)
 
-    def _transaction(self, batch: list[_Job]) -> list[tuple[Any, BaseException | None]]:
+    def _transaction(
+        self, batch: list[_Job], refs_done: concurrent.futures.Future | None
+    ) -> list[tuple[Any, BaseException | None]]:
         if self.conn is None:
             self.conn = connect(self.dsn, autocommit=False)
         conn = self.conn
         cur = conn.cursor()
-        tx = _HostTx(self.host, cur, self.side)
+        tx = _HostTx(self.host, cur, self)
         single = len(batch) == 1
         out: list[tuple[Any, BaseException | None]] = []
         try:
@@ -501,6 +469,9 @@ class _Writer(threading.Thread):
                     out.append((value, None))
                 if not single:
                     cur.execute("RELEASE SAVEPOINT op")
+            if refs_done is not None and refs_done.exception() is not None:
+                conn.rollback()  # no entry without its GUID reference
+                return [(None, refs_done.exception())] * len(batch)
             if single and out[0][1] is not None:
                 conn.rollback()
             else:
@@ -1130,12 +1101,15 @@ class MariaDBBackend:
 
     async def find(self, query: FindQuery, page: int = PAGE) -> AsyncIterator[list[Entry]]:
         where, args = _find_where(query)
-        shards = self._lfn().below(query.base)
-        sources = [self._find_shard(s, where, args, query.limit, page) for s in shards]
-        if len(sources) == 1:
-            async for rows in sources[0]:
+        first, *inner = self._lfn().below(query.base)
+        if not inner:
+            async for rows in self._find_shard(first, where, args, query.limit, page):
                 yield rows
             return
+        sources = [(("", ""), self._find_shard(first, where, args, query.limit, page))]
+        sources += [
+            ((s.prefix, ""), self._find_shard(s, where, args, query.limit, page)) for s in inner
+        ]  # a prefix inside the base holds nothing below the prefix
         async for rows in merge_pages(sources, page, query.limit):
             yield rows
 
@@ -1173,9 +1147,7 @@ class MariaDBBackend:
                 for t in tables
             )
         )
-        return sorted(
-            itertools.starmap(Entry, itertools.chain.from_iterable(found)), key=_entry_key
-        )
+        return sorted(itertools.starmap(Entry, itertools.chain.from_iterable(found)), key=entry_key)
 
     # -- writes
     def _refs(self, pairs: Iterable[tuple[str, int]]) -> list[Ref]:

@@ -9,14 +9,21 @@ root's own entry, whose dir is '').
 GUIDs: GUIDINDEX maps start times to a table on a host; a GUID (a version-1 UUID) lives in
 the table of the latest start at or before its time. GUIDs that carry no time (other UUID
 versions, foreign strings) live in the first table, which starts at 0.
+
+Results of a subtree (find) come from several shards and are merged in (dir, name) order
+by `merge_pages`, which starts a shard only when the merge reaches its prefix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import NamedTuple
 
+from jalien.catalogue.model import Entry
 from jalien.catalogue.paths import prefix_end
 
 ROOT_PREFIX = "/"
@@ -130,3 +137,72 @@ class GuidIndex:
     @property
     def newest(self) -> GuidShard:
         return self.shards[-1]
+
+
+def entry_key(e: Entry) -> tuple[str, str]:
+    return (e.dir, e.name)
+
+
+async def merge_pages(
+    sources: list[tuple[tuple[str, str], AsyncIterator[list[Entry]]]], page: int, limit: int
+) -> AsyncIterator[list[Entry]]:
+    """Merge page streams, each sorted by (dir, name) and holding nothing below its lower
+    bound, into pages of *page* entries in (dir, name) order, at most *limit* (0: all).
+
+    A source is started only when the merge reaches its lower bound (a shard's prefix), so
+    a find with a limit does not query shards it never gets to. A run of one source that
+    sorts before every other head (and every unstarted bound) is taken as one slice: shards
+    covering disjoint ranges cost a bisection per page, not a comparison per entry."""
+    iters = [it for _, it in sources]
+    lower = [bound for bound, _ in sources]
+    pending = sorted(range(len(sources)), key=lower.__getitem__, reverse=True)  # next last
+    heads: dict[int, tuple[list[Entry], int]] = {}
+
+    async def start(bound: tuple[str, str] | None) -> None:
+        batch = []
+        while pending and (bound is None or lower[pending[-1]] <= bound):
+            batch.append(pending.pop())
+            if bound is None:  # nothing running: the lowest one sets the bound
+                break
+        firsts = await asyncio.gather(*(anext(iters[i], None) for i in batch))
+        heads.update((i, (p, 0)) for i, p in zip(batch, firsts, strict=True) if p)
+
+    try:
+        left = limit or -1
+        out: list[Entry] = []
+        while left != 0:
+            while True:
+                keys = {i: entry_key(buf[pos]) for i, (buf, pos) in heads.items()}
+                bound = min(keys.values()) if keys else None
+                if not pending or (bound is not None and lower[pending[-1]] > bound):
+                    break
+                await start(bound)
+            if not heads:
+                break
+            i = min(keys, key=keys.__getitem__)
+            buf, pos = heads[i]
+            stops = [k for j, k in keys.items() if j != i]
+            if pending:
+                stops.append(lower[pending[-1]])
+            upto = bisect.bisect_left(buf, min(stops), lo=pos, key=entry_key) if stops else len(buf)
+            if left > 0:
+                upto = min(upto, pos + left)
+                left -= upto - pos
+            out.extend(buf[pos:upto])
+            while len(out) >= page:
+                yield out[:page]
+                del out[:page]
+            if upto < len(buf):
+                heads[i] = (buf, upto)
+            else:
+                nxt = await anext(iters[i], None)
+                if nxt:
+                    heads[i] = (nxt, 0)
+                else:
+                    del heads[i]
+        if out:
+            yield out
+    finally:
+        for it in iters:
+            with contextlib.suppress(Exception):
+                await it.aclose()  # type: ignore[attr-defined]
