@@ -137,6 +137,20 @@ class Catalogue:
     async def list_ses(self) -> list[StorageElement]:
         return await self.backend.list_ses()
 
+    async def put_se(self, caller: Caller, se: StorageElement) -> StorageElement:
+        """Add or update a storage element (admins only); a new one gets the next number."""
+        if not is_admin(caller):
+            raise PermissionDenied("Permission denied: only an admin may add or change SEs")
+        known = await self.backend.list_ses()
+        same = [s for s in known if s.name.upper() == se.name.upper()]
+        if same:
+            se.name = same[0].name
+            se.number = se.number or same[0].number
+        if not se.number:
+            se.number = max((s.number for s in known), default=0) + 1
+        await self.backend.put_se(se)
+        return se
+
     # -- writes
     def _written(self, path: str) -> None:
         self.cache.invalidate(path)

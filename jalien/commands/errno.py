@@ -8,6 +8,7 @@ from jalien.wire.errors import RequestError
 EPERM, ENOENT, EIO, EACCES, EEXIST = 1, 2, 5, 13, 17
 ENOTDIR, EISDIR, EINVAL, ENOTEMPTY = 20, 21, 22, 39
 ENODATA, ENOLINK, EBADFD, EREMOTEIO = 61, 67, 77, 121
+EBADR = 53
 
 TEXT = {
     EPERM: "Operation not permitted",
@@ -23,6 +24,7 @@ TEXT = {
     ENOLINK: "Link has been severed",
     EBADFD: "File descriptor in bad state",
     EREMOTEIO: "Remote I/O error",
+    EBADR: "Invalid request descriptor",
 }
 
 

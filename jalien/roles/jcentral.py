@@ -21,6 +21,7 @@ from jalien.commands.basic import BasicCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.job_cmds import JobCommands
+from jalien.commands.storage_cmds import StorageCommands
 from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
 from jalien.config import Settings
@@ -30,6 +31,7 @@ from jalien.jobs.store import TaskQueueStore
 from jalien.net.identity import AccountsAuthenticator
 from jalien.net.limits import Limits
 from jalien.net.server import Server
+from jalien.storage.envelope import EnvelopeSigner
 
 log = logging.getLogger("jalien.jcentral")
 
@@ -65,6 +67,10 @@ def build_server(
     BasicCommands(table, motd=settings.motd).register()
     CatalogueCommands(table, catalogue).register()
     JobCommands(table, jobs).register()
+    signer, created = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
+    if created:
+        log.info("created the envelope signing key in %s", settings.home_path / "envelope")
+    StorageCommands(table, catalogue, signer).register()
     dispatcher = Dispatcher(table, site=settings.site)
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
     accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)

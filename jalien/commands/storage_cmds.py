@@ -1,0 +1,283 @@
+"""Data access commands as JAliEn has them: ``access`` (signed envelopes per replica),
+``commit`` (register an uploaded replica), ``addSE`` and ``listSEDistance``.
+
+Central only authorizes: the bytes go between the client and the SEs. What alien.py 1.7.0
+sends and reads is in /work/shared/JALIEN-PROTOCOL.md ("Data access (cp)").
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from jalien.catalogue.model import StorageElement, new_guid
+from jalien.catalogue.paths import BadPath, resolve, split
+from jalien.catalogue.permissions import READ, WRITE, require
+from jalien.catalogue.service import Catalogue
+from jalien.commands.errno import EBADFD, EBADR, EINVAL, ENOENT, jalien_error
+from jalien.commands.options import parse
+from jalien.commands.session import Session
+from jalien.commands.table import CommandTable
+from jalien.storage import placement
+from jalien.storage.envelope import READ as ACCESS_READ
+from jalien.storage.envelope import WRITE as ACCESS_WRITE
+from jalien.storage.envelope import (
+    EnvelopeError,
+    EnvelopeSigner,
+    Grant,
+    pfn_for,
+    pfn_path,
+)
+from jalien.wire.messages import Record
+
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+DEFAULT_WRITE_SPECS = "disk:1"
+COMMIT_GRACE = 24 * 3600.0  # a long upload may finish after its envelope expired
+
+
+def _not_committed(lfn: str, why: str):
+    return jalien_error(EBADR, f"Nothing was registered ({lfn}: {why})")
+
+
+def _java_set(values: list[str]) -> str:
+    return "[" + ", ".join(sorted(v.lower() for v in values)) + "]"
+
+
+class StorageCommands:
+    def __init__(self, table: CommandTable, catalogue: Catalogue, signer: EnvelopeSigner) -> None:
+        self.table = table
+        self.cat = catalogue
+        self.signer = signer
+
+    def register(self) -> None:
+        add = self.table.add
+        add("access", self.access, "envelopes: access [-s size -m md5 -j job -f -u] read|write lfn")
+        add("commit", self.commit, "register an uploaded replica (API command)")
+        add("listSEDistance", self.list_se_distance, "SEs by distance: listSEDistance [-site S]")
+        add(
+            "addSE",
+            self.add_se,
+            "add or update an SE: addSE [-site S] [-qos a,b] [-capacity B] name url",
+            admin_only=True,
+        )
+
+    def _abs(self, session: Session, path: str) -> str:
+        for prefix in ("alien://", "alien:"):
+            if path.startswith(prefix):
+                path = path[len(prefix) :]
+                break
+        try:
+            return resolve(path, session.cwd, session.identity.home)
+        except BadPath as exc:
+            raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
+
+    # -- access
+    async def access(self, session: Session, args: list[str]) -> list[Record]:
+        await self.cat.ensure_home(session.identity.login)
+        opts = parse(args, flags="fu", valued=("s", "m", "j"))
+        if len(opts.args) < 2:
+            raise jalien_error(EINVAL, "Command requires an argument")
+        kind, name = opts.args[0], opts.args[1]
+        try:
+            specs = placement.parse_specs(opts.args[2:])
+        except placement.SpecError as exc:
+            raise jalien_error(EINVAL, str(exc)) from None
+        if kind.startswith("write"):
+            return await self._access_write(session, name, specs, opts)
+        if kind == "read":
+            return await self._access_read(session, name, specs, "f" in opts)
+        raise jalien_error(EINVAL, f"Invalid access type requested: {kind}")
+
+    async def _access_write(self, session, name, specs, opts) -> list[Record]:
+        path = self._abs(session, name)
+        size = opts.number("s", -1)
+        md5 = opts.value("m").lower()
+        entry = await self.cat.get(path)
+        if entry is not None:
+            if entry.is_dir:
+                raise jalien_error(EINVAL, f"Cannot write to a directory: {entry.lfn}")
+            require(session.identity, entry, WRITE, "add a replica to")
+            if (size >= 0 and entry.size != size) or (md5 and entry.md5 and md5 != entry.md5):
+                raise jalien_error(
+                    EINVAL, "You seem to want to write a different file from the existing one"
+                )
+            guid, size, md5 = entry.guid, entry.size, entry.md5 or md5
+        else:
+            parent = await self.cat.get(split(path)[0].rstrip("/") or "/")
+            if parent is not None:
+                require(session.identity, parent, WRITE, "write into")
+            guid = new_guid()
+        if not specs.replicas:
+            specs = placement.parse_specs(DEFAULT_WRITE_SPECS)
+        ses = await self.cat.list_ses()
+        chosen = placement.choose_write(ses, specs, session.site, max(size, 0), key=guid)
+        if entry is not None:  # never a second replica on an SE that has one
+            _, existing = await self.cat.whereis(session.identity, path)
+            have = {r.se.upper() for r in existing}
+            chosen = [se for se in chosen if se.name.upper() not in have]
+        if not chosen:
+            raise jalien_error(EBADFD, "No write PFNs")
+        records = []
+        for se in chosen:
+            url = pfn_for(se.url, guid)
+            grant = Grant(
+                access=ACCESS_WRITE,
+                pfn=pfn_path(url),
+                turl=url,
+                lfn=path,
+                guid=guid,
+                size=size,
+                md5=md5,
+                se=se.name,
+                user=session.identity.login,
+            )
+            records.append(self._record(grant, se, len(chosen)))
+        return records
+
+    async def _access_read(self, session, name, specs, strict) -> list[Record]:
+        path = self._abs(session, name)
+        entry = await self.cat.get(path)
+        if entry is None and UUID_RE.fullmatch(name):
+            found = await self.cat.by_guid(session.identity, name)
+            entry = found[0] if found else None
+        if entry is None or entry.type != "f":
+            raise jalien_error(ENOENT, name)
+        require(session.identity, entry, READ, "read")
+        _, replicas = await self.cat.whereis(session.identity, entry.path)
+        ses = await self.cat.list_ses()
+        by_name = {se.name.upper(): se for se in ses}
+        pairs = placement.order_read(
+            [(r.se, r.pfn) for r in replicas], ses, session.site, specs, strict
+        )
+        pairs = [p for p in pairs if p[0].upper() in by_name]
+        if not pairs:
+            raise jalien_error(EBADFD, "No read PFNs")
+        records = []
+        for se_name, url in pairs:
+            se = by_name[se_name.upper()]
+            grant = Grant(
+                access=ACCESS_READ,
+                pfn=pfn_path(url),
+                turl=url,
+                lfn=entry.path,
+                guid=entry.guid,
+                size=entry.size,
+                md5=entry.md5,
+                se=se.name,
+                user=session.identity.login,
+            )
+            records.append(self._record(grant, se, len(pairs)))
+        return records
+
+    def _record(self, grant: Grant, se: StorageElement, count: int) -> Record:
+        envelope = self.signer.sign(grant)
+        return {
+            "url": grant.turl,
+            "envelope": envelope,
+            "se": se.name,
+            "tags": _java_set(se.qos),
+            "nSEs": str(count),
+            "guid": grant.guid,
+            "md5": grant.md5,
+            "size": str(grant.size),
+            "lfn": grant.lfn,
+            "message": f"{grant.turl}\nSE: {se.name} (doesn't need encrypted envelopes)\n"
+            f"Signed envelope:\n{envelope}",
+        }
+
+    # -- commit
+    async def commit(self, session: Session, args: list[str]) -> list[Record]:
+        """``commit envelope [size lfn perm expire pfn se guid md5]``, as alien.py sends it."""
+        if not args:
+            raise jalien_error(EINVAL, "Command requires an argument")
+        fields = [*args, *[""] * 9][:9]
+        envelope, size_text, lfn = fields[0], fields[1], fields[2]
+        md5 = fields[8].lower()
+        try:
+            grant = self.signer.verifier.open(envelope, time.time() - COMMIT_GRACE)
+        except EnvelopeError as exc:
+            raise _not_committed(lfn, str(exc)) from None
+        problem = ""
+        size = int(size_text) if size_text.lstrip("-").isdigit() else -1
+        if grant.access != ACCESS_WRITE:
+            problem = f"the envelope grants {grant.access}, not write"
+        elif grant.user != session.identity.login:
+            problem = "the envelope was issued to another user"
+        elif lfn and self._abs(session, lfn) != grant.lfn:
+            problem = f"the envelope is for {grant.lfn}"
+        elif grant.size >= 0 and size >= 0 and size != grant.size:
+            problem = f"size {size} differs from the booked {grant.size}"
+        elif grant.md5 and md5 and md5 != grant.md5:
+            problem = f"md5 {md5} differs from the booked {grant.md5}"
+        size = grant.size if grant.size >= 0 else size
+        md5 = grant.md5 or md5
+        if not problem and size < 0:
+            problem = "Size should be known at commit time"
+        if problem:
+            raise _not_committed(lfn or grant.lfn, problem)
+        await self.cat.ensure_home(session.identity.login)
+        entry = await self.cat.get(grant.lfn)
+        if entry is None:
+            parent = split(grant.lfn)[0].rstrip("/") or "/"
+            if await self.cat.get(parent) is None:
+                await self.cat.mkdir(session.identity, parent, parents=True)
+            entry = await self.cat.register(session.identity, grant.lfn, size, md5, guid=grant.guid)
+        elif entry.guid != grant.guid:
+            raise _not_committed(grant.lfn, "the LFN exists with another GUID")
+        _, existing = await self.cat.whereis(session.identity, grant.lfn)
+        if not any(r.se.upper() == grant.se.upper() for r in existing):
+            await self.cat.add_replica(session.identity, grant.lfn, grant.se, grant.turl)
+        return [{"path": grant.lfn, "lfn": "1", "pfn": grant.turl, "message": f"{grant.lfn} 1"}]
+
+    # -- SEs
+    async def list_se_distance(self, session: Session, args: list[str]) -> list[Record]:
+        opts = parse(args, flags="", valued=("site", "qos"))
+        site = opts.value("site") or session.site
+        tag = opts.value("qos").lower()
+        ses = [se for se in await self.cat.list_ses() if not tag or tag in se.qos]
+        records: list[Record] = []
+        for se in placement.rank(ses, site):
+            d = placement.distance(site, se)
+            records.append(
+                {
+                    "seName": se.name,
+                    "distance": f"{d:.4f}",
+                    "site": placement.site_of(se),
+                    "qos": ",".join(sorted(se.qos)),
+                    "message": f"{se.name:<40} (distance {d:.4f})",
+                }
+            )
+        return records
+
+    async def add_se(self, session: Session, args: list[str]) -> list[Record]:
+        opts = parse(args, flags="", valued=("site", "qos", "capacity", "used", "number"))
+        if len(opts.args) != 2:
+            raise jalien_error(EINVAL, "usage: addSE [-site S] [-qos a,b] [-capacity B] name url")
+        name, url = opts.args
+        if name.count("::") != 2:
+            raise jalien_error(EINVAL, f"an SE name is VO::SITE::NAME, not {name}")
+        if "://" not in url:
+            raise jalien_error(EINVAL, f"the SE URL needs a protocol (https://, root://): {url}")
+        known = {se.name.upper(): se for se in await self.cat.list_ses()}
+        old = known.get(name.upper())
+        qos = [q.strip().lower() for q in opts.value("qos").split(",") if q.strip()]
+        se = StorageElement(
+            name=name,
+            url=url.rstrip("/"),
+            site=opts.value("site") or (old.site if old else name.split("::")[1]),
+            qos=qos or (old.qos if old else ["disk"]),
+            capacity=opts.number("capacity", old.capacity if old else 0),
+            used=opts.number("used", old.used if old else 0),
+            protocols=[url.split("://")[0]],
+            number=opts.number("number", 0),
+        )
+        se = await self.cat.put_se(session.identity, se)
+        verb = "updated" if old else "added"
+        return [
+            {
+                "seName": se.name,
+                "seNumber": str(se.number),
+                "endpointUrl": se.url,
+                "message": f"{verb} {se.name} ({se.number}) at {se.url}",
+            }
+        ]
