@@ -36,6 +36,14 @@ class Settings(msgspec.Struct, kw_only=True):
     write_buffer_high: int = 4 * 1024 * 1024
     motd: str = "Welcome to jalien, a JAliEn-compatible grid middleware."
     log_level: str = "INFO"
+    # storage: the embedded SE (``--role se``, or inside jcentral when embedded_se is set)
+    embedded_se: bool = False
+    se_name: str = "ALICE::LOCAL::SE"
+    se_root: str = ""  # default: {home}/se
+    se_port: int = 8099
+    se_host: str = ""  # the host in the SE's URL (default: the first listen address)
+    se_max_rate: int = 0  # bytes/s per download (0: unlimited); for tests and shared links
+    envelope_key: str = ""  # the SE's copy of central's public key: {home}/envelope/envelope.pub
 
     @property
     def home_path(self) -> Path:
@@ -60,6 +68,19 @@ class Settings(msgspec.Struct, kw_only=True):
         return self.path(self.ca_dir or os.environ.get("X509_CERT_DIR", ""), "certificates")
 
     @property
+    def se_root_path(self) -> Path:
+        return self.path(self.se_root, "se")
+
+    @property
+    def envelope_key_path(self) -> Path:
+        return self.path(self.envelope_key, "envelope/envelope.pub")
+
+    def se_url(self, port: int) -> str:
+        host = self.se_host or self.listen[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"https://{host}:{port}/se"
+
+    @property
     def accounts_path(self) -> Path:
         return self.path(self.accounts_file, "accounts.toml")
 
@@ -78,6 +99,8 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
         if field_type is float:
             return float(raw)
+        if field_type is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
         if field_type == list[str]:
             return [part.strip() for part in raw.split(",") if part.strip()]
     except ValueError:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from jalien.version import __version__
 
-ROLES = ("jcentral", "jbox")
+ROLES = ("jcentral", "jbox", "se")
 EXIT_USAGE = 2
 
 
@@ -97,6 +97,10 @@ def run_role(argv: Sequence[str]) -> int:
         from jalien.cli.jbox_cmd import jbox_command
 
         return jbox_command(args, settings)
+    if args.role == "se":
+        from jalien.roles.se import run_se
+
+        return run_se(settings)
     raise CliError(f"unknown role {args.role}", EXIT_USAGE)
 
 

@@ -91,12 +91,43 @@ async def serve(settings: Settings) -> None:
     server = build_server(settings, catalogue, jobs, tokens)
     await catalogue.backend.start()
     await jobs.store.start()
+    se = None
     try:
         await jobs.start()
+        if settings.embedded_se:
+            se = await embedded_se(settings, catalogue)
         await _run(settings, server)
     finally:
+        if se is not None:
+            await se.close()
         await jobs.store.close()
         await catalogue.backend.close()
+
+
+async def embedded_se(settings: Settings, catalogue: Catalogue):
+    """The single-machine SE inside jcentral, registered in the catalogue under se_name."""
+    from jalien.catalogue.model import StorageElement
+    from jalien.roles.se import start_se
+
+    signer, _ = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
+    se, port = await start_se(settings, signer.verifier)
+    record = StorageElement(
+        name=settings.se_name,
+        url=settings.se_url(port),
+        site=settings.site,
+        qos=["disk"],
+        protocols=["https"],
+    )
+    await catalogue.put_se(_CENTRAL, record)
+    return se
+
+
+class _Central:
+    login = "admin"
+    roles = ("admin",)
+
+
+_CENTRAL = _Central()
 
 
 async def _run(settings: Settings, server: Server) -> None:

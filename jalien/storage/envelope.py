@@ -148,6 +148,8 @@ class EnvelopeVerifier:
             body, signature = _unb64(body_text), _unb64(sig_text)
         except (binascii.Error, ValueError):
             raise EnvelopeError("malformed envelope", 401) from None
+        if not body or len(signature) != 64:  # Ed25519 signatures are 64 bytes
+            raise EnvelopeError("malformed envelope", 401)
         try:
             self._key.verify(signature, body)
         except InvalidSignature:

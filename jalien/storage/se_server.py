@@ -1,0 +1,221 @@
+"""The embedded storage element: a local directory served over HTTPS, every request
+checked against its envelope (``?authz=<envelope>``: signature, expiry, PFN, access type).
+
+- ``GET``/``HEAD`` need a read envelope (``HEAD`` also takes a write one: a client's last
+  look at what it uploaded); byte ranges (``Range: bytes=N-``) let a download resume.
+- ``PUT`` needs a write envelope: the body streams to a temporary name while its md5 is
+  computed (on a worker thread); size and md5 are checked against the envelope, and only
+  then is the file linked under its final name (write-once: an existing file is kept).
+- ``DELETE`` needs a delete envelope.
+
+Refusals are plain text ``jalien SE: <reason>`` with 401 (no or malformed envelope), 403
+(forged, expired, out of scope), 404, 409 (exists) or 422 (size or md5 differ).
+
+aiohttp is the HTTP engine: it streams request and response bodies, parses ranges and is
+well kept (C parser with a pure-Python twin, as our own _fast modules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+
+from jalien.storage.envelope import READ, WRITE, EnvelopeError, EnvelopeVerifier
+
+log = logging.getLogger("jalien.se")
+CHUNK = 1 << 20
+
+
+def _fail(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, text=f"jalien SE: {reason}\n")
+
+
+class _Upload:
+    """A temporary file and its running md5, written on a worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh = open(path, "xb")  # noqa: SIM115 - closed in finish/abort
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.fh.write(data)
+        self.md5.update(data)
+        self.size += len(data)
+
+    def finish(self) -> str:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        return self.md5.hexdigest()
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.path.unlink(missing_ok=True)
+
+
+class StorageServer:
+    def __init__(self, root: Path, verifier: EnvelopeVerifier, max_rate: int = 0) -> None:
+        self.root = Path(root).resolve()
+        self.verifier = verifier
+        self.max_rate = max_rate  # bytes/s per download, 0: unlimited
+        self.runner: web.AppRunner | None = None
+        self.app = web.Application(client_max_size=0)
+        self.app.router.add_route("GET", "/{path:.*}", self.get)
+        self.app.router.add_route("HEAD", "/{path:.*}", self.get)
+        self.app.router.add_route("PUT", "/{path:.*}", self.put)
+        self.app.router.add_route("DELETE", "/{path:.*}", self.delete)
+
+    # -- serving
+    async def start(self, hosts: list[str], port: int, context: ssl.SSLContext | None) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        bound = port
+        for host in hosts:
+            site = web.TCPSite(self.runner, host, bound, ssl_context=context, reuse_address=True)
+            await site.start()
+            if not bound:
+                bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return bound
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    # -- checks
+    def _local(self, request: web.Request) -> Path:
+        parts = request.path.split("/")
+        if any(p in ("..", ".") for p in parts) or "\\" in request.path:
+            raise EnvelopeError("bad path", 404)
+        local = (self.root / request.path.lstrip("/")).resolve()
+        if self.root not in local.parents:
+            raise EnvelopeError("bad path", 404)
+        return local
+
+    def _grant(self, request: web.Request, access: tuple[str, ...]):
+        envelope = request.query.get("authz", "")
+        grant = self.verifier.open(envelope)
+        if grant.pfn != request.path:
+            raise EnvelopeError(f"envelope is for {grant.pfn}, not {request.path}")
+        if grant.access not in access:
+            raise EnvelopeError(f"envelope grants {grant.access}, not {'/'.join(access)}")
+        return grant
+
+    # -- handlers
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        allowed = (READ, WRITE) if request.method == "HEAD" else (READ,)
+        try:
+            self._grant(request, allowed)
+            local = self._local(request)
+        except EnvelopeError as exc:
+            log.info("refused %s %s: %s", request.method, request.path, exc)
+            return _fail(exc.status, str(exc))
+        if not local.is_file():
+            return _fail(404, f"no such file {request.path}")
+        if request.http_range.start:
+            log.info("resuming %s at byte %d", request.path, request.http_range.start)
+        if not self.max_rate:
+            return web.FileResponse(local, chunk_size=CHUNK)
+        return await self._throttled(request, local)
+
+    async def _throttled(self, request: web.Request, local: Path) -> web.StreamResponse:
+        size = local.stat().st_size
+        start = request.http_range.start or 0
+        stop = request.http_range.stop or size
+        if start < 0 or start > size:
+            return _fail(416, f"range starts beyond the end ({size} bytes)")
+        response = web.StreamResponse(status=206 if start else 200)
+        response.content_length = stop - start
+        if start:
+            response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+        response.headers["Accept-Ranges"] = "bytes"
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        step = max(self.max_rate // 20, 4096)
+        loop = asyncio.get_running_loop()
+        with open(local, "rb") as fh:
+            fh.seek(start)
+            left = stop - start
+            while left > 0:
+                data = await loop.run_in_executor(None, fh.read, min(step, left))
+                if not data:
+                    break
+                await response.write(data)
+                left -= len(data)
+                await asyncio.sleep(len(data) / self.max_rate)
+        await response.write_eof()
+        return response
+
+    async def put(self, request: web.Request) -> web.Response:
+        try:
+            grant = self._grant(request, (WRITE,))
+            local = self._local(request)
+        except EnvelopeError as exc:
+            log.info("refused PUT %s: %s", request.path, exc)
+            return _fail(exc.status, str(exc))
+        if local.exists():
+            return _fail(409, f"{request.path} exists (write-once)")
+        if grant.size >= 0 and request.content_length not in (None, grant.size):
+            return _fail(
+                422, f"the envelope books {grant.size} bytes, not {request.content_length}"
+            )
+        local.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        upload = _Upload(local.with_name(f".{local.name}.{secrets.token_hex(4)}.part"))
+        try:
+            pending = bytearray()
+            async for data in request.content.iter_chunked(CHUNK):
+                pending += data
+                if len(pending) >= CHUNK:
+                    await loop.run_in_executor(None, upload.write, bytes(pending))
+                    pending.clear()
+                if grant.size >= 0 and upload.size + len(pending) > grant.size:
+                    raise ValueError(f"more than the {grant.size} bytes the envelope books")
+            if pending:
+                await loop.run_in_executor(None, upload.write, bytes(pending))
+            md5 = await loop.run_in_executor(None, upload.finish)
+            if grant.size >= 0 and upload.size != grant.size:
+                raise ValueError(f"got {upload.size} bytes, the envelope books {grant.size}")
+            if grant.md5 and md5 != grant.md5.lower():
+                raise ValueError(f"md5 {md5} differs from the envelope's {grant.md5}")
+            try:
+                os.link(upload.path, local)  # never replaces an existing file
+            except FileExistsError:
+                return _fail(409, f"{request.path} exists (write-once)")
+        except ValueError as exc:
+            log.info("refused PUT %s: %s", request.path, exc)
+            return _fail(422, str(exc))
+        finally:
+            upload.abort()  # the temporary name goes in every case
+        log.info("stored %s (%d bytes, md5 %s)", request.path, upload.size, md5)
+        return web.Response(status=201, text=f"{md5}\n", headers={"X-Md5": md5})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        try:
+            self._grant(request, ("delete",))
+            local = self._local(request)
+        except EnvelopeError as exc:
+            return _fail(exc.status, str(exc))
+        try:
+            local.unlink()
+        except FileNotFoundError:
+            return _fail(404, f"no such file {request.path}")
+        return web.Response(status=204)
+
+
+def se_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS with the host certificate; no client certificate (the envelope authorizes)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
