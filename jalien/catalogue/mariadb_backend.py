@@ -366,6 +366,10 @@ class _Deadlock(Exception):
     pass
 
 
+class _Reconnect(Exception):
+    pass
+
+
 class _Job(NamedTuple):
     fn: Op
     refs: list[Ref]
@@ -421,13 +425,13 @@ class _Writer(threading.Thread):
         refs_done = self.write_refs(refs) if refs else None
         try:
             try:
-                results = self._transaction(batch, refs_done)
+                results = self._attempt(batch, refs_done)
             except _Deadlock:  # InnoDB undid the whole transaction: each job alone
                 results = []
                 for job in batch:
                     for attempt in range(3):
                         try:
-                            results.extend(self._transaction([job], refs_done))
+                            results.extend(self._attempt([job], refs_done))
                             break
                         except _Deadlock as exc:
                             if attempt == 2:
@@ -440,17 +444,32 @@ class _Writer(threading.Thread):
             else:
                 job.future.set_exception(exc)
 
+    def _attempt(
+        self, batch: list[_Job], refs_done: concurrent.futures.Future | None
+    ) -> list[tuple[Any, BaseException | None]]:
+        """The batch in one transaction, again on a new connection when the old one was
+        lost before COMMIT (the server then rolled it back: nothing happened)."""
+        for attempt in range(3):
+            try:
+                return self._transaction(batch, refs_done)
+            except _Reconnect as exc:
+                log.warning("host %s: writer connection lost (%s), again", self.host, exc.__cause__)
+                if attempt == 2:
+                    return [(None, exc.__cause__)] * len(batch)
+        raise AssertionError("unreachable")
+
     def _transaction(
         self, batch: list[_Job], refs_done: concurrent.futures.Future | None
     ) -> list[tuple[Any, BaseException | None]]:
-        if self.conn is None:
-            self.conn = connect(self.dsn, autocommit=False)
-        conn = self.conn
-        cur = conn.cursor()
-        tx = _HostTx(self.host, cur, self)
-        single = len(batch) == 1
-        out: list[tuple[Any, BaseException | None]] = []
+        committing = False
         try:
+            if self.conn is None:
+                self.conn = connect(self.dsn, autocommit=False)
+            conn = self.conn
+            cur = conn.cursor()
+            tx = _HostTx(self.host, cur, self)
+            single = len(batch) == 1
+            out: list[tuple[Any, BaseException | None]] = []
             cur.execute("BEGIN")
             for job in batch:
                 if not single:
@@ -458,9 +477,7 @@ class _Writer(threading.Thread):
                 try:
                     value = job.fn(tx)
                 except BaseException as exc:
-                    if _code(exc) == ER_LOCK_DEADLOCK:
-                        raise _Deadlock() from exc
-                    if _code(exc) in CONNECTION_LOST:
+                    if _code(exc) == ER_LOCK_DEADLOCK or _code(exc) in CONNECTION_LOST:
                         raise
                     if not single:
                         cur.execute("ROLLBACK TO SAVEPOINT op")
@@ -475,19 +492,19 @@ class _Writer(threading.Thread):
             if single and out[0][1] is not None:
                 conn.rollback()
             else:
+                committing = True
                 conn.commit()  # acknowledged only once committed
             return out
-        except _Deadlock:
-            with contextlib.suppress(MySQLdb.Error):
-                conn.rollback()
-            raise
         except MySQLdb.Error as exc:
             if _code(exc) in CONNECTION_LOST:
-                _close_quietly(conn)
+                _close_quietly(self.conn)
                 self.conn = None
-            else:
+                if not committing:
+                    raise _Reconnect() from exc
+                return [(None, exc)] * len(batch)  # lost during COMMIT: unknown outcome
+            if self.conn is not None:
                 with contextlib.suppress(MySQLdb.Error):
-                    conn.rollback()
+                    self.conn.rollback()
             if _code(exc) == ER_LOCK_DEADLOCK:
                 raise _Deadlock() from exc
             return [(None, exc)] * len(batch)
@@ -514,7 +531,11 @@ class _XaTx:
             if conn is None:
                 conn = self._conns[host] = connect(self._backend._dsn(host))
             cur = conn.cursor()
-            cur.execute(f"XA START {self._xid(host)}")
+            try:
+                cur.execute(f"XA START {self._xid(host)}")
+            except MySQLdb.Error:  # a dead or confused connection: a new one next time
+                _close_quietly(self._conns.pop(host, None))
+                raise
             self.branches[host] = cur
         return cur
 
@@ -846,16 +867,21 @@ class MariaDBBackend:
 
     def _log_decision(self, gtrid: str) -> None:
         with self._log_lock:
-            if self._log_conn is None:
-                self._log_conn = connect(self._dsn(self.index_host))
-            try:
-                self._log_conn.cursor().execute(
-                    "INSERT INTO XALOG (gtrid, created) VALUES (%s, %s)", (gtrid, now_ms())
-                )
-            except MySQLdb.Error:
-                _close_quietly(self._log_conn)
-                self._log_conn = None
-                raise
+            for attempt in range(2):
+                if self._log_conn is None:
+                    self._log_conn = connect(self._dsn(self.index_host))
+                try:
+                    self._log_conn.cursor().execute(
+                        "INSERT INTO XALOG (gtrid, created) VALUES (%s, %s)", (gtrid, now_ms())
+                    )
+                    return
+                except MySQLdb.Error as exc:
+                    if attempt and _code(exc) == ER_DUP_ENTRY:
+                        return  # the first try landed before its connection was lost
+                    _close_quietly(self._log_conn)
+                    self._log_conn = None
+                    if attempt or _code(exc) not in CONNECTION_LOST:
+                        raise
 
     def _forget_decision(self, gtrid: str) -> None:
         try:
@@ -878,8 +904,10 @@ class MariaDBBackend:
                 if _code(exc) in CONNECTION_LOST:
                     for host in list(tx.branches):
                         _close_quietly(conns.pop(host, None))
-                if _code(exc) == ER_LOCK_DEADLOCK and attempt < 2:
-                    continue
+                if (
+                    _code(exc) == ER_LOCK_DEADLOCK or _code(exc) in CONNECTION_LOST
+                ) and attempt < 2:
+                    continue  # the servers rolled the branches back: run it again
                 raise
             try:
                 tx.commit()

@@ -1,6 +1,7 @@
 """Two real MariaDB servers for the catalogue tests (session scope).
 
-Server 1 is the machine's MariaDB at 127.0.0.1:3306 (root, empty password), in a database
+Server 1 is the machine's MariaDB at 127.0.0.1:3306 (root, empty password; elsewhere with
+JALIEN_TEST_MARIADB=host:port), in a database
 of this session's own, ``jalien_test_<pid>``. Server 2 is a ``mariadbd`` started here on a
 free loopback port with its own datadir in a temp dir. Both are dropped/stopped at the end.
 
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-SYSTEM_HOST, SYSTEM_PORT = "127.0.0.1", 3306
+# the machine's server; JALIEN_TEST_MARIADB=host:port points elsewhere (root, no password)
+SYSTEM_HOST, _, _port = os.environ.get("JALIEN_TEST_MARIADB", "127.0.0.1:3306").partition(":")
+SYSTEM_PORT = int(_port or 3306)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 

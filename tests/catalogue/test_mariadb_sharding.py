@@ -321,3 +321,52 @@ async def test_paths_too_long_for_the_key(sharded):
     with pytest.raises(BadPath):
         await sharded.move("/s", "/" + "y" * 2040)
     assert (await sharded.get("/s/sub/x")) is not None
+
+
+async def test_a_batch_with_failures_keeps_the_others(backend):
+    """Group commit: operations batched together fail or land each on its own."""
+    import asyncio
+
+    await backend.insert([d("/c"), f("/c/taken")])
+    results = await asyncio.gather(
+        *(
+            backend.insert([f(f"/c/{i}"), *([f("/c/taken")] if i % 3 == 0 else [])])
+            for i in range(60)
+        ),
+        backend.move("/c/none", "/c/other"),
+        backend.update("/c/taken", {"size": 5}),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results[:6]] == ["Exists", "NoneType", "NoneType"] * 2
+    assert type(results[60]).__name__ == "NotFound" and results[61] is None
+    listed = {e.name for e in await collect(backend.list_dir("/c/"))}
+    assert listed == {"taken"} | {str(i) for i in range(60) if i % 3}
+    assert (await backend.get("/c/taken")).size == 5
+
+
+async def test_connections_killed_by_the_server_come_back(
+    sharded, servers, mariadb_servers, caplog
+):
+    """A server that drops every connection (restart, wait_timeout) costs no request: reads
+    and writes reconnect, a lost transaction is run again."""
+    await sharded.insert([d("/alice"), d("/alice/sim"), f("/alice/sim/a")])
+    await sharded.move("/alice/sim/a", "/alice/b")  # cross-server: XA connections exist
+
+    def kill_all(conn):
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE db=%s AND id <> CONNECTION_ID()",
+            (mariadb_servers.database,),
+        )
+        for (pid,) in cur.fetchall():
+            cur.execute(f"KILL CONNECTION {pid}")
+
+    for round_ in range(2):
+        for conn in servers:
+            kill_all(conn)
+        assert (await sharded.get("/alice/b")) is not None
+        await sharded.insert([f(f"/alice/sim/n{round_}")])  # server 2's writer
+        await sharded.move(f"/alice/sim/n{round_}", f"/alice/n{round_}")  # both servers, XA
+        assert [e.name for e in await collect(sharded.list_dir("/alice/sim/"))] == []
+    assert {e.name for e in await collect(sharded.list_dir("/alice/"))} == {"b", "n0", "n1", "sim"}
+    assert "writer connection lost" in caplog.text
