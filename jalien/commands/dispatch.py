@@ -64,6 +64,8 @@ class Dispatcher:
             return self._finish(
                 session, Reply(exitcode=EXIT_PERMISSION, error="Permission denied: admin only")
             )
+        if command.raw:
+            return self._raw(session, request, command.fn)
         options = [o for o in request.options if o not in GLOBAL_FLAGS]
         if any(o in HELP_FLAGS for o in options):
             return self._finish(session, [{"message": f"usage: {command.name}: {command.summary}"}])
@@ -80,6 +82,19 @@ class Dispatcher:
         if hasattr(result, "__anext__"):
             return self._stream(session, request, result)
         return self._finish(session, result)
+
+    def _raw(self, session: Session, request: Request, fn: Any) -> Reply | Awaitable[Reply]:
+        """A raw command: its Reply as it is on the binary channel (JSON clients still get
+        JAliEn's metadata); exceptions are mapped as for any command."""
+        try:
+            reply = fn(session, request)
+        except Exception as exc:
+            return self._finish(session, self._error(request, exc))
+        if type(reply) is not Reply:
+            return self._await(session, request, reply)
+        if session.personality == "websocket":
+            return self._finish(session, reply)
+        return reply
 
     async def _stream(
         self, session: Session, request: Request, pages: AsyncIterator[Any]

@@ -19,16 +19,28 @@ class Command:
     fn: CommandFn
     summary: str
     admin_only: bool = False
+    # raw: fn(session, request) -> Reply | Awaitable[Reply], called without the global
+    # options (-h, -pwd=, -nomsg) and answered without session metadata on the binary
+    # channel: the hot path of machine-to-machine commands (cache.get, ...)
+    raw: bool = False
 
 
 class CommandTable:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
 
-    def add(self, name: str, fn: CommandFn, summary: str, *, admin_only: bool = False) -> None:
+    def add(
+        self,
+        name: str,
+        fn: CommandFn | Callable[..., Any],
+        summary: str,
+        *,
+        admin_only: bool = False,
+        raw: bool = False,
+    ) -> None:
         if name in self._commands:
             raise ValueError(f"command {name} registered twice")
-        self._commands[name] = Command(name, fn, summary, admin_only)
+        self._commands[name] = Command(name, fn, summary, admin_only, raw)
 
     def get(self, name: str) -> Command | None:
         return self._commands.get(name)

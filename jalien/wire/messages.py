@@ -25,6 +25,7 @@ class Request(msgspec.Struct, tag="req", kw_only=True, omit_defaults=True):
 
     command: str
     options: list[str] = []
+    data: list[bytes] = []  # binary arguments beside the text options (cache keys, values)
 
 
 class DirEntry(msgspec.Struct, array_like=True, gc=False):
@@ -55,6 +56,7 @@ class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
     entries: list[DirEntry] = []  # typed listing rows (ls, find) beside or instead of results
     metadata: dict[str, str] = {}
     view: str = ""  # how entries render as JAliEn records (wire.jalien_json.ENTRY_VIEWS)
+    data: list[bytes | None] = []  # binary results, e.g. cache values (None: a miss)
 
 
 class Event(msgspec.Struct, tag="evt", kw_only=True, omit_defaults=True):

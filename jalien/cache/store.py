@@ -1,0 +1,983 @@
+"""The cache store: namespaces of bytes in one LMDB environment, with a time to live per
+entry, a size bound per namespace and LFN scopes for invalidation.
+
+Several processes of a host may open the same directory (LMDB's lock file serialises
+their writers; readers never wait). In each process:
+
+- reads run on the calling thread (the event loop: a hit is answered inline) from a read
+  transaction kept per thread and renewed when this process committed, when a namespace
+  handle was opened, or after ``max_stale`` seconds (what another process wrote shows up
+  within that time);
+- writes are queued to one writer thread that applies everything queued in one write
+  transaction (group commit). Until then the process reads its own writes from a small
+  overlay, and pending invalidations hide what they will drop.
+
+Layout: per namespace N, three named databases::
+
+    v/N  key -> expires (u64 ms, 0: never) | stamp (u64) | scope length (u16) | scope | value
+    l/N  stamp -> key (dupsort): the eviction order, oldest first
+    s/N  scope -> key (dupsort): the keys whose value depends on an LFN scope
+
+(the stamp says when the key was last written, or read with LRU; big-endian, so that the
+order of ``l`` is the order of time). A write is ``replace`` on ``v`` (which gives the old
+header) and two index updates.
+
+and ``meta``: ``ns/N`` for each namespace, ``tick`` (the stamp clock, +1 per commit).
+
+Eviction: when a commit leaves a namespace above ``max_entries`` (or ``max_bytes`` of
+pages), the oldest stamps go first. With ``lru`` a hit is logged in memory and the writer
+moves the key to the newest stamp at its next commit (at most every ``touch_interval``), so
+reads never write on the hot path; without it the order is the order of writes (FIFO).
+Values above ``TOUCH_LIMIT`` are not moved by hits (a move rewrites the value).
+``bench/bench_cache.py`` measures both. Expired entries miss at once and are swept in
+chunks by the writer.
+
+Scopes: a value put with scope S (a catalogue path) is dropped by ``invalidate(P)`` when S
+is P, above P or below P (whole path components). The scope index makes that one exact
+lookup per component of P plus one range scan below P, whatever the namespace size.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import math
+import os
+import queue
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from jalien.wire.errors import EXIT_INVALID, EXIT_TOO_BIG, RequestError
+
+log = logging.getLogger("jalien.cache")
+
+MAX_KEY = 511  # LMDB's key size limit (mdb_env_get_maxkeysize with the default build)
+MAX_NAMESPACE = 64
+_NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+_HEAD = struct.Struct(">QQH")  # expires (ms since the epoch, 0: never), stamp, scope length
+_HEAD_SIZE = _HEAD.size
+_STAMP = struct.Struct(">Q")
+_STAMP_AT = 8  # offset of the stamp in the header
+TOUCH_LIMIT = 64 * 1024
+_TICK = b"tick"
+_SPACE_PREFIX = b"ns/"
+
+# writer operations (the first item of each queued tuple)
+_SET, _DELETE, _INVALIDATE, _CLEAR, _MATCH, _FLUSH, _OPEN, _SWEEP, _STOP = range(9)
+_unpack = _HEAD.unpack_from
+_monotonic = time.monotonic
+
+
+class CacheError(RequestError):
+    """A key, value, namespace or option the cache refuses; the text says which and why."""
+
+    def __init__(self, message: str, exitcode: int = EXIT_INVALID) -> None:
+        super().__init__(message, exitcode)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How one namespace is kept."""
+
+    max_entries: int = 50_000  # JAliEn's TextCache default size per namespace
+    max_bytes: int = 0  # bound on the pages of its values (0: none but the map size)
+    ttl: float = 3600.0  # default time to live, seconds (JAliEn's default); 0: no expiry
+    lru: bool = True  # hits refresh an entry's place in the eviction order (batched)
+    private: bool = False  # a service's own namespace: not reachable over TextCache HTTP
+
+
+DEFAULT_POLICY = Policy()
+
+
+@dataclass(slots=True)
+class NamespaceStats:
+    name: str
+    entries: int
+    bytes: int
+    hits: int
+    misses: int
+    expired: int
+    sets: int
+    deletes: int
+    evictions: int
+    invalidated: int
+    swept: int
+    policy: Policy
+
+
+class _Space:
+    """A namespace as this process sees it: its database handles, policy and counters."""
+
+    __slots__ = (
+        "deletes",
+        "evictions",
+        "expired",
+        "hits",
+        "invalidated",
+        "l",
+        "lru",
+        "misses",
+        "name",
+        "policy",
+        "s",
+        "sets",
+        "sweep_from",
+        "swept",
+        "v",
+    )
+
+    def __init__(self, name: str, policy: Policy, dbs: list[Any]) -> None:
+        self.name = name
+        self.policy = policy
+        self.lru = policy.lru
+        self.v, self.l, self.s = dbs
+        self.hits = self.misses = self.expired = self.sets = self.deletes = 0
+        self.evictions = self.invalidated = self.swept = 0
+        self.sweep_from = b""
+
+
+class _Reader(threading.local):
+    """The read transaction of one thread."""
+
+    txn: Any = None
+    since = 0.0
+    commits = -1
+
+
+def _bad_key(key: Any) -> CacheError:
+    if not isinstance(key, bytes):
+        return CacheError(f"cache key must be bytes, not {type(key).__name__}")
+    if not key:
+        return CacheError("cache key is empty")
+    return CacheError(f"cache key of {len(key)} bytes is longer than {MAX_KEY}", EXIT_TOO_BIG)
+
+
+def check_namespace(name: Any) -> str:
+    if not isinstance(name, str) or not _NAMESPACE_RE.match(name):
+        raise CacheError(f"bad cache namespace {name!r}: 1-64 characters of A-Z a-z 0-9 _ . : -")
+    return name
+
+
+def scope_key(scope: str) -> bytes:
+    """An absolute LFN as a scope: no trailing '/', at most MAX_KEY bytes. A longer path is
+    cut at a '/' (an ancestor: it is invalidated at least as often, never less)."""
+    if not isinstance(scope, str) or not scope.startswith("/"):
+        raise CacheError(f"cache scope must be an absolute path, got {scope!r}")
+    raw = scope.encode("utf-8", "surrogateescape")
+    if len(raw) > 1:
+        raw = raw.rstrip(b"/") or b"/"
+    if len(raw) > MAX_KEY:
+        raw = raw[: raw.rfind(b"/", 0, MAX_KEY + 1)] or b"/"
+    return raw
+
+
+def ancestors(path: bytes) -> list[bytes]:
+    """'/', '/a', '/a/b' for '/a/b' (the scopes a write at the path falls under)."""
+    found = [b"/"]
+    end = path.find(b"/", 1)
+    while end > 0:
+        found.append(path[:end])
+        end = path.find(b"/", end + 1)
+    if path != b"/":
+        found.append(path)
+    return found
+
+
+def covers(scope: bytes, path: bytes) -> bool:
+    """Does a write at *path* invalidate a value of *scope* (same, above or below)?"""
+    if scope == path or scope == b"/" or path == b"/":
+        return True
+    return path.startswith(scope + b"/") or scope.startswith(path + b"/")
+
+
+class CacheStore:
+    """See the module docstring. *clock* gives seconds since the epoch (the expiry times
+    are shared by processes and survive restarts); tests pass a fake one."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        policies: dict[str, Policy] | None = None,
+        default_policy: Policy = DEFAULT_POLICY,
+        map_size: int = 1 << 30,
+        max_namespaces: int = 64,
+        max_value_size: int = 4 << 20,
+        clock: Callable[[], float] = time.time,
+        readonly: bool = False,
+        sync: bool = True,
+        max_stale: float = 0.001,
+        writer: bool = True,
+        touch_interval: float = 0.05,
+        sweep_interval: float = 10.0,
+        sweep_chunk: int = 2000,
+        max_batch: int = 4096,
+    ) -> None:
+        self.path = Path(path)
+        self.policies = {check_namespace(n): p for n, p in (policies or {}).items()}
+        self.default_policy = default_policy
+        self.map_size = map_size
+        self.max_namespaces = max_namespaces
+        self.max_value_size = max_value_size
+        self.readonly = readonly
+        self.sync = sync
+        self.max_stale = max_stale
+        self.touch_interval = touch_interval
+        self.sweep_interval = sweep_interval
+        self.sweep_chunk = sweep_chunk
+        self.max_batch = max_batch
+        self._clock = clock
+        self._commits = 0  # +1 per commit or handle opened: read transactions renew
+        self._env = self._open_env()
+        self._meta: Any = None
+        self._spaces: dict[str, _Space] = {}
+        self._opening: set[str] = set()
+        self._dbi_lock = threading.Lock()  # LMDB: one dbi_open at a time per process
+        self._open_meta()
+        if self._meta is not None:
+            for name in self._listed():
+                self._open_space(name, create=False)
+        self._reader = _Reader()
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()  # the overlay and barriers, between the two threads
+        self._pending: dict[tuple[str, bytes], tuple[int, bytes | None]] = {}
+        self._barriers: list[tuple[int, str | None, bytes | None]] = []
+        self._touches: list[tuple[_Space, bytes]] = []
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._last_touch = time.monotonic()
+        self._next_sweep = time.monotonic() + sweep_interval
+        self.unknown_misses = 0  # gets on namespaces that do not exist (yet)
+        self.dropped = 0  # writes lost to a failed commit (logged)
+        self.commits = 0
+        self.closed = False
+        self._thread: threading.Thread | None = None
+        if writer and not readonly:
+            self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
+            self._thread.start()
+
+    # -- opening
+    def _open_env(self) -> Any:
+        options = dict(
+            map_size=self.map_size,
+            max_dbs=3 * (self.max_namespaces + 8) + 1,
+            max_readers=512,
+            readonly=self.readonly,
+            lock=True,
+            sync=self.sync,
+            metasync=False,  # a machine crash may undo the last commit, never corrupt
+            subdir=True,
+            mode=0o600,
+            max_spare_txns=4,
+            create=not self.readonly,
+        )
+        if not self.readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            env = lmdb.open(str(self.path), **options)
+        except (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError) as exc:
+            if self.readonly:
+                raise CacheError(f"cache {self.path} is unusable: {exc}", 1) from None
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            log.error(
+                "cache %s is unusable (%s): moved to %s, starting empty", self.path, exc, aside
+            )
+            os.rename(self.path, aside)
+            self.path.mkdir(parents=True)
+            env = lmdb.open(str(self.path), **options)
+        except lmdb.Error as exc:
+            raise CacheError(f"cannot open cache {self.path}: {exc}", 1) from None
+        stale = env.reader_check()  # reader slots of processes killed while reading
+        if stale:
+            log.info("cache %s: cleared %d reader slots of dead processes", self.path, stale)
+        return env
+
+    def _open_meta(self) -> None:
+        try:
+            self._meta = self._env.open_db(b"meta", create=not self.readonly)
+        except lmdb.NotFoundError:
+            self._meta = None  # read-only and nothing written yet
+
+    def _listed(self) -> list[str]:
+        names = []
+        with self._env.begin(db=self._meta) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(_SPACE_PREFIX):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(_SPACE_PREFIX):
+                        break
+                    names.append(key[len(_SPACE_PREFIX) :].decode())
+        return names
+
+    def policy(self, name: str) -> Policy:
+        return self.policies.get(name, self.default_policy)
+
+    def _open_space(self, name: str, *, create: bool) -> _Space | None:
+        """Open (or create) a namespace's databases. Only at start, on the writer thread,
+        or on a read-only store's callers: LMDB wants one handle opener at a time."""
+        with self._dbi_lock:
+            space = self._spaces.get(name)
+            if space is not None:
+                return space
+            raw = name.encode()
+            env = self._env
+            try:
+                if create:
+                    with env.begin(write=True) as txn:
+                        dbs = [
+                            env.open_db(b"v/" + raw, txn=txn),
+                            env.open_db(b"l/" + raw, txn=txn, dupsort=True),
+                            env.open_db(b"s/" + raw, txn=txn, dupsort=True),
+                        ]
+                        txn.put(_SPACE_PREFIX + raw, b"", db=self._meta)
+                else:
+                    dbs = [env.open_db(p + raw, create=False) for p in (b"v/", b"l/", b"s/")]
+            except lmdb.NotFoundError:
+                return None
+            space = _Space(name, self.policy(name), dbs)
+            self._spaces[name] = space
+            self._commits += 1  # transactions begun before cannot use the new handles
+            return space
+
+    # -- reads (any thread; the event loop answers hits inline)
+    def _txn(self) -> Any:
+        reader = self._reader
+        txn = reader.txn
+        if (
+            txn is not None
+            and reader.commits == self._commits
+            and time.monotonic() - reader.since < self.max_stale
+        ):
+            return txn
+        if txn is not None:
+            txn.abort()
+        reader.commits = self._commits  # read before begin: a commit in between renews again
+        reader.txn = txn = self._env.begin()
+        reader.since = time.monotonic()
+        return txn
+
+    def release(self) -> None:
+        """End this thread's read transaction (an idle thread should not pin old pages)."""
+        reader = self._reader
+        if reader.txn is not None:
+            reader.txn.abort()
+            reader.txn = None
+
+    def get(self, ns: str, key: bytes) -> bytes | None:
+        """The value of *key*, or None (absent, expired or invalidated)."""
+        space = self._spaces.get(ns)
+        if space is None:
+            return self._absent(ns, key)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
+            raise _bad_key(key)
+        if self._pending or self._barriers:
+            return self._probe(space, key)[1]
+        reader = self._reader
+        txn = reader.txn
+        if (
+            reader.commits != self._commits
+            or _monotonic() - reader.since >= self.max_stale
+            or txn is None
+        ):
+            txn = self._txn()
+        raw = txn.get(key, None, space.v)
+        if raw is None:
+            space.misses += 1
+            return None
+        expires, _stamp, slen = _unpack(raw)
+        if expires and expires <= self._clock() * 1000.0:
+            space.expired += 1
+            space.misses += 1
+            return None
+        space.hits += 1
+        if space.lru:
+            self._touches.append((space, key))
+        return raw[_HEAD_SIZE + slen :]
+
+    def get_many(self, ns: str, keys: Iterable[bytes]) -> list[bytes | None]:
+        """The values of *keys* (None for each miss), from one read transaction."""
+        get = self.get
+        return [get(ns, key) for key in keys]
+
+    def lookup(self, ns: str, key: bytes) -> tuple[str, bytes | None]:
+        """("hit", value), ("miss", None) or ("expired", None): JAliEn's TextCache tells
+        an expired entry from a missing one."""
+        space = self._spaces.get(ns)
+        if space is None:
+            value = self._absent(ns, key)
+            return ("miss", None) if value is None else ("hit", value)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
+            raise _bad_key(key)
+        return self._probe(space, key)
+
+    def _probe(self, space: _Space, key: bytes) -> tuple[str, bytes | None]:
+        seq = 0
+        raw: bytes | None = None
+        pending = self._pending.get((space.name, key)) if self._pending else None
+        if pending is not None:
+            seq, raw = pending
+            if raw is None:  # deleted, not committed yet
+                space.misses += 1
+                return "miss", None
+        else:
+            raw = self._txn().get(key, None, space.v)
+            if raw is None:
+                space.misses += 1
+                return "miss", None
+        expires, _stamp, slen = _unpack(raw)
+        if self._barriers and self._barred(space.name, seq, raw, slen):
+            space.misses += 1
+            return "miss", None
+        if expires and expires <= self._clock() * 1000.0:
+            space.expired += 1
+            space.misses += 1
+            return "expired", None
+        space.hits += 1
+        if space.lru:
+            self._touches.append((space, key))
+        return "hit", raw[_HEAD_SIZE + slen :]
+
+    def _barred(self, ns: str, seq: int, raw: bytes, slen: int) -> bool:
+        """Does an invalidation or clear not committed yet (and later than *seq*) drop it?"""
+        scope = raw[_HEAD_SIZE : _HEAD_SIZE + slen]
+        for bseq, bns, path in self._barriers:
+            if bseq < seq:
+                continue
+            if path is None:
+                if bns is None or bns == ns:
+                    return True
+            elif slen and covers(scope, path):
+                return True
+        return False
+
+    def _absent(self, ns: str, key: Any) -> bytes | None:
+        """A namespace without handles here: written by this process but not committed
+        yet (the overlay answers), made by another process (the writer opens it), or none."""
+        check_namespace(ns)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
+            raise _bad_key(key)
+        pending = self._pending.get((ns, key)) if self._pending else None
+        if pending is not None and pending[1] is not None:
+            raw = pending[1]
+            expires, _stamp, slen = _unpack(raw)
+            if not (self._barriers and self._barred(ns, pending[0], raw, slen)) and not (
+                expires and expires <= self._clock() * 1000.0
+            ):
+                return raw[_HEAD_SIZE + slen :]
+        self.unknown_misses += 1
+        if ns in self._opening:
+            return None
+        if self._meta is None:
+            if not self.readonly:
+                return None
+            with self._dbi_lock:
+                self._open_meta()
+            if self._meta is None:
+                return None
+            self._commits += 1  # the new handle is unusable in older transactions
+        if self._txn().get(_SPACE_PREFIX + ns.encode(), None, self._meta) is None:
+            return None  # nobody made it yet
+        if self.readonly:
+            self._open_space(ns, create=False)
+        else:  # made by another process: the writer opens its handles, it misses meanwhile
+            self._opening.add(ns)
+            self._queue.put((_OPEN, 0, ns))
+        return None
+
+    # -- writes (queued; visible to this process at once, to others after the commit)
+    def _writable(self, ns: str) -> Policy:
+        if self.readonly:
+            raise CacheError(f"cache {self.path} is open read-only", 1)
+        if ns not in self._spaces:
+            check_namespace(ns)
+            if len(self._spaces) >= self.max_namespaces:
+                raise CacheError(f"cache namespace {ns}: already {self.max_namespaces} namespaces")
+        return self.policy(ns)
+
+    def set(
+        self,
+        ns: str,
+        key: bytes,
+        value: bytes,
+        ttl: float | None = None,
+        scope: str = "",
+        *,
+        if_absent: bool = False,
+    ) -> None:
+        """Keep *value* under *key* for *ttl* seconds (None: the namespace's default; 0: no
+        expiry), dropped by invalidate() of any path covering *scope*. With *if_absent*
+        only when no live value is there (JAliEn's ``ifnull``)."""
+        policy = self._writable(ns)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
+            raise _bad_key(key)
+        if type(value) is not bytes:
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise CacheError(f"cache value must be bytes, not {type(value).__name__}")
+            value = bytes(value)
+        if len(value) > self.max_value_size:
+            raise CacheError(
+                f"cache value of {len(value)} bytes is larger than {self.max_value_size}",
+                EXIT_TOO_BIG,
+            )
+        if ttl is None:
+            ttl = policy.ttl
+        elif not (isinstance(ttl, int | float) and math.isfinite(ttl) and ttl >= 0):
+            raise CacheError(f"cache ttl must be a finite number of seconds >= 0, got {ttl!r}")
+        expires = int((self._clock() + ttl) * 1000.0) if ttl > 0 else 0
+        scoped = scope_key(scope) if scope else b""
+        raw = _HEAD.pack(expires, 0, len(scoped)) + scoped + value  # the writer stamps it
+        seq = next(self._seq)
+        if not if_absent:
+            with self._lock:
+                self._pending[(ns, key)] = (seq, raw)
+        self._queue.put((_SET, seq, ns, key, raw, scoped, if_absent))
+
+    def delete(self, ns: str, key: bytes) -> None:
+        if self.readonly:
+            raise CacheError(f"cache {self.path} is open read-only", 1)
+        check_namespace(ns)
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
+            raise _bad_key(key)
+        seq = next(self._seq)
+        with self._lock:
+            self._pending[(ns, key)] = (seq, None)
+        self._queue.put((_DELETE, seq, ns, key))
+
+    def invalidate(self, path: str) -> None:
+        """A write at *path*: drop every value whose scope is *path*, above or below it."""
+        if self.readonly:
+            raise CacheError(f"cache {self.path} is open read-only", 1)
+        scoped = scope_key(path)
+        seq = next(self._seq)
+        with self._lock:
+            self._barriers.append((seq, None, scoped))
+        self._queue.put((_INVALIDATE, seq, scoped))
+
+    def clear(self, ns: str | None = None) -> concurrent.futures.Future[int]:
+        """Empty one namespace (None: all); the future gives how many entries went."""
+        if self.readonly:
+            raise CacheError(f"cache {self.path} is open read-only", 1)
+        if ns is not None:
+            check_namespace(ns)
+        seq = next(self._seq)
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        with self._lock:
+            self._barriers.append((seq, ns, None))
+        self._queue.put((_CLEAR, seq, ns, future))
+        return future
+
+    def remove_matching(
+        self, ns: str, pattern: re.Pattern[bytes]
+    ) -> concurrent.futures.Future[int]:
+        """Drop the keys of *ns* that *pattern* matches entirely (a scan, on the writer)."""
+        if self.readonly:
+            raise CacheError(f"cache {self.path} is open read-only", 1)
+        check_namespace(ns)
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._queue.put((_MATCH, next(self._seq), ns, pattern, future))
+        return future
+
+    def flush(self) -> concurrent.futures.Future[None]:
+        """Done when everything queued so far is committed (await with asyncio.wrap_future)."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if self.readonly:
+            future.set_result(None)
+        else:
+            self._queue.put((_FLUSH, 0, future))
+        return future
+
+    def sweep(self) -> concurrent.futures.Future[None]:
+        """Sweep expired entries at the next commit (the writer also does every interval)."""
+        self._queue.put((_SWEEP, 0))
+        return self.flush()
+
+    # -- the writer
+    def _run(self) -> None:
+        while True:
+            try:
+                if not self.run_once(self.touch_interval):
+                    return
+            except Exception:  # a bug: keep the writer alive, the cache is only a cache
+                log.exception("cache writer failed")
+                time.sleep(0.1)
+
+    def run_once(self, timeout: float = 0.0) -> bool:
+        """One group commit: wait up to *timeout* s for work, then apply everything queued
+        (and the hits to move, and a sweep when due) in one transaction. False on stop."""
+        ops: list[tuple[Any, ...]] = []
+        get = self._queue.get_nowait
+        with contextlib.suppress(queue.Empty):
+            ops.append(self._queue.get(timeout=timeout) if timeout > 0 else get())
+        while ops and len(ops) < self.max_batch:
+            try:
+                ops.append(get())
+            except queue.Empty:
+                break
+        now = time.monotonic()
+        touches = None
+        if self._touches and (ops or now - self._last_touch >= self.touch_interval):
+            touches, self._touches = self._touches, []
+            self._last_touch = now
+        sweep = now >= self._next_sweep or any(op[0] == _SWEEP for op in ops)
+        if sweep:
+            self._next_sweep = now + self.sweep_interval
+        if ops or touches or sweep:
+            self._commit(ops, touches or [], sweep)
+        return not any(op[0] == _STOP for op in ops)
+
+    def _commit(self, ops: list[tuple[Any, ...]], touches: list[Any], sweep: bool) -> None:
+        for op in ops:  # handles are opened before (outside) the batch's transaction
+            if op[0] == _SET and op[2] not in self._spaces:
+                if len(self._spaces) < self.max_namespaces:
+                    self._open_space(op[2], create=True)
+            elif op[0] == _OPEN:
+                self._open_space(op[2], create=False)
+                self._opening.discard(op[2])
+        results: list[tuple[concurrent.futures.Future[Any], Any]] = []
+        error: BaseException | None = None
+        try:
+            try:
+                results = self._transaction(ops, touches, sweep)
+            except lmdb.MapFullError:
+                log.warning("cache %s is full: evicting half of every namespace", self.path)
+                self._shrink()
+                results = self._transaction(ops, touches, sweep)
+        except lmdb.Error as exc:
+            error = exc
+            self.dropped += sum(1 for op in ops if op[0] in (_SET, _DELETE, _INVALIDATE))
+            log.error("cache %s: a commit of %d operations failed: %s", self.path, len(ops), exc)
+        finally:
+            self._commits += 1  # first: readers renew before the overlay goes
+            self.commits += 1
+            self._settle(ops)
+        if error is not None:
+            for op in ops:
+                future = op[-1]
+                if isinstance(future, concurrent.futures.Future) and not future.done():
+                    future.set_exception(CacheError(f"cache commit failed: {error}", 1))
+            return
+        for future, value in results:
+            if not future.done():
+                future.set_result(value)
+
+    def _transaction(
+        self, ops: list[tuple[Any, ...]], touches: list[Any], sweep: bool
+    ) -> list[tuple[concurrent.futures.Future[Any], Any]]:
+        results: list[tuple[concurrent.futures.Future[Any], Any]] = []
+        dirty: set[_Space] = set()
+        spaces = self._spaces
+        with self._env.begin(write=True) as txn:
+            stamp = self._tick(txn)
+            for op in ops:
+                code = op[0]
+                if code == _SET:
+                    space = spaces.get(op[2])
+                    if space is None:
+                        log.warning("cache namespace %s: too many namespaces, dropped", op[2])
+                        continue
+                    self._put(txn, space, op[3], op[4], op[5], op[6], stamp)
+                    dirty.add(space)
+                elif code == _DELETE:
+                    space = spaces.get(op[2])
+                    if space is not None and self._remove(txn, space, op[3]):
+                        space.deletes += 1
+                elif code == _INVALIDATE:
+                    self._invalidate(txn, op[2])
+                elif code == _CLEAR:
+                    results.append((op[3], self._clear(txn, op[2])))
+                elif code == _MATCH:
+                    results.append((op[4], self._match(txn, op[2], op[3])))
+                elif code == _FLUSH:
+                    results.append((op[2], None))
+            if touches:
+                self._touch(txn, touches, stamp)
+            for space in dirty:
+                self._evict(txn, space)
+            if sweep:
+                self._sweep(txn)
+        return results
+
+    def _settle(self, ops: list[tuple[Any, ...]]) -> None:
+        """Committed (or lost): the overlay and barriers of these operations go."""
+        done: set[int] = set()
+        with self._lock:
+            pending = self._pending
+            for op in ops:
+                code = op[0]
+                if code in (_SET, _DELETE):
+                    item = (op[2], op[3])
+                    current = pending.get(item)
+                    if current is not None and current[0] == op[1]:
+                        del pending[item]
+                elif code in (_INVALIDATE, _CLEAR):
+                    done.add(op[1])
+            if done:
+                self._barriers = [b for b in self._barriers if b[0] not in done]
+
+    def _tick(self, txn: Any) -> bytes:
+        raw = txn.get(_TICK, None, self._meta)
+        stamp = _STAMP.pack((_STAMP.unpack(raw)[0] if raw else 0) + 1)
+        txn.put(_TICK, stamp, db=self._meta)
+        return stamp
+
+    def _put(
+        self,
+        txn: Any,
+        space: _Space,
+        key: bytes,
+        raw: bytes,
+        scope: bytes,
+        if_absent: bool,
+        stamp: bytes,
+    ) -> None:
+        if if_absent:
+            old = txn.get(key, None, space.v)
+            if old is not None:
+                expires = _unpack(old)[0]
+                if not expires or expires > self._clock() * 1000.0:
+                    return
+        old = txn.replace(key, raw[:_STAMP_AT] + stamp + raw[_STAMP_AT + 8 :], db=space.v)
+        if old is not None:
+            self._unlink(txn, space, key, old)
+        txn.put(stamp, key, db=space.l)
+        if scope:
+            txn.put(scope, key, db=space.s)
+        space.sets += 1
+
+    @staticmethod
+    def _unlink(txn: Any, space: _Space, key: bytes, raw: bytes) -> None:
+        """Remove *key*'s index entries (not its value)."""
+        slen = _unpack(raw)[2]
+        if slen:
+            txn.delete(raw[_HEAD_SIZE : _HEAD_SIZE + slen], key, db=space.s)
+        txn.delete(raw[_STAMP_AT : _STAMP_AT + 8], key, db=space.l)
+
+    def _remove(self, txn: Any, space: _Space, key: bytes) -> bool:
+        raw = txn.pop(key, db=space.v)
+        if raw is None:
+            return False
+        self._unlink(txn, space, key, raw)
+        return True
+
+    def _invalidate(self, txn: Any, path: bytes) -> None:
+        for space in list(self._spaces.values()):
+            if not txn.stat(space.s)["entries"]:
+                continue
+            keys: set[bytes] = set()
+            cursor = txn.cursor(db=space.s)
+            if path == b"/":
+                keys.update(cursor.iternext(keys=False, values=True))
+            else:
+                for scope in ancestors(path):
+                    if cursor.set_key(scope):
+                        keys.update(cursor.iternext_dup())
+                below = path + b"/"
+                if len(below) <= MAX_KEY and cursor.set_range(below):
+                    for scope, key in cursor:
+                        if not scope.startswith(below):
+                            break
+                        keys.add(key)
+            cursor.close()
+            for key in keys:
+                if self._remove(txn, space, key):
+                    space.invalidated += 1
+
+    def _clear(self, txn: Any, ns: str | None) -> int:
+        removed = 0
+        for space in list(self._spaces.values()):
+            if ns is not None and space.name != ns:
+                continue
+            if ns is None and space.policy.private:
+                continue  # "all" means the shared (TextCache) namespaces
+            removed += txn.stat(space.v)["entries"]
+            for db in (space.v, space.l, space.s):
+                txn.drop(db, delete=False)
+        return removed
+
+    def _match(self, txn: Any, ns: str, pattern: re.Pattern[bytes]) -> int:
+        space = self._spaces.get(ns)
+        if space is None:
+            return 0
+        cursor = txn.cursor(db=space.v)
+        keys = [k for k in cursor.iternext(values=False) if pattern.fullmatch(k)]
+        cursor.close()
+        for key in keys:
+            self._remove(txn, space, key)
+        space.deletes += len(keys)
+        return len(keys)
+
+    def _touch(self, txn: Any, touches: list[tuple[_Space, bytes]], stamp: bytes) -> None:
+        for space, key in set(touches):
+            raw = txn.get(key, None, space.v)
+            if raw is None or len(raw) > TOUCH_LIMIT:
+                continue
+            old = raw[_STAMP_AT : _STAMP_AT + 8]
+            if old == stamp:
+                continue
+            txn.put(key, raw[:_STAMP_AT] + stamp + raw[_STAMP_AT + 8 :], db=space.v)
+            txn.delete(old, key, db=space.l)
+            txn.put(stamp, key, db=space.l)
+
+    def _evict(self, txn: Any, space: _Space) -> None:
+        policy = space.policy
+        stat = txn.stat(space.v)
+        over = stat["entries"] - policy.max_entries if policy.max_entries else 0
+        limit = policy.max_bytes
+
+        def too_big(stat: dict[str, int]) -> bool:
+            pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+            return pages * stat["psize"] > limit
+
+        if over <= 0 and not (limit and too_big(stat)):
+            return
+        cursor = txn.cursor(db=space.l)
+        while cursor.first():
+            if over <= 0 and not (limit and too_big(txn.stat(space.v))):
+                break
+            key = cursor.value()
+            cursor.delete()
+            raw = txn.pop(key, db=space.v)
+            if raw is not None:
+                slen = _unpack(raw)[2]
+                if slen:
+                    txn.delete(raw[_HEAD_SIZE : _HEAD_SIZE + slen], key, db=space.s)
+            space.evictions += 1
+            over -= 1
+        cursor.close()
+
+    def _sweep(self, txn: Any) -> None:
+        """Drop expired entries, a chunk at a time (each namespace resumes where it was)."""
+        now = self._clock() * 1000.0
+        budget = self.sweep_chunk
+        for space in list(self._spaces.values()):
+            if budget <= 0:
+                break
+            cursor = txn.cursor(db=space.v)
+            expired = []
+            seen = 0
+            found = cursor.set_range(space.sweep_from) if space.sweep_from else cursor.first()
+            while found and seen < budget:
+                key, raw = cursor.item()
+                seen += 1
+                expires = _unpack(raw)[0]
+                if expires and expires <= now:
+                    expired.append(key)
+                found = cursor.next()
+            space.sweep_from = cursor.key() if found else b""
+            cursor.close()
+            budget -= seen
+            for key in expired:
+                self._remove(txn, space, key)
+            space.swept += len(expired)
+
+    def _shrink(self) -> None:
+        """The map is full: evict the older half of every namespace."""
+        with self._env.begin(write=True) as txn:
+            for space in self._spaces.values():
+                count = txn.stat(space.v)["entries"] // 2
+                cursor = txn.cursor(db=space.l)
+                victims = []
+                for _stamp, key in cursor:
+                    if len(victims) >= count:
+                        break
+                    victims.append(key)
+                cursor.close()
+                for key in victims:
+                    if self._remove(txn, space, key):
+                        space.evictions += 1
+
+    # -- administration
+    def stats(self) -> list[NamespaceStats]:
+        """Counters of this process, sizes from the shared store."""
+        out = []
+        with self._env.begin() as txn:
+            for space in sorted(self._spaces.values(), key=lambda s: s.name):
+                stat = txn.stat(space.v)
+                pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+                out.append(
+                    NamespaceStats(
+                        name=space.name,
+                        entries=stat["entries"],
+                        bytes=pages * stat["psize"],
+                        hits=space.hits,
+                        misses=space.misses,
+                        expired=space.expired,
+                        sets=space.sets,
+                        deletes=space.deletes,
+                        evictions=space.evictions,
+                        invalidated=space.invalidated,
+                        swept=space.swept,
+                        policy=space.policy,
+                    )
+                )
+        return out
+
+    def namespaces(self) -> list[str]:
+        return sorted(self._spaces)
+
+    def entries(
+        self, ns: str, limit: int = 10_000, values: bool = False
+    ) -> list[tuple[bytes, int, int, bytes | None]]:
+        """(key, value size, expires ms, value if *values*) of up to *limit* entries of *ns*
+        (a scan: call it from a worker thread for big namespaces). Counts no hits."""
+        space = self._spaces.get(ns)
+        if space is None:
+            return []
+        out: list[tuple[bytes, int, int, bytes | None]] = []
+        with self._env.begin() as txn:
+            for key, raw in txn.cursor(db=space.v):
+                if len(out) >= limit:
+                    break
+                expires, _stamp, slen = _unpack(raw)
+                value = raw[_HEAD_SIZE + slen :] if values else None
+                out.append((key, len(raw) - _HEAD_SIZE - slen, expires, value))
+        return out
+
+    def check(self) -> list[str]:
+        """Consistency of every namespace's indexes with its values (tests, after a crash)."""
+        problems = []
+        with self._env.begin() as txn:
+            for space in self._spaces.values():
+                name = space.name
+                values = dict(txn.cursor(db=space.v))
+                order = list(txn.cursor(db=space.l))
+                scopes = list(txn.cursor(db=space.s))
+                for key, raw in values.items():
+                    if len(raw) < _HEAD_SIZE or len(raw) < _HEAD_SIZE + _unpack(raw)[2]:
+                        problems.append(f"{name}: value of {key!r} is truncated")
+                        values[key] = bytes(_HEAD_SIZE)
+                stamps = sorted((k, raw[_STAMP_AT : _STAMP_AT + 8]) for k, raw in values.items())
+                if sorted((key, stamp) for stamp, key in order) != stamps:
+                    problems.append(f"{name}: the eviction order disagrees with the values")
+                wanted = sorted(
+                    (raw[_HEAD_SIZE : _HEAD_SIZE + _unpack(raw)[2]], key)
+                    for key, raw in values.items()
+                    if _unpack(raw)[2]
+                )
+                if sorted(scopes) != wanted:
+                    problems.append(f"{name}: the scope index disagrees with the values")
+        return problems
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close the environment."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._thread is not None:
+            self._queue.put((_STOP, 0))
+            self._thread.join(30)
+            self._thread = None
+        elif not self.readonly:
+            while not self._queue.empty():
+                self.run_once()
+        self.release()
+        self._env.close()
