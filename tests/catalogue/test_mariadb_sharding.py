@@ -370,3 +370,26 @@ async def test_connections_killed_by_the_server_come_back(
         assert [e.name for e in await collect(sharded.list_dir("/alice/sim/"))] == []
     assert {e.name for e in await collect(sharded.list_dir("/alice/"))} == {"b", "n0", "n1", "sim"}
     assert "writer connection lost" in caplog.text
+
+
+async def test_move_between_tables_of_one_server(sharded, servers):
+    """Root table -> /alice/data/2024/'s table, both on server 1: the server copies."""
+    s1, _ = servers
+    guid = uuid1_at(now_ms())
+    await sharded.insert(
+        [d("/alice"), d("/alice/run"), d("/alice/run/sub"), f("/alice/run/sub/a", 3, guid=guid),
+         f("/alice/run/b", 4)]
+    )  # fmt: skip
+    y2024 = sharded.route("/alice/data/2024/x")
+    assert y2024.host == sharded.route("/alice/x").host
+    await sharded.move("/alice/run", "/alice/data/2024/run")
+    assert names(s1, y2024.sql_table) == [
+        "/alice/data/2024/run",
+        "/alice/data/2024/run/b",
+        "/alice/data/2024/run/sub",
+        "/alice/data/2024/run/sub/a",
+    ]
+    assert names(s1, "L0L") == ["/alice"]
+    assert (await sharded.get("/alice/data/2024/run")).type == "d"
+    assert [e.path for e in await sharded.by_guid(guid)] == ["/alice/data/2024/run/sub/a"]
+    assert (await sharded.du("/alice/data/2024/run/")).size == 7
