@@ -376,7 +376,7 @@ class CacheStore:
         """The value of *key*, or None (absent, expired or invalidated)."""
         space = self._spaces.get(ns)
         if space is None:
-            return self._absent(ns, key)
+            return self._absent(ns, key)[1]
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
             raise _bad_key(key)
         if self._pending or self._barriers:
@@ -413,8 +413,7 @@ class CacheStore:
         an expired entry from a missing one."""
         space = self._spaces.get(ns)
         if space is None:
-            value = self._absent(ns, key)
-            return ("miss", None) if value is None else ("hit", value)
+            return self._absent(ns, key)
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
             raise _bad_key(key)
         return self._probe(space, key)
@@ -459,7 +458,7 @@ class CacheStore:
                 return True
         return False
 
-    def _absent(self, ns: str, key: Any) -> bytes | None:
+    def _absent(self, ns: str, key: Any) -> tuple[str, bytes | None]:
         """A namespace without handles here: written by this process but not committed
         yet (the overlay answers), made by another process (the writer opens it), or none."""
         check_namespace(ns)
@@ -469,29 +468,30 @@ class CacheStore:
         if pending is not None and pending[1] is not None:
             raw = pending[1]
             expires, _stamp, slen = _unpack(raw)
-            if not (self._barriers and self._barred(ns, pending[0], raw, slen)) and not (
-                expires and expires <= self._clock() * 1000.0
-            ):
-                return raw[_HEAD_SIZE + slen :]
+            if not (self._barriers and self._barred(ns, pending[0], raw, slen)):
+                if not expires or expires > self._clock() * 1000.0:
+                    return "hit", raw[_HEAD_SIZE + slen :]
+                return "expired", None
         self.unknown_misses += 1
-        if ns in self._opening:
-            return None
+        if ns not in self._opening and self._made_elsewhere(ns):
+            if self.readonly:
+                self._open_space(ns, create=False)
+            else:  # the writer opens its handles; lookups miss meanwhile
+                self._opening.add(ns)
+                self._queue.put((_OPEN, 0, ns))
+        return "miss", None
+
+    def _made_elsewhere(self, ns: str) -> bool:
+        """Does another process's namespace *ns* exist (this one has no handles for it)?"""
         if self._meta is None:
             if not self.readonly:
-                return None
+                return False
             with self._dbi_lock:
                 self._open_meta()
             if self._meta is None:
-                return None
+                return False
             self._commits += 1  # the new handle is unusable in older transactions
-        if self._txn().get(_SPACE_PREFIX + ns.encode(), None, self._meta) is None:
-            return None  # nobody made it yet
-        if self.readonly:
-            self._open_space(ns, create=False)
-        else:  # made by another process: the writer opens its handles, it misses meanwhile
-            self._opening.add(ns)
-            self._queue.put((_OPEN, 0, ns))
-        return None
+        return self._txn().get(_SPACE_PREFIX + ns.encode(), None, self._meta) is not None
 
     # -- writes (queued; visible to this process at once, to others after the commit)
     def _writable(self, ns: str) -> Policy:
