@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Developer entry point: ./jalien.sh run | test | dev | lint | bench
+# Developer entry point: ./jalien.sh run | test | dev | lint | bench | build-binary
 # Sets up .venv (editable meson-python install) on first use, then does the job.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -41,12 +41,12 @@ case "$cmd" in
   run)
     # The main job on embedded defaults: a dev identity (once), then jcentral on loopback.
     ensure_env
-    export JALIEN_HOME="${JALIEN_HOME:-$ROOT/run/home}"
-    if [[ ! -f "$JALIEN_HOME/host/hostcert.pem" ]]; then
-      jalien-bin setup --no-password --home "$JALIEN_HOME" \
-        --globus-dir "${JALIEN_GLOBUS_DIR:-$JALIEN_HOME/globus}"
+    export JALIEN_STATE_DIR="${JALIEN_STATE_DIR:-$ROOT/run/home}"
+    if [[ ! -f "$JALIEN_STATE_DIR/host/hostcert.pem" ]]; then
+      jalien-bin setup --no-password --home "$JALIEN_STATE_DIR" \
+        --globus-dir "${JALIEN_GLOBUS_DIR:-$JALIEN_STATE_DIR/globus}"
     fi
-    exec jalien-bin --role jcentral --home "$JALIEN_HOME" "$@"
+    exec jalien-bin --role jcentral --home "$JALIEN_STATE_DIR" "$@"
     ;;
   test)
     ensure_env
@@ -64,6 +64,10 @@ case "$cmd" in
   bench)
     ensure_env
     for b in bench/bench_*.py; do python "$b" "$@"; done
+    ;;
+  build-binary)
+    # dist/jalien-bin with Nuitka (see packaging/README.md)
+    exec "$ROOT/packaging/build_binary.sh" "$@"
     ;;
   *)
     sed -n '2,3p' "$0" | sed 's/^# //'

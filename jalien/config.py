@@ -1,8 +1,9 @@
 """One Settings struct for every role: defaults < config file < environment < flags.
 
 Paths follow the grid's habits: the user's identity in ~/.globus, CA certificates in
-X509_CERT_DIR, and jalien's own state (dev CA, host credentials, databases) in JALIEN_HOME
-(default ~/.jalien).
+X509_CERT_DIR, and jalien's own state (dev CA, host credentials, databases) in
+JALIEN_STATE_DIR (default ~/.jalien). JALIEN_HOME is not read: in JAliEn's token files and
+a job's environment it names the user's grid home directory.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ class ConfigError(Exception):
 _FIELDS = {f.name: f for f in msgspec.structs.fields(Settings)}
 
 
+# settings whose variable is not JALIEN_<NAME>
+_ENV_NAMES = {"home": "JALIEN_STATE_DIR"}
+
+
+def env_name(field: str) -> str:
+    return _ENV_NAMES.get(field, ENV_PREFIX + field.upper())
+
+
 def _coerce(name: str, raw: str) -> object:
     field_type = _FIELDS[name].type
     try:
@@ -105,7 +114,7 @@ def _coerce(name: str, raw: str) -> object:
             return [part.strip() for part in raw.split(",") if part.strip()]
     except ValueError:
         raise ConfigError(
-            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {field_type}"
+            f"{env_name(name)}={raw!r} is not a valid {field_type}"
         ) from None
     return raw
 
@@ -131,7 +140,7 @@ def load_settings(
         if unknown:
             raise ConfigError(f"config file {path}: unknown settings {', '.join(sorted(unknown))}")
     for name in _FIELDS:
-        raw = env.get(ENV_PREFIX + name.upper())
+        raw = env.get(env_name(name))
         if raw is not None:
             values[name] = _coerce(name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -36,7 +36,7 @@ def _role_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jalien {__version__}")
     parser.add_argument("--role", choices=ROLES, required=True, help="service to run")
     parser.add_argument("--config", help="TOML config file (also $JALIEN_CONFIG)")
-    parser.add_argument("--home", help="state directory (default ~/.jalien, $JALIEN_HOME)")
+    parser.add_argument("--home", help="state directory (default ~/.jalien, $JALIEN_STATE_DIR)")
     parser.add_argument("--ws-port", type=int, help="WebSocket JSON port (default 8097)")
     parser.add_argument("--binary-port", type=int, help="binary channel port (default 8098)")
     parser.add_argument(
@@ -147,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jalien.cli.shell import shell_command
 
             return shell_command(argv[1:])
+        if argv[0] == "cp":
+            from jalien.cli.cp_cmd import cp_command
+
+            return cp_command(argv[1:])
         if any(a == "--role" or a.startswith("--role=") for a in argv):
             return run_role(argv)
         if argv[0] == "-json" or not argv[0].startswith("-"):
