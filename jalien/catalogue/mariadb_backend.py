@@ -122,7 +122,7 @@ ER_DUP_ENTRY = 1062
 ER_LOCK_DEADLOCK = 1213
 ER_DATA_TOO_LONG = 1406
 ER_XAER_NOTA = 1397
-CONNECTION_LOST = {2006, 2013, 2055, 4031}
+CONNECTION_LOST = {1927, 2006, 2013, 2055, 4031}  # killed, gone away, lost, idle timeout
 
 
 class MariaDBConfig(msgspec.Struct, kw_only=True, frozen=True):
@@ -280,7 +280,9 @@ def _find_where(query: FindQuery) -> tuple[str, list[Any]]:
         else:
             where.append("CONVERT(name USING utf8mb4) COLLATE utf8mb4_bin REGEXP %s")
             args.append(glob_to_regex(query.name_glob))
-    if query.types != frozenset("fdcl"):
+    if not query.types:
+        where.append("FALSE")
+    elif query.types != frozenset("fdcl"):
         where.append(f"type IN ({','.join(['%s'] * len(query.types))})")
         args.extend(sorted(query.types))
     if query.lfn_regex:
@@ -749,12 +751,16 @@ class MariaDBBackend:
             self._reloading.cancel()
             with contextlib.suppress(BaseException):
                 await self._reloading
-        hosts, self._hosts = list(self._hosts.values()), {}
-        for host in hosts:
-            await asyncio.to_thread(host.close)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        """Finish what is queued, then close every thread and connection."""
         if self._tx_pool is not None:
             self._tx_pool.shutdown(wait=True)
             self._tx_pool = None
+        hosts, self._hosts = list(self._hosts.values()), {}
+        for host in hosts:
+            host.close()
         for conns, side in self._tx_state:
             for conn in conns.values():
                 _close_quietly(conn)
