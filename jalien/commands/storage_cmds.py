@@ -7,9 +7,11 @@ sends and reads is in /work/shared/JALIEN-PROTOCOL.md ("Data access (cp)").
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
+from jalien.catalogue.backend import Exists
 from jalien.catalogue.model import StorageElement, new_guid
 from jalien.catalogue.paths import BadPath, resolve, split
 from jalien.catalogue.permissions import READ, WRITE, require
@@ -217,12 +219,20 @@ class StorageCommands:
             raise _not_committed(lfn or grant.lfn, problem)
         await self.cat.ensure_home(session.identity.login)
         entry = await self.cat.get(grant.lfn)
-        if entry is None:
+        if entry is None:  # commits run concurrently (alien.py pipelines 64): races are fine
             parent = split(grant.lfn)[0].rstrip("/") or "/"
             if await self.cat.get(parent) is None:
-                await self.cat.mkdir(session.identity, parent, parents=True)
-            entry = await self.cat.register(session.identity, grant.lfn, size, md5, guid=grant.guid)
-        elif entry.guid != grant.guid:
+                with contextlib.suppress(Exists):
+                    await self.cat.mkdir(session.identity, parent, parents=True)
+            try:
+                entry = await self.cat.register(
+                    session.identity, grant.lfn, size, md5, guid=grant.guid
+                )
+            except Exists:
+                entry = await self.cat.get(grant.lfn)
+        if entry is None:
+            raise _not_committed(grant.lfn, "the LFN vanished while committing")
+        if entry.guid != grant.guid:
             raise _not_committed(grant.lfn, "the LFN exists with another GUID")
         _, existing = await self.cat.whereis(session.identity, grant.lfn)
         if not any(r.se.upper() == grant.se.upper() for r in existing):

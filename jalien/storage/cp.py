@@ -1,0 +1,424 @@
+"""The client's copy engine (``cp``): grid -> local and local -> grid through SEs, with
+central only authorizing (``access``) and registering (``commit``).
+
+- Sources are expanded first: a glob over the catalogue (``output/*/*.zip``) is one ``find -r``
+  round trip; local globs are expanded locally. Then up to *threads* files move at once; their
+  ``access`` requests travel pipelined on the one multiplexed connection.
+- Downloads skip a destination that already has the size and md5 (the size is the fast
+  path: a different size is never hashed), write to ``<dst>.jalien-part``, resume it by byte
+  range after a broken transfer, retry the same replica with backoff, then the next replica
+  (closest first, as central ordered them), verify size and md5, and only then rename to the
+  final name. A replica with a wrong checksum is reported and the next one used.
+- Uploads hash the file once, ask for write envelopes (``-s size -m md5`` and the specs, e.g.
+  ``disk:2``), PUT to every SE at once and commit the replicas that landed.
+- A stall watchdog (no byte for *stall* seconds) and a timeout that grows with the size end a
+  stuck transfer; before a file is declared failed the destination is looked at once more.
+
+``copy()`` returns a CopyReport (per-file results, a summary line); ``progress`` is an
+optional object with ``add(name, total)``, ``advance(name, n)`` and ``done(name)`` (the CLI
+passes a rich display on a terminal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import hashlib
+import os
+import re
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from jalien.wire.messages import Reply
+
+CHUNK = 1 << 20
+PART = ".jalien-part"
+
+
+class Central(Protocol):
+    async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply: ...
+
+
+class Progress(Protocol):
+    def add(self, name: str, total: int) -> None: ...
+    def advance(self, name: str, n: int) -> None: ...
+    def done(self, name: str) -> None: ...
+
+
+class _NoProgress:
+    def add(self, name: str, total: int) -> None: ...
+    def advance(self, name: str, n: int) -> None: ...
+    def done(self, name: str) -> None: ...
+
+
+@dataclass
+class Options:
+    threads: int = 4
+    specs: str = "disk:1"  # where uploads go (alien.py uses disk:2)
+    retries: int = 4  # attempts per replica (resuming after the first)
+    backoff: float = 0.5  # seconds, doubled after each failed attempt
+    stall: float = 30.0  # seconds without a byte
+    min_rate: float = 256 * 1024  # bytes/s: the timeout is 60 s + size / min_rate
+    ssl: ssl.SSLContext | None = None
+
+
+@dataclass
+class FileResult:
+    src: str
+    dst: str
+    status: str  # copied | skipped | failed
+    size: int = 0
+    error: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. replicas that failed first
+
+
+@dataclass
+class CopyReport:
+    results: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def exitcode(self) -> int:
+        return 1 if self.count("failed") or not self.results else 0
+
+    def summary(self) -> str:
+        moved = sum(r.size for r in self.results if r.status == "copied")
+        rate = moved / self.seconds / 1e6 if self.seconds > 0 else 0.0
+        return (
+            f"cp: {self.count('copied')} copied ({moved} bytes, {rate:.1f} MB/s), "
+            f"{self.count('skipped')} skipped, {self.count('failed')} failed "
+            f"in {self.seconds:.2f} s"
+        )
+
+
+class TransferError(Exception):
+    """One attempt failed; *resumable* means the partial file is worth keeping."""
+
+    def __init__(self, message: str, resumable: bool = True) -> None:
+        super().__init__(message)
+        self.resumable = resumable
+
+
+def is_local(path: str) -> bool:
+    return path.startswith("file:")
+
+
+def local_path(path: str) -> str:
+    return path[len("file:") :] if path.startswith("file:") else path
+
+
+def grid_path(path: str) -> str:
+    for prefix in ("alien://", "alien:"):
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return path
+
+
+def file_md5(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def glob_regex(pattern: str) -> str:
+    """A catalogue glob (``*/*.zip``) as the regex ``find -r`` takes, anchored at both ends."""
+    out = []
+    for ch in pattern:
+        out.append({"*": "[^/]*", "?": "[^/]"}.get(ch, re.escape(ch)))
+    return "".join(out) + "$"
+
+
+@dataclass
+class _Job:
+    src: str
+    dst: str
+    size: int = -1
+    md5: str = ""
+
+
+def _timeout_for(size: int, opts: Options) -> float:
+    return 60.0 + max(size, 0) / opts.min_rate
+
+
+async def copy(
+    central: Central,
+    sources: Sequence[str],
+    dest: str,
+    options: Options | None = None,
+    progress: Progress | None = None,
+    errors: Any = None,
+) -> CopyReport:
+    """Copy *sources* to *dest* (``file:`` marks a local path; anything else is an LFN)."""
+    opts = options or Options()
+    progress = progress or _NoProgress()
+    start = time.monotonic()
+    report = CopyReport()
+    if is_local(dest):
+        jobs, failed = await _plan_download(central, sources, dest)
+        work = _download
+    elif all(is_local(s) for s in sources):
+        jobs, failed = await _plan_upload(central, sources, dest)
+        work = _upload
+    else:
+        raise ValueError("cp: grid to grid copies are not supported yet (use file: on one side)")
+    report.results.extend(failed)
+    limit = asyncio.Semaphore(max(1, opts.threads))
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=opts.stall)
+    connector = aiohttp.TCPConnector(ssl=opts.ssl if opts.ssl is not None else True, limit=0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+
+        async def one(job: _Job) -> FileResult:
+            async with limit:
+                try:
+                    return await work(central, http, job, opts, progress)
+                except Exception as exc:  # one file's failure never stops the others
+                    return FileResult(job.src, job.dst, "failed", error=f"{exc}")
+
+        report.results.extend(await asyncio.gather(*(one(j) for j in jobs)))
+    report.seconds = time.monotonic() - start
+    if errors is not None:
+        for result in report.results:
+            if result.status == "failed":
+                print(f"cp: {result.src}: {result.error}", file=errors)
+    return report
+
+
+# -- grid -> local
+async def _plan_download(
+    central: Central, sources: Sequence[str], dest: str
+) -> tuple[list[_Job], list[FileResult]]:
+    target = local_path(dest)
+    many = len(sources) > 1 or any("*" in s or "?" in s for s in sources)
+    into_dir = many or target.endswith("/") or os.path.isdir(target)
+    jobs: list[_Job] = []
+    failed: list[FileResult] = []
+    for raw in sources:
+        src = grid_path(raw)
+        if "*" in src or "?" in src:
+            head = src[: min(i for i in (src.find("*"), src.find("?")) if i >= 0)]
+            base = head.rpartition("/")[0] or "/"
+            pattern = src[len(base) :].lstrip("/")
+            found = await central.call("find", "-f", "-r", base, glob_regex(pattern))
+            if found.exitcode != 0 or not found.results:
+                failed.append(FileResult(raw, dest, "failed", error="no file matches"))
+                continue
+            if not base.startswith("/"):
+                base = found.metadata.get("currentdir", "/") + base
+            prefix = os.path.normpath(base).rstrip("/") + "/"
+            for rec in found.results:
+                lfn = rec["lfn"]
+                below = lfn[len(prefix) :] if lfn.startswith(prefix) else lfn.lstrip("/")
+                size = int(rec["size"])
+                jobs.append(_Job(lfn, os.path.join(target, below), size, rec.get("md5", "")))
+            continue
+        st = await central.call("stat", src)
+        if st.exitcode != 0 or not st.results:
+            failed.append(FileResult(raw, dest, "failed", error=st.error or "not found"))
+            continue
+        rec = st.results[0]
+        if rec.get("type") != "f":
+            failed.append(FileResult(raw, dest, "failed", error="not a file (use a glob)"))
+            continue
+        dst = os.path.join(target, rec["lfn"].rsplit("/", 1)[1]) if into_dir else target
+        jobs.append(_Job(rec["lfn"], dst, int(rec["size"]), rec.get("md5", "")))
+    return jobs, failed
+
+
+async def _same_file(path: str, size: int, md5: str) -> bool:
+    """The skip test: the size first (no hashing when it differs), then the md5."""
+    try:
+        if os.stat(path).st_size != size:
+            return False
+    except OSError:
+        return False
+    if not md5:
+        return True
+    return await asyncio.to_thread(file_md5, path) == md5.lower()
+
+
+async def _download(central, http, job: _Job, opts: Options, progress) -> FileResult:
+    if await _same_file(job.dst, job.size, job.md5):
+        return FileResult(job.src, job.dst, "skipped", job.size)
+    access = await central.call("access", "read", job.src)
+    if access.exitcode != 0 or not access.results:
+        raise TransferError(access.error or "no replica to read", False)
+    os.makedirs(os.path.dirname(job.dst) or ".", exist_ok=True)
+    part = job.dst + PART
+    notes: list[str] = []
+    progress.add(job.src, job.size)
+    try:
+        for replica in access.results:
+            where = replica.get("se", "?")
+            try:
+                await _fetch_replica(http, replica, part, job, opts, progress)
+            except TransferError as exc:
+                notes.append(f"{where}: {exc}")
+                continue
+            os.replace(part, job.dst)
+            return FileResult(job.src, job.dst, "copied", job.size, notes=notes)
+        if await _same_file(job.dst, job.size, job.md5):  # a last look before failing
+            return FileResult(job.src, job.dst, "skipped", job.size, notes=notes)
+        raise TransferError("; ".join(notes) or "no replica worked", False)
+    finally:
+        progress.done(job.src)
+
+
+async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, progress) -> None:
+    url = f"{replica['url']}?authz={replica['envelope']}"
+    delay = opts.backoff
+    last = ""
+    for attempt in range(opts.retries):
+        if attempt:
+            await asyncio.sleep(delay)
+            delay *= 2
+        have = os.path.getsize(part) if os.path.exists(part) else 0
+        if have > job.size >= 0:
+            os.unlink(part)
+            have = 0
+        if have < job.size or job.size < 0:
+            try:
+                await asyncio.wait_for(
+                    _get(http, url, part, have, progress, job.src),
+                    _timeout_for(job.size - have, opts),
+                )
+            except TransferError as exc:
+                last = str(exc)
+                if not exc.resumable:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(part)
+                    raise
+                continue
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                last = _describe(exc)
+                continue
+        got = os.path.getsize(part)
+        if job.size >= 0 and got != job.size:
+            last = f"got {got} of {job.size} bytes"
+            continue
+        md5 = await asyncio.to_thread(file_md5, part)
+        if job.md5 and md5 != job.md5.lower():
+            os.unlink(part)
+            raise TransferError(f"checksum mismatch (md5 {md5}, expected {job.md5})", False)
+        return
+    raise TransferError(f"gave up after {opts.retries} attempts: {last}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "stalled or timed out"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+async def _get(http, url: str, part: str, have: int, progress, name: str) -> None:
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    async with http.get(url, headers=headers) as resp:
+        if resp.status in (401, 403, 404, 416):
+            text = (await resp.text()).strip()
+            raise TransferError(f"HTTP {resp.status}: {text}", False)
+        if resp.status not in (200, 206):
+            raise TransferError(f"HTTP {resp.status}")
+        if have and resp.status == 200:  # the server ignored the range: start again
+            have = 0
+        if have:
+            progress.advance(name, have)
+        mode = "ab" if have else "wb"
+        with open(part, mode) as fh:
+            async for block in resp.content.iter_chunked(CHUNK):
+                await asyncio.to_thread(fh.write, block)
+                progress.advance(name, len(block))
+
+
+# -- local -> grid
+async def _plan_upload(
+    central: Central, sources: Sequence[str], dest: str
+) -> tuple[list[_Job], list[FileResult]]:
+    files: list[str] = []
+    failed: list[FileResult] = []
+    for raw in sources:
+        path = local_path(raw)
+        matched = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+        found = [m for m in matched if os.path.isfile(m)]
+        if not found:
+            failed.append(FileResult(raw, dest, "failed", error="no such local file"))
+        files.extend(found)
+    target = grid_path(dest)
+    into_dir = len(files) > 1 or target.endswith("/")
+    if not into_dir:
+        st = await central.call("type", target)
+        into_dir = st.exitcode == 0 and st.results and st.results[0].get("type", "")[:1] == "d"
+    jobs = [
+        _Job(f, target.rstrip("/") + "/" + os.path.basename(f) if into_dir else target)
+        for f in files
+    ]
+    return jobs, failed
+
+
+async def _upload(central, http, job: _Job, opts: Options, progress) -> FileResult:
+    job.size = os.path.getsize(job.src)
+    job.md5 = await asyncio.to_thread(file_md5, job.src)
+    st = await central.call("stat", job.dst)
+    if st.exitcode == 0 and st.results:
+        rec = st.results[0]
+        if rec.get("size") == str(job.size) and rec.get("md5", "").lower() == job.md5:
+            return FileResult(job.src, job.dst, "skipped", job.size)
+        raise TransferError(f"{job.dst} exists with other contents", False)
+    access = await central.call(
+        "access", "-s", str(job.size), "-m", job.md5, "write", job.dst, opts.specs
+    )
+    if access.exitcode != 0 or not access.results:
+        raise TransferError(access.error or "no SE to write to", False)
+    progress.add(job.src, job.size * len(access.results))
+    try:
+        outcomes = await asyncio.gather(
+            *(_put(http, r, job, opts, progress) for r in access.results), return_exceptions=True
+        )
+    finally:
+        progress.done(job.src)
+    notes = []
+    committed = 0
+    for replica, outcome in zip(access.results, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            notes.append(f"{replica['se']}: {_describe(outcome)}")
+            continue
+        done = await central.call(
+            "commit", replica["envelope"], str(job.size), replica["lfn"], "644", "0",
+            replica["url"], replica["se"], replica["guid"], job.md5,
+        )  # fmt: skip
+        if done.exitcode == 0:
+            committed += 1
+        else:
+            notes.append(f"{replica['se']}: commit failed: {done.error}")
+    if not committed:
+        raise TransferError("; ".join(notes) or "no replica was stored", False)
+    return FileResult(job.src, job.dst, "copied", job.size, notes=notes)
+
+
+async def _put(http, replica, job: _Job, opts: Options, progress) -> None:
+    url = f"{replica['url']}?authz={replica['envelope']}"
+
+    async def body():
+        with open(job.src, "rb") as fh:
+            while block := await asyncio.to_thread(fh.read, CHUNK):
+                progress.advance(job.src, len(block))
+                yield block
+
+    headers = {"Content-Length": str(job.size)}
+    async with asyncio.timeout(_timeout_for(job.size, opts)):
+        async with http.put(url, data=body(), headers=headers) as resp:
+            if resp.status != 201:
+                text = (await resp.text()).strip()
+                raise TransferError(f"HTTP {resp.status}: {text}", False)
+            got = resp.headers.get("X-Md5", "")
+            if got and got != job.md5:
+                raise TransferError(f"the SE stored md5 {got}, not {job.md5}", False)
