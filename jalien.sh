@@ -46,6 +46,8 @@ case "$cmd" in
       jalien-bin setup --no-password --home "$JALIEN_STATE_DIR" \
         --globus-dir "${JALIEN_GLOBUS_DIR:-$JALIEN_STATE_DIR/globus}"
     fi
+    # with the embedded SE (https://127.0.0.1:8099/se, files under run/home/se), so cp works
+    export JALIEN_EMBEDDED_SE="${JALIEN_EMBEDDED_SE:-1}"
     exec jalien-bin --role jcentral --home "$JALIEN_STATE_DIR" "$@"
     ;;
   test)
