@@ -45,6 +45,11 @@ class Settings(msgspec.Struct, kw_only=True):
     se_host: str = ""  # the host in the SE's URL (default: the first listen address)
     se_max_rate: int = 0  # bytes/s per download (0: unlimited); for tests and shared links
     envelope_key: str = ""  # the SE's copy of central's public key: {home}/envelope/envelope.pub
+    # cache: the LMDB store the central processes of a host share, and its TextCache port
+    cache_dir: str = ""  # default: {home}/cache
+    cache_map_size: int = 1 << 30  # the most the store may take on disk
+    cache_http_port: int = 8888  # JAliEn's TextCache shape over HTTP; -1: none
+    cache_http_listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
 
     @property
     def home_path(self) -> Path:

@@ -247,6 +247,9 @@ class CacheStore:
         if self._meta is not None:
             for name in self._listed():
                 self._open_space(name, create=False)
+        if not readonly:  # the declared namespaces exist from the start
+            for name in self.policies:
+                self._open_space(name, create=True)
         self._reader = _Reader()
         self._seq = itertools.count(1)
         self._lock = threading.Lock()  # the overlay and barriers, between the two threads

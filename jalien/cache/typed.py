@@ -8,17 +8,22 @@ Values are MessagePack of the Structs, decoded with a decoder built once per nam
 
 Keys are the catalogue's strings as UTF-8; one longer than LMDB allows (a find with a long
 pattern) is replaced by a 32-byte BLAKE2b digest.
+
+A lookup that missed is answered from the database, then put: if a write of this process
+covering its scope came in between, the answer may predate the write and is not kept (the
+recent invalidations are remembered for that, by generation).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from jalien.cache.store import MAX_KEY, CacheError, CacheStore
+from jalien.cache.store import MAX_KEY, CacheError, CacheStore, covers, scope_key
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,20 @@ class TypedCache:
         self.store = store
         self._codecs = {name: _Codec(spec) for name, spec in namespaces.items()}
         self._encoder = msgspec.msgpack.Encoder()
+        self._generation = 0  # +1 per invalidation
+        self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=4096)
+        self._missed: dict[tuple[str, str], int] = {}  # lookups waiting for their put
         self.undecodable = 0
         self.refused = 0
+        self.raced = 0  # answers not kept: a write covering them came in while computing
 
     def get(self, namespace: str, key: str) -> Any | None:
         codec = self._codecs[namespace]
         raw = self.store.get(codec.ns, cache_key(key))
         if raw is None:
+            if len(self._missed) > 10_000:  # puts that never came (errors, cancellations)
+                self._missed.clear()
+            self._missed[(namespace, key)] = self._generation
             return None
         try:
             return codec.decoder.decode(raw)
@@ -70,6 +82,10 @@ class TypedCache:
 
     def put(self, namespace: str, key: str, value: Any, scope: str) -> None:
         codec = self._codecs[namespace]
+        since = self._missed.pop((namespace, key), self._generation)
+        if since != self._generation and self._stale(since, scope):
+            self.raced += 1
+            return
         try:
             self.store.set(
                 codec.ns, cache_key(key), self._encoder.encode(value), codec.ttl, scope or ""
@@ -77,5 +93,23 @@ class TypedCache:
         except CacheError:
             self.refused += 1  # e.g. bigger than the store's value limit: just not cached
 
+    def _stale(self, since: int, scope: str) -> bool:
+        """Did an invalidation after generation *since* cover *scope*?"""
+        recent = self._recent
+        if not scope or not recent or recent[0][0] > since + 1:
+            return True  # unscoped, or too long ago to tell: do not keep it
+        try:
+            scoped = scope_key(scope)
+        except CacheError:
+            return True
+        for generation, path in reversed(recent):
+            if generation <= since:
+                return False
+            if covers(scoped, path):
+                return True
+        return False
+
     def invalidate(self, path: str) -> None:
         self.store.invalidate(path)
+        self._generation += 1
+        self._recent.append((self._generation, scope_key(path)))

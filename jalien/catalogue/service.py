@@ -10,6 +10,8 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
+import msgspec
+
 from jalien.catalogue.backend import CatalogueBackend, DiskUsage, FindQuery, NotFound
 from jalien.catalogue.cache import CatalogueCache, NoCache
 from jalien.catalogue.model import (
@@ -91,17 +93,11 @@ class Catalogue:
     async def find(self, caller: Caller, query: FindQuery) -> AsyncIterator[list[Entry]]:
         base = query.base.rstrip("/") or "/"
         await self.directory(caller, base, READ, "search")
-        key = json.dumps(
-            [
-                query.base,
-                query.name_glob,
-                query.lfn_regex,
-                sorted(query.types),
-                query.limit,
-                query.min_size,
-                query.jobid,
-            ]
-        )
+        # every field of the query (lfn_like too), in an order that is the same in every
+        # process: the cache may be shared by several
+        fields = msgspec.structs.asdict(query)
+        fields["types"] = sorted(query.types)
+        key = json.dumps(fields, sort_keys=True)
         cached = self.cache.get("find", key)
         if cached is not None:
             for page in cached:
@@ -207,6 +203,7 @@ class Catalogue:
         if entry is not None:
             require(caller, entry, WRITE, "touch")
             await self.backend.update(path, {"ctime": now_ms()})
+            self._written(path)
             return entry
         await self._parent_for_write(caller, path)
         entry = self._new(caller, path, FILE, guid=new_guid())
@@ -311,4 +308,5 @@ class Catalogue:
                 entries.append(Entry(d, n, DIRECTORY, "755", who, who, ctime=now_ms()))
             with contextlib.suppress(RequestError):  # created meanwhile by another session
                 await self.backend.insert(entries)
+            self._written(home)
         self._homes_done.add(login)

@@ -14,10 +14,12 @@ from jalien.auth.cadir import write_ca_dir
 from jalien.auth.errors import AuthError
 from jalien.auth.tls import server_context
 from jalien.auth.tokens import TokenAuthority
+from jalien.cache.store import CacheStore
 from jalien.catalogue.cache import MemoryCache
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.basic import BasicCommands
+from jalien.commands.cache_cmds import CacheCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.job_cmds import JobCommands
@@ -31,6 +33,13 @@ from jalien.jobs.store import TaskQueueStore
 from jalien.net.identity import AccountsAuthenticator
 from jalien.net.limits import Limits
 from jalien.net.server import Server
+from jalien.roles.central_cache import (
+    build_cache,
+    catalogue_cache,
+    logins,
+    release_readers,
+    serve_textcache,
+)
 from jalien.storage.envelope import EnvelopeSigner
 
 log = logging.getLogger("jalien.jcentral")
@@ -49,9 +58,10 @@ def token_authority(settings: Settings) -> TokenAuthority:
     return authority
 
 
-def build_catalogue(settings: Settings) -> Catalogue:
+def build_catalogue(settings: Settings, cache: CacheStore | None = None) -> Catalogue:
     backend = SQLiteBackend(settings.home_path / "catalogue.db")
-    return Catalogue(backend, home_template=settings.user_home_template, cache=MemoryCache())
+    answers = catalogue_cache(cache) if cache is not None else MemoryCache()
+    return Catalogue(backend, home_template=settings.user_home_template, cache=answers)
 
 
 def build_jobs(settings: Settings, tokens: TokenAuthority) -> JobService:
@@ -60,7 +70,11 @@ def build_jobs(settings: Settings, tokens: TokenAuthority) -> JobService:
 
 
 def build_server(
-    settings: Settings, catalogue: Catalogue, jobs: JobService, tokens: TokenAuthority
+    settings: Settings,
+    catalogue: Catalogue,
+    jobs: JobService,
+    tokens: TokenAuthority,
+    cache: CacheStore | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
     table = CommandTable()
@@ -74,7 +88,11 @@ def build_server(
     dispatcher = Dispatcher(table, site=settings.site)
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
     accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
-    TokenCommands(table, tokens, accounts.identify_login).register()
+    find_login = accounts.identify_login
+    if cache is not None:
+        CacheCommands(table, cache).register()
+        find_login = logins(cache, settings, accounts.identify_login)
+    TokenCommands(table, tokens, find_login).register()
     limits = Limits(
         max_message_size=settings.max_message_size,
         max_connections=settings.max_connections,
@@ -86,9 +104,12 @@ def build_server(
 
 async def serve(settings: Settings) -> None:
     tokens = token_authority(settings)
-    catalogue = build_catalogue(settings)
+    cache = build_cache(settings)
+    catalogue = build_catalogue(settings, cache)
     jobs = build_jobs(settings, tokens)
-    server = build_server(settings, catalogue, jobs, tokens)
+    server = build_server(settings, catalogue, jobs, tokens, cache)
+    textcache = await serve_textcache(settings, cache)
+    janitor = asyncio.create_task(release_readers(cache))
     await catalogue.backend.start()
     await jobs.store.start()
     se = None
@@ -102,6 +123,10 @@ async def serve(settings: Settings) -> None:
             await se.close()
         await jobs.store.close()
         await catalogue.backend.close()
+        janitor.cancel()
+        if textcache is not None:
+            await textcache.close()
+        await asyncio.to_thread(cache.close)
 
 
 async def embedded_se(settings: Settings, catalogue: Catalogue):

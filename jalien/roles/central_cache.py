@@ -1,0 +1,94 @@
+"""The shared cache of the central services, wired in plain code (jcentral calls these).
+
+One LMDB directory per host (``{home}/cache``, ``cache_dir``): every jcentral process of
+the host opens it and shares what is in it. The services' own namespaces are private (not
+reachable over the TextCache HTTP port):
+
+- ``catalogue.find`` / ``catalogue.whereis``: the catalogue's answers (``CatalogueCache``),
+  dropped by the catalogue's writes through their LFN scopes;
+- ``auth.logins``: accounts by login (DN, roles, home) for the token command, keyed by
+  the accounts file's version.
+
+Other namespaces are made on demand by TextCache and ``cache.set`` users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from jalien.cache.memo import ReadThrough, file_version
+from jalien.cache.store import CacheStore, Policy
+from jalien.cache.textcache import TextCache
+from jalien.cache.typed import Typed, TypedCache
+from jalien.catalogue.model import Entry, Replica
+from jalien.config import Settings
+from jalien.net.http import HttpServer
+from jalien.net.identity import Identity
+
+log = logging.getLogger("jalien.jcentral")
+
+NAMESPACES = {
+    "catalogue.find": Policy(max_entries=20_000, max_bytes=256 << 20, ttl=600.0, private=True),
+    "catalogue.whereis": Policy(max_entries=200_000, ttl=3600.0, private=True),
+    "auth.logins": Policy(max_entries=50_000, ttl=300.0, private=True),
+}
+
+
+def build_cache(settings: Settings) -> CacheStore:
+    return CacheStore(
+        settings.path(settings.cache_dir, "cache"),
+        policies=NAMESPACES,
+        map_size=settings.cache_map_size,
+    )
+
+
+def catalogue_cache(store: CacheStore) -> TypedCache:
+    return TypedCache(
+        store,
+        {
+            "find": Typed("catalogue.find", list[list[Entry]]),
+            "whereis": Typed("catalogue.whereis", list[Replica]),
+        },
+    )
+
+
+def logins(
+    store: CacheStore, settings: Settings, identify_login: Callable[[str], Identity]
+) -> ReadThrough[Identity]:
+    """identify_login through the cache (the accounts file answers it by a full scan)."""
+    return ReadThrough(
+        store,
+        "auth.logins",
+        identify_login,
+        Identity,
+        version=file_version(settings.accounts_path),
+    )
+
+
+async def serve_textcache(settings: Settings, store: CacheStore) -> HttpServer | None:
+    """JAliEn's TextCache HTTP shape on cache_http_port (loopback by default), if it can
+    listen there: a port taken by another process costs a warning, not the start."""
+    if settings.cache_http_port < 0:
+        return None
+    server = HttpServer(TextCache(store))
+    try:
+        await server.start(settings.cache_http_listen, settings.cache_http_port)
+    except OSError as exc:
+        log.warning(
+            "TextCache HTTP not started on port %d: %s", settings.cache_http_port, exc.strerror
+        )
+        await server.close()
+        return None
+    return server
+
+
+async def release_readers(store: CacheStore, every: float = 1.0) -> None:
+    """End the event loop's read transaction now and then, so that an idle loop does not
+    keep old pages of the shared file from being reused."""
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            await asyncio.sleep(every)
+            store.release()
