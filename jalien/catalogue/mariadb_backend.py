@@ -25,6 +25,12 @@ GUID references are written, committed, before the entries that need them (on th
 connections), so every committed entry with a GUID has its reference; a reference may
 outlive its entries (a delete does not touch it), and `by_guid` only trusts what the
 referenced tables hold.
+
+Limits: dir <= 2048 bytes and name <= 1024 bytes (InnoDB's key; longer is a BadPath);
+`add_shard` takes an empty prefix only (moving a populated subtree to a new shard is not
+done); every process re-reads the index each `index_ttl` seconds, as AliEn's caches do, so
+a shard is added before anything is written under it, and a GUID table starts in the
+future (the default start of `add_guid_table` leaves that margin).
 """
 
 from __future__ import annotations
