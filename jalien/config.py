@@ -118,9 +118,7 @@ def _coerce(name: str, raw: str) -> object:
         if field_type == list[str]:
             return [part.strip() for part in raw.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(
-            f"{env_name(name)}={raw!r} is not a valid {field_type}"
-        ) from None
+        raise ConfigError(f"{env_name(name)}={raw!r} is not a valid {field_type}") from None
     return raw
 
 

@@ -62,8 +62,7 @@ def test_kill9_loses_nothing_acknowledged(tmp_path):
     assert run_setup(home, globus).returncode == 0
     ws, binary = free_port(), free_port()
     proc = start_central(home, tmp_path / "log", ws, binary)
-    context = client_context(globus / "usercert.pem", globus / "userkey.pem",
-                             home / "certificates")
+    context = client_context(globus / "usercert.pem", globus / "userkey.pem", home / "certificates")
     acknowledged: list[str] = []
 
     async def writer():
@@ -89,6 +88,7 @@ def test_kill9_loses_nothing_acknowledged(tmp_path):
     assert acknowledged
     proc = start_central(home, tmp_path / "log2", ws, binary)
     try:
+
         async def names():
             client = Client("127.0.0.1", binary, context, reconnect=False)
             await client.connect()
