@@ -12,8 +12,10 @@ outside CI and fail in CI (``CI`` set), so that CI never passes by not running t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -138,7 +140,7 @@ def _start_second(tmp: Path) -> tuple[subprocess.Popen, Server]:
          "--skip-grant-tables", "--skip-name-resolve", "--skip-log-bin",
          "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2",
          "--max-connections=500"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
     )  # fmt: skip
     server = Server("127.0.0.1", port)
     deadline = time.monotonic() + START_TIMEOUT
@@ -152,6 +154,27 @@ def _start_second(tmp: Path) -> tuple[subprocess.Popen, Server]:
             _stop(proc)
             unavailable(f"the second mariadbd did not answer within {START_TIMEOUT:.0f} s")
         time.sleep(0.2)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when pytest dies, even by kill -9 (Linux's PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _drop_orphans(server: Server) -> None:
+    """Drop the databases of test sessions that died without dropping theirs."""
+    conn = server.connect()
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW DATABASES LIKE 'jalien\\_test\\_%'")
+        for (name,) in cur.fetchall():
+            pid = name.rsplit("_", 1)[-1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                _settle_stale_xa(cur)
+                cur.execute(f"DROP DATABASE IF EXISTS {name}")
+    finally:
+        conn.close()
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -174,6 +197,7 @@ def mariadb_servers(tmp_path_factory):
     problem = _reachable(system)
     if problem:
         unavailable(f"the system MariaDB is not reachable ({problem}); build/ensure_mariadb.sh")
+    _drop_orphans(system)
     proc, second = _start_second(tmp_path_factory.mktemp("mariadb2"))
     servers = MariaDBServers(system, second, f"jalien_test_{os.getpid()}")
     try:
