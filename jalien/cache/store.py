@@ -25,10 +25,12 @@ header) and two index updates.
 and ``meta``: ``ns/N`` for each namespace, ``tick`` (the stamp clock, +1 per commit).
 
 Eviction: when a commit leaves a namespace above ``max_entries`` (or ``max_bytes`` of
-pages), the oldest stamps go first. With ``lru`` a hit is logged in memory and the writer
-moves the key to the newest stamp at its next commit (at most every ``touch_interval``), so
-reads never write on the hot path; without it the order is the order of writes (FIFO).
-Values above ``TOUCH_LIMIT`` are not moved by hits (a move rewrites the value).
+pages), the oldest stamps go first. With ``lru`` (an approximation, as Redis's) one hit in
+``touch_sample`` is logged in memory, and the writer moves a logged key to the newest stamp
+at its next commit (at most every ``touch_interval``) if it is in the older half of the
+order; so reads never write on the hot path, a hot key is refreshed before it could be
+evicted, and a namespace read at random costs few rewrites. Without ``lru`` the order is the
+order of writes (FIFO). Values above ``TOUCH_LIMIT`` are not moved (a move rewrites them).
 ``bench/bench_cache.py`` measures both. Expired entries miss at once and are swept in
 chunks by the writer.
 
@@ -219,6 +221,7 @@ class CacheStore:
         max_stale: float = 0.001,
         writer: bool = True,
         touch_interval: float = 0.05,
+        touch_sample: int = 8,
         sweep_interval: float = 10.0,
         sweep_chunk: int = 2000,
         max_batch: int = 4096,
@@ -233,6 +236,10 @@ class CacheStore:
         self.sync = sync
         self.max_stale = max_stale
         self.touch_interval = touch_interval
+        if touch_sample < 1 or touch_sample & (touch_sample - 1):
+            raise ValueError("touch_sample must be a power of 2")
+        self._touch_mask = touch_sample - 1
+        self._hits = 0
         self.sweep_interval = sweep_interval
         self.sweep_chunk = sweep_chunk
         self.max_batch = max_batch
@@ -403,7 +410,9 @@ class CacheStore:
             return None
         space.hits += 1
         if space.lru:
-            self._touches.append((space, key))
+            self._hits = hits = self._hits + 1
+            if not hits & self._touch_mask:
+                self._touches.append((space, key))
         return raw[_HEAD_SIZE + slen :]
 
     def get_many(self, ns: str, keys: Iterable[bytes]) -> list[bytes | None]:
@@ -445,7 +454,9 @@ class CacheStore:
             return "expired", None
         space.hits += 1
         if space.lru:
-            self._touches.append((space, key))
+            self._hits = hits = self._hits + 1
+            if not hits & self._touch_mask:
+                self._touches.append((space, key))
         return "hit", raw[_HEAD_SIZE + slen :]
 
     def _barred(self, ns: str, seq: int, raw: bytes, slen: int) -> bool:
@@ -819,12 +830,22 @@ class CacheStore:
         return len(keys)
 
     def _touch(self, txn: Any, touches: list[tuple[_Space, bytes]], stamp: bytes) -> None:
+        """Move the keys read to the newest stamp, those in the older half of the order only
+        (a key read again soon after a move stays where it is)."""
+        now = _STAMP.unpack(stamp)[0]
+        middle: dict[_Space, bytes] = {}
         for space, key in set(touches):
+            half = middle.get(space)
+            if half is None:
+                cursor = txn.cursor(db=space.l)
+                oldest = _STAMP.unpack(cursor.key())[0] if cursor.first() else now
+                cursor.close()
+                half = middle[space] = _STAMP.pack(oldest + (now - oldest) // 2)
             raw = txn.get(key, None, space.v)
             if raw is None or len(raw) > TOUCH_LIMIT:
                 continue
             old = raw[_STAMP_AT : _STAMP_AT + 8]
-            if old == stamp:
+            if old >= half:
                 continue
             txn.put(key, raw[:_STAMP_AT] + stamp + raw[_STAMP_AT + 8 :], db=space.v)
             txn.delete(old, key, db=space.l)

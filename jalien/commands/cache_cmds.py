@@ -108,15 +108,18 @@ class CacheCommands:
         options = request.options
         if not options:
             raise CacheError("usage: cache.get <ns> <key>...")
-        if request.data:
-            return Reply(data=self.store.get_many(options[0], request.data))
-        keys = options[1:]
-        if not keys:
+        keys = request.data
+        if keys:
+            if len(keys) == 1:  # the common case, without the list of get_many
+                return Reply(data=[self.store.get(options[0], keys[0])])
+            return Reply(data=self.store.get_many(options[0], keys))
+        words = options[1:]
+        if not words:
             raise CacheError("usage: cache.get <ns> <key>...")
         records: list[Record] = []
         missing = []
         for word, value in zip(
-            keys, self.store.get_many(options[0], _text_keys(keys)), strict=True
+            words, self.store.get_many(options[0], _text_keys(words)), strict=True
         ):
             if value is None:
                 missing.append(word)

@@ -120,7 +120,7 @@ def test_if_absent_respects_live_and_expired_values(make_store, clock):
 
 @pytest.mark.parametrize("lru", [True, False], ids=["lru", "fifo"])
 def test_eviction_keeps_the_namespace_bounded(make_store, lru):
-    store = make_store(policies={"small": Policy(max_entries=50, lru=lru)})
+    store = make_store(policies={"small": Policy(max_entries=50, lru=lru)}, touch_sample=1)
     store.set("small", b"hot", b"h")
     store.run_once()
     for i in range(500):
