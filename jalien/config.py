@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -31,6 +32,10 @@ class Settings(msgspec.Struct, kw_only=True):
     host_key: str = ""
     ca_dir: str = ""  # default: X509_CERT_DIR or {home}/certificates
     accounts_file: str = ""  # default: {home}/accounts.toml
+    catalogue_backend: str = "sqlite"  # "sqlite" (embedded) or "mariadb" (sharded)
+    # for mariadb: a [catalogue_mariadb] table, see jalien.catalogue.mariadb_backend
+    # (hosts = ["mysql://root@127.0.0.1:3306/alice_data"], prefixes = {"/alice/data/" = 1})
+    catalogue_mariadb: dict[str, Any] = {}
     max_message_size: int = 16 * 1024 * 1024
     max_connections: int = 10_000
     idle_timeout: float = 3600.0

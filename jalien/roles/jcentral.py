@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+import msgspec
 import uvloop
 
 from jalien.auth.cadir import write_ca_dir
@@ -15,6 +16,7 @@ from jalien.auth.errors import AuthError
 from jalien.auth.tls import server_context
 from jalien.auth.tokens import TokenAuthority
 from jalien.cache.store import CacheStore
+from jalien.catalogue.backend import CatalogueBackend
 from jalien.catalogue.cache import MemoryCache
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
@@ -26,7 +28,7 @@ from jalien.commands.job_cmds import JobCommands
 from jalien.commands.storage_cmds import StorageCommands
 from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
-from jalien.config import Settings
+from jalien.config import ConfigError, Settings
 from jalien.jobs.broker import Broker
 from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
@@ -58,8 +60,24 @@ def token_authority(settings: Settings) -> TokenAuthority:
     return authority
 
 
+def catalogue_backend(settings: Settings) -> CatalogueBackend:
+    if settings.catalogue_backend == "sqlite":
+        return SQLiteBackend(settings.home_path / "catalogue.db")
+    if settings.catalogue_backend == "mariadb":
+        from jalien.catalogue.mariadb_backend import MariaDBBackend, MariaDBConfig
+
+        try:
+            config = msgspec.convert(settings.catalogue_mariadb, MariaDBConfig)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"[catalogue_mariadb]: {exc}") from None
+        return MariaDBBackend(config)
+    raise ConfigError(
+        f"catalogue_backend must be sqlite or mariadb, not {settings.catalogue_backend!r}"
+    )
+
+
 def build_catalogue(settings: Settings, cache: CacheStore | None = None) -> Catalogue:
-    backend = SQLiteBackend(settings.home_path / "catalogue.db")
+    backend = catalogue_backend(settings)
     answers = catalogue_cache(cache) if cache is not None else MemoryCache()
     return Catalogue(backend, home_template=settings.user_home_template, cache=answers)
 
@@ -179,6 +197,9 @@ def run_jcentral(settings: Settings) -> int:
     )
     try:
         uvloop.run(serve(settings))
+    except ConfigError as exc:
+        print(f"jalien-bin: cannot start jcentral: {exc}", file=sys.stderr)
+        return 2
     except AuthError as exc:
         print(f"jalien-bin: cannot start jcentral: {exc}", file=sys.stderr)
         print(

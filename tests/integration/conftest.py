@@ -78,7 +78,9 @@ def run_setup(home: Path, globus: Path, login: str = "jdoe") -> subprocess.Compl
     )
 
 
-def start_central(home: Path, log: Path, ws_port: int, binary_port: int) -> subprocess.Popen:
+def start_central(
+    home: Path, log: Path, ws_port: int, binary_port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     out = open(log, "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [
