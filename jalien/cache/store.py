@@ -6,8 +6,9 @@ their writers; readers never wait). In each process:
 
 - reads run on the calling thread (the event loop: a hit is answered inline) from a read
   transaction kept per thread and renewed when this process committed, when a namespace
-  handle was opened, or after ``max_stale`` seconds (what another process wrote shows up
-  within that time);
+  handle was opened, or when another process committed: the writer thread looks at LMDB's
+  last transaction id every ``max_stale`` seconds, so what another process wrote shows up
+  within that time (a store without a writer thread renews by age instead);
 - writes are queued to one writer thread that applies everything queued in one write
   transaction (group commit). Until then the process reads its own writes from a small
   overlay, and pending invalidations hide what they will drop.
@@ -218,7 +219,7 @@ class CacheStore:
         clock: Callable[[], float] = time.time,
         readonly: bool = False,
         sync: bool = True,
-        max_stale: float = 0.001,
+        max_stale: float = 0.005,
         writer: bool = True,
         touch_interval: float = 0.05,
         touch_sample: int = 8,
@@ -235,6 +236,7 @@ class CacheStore:
         self.readonly = readonly
         self.sync = sync
         self.max_stale = max_stale
+        self._seen_txnid = -1  # LMDB's last transaction id when this process last looked
         self.touch_interval = touch_interval
         if touch_sample < 1 or touch_sample & (touch_sample - 1):
             raise ValueError("touch_sample must be a power of 2")
@@ -271,7 +273,9 @@ class CacheStore:
         self.commits = 0
         self.closed = False
         self._thread: threading.Thread | None = None
-        if writer and not readonly:
+        # without a writer thread nobody watches other processes' commits: renew by age
+        self._timed = not (writer and not readonly)
+        if not self._timed:
             self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
             self._thread.start()
 
@@ -365,7 +369,7 @@ class CacheStore:
         if (
             txn is not None
             and reader.commits == self._commits
-            and time.monotonic() - reader.since < self.max_stale
+            and not (self._timed and time.monotonic() - reader.since >= self.max_stale)
         ):
             return txn
         if txn is not None:
@@ -395,8 +399,8 @@ class CacheStore:
         txn = reader.txn
         if (
             reader.commits != self._commits
-            or _monotonic() - reader.since >= self.max_stale
             or txn is None
+            or (self._timed and _monotonic() - reader.since >= self.max_stale)
         ):
             txn = self._txn()
         raw = txn.get(key, None, space.v)
@@ -616,9 +620,10 @@ class CacheStore:
 
     # -- the writer
     def _run(self) -> None:
+        wait = max(0.001, min(self.touch_interval, self.max_stale))
         while True:
             try:
-                if not self.run_once(self.touch_interval):
+                if not self.run_once(wait):
                     return
             except Exception:  # a bug: keep the writer alive, the cache is only a cache
                 log.exception("cache writer failed")
@@ -646,6 +651,10 @@ class CacheStore:
             self._next_sweep = now + self.sweep_interval
         if ops or touches or sweep:
             self._commit(ops, touches or [], sweep)
+        last = self._env.info()["last_txnid"]
+        if last != self._seen_txnid:  # another process committed: readers renew
+            self._seen_txnid = last
+            self._commits += 1
         return not any(op[0] == _STOP for op in ops)
 
     def _commit(self, ops: list[tuple[Any, ...]], touches: list[Any], sweep: bool) -> None:
