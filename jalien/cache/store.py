@@ -222,7 +222,7 @@ class CacheStore:
         max_stale: float = 0.005,
         writer: bool = True,
         touch_interval: float = 0.05,
-        touch_sample: int = 8,
+        touch_sample: int = 4,
         sweep_interval: float = 10.0,
         sweep_chunk: int = 2000,
         max_batch: int = 4096,
