@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, kw_only=True):
     # for mariadb: a [catalogue_mariadb] table, see jalien.catalogue.mariadb_backend
     # (hosts = ["mysql://root@127.0.0.1:3306/alice_data"], prefixes = {"/alice/data/" = 1})
     catalogue_mariadb: dict[str, Any] = {}
+    taskqueue_backend: str = "sqlite"  # "sqlite" (embedded) or "mariadb" (one server)
+    # for mariadb: a [taskqueue_mariadb] table, see jalien.jobs.mariadb_store
+    # (dsn = "mysql://root@127.0.0.1:3306/alice_queue", readers = 2)
+    taskqueue_mariadb: dict[str, Any] = {}
     max_message_size: int = 16 * 1024 * 1024
     max_connections: int = 10_000
     idle_timeout: float = 3600.0

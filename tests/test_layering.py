@@ -34,7 +34,7 @@ HOMES = {
     "picows": {"net"},
     "uvloop": {"net", "roles", "cli"},
     "lmdb": {"cache"},
-    "MySQLdb": {"catalogue"},  # the MariaDB catalogue backend
+    "MySQLdb": {"catalogue", "sqlstore"},  # the MariaDB catalogue; sqlstore.mysql
 }
 
 

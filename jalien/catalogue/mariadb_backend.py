@@ -47,12 +47,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
 import MySQLdb
 from msgspec.structs import astuple
-from MySQLdb.constants import CLIENT
 
 from jalien.catalogue.backend import PAGE, DiskUsage, Exists, FindQuery, NotFound
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement, now_ms
@@ -65,6 +63,19 @@ from jalien.catalogue.sharding import (
     entry_key,
     merge_pages,
 )
+from jalien.sqlstore.mysql import (
+    CONNECTION_LOST,
+    ER_DATA_TOO_LONG,
+    ER_DUP_ENTRY,
+    ER_LOCK_DEADLOCK,
+    ER_XAER_NOTA,
+    Dsn,
+    ReaderPool,
+    connect,
+    parse_dsn,
+)
+from jalien.sqlstore.mysql import close_quietly as _close_quietly
+from jalien.sqlstore.mysql import error_code as _code
 from jalien.wire.messages import DirEntry
 
 log = logging.getLogger(__name__)
@@ -123,14 +134,6 @@ def guid_tables_ddl(shard: GuidShard) -> list[str]:
     ]
 
 
-# MariaDB error codes
-ER_DUP_ENTRY = 1062
-ER_LOCK_DEADLOCK = 1213
-ER_DATA_TOO_LONG = 1406
-ER_XAER_NOTA = 1397
-CONNECTION_LOST = {1927, 2006, 2013, 2055, 4031}  # killed, gone away, lost, idle timeout
-
-
 class MariaDBConfig(msgspec.Struct, kw_only=True, frozen=True):
     """How to reach the catalogue's servers; the role (or a test) builds it."""
 
@@ -140,67 +143,6 @@ class MariaDBConfig(msgspec.Struct, kw_only=True, frozen=True):
     readers: int = 4  # reader threads (each with its connection) per host
     index_ttl: float = 300.0  # seconds before INDEXTABLE/GUIDINDEX are read again
     xa_recover_age: float = 30.0  # start() settles prepared XA branches older than this
-
-
-class Dsn(NamedTuple):
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
-    unix_socket: str
-
-    @property
-    def address(self) -> str:
-        return self.unix_socket or f"{self.host}:{self.port}"
-
-
-def parse_dsn(dsn: str) -> Dsn:
-    parts = urlsplit(dsn)
-    if parts.scheme not in ("mysql", "mariadb"):
-        raise ValueError(f"not a mysql:// or mariadb:// DSN: {dsn!r}")
-    database = parts.path.lstrip("/")
-    if not database:
-        raise ValueError(f"the DSN names no database: {dsn!r}")
-    query = parse_qs(parts.query)
-    return Dsn(
-        parts.hostname or "127.0.0.1",
-        parts.port or 3306,
-        unquote(parts.username or "root"),
-        unquote(parts.password or ""),
-        database,
-        query.get("unix_socket", [""])[0],
-    )
-
-
-def connect(dsn: Dsn, autocommit: bool = True) -> MySQLdb.Connection:
-    """A connection as every thread here uses it: utf8mb4, affected rows = matched rows."""
-    kw: dict[str, Any] = {
-        "user": dsn.user,
-        "password": dsn.password,
-        "database": dsn.database,
-        "charset": "utf8mb4",
-        "autocommit": autocommit,
-        "connect_timeout": 10,
-        "client_flag": CLIENT.FOUND_ROWS,
-    }
-    if dsn.unix_socket:
-        kw["unix_socket"] = dsn.unix_socket
-    else:
-        kw["host"], kw["port"] = dsn.host, dsn.port
-    conn = MySQLdb.connect(**kw)
-    conn.query("SET SESSION innodb_lock_wait_timeout = 20")
-    return conn
-
-
-def _code(exc: BaseException) -> int:
-    return exc.args[0] if isinstance(exc, MySQLdb.Error) and exc.args else 0
-
-
-def _close_quietly(conn: MySQLdb.Connection | None) -> None:
-    if conn is not None:
-        with contextlib.suppress(MySQLdb.Error):
-            conn.close()
 
 
 def _check_lengths(d: str, n: str) -> None:
@@ -591,46 +533,17 @@ class _Host:
 
     def __init__(self, index: int, dsn: Dsn, readers: int, dsns: Callable[[int], Dsn]) -> None:
         self.index, self.dsn = index, dsn
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=readers, thread_name_prefix=f"mariadb{index}-read"
-        )
-        self._local = threading.local()
-        self._conns: list[MySQLdb.Connection] = []
-        self._lock = threading.Lock()
+        self.readers = ReaderPool(dsn, readers, f"mariadb{index}")
         self.writer = _Writer(index, dsn, dsns)
         self.writer.start()
 
-    def _run(self, fn: Callable[[Any], Any]) -> Any:
-        for attempt in range(2):
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._local.conn = connect(self.dsn)
-                with self._lock:
-                    self._conns.append(conn)
-            try:
-                cur = conn.cursor()
-                try:
-                    return fn(cur)
-                finally:
-                    cur.close()
-            except MySQLdb.OperationalError as exc:
-                if _code(exc) not in CONNECTION_LOST or attempt:
-                    raise
-                self._local.conn = None
-                _close_quietly(conn)
-        raise AssertionError("unreachable")
-
     async def read(self, fn: Callable[[Any], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self._run, fn)
+        return await self.readers.read(fn)
 
     def close(self) -> None:
         self.writer.jobs.put(None)
         self.writer.join(30)
-        self.pool.shutdown(wait=True)
-        with self._lock:
-            for conn in self._conns:
-                _close_quietly(conn)
-            self._conns.clear()
+        self.readers.close()
 
 
 def _fetchall(sql: str, args: Any) -> Callable[[Any], tuple]:

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from jalien.auth.tokens import TokenAuthority, TokenKind, TokenSubject, token_key_pem
 from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
+from jalien.jobs.queue import JobRow, NewJob, TaskQueue
 from jalien.jobs.requirements import compile_requirements
 from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, JobState
-from jalien.jobs.store import JobRow, NewJob, TaskQueueStore
 from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Event
 
@@ -43,7 +43,7 @@ def is_site(caller: Any) -> bool:
 class JobService:
     def __init__(
         self,
-        store: TaskQueueStore,
+        store: TaskQueue,
         broker: Broker,
         *,
         tokens: TokenAuthority | None = None,

@@ -1,23 +1,32 @@
-"""The task queue on SQL: jobs, their states and their trace (SQLite embedded; the same
-interface will run on MariaDB).
+"""The task queue on SQLite (embedded): jobs, their states and their trace; the
+jalien.jobs.queue.TaskQueue protocol, as jalien.jobs.mariadb_store on MariaDB.
 
-Every state change is checked against jalien.jobs.states inside the writer's transaction,
-so two racing updates cannot both win.
+Every state change is checked against jalien.jobs.states inside the writer's transaction
+(BEGIN IMMEDIATE: one writer for the whole file), so two racing updates cannot both win.
 """
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from jalien.jobs.states import JobState, check_transition
+from jalien.jobs.queue import (
+    ACTIVE_STATES,
+    UPDATABLE,
+    JobRow,
+    NewJob,
+    NoSuchJob,
+    TaskQueue,
+    check_fields,
+    check_move,
+    now_ms,
+)
+from jalien.jobs.states import JobState
 from jalien.sqlstore.sqlite import SQLiteStore
-from jalien.wire.errors import EXIT_NOT_FOUND, RequestError
+
+__all__ = ["UPDATABLE", "JobRow", "NewJob", "NoSuchJob", "TaskQueue", "TaskQueueStore"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -59,72 +68,6 @@ COLUMNS = (
     "site, ce, node, submitted, started, finished, heartbeat, exit_code, error, "
     "resubmits, split_index, output_dir"
 )
-UPDATABLE = {
-    "site",
-    "ce",
-    "node",
-    "started",
-    "finished",
-    "heartbeat",
-    "exit_code",
-    "error",
-    "resubmits",
-    "output_dir",
-}
-
-
-class JobRow(msgspec.Struct, gc=False):
-    id: int
-    master: int
-    user: str
-    state: str
-    jdl: str
-    requirements: str
-    packages: str  # comma separated
-    ttl: int
-    cores: int
-    memory: int
-    price: float
-    site: str
-    ce: str
-    node: str
-    submitted: int
-    started: int
-    finished: int
-    heartbeat: int
-    exit_code: int
-    error: str
-    resubmits: int
-    split_index: int
-    output_dir: str
-
-    @property
-    def job_state(self) -> JobState:
-        return JobState(self.state)
-
-
-class NewJob(msgspec.Struct, kw_only=True):
-    user: str
-    jdl: str
-    state: JobState = JobState.WAITING
-    master: int = 0
-    requirements: str = ""
-    packages: str = ""
-    ttl: int = 3600
-    cores: int = 1
-    memory: int = 0
-    price: float = 1.0
-    split_index: int = 0
-    output_dir: str = ""
-
-
-class NoSuchJob(RequestError):
-    def __init__(self, job: int) -> None:
-        super().__init__(f"No such job: {job}", EXIT_NOT_FOUND)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TaskQueueStore:
@@ -183,11 +126,9 @@ class TaskQueueStore:
         message: str = "",
         force: bool = False,
     ) -> tuple[JobState, JobRow]:
-        """Move a job to *new* (a legal move, from one of *expect* if given); returns the
-        previous state and the updated row."""
+        """See TaskQueue.transition."""
         fields = dict(fields or {})
-        if set(fields) - UPDATABLE:
-            raise ValueError(f"cannot update {sorted(set(fields) - UPDATABLE)}")
+        check_fields(fields)
         stamp = now_ms()
 
         def run(c: sqlite3.Connection) -> tuple[JobState, JobRow]:
@@ -195,13 +136,7 @@ class TaskQueueStore:
             if row is None:
                 raise NoSuchJob(job_id)
             old = JobState(row[0])
-            if expect is not None and old not in expect:
-                raise RequestError(
-                    f"job {job_id} is {old.value}, not {'/'.join(sorted(s.value for s in expect))}",
-                    22,
-                )
-            if not force:
-                check_transition(job_id, old, new)
+            check_move(job_id, old, new, expect, force)
             sets = ["state=?"] + [f"{k}=?" for k in fields]
             c.execute(
                 f"UPDATE jobs SET {', '.join(sets)} WHERE id=?",
@@ -214,8 +149,7 @@ class TaskQueueStore:
         return await self._db.write(run)
 
     async def touch(self, job_id: int, fields: dict[str, Any]) -> None:
-        if set(fields) - UPDATABLE:
-            raise ValueError(f"cannot update {sorted(set(fields) - UPDATABLE)}")
+        check_fields(fields)
         sets = ", ".join(f"{k}=?" for k in fields)
         await self._db.write(
             lambda c: c.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))
@@ -274,8 +208,9 @@ class TaskQueueStore:
     async def active_by_user(self) -> dict[str, int]:
         rows = await self._db.read(
             lambda c: c.execute(
-                "SELECT user, COUNT(*) FROM jobs WHERE state IN "
-                "('ASSIGNED','STARTED','RUNNING','SAVING') GROUP BY user"
+                f"SELECT user, COUNT(*) FROM jobs WHERE state IN ({','.join('?' * 4)}) "
+                "GROUP BY user",
+                ACTIVE_STATES,
             ).fetchall()
         )
         return dict(rows)

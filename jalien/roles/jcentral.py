@@ -30,6 +30,7 @@ from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
 from jalien.config import ConfigError, Settings
 from jalien.jobs.broker import Broker
+from jalien.jobs.queue import TaskQueue
 from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
 from jalien.net.identity import AccountsAuthenticator
@@ -82,8 +83,26 @@ def build_catalogue(settings: Settings, cache: CacheStore | None = None) -> Cata
     return Catalogue(backend, home_template=settings.user_home_template, cache=answers)
 
 
+def task_queue(settings: Settings) -> TaskQueue:
+    if settings.taskqueue_backend == "sqlite":
+        return TaskQueueStore(settings.home_path / "taskqueue.db")
+    if settings.taskqueue_backend == "mariadb":
+        try:
+            from jalien.jobs.mariadb_store import MariaDBTaskQueue, MariaDBTaskQueueConfig
+        except ImportError as exc:
+            raise ConfigError(f"taskqueue_backend = mariadb: {exc} (install mysqlclient)") from None
+        try:
+            config = msgspec.convert(settings.taskqueue_mariadb, MariaDBTaskQueueConfig)
+            return MariaDBTaskQueue(config.dsn, readers=config.readers)
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise ConfigError(f"[taskqueue_mariadb]: {exc}") from None
+    raise ConfigError(
+        f"taskqueue_backend must be sqlite or mariadb, not {settings.taskqueue_backend!r}"
+    )
+
+
 def build_jobs(settings: Settings, tokens: TokenAuthority) -> JobService:
-    store = TaskQueueStore(settings.home_path / "taskqueue.db")
+    store = task_queue(settings)
     return JobService(store, Broker(), tokens=tokens, home_template=settings.user_home_template)
 
 

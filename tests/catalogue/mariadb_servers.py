@@ -1,4 +1,4 @@
-"""Two real MariaDB servers for the catalogue tests (session scope).
+"""Real MariaDB servers for the catalogue and task queue tests (session scope).
 
 Server 1 is the machine's MariaDB at 127.0.0.1:3306 (root, empty password; elsewhere with
 JALIEN_TEST_MARIADB=host:port), in a database
@@ -94,7 +94,7 @@ def _settle_stale_xa(cur) -> None:
 
 def unavailable(reason: str) -> None:
     """Skip loudly outside CI; fail in CI."""
-    message = f"MariaDB catalogue tests cannot run: {reason}"
+    message = f"MariaDB tests cannot run: {reason}"
     if os.environ.get("CI"):
         pytest.fail(message + " (CI is set: the MariaDB backend must be tested)")
     pytest.skip(message + " (set CI=true to make this an error)")
@@ -215,3 +215,41 @@ def mariadb_dsns(mariadb_servers) -> list[str]:
         mariadb_servers.system.dsn(mariadb_servers.database),
         mariadb_servers.second.dsn(mariadb_servers.database),
     ]
+
+
+@pytest.fixture(scope="session")
+def mariadb_system():
+    """Server 1 alone (the task queue needs one server), without starting server 2: yields
+    (server, this session's database name there), dropped at the end."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        unavailable("the mysqlclient driver is not installed (pip install -e '.[test]')")
+    system = Server(SYSTEM_HOST, SYSTEM_PORT)
+    problem = _reachable(system)
+    if problem:
+        unavailable(f"the system MariaDB is not reachable ({problem}); build/ensure_mariadb.sh")
+    _drop_orphans(system)
+    database = f"jalien_test_one_{os.getpid()}"
+    try:
+        yield system, database
+    finally:
+        with contextlib.suppress(Exception):
+            conn = system.connect()
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS {database}")
+            conn.close()
+
+
+@pytest.fixture
+def mariadb_dsn(mariadb_system) -> str:
+    """A fresh, empty database on server 1."""
+    server, database = mariadb_system
+    conn = server.connect()
+    try:
+        cur = conn.cursor()
+        cur.execute("SET SESSION lock_wait_timeout = 20")
+        cur.execute(f"DROP DATABASE IF EXISTS {database}")
+        cur.execute(f"CREATE DATABASE {database}")
+    finally:
+        conn.close()
+    return server.dsn(database)

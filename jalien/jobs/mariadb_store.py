@@ -1,0 +1,306 @@
+"""The task queue on MariaDB (one server), for a grid's worth of jobs; the
+jalien.jobs.queue.TaskQueue protocol, as jalien.jobs.store does on SQLite.
+
+Tables, after AliEn's QUEUE / QUEUEJDL / QUEUETRACE:
+- ``QUEUE``: one narrow row per job (no JDL), keyed by ``queueId`` (AUTO_INCREMENT);
+  indexes on state (the broker's start-up scan, ``top``), (user, state) (``ps`` by user,
+  fair share), master (subjobs) and (site, state) (``ps -s``). InnoDB appends the key to
+  every secondary index, so "state = WAITING ORDER BY queueId" reads the index in order.
+- ``QUEUEJDL``: the JDL text by ``queueId``, read only with a job's whole row.
+- ``QUEUETRACE``: the trace, ``traceId`` AUTO_INCREMENT keeps the order written; an index
+  on (queueId, traceId) reads one job's trace in order.
+Text columns are utf8mb4 with a binary collation: names compare case-sensitively, as in
+SQLite.
+
+Writes run on jalien.sqlstore.mysql's writer thread, group-committed. A transition reads
+the job's row with ``SELECT ... FOR UPDATE`` (a row lock held until COMMIT), checks the
+move against jalien.jobs.states, updates and traces it in the same transaction: two
+racing transitions, from this process or another one on the same database, are
+serialised by the lock, and the second one sees the first one's state. A batch of jobs is
+inserted with multi-row INSERTs; their ids are consecutive when innodb_autoinc_lock_mode
+is 0 or 1 (the default), and the store inserts row by row under mode 2 (interleaved).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import msgspec
+from msgspec.structs import replace
+
+from jalien.jobs.queue import (
+    ACTIVE_STATES,
+    JobRow,
+    NewJob,
+    NoSuchJob,
+    check_fields,
+    check_move,
+    now_ms,
+)
+from jalien.jobs.states import JobState
+from jalien.sqlstore.mysql import MySQLStore
+
+TEXT = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"
+SCHEMA = [
+    f"""CREATE TABLE IF NOT EXISTS QUEUE (
+        queueId BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        master BIGINT NOT NULL DEFAULT 0,
+        user VARCHAR(64) NOT NULL,
+        state VARCHAR(16) NOT NULL,
+        requirements TEXT NOT NULL,
+        packages TEXT NOT NULL,
+        ttl INT NOT NULL DEFAULT 3600,
+        cores INT NOT NULL DEFAULT 1,
+        memory BIGINT NOT NULL DEFAULT 0,
+        price DOUBLE NOT NULL DEFAULT 1,
+        site VARCHAR(255) NOT NULL DEFAULT '',
+        ce VARCHAR(255) NOT NULL DEFAULT '',
+        node VARCHAR(255) NOT NULL DEFAULT '',
+        submitted BIGINT NOT NULL DEFAULT 0,
+        started BIGINT NOT NULL DEFAULT 0,
+        finished BIGINT NOT NULL DEFAULT 0,
+        heartbeat BIGINT NOT NULL DEFAULT 0,
+        exit_code INT NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        resubmits INT NOT NULL DEFAULT 0,
+        split_index INT NOT NULL DEFAULT 0,
+        output_dir TEXT NOT NULL DEFAULT '',
+        KEY state (state),
+        KEY user_state (user, state),
+        KEY master (master),
+        KEY site_state (site, state)) {TEXT}""",
+    f"""CREATE TABLE IF NOT EXISTS QUEUEJDL (
+        queueId BIGINT NOT NULL PRIMARY KEY,
+        jdl MEDIUMTEXT NOT NULL) {TEXT}""",
+    f"""CREATE TABLE IF NOT EXISTS QUEUETRACE (
+        traceId BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        queueId BIGINT NOT NULL,
+        time BIGINT NOT NULL,
+        state VARCHAR(16) NOT NULL,
+        message TEXT NOT NULL,
+        KEY job (queueId, traceId)) {TEXT}""",
+]
+
+# JobRow's fields in order (rows convert positionally)
+COLUMNS = (
+    "q.queueId, q.master, q.user, q.state, j.jdl, q.requirements, q.packages, q.ttl, "
+    "q.cores, q.memory, q.price, q.site, q.ce, q.node, q.submitted, q.started, q.finished, "
+    "q.heartbeat, q.exit_code, q.error, q.resubmits, q.split_index, q.output_dir"
+)
+FROM = "QUEUE q JOIN QUEUEJDL j ON j.queueId = q.queueId"
+INSERT = (
+    "INSERT INTO QUEUE (master, user, state, requirements, packages, ttl, cores, memory, "
+    "price, submitted, split_index, output_dir) VALUES "
+)
+ROW = "(" + ",".join(["%s"] * 12) + ")"
+INSERT_ROWS = 500  # rows per multi-row INSERT
+
+
+class MariaDBTaskQueueConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """jcentral's [taskqueue_mariadb] table."""
+
+    dsn: str  # mysql://user:password@host:port/database[?unix_socket=path]
+    readers: int = 2  # reader threads, each with its connection
+
+
+def _rows(cur: Any) -> list[JobRow]:
+    return list(itertools.starmap(JobRow, cur.fetchall()))
+
+
+class MariaDBTaskQueue:
+    """The task queue in the database of *dsn* (mysql://user:password@host:port/db)."""
+
+    def __init__(self, dsn: str, *, readers: int = 2) -> None:
+        self._db = MySQLStore(dsn, SCHEMA, readers=readers, name="taskqueue")
+        self._consecutive_ids = True
+        self._id_step = 1
+
+    async def start(self) -> None:
+        await self._db.start()
+
+        def settings(cur: Any) -> tuple[int, int]:
+            cur.execute("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment")
+            return cur.fetchone()
+
+        mode, step = await self._db.read(settings)
+        self._consecutive_ids = int(mode) in (0, 1)
+        self._id_step = int(step)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def insert(self, jobs: list[NewJob]) -> list[int]:
+        stamp = now_ms()
+        values = [
+            (
+                job.master,
+                job.user,
+                job.state.value,
+                job.requirements,
+                job.packages,
+                job.ttl,
+                job.cores,
+                job.memory,
+                job.price,
+                stamp,
+                job.split_index,
+                job.output_dir,
+            )
+            for job in jobs
+        ]
+        per_statement = INSERT_ROWS if self._consecutive_ids else 1
+        step = self._id_step
+
+        def run(cur: Any) -> list[int]:
+            ids: list[int] = []
+            for i in range(0, len(values), per_statement):
+                chunk = values[i : i + per_statement]
+                cur.execute(
+                    INSERT + ",".join([ROW] * len(chunk)), [v for row in chunk for v in row]
+                )
+                first = int(cur.lastrowid)  # LAST_INSERT_ID(): the chunk's first id
+                ids.extend(first + k * step for k in range(len(chunk)))
+            cur.executemany(
+                "INSERT INTO QUEUEJDL (queueId, jdl) VALUES (%s, %s)",
+                [(job_id, job.jdl) for job_id, job in zip(ids, jobs, strict=True)],
+            )
+            cur.executemany(
+                "INSERT INTO QUEUETRACE (queueId, time, state, message) "
+                "VALUES (%s, %s, %s, 'submitted')",
+                [(job_id, stamp, job.state.value) for job_id, job in zip(ids, jobs, strict=True)],
+            )
+            return ids
+
+        if not jobs:
+            return []
+        return await self._db.write(run)
+
+    async def transition(
+        self,
+        job_id: int,
+        new: JobState,
+        *,
+        expect: frozenset[JobState] | None = None,
+        fields: dict[str, Any] | None = None,
+        message: str = "",
+        force: bool = False,
+    ) -> tuple[JobState, JobRow]:
+        """See TaskQueue.transition: checked under the row's lock (SELECT ... FOR UPDATE)."""
+        fields = dict(fields or {})
+        check_fields(fields)
+        stamp = now_ms()
+        sets = ", ".join(["state=%s", *(f"{k}=%s" for k in fields)])
+
+        def run(cur: Any) -> tuple[JobState, JobRow]:
+            cur.execute(f"SELECT {COLUMNS} FROM {FROM} WHERE q.queueId=%s FOR UPDATE", (job_id,))
+            found = cur.fetchone()
+            if found is None:
+                raise NoSuchJob(job_id)
+            row = JobRow(*found)
+            old = JobState(row.state)
+            check_move(job_id, old, new, expect, force)
+            cur.execute(
+                f"UPDATE QUEUE SET {sets} WHERE queueId=%s", (new.value, *fields.values(), job_id)
+            )
+            cur.execute(
+                "INSERT INTO QUEUETRACE (queueId, time, state, message) VALUES (%s, %s, %s, %s)",
+                (job_id, stamp, new.value, message),
+            )
+            return old, replace(row, state=new.value, **fields)
+
+        return await self._db.write(run)
+
+    async def touch(self, job_id: int, fields: dict[str, Any]) -> None:
+        check_fields(fields)
+        if not fields:
+            return
+        sets = ", ".join(f"{k}=%s" for k in fields)
+        await self._db.write(
+            lambda cur: cur.execute(
+                f"UPDATE QUEUE SET {sets} WHERE queueId=%s", (*fields.values(), job_id)
+            )
+        )
+
+    async def get(self, job_id: int) -> JobRow:
+        def run(cur: Any) -> tuple | None:
+            cur.execute(f"SELECT {COLUMNS} FROM {FROM} WHERE q.queueId=%s", (job_id,))
+            return cur.fetchone()
+
+        row = await self._db.read(run)
+        if row is None:
+            raise NoSuchJob(job_id)
+        return JobRow(*row)
+
+    async def query(
+        self,
+        *,
+        user: str = "",
+        states: frozenset[JobState] | None = None,
+        site: str = "",
+        master: int | None = None,
+        ids: list[int] | None = None,
+        limit: int = 2000,
+    ) -> list[JobRow]:
+        where: list[str] = []
+        args: list[Any] = []
+        if user:
+            where.append("q.user=%s")
+            args.append(user)
+        if states:
+            where.append(f"q.state IN ({','.join(['%s'] * len(states))})")
+            args.extend(sorted(s.value for s in states))
+        if site:
+            where.append("q.site=%s")
+            args.append(site)
+        if master is not None:
+            where.append("q.master=%s")
+            args.append(master)
+        if ids:
+            where.append(f"q.queueId IN ({','.join(['%s'] * len(ids))})")
+            args.extend(ids)
+        sql = f"SELECT {COLUMNS} FROM {FROM}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY q.queueId DESC LIMIT %s"
+        args.append(limit)
+
+        def run(cur: Any) -> list[JobRow]:
+            cur.execute(sql, args)
+            return _rows(cur)
+
+        return await self._db.read(run)
+
+    async def waiting(self) -> list[JobRow]:
+        def run(cur: Any) -> list[JobRow]:
+            cur.execute(f"SELECT {COLUMNS} FROM {FROM} WHERE q.state='WAITING' ORDER BY q.queueId")
+            return _rows(cur)
+
+        return await self._db.read(run)
+
+    async def active_by_user(self) -> dict[str, int]:
+        def run(cur: Any) -> dict[str, int]:
+            cur.execute(
+                "SELECT user, COUNT(*) FROM QUEUE WHERE state IN (%s,%s,%s,%s) GROUP BY user",
+                ACTIVE_STATES,
+            )
+            return {user: int(n) for user, n in cur.fetchall()}
+
+        return await self._db.read(run)
+
+    async def trace(self, job_id: int) -> list[tuple[int, str, str]]:
+        def run(cur: Any) -> list[tuple[int, str, str]]:
+            cur.execute(
+                "SELECT time, state, message FROM QUEUETRACE WHERE queueId=%s ORDER BY traceId",
+                (job_id,),
+            )
+            return [tuple(r) for r in cur.fetchall()]
+
+        return await self._db.read(run)
+
+    async def summary(self) -> dict[str, int]:
+        def run(cur: Any) -> dict[str, int]:
+            cur.execute("SELECT state, COUNT(*) FROM QUEUE GROUP BY state")
+            return {state: int(n) for state, n in cur.fetchall()}
+
+        return await self._db.read(run)

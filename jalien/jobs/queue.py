@@ -1,0 +1,174 @@
+"""What the jobs service asks of a task queue, whatever SQL is under it: the `TaskQueue`
+protocol, its rows, and the one check every store makes inside its write transaction.
+
+Stores: jalien.jobs.store.TaskQueueStore (SQLite, embedded) and
+jalien.jobs.mariadb_store.MariaDBTaskQueue (MariaDB, at scale).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import msgspec
+
+from jalien.jobs.states import JobState, check_transition
+from jalien.wire.errors import EXIT_INVALID, EXIT_NOT_FOUND, RequestError
+
+# the columns `touch` and `transition(fields=...)` may set
+UPDATABLE = frozenset(
+    {
+        "site",
+        "ce",
+        "node",
+        "started",
+        "finished",
+        "heartbeat",
+        "exit_code",
+        "error",
+        "resubmits",
+        "output_dir",
+    }
+)
+# the states that count against a user's fair share
+ACTIVE_STATES = ("ASSIGNED", "STARTED", "RUNNING", "SAVING")
+
+
+class JobRow(msgspec.Struct, gc=False):
+    id: int
+    master: int
+    user: str
+    state: str
+    jdl: str
+    requirements: str
+    packages: str  # comma separated
+    ttl: int
+    cores: int
+    memory: int
+    price: float
+    site: str
+    ce: str
+    node: str
+    submitted: int
+    started: int
+    finished: int
+    heartbeat: int
+    exit_code: int
+    error: str
+    resubmits: int
+    split_index: int
+    output_dir: str
+
+    @property
+    def job_state(self) -> JobState:
+        return JobState(self.state)
+
+
+class NewJob(msgspec.Struct, kw_only=True):
+    user: str
+    jdl: str
+    state: JobState = JobState.WAITING
+    master: int = 0
+    requirements: str = ""
+    packages: str = ""
+    ttl: int = 3600
+    cores: int = 1
+    memory: int = 0
+    price: float = 1.0
+    split_index: int = 0
+    output_dir: str = ""
+
+
+class NoSuchJob(RequestError):
+    def __init__(self, job: int) -> None:
+        super().__init__(f"No such job: {job}", EXIT_NOT_FOUND)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def check_fields(fields: dict[str, Any]) -> None:
+    if set(fields) - UPDATABLE:
+        raise ValueError(f"cannot update {sorted(set(fields) - UPDATABLE)}")
+
+
+def check_move(
+    job_id: int,
+    old: JobState,
+    new: JobState,
+    expect: frozenset[JobState] | None,
+    force: bool,
+) -> None:
+    """Raise unless *job_id* may go from *old* to *new* (run where the row is locked)."""
+    if expect is not None and old not in expect:
+        raise RequestError(
+            f"job {job_id} is {old.value}, not {'/'.join(sorted(s.value for s in expect))}",
+            EXIT_INVALID,
+        )
+    if not force:
+        check_transition(job_id, old, new)
+
+
+class TaskQueue(Protocol):
+    """Jobs, their states and their trace. Every write is committed before it returns;
+    a transition is checked against jalien.jobs.states where the job's row is locked, so
+    of two racing transitions from the same state only one wins."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def insert(self, jobs: list[NewJob]) -> list[int]:
+        """New jobs (one trace line each, "submitted"); their ids in order."""
+        ...
+
+    async def transition(
+        self,
+        job_id: int,
+        new: JobState,
+        *,
+        expect: frozenset[JobState] | None = None,
+        fields: dict[str, Any] | None = None,
+        message: str = "",
+        force: bool = False,
+    ) -> tuple[JobState, JobRow]:
+        """Move a job to *new* (a legal move unless *force*; from one of *expect* if
+        given), set *fields* (UPDATABLE) and trace it; the previous state and the new row.
+        Raises NoSuchJob, IllegalTransition or RequestError (not in *expect*)."""
+        ...
+
+    async def touch(self, job_id: int, fields: dict[str, Any]) -> None:
+        """Set UPDATABLE fields without a state change (heartbeats)."""
+        ...
+
+    async def get(self, job_id: int) -> JobRow: ...
+
+    async def query(
+        self,
+        *,
+        user: str = "",
+        states: frozenset[JobState] | None = None,
+        site: str = "",
+        master: int | None = None,
+        ids: list[int] | None = None,
+        limit: int = 2000,
+    ) -> list[JobRow]:
+        """Jobs matching every filter given, newest first."""
+        ...
+
+    async def waiting(self) -> list[JobRow]:
+        """Every WAITING job, oldest first (the broker's indexes at start-up)."""
+        ...
+
+    async def active_by_user(self) -> dict[str, int]:
+        """user -> number of ASSIGNED/STARTED/RUNNING/SAVING jobs."""
+        ...
+
+    async def trace(self, job_id: int) -> list[tuple[int, str, str]]:
+        """(time ms, state, message) in the order written."""
+        ...
+
+    async def summary(self) -> dict[str, int]:
+        """state -> number of jobs."""
+        ...

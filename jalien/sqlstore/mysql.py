@@ -1,0 +1,329 @@
+"""A MariaDB database served to an asyncio program without blocking its loop (mysqlclient).
+
+The shape of jalien.sqlstore.sqlite: reads run on a pool of reader threads, each with its
+own autocommit connection (a lost connection is replaced and the read tried once more);
+writes go to one writer thread that commits everything queued in one transaction (group
+commit), each operation in a savepoint of its own so that one failure does not undo the
+others; a write is acknowledged only once committed. A deadlock makes InnoDB undo the
+whole transaction: the batch then runs again one operation at a time. A connection lost
+before COMMIT is replaced and the batch runs again (the server rolled it back); lost
+during COMMIT, the outcome is unknown and the batch's operations fail.
+
+Also here: DSNs and the connection settings that every MariaDB user of jalien shares
+(the sharded catalogue keeps a writer of its own, for its cross-server transactions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import MySQLdb
+from MySQLdb.constants import CLIENT
+
+log = logging.getLogger(__name__)
+
+# MariaDB error codes
+ER_DUP_ENTRY = 1062
+ER_LOCK_DEADLOCK = 1213
+ER_DATA_TOO_LONG = 1406
+ER_XAER_NOTA = 1397
+CONNECTION_LOST = {1927, 2006, 2013, 2055, 4031}  # killed, gone away, lost, idle timeout
+
+Op = Callable[[Any], Any]  # runs with a cursor, on a reader or the writer thread
+
+
+class Dsn(NamedTuple):
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    unix_socket: str
+
+    @property
+    def address(self) -> str:
+        return self.unix_socket or f"{self.host}:{self.port}"
+
+
+def parse_dsn(dsn: str) -> Dsn:
+    """mysql://user:password@host:port/database[?unix_socket=path] (or mariadb://)."""
+    parts = urlsplit(dsn)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise ValueError(f"not a mysql:// or mariadb:// DSN: {dsn!r}")
+    database = parts.path.lstrip("/")
+    if not database:
+        raise ValueError(f"the DSN names no database: {dsn!r}")
+    query = parse_qs(parts.query)
+    return Dsn(
+        parts.hostname or "127.0.0.1",
+        parts.port or 3306,
+        unquote(parts.username or "root"),
+        unquote(parts.password or ""),
+        database,
+        query.get("unix_socket", [""])[0],
+    )
+
+
+def connect(dsn: Dsn, autocommit: bool = True) -> MySQLdb.Connection:
+    """A connection as every thread here uses it: utf8mb4, affected rows = matched rows."""
+    kw: dict[str, Any] = {
+        "user": dsn.user,
+        "password": dsn.password,
+        "database": dsn.database,
+        "charset": "utf8mb4",
+        "autocommit": autocommit,
+        "connect_timeout": 10,
+        "client_flag": CLIENT.FOUND_ROWS,
+    }
+    if dsn.unix_socket:
+        kw["unix_socket"] = dsn.unix_socket
+    else:
+        kw["host"], kw["port"] = dsn.host, dsn.port
+    conn = MySQLdb.connect(**kw)
+    conn.query("SET SESSION innodb_lock_wait_timeout = 20")
+    return conn
+
+
+def error_code(exc: BaseException) -> int:
+    return exc.args[0] if isinstance(exc, MySQLdb.Error) and exc.args else 0
+
+
+def close_quietly(conn: MySQLdb.Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(MySQLdb.Error):
+            conn.close()
+
+
+class ReaderPool:
+    """Reader threads, each with its own autocommit connection to one server."""
+
+    def __init__(self, dsn: Dsn, readers: int, name: str) -> None:
+        self.dsn = dsn
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=readers, thread_name_prefix=f"{name}-read"
+        )
+        self._local = threading.local()
+        self._conns: list[MySQLdb.Connection] = []
+        self._lock = threading.Lock()
+
+    def run(self, fn: Op) -> Any:
+        """*fn* with a cursor of this thread's connection (on a reader thread)."""
+        for attempt in range(2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = connect(self.dsn)
+                with self._lock:
+                    self._conns.append(conn)
+            try:
+                cur = conn.cursor()
+                try:
+                    return fn(cur)
+                finally:
+                    cur.close()
+            except MySQLdb.OperationalError as exc:
+                if error_code(exc) not in CONNECTION_LOST or attempt:
+                    raise
+                self._local.conn = None
+                close_quietly(conn)
+        raise AssertionError("unreachable")
+
+    async def read(self, fn: Op) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.run, fn)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        with self._lock:
+            for conn in self._conns:
+                close_quietly(conn)
+            self._conns.clear()
+
+
+class _Deadlock(Exception):
+    pass
+
+
+class _Reconnect(Exception):
+    pass
+
+
+Result = tuple[Any, BaseException | None]
+
+
+class GroupWriter(threading.Thread):
+    """One server's single writer: group commit, a savepoint per operation."""
+
+    def __init__(self, dsn: Dsn, name: str, max_batch: int = 1000) -> None:
+        super().__init__(name=f"{name}-write", daemon=True)
+        self.dsn = dsn
+        self.max_batch = max_batch
+        self.jobs: queue.SimpleQueue[tuple[Op, concurrent.futures.Future] | None] = (
+            queue.SimpleQueue()
+        )
+        self.conn: MySQLdb.Connection | None = None
+
+    def submit(self, fn: Op) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.jobs.put((fn, future))
+        return future
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.jobs.put(None)
+        self.join(timeout)
+
+    def run(self) -> None:
+        while True:
+            first = self.jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._run_batch(batch)
+            if stop:
+                break
+        close_quietly(self.conn)
+
+    def _run_batch(self, batch: list[tuple[Op, concurrent.futures.Future]]) -> None:
+        ops = [fn for fn, _ in batch]
+        try:
+            try:
+                results = self._attempt(ops)
+            except _Deadlock:  # InnoDB undid the whole transaction: each operation alone
+                results = []
+                for fn in ops:
+                    for attempt in range(3):
+                        try:
+                            results.extend(self._attempt([fn]))
+                            break
+                        except _Deadlock as exc:
+                            if attempt == 2:
+                                results.append((None, exc.__cause__))
+        except BaseException as exc:
+            results = [(None, exc)] * len(batch)
+        for (_, future), (value, exc) in zip(batch, results, strict=True):
+            if exc is None:
+                future.set_result(value)
+            else:
+                future.set_exception(exc)
+
+    def _attempt(self, ops: list[Op]) -> list[Result]:
+        """The batch in one transaction, again on a new connection when the old one was
+        lost before COMMIT (the server then rolled it back: nothing happened)."""
+        for attempt in range(3):
+            try:
+                return self._transaction(ops)
+            except _Reconnect as exc:
+                log.warning("%s: writer connection lost (%s), again", self.name, exc.__cause__)
+                if attempt == 2:
+                    return [(None, exc.__cause__)] * len(ops)
+        raise AssertionError("unreachable")
+
+    def _transaction(self, ops: list[Op]) -> list[Result]:
+        committing = False
+        try:
+            if self.conn is None:
+                self.conn = connect(self.dsn, autocommit=False)
+            conn = self.conn
+            cur = conn.cursor()
+            single = len(ops) == 1
+            out: list[Result] = []
+            cur.execute("BEGIN")
+            for fn in ops:
+                if not single:
+                    cur.execute("SAVEPOINT op")
+                try:
+                    value = fn(cur)
+                except BaseException as exc:
+                    code = error_code(exc)
+                    if code == ER_LOCK_DEADLOCK or code in CONNECTION_LOST:
+                        raise
+                    if not single:
+                        cur.execute("ROLLBACK TO SAVEPOINT op")
+                    out.append((None, exc))
+                else:
+                    out.append((value, None))
+                if not single:
+                    cur.execute("RELEASE SAVEPOINT op")
+            if single and out[0][1] is not None:
+                conn.rollback()
+            else:
+                committing = True
+                conn.commit()  # acknowledged only once committed
+            return out
+        except MySQLdb.Error as exc:
+            if error_code(exc) in CONNECTION_LOST:
+                close_quietly(self.conn)
+                self.conn = None
+                if not committing:
+                    raise _Reconnect() from exc
+                return [(None, exc)] * len(ops)  # lost during COMMIT: unknown outcome
+            if self.conn is not None:
+                with contextlib.suppress(MySQLdb.Error):
+                    self.conn.rollback()
+            if error_code(exc) == ER_LOCK_DEADLOCK:
+                raise _Deadlock() from exc
+            return [(None, exc)] * len(ops)
+
+
+class MySQLStore:
+    """One database on one server: a reader pool and a group-commit writer; *schema* is
+    a list of statements run at start (CREATE TABLE IF NOT EXISTS ...)."""
+
+    def __init__(
+        self, dsn: str | Dsn, schema: list[str], *, readers: int = 2, name: str = "mysql"
+    ) -> None:
+        self.dsn = parse_dsn(dsn) if isinstance(dsn, str) else dsn
+        self.schema = schema
+        self.name = name
+        self.readers = readers
+        self._pool: ReaderPool | None = None
+        self._writer: GroupWriter | None = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._create_schema)
+        self._pool = ReaderPool(self.dsn, self.readers, self.name)
+        self._writer = GroupWriter(self.dsn, self.name)
+        self._writer.start()
+
+    def _create_schema(self) -> None:
+        conn = connect(self.dsn)
+        try:
+            cur = conn.cursor()
+            for statement in self.schema:
+                cur.execute(statement)
+        finally:
+            close_quietly(conn)
+
+    async def close(self) -> None:
+        writer, pool = self._writer, self._pool
+        self._writer = self._pool = None
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+
+    async def read(self, fn: Op) -> Any:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name} store not started")
+        return await self._pool.read(fn)
+
+    async def write(self, fn: Op) -> Any:
+        if self._writer is None:
+            raise RuntimeError(f"{self.name} store not started")
+        return await asyncio.wrap_future(self._writer.submit(fn))
