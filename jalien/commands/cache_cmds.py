@@ -221,8 +221,13 @@ class CacheCommands:
         if "-check" in args:
             problems = await asyncio.to_thread(store.check)
             lines.append("consistency: " + ("; ".join(problems) if problems else "ok"))
-        if records:
-            records[0]["message"] = "\n".join(lines)
-        else:
-            records.append({"message": "\n".join(lines)})
+        # one line of the table per record (a shell prints the messages), header and totals
+        # on the first and the last
+        if not records:
+            return [{"message": "\n".join(lines)}]
+        body = lines[1 : 1 + len(records)]
+        for record, line in zip(records, body, strict=True):
+            record["message"] = line
+        records[0]["message"] = lines[0] + "\n" + records[0]["message"]
+        records[-1]["message"] += "\n" + "\n".join(lines[1 + len(records) :])
         return records
