@@ -243,7 +243,8 @@ class GroupWriter(threading.Thread):
             cur = conn.cursor()
             single = len(ops) == 1
             out: list[Result] = []
-            cur.execute("BEGIN")
+            # no BEGIN: with autocommit off the first statement opens the transaction; a
+            # SAVEPOINT of the same name replaces the previous one (no RELEASE needed)
             for fn in ops:
                 if not single:
                     cur.execute("SAVEPOINT op")
@@ -258,8 +259,6 @@ class GroupWriter(threading.Thread):
                     out.append((None, exc))
                 else:
                     out.append((value, None))
-                if not single:
-                    cur.execute("RELEASE SAVEPOINT op")
             if single and out[0][1] is not None:
                 conn.rollback()
             else:

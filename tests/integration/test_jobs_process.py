@@ -11,6 +11,7 @@ import pytest
 
 from jalien.auth.tls import client_context
 from jalien.net.client import Client
+from tests.catalogue.mariadb_servers import mariadb_dsn, mariadb_system  # noqa: F401
 from tests.integration.conftest import free_port, run_setup, start_central, stop
 
 pytestmark = pytest.mark.integration
@@ -59,11 +60,18 @@ def test_job_token_scope(central, tmp_path):
     asyncio.run(go())
 
 
-def test_kill9_keeps_acknowledged_submissions(tmp_path):
+@pytest.mark.parametrize("queue_kind", ["sqlite", "mariadb"])
+def test_kill9_keeps_acknowledged_submissions(tmp_path, request, queue_kind):
     home, globus = tmp_path / "home", tmp_path / "globus"
     assert run_setup(home, globus).returncode == 0
+    env = {}
+    if queue_kind == "mariadb":
+        config = tmp_path / "jalien.toml"
+        dsn = request.getfixturevalue("mariadb_dsn")
+        config.write_text(f'taskqueue_backend = "mariadb"\n[taskqueue_mariadb]\ndsn = "{dsn}"\n')
+        env["JALIEN_CONFIG"] = str(config)
     ws, binary = free_port(), free_port()
-    proc = start_central(home, tmp_path / "log", ws, binary)
+    proc = start_central(home, tmp_path / "log", ws, binary, env=env)
     context = client_context(globus / "usercert.pem", globus / "userkey.pem", home / "certificates")
     acknowledged: list[int] = []
 
@@ -85,7 +93,7 @@ def test_kill9_keeps_acknowledged_submissions(tmp_path):
 
     asyncio.run(flood())
     proc.wait(10)
-    proc = start_central(home, tmp_path / "log2", ws, binary)
+    proc = start_central(home, tmp_path / "log2", ws, binary, env=env)
     try:
 
         async def listed():
@@ -96,5 +104,14 @@ def test_kill9_keeps_acknowledged_submissions(tmp_path):
             return {int(r["id"]) for r in reply.results}
 
         assert set(acknowledged) <= asyncio.run(listed())
+        if queue_kind == "mariadb":  # and they are in MariaDB, not in a SQLite file
+            from jalien.sqlstore.mysql import connect, parse_dsn
+
+            conn = connect(parse_dsn(dsn))
+            cur = conn.cursor()
+            cur.execute("SELECT queueId FROM QUEUE")
+            assert set(acknowledged) <= {row[0] for row in cur.fetchall()}
+            conn.close()
+            assert not (home / "taskqueue.db").exists()
     finally:
         stop(proc)
