@@ -19,6 +19,11 @@ racing transitions, from this process or another one on the same database, are
 serialised by the lock, and the second one sees the first one's state. A batch of jobs is
 inserted with multi-row INSERTs; their ids are consecutive when innodb_autoinc_lock_mode
 is 0 or 1 (the default), and the store inserts row by row under mode 2 (interleaved).
+
+Limits: one server (the queue is not sharded; AliEn's QUEUEARCHIVE for ended jobs is not
+done); a transition costs three statements in the writer's transaction, so a process's
+sequential transitions are bound by round trips and commit latency, concurrent ones share
+commits; a connection lost during COMMIT fails that batch's writes (outcome unknown).
 """
 
 from __future__ import annotations
