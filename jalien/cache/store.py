@@ -317,9 +317,11 @@ class CacheStore:
 
     def _open_meta(self) -> None:
         try:
-            self._meta = self._env.open_db(b"meta", create=not self.readonly)
+            meta = self._env.open_db(b"meta", create=not self.readonly)
         except lmdb.NotFoundError:
-            self._meta = None  # read-only and nothing written yet
+            return  # read-only and nothing written yet
+        self._commits += 1  # older transactions cannot use the new handle (see _open_space)
+        self._meta = meta
 
     def _listed(self) -> list[str]:
         names = []
@@ -358,8 +360,10 @@ class CacheStore:
             except lmdb.NotFoundError:
                 return None
             space = _Space(name, self.policy(name), dbs)
+            # transactions begun before cannot use the new handles: readers renew, and they
+            # must see that before they can see the namespace
+            self._commits += 1
             self._spaces[name] = space
-            self._commits += 1  # transactions begun before cannot use the new handles
             return space
 
     # -- reads (any thread; the event loop answers hits inline)
@@ -508,7 +512,6 @@ class CacheStore:
                 self._open_meta()
             if self._meta is None:
                 return False
-            self._commits += 1  # the new handle is unusable in older transactions
         return self._txn().get(_SPACE_PREFIX + ns.encode(), None, self._meta) is not None
 
     # -- writes (queued; visible to this process at once, to others after the commit)
