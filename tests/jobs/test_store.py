@@ -177,3 +177,35 @@ async def test_two_stores_on_one_database_one_wins(make_queue, queue_kind):
     finally:
         await first.close()
         await second.close()
+
+
+async def test_mariadb_connections_killed_server_side_cost_no_request(make_queue):
+    from jalien.sqlstore.mysql import connect
+
+    taskqueue = make_queue("mariadb")
+    await taskqueue.start()
+    try:
+        await _kill_connections_then_work(taskqueue, connect)
+    finally:
+        await taskqueue.close()
+
+
+async def _kill_connections_then_work(taskqueue, connect):
+    jobs = await taskqueue.insert([new() for _ in range(3)])
+    await taskqueue.get(jobs[0])  # a reader connection exists
+    dsn = taskqueue._db.dsn
+    admin = connect(dsn)
+    cur = admin.cursor()
+    cur.execute(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB=%s AND ID <> CONNECTION_ID()",
+        (dsn.database,),
+    )
+    victims = [row[0] for row in cur.fetchall()]
+    assert victims
+    for victim in victims:
+        cur.execute(f"KILL CONNECTION {victim}")
+    admin.close()
+    _, row = await taskqueue.transition(jobs[0], S.ASSIGNED)  # the writer reconnects
+    assert row.state == "ASSIGNED"
+    assert (await taskqueue.get(jobs[0])).state == "ASSIGNED"  # a reader reconnects
+    assert await taskqueue.summary() == {"WAITING": 2, "ASSIGNED": 1}
