@@ -41,6 +41,7 @@ from jalien.jobs.queue import (
     NoSuchJob,
     check_fields,
     check_move,
+    job_filter,
     now_ms,
 )
 from jalien.jobs.states import JobState
@@ -100,6 +101,15 @@ INSERT = (
 )
 ROW = "(" + ",".join(["%s"] * 12) + ")"
 INSERT_ROWS = 500  # rows per multi-row INSERT
+
+
+MARIADB_COLUMNS = {
+    "user": "q.user",
+    "state": "q.state",
+    "site": "q.site",
+    "master": "q.master",
+    "id": "q.queueId",
+}
 
 
 class MariaDBTaskQueueConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -247,26 +257,10 @@ class MariaDBTaskQueue:
         ids: list[int] | None = None,
         limit: int = 2000,
     ) -> list[JobRow]:
-        where: list[str] = []
-        args: list[Any] = []
-        if user:
-            where.append("q.user=%s")
-            args.append(user)
-        if states:
-            where.append(f"q.state IN ({','.join(['%s'] * len(states))})")
-            args.extend(sorted(s.value for s in states))
-        if site:
-            where.append("q.site=%s")
-            args.append(site)
-        if master is not None:
-            where.append("q.master=%s")
-            args.append(master)
-        if ids:
-            where.append(f"q.queueId IN ({','.join(['%s'] * len(ids))})")
-            args.extend(ids)
-        sql = f"SELECT {COLUMNS} FROM {FROM}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, args = job_filter(
+            MARIADB_COLUMNS, "%s", user=user, states=states, site=site, master=master, ids=ids
+        )
+        sql = f"SELECT {COLUMNS} FROM {FROM}{where}"
         sql += " ORDER BY q.queueId DESC LIMIT %s"
         args.append(limit)
 

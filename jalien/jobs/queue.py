@@ -110,6 +110,38 @@ def check_move(
         check_transition(job_id, old, new)
 
 
+def job_filter(
+    column: dict[str, str],
+    mark: str,
+    *,
+    user: str = "",
+    states: frozenset[JobState] | None = None,
+    site: str = "",
+    master: int | None = None,
+    ids: list[int] | None = None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its arguments) of a job query, for either store: *column*
+    names the columns (user, state, site, master, id), *mark* the driver's placeholder."""
+    where: list[str] = []
+    args: list[Any] = []
+    if user:
+        where.append(f"{column['user']}={mark}")
+        args.append(user)
+    if states:
+        where.append(f"{column['state']} IN ({','.join([mark] * len(states))})")
+        args.extend(sorted(s.value for s in states))
+    if site:
+        where.append(f"{column['site']}={mark}")
+        args.append(site)
+    if master is not None:
+        where.append(f"{column['master']}={mark}")
+        args.append(master)
+    if ids:
+        where.append(f"{column['id']} IN ({','.join([mark] * len(ids))})")
+        args.extend(ids)
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 class TaskQueue(Protocol):
     """Jobs, their states and their trace. Every write is committed before it returns;
     a transition is checked against jalien.jobs.states where the job's row is locked, so

@@ -21,6 +21,7 @@ from jalien.jobs.queue import (
     TaskQueue,
     check_fields,
     check_move,
+    job_filter,
     now_ms,
 )
 from jalien.jobs.states import JobState
@@ -68,6 +69,9 @@ COLUMNS = (
     "site, ce, node, submitted, started, finished, heartbeat, exit_code, error, "
     "resubmits, split_index, output_dir"
 )
+
+
+SQLITE_COLUMNS = {"user": "user", "state": "state", "site": "site", "master": "master", "id": "id"}
 
 
 class TaskQueueStore:
@@ -173,25 +177,10 @@ class TaskQueueStore:
         ids: list[int] | None = None,
         limit: int = 2000,
     ) -> list[JobRow]:
-        where, args = [], []
-        if user:
-            where.append("user=?")
-            args.append(user)
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args.extend(sorted(s.value for s in states))
-        if site:
-            where.append("site=?")
-            args.append(site)
-        if master is not None:
-            where.append("master=?")
-            args.append(master)
-        if ids:
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            args.extend(ids)
-        sql = f"SELECT {COLUMNS} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, args = job_filter(
+            SQLITE_COLUMNS, "?", user=user, states=states, site=site, master=master, ids=ids
+        )
+        sql = f"SELECT {COLUMNS} FROM jobs{where}"
         sql += " ORDER BY id DESC LIMIT ?"
         rows = await self._db.read(lambda c: c.execute(sql, (*args, limit)).fetchall())
         return list(itertools.starmap(JobRow, rows))
