@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from jalien.catalogue.backend import FindQuery, NotFound
 from jalien.catalogue.model import DIRECTORY, Entry
@@ -291,33 +291,42 @@ class CatalogueCommands:
         return Reply()
 
     async def chown(self, session: Session, args: list[str]) -> Reply:
-        await self._prepare(session)
-        opts = parse(args, flags="R")
-        if len(opts.args) < 2:
-            raise jalien_error(EINVAL, "No user or file entered")
-        owner, _, group = opts.args[0].partition(".")
-        for raw in opts.args[1:]:
-            for path in await self._targets(session, raw, "R" in opts):
-                try:
-                    await self.cat.chown(session.identity, path, owner, group)
-                except RequestError:
-                    raise jalien_error(EIO, f"{path}: unable to chown") from None
-        return Reply()
+        async def change(path: str, spec: str) -> None:
+            owner, _, group = spec.partition(".")
+            await self.cat.chown(session.identity, path, owner, group)
+
+        return await self._change_all(session, args, "chown", "No user or file entered", change)
 
     async def chmod(self, session: Session, args: list[str]) -> Reply:
+        async def change(path: str, mode: str) -> None:
+            await self.cat.chmod(session.identity, path, mode)
+
+        return await self._change_all(
+            session, args, "chmod", "No permissions or file entered", change
+        )
+
+    async def _change_all(
+        self,
+        session: Session,
+        args: list[str],
+        verb: str,
+        usage: str,
+        change: Callable[[str, str], Awaitable[None]],
+    ) -> Reply:
+        """chown/chmod: SPEC path... [-R], JAliEn's EIO '<path>: unable to <verb>' on failure."""
         await self._prepare(session)
         opts = parse(args, flags="R")
         if len(opts.args) < 2:
-            raise jalien_error(EINVAL, "No permissions or file entered")
-        mode = opts.args[0]
+            raise jalien_error(EINVAL, usage)
+        spec = opts.args[0]
         for raw in opts.args[1:]:
             for path in await self._targets(session, raw, "R" in opts):
                 try:
-                    await self.cat.chmod(session.identity, path, mode)
+                    await change(path, spec)
                 except RequestError as exc:
                     if exc.exitcode == EINVAL:
                         raise jalien_error(EINVAL, str(exc)) from None
-                    raise jalien_error(EIO, f"{path}: unable to chmod") from None
+                    raise jalien_error(EIO, f"{path}: unable to {verb}") from None
         return Reply()
 
     async def _targets(self, session: Session, raw: str, recursive: bool) -> list[str]:
