@@ -203,6 +203,20 @@ def covers(scope: bytes, path: bytes) -> bool:
     return path.startswith(scope + b"/") or scope.startswith(path + b"/")
 
 
+def _barred(barriers: list[Any], ns: str, seq: int, raw: bytes, slen: int) -> bool:
+    """Does an invalidation or clear not committed yet (and later than *seq*) drop it?"""
+    scope = raw[_HEAD_SIZE : _HEAD_SIZE + slen]
+    for bseq, bns, path in barriers:
+        if bseq < seq:
+            continue
+        if path is None:
+            if bns is None or bns == ns:
+                return True
+        elif slen and covers(scope, path):
+            return True
+    return False
+
+
 class CacheStore:
     """See the module docstring. *clock* gives seconds since the epoch (the expiry times
     are shared by processes and survive restarts); tests pass a fake one."""
@@ -439,6 +453,10 @@ class CacheStore:
         return self._probe(space, key)
 
     def _probe(self, space: _Space, key: bytes) -> tuple[str, bytes | None]:
+        # the barriers first: the writer bumps _commits, then drops the overlay entries and
+        # barriers of a commit. Taken before the overlay and the read transaction, this list
+        # still holds the barrier of any commit the transaction may predate.
+        barriers = self._barriers
         seq = 0
         raw: bytes | None = None
         pending = self._pending.get((space.name, key)) if self._pending else None
@@ -453,7 +471,7 @@ class CacheStore:
                 space.misses += 1
                 return "miss", None
         expires, _stamp, slen = _unpack(raw)
-        if self._barriers and self._barred(space.name, seq, raw, slen):
+        if barriers and _barred(barriers, space.name, seq, raw, slen):
             space.misses += 1
             return "miss", None
         if expires and expires <= self._clock() * 1000.0:
@@ -467,30 +485,18 @@ class CacheStore:
                 self._touches.append((space, key))
         return "hit", raw[_HEAD_SIZE + slen :]
 
-    def _barred(self, ns: str, seq: int, raw: bytes, slen: int) -> bool:
-        """Does an invalidation or clear not committed yet (and later than *seq*) drop it?"""
-        scope = raw[_HEAD_SIZE : _HEAD_SIZE + slen]
-        for bseq, bns, path in self._barriers:
-            if bseq < seq:
-                continue
-            if path is None:
-                if bns is None or bns == ns:
-                    return True
-            elif slen and covers(scope, path):
-                return True
-        return False
-
     def _absent(self, ns: str, key: Any) -> tuple[str, bytes | None]:
         """A namespace without handles here: written by this process but not committed
         yet (the overlay answers), made by another process (the writer opens it), or none."""
         check_namespace(ns)
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
             raise _bad_key(key)
+        barriers = self._barriers  # before the overlay (see _probe)
         pending = self._pending.get((ns, key)) if self._pending else None
         if pending is not None and pending[1] is not None:
             raw = pending[1]
             expires, _stamp, slen = _unpack(raw)
-            if not (self._barriers and self._barred(ns, pending[0], raw, slen)):
+            if not (barriers and _barred(barriers, ns, pending[0], raw, slen)):
                 if not expires or expires > self._clock() * 1000.0:
                     return "hit", raw[_HEAD_SIZE + slen :]
                 return "expired", None

@@ -368,3 +368,24 @@ def test_other_processes_read_and_write_the_same_store(tmp_path):
         assert store.get("fresh", b"child") == b"from the child"
     finally:
         store.close()
+
+
+def test_a_commit_between_the_overlay_and_the_snapshot_hides_nothing(make_store):
+    """The race behind a flaky test: a read transaction taken before a commit, the commit's
+    barrier gone by the time it is checked. The barriers are taken before the snapshot."""
+    store = make_store()
+    store.set("ns", b"b", b"2", scope="/alice/x")
+    store.run_once()
+    assert store.get("ns", b"b") == b"2"  # the reader's transaction predates what follows
+    store.invalidate("/alice/x/y")
+    old_txn = store._txn
+
+    def txn_then_commit():
+        txn = old_txn()  # the snapshot before the commit...
+        store.run_once()  # ...then the writer commits and drops the barrier
+        return txn
+
+    store._txn = txn_then_commit
+    assert store.get("ns", b"b") is None
+    store._txn = old_txn
+    assert store.get("ns", b"b") is None
