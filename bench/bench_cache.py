@@ -68,6 +68,13 @@ def pin(slot: int) -> str:
     return "unpinned"
 
 
+def unpin(pid: int = 0) -> None:
+    """Let a process run on any core again (latency: a pinned process waits for its core
+    when other jobs of the machine run there; Redis is not pinned either)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(pid, os.sched_getaffinity(1) or os.sched_getaffinity(0))
+
+
 def cpu_seconds(pid: int) -> float:
     """On-CPU time of every thread of *pid* (schedstat, nanoseconds; psutil otherwise)."""
     try:
@@ -623,6 +630,8 @@ def main() -> int:
                 row(name, ours[name])
             _check_sample(ours["GET pipelined 8x64"]["sample"])
             half = per_core(ours["GET pipelined 8x64"]) / 2  # half of one server core's capacity
+            unpin(pid)
+            unpin()
             ring = jalien_ring("cache.get", keys, 1 << 16, 1 << 16)
             lat = loadgen(paced(port, ring, 1 << 16, jalien_parser, half, warmup, window))
         if args.tls:
@@ -672,7 +681,7 @@ def main() -> int:
             rlat = loadgen(paced(REDIS[1], ring, 1 << 16, resp_parser, half, warmup, window))
 
         print("\n4. GET latency at half load (half of a server core's pipelined capacity,")
-        print("   open loop: 1 ms ticks, one frame per request, 8 connections)")
+        print("   open loop: 1 ms ticks, one frame per request, 8 connections; nothing pinned)")
         for name, result in (("jalien", lat), ("Redis", rlat)):
             if result is not None:
                 print(
