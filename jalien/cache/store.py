@@ -30,8 +30,10 @@ pages), the oldest stamps go first. With ``lru`` (an approximation, as Redis's) 
 ``touch_sample`` is logged in memory, and the writer moves a logged key to the newest stamp
 at its next commit (at most every ``touch_interval``) if it is in the older half of the
 order; so reads never write on the hot path, a hot key is refreshed before it could be
-evicted, and a namespace read at random costs few rewrites. Without ``lru`` the order is the
-order of writes (FIFO). Values above ``TOUCH_LIMIT`` are not moved (a move rewrites them).
+evicted, and a namespace read at random costs few rewrites. Hits are not logged at all while
+a namespace is below ``TRACK_FROM`` of its bound (no eviction is near: the order does not
+matter yet). Without ``lru`` the order is the order of writes (FIFO). Values above
+``TOUCH_LIMIT`` are not moved (a move rewrites them).
 ``bench/bench_cache.py`` measures both. Expired entries miss at once and are swept in
 chunks by the writer.
 
@@ -72,6 +74,7 @@ _HEAD_SIZE = _HEAD.size
 _STAMP = struct.Struct(">Q")
 _STAMP_AT = 8  # offset of the stamp in the header
 TOUCH_LIMIT = 64 * 1024
+TRACK_FROM = 0.75  # of max_entries or max_bytes: below it, hits are not logged
 _TICK = b"tick"
 _SPACE_PREFIX = b"ns/"
 
@@ -136,6 +139,7 @@ class _Space:
         "sets",
         "sweep_from",
         "swept",
+        "tracking",
         "v",
     )
 
@@ -147,6 +151,7 @@ class _Space:
         self.hits = self.misses = self.expired = self.sets = self.deletes = 0
         self.evictions = self.invalidated = self.swept = 0
         self.sweep_from = b""
+        self.tracking = self.lru  # are hits logged (LRU, and the namespace nearly full)?
 
 
 class _Reader(threading.local):
@@ -374,6 +379,8 @@ class CacheStore:
             except lmdb.NotFoundError:
                 return None
             space = _Space(name, self.policy(name), dbs)
+            with env.begin() as txn:
+                self._track(space, txn.stat(space.v))
             # transactions begun before cannot use the new handles: readers renew, and they
             # must see that before they can see the namespace
             self._commits += 1
@@ -431,7 +438,7 @@ class CacheStore:
             space.misses += 1
             return None
         space.hits += 1
-        if space.lru:
+        if space.tracking:
             self._hits = hits = self._hits + 1
             if not hits & self._touch_mask:
                 self._touches.append((space, key))
@@ -479,7 +486,7 @@ class CacheStore:
             space.misses += 1
             return "expired", None
         space.hits += 1
-        if space.lru:
+        if space.tracking:
             self._hits = hits = self._hits + 1
             if not hits & self._touch_mask:
                 self._touches.append((space, key))
@@ -869,9 +876,21 @@ class CacheStore:
             txn.delete(old, key, db=space.l)
             txn.put(stamp, key, db=space.l)
 
+    @staticmethod
+    def _track(space: _Space, stat: dict[str, int]) -> None:
+        """Log hits (LRU) only when the namespace is near its bound."""
+        policy = space.policy
+        if not policy.lru:
+            return
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        space.tracking = (
+            policy.max_entries > 0 and stat["entries"] >= TRACK_FROM * policy.max_entries
+        ) or (policy.max_bytes > 0 and pages * stat["psize"] >= TRACK_FROM * policy.max_bytes)
+
     def _evict(self, txn: Any, space: _Space) -> None:
         policy = space.policy
         stat = txn.stat(space.v)
+        self._track(space, stat)
         over = stat["entries"] - policy.max_entries if policy.max_entries else 0
         limit = policy.max_bytes
 
