@@ -220,6 +220,7 @@ async def _serve(path: str, keys: int, tls: dict[str, str] | None, conn: Any) ->
     from jalien.net.identity import Identity
     from jalien.net.server import Server
 
+    sys.setswitchinterval(0.001)  # as jcentral does (roles/central_cache.py)
     store = CacheStore(
         path,
         policies={NS: Policy(max_entries=keys * 2, ttl=0), FULL: Policy(max_entries=keys, ttl=0)},
