@@ -389,3 +389,20 @@ def test_a_commit_between_the_overlay_and_the_snapshot_hides_nothing(make_store)
     assert store.get("ns", b"b") is None
     store._txn = old_txn
     assert store.get("ns", b"b") is None
+
+
+def test_a_full_map_evicts_and_stays_consistent(make_store, caplog):
+    """Namespaces bounded beyond the map: the writer evicts half of each and goes on."""
+    store = make_store(map_size=4 << 20, policies={"big": Policy(max_entries=0)})
+    for i in range(1000):
+        store.set("big", b"k%d" % i, bytes(8000))
+        if i % 50 == 0:
+            store.run_once()
+    store.run_once()
+    stats = store.stats()[0]
+    assert stats.evictions > 0 and 0 < stats.entries < 1000
+    assert "is full" in caplog.text
+    assert store.check() == []
+    store.set("big", b"after", b"v")
+    store.run_once()
+    assert store.get("big", b"after") == b"v"
