@@ -32,8 +32,6 @@ from jalien.commands.table import CommandTable
 from jalien.wire.errors import EXIT_NOT_FOUND, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Record, Reply, Request
 
-_EMPTY = Reply()
-
 
 def _denied() -> RequestError:
     return RequestError(
@@ -154,7 +152,7 @@ class CacheCommands:
             put(ns, items[i], items[i + 1], ttl, scope, if_absent=if_absent)
         if sync:
             return self._committed()
-        return _EMPTY
+        return Reply()  # a new one: the JSON edge fills in its metadata
 
     def delete(self, session: Session, request: Request) -> Reply:
         roles = session.identity.roles
@@ -165,7 +163,7 @@ class CacheCommands:
             raise CacheError("usage: cache.delete <ns> <key>...")
         for key in request.data or _text_keys(options[1:]):
             self.store.delete(options[0], key)
-        return _EMPTY
+        return Reply()  # a new one: the JSON edge fills in its metadata
 
     def invalidate(self, session: Session, request: Request) -> Reply:
         roles = session.identity.roles
@@ -175,7 +173,7 @@ class CacheCommands:
             raise CacheError("usage: cache.invalidate <lfn>...")
         for path in request.options:
             self.store.invalidate(path)
-        return _EMPTY
+        return Reply()  # a new one: the JSON edge fills in its metadata
 
     async def _committed(self) -> Reply:
         await asyncio.wrap_future(self.store.flush())

@@ -115,7 +115,7 @@ async def test_cachestats(cache_server, connect):
     assert reply.results[0]["message"].startswith("namespace")
 
 
-async def test_json_clients_get_metadata(cache_server, ssl_for):
+async def test_json_clients_get_metadata(cache_server, ssl_for, connect):
     port = cache_server.ports()["websocket"]
     async with ws_connect(
         f"wss://127.0.0.1:{port}/websocket/json", ssl=ssl_for("jdoe"), server_hostname="localhost"
@@ -126,3 +126,7 @@ async def test_json_clients_get_metadata(cache_server, ssl_for):
         await ws.send(json.dumps({"command": "cache.get", "options": ["json", "k"]}))
         got = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert got["results"][0]["value"] == "v" and got["metadata"]["currentdir"]
+    # the JSON session's metadata stays with its own replies
+    client = await connect(cache_server, "jdoe")
+    reply = await client.request(Request(command="cache.set", options=["json"], data=[b"k", b"w"]))
+    assert reply.exitcode == 0 and reply.metadata == {}
