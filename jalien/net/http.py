@@ -194,7 +194,8 @@ class _HttpConnection(asyncio.Protocol):
             error = None
         except HttpError as exc:
             requests, error = [], exc
-        self._out = out = []
+        out = []  # not `self._out = out = []`: Nuitka folds `if out` to False (its bug)
+        self._out = out
         try:
             for request in requests:
                 self._handle(request)

@@ -192,7 +192,8 @@ class BinaryConnection(asyncio.Protocol):
             self.transport.abort()  # type: ignore[union-attr]
             return
         # coalesce the replies answered inline into one write per read
-        self._out = out = []
+        out = []  # not `self._out = out = []`: Nuitka folds `if out` to False (its bug)
+        self._out = out
         try:
             for sid, flags, body in frames:
                 self._frame(sid, flags, body)
