@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os.path
 import time
+from collections.abc import Awaitable, Callable
 
 from jalien.commands.errno import EINVAL, ENOENT, jalien_error
 from jalien.commands.options import parse
@@ -85,10 +86,16 @@ def _agent(words: list[str]) -> Agent:
     return agent
 
 
+ReadFile = Callable[[Session, str], Awaitable[bytes]]
+
+
 class JobCommands:
-    def __init__(self, table: CommandTable, jobs: JobService) -> None:
+    def __init__(
+        self, table: CommandTable, jobs: JobService, read_file: ReadFile | None = None
+    ) -> None:
         self.table = table
         self.jobs = jobs
+        self.read_file = read_file  # how a JDL named by its LFN is read (storage)
 
     def register(self) -> None:
         add = self.table.add
@@ -117,11 +124,18 @@ class JobCommands:
             text, rest = args[1], args[2:]
         elif args[0].startswith("=<"):
             text, rest = args[0][2:].lstrip(), args[1:]
+        elif self.read_file is not None:
+            data = await self.read_file(session, args[0])
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                raise jalien_error(EINVAL, f"{args[0]} is not a text JDL") from None
+            rest = args[1:]
         else:
             raise jalien_error(
                 ENOENT,
-                f"{args[0]}: reading a JDL from the catalogue needs a storage element; pass "
-                "the JDL text with 'submit =< <JDL text>'",
+                f"{args[0]}: reading a JDL from the catalogue needs storage; pass the JDL "
+                "text with 'submit =< <JDL text>'",
             )
         ids = await self.jobs.submit(session.identity, text, rest)
         return [{"jobId": str(i), "message": f"Your new job ID is {i}"} for i in ids]

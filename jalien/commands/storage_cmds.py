@@ -16,7 +16,7 @@ from jalien.catalogue.model import StorageElement, new_guid
 from jalien.catalogue.paths import BadPath, resolve, split
 from jalien.catalogue.permissions import READ, WRITE, require
 from jalien.catalogue.service import Catalogue
-from jalien.commands.errno import EBADFD, EBADR, EINVAL, ENOENT, jalien_error
+from jalien.commands.errno import EBADFD, EBADR, EINVAL, EIO, ENOENT, jalien_error
 from jalien.commands.options import parse
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable
@@ -30,6 +30,7 @@ from jalien.storage.envelope import (
     pfn_for,
     pfn_path,
 )
+from jalien.storage.fetch import FetchError, fetch_small
 from jalien.wire.messages import Record
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -46,10 +47,28 @@ def _java_set(values: list[str]) -> str:
 
 
 class StorageCommands:
-    def __init__(self, table: CommandTable, catalogue: Catalogue, signer: EnvelopeSigner) -> None:
+    def __init__(
+        self,
+        table: CommandTable,
+        catalogue: Catalogue,
+        signer: EnvelopeSigner,
+        ca_dir: str = "",
+    ) -> None:
         self.table = table
         self.cat = catalogue
         self.signer = signer
+        self.ca_dir = ca_dir
+
+    async def read_small_file(self, session: Session, lfn: str) -> bytes:
+        """A small catalogue file's content, read by central itself from the closest
+        replica that answers (a JDL given to submit); the session's read rights apply."""
+        replicas = await self._access_read(session, lfn, placement.parse_specs([]), False)
+        try:
+            return await fetch_small(
+                ((r["url"], r["envelope"], r["se"]) for r in replicas), self.ca_dir
+            )
+        except FetchError as exc:
+            raise jalien_error(EIO, f"cannot read {lfn}: {exc}") from None
 
     def register(self) -> None:
         add = self.table.add

@@ -229,3 +229,18 @@ def test_cli_cp_exit_code_and_summary(grid, tmp_path):
     assert down.returncode == 1, down.stderr
     assert "cp: cli/missing.bin:" in down.stderr and "1 copied" in down.stderr
     assert (tmp_path / "back/cli.bin").read_bytes() == (tmp_path / "cli.bin").read_bytes()
+
+
+async def test_submit_a_jdl_from_the_catalogue(grid, central, tmp_path):
+    """The JDL is uploaded like any file; central reads it from the SE to submit it."""
+    jdl = tmp_path / "job.jdl"
+    jdl.write_text('Executable = "/bin/echo";\nArguments = "grid $1";\nTTL = 300;\n')
+    up = await copy(central, [f"file:{jdl}"], "jdls/job.jdl", opts(grid))
+    assert up.exitcode == 0, [r.error for r in up.results]
+    reply = await central.call("submit", "jdls/job.jdl", "hello")
+    assert reply.exitcode == 0, reply.error
+    job = reply.results[0]["jobId"]
+    shown = await central.call("ps", "-jdl", job)
+    assert 'arguments = "grid hello"' in shown.results[0]["jdl"]
+    missing = await central.call("submit", "jdls/none.jdl")
+    assert missing.exitcode == 2

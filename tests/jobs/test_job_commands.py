@@ -37,7 +37,7 @@ async def test_bad_jdl_says_where(job_server, connect):
     assert reply.exitcode == 22
     assert "line 2, column 7" in reply.error
     missing = await c.call("submit", "/alice/x.jdl")
-    assert missing.exitcode == 2 and "storage element" in missing.error
+    assert missing.exitcode == 2 and "needs storage" in missing.error
 
 
 async def test_production_split_and_masterjob(job_server, connect):

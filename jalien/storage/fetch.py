@@ -1,0 +1,38 @@
+"""Central reading a small file from storage itself (a JDL named to submit): the first
+replica that answers, over HTTPS with its read envelope."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+
+import aiohttp
+
+
+class FetchError(Exception):
+    """No replica could be read; the message lists why, per SE."""
+
+
+async def fetch_small(
+    replicas: Iterable[tuple[str, str, str]], ca_dir: str = "", limit: int = 1 << 20
+) -> bytes:
+    """*replicas* are (url, envelope, SE name), closest first; at most *limit* bytes."""
+    context = ssl.create_default_context(capath=ca_dir or None)
+    errors: list[str] = []
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context), timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+        for url, envelope, se in replicas:
+            try:
+                async with http.get(f"{url}?authz={envelope}") as resp:
+                    if resp.status != 200:
+                        errors.append(f"{se}: HTTP {resp.status}")
+                        continue
+                    data = await resp.content.read(limit + 1)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                errors.append(f"{se}: {type(exc).__name__}")
+                continue
+            if len(data) > limit:
+                raise FetchError(f"larger than {limit} bytes")
+            return data
+    raise FetchError("; ".join(errors) or "no replica")
