@@ -21,6 +21,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from jalien.auth.certs import load_certs
@@ -35,7 +36,30 @@ from jalien.wire.jalien_json import OutputMode, records, render_reply
 from jalien.wire.messages import Reply
 
 EXIT_INTERRUPTED = 130
-LOCAL_COMMANDS = ("exit", "quit", "help", "token-init")
+LOCAL_COMMANDS = ("exit", "quit", "help", "token-init", "cp")
+
+
+def client_side_args(command: str, args: list[str]) -> list[str]:
+    """What the client does before sending: ``submit file:job.jdl`` sends the JDL text
+    (``=<``), since central cannot read the user's disk."""
+    if command == "submit" and args and args[0].startswith("file:"):
+        path = args[0][len("file:") :]
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ShellError(f"cannot read {path}: {getattr(exc, 'strerror', exc)}", 2) from None
+        return ["=<", text, *args[1:]]
+    return args
+
+
+def run_cp(args: list[str]) -> int:
+    """cp inside the shell: the same code as ``jalien-bin cp`` (its own connection)."""
+    from jalien.cli.cp_cmd import cp_command
+
+    try:
+        return cp_command(args)
+    except SystemExit as exc:  # argparse's usage errors
+        return int(exc.code or 0)
 
 
 class ShellError(Exception):
@@ -177,7 +201,8 @@ def one_shot(argv: Sequence[str], out: TextIO | None = None, err: TextIO | None 
         connection = Connection(_settings())
         if words[0] == "token-init":
             return token_init(connection, words[1:], out)
-        return render(connection.call(words[0], words[1:]), json_out, out, err)
+        args = client_side_args(words[0], words[1:])
+        return render(connection.call(words[0], args), json_out, out, err)
     except ShellError as exc:
         err.write(f"jalien-bin: {exc}\n")
         return exc.exitcode
@@ -243,8 +268,10 @@ class Shell:
                 self.exitcode = 0
             elif command == "token-init":
                 self.exitcode = token_init(self.connection, args, self.out)
+            elif command == "cp":
+                self.exitcode = run_cp(args)
             else:
-                reply = self.connection.call(command, args)
+                reply = self.connection.call(command, client_side_args(command, args))
                 self._remember(reply)
                 self.exitcode = render(reply, json_out, self.out, self.err)
         except KeyboardInterrupt:

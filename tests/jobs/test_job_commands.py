@@ -126,3 +126,25 @@ async def test_resubmit_failed_job(job_server, connect):
     alice = await connect(job_server, login="alice")
     assert (await alice.call("kill", str(job))).exitcode == 13  # not hers
     assert (await user.call("resubmit", "999999")).exitcode == 2
+
+
+async def test_one_shot_submit_of_a_local_jdl(job_server, grid_pki, tmp_path, monkeypatch):
+    import io
+
+    from jalien.cli.shell import one_shot
+    from tests.cli.test_shell import client_env
+
+    for name, value in client_env(grid_pki, job_server, tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("JALIEN_CONFIG", raising=False)
+    jdl = tmp_path / "local.jdl"
+    jdl.write_text('Executable = "/bin/date"; TTL = 60;')
+
+    def run(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        return one_shot(list(argv), out, err), out.getvalue(), err.getvalue()
+
+    code, out, err = await asyncio.to_thread(run, "submit", f"file:{jdl}")
+    assert code == 0 and out.startswith("Your new job ID is"), err
+    code, _, err = await asyncio.to_thread(run, "submit", f"file:{tmp_path}/missing.jdl")
+    assert code == 2 and "cannot read" in err
