@@ -1,0 +1,7 @@
+"""The entry point Nuitka compiles into ``jalien-bin`` (what the console script runs)."""
+
+import sys
+
+from jalien.cli.main import main
+
+sys.exit(main())
