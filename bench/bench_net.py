@@ -551,7 +551,9 @@ class Scenario:
         self.target = target
         self.per_core_min = per_core_min
         self.ratio_min = ratio_min
-        self.result: dict[str, Any] = {}
+        self.rounds: list[dict[str, Any]] = []
+        self.result: dict[str, Any] = {}  # the best round
+        self.spread = 0.0  # (best - worst) / best req/s over the rounds
 
     @property
     def rate(self) -> float:
@@ -660,7 +662,7 @@ def report(scenarios: list[Scenario]) -> None:
     by_name = {s.name: s for s in scenarios}
     header = (
         f"{'scenario':15s} {'req/s':>8s} {'srv CPU':>7s} {'req/s/core':>10s} {'gen CPU':>7s} "
-        f"{'other':>5s} {'limit':>7s} {'ratio':>6s}  {'vs':14s} {'target':17s} met"
+        f"{'other':>5s} {'spread':>6s} {'limit':>7s} {'ratio':>6s}  {'vs':14s} {'target':17s} met"
     )
     print(header)
     print("-" * len(header))
@@ -682,12 +684,13 @@ def report(scenarios: list[Scenario]) -> None:
         check = "" if s.result["check"] == "ok" else f"  [{s.result['check']}]"
         print(
             f"{s.name:15s} {_k(s.rate):>8s} {s.server_load:7.0%} {_k(s.per_core):>10s} "
-            f"{s.gen_load:7.0%} {s.other_load:5.0%} {s.limit:>7s} {ratio_text:>6s}  "
-            f"{s.baseline or '(baseline)':14s} {s.target or '-':17s} {met}{check}"
+            f"{s.gen_load:7.0%} {s.other_load:5.0%} {s.spread:6.0%} {s.limit:>7s} "
+            f"{ratio_text:>6s}  {s.baseline or '(baseline)':14s} {s.target or '-':17s} {met}{check}"
         )
     print(
         "\nreq/s/core = req/s / (server CPU s / wall s); ratios compare req/s/core; CPU in % "
-        "of one core;\nother = CPU of every other process of the machine in the window.\n"
+        "of one core;\nother = CPU of every other process of the machine in the window; "
+        "spread = (best - worst) / best req/s over the rounds.\n"
         f"limit: the side >= {BUSY:.0%} busy: server, LOADGEN (the load generator, not the "
         "server, is saturated), both, shared (neither, other processes busy) or latency "
         "(neither: round trips bound)."
@@ -707,40 +710,49 @@ def run_all(
     ctx: Any,
     gen_conn: Any,
     tls: tuple[dict[str, str], dict[str, str]],
-    timing: dict[str, float],
+    timing: dict[str, Any],
     command: str,
     spin_pids: list[int],
 ) -> None:
+    """Every server kind runs at once (idle ones cost nothing); the scenarios take turns
+    for timing["rounds"] rounds, so that a disturbance of the machine hits them alike.
+    Each scenario keeps its best round."""
     server_tls, client_tls = tls
-    # one server process per kind; its scenarios run one after the other
-    groups: dict[tuple[str, bool], list[Scenario]] = {}
-    for s in SCENARIOS:
-        groups.setdefault((s.server, s.tls), []).append(s)
-    for (kind, use_tls), members in groups.items():
-        with running_server(ctx, kind, server_tls if use_tls else None, timing["lifetime"]) as (
-            pid,
-            ports,
-        ):
-            for s in members:
+    with contextlib.ExitStack() as stack:
+        servers: dict[tuple[str, bool], tuple[int, dict[str, int]]] = {}
+        for s in SCENARIOS:
+            key = (s.server, s.tls)
+            if key not in servers:
+                servers[key] = stack.enter_context(
+                    running_server(ctx, s.server, server_tls if s.tls else None, timing["lifetime"])
+                )
+        for round_ in range(timing["rounds"]):
+            for s in SCENARIOS:
+                pid, ports = servers[(s.server, s.tls)]
                 job = {
                     "mode": s.mode,
                     "port": ports["binary" if s.mode == "binary" else "websocket"],
                     "connections": CONNECTIONS,
                     "depth": s.depth,
                     "warmup": timing["warmup"],
-                    "duration": timing["duration"],
+                    "duration": timing["window"],
                     "tls": client_tls if s.tls else None,
                     "server_pid": pid,
                     "check": s.check,
                     "command": command,
                     "spin_pids": spin_pids,
-                    "timeout": timing["duration"] + timing["warmup"] + 30,
+                    "timeout": timing["window"] + timing["warmup"] + 30,
                 }
                 gen_conn.send(job)
                 if not gen_conn.poll(job["timeout"] + 10):
                     raise RuntimeError(f"{s.name}: load generator does not answer")
-                s.result = gen_conn.recv()
-                print(f"  {s.name}: done", file=sys.stderr, flush=True)
+                s.rounds.append(gen_conn.recv())
+            print(f"  round {round_ + 1}/{timing['rounds']} done", file=sys.stderr, flush=True)
+    for s in SCENARIOS:
+        good = [r for r in s.rounds if "error" not in r and r["wall"] > 0]
+        s.result = max(good, key=lambda r: r["count"] / r["wall"]) if good else s.rounds[-1]
+        rates = [r["count"] / r["wall"] for r in good]
+        s.spread = (max(rates) - min(rates)) / max(rates) if len(rates) > 1 and max(rates) else 0.0
 
 
 def main() -> None:
@@ -753,12 +765,15 @@ def main() -> None:
         "--no-spin", action="store_true", help="let idle bench cores halt (see spinning())"
     )
     args = parser.parse_args()
-    duration = max(0.2, 3.0 * args.scale)
-    warmup = max(0.05, min(0.5, duration / 5))
+    duration = max(0.2, 3.0 * args.scale)  # measured, per scenario
+    rounds = max(1, min(5, int(duration / 0.6)))  # 0.6 s windows at least
+    window = duration / rounds
+    warmup = max(0.05, min(0.2, window / 4))
     timing = {
-        "duration": duration,
+        "rounds": rounds,
+        "window": window,
         "warmup": warmup,
-        "lifetime": 120.0 + len(SCENARIOS) * (duration + warmup + 15),
+        "lifetime": 120.0 + rounds * len(SCENARIOS) * (window + warmup + 15),
     }
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.gridpki
@@ -787,8 +802,9 @@ def main() -> None:
                     raise RuntimeError("load generator did not start")
                 _ready, gen_where, clock_name = gen_conn.recv()
                 print(
-                    f"== network: `{args.command}`, {CONNECTIONS} connections, {duration:.2f} s "
-                    f"windows after {warmup:.2f} s warm-up, framing {framing.IMPLEMENTATION}; "
+                    f"== network: `{args.command}`, {CONNECTIONS} connections, best of {rounds} "
+                    f"x {window:.2f} s windows (each after {warmup:.2f} s warm-up), framing "
+                    f"{framing.IMPLEMENTATION}; "
                     f"server on {_slot_name(SERVER_SLOT)}, load generator on {gen_where}, "
                     f"{'idle cores kept awake' if spun else 'idle cores may halt'}; server "
                     f"CPU from {clock_name}",
