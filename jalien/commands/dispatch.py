@@ -66,17 +66,24 @@ class Dispatcher:
             )
         if command.raw:
             return self._raw(session, request, command.fn)
-        options = [o for o in request.options if o not in GLOBAL_FLAGS]
-        if any(o in HELP_FLAGS for o in options):
-            return self._finish(session, [{"message": f"usage: {command.name}: {command.summary}"}])
-        for option in options:
-            if option.startswith("-pwd="):
-                session.cwd = option[len("-pwd=") :].rstrip("/") + "/"
-        options = [o for o in options if not o.startswith(("-pwd=", "-debug="))]
+        options = request.options
+        if any(o.startswith("-") for o in options):  # global options, taken out here
+            options = [o for o in options if o not in GLOBAL_FLAGS]
+            if any(o in HELP_FLAGS for o in options):
+                usage = f"usage: {command.name}: {command.summary}"
+                return self._finish(session, [{"message": usage}])
+            for option in options:
+                if option.startswith("-pwd="):
+                    session.cwd = option[len("-pwd=") :].rstrip("/") + "/"
+            options = [o for o in options if not o.startswith(("-pwd=", "-debug="))]
+        else:
+            options = list(options)
         try:
             result = command.fn(session, options)
         except Exception as exc:
             return self._finish(session, self._error(request, exc))
+        if type(result) is list or type(result) is Reply:  # the hot path: answered at once
+            return self._finish(session, result)
         if inspect.isawaitable(result):
             return self._await(session, request, result)
         if hasattr(result, "__anext__"):
