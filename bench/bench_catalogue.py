@@ -16,59 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from catalogue_benchlib import Caller, line, raw_time, row, timed  # bench/
+
 from jalien.catalogue.backend import FindQuery
-from jalien.catalogue.model import Entry
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import COLUMNS, SQLiteBackend
 from jalien.wire import codec
 from jalien.wire.jalien_json import OutputMode, render_reply
 from jalien.wire.messages import Reply
-
-
-class Caller:
-    login = "bench"
-    roles = ("users", "admin")
-
-
-def row(d: str, i: int) -> Entry:
-    return Entry(
-        d,
-        f"AO2D_{i:07d}.root",
-        "f",
-        "755",
-        "bench",
-        "bench",
-        1_000_000 + i,
-        1_714_564_800_000 + i,
-        f"{i:032x}",
-        f"{i:08x}-1234-11ef-8000-0242ac120002",
-        0,
-    )
-
-
-async def timed(coro_fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        await coro_fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def raw_time(fn, repeat: int = 3) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def line(label: str, ours: float, raw: float, target: str) -> None:
-    print(
-        f"  {label:34s} {ours * 1e3:9.1f} ms   raw SQL {raw * 1e3:8.1f} ms   "
-        f"ratio {ours / raw if raw else float('nan'):5.1f}x   {target}"
-    )
 
 
 async def main(scale: float) -> None:
