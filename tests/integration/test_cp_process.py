@@ -214,6 +214,9 @@ def test_cli_cp_exit_code_and_summary(grid, tmp_path):
         "X509_USER_KEY": str(grid.globus / "userkey.pem"),
         "X509_CERT_DIR": str(grid.home / "certificates"),
         "JALIEN_STATE_DIR": str(grid.home),
+        # a private TMPDIR: token files another client left in /tmp must not be picked up
+        "TMPDIR": str(tmp_path),
+        "X509_USER_PROXY": str(tmp_path / "no-proxy"),
     }
     make_files(tmp_path, ["cli.bin"])
     run = [*jalien_bin(), "cp", "-T", "2"]
