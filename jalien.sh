@@ -17,9 +17,10 @@ ensure_env() {
   echo "==> setting up $VENV (first run, or pyproject.toml/meson.build changed)" >&2
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  # build requirements first: the editable install builds without isolation so that it
+  # build requirements first (setuptools for the sdists the install builds, e.g. mysqlclient,
+  # whose license field needs >= 77): the editable install builds without isolation so that it
   # can rebuild the Cython extensions in place when a .pyx changes
-  "$VENV/bin/python" -m pip install -q "meson-python>=0.16" "meson>=1.4" ninja "cython>=3.0" >&2
+  "$VENV/bin/python" -m pip install -q "meson-python>=0.16" "meson>=1.4" ninja "cython>=3.0" "setuptools>=77" >&2
   # an absolute cython path lets the editable loader rebuild without the venv on PATH
   CYTHON="$VENV/bin/cython" "$VENV/bin/python" -m pip install -q --no-build-isolation \
       -Cbuild-dir=.mesonpy-build -e ".[test]" >&2
