@@ -59,6 +59,11 @@ class Settings(msgspec.Struct, kw_only=True):
     cache_map_size: int = 1 << 30  # the most the store may take on disk
     cache_http_port: int = 8888  # JAliEn's TextCache shape over HTTP; -1: none
     cache_http_listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    # jobs: central's watchdog for silent JobAgents (jalien.jobs.watchdog), in seconds
+    job_heartbeat_timeout: float = 600.0  # active job without heartbeat -> ZOMBIE
+    job_zombie_timeout: float = 600.0  # ZOMBIE this much longer -> WAITING again or EXPIRED
+    job_max_resubmits: int = 1  # times a lost job is put back to WAITING by the watchdog
+    job_watchdog_interval: float = 60.0
 
     @property
     def home_path(self) -> Path:
