@@ -109,6 +109,7 @@ MARIADB_COLUMNS = {
     "site": "q.site",
     "master": "q.master",
     "id": "q.queueId",
+    "heartbeat": "q.heartbeat",
 }
 
 
@@ -255,10 +256,18 @@ class MariaDBTaskQueue:
         site: str = "",
         master: int | None = None,
         ids: list[int] | None = None,
+        silent_since: int | None = None,
         limit: int = 2000,
     ) -> list[JobRow]:
         where, args = job_filter(
-            MARIADB_COLUMNS, "%s", user=user, states=states, site=site, master=master, ids=ids
+            MARIADB_COLUMNS,
+            "%s",
+            user=user,
+            states=states,
+            site=site,
+            master=master,
+            ids=ids,
+            silent_since=silent_since,
         )
         sql = f"SELECT {COLUMNS} FROM {FROM}{where}"
         sql += " ORDER BY q.queueId DESC LIMIT %s"

@@ -119,9 +119,11 @@ def job_filter(
     site: str = "",
     master: int | None = None,
     ids: list[int] | None = None,
+    silent_since: int | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause (with its arguments) of a job query, for either store: *column*
-    names the columns (user, state, site, master, id), *mark* the driver's placeholder."""
+    names the columns (user, state, site, master, id, heartbeat), *mark* the driver's
+    placeholder."""
     where: list[str] = []
     args: list[Any] = []
     if user:
@@ -139,6 +141,9 @@ def job_filter(
     if ids:
         where.append(f"{column['id']} IN ({','.join([mark] * len(ids))})")
         args.extend(ids)
+    if silent_since is not None:  # no heartbeat since then (ms): the watchdog's question
+        where.append(f"{column['heartbeat']}<{mark}")
+        args.append(silent_since)
     return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
@@ -184,9 +189,11 @@ class TaskQueue(Protocol):
         site: str = "",
         master: int | None = None,
         ids: list[int] | None = None,
+        silent_since: int | None = None,
         limit: int = 2000,
     ) -> list[JobRow]:
-        """Jobs matching every filter given, newest first."""
+        """Jobs matching every filter given, newest first (*silent_since*: whose last
+        heartbeat, in ms since the epoch, is older)."""
         ...
 
     async def waiting(self) -> list[JobRow]:

@@ -193,10 +193,16 @@ class JobService:
         return row
 
     def _left_queue(self, old: JobState, row: JobRow) -> None:
-        if old is S.WAITING:
+        """Keep the broker's books after a transition: a waiting job leaves its bucket, a
+        job that leaves the active states (also via SAVED or ZOMBIE) frees its user's
+        fair-share count, and a ZOMBIE whose agent reports again takes it back."""
+        new = row.job_state
+        if old is S.WAITING and new is not S.WAITING:
             self.broker.discard(row.id)
-        elif old in ACTIVE or old is S.ZOMBIE:
+        elif old in ACTIVE and new not in ACTIVE:
             self.broker.finished(row.user)
+        elif old is S.ZOMBIE and new in ACTIVE:
+            self.broker.running[row.user] += 1
 
     async def resubmit(self, caller: Any, job_id: int) -> JobRow:
         job = await self._own(caller, job_id)
@@ -204,11 +210,16 @@ class JobService:
             raise RequestError(
                 f"job {job_id} is {job.state}: only failed jobs can be resubmitted", EXIT_INVALID
             )
-        _, row = await self.store.transition(
-            job_id,
+        return await self.requeue(job, "resubmitted")
+
+    async def requeue(self, job: JobRow, message: str) -> JobRow:
+        """Back to WAITING from where it is (a user's resubmit, or a lost agent's job)."""
+        old, row = await self.store.transition(
+            job.id,
             S.WAITING,
+            expect=frozenset({job.job_state}),
             force=True,
-            message="resubmitted",
+            message=message,
             fields={
                 "resubmits": job.resubmits + 1,
                 "site": "",
@@ -220,6 +231,8 @@ class JobService:
                 "error": "",
             },
         )
+        if old in ACTIVE:
+            self.broker.finished(row.user)
         self.broker.add(row)
         return row
 
@@ -242,6 +255,7 @@ class JobService:
                     S.ASSIGNED,
                     expect=frozenset({S.WAITING}),
                     fields={
+                        "heartbeat": _now(),  # the watchdog's clock starts at assignment
                         "site": agent.site,
                         "ce": agent.ce,
                         "node": str(agent.extra.get("node", "")),
@@ -285,8 +299,29 @@ class JobService:
             fields.setdefault("finished", stamp)
         fields["heartbeat"] = stamp
         old, row = await self.store.transition(job_id, state, fields=fields, message=message)
+        self._left_queue(old, row)
         if state in FINAL:
-            self._left_queue(old, row)
+            self._agents.pop(job_id, None)
+        return row
+
+    async def force_state(
+        self,
+        job_id: int,
+        state: JobState,
+        *,
+        expect: frozenset[JobState],
+        message: str,
+        fields: dict[str, Any] | None = None,
+    ) -> JobRow:
+        """A transition decided by central itself (the watchdog), not by a caller."""
+        fields = dict(fields or {})
+        if state in FINAL:
+            fields["finished"] = _now()
+        old, row = await self.store.transition(
+            job_id, state, expect=expect, fields=fields, message=message
+        )
+        self._left_queue(old, row)
+        if state in FINAL:
             self._agents.pop(job_id, None)
         return row
 

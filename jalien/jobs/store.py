@@ -71,7 +71,14 @@ COLUMNS = (
 )
 
 
-SQLITE_COLUMNS = {"user": "user", "state": "state", "site": "site", "master": "master", "id": "id"}
+SQLITE_COLUMNS = {
+    "user": "user",
+    "state": "state",
+    "site": "site",
+    "master": "master",
+    "id": "id",
+    "heartbeat": "heartbeat",
+}
 
 
 class TaskQueueStore:
@@ -175,10 +182,18 @@ class TaskQueueStore:
         site: str = "",
         master: int | None = None,
         ids: list[int] | None = None,
+        silent_since: int | None = None,
         limit: int = 2000,
     ) -> list[JobRow]:
         where, args = job_filter(
-            SQLITE_COLUMNS, "?", user=user, states=states, site=site, master=master, ids=ids
+            SQLITE_COLUMNS,
+            "?",
+            user=user,
+            states=states,
+            site=site,
+            master=master,
+            ids=ids,
+            silent_since=silent_since,
         )
         sql = f"SELECT {COLUMNS} FROM jobs{where}"
         sql += " ORDER BY id DESC LIMIT ?"

@@ -33,6 +33,7 @@ from jalien.jobs.broker import Broker
 from jalien.jobs.queue import TaskQueue
 from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
+from jalien.jobs.watchdog import Watchdog
 from jalien.net.identity import AccountsAuthenticator
 from jalien.net.limits import Limits
 from jalien.net.server import Server
@@ -151,12 +152,21 @@ async def serve(settings: Settings) -> None:
     await catalogue.backend.start()
     await jobs.store.start()
     se = None
+    watchdog = asyncio.create_task(
+        Watchdog(
+            jobs,
+            heartbeat_timeout=settings.job_heartbeat_timeout,
+            zombie_timeout=settings.job_zombie_timeout,
+            max_resubmits=settings.job_max_resubmits,
+        ).run(settings.job_watchdog_interval)
+    )
     try:
         await jobs.start()
         if settings.embedded_se:
             se = await embedded_se(settings, catalogue)
         await _run(settings, server)
     finally:
+        watchdog.cancel()
         if se is not None:
             await se.close()
         await jobs.store.close()
