@@ -59,6 +59,14 @@ class Settings(msgspec.Struct, kw_only=True):
     cache_map_size: int = 1 << 30  # the most the store may take on disk
     cache_http_port: int = 8888  # JAliEn's TextCache shape over HTTP; -1: none
     cache_http_listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    # jobagent (worker nodes; the VoBox's startup script sets these, see docs/site.md)
+    ce: str = ""  # the computing element the agent matches for (JALIEN_CE)
+    jobagent_ttl: int = 3600  # seconds this JobAgent may live
+    cores: int = 1  # cores this JobAgent offers
+    workdir: str = ""  # job sandboxes go below (default: $TMPDIR)
+    packages_dir: str = ""  # read-only tree of packages: <dir>/<Package>/<version>/env
+    jobagent_max_jobs: int = 0  # 0: as many as the TTL allows
+    monitor_interval: float = 30.0  # seconds between payload samples and heartbeats
     # jobs: central's watchdog for silent JobAgents (jalien.jobs.watchdog), in seconds
     job_heartbeat_timeout: float = 600.0  # active job without heartbeat -> ZOMBIE
     job_zombie_timeout: float = 600.0  # ZOMBIE this much longer -> WAITING again or EXPIRED
