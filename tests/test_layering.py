@@ -18,7 +18,7 @@ LAYERS = [
     "cli",
     "roles",
     "commands",
-    "services",  # catalogue, jobs, storage, cache, site, datamovers, optimizers, monitor
+    "services",  # catalogue, jobs, storage, cache, site, agent, datamovers, optimizers, monitor
     "sqlstore",  # SQL plumbing the services share
     "net",
     "auth",
@@ -26,7 +26,17 @@ LAYERS = [
     "_fast",
     "base",  # config, version: importable from anywhere
 ]
-SERVICES = {"catalogue", "jobs", "storage", "cache", "site", "datamovers", "optimizers", "monitor"}
+SERVICES = {
+    "catalogue",
+    "jobs",
+    "storage",
+    "cache",
+    "site",
+    "agent",
+    "datamovers",
+    "optimizers",
+    "monitor",
+}
 BASE = {"config", "version", "__init__"}
 
 # Third-party I/O libraries and the one layer each may be imported from.
