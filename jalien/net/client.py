@@ -122,10 +122,11 @@ class Channel:
     """A session on the connection: channel 0 is the client's own; others are opened by a
     proxy for the users it serves (OpenChannel)."""
 
-    def __init__(self, client: Client, number: int, dn: str = "") -> None:
+    def __init__(self, client: Client, number: int, dn: str = "", cert: bytes = b"") -> None:
         self.client = client
         self.number = number
         self.dn = dn
+        self.cert = cert  # the downstream client's certificate (DER), sent again on reconnect
         self.seqs = SequenceAllocator()
 
     async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
@@ -266,7 +267,7 @@ class Client:
                 if channel.number:
                     self._send(
                         stream_id(channel.number, CONTROL_SEQ),
-                        codec.encode_msgpack(OpenChannel(dn=channel.dn)),
+                        codec.encode_msgpack(OpenChannel(dn=channel.dn, cert=channel.cert)),
                         0,
                     )
 
@@ -330,14 +331,19 @@ class Client:
                 await asyncio.wait_for(asyncio.shield(protocol.closed), 5)
 
     # -- channels
-    async def open_channel(self, dn: str = "", timeout: float | None = None) -> Channel:
+    async def open_channel(
+        self, dn: str = "", timeout: float | None = None, *, cert: bytes = b""
+    ) -> Channel:
+        """A new session acting for *dn*, or for the holder of *cert* (DER: a level forwards
+        its client's certificate, see OpenChannel); re-opened after every reconnection."""
         number = next((n for n in range(1, MAX_CHANNEL + 1) if n not in self.channels), None)
         if number is None:
             raise RequestError("all channels of the connection are in use")
-        channel = Channel(self, number, dn)
+        channel = Channel(self, number, dn, cert)
         self.channels[number] = channel
         if self.connected:
-            self._send(stream_id(number, CONTROL_SEQ), codec.encode_msgpack(OpenChannel(dn=dn)), 0)
+            message = OpenChannel(dn=dn, cert=cert)
+            self._send(stream_id(number, CONTROL_SEQ), codec.encode_msgpack(message), 0)
         return channel
 
     def close_channel(self, channel: Channel) -> None:

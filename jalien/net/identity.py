@@ -8,21 +8,31 @@ Two authenticators:
   an account.
 * ``OwnerAuthenticator`` (jBox): one user's desktop agent serves that user only: their own
   certificate (or a proxy of it) and their own user tokens, all mapped to one identity.
+* ``LevelAuthenticator`` (VoBox): a site level serves anyone TLS verified against its CA
+  directory (users, proxies, JobAgent and job tokens) and keeps each peer's certificate, so
+  that it can forward it upstream (``OpenChannel.cert``): central decides who it is.
+
+A certificate forwarded through a level (``identify_forwarded``) was never part of a TLS
+handshake with us, so it is checked here: its validity period, and its signature (central:
+the token CA's, for tokens; a level: a CA of its directory).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from jalien.auth.accounts import AccountMap
-from jalien.auth.certs import dn_of
+from jalien.auth.cadir import find_issuer
+from jalien.auth.certs import dn_of, signed_by
 from jalien.auth.errors import AuthError
 from jalien.auth.identity import cert_end_entity_dn, peer_cert_from_ssl
 from jalien.auth.tokens import TokenKind, TokenSubject, TokenVerifier
@@ -38,6 +48,7 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
     expires: float = 0.0  # when the presented certificate expires (epoch s); 0: unknown
     token: str = ""  # the TokenKind value when a token certificate was presented
     job_id: str = ""  # the job of a job token
+    cert: bytes = b""  # the presented certificate (DER), kept by a level to forward it
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -49,6 +60,21 @@ Authenticator = Callable[[Any], Identity]
 
 def _expiry(cert: x509.Certificate) -> float:
     return cert.not_valid_after_utc.timestamp()
+
+
+def load_forwarded(der: bytes) -> x509.Certificate:
+    """A certificate forwarded by a level, parsed and within its validity period (TLS
+    checked neither for us)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise AuthError(f"unreadable forwarded certificate: {exc}") from None
+    now = time.time()
+    if cert.not_valid_before_utc.timestamp() > now + 300:  # 5 minutes of clock skew
+        raise AuthError(f"forwarded certificate {dn_of(cert)} is not valid yet")
+    if _expiry(cert) < now:
+        raise AuthError(f"forwarded certificate {dn_of(cert)} has expired")
+    return cert
 
 
 class AccountsAuthenticator:
@@ -119,6 +145,11 @@ class AccountsAuthenticator:
         identity = self.identify_dn(cert_end_entity_dn(cert))
         return msgspec.structs.replace(identity, expires=_expiry(cert))
 
+    def identify_forwarded(self, der: bytes) -> Identity:
+        """The identity of a certificate a proxy level forwarded: tokens by the token CA's
+        signature (a forged or foreign token names no account), others by their DN."""
+        return self.identify_cert(load_forwarded(der))
+
     def __call__(self, ssl_object: Any) -> Identity:
         if ssl_object is None:
             raise AuthError("no TLS session")
@@ -151,3 +182,82 @@ class OwnerAuthenticator:
         if ssl_object is None:
             raise AuthError("no TLS session")
         return self.identify_cert(peer_cert_from_ssl(ssl_object))
+
+
+def _token_identity(cert: x509.Certificate, subject: TokenSubject, der: bytes) -> Identity:
+    dn, expires, kind = dn_of(cert), _expiry(cert), subject.kind
+    if kind is TokenKind.JOBAGENT:
+        return Identity(
+            dn=dn,
+            login="jobagent",
+            roles=("jobagent",),
+            expires=expires,
+            token=kind.value,
+            cert=der,
+        )
+    if kind is TokenKind.JOB:
+        return Identity(
+            dn=dn,
+            login=subject.login,
+            roles=("job",),
+            expires=expires,
+            token=kind.value,
+            job_id=subject.extension,
+            cert=der,
+        )
+    login = subject.login or subject.extension
+    return Identity(dn=dn, login=login, expires=expires, token=kind.value, cert=der)
+
+
+def _login_of(dn: str) -> str:
+    """A readable name for logs: the last CN of a DN (central knows the real login)."""
+    for part in reversed(dn.split("/")):
+        if part.upper().startswith("CN="):
+            return part[3:]
+    return dn
+
+
+class LevelAuthenticator:
+    """A site level's gate (VoBox): whoever TLS verified against the CA directory gets in,
+    with an identity that only names them locally (roles from a token's kind, none for
+    certificates) and carries their certificate, so that central, which holds the
+    accounts, identifies every channel the level opens for them. *tokens* recognises the
+    token CA's certificates (the level learns it from its own JobAgent token)."""
+
+    def __init__(self, ca_dir: Path, tokens: TokenVerifier | None = None) -> None:
+        self.ca_dir = ca_dir
+        self.tokens = tokens
+        self._issuers: dict[bytes, x509.Certificate] = {}
+
+    def describe(self, cert: x509.Certificate) -> Identity:
+        der = cert.public_bytes(serialization.Encoding.DER)
+        subject = self.tokens.recognize(cert) if self.tokens is not None else None
+        if subject is not None:
+            return _token_identity(cert, subject, der)
+        dn = cert_end_entity_dn(cert)
+        return Identity(dn=dn, login=_login_of(dn), expires=_expiry(cert), cert=der)
+
+    def _issuer(self, cert: x509.Certificate) -> x509.Certificate | None:
+        key = cert.issuer.public_bytes()
+        known = self._issuers.get(key)
+        if known is not None and signed_by(cert, known):
+            return known
+        found = find_issuer(self.ca_dir, cert)
+        if found is not None:
+            self._issuers[key] = found
+        return found
+
+    def identify_forwarded(self, der: bytes) -> Identity:
+        """A certificate a lower level forwarded: signed by a CA of the directory (a proxy
+        certificate, signed by its user, is not accepted this way) and in its validity."""
+        cert = load_forwarded(der)
+        if self._issuer(cert) is None:
+            raise AuthError(
+                f"forwarded certificate {dn_of(cert)}: no CA of {self.ca_dir} signed it"
+            )
+        return self.describe(cert)
+
+    def __call__(self, ssl_object: Any) -> Identity:
+        if ssl_object is None:
+            raise AuthError("no TLS session")
+        return self.describe(peer_cert_from_ssl(ssl_object))

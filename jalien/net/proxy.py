@@ -127,7 +127,8 @@ class UpstreamProxy:
 
     async def _channel(self, session: ProxySession) -> Channel:
         if session.channel is None:
-            session.channel = await self.upstream.open_channel(session.identity.dn)
+            identity = session.identity  # its certificate, when the level's gate kept it
+            session.channel = await self.upstream.open_channel(identity.dn, cert=identity.cert)
             self._by_channel[session.channel.number] = session
         return session.channel
 

@@ -322,7 +322,9 @@ class BinaryConnection(asyncio.Protocol):
             return
         dn = message.dn or self.identity.dn
         try:
-            if dn == self.identity.dn:
+            if message.cert:
+                identity = self._forwarded(message.cert)
+            elif dn == self.identity.dn:
                 identity = self.identity
             elif self.identity.has_role("proxy"):
                 identity = self.server.identify_dn(dn)
@@ -338,6 +340,17 @@ class BinaryConnection(asyncio.Protocol):
             self._close_session(channel)
         self._open_session(channel, identity)
         self.send(sid, Reply(metadata={"user": identity.login}))
+
+    def _forwarded(self, der: bytes) -> Identity:
+        """A channel for the certificate a level forwarded (its client's, a token may be):
+        a "proxy" may forward any; a JobAgent only its jobs' tokens (its payload's calls)."""
+        opener = self.identity
+        if not (opener.has_role("proxy") or opener.has_role("jobagent")):
+            raise AuthError(f"{opener.login} may not forward certificates")
+        identity = self.server.identify_forwarded(der)
+        if not opener.has_role("proxy") and identity.token != "job":
+            raise AuthError(f"{opener.login} may forward job tokens only, not {identity.dn}")
+        return identity
 
     def _open_session(self, channel: int, identity: Identity) -> None:
         events_sid = stream_id(channel, CONTROL_SEQ)
@@ -634,6 +647,7 @@ class Server:
         authenticator: Authenticator,
         *,
         identify_dn: Callable[[str], Identity] | None = None,
+        identify_forwarded: Callable[[bytes], Identity] | None = None,
         limits: Limits | None = None,
     ) -> None:
         self.handler = handler
@@ -643,6 +657,11 @@ class Server:
         self.ssl_context = ssl_context
         self.authenticator = authenticator
         self._identify_dn = identify_dn
+        # a forwarded certificate (OpenChannel.cert) -> Identity; default: the
+        # authenticator's identify_forwarded, when it has one
+        self._identify_forwarded = identify_forwarded or getattr(
+            authenticator, "identify_forwarded", None
+        )
         self.limits = limits or Limits()
         self.connections: set[Any] = set()
         self.connection_count = 0
@@ -654,6 +673,11 @@ class Server:
         if self._identify_dn is None:
             raise AuthError("this server does not accept proxied identities")
         return self._identify_dn(dn)
+
+    def identify_forwarded(self, der: bytes) -> Identity:
+        if self._identify_forwarded is None:
+            raise AuthError("this server does not accept forwarded certificates")
+        return self._identify_forwarded(der)
 
     def websocket_protocol(self, identity: Identity, where: str) -> WSProtocol:
         def route(request: WSUpgradeRequest) -> Any:

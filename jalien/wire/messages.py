@@ -73,9 +73,15 @@ class Cancel(msgspec.Struct, tag="cancel", kw_only=True):
 class OpenChannel(msgspec.Struct, tag="open", kw_only=True, omit_defaults=True):
     """A proxy level opens a channel (a session of its own, with its own cwd) for one of
     its downstream clients, acting for *dn*. Sent on the channel's stream 0. Acting for
-    another DN than the connection's own needs the "proxy" role."""
+    another DN than the connection's own needs the "proxy" role.
+
+    *cert* (DER) is the downstream client's own certificate, for the identities a DN cannot
+    name: token certificates (a JobAgent, a job). The server then identifies the channel by
+    that certificate, checking a token's signature against its token CA itself, so a level
+    can pass on what it saw at its TLS handshake but cannot make up an identity."""
 
     dn: str = ""
+    cert: bytes = b""
 
 
 class CloseChannel(msgspec.Struct, tag="close", kw_only=True):
