@@ -86,12 +86,15 @@ class Connection:
         self.client: SyncClient | None = None
         self.endpoint: discovery.Endpoint | None = None
         self.credentials: discovery.Credentials | None = None
+        self._fallbacks: list[discovery.Credentials] | None = None
         self._context = None
 
     def _ssl_context(self):
         if self._context is None:
             try:
-                creds = discovery.find_credentials(self.env)
+                if self._fallbacks is None:
+                    self._fallbacks = discovery.all_credentials(self.env)
+                creds = self._fallbacks[0]
                 password = None
                 if creds.needs_password():
                     password = read_password(
@@ -130,11 +133,34 @@ class Connection:
         raise ShellError("no connection: " + "; ".join(tried), EXIT_NO_CONNECTION)
 
     def call(self, command: str, args: Sequence[str], timeout: float | None = None) -> Reply:
-        if self.client is None or not self.client.connected:
+        fresh = self.client is None or not self.client.connected
+        if fresh:
             self.close()
             self.open()
         assert self.client is not None
-        return self.client.call(command, *args, timeout=timeout)
+        try:
+            return self.client.call(command, *args, timeout=timeout)
+        except ConnectionLost:
+            # a server that refuses the certificate closes a fresh connection before it
+            # reads the request: then the next credential is tried, once per credential
+            if not (fresh and self._next_credentials()):
+                raise
+        return self.call(command, args, timeout)
+
+    def _next_credentials(self) -> bool:
+        """Drop a refused token file and go on with the next credential, if any."""
+        fallbacks = self._fallbacks or []
+        if len(fallbacks) < 2 or fallbacks[0].kind != "token":
+            return False
+        refused = fallbacks.pop(0)
+        print(
+            f"jalien-bin: the server refused {refused.describe()}; "
+            f"trying {fallbacks[0].describe()}",
+            file=sys.stderr,
+        )
+        self.close()
+        self._context = None
+        return True
 
     def close(self) -> None:
         if self.client is not None:

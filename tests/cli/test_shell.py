@@ -138,3 +138,27 @@ def test_bad_usage_is_an_error_not_a_traceback(argv, capsys):
 
     assert main(argv) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+async def test_a_refused_token_file_falls_back_to_the_user_certificate(
+    make_server, grid_pki, tmp_path, monkeypatch, capsys
+):
+    """A token file of another grid in $TMPDIR (a foreign CA here) wins by the search
+    order; the server refuses it and the client goes on with ~/.globus's certificate."""
+    import shutil
+
+    from jalien.net import discovery
+
+    server = await make_server()
+    env = client_env(grid_pki, server, tmp_path)
+    cert_path, key_path = discovery.token_cert_paths(env)
+    shutil.copy(grid_pki.users["foreigner"].cert, cert_path)
+    shutil.copy(grid_pki.users["foreigner"].key, key_path)
+    connection = Connection(Settings(home=str(tmp_path)), env)
+    try:
+        reply = await asyncio.to_thread(connection.call, "whoami", [])
+    finally:
+        await asyncio.to_thread(connection.close)  # the server runs on this loop
+    assert reply.results[0]["message"] == "jdoe"
+    assert connection.credentials is not None and connection.credentials.kind == "usercert"
+    assert f"the server refused token ({cert_path})" in capsys.readouterr().err
