@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadlib import cpu_seconds, machine_busy, pin, unpin  # bench/
+
 HOST = "127.0.0.1"
 REDIS = ("127.0.0.1", 6379)
 CONNECTIONS = 8
@@ -59,51 +61,7 @@ FULL = "bench.full"  # the same keys in a namespace at its bound: LRU bookkeepin
 REDIS_RATIO_TARGET = 0.25
 
 
-# -- processes and CPU time -----------------------------------------------------------------
-
-
-def pin(slot: int) -> str:
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) >= 2:
-            os.sched_setaffinity(0, {cpus[slot]})
-            return f"cpu{cpus[slot]}"
-    except (AttributeError, OSError):
-        pass
-    return "unpinned"
-
-
-def unpin(pid: int = 0) -> None:
-    """Let a process run on any core again (latency: a pinned process waits for its core
-    when other jobs of the machine run there; Redis is not pinned either)."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setaffinity(pid, os.sched_getaffinity(1) or os.sched_getaffinity(0))
-
-
-def cpu_seconds(pid: int) -> float:
-    """On-CPU time of every thread of *pid* (schedstat, nanoseconds; psutil otherwise)."""
-    try:
-        total = 0
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        return total / 1e9
-    except (OSError, ValueError, IndexError):
-        import psutil
-
-        times = psutil.Process(pid).cpu_times()
-        return times.user + times.system
-
-
-def machine_busy() -> float:
-    """CPU seconds every process of the machine spent so far (/proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq = ticks[:7]
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+# -- values -------------------------------------------------------------------------------
 
 
 def value_of(i: int) -> bytes:

@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadlib import cpu_clock, machine_busy, pin  # bench/
+
 HOST = "127.0.0.1"
 CONNECTIONS = 8
 PIPELINE = 64
@@ -59,44 +61,6 @@ def _slot_name(slot: int) -> str:
     except (AttributeError, OSError):
         return "unpinned"
     return f"cpu{cpus[slot]}" if len(cpus) >= 2 else "unpinned"
-
-
-def pin(slot: int) -> str:
-    """Pin this process to the *slot*-th allowed CPU, if there are at least two."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) >= 2:
-            os.sched_setaffinity(0, {cpus[slot]})
-            return f"cpu{cpus[slot]}"
-    except (AttributeError, OSError):
-        pass
-    return "unpinned"
-
-
-def _schedstat_seconds(pid: int) -> float:
-    """On-CPU time of every thread of *pid*, in nanoseconds from /proc (precise)."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total / 1e9
-
-
-def _psutil_seconds(pid: int) -> float:
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
-def cpu_clock() -> tuple[str, Any]:
-    """The most precise way to read another process's CPU time that works here."""
-    try:
-        if _schedstat_seconds(os.getpid()) > 0:
-            return "schedstat", _schedstat_seconds
-    except (OSError, ValueError, IndexError):
-        pass
-    return "psutil", _psutil_seconds
 
 
 SPIN_CODE = """
@@ -429,17 +393,6 @@ def _close(mode: str, transport: Any) -> None:
             transport.disconnect(graceful=False)
 
 
-def _machine_busy() -> float:
-    """CPU seconds all processes of the machine spent so far (from /proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq = ticks[:7]
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
 async def _drive(job: dict[str, Any], server_cpu: Any) -> dict[str, Any]:
     tls = job["tls"]
     context = None
@@ -454,12 +407,12 @@ async def _drive(job: dict[str, Any], server_cpu: Any) -> dict[str, Any]:
         await asyncio.sleep(job["warmup"])
         pid, spinners = job["server_pid"], job["spin_pids"]
         c0 = sum(p.count for p in loads)
-        m0, x0 = _machine_busy(), sum(server_cpu(p) for p in spinners)
+        m0, x0 = machine_busy(), sum(server_cpu(p) for p in spinners)
         s0, g0, t0 = server_cpu(pid), time.process_time(), time.perf_counter()
         await asyncio.sleep(job["duration"])
         c1 = sum(p.count for p in loads)
         s1, g1, t1 = server_cpu(pid), time.process_time(), time.perf_counter()
-        m1, x1 = _machine_busy(), sum(server_cpu(p) for p in spinners)
+        m1, x1 = machine_busy(), sum(server_cpu(p) for p in spinners)
     finally:
         for p in loads:
             p.running = False
