@@ -1,0 +1,299 @@
+"""The VoBox's site loop: every ``interval`` seconds,
+
+1. keep a JobAgent token (``token -t jobagent``) that outlives the agents it is given to:
+   renewed well before it expires (``renew_due``);
+2. ask the batch system which of our agents are queued or running;
+3. ask central how many waiting jobs match this CE (``getNumberWaitingJobs``);
+4. submit ``SlotCount.to_submit`` agents, each from its own directory (startup script,
+   token files, log: ``startup_script``);
+5. remove agent directories older than ``keep_dirs`` whose agent is gone;
+6. report: one log line per cycle and ``status.json`` beside the agent directories (what
+   ``status()`` answers).
+
+Central and the batch system are behind small protocols, so the loop is tested with fakes
+and a clock; ``jalien.roles.vobox`` gives it the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from jalien.site.batch import AgentState, BatchError, BatchInterface, BatchJob, count
+from jalien.site.slots import SlotCount
+from jalien.site.startup_script import LOG_NAME, AgentConfig, write_agent_dir, write_private
+
+log = logging.getLogger("jalien.vobox")
+
+BATCH_ID_NAME = "batchid"
+STATUS_NAME = "status.json"
+
+
+class AgentToken(msgspec.Struct, frozen=True, kw_only=True):
+    cert_pem: bytes
+    key_pem: bytes
+    not_before: float
+    not_after: float
+
+
+class CentralError(Exception):
+    """Central did not answer usefully (down, refused): the cycle logs it and goes on."""
+
+
+class Central(Protocol):
+    async def waiting_jobs(self, *, site: str, ce: str, ttl: int, cores: int) -> int: ...
+    async def jobagent_token(self, hours: float) -> AgentToken: ...
+
+
+class LoopOptions(msgspec.Struct, frozen=True, kw_only=True):
+    agents_dir: Path
+    job_name: str = "jalien-agent"
+    max_running: int = 10
+    max_queued: int = 5
+    interval: float = 60.0
+    token_hours: float = 24.0
+    start_grace: float = 120.0  # a running agent this young has not asked for its job yet
+    keep_dirs: float = 2 * 86400.0
+
+
+def renew_due(token: AgentToken | None, now: float, agent_ttl: int) -> bool:
+    """A token must outlive the agents it goes to: renew with the agents' TTL (plus five
+    minutes) or a fifth of its lifetime left, whichever is more, but never in its first
+    half (short tokens in tests)."""
+    if token is None:
+        return True
+    lifetime = max(token.not_after - token.not_before, 1.0)
+    margin = min(max(agent_ttl + 300.0, 0.2 * lifetime), 0.5 * lifetime)
+    return now >= token.not_after - margin
+
+
+class CycleReport(msgspec.Struct, kw_only=True):
+    time: float
+    running: int = 0
+    queued: int = 0
+    starting: int = 0
+    waiting: int = -1  # -1: central did not answer
+    submitted: int = 0
+    removed_dirs: int = 0
+    error: str = ""
+
+
+class VoBoxLoop:
+    def __init__(
+        self,
+        central: Central,
+        batch: BatchInterface,
+        agent: AgentConfig,
+        options: LoopOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+        own_cert_expires: float = 0.0,
+    ) -> None:
+        self.central = central
+        self.batch = batch
+        self.agent = agent
+        self.options = options
+        self.clock = clock
+        self.own_cert_expires = own_cert_expires
+        self.token: AgentToken | None = None
+        self.renewals = 0
+        self.submitted_total = 0
+        self.cycles = 0
+        self.last: CycleReport | None = None
+        self._started: dict[str, float] = {}  # batch id -> when we submitted it
+        self._seq = 0
+
+    # -- the token
+    async def ensure_token(self) -> None:
+        now = self.clock()
+        if not renew_due(self.token, now, self.agent.ttl):
+            return
+        token = await self.central.jobagent_token(self.options.token_hours)
+        if self.token is not None:
+            self.renewals += 1
+        self.token = token
+        left = (token.not_after - now) / 3600
+        log.info("JobAgent token renewed: %.2f h left", left)
+
+    def token_usable(self) -> bool:
+        """Whether the token we hold can still be handed to an agent for its whole TTL."""
+        token = self.token
+        return token is not None and token.not_after - self.clock() > self.agent.ttl
+
+    # -- one cycle
+    async def cycle(self) -> CycleReport:
+        now = self.clock()
+        report = CycleReport(time=now)
+        errors: list[str] = []
+        try:
+            await self.ensure_token()
+        except CentralError as exc:
+            errors.append(f"token: {exc}")
+        try:
+            jobs = await self.batch.jobs()
+        except BatchError as exc:
+            errors.append(f"batch: {exc}")
+            jobs = None
+        if jobs is not None:
+            self._forget_finished(jobs)
+            report.running = count(jobs, AgentState.RUNNING)
+            report.queued = count(jobs, AgentState.QUEUED)
+            report.starting = self._starting(jobs, now)
+        try:
+            report.waiting = await self.central.waiting_jobs(
+                site=self.agent.site, ce=self.agent.ce, ttl=self.agent.ttl, cores=self.agent.cores
+            )
+        except CentralError as exc:
+            errors.append(f"central: {exc}")
+        if jobs is not None and report.waiting >= 0:
+            slots = SlotCount(
+                running=report.running,
+                queued=report.queued,
+                starting=report.starting,
+                waiting=report.waiting,
+                max_running=self.options.max_running,
+                max_queued=self.options.max_queued,
+            )
+            wanted = slots.to_submit
+            if wanted and not self.token_usable():
+                errors.append("no JobAgent token valid for an agent's TTL: not submitting")
+                wanted = 0
+            for _ in range(wanted):
+                try:
+                    await self.submit_one()
+                except (BatchError, OSError) as exc:
+                    errors.append(f"submit: {exc}")
+                    break
+                report.submitted += 1
+        live = set(self._started) if jobs is None else {job.id for job in jobs}
+        report.removed_dirs = await asyncio.to_thread(self._clean, live, now)
+        report.error = "; ".join(errors)
+        self.cycles += 1
+        self.last = report
+        self._report(report)
+        await asyncio.to_thread(self._write_status)
+        return report
+
+    def _forget_finished(self, jobs: list[BatchJob]) -> None:
+        live = {job.id for job in jobs}
+        for job_id in [j for j in self._started if j not in live]:
+            del self._started[job_id]
+
+    def _starting(self, jobs: list[BatchJob], now: float) -> int:
+        grace = self.options.start_grace
+        return sum(
+            1
+            for job in jobs
+            if job.state is AgentState.RUNNING and now - self._started.get(job.id, 0.0) < grace
+        )
+
+    async def submit_one(self) -> str:
+        assert self.token is not None
+        self._seq += 1
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.clock()))
+        directory = self.options.agents_dir / f"{stamp}-{os.getpid()}-{self._seq}"
+        token = self.token
+        script = await asyncio.to_thread(
+            write_agent_dir, directory, self.agent, token.cert_pem, token.key_pem
+        )
+        job_id = await self.batch.submit(script, directory / LOG_NAME, self.options.job_name)
+        await asyncio.to_thread(write_private, directory / BATCH_ID_NAME, job_id.encode())
+        self._started[job_id] = self.clock()
+        self.submitted_total += 1
+        log.info("submitted JobAgent %s (%s) from %s", job_id, self.batch.name, directory)
+        return job_id
+
+    # -- directories
+    def known_batch_ids(self) -> list[str]:
+        """The batch ids recorded in the agent directories (a restarted VoBox adopts them)."""
+        found: list[str] = []
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.options.agents_dir.glob(f"*/{BATCH_ID_NAME}"):
+                with contextlib.suppress(OSError):
+                    found.append(path.read_text().strip())
+        return found
+
+    def _clean(self, live: set[str], now: float) -> int:
+        removed = 0
+        try:
+            entries = list(self.options.agents_dir.iterdir())
+        except FileNotFoundError:
+            return 0
+        for directory in entries:
+            try:
+                if now - directory.stat().st_mtime < self.options.keep_dirs:
+                    continue
+                batch_id = (directory / BATCH_ID_NAME).read_text().strip()
+            except OSError:
+                batch_id = ""
+            if batch_id in live:
+                continue
+            shutil.rmtree(directory, ignore_errors=True)
+            removed += 1
+        return removed
+
+    # -- monitoring
+    def status(self) -> dict[str, object]:
+        last = self.last
+        token = self.token
+        return {
+            "ce": self.agent.ce,
+            "site": self.agent.site,
+            "batch": self.batch.name,
+            "cycles": self.cycles,
+            "submitted_total": self.submitted_total,
+            "token_renewals": self.renewals,
+            "token_expires": int(token.not_after) if token else 0,
+            "own_cert_expires": int(self.own_cert_expires),
+            "last_cycle": msgspec.to_builtins(last) if last else None,
+            "max_running": self.options.max_running,
+            "max_queued": self.options.max_queued,
+        }
+
+    def _report(self, report: CycleReport) -> None:
+        log.info(
+            "cycle %d: %d running (%d starting), %d queued, %s waiting, %d submitted%s",
+            self.cycles,
+            report.running,
+            report.starting,
+            report.queued,
+            report.waiting if report.waiting >= 0 else "?",
+            report.submitted,
+            f"; {report.error}" if report.error else "",
+        )
+        if report.error:
+            log.warning("cycle %d: %s", self.cycles, report.error)
+        left = self.own_cert_expires - report.time
+        if self.own_cert_expires and left < 7 * 86400:
+            log.warning("the VoBox's own certificate expires in %.1f days", left / 86400)
+
+    def _write_status(self) -> None:
+        path = self.options.agents_dir.parent / STATUS_NAME
+        text = json.dumps(self.status(), indent=1).encode()
+        try:
+            tmp = path.with_suffix(".tmp")
+            write_private(tmp, text, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc.strerror)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Cycles until *stop* is set (a cycle in progress finishes first)."""
+        await asyncio.to_thread(self.options.agents_dir.mkdir, parents=True, exist_ok=True)
+        while not stop.is_set():
+            try:
+                await self.cycle()
+            except Exception:  # a bug must not stop the site: log it, try again next time
+                log.exception("VoBox cycle failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.options.interval)
