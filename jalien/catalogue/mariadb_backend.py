@@ -40,13 +40,12 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
-import queue
 import re
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import MySQLdb
@@ -70,7 +69,9 @@ from jalien.sqlstore.mysql import (
     ER_LOCK_DEADLOCK,
     ER_XAER_NOTA,
     Dsn,
+    GroupWriter,
     ReaderPool,
+    WriteJob,
     connect,
     parse_dsn,
 )
@@ -312,152 +313,33 @@ class _HostTx:
         self.writer.write_refs(list(refs)).result()
 
 
-class _Deadlock(Exception):
-    pass
-
-
-class _Reconnect(Exception):
-    pass
-
-
-class _Job(NamedTuple):
-    fn: Op
-    refs: list[Ref]
-    future: concurrent.futures.Future
-
-
-class _Writer(threading.Thread):
-    """A host's single writer: group commit, a savepoint per operation. The GUID references
-    a batch declares are written by a helper thread while the batch runs, and committed
-    before the batch is."""
+class _Writer(GroupWriter):
+    """A host's single writer (group commit, a savepoint per operation): operations get a
+    _HostTx, and the GUID references a batch declares are written by a helper thread while
+    the batch runs, and committed before the batch is (no entry without its reference)."""
 
     def __init__(self, host: int, dsn: Dsn, dsns: Callable[[int], Dsn]) -> None:
-        super().__init__(name=f"mariadb{host}-write", daemon=True)
-        self.host, self.dsn = host, dsn
+        super().__init__(dsn, f"mariadb{host}")
+        self.host = host
         self.side = _Side(dsns)  # used on the helper thread only
         self.helper = concurrent.futures.ThreadPoolExecutor(1, f"mariadb{host}-refs")
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.conn: MySQLdb.Connection | None = None
 
     def write_refs(self, refs: list[Ref]) -> concurrent.futures.Future:
         return self.helper.submit(self.side.write_refs, refs)
 
-    def submit(self, fn: Op, refs: list[Ref]) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self.jobs.put(_Job(fn, refs, future))
-        return future
+    def op_argument(self, cur: Any) -> _HostTx:
+        return _HostTx(self.host, cur, self)
 
-    def run(self) -> None:
-        while True:
-            first = self.jobs.get()
-            if first is None:
-                break
-            batch = [first]
-            stop = False
-            while len(batch) < 1000:
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._run_batch(batch)
-            if stop:
-                break
-        _close_quietly(self.conn)
+    def batch_started(self, batch: list[WriteJob]) -> concurrent.futures.Future | None:
+        refs = [r for job in batch for r in job.extra]
+        return self.write_refs(refs) if refs else None
+
+    def before_commit(self, started: concurrent.futures.Future | None) -> BaseException | None:
+        return started.exception() if started is not None else None
+
+    def closing(self) -> None:
         self.helper.submit(self.side.close).result()
         self.helper.shutdown()
-
-    def _run_batch(self, batch: list[_Job]) -> None:
-        refs = [r for job in batch for r in job.refs]
-        refs_done = self.write_refs(refs) if refs else None
-        try:
-            try:
-                results = self._attempt(batch, refs_done)
-            except _Deadlock:  # InnoDB undid the whole transaction: each job alone
-                results = []
-                for job in batch:
-                    for attempt in range(3):
-                        try:
-                            results.extend(self._attempt([job], refs_done))
-                            break
-                        except _Deadlock as exc:
-                            if attempt == 2:
-                                results.append((None, exc.__cause__))
-        except BaseException as exc:
-            results = [(None, exc)] * len(batch)
-        for job, (value, exc) in zip(batch, results, strict=True):
-            if exc is None:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(exc)
-
-    def _attempt(
-        self, batch: list[_Job], refs_done: concurrent.futures.Future | None
-    ) -> list[tuple[Any, BaseException | None]]:
-        """The batch in one transaction, again on a new connection when the old one was
-        lost before COMMIT (the server then rolled it back: nothing happened)."""
-        for attempt in range(3):
-            try:
-                return self._transaction(batch, refs_done)
-            except _Reconnect as exc:
-                log.warning("host %s: writer connection lost (%s), again", self.host, exc.__cause__)
-                if attempt == 2:
-                    return [(None, exc.__cause__)] * len(batch)
-        raise AssertionError("unreachable")
-
-    def _transaction(
-        self, batch: list[_Job], refs_done: concurrent.futures.Future | None
-    ) -> list[tuple[Any, BaseException | None]]:
-        committing = False
-        try:
-            if self.conn is None:
-                self.conn = connect(self.dsn, autocommit=False)
-            conn = self.conn
-            cur = conn.cursor()
-            tx = _HostTx(self.host, cur, self)
-            single = len(batch) == 1
-            out: list[tuple[Any, BaseException | None]] = []
-            cur.execute("BEGIN")
-            for job in batch:
-                if not single:
-                    cur.execute("SAVEPOINT op")
-                try:
-                    value = job.fn(tx)
-                except BaseException as exc:
-                    if _code(exc) == ER_LOCK_DEADLOCK or _code(exc) in CONNECTION_LOST:
-                        raise
-                    if not single:
-                        cur.execute("ROLLBACK TO SAVEPOINT op")
-                    out.append((None, exc))
-                else:
-                    out.append((value, None))
-                if not single:
-                    cur.execute("RELEASE SAVEPOINT op")
-            if refs_done is not None and refs_done.exception() is not None:
-                conn.rollback()  # no entry without its GUID reference
-                return [(None, refs_done.exception())] * len(batch)
-            if single and out[0][1] is not None:
-                conn.rollback()
-            else:
-                committing = True
-                conn.commit()  # acknowledged only once committed
-            return out
-        except MySQLdb.Error as exc:
-            if _code(exc) in CONNECTION_LOST:
-                _close_quietly(self.conn)
-                self.conn = None
-                if not committing:
-                    raise _Reconnect() from exc
-                return [(None, exc)] * len(batch)  # lost during COMMIT: unknown outcome
-            if self.conn is not None:
-                with contextlib.suppress(MySQLdb.Error):
-                    self.conn.rollback()
-            if _code(exc) == ER_LOCK_DEADLOCK:
-                raise _Deadlock() from exc
-            return [(None, exc)] * len(batch)
 
 
 class _XaTx:

@@ -9,8 +9,8 @@ whole transaction: the batch then runs again one operation at a time. A connecti
 before COMMIT is replaced and the batch runs again (the server rolled it back); lost
 during COMMIT, the outcome is unknown and the batch's operations fail.
 
-Also here: DSNs and the connection settings that every MariaDB user of jalien shares
-(the sharded catalogue keeps a writer of its own, for its cross-server transactions).
+Also here: DSNs and the connection settings that every MariaDB user of jalien shares; the
+sharded catalogue's writers are GroupWriters with hooks (jalien.catalogue.mariadb_backend).
 """
 
 from __future__ import annotations
@@ -157,21 +157,47 @@ class _Reconnect(Exception):
 Result = tuple[Any, BaseException | None]
 
 
+class WriteJob(NamedTuple):
+    fn: Op
+    extra: Any  # what a subclass needs besides the operation (the catalogue's GUID refs)
+    future: concurrent.futures.Future
+
+
 class GroupWriter(threading.Thread):
-    """One server's single writer: group commit, a savepoint per operation."""
+    """One server's single writer: group commit, a savepoint per operation.
+
+    A subclass may widen what an operation gets and what a batch must have done before it
+    commits (the sharded catalogue: a transaction object instead of the cursor, and GUID
+    references written on another server first) through the four hooks below.
+    """
 
     def __init__(self, dsn: Dsn, name: str, max_batch: int = 1000) -> None:
         super().__init__(name=f"{name}-write", daemon=True)
         self.dsn = dsn
         self.max_batch = max_batch
-        self.jobs: queue.SimpleQueue[tuple[Op, concurrent.futures.Future] | None] = (
-            queue.SimpleQueue()
-        )
+        self.jobs: queue.SimpleQueue[WriteJob | None] = queue.SimpleQueue()
         self.conn: MySQLdb.Connection | None = None
 
-    def submit(self, fn: Op) -> concurrent.futures.Future:
+    # -- hooks
+    def op_argument(self, cur: Any) -> Any:
+        """What each operation of a transaction is called with."""
+        return cur
+
+    def batch_started(self, batch: list[WriteJob]) -> Any:
+        """Work to start beside the batch; its handle goes to ``before_commit``."""
+        return None
+
+    def before_commit(self, started: Any) -> BaseException | None:
+        """Why the batch must not commit (it is rolled back and every job fails), if so."""
+        return None
+
+    def closing(self) -> None:
+        """The writer stops: free what the hooks hold."""
+
+    # -- the thread
+    def submit(self, fn: Op, extra: Any = None) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self.jobs.put((fn, future))
+        self.jobs.put(WriteJob(fn, extra, future))
         return future
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -198,58 +224,60 @@ class GroupWriter(threading.Thread):
             if stop:
                 break
         close_quietly(self.conn)
+        self.closing()
 
-    def _run_batch(self, batch: list[tuple[Op, concurrent.futures.Future]]) -> None:
-        ops = [fn for fn, _ in batch]
+    def _run_batch(self, batch: list[WriteJob]) -> None:
         try:
+            started = self.batch_started(batch)
             try:
-                results = self._attempt(ops)
+                results = self._attempt(batch, started)
             except _Deadlock:  # InnoDB undid the whole transaction: each operation alone
                 results = []
-                for fn in ops:
+                for job in batch:
                     for attempt in range(3):
                         try:
-                            results.extend(self._attempt([fn]))
+                            results.extend(self._attempt([job], started))
                             break
                         except _Deadlock as exc:
                             if attempt == 2:
                                 results.append((None, exc.__cause__))
         except BaseException as exc:
             results = [(None, exc)] * len(batch)
-        for (_, future), (value, exc) in zip(batch, results, strict=True):
+        for job, (value, exc) in zip(batch, results, strict=True):
             if exc is None:
-                future.set_result(value)
+                job.future.set_result(value)
             else:
-                future.set_exception(exc)
+                job.future.set_exception(exc)
 
-    def _attempt(self, ops: list[Op]) -> list[Result]:
+    def _attempt(self, batch: list[WriteJob], started: Any) -> list[Result]:
         """The batch in one transaction, again on a new connection when the old one was
         lost before COMMIT (the server then rolled it back: nothing happened)."""
         for attempt in range(3):
             try:
-                return self._transaction(ops)
+                return self._transaction(batch, started)
             except _Reconnect as exc:
                 log.warning("%s: writer connection lost (%s), again", self.name, exc.__cause__)
                 if attempt == 2:
-                    return [(None, exc.__cause__)] * len(ops)
+                    return [(None, exc.__cause__)] * len(batch)
         raise AssertionError("unreachable")
 
-    def _transaction(self, ops: list[Op]) -> list[Result]:
+    def _transaction(self, batch: list[WriteJob], started: Any) -> list[Result]:
         committing = False
         try:
             if self.conn is None:
                 self.conn = connect(self.dsn, autocommit=False)
             conn = self.conn
             cur = conn.cursor()
-            single = len(ops) == 1
+            arg = self.op_argument(cur)
+            single = len(batch) == 1
             out: list[Result] = []
             # no BEGIN: with autocommit off the first statement opens the transaction; a
             # SAVEPOINT of the same name replaces the previous one (no RELEASE needed)
-            for fn in ops:
+            for job in batch:
                 if not single:
                     cur.execute("SAVEPOINT op")
                 try:
-                    value = fn(cur)
+                    value = job.fn(arg)
                 except BaseException as exc:
                     code = error_code(exc)
                     if code == ER_LOCK_DEADLOCK or code in CONNECTION_LOST:
@@ -259,6 +287,10 @@ class GroupWriter(threading.Thread):
                     out.append((None, exc))
                 else:
                     out.append((value, None))
+            refused = self.before_commit(started)
+            if refused is not None:
+                conn.rollback()
+                return [(None, refused)] * len(batch)
             if single and out[0][1] is not None:
                 conn.rollback()
             else:
@@ -271,13 +303,13 @@ class GroupWriter(threading.Thread):
                 self.conn = None
                 if not committing:
                     raise _Reconnect() from exc
-                return [(None, exc)] * len(ops)  # lost during COMMIT: unknown outcome
+                return [(None, exc)] * len(batch)  # lost during COMMIT: unknown outcome
             if self.conn is not None:
                 with contextlib.suppress(MySQLdb.Error):
                     self.conn.rollback()
             if error_code(exc) == ER_LOCK_DEADLOCK:
                 raise _Deadlock() from exc
-            return [(None, exc)] * len(ops)
+            return [(None, exc)] * len(batch)
 
 
 class MySQLStore:
