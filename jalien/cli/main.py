@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from jalien.version import __version__
 
-ROLES = ("jcentral", "jbox", "se")
+ROLES = ("jcentral", "jbox", "se", "jobagent")
 EXIT_USAGE = 2
 
 
@@ -101,6 +101,10 @@ def run_role(argv: Sequence[str]) -> int:
         from jalien.roles.se import run_se
 
         return run_se(settings)
+    if args.role == "jobagent":
+        from jalien.roles.jobagent import run_jobagent
+
+        return run_jobagent(settings)
     raise CliError(f"unknown role {args.role}", EXIT_USAGE)
 
 

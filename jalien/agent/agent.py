@@ -1,0 +1,197 @@
+"""The JobAgent's loop: while its TTL allows, ask central for a job and run it.
+
+``getMatchJob site= ce= ttl=<seconds left> cores= node=`` on the agent's own connection (its
+jobagent token); a job comes with a job token, for which the role opens a second connection
+(data, the payload's socket). One job at a time; ``JALIEN_JOBAGENT_MAX_JOBS`` caps the count.
+When no job matches, the agent asks again every interval (at most 10 s apart) for a bounded
+time (ten intervals, at most two minutes), then exits 0: the VoBox submits agents while
+central has work, so an idle agent only holds a batch slot.
+
+Central pushes ``Event(topic="kill", payload={"queueId": ...})`` on the connection that
+matched the job (it has already set KILLED); the agent kills the payload within a second
+or so and reports nothing more. ``stop`` (SIGTERM to the agent) ends the current job
+ERROR_E with the reason and leaves the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from jalien.agent.job import JobSpec
+from jalien.agent.runner import CopyEngine, JobRunner, RunConfig
+from jalien.auth.certs import dn_of
+from jalien.net.client import Client
+from jalien.net.identity import Identity
+from jalien.wire.errors import RequestError
+from jalien.wire.messages import Event
+
+log = logging.getLogger("jalien.agent")
+
+IDLE_POLLS = 10  # intervals an idle agent keeps asking
+MAX_IDLE = 120.0  # seconds, whatever the interval
+MAX_POLL = 10.0
+MIN_TTL_LEFT = 1  # seconds: below this no job is asked for
+
+
+@dataclass
+class AgentConfig:
+    site: str
+    ce: str
+    ttl: float = 3600.0
+    cores: int = 1
+    max_jobs: int = 0
+
+    def match_words(self, ttl_left: int, node: str) -> list[str]:
+        words = [f"ttl={ttl_left}", f"cores={self.cores}", f"node={node}"]
+        if self.site:
+            words.insert(0, f"site={self.site}")
+        if self.ce:
+            words.insert(1 if self.site else 0, f"ce={self.ce}")
+        return words
+
+
+class AgentError(Exception):
+    """Central refused the agent itself (credentials, role); exit non-zero."""
+
+
+class JobAgent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        run_config: RunConfig,
+        upstream: Client,
+        copier: CopyEngine,
+        connect_job: Callable[[JobSpec], Awaitable[Client]],
+        parse_job: Callable[[dict[str, str]], JobSpec],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.run_config = run_config
+        self.upstream = upstream
+        self.copier = copier
+        self.connect_job = connect_job
+        self.parse_job = parse_job
+        self.clock = clock
+        self.started = clock()
+        self.current: JobRunner | None = None
+        self.finished: list[tuple[int, str]] = []  # (queueId, final state)
+        self._stop = asyncio.Event()
+        upstream.on_event = self._event
+
+    @property
+    def ttl_left(self) -> float:
+        return self.config.ttl - (self.clock() - self.started)
+
+    def stop(self, reason: str = "the JobAgent was stopped") -> None:
+        self._stop.set()
+        if self.current is not None:
+            self.current.abort(reason)
+
+    def _event(self, channel: int, event: Event) -> None:
+        if event.topic != "kill":
+            log.info("ignored pushed event %s", event.topic)
+            return
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        queue_id = str(payload.get("queueId", ""))
+        current = self.current
+        if current is not None and str(current.job.queue_id) == queue_id:
+            log.info("job %s: kill received", queue_id)
+            current.kill()
+        else:
+            log.info("kill for job %s, which this agent is not running", queue_id)
+
+    async def run(self) -> int:
+        """The loop; 0 when the TTL, the job cap or the idle wait ends it."""
+        config = self.config
+        idle_since: float | None = None
+        poll = max(0.05, min(self.run_config.interval, MAX_POLL))
+        idle_limit = min(IDLE_POLLS * self.run_config.interval, MAX_IDLE)
+        while not self._stop.is_set():
+            if config.max_jobs and len(self.finished) >= config.max_jobs:
+                log.info("done: %d job(s), the configured maximum", len(self.finished))
+                break
+            left = int(self.ttl_left)
+            if left < MIN_TTL_LEFT:
+                log.info("done: the TTL is spent after %d job(s)", len(self.finished))
+                break
+            found = await self._match(left)
+            if found is None:
+                now = self.clock()
+                idle_since = now if idle_since is None else idle_since
+                if now - idle_since >= idle_limit:
+                    log.info("done: no job matched for %.0f s", now - idle_since)
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), poll)
+                continue
+            idle_since = None
+            await self._run_job(found)
+        return 0
+
+    async def _match(self, left: int) -> dict[str, str] | None:
+        words = self.config.match_words(left, self.run_config.node)
+        try:
+            reply = await self.upstream.call("getMatchJob", *words, timeout=60)
+        except RequestError as exc:  # central away: the client reconnects meanwhile
+            log.warning("getMatchJob failed: %s", exc)
+            return None
+        if reply.exitcode in (13, 2):  # permission denied / no such command: not a site
+            raise AgentError(f"central refused getMatchJob: {reply.error}")
+        if reply.exitcode:
+            log.warning("getMatchJob: %s", reply.error)
+            return None
+        record = reply.results[0] if reply.results else {}
+        return record if record.get("queueId") else None
+
+    async def _run_job(self, record: dict[str, str]) -> None:
+        queue_id = record.get("queueId", "?")
+        try:
+            job = self.parse_job(record)
+        except ValueError as exc:
+            await self._refuse(queue_id, f"the agent cannot read the job: {exc}")
+            return
+        try:
+            job_conn = await self.connect_job(job)
+        except (RequestError, OSError, ValueError) as exc:
+            await self._refuse(queue_id, f"cannot connect with the job token: {exc}")
+            return
+        try:
+            cert = x509.load_pem_x509_certificate(job.token_cert.encode())
+            identity = Identity(
+                dn=dn_of(cert),
+                login=job.user,
+                roles=("job",),
+                token="job",
+                job_id=str(job.queue_id),
+            )
+            runner = JobRunner(
+                job,
+                agent=self.upstream,
+                job_conn=job_conn,
+                copier=self.copier,
+                config=self.run_config,
+                identity=identity,
+            )
+            self.current = runner
+            log.info("job %d of %s: running", job.queue_id, job.user)
+            state = await runner.run()
+            self.finished.append((job.queue_id, state))
+            log.info("job %d: ended %s", job.queue_id, state)
+        finally:
+            self.current = None
+            await job_conn.close()
+
+    async def _refuse(self, queue_id: str, error: str) -> None:
+        log.error("job %s: %s", queue_id, error)
+        with contextlib.suppress(RequestError):
+            await self.upstream.call("setJobStatus", queue_id, "ERROR_A", f"error={error}")
+        with contextlib.suppress(ValueError):
+            self.finished.append((int(queue_id), "ERROR_A"))

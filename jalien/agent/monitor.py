@@ -1,0 +1,204 @@
+"""Resource monitoring of a payload's process tree with psutil, against the JDL's limits.
+
+One sample is one ``process_iter`` pass over the node's processes (parent pids only, from
+psutil's cached Process objects) to find the tree below the payload, then, for the tree's
+members only, CPU times and memory (``memory_full_info`` for PSS, read from the kernel's
+``smaps_rollup``; RSS when it cannot be read), plus the sandbox's disk use. Everything is
+summed over the tree. ``bench/bench_agent.py`` measures the cost of a sample of a
+100-process payload; the runner takes samples in a thread so that the event loop never
+waits on /proc.
+
+Limits (``Limits``): MemorySize against PSS (RSS as fallback), WorkDirectorySize against
+the sandbox, TTL against wall time. The first limit passed gives the reason text the job
+ends ERROR_E with; ``kill_tree`` then sends SIGTERM to the payload's process group and every
+tree member, and SIGKILL to whatever is left after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Sample:
+    processes: int = 0
+    cpu: float = 0.0  # user + system seconds of the tree (reaped children included)
+    rss: int = 0
+    pss: int = 0  # = rss where PSS could not be read
+    vms: int = 0
+    disk: int = 0
+    wall: float = 0.0
+    pids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int = 0  # bytes (PSS); 0: none
+    disk: int = 0  # bytes (sandbox); 0: none
+    ttl: float = 0.0  # wall seconds; 0: none
+
+    def exceeded(self, sample: Sample) -> str | None:
+        """Why the payload must die, or None."""
+        if self.memory and sample.pss > self.memory:
+            return (
+                f"memory limit exceeded: the payload used {sample.pss // MB} MB "
+                f"(PSS) and MemorySize is {self.memory // MB} MB"
+            )
+        if self.disk and sample.disk > self.disk:
+            return (
+                f"disk limit exceeded: the sandbox holds {sample.disk // MB} MB and "
+                f"WorkDirectorySize is {self.disk // MB} MB"
+            )
+        if self.ttl and sample.wall > self.ttl:
+            return f"TTL exceeded: the payload ran {sample.wall:.0f} s and TTL is {self.ttl:.0f} s"
+        return None
+
+
+@dataclass
+class Trace:
+    """Peaks and totals over a payload's life, reported with its final state."""
+
+    samples: int = 0
+    cpu: float = 0.0
+    wall: float = 0.0
+    max_rss: int = 0
+    max_pss: int = 0
+    max_vms: int = 0
+    max_disk: int = 0
+    max_processes: int = 0
+    last: Sample = field(default_factory=Sample)
+
+    def add(self, sample: Sample) -> None:
+        self.samples += 1
+        self.cpu = max(self.cpu, sample.cpu)
+        self.wall = max(self.wall, sample.wall)
+        self.max_rss = max(self.max_rss, sample.rss)
+        self.max_pss = max(self.max_pss, sample.pss)
+        self.max_vms = max(self.max_vms, sample.vms)
+        self.max_disk = max(self.max_disk, sample.disk)
+        self.max_processes = max(self.max_processes, sample.processes)
+        self.last = sample
+
+    def describe(self) -> str:
+        return (
+            f"cpu={self.cpu:.2f}s wall={self.wall:.1f}s maxrss={self.max_rss // 1024}kB "
+            f"maxpss={self.max_pss // 1024}kB maxvms={self.max_vms // 1024}kB "
+            f"maxdisk={self.max_disk // 1024}kB maxprocs={self.max_processes} "
+            f"samples={self.samples}"
+        )
+
+
+def tree_pids(root: int) -> list[int]:
+    """*root* and its descendants, from one pass over the node's processes."""
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info["ppid"]
+        if ppid is not None:
+            children.setdefault(ppid, []).append(proc.pid)
+    found = [root]
+    i = 0
+    while i < len(found):
+        found.extend(children.get(found[i], ()))
+        i += 1
+    return found
+
+
+class Sampler:
+    """Samples one payload: ``root`` is its first process, started at ``started``
+    (``time.monotonic``); ``disk`` says how many bytes its sandbox holds."""
+
+    def __init__(self, root: int, started: float, disk: Callable[[], int] | None = None) -> None:
+        self.root = root
+        self.started = started
+        self.disk = disk
+        self._procs: dict[int, psutil.Process] = {}
+        self._pss = True  # until the kernel refuses it once
+
+    def _process(self, pid: int) -> psutil.Process:
+        proc = self._procs.get(pid)
+        if proc is None:
+            proc = self._procs[pid] = psutil.Process(pid)
+        return proc
+
+    def sample(self) -> Sample:
+        pids = tree_pids(self.root)
+        cpu = 0.0
+        rss = pss = vms = 0
+        alive = []
+        for pid in pids:
+            try:
+                proc = self._process(pid)
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    if self._pss:
+                        try:
+                            mem = proc.memory_full_info()
+                            p_pss = getattr(mem, "pss", mem.rss)
+                        except (psutil.AccessDenied, OSError):
+                            self._pss = False
+                            mem = proc.memory_info()
+                            p_pss = mem.rss
+                    else:
+                        mem = proc.memory_info()
+                        p_pss = mem.rss
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                self._procs.pop(pid, None)
+                continue
+            alive.append(pid)
+            cpu += times.user + times.system + times.children_user + times.children_system
+            rss += mem.rss
+            pss += p_pss
+            vms += mem.vms
+        for gone in set(self._procs) - set(alive):
+            del self._procs[gone]
+        return Sample(
+            processes=len(alive),
+            cpu=cpu,
+            rss=rss,
+            pss=pss,
+            vms=vms,
+            disk=self.disk() if self.disk is not None else 0,
+            wall=time.monotonic() - self.started,
+            pids=tuple(alive),
+        )
+
+
+def _signal_all(pgid: int, pids: list[int], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+async def kill_tree(root: int, pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM the payload's group and tree, SIGKILL what is left after *grace* seconds.
+    Processes that left the group and were reparented away escape the tree walk; the
+    group signal still reaches those that stayed in the group."""
+    pids = await asyncio.to_thread(tree_pids, root)
+    _signal_all(pgid, pids, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while loop.time() < deadline:
+        if not any(psutil.pid_exists(p) and _alive(p) for p in pids):
+            return
+        await asyncio.sleep(0.05)
+    pids = list({*pids, *await asyncio.to_thread(tree_pids, root)})
+    _signal_all(pgid, pids, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

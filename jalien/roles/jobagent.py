@@ -1,0 +1,217 @@
+"""``jalien-bin --role jobagent``: a worker node's JobAgent, configured by its environment.
+
+The VoBox's startup script sets (see docs/site.md): ``JALIEN_HOST``/``JALIEN_PORT`` (the
+binary channel upstream: the VoBox or central), ``X509_CERT_DIR``, ``JALIEN_TOKEN_CERT``/
+``JALIEN_TOKEN_KEY`` (the jobagent token, PEM text or paths), ``JALIEN_SITE``, ``JALIEN_CE``,
+``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR``,
+``JALIEN_JOBAGENT_MAX_JOBS``, ``JALIEN_MONITOR_INTERVAL``.
+
+This module composes the service (``jalien.agent``) with what it may not import itself: the
+JDL parser (``jalien.jobs.jdl``) and the copy engine (``jalien.storage.cp``). Keys stay in
+memory (``auth.memfile``); nothing is written outside the job sandboxes. Exit codes: 0 when
+the TTL, the job cap or the idle wait ends the agent; 1 with one clear line when the
+configuration or the credentials cannot work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import uvloop
+
+from jalien.agent.agent import AgentConfig, AgentError, JobAgent
+from jalien.agent.job import JobSpec, OutputItem
+from jalien.agent.runner import RunConfig, Upstream
+from jalien.auth.errors import AuthError
+from jalien.auth.tls import context_from_pem
+from jalien.config import Settings
+from jalien.jobs.jdl import JdlError, OutputSpec, parse_jdl, parse_size
+from jalien.net import discovery
+from jalien.net.client import Client, ConnectionLost
+from jalien.storage.cp import Options, copy
+
+log = logging.getLogger("jalien.jobagent")
+
+
+class ConfigProblem(Exception):
+    """The environment does not describe a usable JobAgent."""
+
+
+# -- the JDL, as the agent needs it
+def _specs(spec: OutputSpec) -> str:
+    parts = [*spec.ses, *(f"{tag}:{count}" for tag, count in spec.qos.items())]
+    return ",".join(parts) or "disk:1"
+
+
+def _inputs(values: Sequence[str]) -> list[str]:
+    out = []
+    for value in values:
+        lfn, _, flags = value.partition(",")
+        if "nodownload" in flags.lower():
+            continue
+        out.append(lfn.strip().removeprefix("LF:"))
+    return out
+
+
+def parse_job(record: Mapping[str, str]) -> JobSpec:
+    """central's getMatchJob record -> JobSpec (ValueError with the reason)."""
+    try:
+        jdl = parse_jdl(record.get("jdl", ""))
+        queue_id = int(record.get("queueId", ""))
+        disk = parse_size(jdl.get("workdirectorysize", 0), "WorkDirectorySize")
+        arguments = shlex.split(jdl.arguments)
+    except JdlError as exc:
+        raise ValueError(f"bad JDL: {exc}") from None
+    outputs = [OutputItem(name=s.name, specs=_specs(s)) for s in jdl.output_file]
+    outputs += [
+        OutputItem(name=s.name, members=list(s.members) or ["*"], archive=True, specs=_specs(s))
+        for s in jdl.output_archive
+    ]
+    output_dir = record.get("outputDir", "")
+    if not output_dir and outputs:
+        raise ValueError("central sent no outputDir for a job with outputs")
+    return JobSpec(
+        queue_id=queue_id,
+        user=record.get("user", ""),
+        output_dir=output_dir,
+        executable=jdl.executable.removeprefix("LF:"),
+        arguments=arguments,
+        inputs=_inputs(jdl.input_file) + _inputs(jdl.input_data),
+        outputs=outputs,
+        packages=list(jdl.packages),
+        ttl=jdl.ttl,
+        memory=jdl.memory_size,
+        disk=disk,
+        token_cert=record.get("tokencert", ""),
+        token_key=record.get("tokenkey", ""),
+    )
+
+
+# -- the copy engine, as the agent needs it
+class StorageCopier:
+    def __init__(self, se_context: ssl.SSLContext) -> None:
+        self.se_context = se_context
+
+    async def download(self, central: Upstream, lfns: Sequence[str], dest_dir: Path) -> list[str]:
+        options = Options(ssl=self.se_context, threads=4)
+        report = await copy(central, list(lfns), f"file:{dest_dir}/", options)
+        return [f"{r.src}: {r.error}" for r in report.results if r.status == "failed"]
+
+    async def upload(self, central: Upstream, path: Path, lfn: str, specs: str) -> str | None:
+        options = Options(ssl=self.se_context, threads=1, specs=specs)
+        report = await copy(central, [f"file:{path}"], lfn, options)
+        failed = [r.error for r in report.results if r.status == "failed"]
+        return "; ".join(failed) if failed or not report.results else None
+
+
+# -- the environment contract
+def _pem(env: Mapping[str, str], name: str) -> bytes:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigProblem(f"{name} is not set (the jobagent token: PEM text or a path)")
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode()
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise ConfigProblem(f"{name}: cannot read {value}: {exc.strerror}") from None
+
+
+def upstream_address(settings: Settings, env: Mapping[str, str]) -> tuple[str, int]:
+    host = env.get("JALIEN_HOST") or settings.central_host
+    raw = env.get("JALIEN_PORT") or str(settings.binary_port)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigProblem(f"JALIEN_PORT={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigProblem(f"JALIEN_PORT={raw!r} is not a port number")
+    return host, port
+
+
+def _workdir(settings: Settings, env: Mapping[str, str]) -> str:
+    workdir = settings.workdir or str(discovery.tmpdir(env))
+    if not os.path.isdir(workdir) or not os.access(workdir, os.W_OK | os.X_OK):
+        raise ConfigProblem(f"JALIEN_WORKDIR {workdir} is not a writable directory")
+    return workdir
+
+
+async def serve(settings: Settings, env: Mapping[str, str]) -> int:
+    host, port = upstream_address(settings, env)
+    cert_pem, key_pem = _pem(env, "JALIEN_TOKEN_CERT"), _pem(env, "JALIEN_TOKEN_KEY")
+    ca_dir = discovery.ca_dir(settings, env)
+    workdir = _workdir(settings, env)
+    if settings.monitor_interval <= 0 or settings.jobagent_ttl <= 0 or settings.cores <= 0:
+        raise ConfigProblem("JALIEN_MONITOR_INTERVAL, _JOBAGENT_TTL and _CORES must be positive")
+    context = context_from_pem("client", cert_pem, key_pem, ca_dir)
+    del key_pem
+    se_context = ssl.create_default_context(capath=str(ca_dir))
+    se_context.check_hostname = False  # SEs are named by the URLs central hands out
+    upstream = Client(host, port, context, backoff=(0.5, 30.0), reconnect=True, connect_wait=30)
+    await upstream.connect()
+
+    async def connect_job(job: JobSpec) -> Client:
+        job_context = context_from_pem(
+            "client", job.token_cert.encode(), job.token_key.encode(), ca_dir
+        )
+        client = Client(host, port, job_context, backoff=(0.5, 30.0), reconnect=True)
+        await client.connect()
+        return client
+
+    node = socket.gethostname()
+    agent = JobAgent(
+        AgentConfig(
+            site=settings.site,
+            ce=settings.ce,
+            ttl=float(settings.jobagent_ttl),
+            cores=settings.cores,
+            max_jobs=settings.jobagent_max_jobs,
+        ),
+        RunConfig(
+            site=settings.site,
+            node=node,
+            workdir=workdir,
+            ca_dir=ca_dir,
+            interval=settings.monitor_interval,
+            packages_root=settings.packages_dir,
+            base_env=dict(env),
+        ),
+        upstream,
+        StorageCopier(se_context),
+        connect_job,
+        parse_job,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, agent.stop, f"the JobAgent got signal {sig.name}")
+    log.info(
+        "jobagent ready: upstream %s:%d, site %s, ce %s, ttl %d s, workdir %s",
+        host, port, settings.site, settings.ce or "-", settings.jobagent_ttl, workdir,
+    )  # fmt: skip
+    try:
+        return await agent.run()
+    finally:
+        await upstream.close()
+
+
+def run_jobagent(settings: Settings, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return uvloop.run(serve(settings, env))
+    except (ConfigProblem, AuthError, AgentError, ConnectionLost) as exc:
+        print(f"jalien-bin: jobagent: {exc}", file=sys.stderr, flush=True)
+        return 1
