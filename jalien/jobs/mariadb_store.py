@@ -29,13 +29,14 @@ commits; a connection lost during COMMIT fails that batch's writes (outcome unkn
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Unpack
 
 import msgspec
 from msgspec.structs import replace
 
 from jalien.jobs.queue import (
     ACTIVE_STATES,
+    JobFilter,
     JobRow,
     NewJob,
     NoSuchJob,
@@ -248,30 +249,10 @@ class MariaDBTaskQueue:
             raise NoSuchJob(job_id)
         return JobRow(*row)
 
-    async def query(
-        self,
-        *,
-        user: str = "",
-        states: frozenset[JobState] | None = None,
-        site: str = "",
-        master: int | None = None,
-        ids: list[int] | None = None,
-        silent_since: int | None = None,
-        limit: int = 2000,
-    ) -> list[JobRow]:
-        where, args = job_filter(
-            MARIADB_COLUMNS,
-            "%s",
-            user=user,
-            states=states,
-            site=site,
-            master=master,
-            ids=ids,
-            silent_since=silent_since,
-        )
+    async def query(self, **query: Unpack[JobFilter]) -> list[JobRow]:
+        where, args = job_filter(MARIADB_COLUMNS, "%s", query)
         sql = f"SELECT {COLUMNS} FROM {FROM}{where}"
         sql += " ORDER BY q.queueId DESC LIMIT %s"
-        args.append(limit)
 
         def run(cur: Any) -> list[JobRow]:
             cur.execute(sql, args)

@@ -8,7 +8,7 @@ jalien.jobs.mariadb_store.MariaDBTaskQueue (MariaDB, at scale).
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import msgspec
 
@@ -110,40 +110,44 @@ def check_move(
         check_transition(job_id, old, new)
 
 
-def job_filter(
-    column: dict[str, str],
-    mark: str,
-    *,
-    user: str = "",
-    states: frozenset[JobState] | None = None,
-    site: str = "",
-    master: int | None = None,
-    ids: list[int] | None = None,
-    silent_since: int | None = None,
-) -> tuple[str, list[Any]]:
-    """The WHERE clause (with its arguments) of a job query, for either store: *column*
-    names the columns (user, state, site, master, id, heartbeat), *mark* the driver's
-    placeholder."""
+class JobFilter(TypedDict, total=False):
+    """A job query's filters (every one given must match): the keyword arguments of
+    ``TaskQueue.query``, spelled once for the protocol and both stores."""
+
+    user: str
+    states: frozenset[JobState] | None
+    site: str
+    master: int | None
+    ids: list[int] | None
+    silent_since: int | None  # last heartbeat older than this (ms since the epoch)
+    limit: int  # at most this many rows, newest first (default 2000)
+
+
+def job_filter(column: dict[str, str], mark: str, query: JobFilter) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its arguments, the LIMIT's last) of a job query, for either
+    store: *column* names the columns (user, state, site, master, id, heartbeat), *mark*
+    the driver's placeholder."""
     where: list[str] = []
     args: list[Any] = []
-    if user:
+    if user := query.get("user"):
         where.append(f"{column['user']}={mark}")
         args.append(user)
-    if states:
+    if states := query.get("states"):
         where.append(f"{column['state']} IN ({','.join([mark] * len(states))})")
         args.extend(sorted(s.value for s in states))
-    if site:
+    if site := query.get("site"):
         where.append(f"{column['site']}={mark}")
         args.append(site)
-    if master is not None:
+    if (master := query.get("master")) is not None:
         where.append(f"{column['master']}={mark}")
         args.append(master)
-    if ids:
+    if ids := query.get("ids"):
         where.append(f"{column['id']} IN ({','.join([mark] * len(ids))})")
         args.extend(ids)
-    if silent_since is not None:  # no heartbeat since then (ms): the watchdog's question
+    if (silent_since := query.get("silent_since")) is not None:  # the watchdog's question
         where.append(f"{column['heartbeat']}<{mark}")
         args.append(silent_since)
+    args.append(query.get("limit", 2000))
     return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
@@ -181,19 +185,8 @@ class TaskQueue(Protocol):
 
     async def get(self, job_id: int) -> JobRow: ...
 
-    async def query(
-        self,
-        *,
-        user: str = "",
-        states: frozenset[JobState] | None = None,
-        site: str = "",
-        master: int | None = None,
-        ids: list[int] | None = None,
-        silent_since: int | None = None,
-        limit: int = 2000,
-    ) -> list[JobRow]:
-        """Jobs matching every filter given, newest first (*silent_since*: whose last
-        heartbeat, in ms since the epoch, is older)."""
+    async def query(self, **query: Unpack[JobFilter]) -> list[JobRow]:
+        """Jobs matching every filter given, newest first."""
         ...
 
     async def waiting(self) -> list[JobRow]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from jalien.jobs.queue import (
     ACTIVE_STATES,
     UPDATABLE,
+    JobFilter,
     JobRow,
     NewJob,
     NoSuchJob,
@@ -174,30 +175,11 @@ class TaskQueueStore:
             raise NoSuchJob(job_id)
         return JobRow(*row)
 
-    async def query(
-        self,
-        *,
-        user: str = "",
-        states: frozenset[JobState] | None = None,
-        site: str = "",
-        master: int | None = None,
-        ids: list[int] | None = None,
-        silent_since: int | None = None,
-        limit: int = 2000,
-    ) -> list[JobRow]:
-        where, args = job_filter(
-            SQLITE_COLUMNS,
-            "?",
-            user=user,
-            states=states,
-            site=site,
-            master=master,
-            ids=ids,
-            silent_since=silent_since,
-        )
+    async def query(self, **query: Unpack[JobFilter]) -> list[JobRow]:
+        where, args = job_filter(SQLITE_COLUMNS, "?", query)
         sql = f"SELECT {COLUMNS} FROM jobs{where}"
         sql += " ORDER BY id DESC LIMIT ?"
-        rows = await self._db.read(lambda c: c.execute(sql, (*args, limit)).fetchall())
+        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
         return list(itertools.starmap(JobRow, rows))
 
     async def waiting(self) -> list[JobRow]:
