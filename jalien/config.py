@@ -67,6 +67,26 @@ class Settings(msgspec.Struct, kw_only=True):
     packages_dir: str = ""  # read-only tree of packages: <dir>/<Package>/<version>/env
     jobagent_max_jobs: int = 0  # 0: as many as the TTL allows
     monitor_interval: float = 30.0  # seconds between payload samples and heartbeats
+    # vobox (a site's computing element, see docs/site.md); ce, jobagent_ttl, cores, workdir
+    # and packages_dir above are what its JobAgents get
+    batch: str = "fork"  # "fork" (processes on this host) or "slurm"
+    max_running_agents: int = 10  # our JobAgents in the batch system, queued + running
+    max_queued_agents: int = 5  # of which queued (also the most submitted per cycle)
+    submit_interval: float = 60.0  # seconds between the VoBox's cycles
+    jobagent_command: str = ""  # the agents' jalien-bin (a CVMFS path); default: this one
+    jobagent_token_hours: float = 24.0  # lifetime asked for the agents' JobAgent token
+    agent_start_grace: float = 120.0  # a running agent this young has not taken its job yet
+    agent_dir_keep: float = 2 * 86400.0  # seconds an ended agent's directory and log stay
+    vobox_dir: str = ""  # agent directories and status.json; default: {home}/vobox
+    vobox_cert: str = ""  # its upstream identity (account with role proxy); default host_cert
+    vobox_key: str = ""
+    vobox_host: str = ""  # the name worker nodes reach it by; default: the first listen address
+    vobox_ws_port: int = 0  # its listeners for worker nodes (0: any free port; -1: none)
+    vobox_binary_port: int = 0
+    slurm_partition: str = ""
+    slurm_options: list[str] = []  # more sbatch options, e.g. ["--time=02:00:00"]
+    slurm_conf: str = ""  # SLURM_CONF for sbatch/squeue/scancel (default: Slurm's own)
+    batch_job_name: str = "jalien-agent"  # our agents' job name in the batch system
     # jobs: central's watchdog for silent JobAgents (jalien.jobs.watchdog), in seconds
     job_heartbeat_timeout: float = 600.0  # active job without heartbeat -> ZOMBIE
     job_zombie_timeout: float = 600.0  # ZOMBIE this much longer -> WAITING again or EXPIRED
