@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from jalien.wire.codec import DecodeError
-from jalien.wire.listing_views import render_entry
+from jalien.wire.listing_views import render_entries
 from jalien.wire.messages import Reply, Request
 
 
@@ -90,8 +90,11 @@ def records(reply: Reply, mode: OutputMode) -> list[dict[str, str]]:
     """The JAliEn records of one reply (or one page of a streamed reply)."""
     out = [_record(r, mode) for r in reply.results]
     if reply.entries:
-        view, meta = reply.view, reply.metadata
-        out.extend(_record(render_entry(e, view, meta), mode) for e in reply.entries)
+        rendered = render_entries(reply.entries, reply.view, reply.metadata)
+        if mode is OutputMode.ALL:  # views give strings only: no copy needed
+            out.extend(rendered)
+        else:
+            out.extend(_record(r, mode) for r in rendered)
     return out
 
 

@@ -7,6 +7,7 @@ and the text users see is JAliEn's.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ _TYPE_CHAR = {"f": "-", "d": "d", "c": "c", "l": "l"}
 _RWX = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"]
 
 
+@functools.lru_cache(maxsize=256)  # a listing has a handful of (type, perm) pairs
 def permissions(kind: str, perm: str) -> str:
     """'d' + '755' -> 'drwxr-xr-x' (JAliEn's getFormatedTypeAndPerm)."""
     digits = perm.rjust(3, "0")[-3:]
@@ -38,7 +40,12 @@ def human_size(size: int) -> str:
 
 def short_time(ms: int) -> str:
     """'MMM dd HH:mm' in the server's local time, as JAliEn prints ls -l."""
-    return time.strftime("%b %d %H:%M", time.localtime(ms / 1000)) if ms else ""
+    return _minute(ms // 60_000) if ms else ""
+
+
+@functools.lru_cache(maxsize=4096)  # files of one directory tend to share minutes
+def _minute(minute: int) -> str:
+    return time.strftime("%b %d %H:%M", time.localtime(minute * 60))
 
 
 def long_line(entry: DirEntry, name: str, human: bool) -> str:
@@ -49,37 +56,54 @@ def long_line(entry: DirEntry, name: str, human: bool) -> str:
     )
 
 
-def ls_view(entry: DirEntry, flags: str, metadata: dict[str, str]) -> dict[str, Any]:
+def _ls_brief(entry: DirEntry, base: str, slash: bool) -> dict[str, Any]:
     is_dir = entry.type == "d"
-    name = entry.name + "/" if is_dir and "F" in flags else entry.name
+    name = entry.name + "/" if is_dir and slash else entry.name
+    return {"name": name, "path": base + entry.name + ("/" if is_dir else ""), "message": name}
+
+
+def _ls_long(entry: DirEntry, base: str, slash: bool, human: bool) -> dict[str, Any]:
+    is_dir = entry.type == "d"
+    name = entry.name + "/" if is_dir and slash else entry.name
+    return {
+        "permissions": permissions(entry.type, entry.perm),
+        "user": entry.owner,
+        "group": entry.gowner,
+        "size": str(entry.size),
+        "ctime": str(entry.ctime) if entry.ctime else "",
+        "name": name,
+        "path": base + entry.name + ("/" if is_dir else ""),
+        "message": long_line(entry, name, human),
+    }
+
+
+def ls_page(entries: list[DirEntry], flags: str, metadata: dict[str, str]) -> list[dict[str, Any]]:
+    """JAliEn's ls records for a page of rows; the flags are read once per page."""
     base = metadata.get("_listing", "")
-    path = base + entry.name + ("/" if is_dir else "")
+    slash = "F" in flags
     if "b" in flags:
-        guid = entry.guid.upper()
-        return {"guid": guid, "message": f"{guid}   {entry.name}"}
+        return [
+            {"guid": (guid := e.guid.upper()), "message": f"{guid}   {e.name}"} for e in entries
+        ]
     if "c" in flags:
-        return {"message": path}
+        return [{"message": base + e.name + ("/" if e.type == "d" else "")} for e in entries]
     if "l" in flags or "H" in flags:
-        return {
-            "permissions": permissions(entry.type, entry.perm),
-            "user": entry.owner,
-            "group": entry.gowner,
-            "size": str(entry.size),
-            "ctime": str(entry.ctime) if entry.ctime else "",
-            "name": name,
-            "path": path,
-            "message": long_line(entry, name, "H" in flags),
-        }
-    return {"name": name, "path": path, "message": name}
+        human = "H" in flags
+        return [_ls_long(e, base, slash, human) for e in entries]
+    return [_ls_brief(e, base, slash) for e in entries]
 
 
-EntryView = Callable[[DirEntry, str, dict[str, str]], dict[str, Any]]
-VIEWS: dict[str, EntryView] = {"ls": ls_view}
+def _plain(entries: list[DirEntry], flags: str, metadata: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"message": e.name, "name": e.name, "type": e.type} for e in entries]
 
 
-def render_entry(entry: DirEntry, view: str, metadata: dict[str, str]) -> dict[str, Any]:
+PageView = Callable[[list[DirEntry], str, dict[str, str]], list[dict[str, Any]]]
+VIEWS: dict[str, PageView] = {"ls": ls_page}
+
+
+def render_entries(
+    entries: list[DirEntry], view: str, metadata: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The records of a page of typed rows in *view* ("<name>:<flags>"); string values."""
     name, _, flags = view.partition(":")
-    fn = VIEWS.get(name)
-    if fn is None:
-        return {"message": entry.name, "name": entry.name, "type": entry.type}
-    return fn(entry, flags, metadata)
+    return VIEWS.get(name, _plain)(entries, flags, metadata)

@@ -55,7 +55,7 @@ class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
     results: list[Record] = []
     entries: list[DirEntry] = []  # typed listing rows (ls, find) beside or instead of results
     metadata: dict[str, str] = {}
-    view: str = ""  # how entries render as JAliEn records (wire.jalien_json.ENTRY_VIEWS)
+    view: str = ""  # how entries render as JAliEn records (wire.listing_views.VIEWS)
     data: list[bytes | None] = []  # binary results, e.g. cache values (None: a miss)
 
 
