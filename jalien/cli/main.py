@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from jalien.version import __version__
 
-ROLES = ("jcentral", "jbox", "se", "jobagent")
+ROLES = ("jcentral", "jbox", "se", "jobagent", "vobox")
 EXIT_USAGE = 2
 
 
@@ -45,7 +45,7 @@ def _role_parser() -> argparse.ArgumentParser:
         help="address to listen on (repeatable; default both 127.0.0.1 and ::1)",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
-    jbox = parser.add_argument_group("jbox")
+    jbox = parser.add_argument_group("jbox and vobox")
     jbox.add_argument("--central", help="central services, HOST[:PORT] (binary channel)")
     jbox.add_argument("--token-hours", type=float, help="token lifetime (default 24)")
     jbox.add_argument("--detach", action="store_true", help="go to the background when ready")
@@ -105,6 +105,10 @@ def run_role(argv: Sequence[str]) -> int:
         from jalien.roles.jobagent import run_jobagent
 
         return run_jobagent(settings)
+    if args.role == "vobox":
+        from jalien.roles.vobox import run_vobox
+
+        return run_vobox(settings, args.central)
     raise CliError(f"unknown role {args.role}", EXIT_USAGE)
 
 

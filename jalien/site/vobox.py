@@ -110,6 +110,8 @@ class VoBoxLoop:
         self.submitted_total = 0
         self.cycles = 0
         self.last: CycleReport | None = None
+        # what the composing role adds to status() (its ports, its cache): called on the loop
+        self.extra_status: Callable[[], dict[str, object]] | None = None
         self._started: dict[str, float] = {}  # batch id -> when we submitted it
         self._seq = 0
 
@@ -181,7 +183,8 @@ class VoBoxLoop:
         self.cycles += 1
         self.last = report
         self._report(report)
-        await asyncio.to_thread(self._write_status)
+        text = json.dumps(self.status(), indent=1).encode()
+        await asyncio.to_thread(self._write_status, text)
         return report
 
     def _forget_finished(self, jobs: list[BatchJob]) -> None:
@@ -258,6 +261,7 @@ class VoBoxLoop:
             "last_cycle": msgspec.to_builtins(last) if last else None,
             "max_running": self.options.max_running,
             "max_queued": self.options.max_queued,
+            **(self.extra_status() if self.extra_status is not None else {}),
         }
 
     def _report(self, report: CycleReport) -> None:
@@ -277,9 +281,8 @@ class VoBoxLoop:
         if self.own_cert_expires and left < 7 * 86400:
             log.warning("the VoBox's own certificate expires in %.1f days", left / 86400)
 
-    def _write_status(self) -> None:
+    def _write_status(self, text: bytes) -> None:
         path = self.options.agents_dir.parent / STATUS_NAME
-        text = json.dumps(self.status(), indent=1).encode()
         try:
             tmp = path.with_suffix(".tmp")
             write_private(tmp, text, 0o644)

@@ -1,0 +1,338 @@
+"""The VoBox (``jalien-bin --role vobox``): a site's computing element.
+
+It is a level like jBox, with a site loop beside it:
+
+1. upstream, one binary connection to central services with the VoBox's certificate (a
+   host or service certificate whose account has the ``proxy`` role), reconnecting with
+   backoff;
+2. downstream, a Server for the site's worker nodes (binary channel and WebSocket, on
+   ``vobox_listen``... ports ``vobox_binary_port``/``vobox_ws_port``, 0 meaning any: the
+   startup script tells the agents which): every client gets its own channel upstream,
+   opened with its certificate (``OpenChannel.cert``), so that a JobAgent token or a job
+   token is the same identity at central as on a direct connection; a small reply cache
+   answers repeated read-only calls (``net.proxy``);
+3. the site loop (``jalien.site.vobox``): JobAgent token, batch system, waiting jobs,
+   submissions, cleanup, status.
+
+The JobAgent token also tells the VoBox which CA issues tokens (its issuer in the CA
+directory), so its gate recognises JobAgent and job tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+from cryptography import x509
+
+from jalien.auth.cadir import find_issuer
+from jalien.auth.certs import dn_of, load_cert
+from jalien.auth.errors import AuthError
+from jalien.auth.tls import client_context, server_context
+from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
+from jalien.config import ConfigError, Settings
+from jalien.net.client import Client, ConnectionLost
+from jalien.net.identity import LevelAuthenticator
+from jalien.net.limits import Limits
+from jalien.net.proxy import TTLReplyCache, UpstreamProxy
+from jalien.net.server import Server
+from jalien.site.batch import BatchInterface
+from jalien.site.fork import ForkBatch
+from jalien.site.slurm import SlurmBatch
+from jalien.site.startup_script import AgentConfig
+from jalien.site.vobox import AgentToken, CentralError, LoopOptions, VoBoxLoop
+from jalien.wire.errors import RequestError
+
+log = logging.getLogger("jalien.vobox")
+
+DEFAULT_CE = "JALIEN::LOCAL::CE"
+# read-only answers worth keeping for a site full of agents asking the same
+CACHE_TTL = {"commandlist": 300.0, "version": 300.0, "motd": 300.0, "listSEDistance": 60.0}
+
+
+def default_jobagent_command() -> list[str]:
+    """The jalien-bin running now: the built binary as it was started (the launcher
+    re-executes with the same argv[0]), or this Python's ``-m jalien``."""
+    if "__compiled__" in globals():  # Nuitka sets it in every module it compiles
+        argv0 = sys.argv[0]
+        found = os.path.abspath(argv0) if os.sep in argv0 else shutil.which(argv0)
+        return [found or argv0]
+    return [sys.executable, "-m", "jalien"]
+
+
+def parse_central(value: str | None, settings: Settings) -> tuple[str, int]:
+    if not value:
+        return settings.central_host, settings.binary_port
+    host, sep, port = value.rpartition(":")
+    if not sep or "]" in port:  # no port, or a bare [v6] address
+        return value.strip("[]"), settings.binary_port
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ConfigError(f"--central {value}: the port must be a number") from None
+
+
+class UpstreamCentral:
+    """The site loop's view of central services, over the VoBox's upstream connection."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def _call(self, *words: str):
+        try:
+            reply = await self.client.call(*words, timeout=60)
+        except (ConnectionLost, RequestError) as exc:
+            raise CentralError(str(exc)) from None
+        if reply.exitcode or not reply.results:
+            raise CentralError(f"{words[0]}: {reply.error or 'empty answer'}")
+        return reply.results[0]
+
+    async def waiting_jobs(self, *, site: str, ce: str, ttl: int, cores: int) -> int:
+        record = await self._call(
+            "getNumberWaitingJobs", f"site={site}", f"ce={ce}", f"ttl={ttl}", f"cores={cores}"
+        )
+        try:
+            return int(record.get("count", record.get("message", "")))
+        except ValueError:
+            raise CentralError(f"getNumberWaitingJobs answered {record!r}") from None
+
+    async def jobagent_token(self, hours: float) -> AgentToken:
+        record = await self._call("token", "-t", "jobagent", "-hours", f"{hours:g}")
+        cert_text, key_text = record.get("tokencert", ""), record.get("tokenkey", "")
+        try:
+            cert = x509.load_pem_x509_certificate(str(cert_text).encode())
+        except ValueError:
+            raise CentralError("central sent an unreadable JobAgent token") from None
+        subject = parse_token_name(cert.subject)
+        if subject is None or subject.kind is not TokenKind.JOBAGENT or not key_text:
+            raise CentralError(f"central sent {dn_of(cert)}, not a JobAgent token")
+        return AgentToken(
+            cert_pem=str(cert_text).encode(),
+            key_pem=str(key_text).encode(),
+            not_before=cert.not_valid_before_utc.timestamp(),
+            not_after=cert.not_valid_after_utc.timestamp(),
+        )
+
+
+def make_batch(settings: Settings) -> BatchInterface:
+    if settings.batch == "fork":
+        return ForkBatch()
+    if settings.batch == "slurm":
+        env = {"SLURM_CONF": settings.slurm_conf} if settings.slurm_conf else {}
+        return SlurmBatch(
+            settings.batch_job_name,
+            partition=settings.slurm_partition,
+            options=settings.slurm_options,
+            env=env,
+        )
+    raise ConfigError(f"batch must be fork or slurm, not {settings.batch!r}")
+
+
+def _check(settings: Settings) -> None:
+    for name in ("max_running_agents", "max_queued_agents", "jobagent_ttl", "cores"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must not be negative")
+    if settings.submit_interval <= 0 or settings.jobagent_token_hours <= 0:
+        raise ConfigError("submit_interval and jobagent_token_hours must be positive")
+
+
+class VoBox:
+    """The object graph of a VoBox, in plain code; ``start`` then ``close``."""
+
+    def __init__(self, settings: Settings, central: tuple[str, int]) -> None:
+        _check(settings)
+        self.settings = settings
+        self.central_address = central
+        self.ca_dir = settings.ca_dir_path
+        self.cert_path = _path(settings.vobox_cert) or settings.host_cert_path
+        self.key_path = _path(settings.vobox_key) or settings.host_key_path
+        self.dir = settings.path(settings.vobox_dir, "vobox")
+        self.batch = make_batch(settings)
+        self.upstream: Client | None = None
+        self.server: Server | None = None
+        self.cache = TTLReplyCache(CACHE_TTL)
+        self.loop: VoBoxLoop | None = None
+        self._stop = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._cert_stamp: tuple[int, int] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        host, port = self.central_address
+        context = client_context(self.cert_path, self.key_path, self.ca_dir)
+        self._cert_stamp = _stamp(self.cert_path)
+        self.upstream = Client(host, port, context, connect_wait=3.0, backoff=(0.5, 30.0))
+        await self.upstream.connect()
+        who = await self.upstream.call("whoami", "-v", timeout=30)
+        if who.exitcode or not who.results:
+            raise AuthError(f"central services refused the VoBox certificate: {who.error}")
+        record = who.results[0]
+        roles = str(record.get("roles", "")).split(",")
+        if "proxy" not in roles:
+            raise AuthError(
+                f"the account {record.get('user', '?')} of {self.cert_path} lacks the proxy "
+                "role: a VoBox acts for its worker nodes' identities"
+            )
+        central = UpstreamCentral(self.upstream)
+        first = await central.jobagent_token(settings.jobagent_token_hours)
+        issuer = find_issuer(self.ca_dir, x509.load_pem_x509_certificate(first.cert_pem))
+        if issuer is None:
+            log.warning("the token CA is not in %s: agents' tokens will be refused", self.ca_dir)
+        authenticator = LevelAuthenticator(
+            self.ca_dir, TokenVerifier(issuer) if issuer is not None else None
+        )
+        limits = Limits(
+            max_message_size=settings.max_message_size,
+            max_connections=settings.max_connections,
+            idle_timeout=settings.idle_timeout,
+            write_buffer_high=settings.write_buffer_high,
+        )
+        self.server = Server(
+            UpstreamProxy(self.upstream, self.cache),
+            server_context(settings.host_cert_path, settings.host_key_path, self.ca_dir),
+            authenticator,
+            limits=limits,
+        )
+        await self.server.start(settings.listen, settings.vobox_ws_port, settings.vobox_binary_port)
+        command = (
+            shlex.split(settings.jobagent_command)
+            if settings.jobagent_command
+            else default_jobagent_command()
+        )
+        agent = AgentConfig(
+            host=settings.vobox_host or settings.listen[0],
+            port=self.server.ports()["binary"],
+            ca_dir=str(self.ca_dir),
+            site=settings.site,
+            ce=settings.ce or DEFAULT_CE,
+            ttl=settings.jobagent_ttl,
+            cores=settings.cores,
+            workdir=settings.workdir,
+            packages_dir=settings.packages_dir,
+            command=tuple(command),
+        )
+        options = LoopOptions(
+            agents_dir=self.dir / "agents",
+            job_name=settings.batch_job_name,
+            max_running=settings.max_running_agents,
+            max_queued=settings.max_queued_agents,
+            interval=settings.submit_interval,
+            token_hours=settings.jobagent_token_hours,
+            start_grace=settings.agent_start_grace,
+            keep_dirs=settings.agent_dir_keep,
+        )
+        own = load_cert(self.cert_path).not_valid_after_utc.timestamp()
+        self.loop = VoBoxLoop(central, self.batch, agent, options, own_cert_expires=own)
+        self.loop.token = first
+        self.loop.extra_status = self._status
+        if isinstance(self.batch, ForkBatch):
+            self.batch.adopt(int(i) for i in self.loop.known_batch_ids() if i.isdigit())
+        self._loop_task = asyncio.get_running_loop().create_task(self._run_loop())
+
+    async def _run_loop(self) -> None:
+        assert self.loop is not None
+        await self.loop.run(self._stop)
+
+    def _status(self) -> dict[str, object]:
+        """What the loop's status.json adds about the level: its ports, the cache, the
+        upstream connection, and a re-read of the VoBox's certificate when it changed."""
+        self._reload_certificate()
+        ports = self.server.ports() if self.server is not None else {}
+        return {
+            "binary_port": ports.get("binary", -1),
+            "ws_port": ports.get("websocket", -1),
+            "upstream_connected": bool(self.upstream and self.upstream.connected),
+            "clients": len(self.server.connections) if self.server else 0,
+            "cache_hits": self.cache.hits,
+            "cache_misses": self.cache.misses,
+        }
+
+    def _reload_certificate(self) -> None:
+        """A renewed certificate file is used from the next (re)connection on."""
+        stamp = _stamp(self.cert_path)
+        if stamp is None or stamp == self._cert_stamp or self.upstream is None:
+            return
+        try:
+            self.upstream.ssl_context = client_context(self.cert_path, self.key_path, self.ca_dir)
+            if self.loop is not None:
+                cert = load_cert(self.cert_path)
+                self.loop.own_cert_expires = cert.not_valid_after_utc.timestamp()
+        except (AuthError, OSError, ValueError) as exc:
+            log.warning("cannot load the renewed certificate %s: %s", self.cert_path, exc)
+            return
+        self._cert_stamp = stamp
+        log.info("reloaded the VoBox certificate %s", self.cert_path)
+
+    def describe(self) -> str:
+        assert self.server is not None and self.loop is not None
+        ports = self.server.ports()
+        return (
+            f"vobox ready: CE {self.loop.agent.ce} at {self.loop.agent.site}, batch "
+            f"{self.batch.name}, binary port {ports.get('binary', -1)}, WebSocket port "
+            f"{ports.get('websocket', -1)}, agents in {self.dir / 'agents'}"
+        )
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._loop_task, 30)
+        if self.server is not None:
+            await self.server.close()
+        if self.upstream is not None:
+            await self.upstream.close()
+
+
+def _path(value: str) -> Path | None:
+    return Path(os.path.expanduser(value)) if value else None
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+async def serve(settings: Settings, central: tuple[str, int]) -> None:
+    vobox = VoBox(settings, central)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await vobox.start()
+        print(vobox.describe(), flush=True)
+        await stop.wait()
+        log.info("stopping (the JobAgents keep running)")
+    finally:
+        await vobox.close()
+
+
+def run_vobox(settings: Settings, central: str | None = None) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        uvloop.run(serve(settings, parse_central(central, settings)))
+    except ConfigError as exc:
+        print(f"jalien-bin: cannot start the VoBox: {exc}", file=sys.stderr)
+        return 2
+    except (AuthError, CentralError, RequestError) as exc:
+        print(f"jalien-bin: cannot start the VoBox: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"jalien-bin: cannot start the VoBox: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
