@@ -121,6 +121,8 @@ class VoBoxLoop:
         if not renew_due(self.token, now, self.agent.ttl):
             return
         token = await self.central.jobagent_token(self.options.token_hours)
+        # its not-before is backdated for clock skew: the lifetime counts from now
+        token = msgspec.structs.replace(token, not_before=max(token.not_before, now))
         if self.token is not None:
             self.renewals += 1
         self.token = token
