@@ -67,7 +67,10 @@ def parse_job(record: Mapping[str, str]) -> JobSpec:
     try:
         jdl = parse_jdl(record.get("jdl", ""))
         queue_id = int(record.get("queueId", ""))
-        disk = parse_size(jdl.get("workdirectorysize", 0), "WorkDirectorySize")
+        disk_value = jdl.get("workdirectorysize", 0)
+        if isinstance(disk_value, list):  # AliEn writes WorkDirectorySize = {"5000MB"}
+            disk_value = disk_value[0] if disk_value else 0
+        disk = parse_size(disk_value, "WorkDirectorySize")
         arguments = shlex.split(jdl.arguments)
     except JdlError as exc:
         raise ValueError(f"bad JDL: {exc}") from None
