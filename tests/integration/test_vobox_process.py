@@ -29,6 +29,7 @@ from jalien.auth.certs import dn_of, load_cert
 from jalien.auth.tls import client_context
 from jalien.net.client import Client
 from tests.integration.conftest import free_port, jalien_bin, run_setup, start_central, stop
+from tests.site.conftest import slurm_cluster  # noqa: F401 - the session's Slurm cluster
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +112,7 @@ class VoBoxProc:
         self.dir = grid.tmp / "vobox"
         self.stop_file = grid.tmp / "agents-may-stop"
         self.log = grid.tmp / "vobox.log"
+        self.fork = settings.get("JALIEN_BATCH", "fork") == "fork"
         standin = grid.tmp / "standin.py"
         standin.write_text(STANDIN)
         tmpdir = grid.tmp / "tmpdir"
@@ -181,6 +183,8 @@ class VoBoxProc:
     def close(self) -> None:
         self.stop_file.touch()
         stop(self.proc)
+        if not self.fork:  # Slurm's agents: the stop file ends them, the cluster cancels
+            return
         for directory in self.agent_dirs():  # the agents outlive a VoBox: end them here
             with contextlib.suppress(OSError, ValueError):
                 pid = int((directory / "batchid").read_text())
@@ -260,3 +264,21 @@ def test_renews_the_jobagent_token(grid, vobox):
     box = vobox(JALIEN_JOBAGENT_TOKEN_HOURS="0.005", JALIEN_JOBAGENT_TTL="5")
     box.wait(lambda: box.status().get("token_renewals", 0) >= 1, "a token renewal", tries=1200)
     assert "JobAgent token renewed" in box.log_text()
+
+
+def test_agents_through_slurm(grid, vobox, slurm_cluster):  # noqa: F811 - the fixture
+    submit(grid, 2)
+    box = vobox(
+        JALIEN_BATCH="slurm",
+        JALIEN_SLURM_CONF=str(slurm_cluster.conf),
+        JALIEN_SLURM_PARTITION=slurm_cluster.partition,
+        JALIEN_BATCH_JOB_NAME="jalien-vobox-test",
+    )
+    box.wait(lambda: len(list(box.dir.glob("agents/*/whoami.txt"))) == 2, "two Slurm agents")
+    box.wait_cycles(3)
+    assert len(box.agent_dirs()) == 2
+    for directory in box.agent_dirs():
+        env = json.loads((directory / "env.json").read_text())["env"]
+        assert set(env) >= CONTRACT and env["SLURM_JOB_NAME"] == "jalien-vobox-test"
+        assert (directory / "whoami.txt").read_text().split() == ["0", "jobagent"]
+    assert box.status()["batch"] == "slurm"
