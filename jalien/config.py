@@ -87,6 +87,7 @@ class Settings(msgspec.Struct, kw_only=True):
     slurm_options: list[str] = []  # more sbatch options, e.g. ["--time=02:00:00"]
     slurm_conf: str = ""  # SLURM_CONF for sbatch/squeue/scancel (default: Slurm's own)
     batch_job_name: str = "jalien-agent"  # our agents' job name in the batch system
+    jobagent_env: list[str] = []  # more KEY=VALUE for the agents (JALIEN_MONITOR_INTERVAL=10)
     # jobs: central's watchdog for silent JobAgents (jalien.jobs.watchdog), in seconds
     job_heartbeat_timeout: float = 600.0  # active job without heartbeat -> ZOMBIE
     job_zombie_timeout: float = 600.0  # ZOMBIE this much longer -> WAITING again or EXPIRED
