@@ -74,6 +74,9 @@ class RunConfig:
     call_timeout: float = 60.0
 
 
+STATUS_ATTEMPTS = 8  # about three minutes of backoff before a state is given up
+
+
 class JobGone(Exception):
     """Central refused a state change: the job ended meanwhile (killed, expired)."""
 
@@ -151,6 +154,11 @@ class JobRunner:
         except JobGone as exc:
             log.info("job %d: %s", self.job.queue_id, exc)
             self.final = "GONE"
+        except Exception as exc:  # a bug or the node (disk, TLS): the job fails, the agent goes on
+            log.exception("job %d: the JobAgent failed", self.job.queue_id)
+            self.final = "ERROR_E"
+            with contextlib.suppress(JobGone, RequestError):
+                await self._fail(Failed("ERROR_E", f"JobAgent error: {exc}"))
         finally:
             await asyncio.shield(self._cleanup())
         return self.final
@@ -200,15 +208,29 @@ class JobRunner:
         return "DONE"
 
     async def _status(self, state: str, *fields: str) -> None:
-        reply = await self.agent.call(
-            "setJobStatus",
-            str(self.job.queue_id),
-            state,
-            *fields,
-            timeout=self.config.call_timeout,
-        )
-        if reply.exitcode:
-            raise JobGone(f"central refused {state}: {reply.error}")
+        """Report a state; central being away is waited out (the client reconnects), with
+        backoff, for a few minutes; a refusal means the job is no longer ours."""
+        delay = 1.0
+        for attempt in range(STATUS_ATTEMPTS):
+            try:
+                reply = await self.agent.call(
+                    "setJobStatus",
+                    str(self.job.queue_id),
+                    state,
+                    *fields,
+                    timeout=self.config.call_timeout,
+                )
+            except RequestError as exc:
+                if attempt == STATUS_ATTEMPTS - 1:
+                    raise JobGone(f"cannot report {state}: {exc}") from None
+                log.warning("job %d: reporting %s failed (%s); again in %.0f s",
+                            self.job.queue_id, state, exc, delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if reply.exitcode:
+                raise JobGone(f"central refused {state}: {reply.error}")
+            return
 
     async def _fail(self, failure: Failed) -> str:
         log.warning("job %d: %s: %s", self.job.queue_id, failure.state, failure.error)

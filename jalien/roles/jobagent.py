@@ -38,6 +38,7 @@ from jalien.jobs.jdl import JdlError, OutputSpec, parse_jdl, parse_size
 from jalien.net import discovery
 from jalien.net.client import Client, ConnectionLost
 from jalien.storage.cp import Options, copy
+from jalien.wire.errors import RequestError
 
 log = logging.getLogger("jalien.jobagent")
 
@@ -106,12 +107,18 @@ class StorageCopier:
 
     async def download(self, central: Upstream, lfns: Sequence[str], dest_dir: Path) -> list[str]:
         options = Options(ssl=self.se_context, threads=4)
-        report = await copy(central, list(lfns), f"file:{dest_dir}/", options)
+        try:
+            report = await copy(central, list(lfns), f"file:{dest_dir}/", options)
+        except (RequestError, OSError, ValueError) as exc:  # central lost while planning
+            return [str(exc)]
         return [f"{r.src}: {r.error}" for r in report.results if r.status == "failed"]
 
     async def upload(self, central: Upstream, path: Path, lfn: str, specs: str) -> str | None:
         options = Options(ssl=self.se_context, threads=1, specs=specs)
-        report = await copy(central, [f"file:{path}"], lfn, options)
+        try:
+            report = await copy(central, [f"file:{path}"], lfn, options)
+        except (RequestError, OSError, ValueError) as exc:
+            return str(exc)
         failed = [r.error for r in report.results if r.status == "failed"]
         return "; ".join(failed) if failed or not report.results else None
 

@@ -21,7 +21,7 @@ from jalien.agent.localsocket import JobTokenAuthenticator
 from jalien.agent.runner import JobRunner, RunConfig
 from jalien.auth.certs import dn_of
 from jalien.auth.errors import AuthError
-from jalien.net.client import Client
+from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import Identity
 from jalien.wire.messages import Reply
 
@@ -235,3 +235,32 @@ def test_local_socket_lets_in_its_job_token_only(job_token):
     assert gate.identify_cert(x509.load_pem_x509_certificate(cert.encode())) is identity
     with pytest.raises(AuthError, match="is not the token of the job"):
         gate.identify_cert(x509.load_pem_x509_certificate(other.encode()))
+
+
+class FlakyCentral(FakeCentral):
+    """Central away for the first two state reports (a restart): the agent waits it out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 2
+
+    async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
+        if command == "setJobStatus" and self.failures:
+            self.failures -= 1
+            raise ConnectionLost("connection lost: central restarting")
+        return await super().call(command, *options, timeout=timeout)
+
+
+async def test_state_reports_wait_for_central(tmp_path, job_token, monkeypatch):
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    runner, _, _ = make_runner(tmp_path, job_token, executable="/bin/true")
+    runner.agent = central = FlakyCentral()
+    assert await runner.run() == "DONE"
+    assert central.states() == ["STARTED", "RUNNING", "SAVING", "SAVED", "DONE"]
+
+
+_real_sleep = asyncio.sleep
+
+
+async def _no_sleep(delay, *args):
+    await _real_sleep(min(delay, 0.01), *args)
