@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -136,6 +137,16 @@ def make_batch(settings: Settings) -> BatchInterface:
     raise ConfigError(f"batch must be fork or slurm, not {settings.batch!r}")
 
 
+def _extra_env(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    found: list[tuple[str, str]] = []
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"jobagent_env: {pair!r} is not KEY=VALUE")
+        found.append((key, value))
+    return tuple(found)
+
+
 def _check(settings: Settings) -> None:
     for name in ("max_running_agents", "max_queued_agents", "jobagent_ttl", "cores"):
         if getattr(settings, name) < 0:
@@ -218,6 +229,7 @@ class VoBox:
             workdir=settings.workdir,
             packages_dir=settings.packages_dir,
             command=tuple(command),
+            extra_env=_extra_env(settings.jobagent_env),
         )
         options = LoopOptions(
             agents_dir=self.dir / "agents",

@@ -6,7 +6,9 @@ environment the script exports (see docs/site.md):
 ``JALIEN_HOST``/``JALIEN_PORT`` (the VoBox's binary listener: the agent's calls are relayed
 and cached there), ``X509_CERT_DIR``, ``JALIEN_TOKEN_CERT``/``JALIEN_TOKEN_KEY`` (a JobAgent
 token, files mode 0600 in the agent's directory), ``JALIEN_SITE``, ``JALIEN_CE``,
-``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR``; then
+``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR`` (and
+``JALIEN_STATE_DIR``, the agent's directory, plus the site's ``jobagent_env``), after unsetting
+every other ``JALIEN_*`` and ``X509_USER_*`` variable the VoBox's environment carried; then
 it runs ``<jalien-bin> --role jobagent`` with stdout and stderr appended to the agent's log.
 
 Every value is shell-quoted; the script and the token files are written 0600/0700 before
@@ -68,6 +70,8 @@ def agent_env(config: AgentConfig, token_cert: Path, token_key: Path) -> dict[st
         "JALIEN_CORES": str(config.cores),
         "JALIEN_WORKDIR": config.workdir,
         "JALIEN_PACKAGES_DIR": config.packages_dir,
+        # beyond the contract: the agent's own state stays in its directory
+        "JALIEN_STATE_DIR": str(token_cert.parent),
     }
     env.update(dict(config.extra_env))
     return env
@@ -79,6 +83,13 @@ def script_text(config: AgentConfig, env: Mapping[str, str], log: Path) -> str:
         f"# JobAgent of {config.ce} ({config.site}), written by the jalien VoBox on "
         f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
     ]
+    # the VoBox's own settings and credentials (inherited by fork, exported by sbatch) must
+    # not reach the agent: it is configured by what follows only
+    lines.append(
+        "for name in $(env | sed -n 's/^\\(JALIEN_[A-Za-z0-9_]*\\)=.*/\\1/p'); "
+        'do unset "$name"; done'
+    )
+    lines.append("unset X509_USER_PROXY X509_USER_CERT X509_USER_KEY X509_CERT_FILE")
     lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
     command: Sequence[str] = [*config.command, "--role", "jobagent"]
     lines.append(f"cd {shlex.quote(str(log.parent))} || exit 1")

@@ -36,6 +36,7 @@ from jalien.site.startup_script import LOG_NAME, AgentConfig, write_agent_dir, w
 log = logging.getLogger("jalien.vobox")
 
 BATCH_ID_NAME = "batchid"
+QUICK_EXITS = 3  # agents ending at once, in a row, before submissions are held back
 STATUS_NAME = "status.json"
 
 
@@ -64,6 +65,15 @@ class LoopOptions(msgspec.Struct, frozen=True, kw_only=True):
     token_hours: float = 24.0
     start_grace: float = 120.0  # a running agent this young has not asked for its job yet
     keep_dirs: float = 2 * 86400.0
+
+
+def _tail(path: Path, size: int = 2000) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - size))
+            return fh.read().decode(errors="replace")
+    except OSError as exc:
+        return f"({exc.strerror})"
 
 
 def renew_due(token: AgentToken | None, now: float, agent_ttl: int) -> bool:
@@ -114,6 +124,11 @@ class VoBoxLoop:
         self.extra_status: Callable[[], dict[str, object]] | None = None
         self._started: dict[str, float] = {}  # batch id -> when we submitted it
         self._seq = 0
+        self._dirs: dict[str, Path] = {}  # batch id -> its agent directory
+        # agents that ended within the grace period of their start, in a row: a broken
+        # site (bad workdir, missing binary) must not make the VoBox submit in a tight loop
+        self.quick_exits = 0
+        self.hold_until = 0.0
 
     # -- the token
     async def ensure_token(self) -> None:
@@ -169,6 +184,12 @@ class VoBoxLoop:
                 max_queued=self.options.max_queued,
             )
             wanted = slots.to_submit
+            if wanted and now < self.hold_until:
+                errors.append(
+                    f"{self.quick_exits} agents in a row ended at once: holding submissions "
+                    f"for {self.hold_until - now:.0f} s more"
+                )
+                wanted = 0
             if wanted and not self.token_usable():
                 errors.append("no JobAgent token valid for an agent's TTL: not submitting")
                 wanted = 0
@@ -191,8 +212,25 @@ class VoBoxLoop:
 
     def _forget_finished(self, jobs: list[BatchJob]) -> None:
         live = {job.id for job in jobs}
+        now = self.clock()
         for job_id in [j for j in self._started if j not in live]:
-            del self._started[job_id]
+            started = self._started.pop(job_id)
+            directory = self._dirs.pop(job_id, None)
+            if now - started >= self.options.start_grace:
+                self.quick_exits = 0
+                continue
+            self.quick_exits += 1
+            if self.quick_exits >= QUICK_EXITS:
+                hold = min(self.options.interval * 2 ** (self.quick_exits - QUICK_EXITS), 600.0)
+                self.hold_until = now + max(hold, self.options.interval)
+                log.warning(
+                    "JobAgent %s ended %.0f s after its start (%d in a row); last lines of %s:\n%s",
+                    job_id,
+                    now - started,
+                    self.quick_exits,
+                    directory,
+                    _tail(directory / LOG_NAME) if directory else "",
+                )
 
     def _starting(self, jobs: list[BatchJob], now: float) -> int:
         grace = self.options.start_grace
@@ -214,6 +252,7 @@ class VoBoxLoop:
         job_id = await self.batch.submit(script, directory / LOG_NAME, self.options.job_name)
         await asyncio.to_thread(write_private, directory / BATCH_ID_NAME, job_id.encode())
         self._started[job_id] = self.clock()
+        self._dirs[job_id] = directory
         self.submitted_total += 1
         log.info("submitted JobAgent %s (%s) from %s", job_id, self.batch.name, directory)
         return job_id
@@ -263,6 +302,8 @@ class VoBoxLoop:
             "last_cycle": msgspec.to_builtins(last) if last else None,
             "max_running": self.options.max_running,
             "max_queued": self.options.max_queued,
+            "quick_exits": self.quick_exits,
+            "held_until": int(self.hold_until),
             **(self.extra_status() if self.extra_status is not None else {}),
         }
 

@@ -154,3 +154,21 @@ async def test_no_agents_with_a_token_shorter_than_their_ttl(tmp_path, ttl_left)
     loop, _central, _batch, _ = make_loop(tmp_path, waiting=1, token_hours=0.5 if ttl_left else 0.1)
     report = await loop.cycle()
     assert report.submitted == (1 if ttl_left else 0)
+
+
+async def test_agents_ending_at_once_hold_submissions_back(tmp_path, caplog):
+    loop, _, batch, clock = make_loop(tmp_path, waiting=1, interval=60.0)
+    for expected in (1, 1, 1):  # each agent ends before the next cycle
+        assert (await loop.cycle()).submitted == expected
+        (batch.scripts[-1].parent / "jobagent.log").write_text("JALIEN_WORKDIR is broken\n")
+        batch.jobs_.clear()
+        clock.now += 5
+    report = await loop.cycle()  # the third quick exit is seen here: hold
+    assert report.submitted == 0 and "holding submissions" in report.error
+    assert "JALIEN_WORKDIR is broken" in caplog.text
+    clock.now += 61  # the hold is over: one more try
+    assert (await loop.cycle()).submitted == 1
+    clock.now += 300  # that one lived past the grace period: back to normal
+    batch.jobs_.clear()
+    await loop.cycle()
+    assert loop.quick_exits == 0
