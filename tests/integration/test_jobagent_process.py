@@ -263,3 +263,42 @@ def test_no_job_exits_zero(grid, tmp_path):
     proc, log = grid.start_agent(tmp_path / "work", JALIEN_CE="ALICE::NOWHERE::CE")
     assert wait_exit(proc, log, 60) == 0, log.read_text()
     assert "no job matched" in log.read_text()
+
+
+ALIENPY_SCRIPT = """#!/bin/sh
+echo "alien.py errors:" > alienpy.err  # never empty: cp cannot download 0-byte files yet
+{alienpy} whoami > whoami.txt 2>> alienpy.err
+{alienpy} ls {home}/agent5/ >> whoami.txt 2>> alienpy.err
+"""
+
+
+def test_alienpy_in_the_payload_reaches_the_grid_as_the_job(grid, tmp_path, alienpy):
+    """alien.py finds the agent's WebSocket through JALIEN_HOST/JALIEN_WSPORT and presents the
+    job token from JALIEN_TOKEN_CERT/KEY (PEM text), as in a JAliEn job."""
+
+    async def go():
+        user = grid.user()
+        await user.connect()
+        script = tmp_path / "alienpy.sh"
+        script.write_text(ALIENPY_SCRIPT.format(alienpy=alienpy, home=HOME))
+        up = await copy(user, [f"file:{script}"], f"{HOME}/agent5/alienpy.sh", grid.options())
+        assert up.exitcode == 0, [r.error for r in up.results]
+        job_id = await submit(
+            user,
+            f'Executable = "{HOME}/agent5/alienpy.sh"; TTL = 300;\n'
+            'OutputFile = {"whoami.txt", "alienpy.err"};',
+        )
+        proc, log = grid.start_agent(tmp_path / "work")
+        assert await asyncio.to_thread(wait_exit, proc, log) == 0, log.read_text()
+        info = await job_info(user, job_id)
+        assert info["status"] == "DONE", (info, log.read_text())
+        dest = tmp_path / "dl"
+        outdir = f"{HOME}/alien-job-{job_id}/"
+        down = await copy(user, [f"{outdir}*"], f"file:{dest}/", grid.options())
+        assert down.exitcode == 0, [r.error for r in down.results]
+        text = (dest / "whoami.txt").read_text()
+        assert text.splitlines()[0].strip() == "jdoe", (text, (dest / "alienpy.err").read_text())
+        assert "alienpy.sh" in text, (text, (dest / "alienpy.err").read_text())
+        await user.close()
+
+    asyncio.run(go())
