@@ -27,7 +27,9 @@ import glob
 import hashlib
 import os
 import re
+import shutil
 import ssl
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from jalien.storage.xrd import XrdcpError, is_xrootd, transfer_url, xrdcp
 from jalien.wire.messages import Reply
 
 CHUNK = 1 << 20
@@ -170,8 +173,11 @@ async def copy(
     elif all(is_local(s) for s in sources):
         jobs, failed = await _plan_upload(central, sources, dest)
         work = _upload
+    elif not any(is_local(s) for s in sources):
+        jobs, failed = await _plan_replicate(central, sources, dest)
+        work = _replicate
     else:
-        raise ValueError("cp: grid to grid copies are not supported yet (use file: on one side)")
+        raise ValueError("cp: the sources must be all local (file:) or all on the grid")
     report.results.extend(failed)
     limit = asyncio.Semaphore(max(1, opts.threads))
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=opts.stall)
@@ -195,12 +201,12 @@ async def copy(
 
 
 # -- grid -> local
-async def _plan_download(
-    central: Central, sources: Sequence[str], dest: str
-) -> tuple[list[_Job], list[FileResult]]:
-    target = local_path(dest)
+async def _expand_grid(
+    central: Central, sources: Sequence[str]
+) -> tuple[list[_Job], list[FileResult], bool]:
+    """Catalogue sources as jobs whose ``dst`` is the name relative to where they land (the
+    path below a glob's fixed part, or the base name); *many* when a directory is implied."""
     many = len(sources) > 1 or any("*" in s or "?" in s for s in sources)
-    into_dir = many or target.endswith("/") or os.path.isdir(target)
     jobs: list[_Job] = []
     failed: list[FileResult] = []
     for raw in sources:
@@ -211,7 +217,7 @@ async def _plan_download(
             pattern = src[len(base) :].lstrip("/")
             found = await central.call("find", "-f", "-r", base, glob_regex(pattern))
             if found.exitcode != 0 or not found.results:
-                failed.append(FileResult(raw, dest, "failed", error="no file matches"))
+                failed.append(FileResult(raw, "", "failed", error="no file matches"))
                 continue
             if not base.startswith("/"):
                 base = found.metadata.get("currentdir", "/") + base
@@ -219,19 +225,31 @@ async def _plan_download(
             for rec in found.results:
                 lfn = rec["lfn"]
                 below = lfn[len(prefix) :] if lfn.startswith(prefix) else lfn.lstrip("/")
-                size = int(rec["size"])
-                jobs.append(_Job(lfn, os.path.join(target, below), size, rec.get("md5", "")))
+                jobs.append(_Job(lfn, below, int(rec["size"]), rec.get("md5", "")))
             continue
         st = await central.call("stat", src)
         if st.exitcode != 0 or not st.results:
-            failed.append(FileResult(raw, dest, "failed", error=st.error or "not found"))
+            failed.append(FileResult(raw, "", "failed", error=st.error or "not found"))
             continue
         rec = st.results[0]
         if rec.get("type") != "f":
-            failed.append(FileResult(raw, dest, "failed", error="not a file (use a glob)"))
+            failed.append(FileResult(raw, "", "failed", error="not a file (use a glob)"))
             continue
-        dst = os.path.join(target, rec["lfn"].rsplit("/", 1)[1]) if into_dir else target
-        jobs.append(_Job(rec["lfn"], dst, int(rec["size"]), rec.get("md5", "")))
+        name = rec["lfn"].rsplit("/", 1)[1]
+        jobs.append(_Job(rec["lfn"], name, int(rec["size"]), rec.get("md5", "")))
+    return jobs, failed, many
+
+
+async def _plan_download(
+    central: Central, sources: Sequence[str], dest: str
+) -> tuple[list[_Job], list[FileResult]]:
+    target = local_path(dest)
+    jobs, failed, many = await _expand_grid(central, sources)
+    into_dir = many or target.endswith("/") or os.path.isdir(target)
+    for job in jobs:
+        job.dst = os.path.join(target, job.dst) if into_dir else target
+    for result in failed:
+        result.dst = dest
     return jobs, failed
 
 
@@ -275,6 +293,8 @@ async def _download(central, http, job: _Job, opts: Options, progress) -> FileRe
 
 
 async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, progress) -> None:
+    if is_xrootd(replica["url"]):
+        return await _fetch_xrootd(replica, part, job, opts, progress)
     url = f"{replica['url']}?authz={replica['envelope']}"
     delay = opts.backoff
     last = ""
@@ -310,6 +330,58 @@ async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, pro
         if job.md5 and md5 != job.md5.lower():
             os.unlink(part)
             raise TransferError(f"checksum mismatch (md5 {md5}, expected {job.md5})", False)
+        return
+    raise TransferError(f"gave up after {opts.retries} attempts: {last}")
+
+
+class _Advance:
+    """Turns xrdcp's running byte count into progress increments."""
+
+    def __init__(self, progress, name: str) -> None:
+        self.progress, self.name, self.seen = progress, name, 0
+
+    def __call__(self, count: int) -> None:
+        if count > self.seen:
+            self.progress.advance(self.name, count - self.seen)
+            self.seen = count
+
+
+async def _fetch_xrootd(replica, part: str, job: _Job, opts: Options, progress) -> None:
+    """A download with xrdcp: md5 checked by xrdcp while it writes, resumed with
+    ``--continue``, retried with backoff (jalien.storage.xrd says why)."""
+    url = transfer_url(replica["url"], replica["envelope"])
+    delay = opts.backoff
+    last = ""
+    for attempt in range(opts.retries):
+        if attempt:
+            await asyncio.sleep(delay)
+            delay *= 2
+        have = os.path.getsize(part) if os.path.exists(part) else 0
+        if have > job.size >= 0:
+            os.unlink(part)
+            have = 0
+        if have and have == job.size:  # complete but unverified (e.g. killed while checking)
+            if not job.md5 or await asyncio.to_thread(file_md5, part) == job.md5.lower():
+                return
+            os.unlink(part)
+            have = 0
+        left = job.size - have if job.size >= 0 else -1
+        try:
+            await xrdcp(
+                url, part, md5=job.md5, resume=have > 0, size=left, stall=opts.stall,
+                timeout=_timeout_for(left, opts), on_bytes=_Advance(progress, job.src),
+            )  # fmt: skip
+        except XrdcpError as exc:
+            if exc.checksum or not exc.resumable:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(part)
+                raise TransferError(str(exc), False) from None
+            last = str(exc)
+            continue
+        got = os.path.getsize(part) if os.path.exists(part) else -1
+        if job.size >= 0 and got != job.size:
+            last = f"got {got} of {job.size} bytes"
+            continue
         return
     raise TransferError(f"gave up after {opts.retries} attempts: {last}")
 
@@ -385,12 +457,22 @@ async def _upload(central, http, job: _Job, opts: Options, progress) -> FileResu
         )
     finally:
         progress.done(job.src)
-    notes = []
+    notes: list[str] = []
+    committed = await _commit_all(central, access.results, outcomes, job, notes)
+    if not committed:
+        raise TransferError("; ".join(notes) or "no replica was stored", False)
+    return FileResult(job.src, job.dst, "copied", job.size, notes=notes)
+
+
+async def _commit_all(central, replicas, outcomes, job: _Job, notes: list[str]) -> int:
+    """Commits the replicas whose transfer succeeded; returns how many were registered.
+    *outcomes* are the transfers' notes (a list) or their exception."""
     committed = 0
-    for replica, outcome in zip(access.results, outcomes, strict=True):
+    for replica, outcome in zip(replicas, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             notes.append(f"{replica['se']}: {_describe(outcome)}")
             continue
+        notes.extend(f"{replica['se']}: {note}" for note in outcome or ())
         done = await central.call(
             "commit", replica["envelope"], str(job.size), replica["lfn"], "644", "0",
             replica["url"], replica["se"], replica["guid"], job.md5,
@@ -399,12 +481,12 @@ async def _upload(central, http, job: _Job, opts: Options, progress) -> FileResu
             committed += 1
         else:
             notes.append(f"{replica['se']}: commit failed: {done.error}")
-    if not committed:
-        raise TransferError("; ".join(notes) or "no replica was stored", False)
-    return FileResult(job.src, job.dst, "copied", job.size, notes=notes)
+    return committed
 
 
-async def _put(http, replica, job: _Job, opts: Options, progress) -> None:
+async def _put(http, replica, job: _Job, opts: Options, progress) -> list[str]:
+    if is_xrootd(replica["url"]):
+        return await _put_xrootd(replica, job, opts, progress)
     url = f"{replica['url']}?authz={replica['envelope']}"
 
     async def body():
@@ -422,3 +504,118 @@ async def _put(http, replica, job: _Job, opts: Options, progress) -> None:
             got = resp.headers.get("X-Md5", "")
             if got and got != job.md5:
                 raise TransferError(f"the SE stored md5 {got}, not {job.md5}", False)
+    return []
+
+
+async def _put_xrootd(replica, job: _Job, opts: Options, progress) -> list[str]:
+    """An upload with xrdcp: the SE checks the md5 of what it stored; a broken attempt
+    leaves nothing (``--posc``) and is retried from the start with backoff."""
+    url = transfer_url(replica["url"], replica["envelope"])
+    delay = opts.backoff
+    last = ""
+    for attempt in range(opts.retries):
+        if attempt:
+            await asyncio.sleep(delay)
+            delay *= 2
+        try:
+            return await xrdcp(
+                job.src, url, md5=job.md5, write=True, size=job.size, stall=opts.stall,
+                timeout=_timeout_for(job.size, opts), on_bytes=_Advance(progress, job.src),
+            )  # fmt: skip
+        except XrdcpError as exc:
+            if not exc.resumable:
+                raise TransferError(str(exc), False) from None
+            last = str(exc)
+    raise TransferError(f"gave up after {opts.retries} attempts: {last}")
+
+
+# -- grid -> grid
+async def _plan_replicate(
+    central: Central, sources: Sequence[str], dest: str
+) -> tuple[list[_Job], list[FileResult]]:
+    target = grid_path(dest)
+    jobs, failed, many = await _expand_grid(central, sources)
+    into_dir = many or target.endswith("/")
+    if not into_dir:
+        st = await central.call("type", target)
+        into_dir = (
+            st.exitcode == 0 and bool(st.results) and st.results[0].get("type", "")[:1] == "d"
+        )
+    for job in jobs:
+        job.dst = target.rstrip("/") + "/" + job.dst if into_dir else target
+    for result in failed:
+        result.dst = dest
+    return jobs, failed
+
+
+async def _replicate(central, http, job: _Job, opts: Options, progress) -> FileResult:
+    """One LFN copied to another LFN (or to more SEs, when the destination is the same LFN):
+    XRootD to XRootD as a third-party copy (``xrdcp --tpc first``: the SEs move the bytes),
+    anything else through a temporary local file; each stored replica is committed."""
+    st = await central.call("stat", job.dst)
+    if st.exitcode == 0 and st.results and st.results[0].get("lfn") != job.src:
+        rec = st.results[0]  # another LFN is there already (the same one gets more replicas)
+        if rec.get("size") == str(job.size) and rec.get("md5", "").lower() == job.md5.lower():
+            return FileResult(job.src, job.dst, "skipped", job.size)
+        raise TransferError(f"{job.dst} exists with other contents", False)
+    write = await central.call(
+        "access", "-s", str(job.size), "-m", job.md5, "write", job.dst, opts.specs
+    )
+    if write.exitcode != 0 or not write.results:
+        raise TransferError(write.error or "no SE to write to", False)
+    read = await central.call("access", "read", job.src)
+    if read.exitcode != 0 or not read.results:
+        raise TransferError(read.error or "no replica to read", False)
+    sources = [r for r in read.results if is_xrootd(r["url"])]
+    progress.add(job.src, job.size * len(write.results))
+    local: list[str] = []  # the temporary copy, made once when a target needs it
+    fetch_lock = asyncio.Lock()
+
+    async def via_local(replica) -> list[str]:
+        async with fetch_lock:
+            if not local:
+                local.append(await _fetch_to_temp(http, read.results, job, opts))
+        return await _put(http, replica, _Job(local[0], job.dst, job.size, job.md5), opts, progress)
+
+    async def one(replica) -> list[str]:
+        notes: list[str] = []
+        if is_xrootd(replica["url"]):
+            for src in sources:
+                try:
+                    return notes + await xrdcp(
+                        transfer_url(src["url"], src["envelope"]),
+                        transfer_url(replica["url"], replica["envelope"]),
+                        md5=job.md5, write=True, tpc=True, size=job.size,
+                        timeout=_timeout_for(job.size, opts), on_bytes=_Advance(progress, job.src),
+                    )  # fmt: skip
+                except XrdcpError as exc:
+                    notes.append(f"third-party copy from {src['se']} failed: {exc}")
+        return notes + await via_local(replica)
+
+    try:
+        outcomes = await asyncio.gather(*(one(r) for r in write.results), return_exceptions=True)
+    finally:
+        progress.done(job.src)
+        if local:
+            shutil.rmtree(os.path.dirname(local[0]), ignore_errors=True)
+    notes: list[str] = []
+    if not await _commit_all(central, write.results, outcomes, job, notes):
+        raise TransferError("; ".join(notes) or "no replica was stored", False)
+    return FileResult(job.src, job.dst, "copied", job.size, notes=notes)
+
+
+async def _fetch_to_temp(http, replicas, job: _Job, opts: Options) -> str:
+    """The source downloaded (verified) into a private temporary directory."""
+    folder = tempfile.mkdtemp(prefix="jalien-cp-")
+    path = os.path.join(folder, "data")
+    errors = []
+    for replica in replicas:
+        try:
+            await _fetch_replica(http, replica, path + PART, job, opts, _NoProgress())
+        except TransferError as exc:
+            errors.append(f"{replica.get('se', '?')}: {exc}")
+            continue
+        os.replace(path + PART, path)
+        return path
+    shutil.rmtree(folder, ignore_errors=True)
+    raise TransferError("cannot read the source: " + "; ".join(errors), False)

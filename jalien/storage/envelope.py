@@ -72,7 +72,15 @@ def pfn_for(se_url: str, guid: str) -> str:
     directory small; the numbers come from the GUID, so the same GUID maps to one place)."""
     digest = hashlib.md5(guid.lower().encode(), usedforsecurity=False).digest()
     value = int.from_bytes(digest[:8], "big")
-    return f"{se_url.rstrip('/')}/{value % 16:02d}/{(value >> 8) % 100000:05d}/{guid.lower()}"
+    base = se_url.rstrip("/")
+    if is_xrootd(base) and not urlsplit(base).path:
+        base += "/"  # XRootD spells an absolute path root://host:port//path, as JAliEn does
+    return f"{base}/{value % 16:02d}/{(value >> 8) % 100000:05d}/{guid.lower()}"
+
+
+def is_xrootd(url: str) -> bool:
+    """An XRootD URL (root://, xroot://, roots://, xroots://): moved with xrdcp."""
+    return url.partition("://")[0].lower() in ("root", "xroot", "roots", "xroots")
 
 
 class EnvelopeSigner:

@@ -26,6 +26,14 @@ def test_pfn_layout_is_aliens():
     assert pfn_path(url) == f"/data/{nn}/{nnnnn}/{GUID}"
 
 
+def test_xrootd_pfns_have_an_absolute_path():
+    """root://host:port//NN/NNNNN/guid, as JAliEn writes XRootD PFNs."""
+    bare = pfn_for("root://127.0.0.1:1094", GUID)
+    assert bare.startswith("root://127.0.0.1:1094//") and bare.count("//") == 2
+    assert pfn_for("root://se:1094//eos/alice", GUID).startswith("root://se:1094//eos/alice/")
+    assert pfn_path(bare).startswith("//")
+
+
 def test_key_made_once_owner_only(tmp_path):
     first, created = EnvelopeSigner.load_or_create(tmp_path / "env")
     again, created_again = EnvelopeSigner.load_or_create(tmp_path / "env")
