@@ -28,12 +28,23 @@ ensure_env() {
 }
 
 ensure_alienpy() {
-  # the official JAliEn Python client, in a venv of its own, for the compatibility tests
-  local venv="$ROOT/.venv-alienpy"
-  [[ -x "$venv/bin/alien.py" ]] && return
+  # the official JAliEn Python client, in a venv of its own, for the compatibility tests.
+  # Its cp needs the XRootD bindings: the xrootd wheel pip installs with it, else Debian's
+  # python3-xrootd, which serves the system Python (the venv is then made from that Python)
+  local venv="$ROOT/.venv-alienpy" debian=/usr/lib/python3/dist-packages/XRootD
+  if [[ -x "$venv/bin/alien.py" ]]; then
+    "$venv/bin/python" -c "import XRootD.client" 2>/dev/null || [[ ! -d $debian ]] && return
+  fi
   echo "==> installing alien.py 1.7.0 into $venv" >&2
   "$PY" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q "alienpy==1.7.0" >&2
+  "$venv/bin/python" -m pip install -q "alienpy==1.7.0" >&2 || true
+  if ! "$venv/bin/python" -c "import XRootD.client" 2>/dev/null && [[ -d $debian ]]; then
+    echo "==> alien.py: with Debian's python3-xrootd (/usr/bin/python3)" >&2
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+    "$venv/bin/python" -m pip install -q "alienpy==1.7.0" >&2
+  fi
+  [[ -x "$venv/bin/alien.py" ]]
 }
 
 cmd="${1:-help}"
