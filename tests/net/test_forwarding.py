@@ -180,3 +180,19 @@ async def test_forwarded_channels_are_reopened_after_a_reconnect(central, grid_p
         if reply.exitcode == 0:
             break
     assert reply is not None and reply.results[0]["message"] == "jobagent"
+
+
+async def test_a_jobagent_behind_a_level_opens_channels_for_its_jobs(central, grid_pki, level):
+    """JobAgent -> VoBox -> central: the agent forwards its job's token to the VoBox, which
+    checks it against its CA directory and forwards it again; central sees the job."""
+    vobox = await level("vobox")
+    agent_record = await token(vobox.upstream, "-t", "jobagent", "-hours", "1")
+    agent = await vobox.connect(ctx_of(central, agent_record))
+    job_record = await token(agent, "-t", "job", "-u", "alice", "-jobid", "9")
+    channel = await agent.open_channel(cert=der_of(job_record["tokencert"]))
+    who = await channel.call("whoami", "-v", timeout=5)
+    assert (who.results[0]["user"], who.results[0]["roles"]) == ("alice", "job")
+    # a certificate no CA of the VoBox's directory signed is refused at the VoBox itself
+    stranger, _ = make_ca("nobody's CA")
+    refused = await agent.open_channel(cert=stranger.public_bytes(serialization.Encoding.DER))
+    assert (await refused.call("whoami", timeout=5)).exitcode != 0
