@@ -167,6 +167,17 @@ class VoBox:
         self.key_path = _path(settings.vobox_key) or settings.host_key_path
         self.dir = settings.path(settings.vobox_dir, "vobox")
         self.batch = make_batch(settings)
+        self.extra_env = _extra_env(settings.jobagent_env)
+        try:
+            self.command = (
+                shlex.split(settings.jobagent_command)
+                if settings.jobagent_command
+                else default_jobagent_command()
+            )
+        except ValueError as exc:
+            raise ConfigError(f"jobagent_command: {exc}") from None
+        if not self.command:
+            raise ConfigError("jobagent_command is empty")
         self.upstream: Client | None = None
         self.server: Server | None = None
         self.cache = TTLReplyCache(CACHE_TTL)
@@ -213,11 +224,6 @@ class VoBox:
             limits=limits,
         )
         await self.server.start(settings.listen, settings.vobox_ws_port, settings.vobox_binary_port)
-        command = (
-            shlex.split(settings.jobagent_command)
-            if settings.jobagent_command
-            else default_jobagent_command()
-        )
         agent = AgentConfig(
             host=settings.vobox_host or settings.listen[0],
             port=self.server.ports()["binary"],
@@ -228,8 +234,8 @@ class VoBox:
             cores=settings.cores,
             workdir=settings.workdir,
             packages_dir=settings.packages_dir,
-            command=tuple(command),
-            extra_env=_extra_env(settings.jobagent_env),
+            command=tuple(self.command),
+            extra_env=self.extra_env,
         )
         options = LoopOptions(
             agents_dir=self.dir / "agents",

@@ -282,3 +282,38 @@ def test_agents_through_slurm(grid, vobox, slurm_cluster):  # noqa: F811 - the f
         assert set(env) >= CONTRACT and env["SLURM_JOB_NAME"] == "jalien-vobox-test"
         assert (directory / "whoami.txt").read_text().split() == ["0", "jobagent"]
     assert box.status()["batch"] == "slurm"
+
+
+@pytest.mark.parametrize(
+    ("env", "text", "code"),
+    [
+        ({"JALIEN_BATCH": "pbs"}, "batch must be fork or slurm", 2),
+        ({"JALIEN_JOBAGENT_ENV": "no-equals"}, "is not KEY=VALUE", 2),
+        ({"JALIEN_JOBAGENT_COMMAND": "'unbalanced"}, "jobagent_command", 2),
+        ({"JALIEN_VOBOX_CERT": "usercert", "JALIEN_VOBOX_KEY": "userkey"}, "lacks the proxy", 1),
+    ],
+)
+def test_refuses_to_start_with_a_clear_message(grid, env, text, code):
+    for key in ("JALIEN_VOBOX_CERT", "JALIEN_VOBOX_KEY"):
+        if key in env:
+            env[key] = str(grid.globus / f"{env[key]}.pem")
+    done = subprocess.run(
+        [
+            *jalien_bin(),
+            "--role",
+            "vobox",
+            "--home",
+            str(grid.home),
+            "--central",
+            f"127.0.0.1:{grid.binary_port}",
+            "--listen",
+            "127.0.0.1",
+        ],
+        env={**os.environ, "JALIEN_VOBOX_DIR": str(grid.tmp / "vobox"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    assert text in done.stderr and "Traceback" not in done.stderr, done.stderr
