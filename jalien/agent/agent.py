@@ -1,11 +1,12 @@
 """The JobAgent's loop: while its TTL allows, ask central for a job and run it.
 
-``getMatchJob site= ce= ttl=<seconds left> cores= node=`` on the agent's own connection (its
-jobagent token); a job comes with a job token, for which the role opens a second connection
-(data, the payload's socket). One job at a time; ``JALIEN_JOBAGENT_MAX_JOBS`` caps the count.
-When no job matches, the agent asks again every interval (at most 10 s apart) for a bounded
-time (ten intervals, at most two minutes), then exits 0: the VoBox submits agents while
-central has work, so an idle agent only holds a batch slot.
+``getMatchJob site= ce= ttl= cores= node=`` on the agent's own connection (its jobagent
+token), ``ttl`` being the seconds left rounded up to the minute; a job comes with a job
+token, for which the role opens a second connection (data, the payload's socket). One job at
+a time; ``JALIEN_JOBAGENT_MAX_JOBS`` caps the count. When no job matches, the agent asks
+again every interval (at most 10 s apart) for a bounded time (ten intervals, at most two
+minutes), then exits 0: the VoBox submits agents while central has work, so an idle agent
+only holds a batch slot.
 
 Central pushes ``Event(topic="kill", payload={"queueId": ...})`` on the connection that
 matched the job (it has already set KILLED); the agent kills the payload within a second
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,6 +57,13 @@ class AgentConfig:
         if self.ce:
             words.insert(1 if self.site else 0, f"ce={self.ce}")
         return words
+
+
+def match_ttl(left: float, ttl: float) -> int:
+    """The ttl= sent with getMatchJob: the seconds left, rounded up to the minute (never
+    above the agent's TTL). The VoBox counted waiting jobs with the agent's full TTL; the
+    seconds an agent takes to start must not make a job of exactly that TTL unmatchable."""
+    return int(min(math.ceil(left / 60.0) * 60, ttl))
 
 
 class AgentError(Exception):
@@ -118,11 +127,11 @@ class JobAgent:
             if config.max_jobs and len(self.finished) >= config.max_jobs:
                 log.info("done: %d job(s), the configured maximum", len(self.finished))
                 break
-            left = int(self.ttl_left)
+            left = self.ttl_left
             if left < MIN_TTL_LEFT:
                 log.info("done: the TTL is spent after %d job(s)", len(self.finished))
                 break
-            found = await self._match(left)
+            found = await self._match(match_ttl(left, config.ttl))
             if found is None:
                 now = self.clock()
                 idle_since = now if idle_since is None else idle_since

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jalien.agent.agent import AgentConfig, AgentError, JobAgent
+from jalien.agent.agent import AgentConfig, AgentError, JobAgent, match_ttl
 from jalien.agent.runner import RunConfig
 from jalien.net.client import Client
 from jalien.roles.jobagent import parse_job
@@ -79,7 +79,15 @@ async def test_jobs_then_idle_exit(tmp_path, job_token):
     assert agent.finished == [(1, "DONE"), (2, "ERROR_E")]
     match = next(c for c in central.calls if c[0] == "getMatchJob")
     assert match[1:3] == ("site=S", "ce=CE") and match[4:] == ("cores=1", "node=wn1")
-    assert int(match[3].removeprefix("ttl=")) > 3500
+    assert match[3] == "ttl=3600"  # a job of the agent's full TTL still matches
+
+
+def test_match_ttl_rounds_up_to_the_minute():
+    assert match_ttl(3599.2, 3600) == 3600
+    assert match_ttl(3540.0, 3600) == 3540
+    assert match_ttl(3539.9, 3600) == 3540
+    assert match_ttl(61, 3600) == 120
+    assert match_ttl(10, 30) == 30
 
 
 async def test_max_jobs_and_ttl(tmp_path, job_token):
