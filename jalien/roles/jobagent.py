@@ -168,6 +168,14 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     se_context.check_hostname = False  # SEs are named by the URLs central hands out
     upstream = Client(host, port, context, backoff=(0.5, 30.0), reconnect=True, connect_wait=30)
     await upstream.connect()
+    try:  # a refused identity shows as a closed connection: say so now, not after idling
+        who = await upstream.call("whoami", timeout=30)
+    except RequestError as exc:
+        await upstream.close()
+        raise ConfigProblem(f"{host}:{port} did not accept the jobagent token: {exc}") from None
+    if who.exitcode:
+        await upstream.close()
+        raise ConfigProblem(f"{host}:{port} did not accept the jobagent token: {who.error}")
 
     async def connect_job(job: JobSpec) -> Client:
         job_context = context_from_pem(

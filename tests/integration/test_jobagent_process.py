@@ -302,3 +302,18 @@ def test_alienpy_in_the_payload_reaches_the_grid_as_the_job(grid, tmp_path, alie
         await user.close()
 
     asyncio.run(go())
+
+
+def test_a_token_central_does_not_trust_ends_the_agent_at_once(grid, tmp_path):
+    from jalien.auth.certs import certs_pem, issue_user_cert, key_pem, make_ca
+
+    ca, ca_key = make_ca("rogue CA")
+    cert, key = issue_user_cert(ca, ca_key, "jobagent")
+    proc, log = grid.start_agent(
+        tmp_path / "work",
+        JALIEN_TOKEN_CERT=certs_pem(cert).decode(),
+        JALIEN_TOKEN_KEY=key_pem(key).decode(),
+    )
+    assert wait_exit(proc, log, 60) == 1
+    text = log.read_text()
+    assert "did not accept the jobagent token" in text and "Traceback" not in text, text
