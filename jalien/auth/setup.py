@@ -39,6 +39,8 @@ from .tokens import TOKEN_CA_CERT, TOKEN_CA_KEY, TokenAuthority
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "::1")
 DEV_CA_NAME = "jalien dev CA"
 USER_ROLES = ["users", "admin"]
+# the single-machine grid's VoBox acts for its worker nodes with the host certificate
+VOBOX_LOGIN, VOBOX_ROLES = "vobox", ["proxy"]
 
 
 @dataclass
@@ -174,11 +176,14 @@ def _register(settings: Settings, account: Account, report: SetupReport, force: 
     existed = path.exists()
     accounts = AccountMap.load(path) if existed else AccountMap()
     current = accounts.get(account.dn)
+    listed = path in report.kept or path in report.created or path in report.updated
     if current == account:
-        report.kept.append(path)
+        if not listed:
+            report.kept.append(path)
         return
     if current is not None and not force:
-        report.kept.append(path)
+        if not listed:
+            report.kept.append(path)
         report.notes.append(
             f"note: {account.dn} is already registered as {current.login} "
             f"(roles {', '.join(current.roles) or 'none'}) in {path}; left unchanged"
@@ -186,7 +191,10 @@ def _register(settings: Settings, account: Account, report: SetupReport, force: 
         return
     accounts.add(account)
     accounts.save(path)
-    (report.updated if existed else report.created).append(path)
+    if path in report.kept:
+        report.kept.remove(path)
+    if path not in report.created and path not in report.updated:
+        (report.updated if existed else report.created).append(path)
 
 
 def run_setup(
@@ -219,4 +227,7 @@ def run_setup(
     home = settings.user_home_template.format(initial=login[0], login=login)
     account = Account(login=login, dn=report.user_dn, roles=list(USER_ROLES), home=home)
     _register(settings, account, report, force)
+    host_dn = dn_of(load_cert(settings.host_cert_path))
+    vobox = Account(login=VOBOX_LOGIN, dn=host_dn, roles=list(VOBOX_ROLES), home="/alice/vobox/")
+    _register(settings, vobox, report, force)
     return report

@@ -6,6 +6,7 @@ import pytest
 from jalien.auth.accounts import AccountMap
 from jalien.auth.cadir import write_ca_dir
 from jalien.auth.certs import (
+    dn_of,
     issue_user_cert,
     load_cert,
     load_key,
@@ -75,6 +76,11 @@ def test_first_run_creates_everything(settings, globus):
     assert account.roles == ["users", "admin"]
     assert account.home == "/alice/cern.ch/user/j/jdoe/"
     assert any(line.startswith("created ") for line in report.lines())
+    # the single-machine grid's VoBox acts for worker nodes with the host certificate
+    host_dn = dn_of(load_cert(home / "host" / "hostcert.pem"))
+    vobox = AccountMap.load(home / "accounts.toml").lookup(host_dn)
+    assert (vobox.login, vobox.roles) == ("vobox", ["proxy"])
+    assert report.created.count(home / "accounts.toml") == 1
 
 
 def test_second_run_keeps_everything(settings, globus):
