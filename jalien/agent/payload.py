@@ -2,18 +2,44 @@
 its own so that one signal reaches everything it started, stdout and stderr to files.
 
 The process is started with asyncio's subprocess support (no blocking fork on the loop
-thread beyond the spawn itself); its exit is awaited, never polled.
+thread beyond the spawn itself); its exit is awaited, never polled. On Linux the payload's
+first process asks the kernel for SIGKILL when the agent dies (``PR_SET_PDEATHSIG``): an
+agent killed -9 must not leave a payload running on the node outside any accounting (its own
+session keeps it out of the agent's process group, so nothing else would reach it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 
 from jalien.agent.sandbox import Sandbox
+
+PR_SET_PDEATHSIG = 1
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """A preexec function tying the child to this process's life (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def tie() -> None:  # runs in the child between fork and exec: no allocation, no locks
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the agent died before the tie: do not run alone
+            os._exit(137)
+
+    return tie
 
 
 class PayloadError(Exception):
@@ -38,6 +64,7 @@ class Payload:
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
+                    preexec_fn=_death_signal(),
                 )
         except OSError as exc:
             raise PayloadError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None

@@ -2,7 +2,7 @@
 
     STARTED   sandbox made; Executable (when it is an LFN), InputFile and InputData
               downloaded with the job token; packages applied    (failure: ERROR_IB)
-    RUNNING   the local socket up; the payload runs in its own session; every interval a
+    RUNNING   the local socket up; the payload started in its own session; every interval a
               sample (limits -> kill -> ERROR_E) and a jobHeartbeat  (exit != 0: ERROR_E)
     SAVING    OutputFile/OutputArchive uploaded to the job's output directory with the job
               token and committed                                  (failure: ERROR_S)
@@ -186,7 +186,6 @@ class JobRunner:
             argv, env = await self._prepare()
         except Failed as exc:
             return await self._fail(exc)
-        await self._status("RUNNING", "message=payload started")
         try:
             exitcode, reason = await self._execute(argv, env)
         except Failed as exc:
@@ -297,6 +296,8 @@ class JobRunner:
         waiter = asyncio.ensure_future(payload.wait())
         reason = ""
         try:
+            # RUNNING once the payload is there: whoever sees the state finds the process
+            await self._status("RUNNING", f"message=payload started (pid {payload.pid})")
             while True:
                 done, _ = await asyncio.wait({waiter}, timeout=self.config.interval)
                 if done:

@@ -317,3 +317,29 @@ def test_a_token_central_does_not_trust_ends_the_agent_at_once(grid, tmp_path):
     assert wait_exit(proc, log, 60) == 1
     text = log.read_text()
     assert "did not accept the jobagent token" in text and "Traceback" not in text, text
+
+
+def test_an_agent_killed_9_takes_its_payload_along(grid, tmp_path):
+    """The payload runs in a session of its own; the kernel still ends it with the agent."""
+
+    async def go():
+        user = grid.user()
+        await user.connect()
+        job_id = await submit(user, 'Executable = "/bin/sleep"; Arguments = "600"; TTL = 900;')
+        proc, log = grid.start_agent(tmp_path / "work")
+        try:
+            await wait_state(user, job_id, {"RUNNING"}, proc, log)
+            sleepers = [
+                p for p in psutil.Process(proc.pid).children(recursive=True) if p.name() == "sleep"
+            ]
+            assert sleepers, log.read_text()
+            proc.kill()
+            proc.wait(30)
+            alive = psutil.wait_procs(sleepers, timeout=10)[1]
+            assert not alive, f"the payload outlived its agent: {alive}"
+        finally:
+            stop(proc)
+            await user.call("kill", str(job_id))  # the lead's watchdog would mark it
+            await user.close()
+
+    asyncio.run(go())
