@@ -264,3 +264,12 @@ _real_sleep = asyncio.sleep
 
 async def _no_sleep(delay, *args):
     await _real_sleep(min(delay, 0.01), *args)
+
+
+async def test_a_full_sandbox_ends_error_e(tmp_path, job_token):
+    fill = "head -c 3000000 /dev/zero > big.dat; sleep 60"
+    runner, central, _ = make_runner(
+        tmp_path, job_token, executable="/bin/sh", arguments=["-c", fill], disk=1 << 20
+    )
+    assert await runner.run() == "ERROR_E"
+    assert "WorkDirectorySize is 1 MB" in central.fields("ERROR_E")["error"]
