@@ -54,3 +54,21 @@ async def test_cancel_refuses_strangers():
         except BatchError:
             continue
         raise AssertionError(f"cancel({bad!r}) was accepted")
+
+
+async def test_a_restarted_vobox_adopts_its_agents(tmp_path):
+    """Agents outlive their VoBox; the next one follows them by the pids left in their dirs."""
+    script = tmp_path / "hold.sh"
+    script.write_text("exec sleep 60\n")
+    first = ForkBatch()
+    pid = await first.submit(script, tmp_path / "hold.log", "jalien-agent")
+    try:
+        second = ForkBatch()
+        second.adopt([int(pid), 999_999_999])  # a pid that does not exist is dropped
+        assert [j.id for j in await second.jobs()] == [pid]
+        await second.cancel(pid)
+        assert await wait_for(lambda: _ids(first, set()))
+        assert await wait_for(lambda: _ids(second, set()))
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pid), 9)
