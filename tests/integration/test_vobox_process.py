@@ -82,7 +82,8 @@ def grid(tmp_path):
     home, globus = tmp_path / "home", tmp_path / "globus"
     done = run_setup(home, globus)
     assert done.returncode == 0, done.stderr
-    # the VoBox uses the host certificate; its account carries the proxy role
+    # the VoBox uses the host certificate; its account carries the proxy role (setup
+    # registers it so too: made explicit here, as a site's admin would)
     accounts = AccountMap.load(home / "accounts.toml")
     host_dn = dn_of(load_cert(home / "host" / "hostcert.pem"))
     accounts.add(Account(login="vobox", dn=host_dn, roles=["proxy"], home="/alice/vobox/"))
