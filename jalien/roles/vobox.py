@@ -72,6 +72,8 @@ def default_jobagent_command() -> list[str]:
 def parse_central(value: str | None, settings: Settings) -> tuple[str, int]:
     if not value:
         return settings.central_host, settings.binary_port
+    if value.count(":") > 1 and not value.startswith("["):  # a bare IPv6 address
+        return value, settings.binary_port
     host, sep, port = value.rpartition(":")
     if not sep or "]" in port:  # no port, or a bare [v6] address
         return value.strip("[]"), settings.binary_port
@@ -137,13 +139,20 @@ def make_batch(settings: Settings) -> BatchInterface:
     raise ConfigError(f"batch must be fork or slurm, not {settings.batch!r}")
 
 
-def _extra_env(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+def _extra_env(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """``jobagent_env``: KEY=VALUE words, separated by commas (a TOML list, or the
+    variable's commas) or blanks, shell-quoted when a value holds a blank."""
     found: list[tuple[str, str]] = []
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"jobagent_env: {pair!r} is not KEY=VALUE")
-        found.append((key, value))
+    for item in items:
+        try:
+            words = shlex.split(item)
+        except ValueError as exc:
+            raise ConfigError(f"jobagent_env: {item!r}: {exc}") from None
+        for pair in words:
+            key, eq, value = pair.partition("=")
+            if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ConfigError(f"jobagent_env: {pair!r} is not KEY=VALUE")
+            found.append((key, value))
     return tuple(found)
 
 
