@@ -123,6 +123,9 @@ class VoBoxLoop:
         # what the composing role adds to status() (its ports, its cache): called on the loop
         self.extra_status: Callable[[], dict[str, object]] | None = None
         self._started: dict[str, float] = {}  # batch id -> when we submitted it
+        # batch id -> when it started running (about: between two looks at the batch system)
+        self._running_since: dict[str, float] = {}
+        self._last_look = 0.0
         self._seq = 0
         self._dirs: dict[str, Path] = {}  # batch id -> its agent directory
         # agents that ended within the grace period of their start, in a row: a broken
@@ -211,10 +214,23 @@ class VoBoxLoop:
         return report
 
     def _forget_finished(self, jobs: list[BatchJob]) -> None:
+        """Follow our agents from queued to running to gone: when each started running (a
+        queued Slurm job may wait long), and whether a gone one ended at once."""
         live = {job.id for job in jobs}
         now = self.clock()
+        previous = self._last_look or now
+        self._last_look = now
+        for job in jobs:
+            submitted = self._started.get(job.id)
+            if (
+                submitted is not None
+                and job.state is AgentState.RUNNING
+                and job.id not in self._running_since
+            ):
+                self._running_since[job.id] = max(submitted, previous)
         for job_id in [j for j in self._started if j not in live]:
-            started = self._started.pop(job_id)
+            started = self._running_since.pop(job_id, None) or self._started[job_id]
+            del self._started[job_id]
             directory = self._dirs.pop(job_id, None)
             if now - started >= self.options.start_grace:
                 self.quick_exits = 0
@@ -234,10 +250,11 @@ class VoBoxLoop:
 
     def _starting(self, jobs: list[BatchJob], now: float) -> int:
         grace = self.options.start_grace
+        since = self._running_since
         return sum(
             1
             for job in jobs
-            if job.state is AgentState.RUNNING and now - self._started.get(job.id, 0.0) < grace
+            if job.state is AgentState.RUNNING and now - since.get(job.id, 0.0) < grace
         )
 
     async def submit_one(self) -> str:

@@ -172,3 +172,16 @@ async def test_agents_ending_at_once_hold_submissions_back(tmp_path, caplog):
     batch.jobs_.clear()
     await loop.cycle()
     assert loop.quick_exits == 0
+
+
+async def test_a_long_queued_agent_counts_as_starting_once_it_runs(tmp_path):
+    loop, _, batch, clock = make_loop(tmp_path, waiting=1)
+    assert (await loop.cycle()).submitted == 1
+    batch.jobs_["1"] = AgentState.QUEUED  # Slurm keeps it queued for long
+    clock.now += 600
+    report = await loop.cycle()
+    assert (report.queued, report.submitted) == (1, 0)  # the queued agent stands for the job
+    batch.jobs_["1"] = AgentState.RUNNING  # it starts: it has not asked for its job yet
+    clock.now += 5
+    report = await loop.cycle()
+    assert (report.running, report.starting, report.submitted) == (1, 1, 0)
