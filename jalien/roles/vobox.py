@@ -29,7 +29,9 @@ import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from cryptography import x509
@@ -41,9 +43,10 @@ from jalien.auth.tls import client_context, server_context
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import ConfigError, Settings
 from jalien.net.client import Client, ConnectionLost
-from jalien.net.identity import LevelAuthenticator
+from jalien.net.handler import Pusher
+from jalien.net.identity import Identity, LevelAuthenticator
 from jalien.net.limits import Limits
-from jalien.net.proxy import TTLReplyCache, UpstreamProxy
+from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy
 from jalien.net.server import Server
 from jalien.site.batch import BatchInterface
 from jalien.site.fork import ForkBatch
@@ -51,6 +54,7 @@ from jalien.site.slurm import SlurmBatch
 from jalien.site.startup_script import AgentConfig
 from jalien.site.vobox import AgentToken, CentralError, LoopOptions, VoBoxLoop
 from jalien.wire.errors import RequestError
+from jalien.wire.messages import Reply, Request
 
 log = logging.getLogger("jalien.vobox")
 
@@ -164,6 +168,53 @@ def _check(settings: Settings) -> None:
         raise ConfigError("submit_interval and jobagent_token_hours must be positive")
 
 
+STATUS_COMMAND = "vobox.status"
+
+
+def status_record(status: dict[str, object]) -> dict[str, str]:
+    """``vobox.status`` as one flat JAliEn record (string values; the last cycle's fields
+    prefixed ``last_``) and its text."""
+    record: dict[str, str] = {}
+    for key, value in status.items():
+        if isinstance(value, dict):
+            record.update({f"last_{k}": str(v) for k, v in value.items()})
+        else:
+            record[key] = str(value)
+    record["message"] = "\n".join(f"{k}: {v}" for k, v in record.items())
+    return record
+
+
+class VoBoxHandler:
+    """The level's proxy, with ``vobox.status`` answered by the VoBox itself (what
+    ``status.json`` says, live), for the site's admin and its monitoring."""
+
+    def __init__(self, proxy: UpstreamProxy, status: Callable[[], dict[str, object]]) -> None:
+        self.proxy = proxy
+        self.status = status
+
+    def open_session(self, identity: Identity, push: Pusher, *, personality: str) -> ProxySession:
+        return self.proxy.open_session(identity, push, personality=personality)
+
+    def close_session(self, session: ProxySession) -> None:
+        self.proxy.close_session(session)
+
+    def describe_session(self, session: ProxySession) -> dict[str, str]:
+        return self.proxy.describe_session(session)
+
+    def _status(self, session: ProxySession) -> Reply:
+        return Reply(results=[status_record(self.status())], metadata=session.metadata)
+
+    def dispatch(self, session: ProxySession, request: Request) -> Any:
+        if request.command == STATUS_COMMAND:
+            return self._status(session)
+        return self.proxy.dispatch(session, request)
+
+    def dispatch_raw(self, session: ProxySession, request: Request, flags: int, body: bytes) -> Any:
+        if request.command == STATUS_COMMAND:
+            return self._status(session)
+        return self.proxy.dispatch_raw(session, request, flags, body)
+
+
 class VoBox:
     """The object graph of a VoBox, in plain code; ``start`` then ``close``."""
 
@@ -227,7 +278,7 @@ class VoBox:
             write_buffer_high=settings.write_buffer_high,
         )
         self.server = Server(
-            UpstreamProxy(self.upstream, self.cache),
+            VoBoxHandler(UpstreamProxy(self.upstream, self.cache), self.status),
             server_context(settings.host_cert_path, settings.host_key_path, self.ca_dir),
             authenticator,
             limits=limits,
@@ -297,6 +348,9 @@ class VoBox:
             return
         self._cert_stamp = stamp
         log.info("reloaded the VoBox certificate %s", self.cert_path)
+
+    def status(self) -> dict[str, object]:
+        return self.loop.status() if self.loop is not None else self._status()
 
     def describe(self) -> str:
         assert self.server is not None and self.loop is not None

@@ -240,6 +240,9 @@ def test_relays_and_caches_a_users_calls(grid, vobox):
         assert (who.results[0]["user"], who.results[0]["roles"]) == ("jdoe", "users,admin")
         first, second = await client.call("version"), await client.call("version")
         assert first.results == second.results and first.exitcode == 0
+        status = (await client.call("vobox.status")).results[0]  # answered by the VoBox
+        assert (status["ce"], status["batch"], status.get("last_error", "")) == (CE, "fork", "")
+        assert int(status["cache_hits"]) >= 1 and status["upstream_connected"] == "True"
         await client.close()
 
     asyncio.run(go())
