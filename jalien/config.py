@@ -161,7 +161,8 @@ def _coerce(name: str, raw: str) -> object:
         if field_type == list[str]:
             return [part.strip() for part in raw.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"{env_name(name)}={raw!r} is not a valid {field_type}") from None
+        kind = getattr(field_type, "__name__", str(field_type))
+        raise ConfigError(f"{env_name(name)}={raw!r} is not a valid {kind}") from None
     return raw
 
 

@@ -303,6 +303,8 @@ async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, pro
             await asyncio.sleep(delay)
             delay *= 2
         have = os.path.getsize(part) if os.path.exists(part) else 0
+        if job.size == 0 and not os.path.exists(part):
+            open(part, "wb").close()  # an empty file: nothing to fetch, its md5 is checked
         if have > job.size >= 0:
             os.unlink(part)
             have = 0

@@ -247,3 +247,14 @@ async def test_submit_a_jdl_from_the_catalogue(grid, central, tmp_path):
     assert 'arguments = "grid hello"' in shown.results[0]["jdl"]
     missing = await central.call("submit", "jdls/none.jdl")
     assert missing.exitcode == 2
+
+
+async def test_an_empty_file_round_trips(grid, central, tmp_path):
+    """A job's empty stdout is a file like any other: uploaded, then downloaded."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "empty.log").write_bytes(b"")
+    up = await copy(central, [f"file:{tmp_path}/src/empty.log"], "out/empty/", opts(grid))
+    assert up.exitcode == 0, [r.error for r in up.results]
+    down = await copy(central, ["out/empty/empty.log"], f"file:{tmp_path}/dl/", opts(grid))
+    assert down.exitcode == 0, [r.error for r in down.results]
+    assert (tmp_path / "dl" / "empty.log").read_bytes() == b""
