@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Developer entry point: ./jalien.sh run | test | dev | lint | bench | build-binary
+# Developer entry point: ./jalien.sh run | client | test | dev | lint | bench | build-binary
 # Sets up .venv (editable meson-python install) on first use, then does the job.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,16 +51,41 @@ cmd="${1:-help}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
   run)
-    # The main job on embedded defaults: a dev identity (once), then jcentral on loopback.
+    # The single-machine grid on embedded defaults: a dev identity (once), jcentral with its
+    # embedded SE, and a VoBox that runs JobAgents on this host (fork). Ctrl-C stops both.
     ensure_env
     export JALIEN_STATE_DIR="${JALIEN_STATE_DIR:-$ROOT/run/home}"
-    if [[ ! -f "$JALIEN_STATE_DIR/host/hostcert.pem" ]]; then
-      jalien-bin setup --no-password --home "$JALIEN_STATE_DIR" \
-        --globus-dir "${JALIEN_GLOBUS_DIR:-$JALIEN_STATE_DIR/globus}"
-    fi
-    # with the embedded SE (https://127.0.0.1:8099/se, files under run/home/se), so cp works
+    # setup never overwrites: the first run creates, later runs add what newer versions need
+    jalien-bin setup --no-password --home "$JALIEN_STATE_DIR" \
+      --globus-dir "${JALIEN_GLOBUS_DIR:-$JALIEN_STATE_DIR/globus}" \
+      | grep -v '^kept existing' || true
+    # the embedded SE (https://127.0.0.1:8099/se, files under run/home/se), so cp works
     export JALIEN_EMBEDDED_SE="${JALIEN_EMBEDDED_SE:-1}"
-    exec jalien-bin --role jcentral --home "$JALIEN_STATE_DIR" "$@"
+    jalien-bin --role jcentral --home "$JALIEN_STATE_DIR" "$@" &
+    central=$!
+    trap 'kill $central ${vobox:-} 2>/dev/null; wait' EXIT
+    trap 'exit 130' INT TERM
+    port="${JALIEN_BINARY_PORT:-8098}"
+    for _ in $(seq 300); do  # jcentral is ready when its binary port answers (30 s at most)
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      kill -0 "$central" 2>/dev/null || exit 1
+      sleep 0.1
+    done
+    mkdir -p "$JALIEN_STATE_DIR/wn"
+    JALIEN_SUBMIT_INTERVAL="${JALIEN_SUBMIT_INTERVAL:-5}" \
+      JALIEN_WORKDIR="${JALIEN_WORKDIR:-$JALIEN_STATE_DIR/wn}" \
+      jalien-bin --role vobox --home "$JALIEN_STATE_DIR" --central "127.0.0.1:$port" &
+    vobox=$!
+    wait -n "$central" "$vobox"
+    ;;
+  client)
+    # jalien-bin as the run grid's user: ./jalien.sh client submit file:docs/examples/hello.jdl
+    ensure_env
+    home="${JALIEN_STATE_DIR:-$ROOT/run/home}"
+    globus="${JALIEN_GLOBUS_DIR:-$home/globus}"
+    X509_USER_CERT="$globus/usercert.pem" X509_USER_KEY="$globus/userkey.pem" \
+      X509_CERT_DIR="$home/certificates" JALIEN_STATE_DIR="$home" \
+      exec jalien-bin "$@"
     ;;
   test)
     ensure_env

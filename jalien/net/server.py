@@ -753,7 +753,12 @@ class Server:
             )
         except (OSError, TimeoutError, ConnectionError) as exc:
             self.connection_count -= 1
-            log.warning("refused %s (%s): TLS: %s", where, personality, _reason(exc))
+            if isinstance(exc, ConnectionResetError | BrokenPipeError):
+                # closed before a TLS word: a port probe (health check, a script waiting
+                # for the port), not a client that was refused
+                log.debug("%s (%s) closed before the TLS handshake", where, personality)
+            else:
+                log.warning("refused %s (%s): TLS: %s", where, personality, _reason(exc))
             conn.close()
 
     async def close(self) -> None:
