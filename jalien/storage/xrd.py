@@ -19,6 +19,8 @@ How the options are used:
   find its own earlier attempt (the PFN is this file's own: a GUID path).
 - The client gives up on an unreachable server after one connection attempt
   (``XRD_CONNECTIONRETRY=1``): we retry, then the next replica, rather than waiting minutes.
+- Each xrdcp resolves this host's addresses when it starts; with many starting at once a lost
+  DNS query cost 5 s (glibc's default) in our benchmark: ``RES_OPTIONS`` retries after 1 s.
 
 Progress and the stall watchdog read the child's ``/proc/<pid>/io`` counters (``wchar`` for a
 download, ``rchar`` for an upload), so they work for any direction; a third-party copy moves
@@ -44,6 +46,9 @@ __all__ = ["XrdcpError", "is_xrootd", "transfer_url", "xrdcp", "xrdcp_path"]
 
 POLL = 0.1  # seconds between progress reads
 CONNECT_ENV = {"XRD_CONNECTIONRETRY": "1", "XRD_CONNECTIONWINDOW": "15"}
+# xrdcp looks up this host's own addresses in the DNS when it starts; many starting at once
+# can lose a query, and glibc then waits 5 s: retry after 1 s instead (unless RES_OPTIONS is set)
+RESOLVER_ENV = {"RES_OPTIONS": "timeout:1 attempts:2"}
 FATAL_MARKS = ("[3010]", "[3011]", "No such file", "Permission denied", "[3016]", "[3017]")
 
 
@@ -117,7 +122,7 @@ async def xrdcp(
     if md5:
         args += ["--cksum", f"md5:{md5.lower()}"]
     args += [src, dst]
-    env = {**os.environ, **CONNECT_ENV}
+    env = {**RESOLVER_ENV, **os.environ, **CONNECT_ENV}
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, env=env,
