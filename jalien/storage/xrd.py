@@ -106,14 +106,18 @@ async def xrdcp(
     stall: float = 30.0,
     timeout: float = 3600.0,
     on_bytes: Callable[[int], None] | None = None,
+    parallel: int = 0,
 ) -> list[str]:
     """Copy *src* to *dst*; returns notes (e.g. "not verified by the SE"); raises XrdcpError.
 
-    *on_bytes* gets the byte count moved so far (never more than *size*)."""
+    *on_bytes* gets the byte count moved so far (never more than *size*). With *parallel*,
+    *src* is a file listing source URLs (``--infiles``) and *dst* a directory."""
     binary = xrdcp_path()
     if not binary:
         raise XrdcpError("xrdcp not found (install xrootd-client or set JALIEN_XRDCP)", False)
     args = [binary, "--nopbar"]
+    if parallel:
+        args += ["--parallel", str(parallel), "--infiles", src]
     args += ["--continue"] if resume else ["--force"]
     if write:
         args.append("--posc")
@@ -121,7 +125,7 @@ async def xrdcp(
         args += ["--tpc", "first"]
     if md5:
         args += ["--cksum", f"md5:{md5.lower()}"]
-    args += [src, dst]
+    args += [dst] if parallel else [src, dst]
     env = {**RESOLVER_ENV, **os.environ, **CONNECT_ENV}
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,

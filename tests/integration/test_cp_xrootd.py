@@ -123,12 +123,15 @@ async def test_upload_download_skip_and_corrupt_replica(xgrid, central, tmp_path
     # the close replica goes bad: xrdcp's md5 check catches it, the far one is used
     on_disk = xgrid.xrd[XRD1].path_of(pfn)
     on_disk.write_bytes(b"X" + on_disk.read_bytes()[1:])
-    (dest / "run1/f3.root").unlink()
-    fixed = await copy(central, ["x/run1/f3.root"], f"file:{dest}/run1/", opts(xgrid))
-    assert fixed.exitcode == 0 and fixed.count("copied") == 1, fixed.results[0].error
-    assert (dest / "run1/f3.root").read_bytes() == data["run1/f3.root"]
-    note = fixed.results[0].notes[0]
-    assert XRD1 in note and "checksum mismatch" in note
+    for threads in (1, 4):  # one xrdcp per file (its --cksum), then batched (our md5)
+        (dest / "run1/f3.root").unlink()
+        fixed = await copy(
+            central, ["x/run1/f3.root"], f"file:{dest}/run1/", opts(xgrid, threads=threads)
+        )
+        assert fixed.exitcode == 0 and fixed.count("copied") == 1, fixed.results[0].error
+        assert (dest / "run1/f3.root").read_bytes() == data["run1/f3.root"]
+        note = fixed.results[0].notes[0]
+        assert XRD1 in note and "checksum mismatch" in note
 
 
 async def test_killed_xrootd_resumes(xgrid, central, tmp_path, monkeypatch):
