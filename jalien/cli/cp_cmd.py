@@ -1,5 +1,6 @@
 """``jalien-bin cp [-T N] [-S specs] [-retry N] [-stall S] src... dst``: copies between this
-machine (``file:`` paths) and the grid (LFNs, globs allowed), through jalien.storage.cp.
+machine (``file:`` paths) and the grid (LFNs, globs allowed), or from LFNs to new LFNs or SEs
+(grid to grid), through jalien.storage.cp.
 
 A progress display (rich) is shown when stderr is a terminal; a summary line always; one
 line per failed file; exit code 1 when any file failed.
@@ -25,7 +26,7 @@ EXIT_NO_CONNECTION = 107
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jalien-bin cp", description="copy files to/from the grid")
     p.add_argument("-T", dest="threads", type=int, default=4, help="parallel transfers")
-    p.add_argument("-S", dest="specs", default="disk:1", help="upload specs, e.g. disk:2")
+    p.add_argument("-S", dest="specs", default="disk:1", help="where new replicas go, e.g. disk:2")
     p.add_argument("-retry", type=int, default=4, help="attempts per replica")
     p.add_argument("-stall", type=float, default=30.0, help="seconds without data = stalled")
     p.add_argument("paths", nargs="+", help="sources then destination (file:/path is local)")
