@@ -64,13 +64,17 @@ CACHE_TTL = {"commandlist": 300.0, "version": 300.0, "motd": 300.0, "listSEDista
 
 
 def default_jobagent_command() -> list[str]:
-    """The jalien-bin running now: the built binary as it was started (the launcher
-    re-executes with the same argv[0]), or this Python's ``-m jalien``."""
-    if "__compiled__" in globals():  # Nuitka sets it in every module it compiles
-        argv0 = sys.argv[0]
-        found = os.path.abspath(argv0) if os.sep in argv0 else shutil.which(argv0)
-        return [found or argv0]
-    return [sys.executable, "-m", "jalien"]
+    """The jalien-bin running now: the built binary as it was started, or this Python's
+    ``-m jalien``. For the binary, argv[0] is read from ``/proc/self/cmdline``: the
+    launcher execs the unpacked program with its own argv, so that names the launcher (the
+    file on CVMFS, say) while Nuitka's ``sys.argv[0]`` names the user's unpack cache."""
+    if "__compiled__" not in globals():  # Nuitka sets it in every module it compiles
+        return [sys.executable, "-m", "jalien"]
+    argv0 = sys.argv[0]
+    with contextlib.suppress(OSError, IndexError):
+        argv0 = Path("/proc/self/cmdline").read_bytes().split(b"\0")[0].decode() or argv0
+    found = os.path.abspath(argv0) if os.sep in argv0 else shutil.which(argv0)
+    return [found or argv0]
 
 
 def parse_central(value: str | None, settings: Settings) -> tuple[str, int]:
