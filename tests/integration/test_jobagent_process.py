@@ -266,8 +266,7 @@ def test_no_job_exits_zero(grid, tmp_path):
 
 
 ALIENPY_SCRIPT = """#!/bin/sh
-echo "alien.py errors:" > alienpy.err  # never empty: cp cannot download 0-byte files yet
-{alienpy} whoami > whoami.txt 2>> alienpy.err
+{alienpy} whoami > whoami.txt 2> alienpy.err
 {alienpy} ls {home}/agent5/ >> whoami.txt 2>> alienpy.err
 """
 
