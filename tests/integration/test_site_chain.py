@@ -228,7 +228,7 @@ def test_a_jobagent_killed_mid_job_is_recovered(site):
         while agent is not None and "jobagent" not in " ".join(agent.cmdline()):
             agent = agent.parent()
         assert agent is not None, "the payload's JobAgent"
-        os.kill(agent.pid, signal.SIGKILL)  # the node is lost; its payload runs on
+        os.kill(agent.pid, signal.SIGKILL)  # as a crash (its payload dies with it)
         info = await wait_states(grid, user, [job], {"DONE"} | _ERRORS, seconds=240)
         assert info[job]["status"] == "DONE", (info, grid.logs())
         trace = (await user.call("ps", "-trace", str(job))).results[0]["message"]
