@@ -16,7 +16,7 @@ One command is answered here and not upstream: ``spy`` gives the job's spy repor
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,9 @@ from jalien.auth.errors import AuthError
 from jalien.auth.identity import peer_cert_from_ssl
 from jalien.auth.tls import context_from_pem
 from jalien.net.client import Client
-from jalien.net.handler import Pusher
 from jalien.net.identity import Identity
 from jalien.net.limits import Limits
-from jalien.net.proxy import ProxySession, UpstreamProxy
+from jalien.net.proxy import ProxySession, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
 from jalien.wire.messages import Reply, Request
 
@@ -58,39 +57,6 @@ class JobTokenAuthenticator:
         return self.identify_cert(peer_cert_from_ssl(ssl_object))
 
 
-class LocalHandler:
-    """The proxy, with ``spy`` answered locally."""
-
-    def __init__(self, proxy: UpstreamProxy, spy: SpyFunction) -> None:
-        self.proxy = proxy
-        self.spy = spy
-
-    def open_session(self, identity: Identity, push: Pusher, *, personality: str) -> ProxySession:
-        return self.proxy.open_session(identity, push, personality=personality)
-
-    def close_session(self, session: ProxySession) -> None:
-        self.proxy.close_session(session)
-
-    def describe_session(self, session: ProxySession) -> dict[str, str]:
-        return self.proxy.describe_session(session)
-
-    async def _spy(self, session: ProxySession) -> Reply:
-        record = await self.spy()
-        return Reply(results=[record], metadata=session.metadata)
-
-    def dispatch(self, session: ProxySession, request: Request) -> Any:
-        if request.command == "spy":
-            return self._spy(session)
-        return self.proxy.dispatch(session, request)
-
-    def dispatch_raw(
-        self, session: ProxySession, request: Request, flags: int, body: bytes
-    ) -> AsyncIterator[tuple[int, bytes]] | tuple[int, bytes] | Awaitable[Reply]:
-        if request.command == "spy":
-            return self._spy(session)
-        return self.proxy.dispatch_raw(session, request, flags, body)
-
-
 class JobSocket:
     """The local server of one job; ``start`` gives the endpoint, ``close`` ends it."""
 
@@ -106,8 +72,12 @@ class JobSocket:
         self.upstream = upstream
         self._context = context_from_pem("server", token_cert.encode(), token_key.encode(), ca_dir)
         self._authenticator = JobTokenAuthenticator(token_cert.encode(), identity)
-        self._handler = LocalHandler(UpstreamProxy(upstream), spy)
+        self._spy = spy
+        self._handler = WithLocalCommands(UpstreamProxy(upstream), {"spy": self._spy_reply})
         self.server: Server | None = None
+
+    async def _spy_reply(self, session: ProxySession, request: Request) -> Reply:
+        return Reply(results=[await self._spy()], metadata=session.metadata)
 
     async def start(self) -> Endpoint:
         self.server = Server(self._handler, self._context, self._authenticator, limits=Limits())

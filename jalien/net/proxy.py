@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -175,3 +175,36 @@ class UpstreamProxy:
         else:
             for each in list(self.sessions):  # events of the level's own channel: everyone
                 each.push(event)
+
+
+LocalAnswer = Callable[[ProxySession, Request], Reply | Awaitable[Reply]]
+
+
+class WithLocalCommands:
+    """A level's proxy with a few commands answered by the level itself (a JobAgent's
+    ``spy``, a VoBox's ``vobox.status``); every other command goes upstream as it is."""
+
+    def __init__(self, proxy: UpstreamProxy, local: dict[str, LocalAnswer]) -> None:
+        self.proxy = proxy
+        self.local = local
+
+    def open_session(self, identity: Identity, push: Pusher, *, personality: str) -> ProxySession:
+        return self.proxy.open_session(identity, push, personality=personality)
+
+    def close_session(self, session: ProxySession) -> None:
+        self.proxy.close_session(session)
+
+    def describe_session(self, session: ProxySession) -> dict[str, str]:
+        return self.proxy.describe_session(session)
+
+    def dispatch(self, session: ProxySession, request: Request) -> Any:
+        answer = self.local.get(request.command)
+        if answer is not None:
+            return answer(session, request)
+        return self.proxy.dispatch(session, request)
+
+    def dispatch_raw(self, session: ProxySession, request: Request, flags: int, body: bytes) -> Any:
+        answer = self.local.get(request.command)
+        if answer is not None:
+            return answer(session, request)
+        return self.proxy.dispatch_raw(session, request, flags, body)

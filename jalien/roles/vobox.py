@@ -29,9 +29,7 @@ import shlex
 import shutil
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import uvloop
 from cryptography import x509
@@ -43,10 +41,9 @@ from jalien.auth.tls import client_context, server_context
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import ConfigError, Settings
 from jalien.net.client import Client, ConnectionLost
-from jalien.net.handler import Pusher
-from jalien.net.identity import Identity, LevelAuthenticator
+from jalien.net.identity import LevelAuthenticator
 from jalien.net.limits import Limits
-from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy
+from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
 from jalien.site.batch import BatchInterface
 from jalien.site.fork import ForkBatch
@@ -188,37 +185,6 @@ def status_record(status: dict[str, object]) -> dict[str, str]:
     return record
 
 
-class VoBoxHandler:
-    """The level's proxy, with ``vobox.status`` answered by the VoBox itself (what
-    ``status.json`` says, live), for the site's admin and its monitoring."""
-
-    def __init__(self, proxy: UpstreamProxy, status: Callable[[], dict[str, object]]) -> None:
-        self.proxy = proxy
-        self.status = status
-
-    def open_session(self, identity: Identity, push: Pusher, *, personality: str) -> ProxySession:
-        return self.proxy.open_session(identity, push, personality=personality)
-
-    def close_session(self, session: ProxySession) -> None:
-        self.proxy.close_session(session)
-
-    def describe_session(self, session: ProxySession) -> dict[str, str]:
-        return self.proxy.describe_session(session)
-
-    def _status(self, session: ProxySession) -> Reply:
-        return Reply(results=[status_record(self.status())], metadata=session.metadata)
-
-    def dispatch(self, session: ProxySession, request: Request) -> Any:
-        if request.command == STATUS_COMMAND:
-            return self._status(session)
-        return self.proxy.dispatch(session, request)
-
-    def dispatch_raw(self, session: ProxySession, request: Request, flags: int, body: bytes) -> Any:
-        if request.command == STATUS_COMMAND:
-            return self._status(session)
-        return self.proxy.dispatch_raw(session, request, flags, body)
-
-
 class VoBox:
     """The object graph of a VoBox, in plain code; ``start`` then ``close``."""
 
@@ -282,7 +248,9 @@ class VoBox:
             write_buffer_high=settings.write_buffer_high,
         )
         self.server = Server(
-            VoBoxHandler(UpstreamProxy(self.upstream, self.cache), self.status),
+            WithLocalCommands(
+                UpstreamProxy(self.upstream, self.cache), {STATUS_COMMAND: self._status_reply}
+            ),
             server_context(settings.host_cert_path, settings.host_key_path, self.ca_dir),
             authenticator,
             limits=limits,
@@ -355,6 +323,10 @@ class VoBox:
 
     def status(self) -> dict[str, object]:
         return self.loop.status() if self.loop is not None else self._status()
+
+    def _status_reply(self, session: ProxySession, request: Request) -> Reply:
+        """``vobox.status``: what status.json says, live, for the site's admin."""
+        return Reply(results=[status_record(self.status())], metadata=session.metadata)
 
     def describe(self) -> str:
         assert self.server is not None and self.loop is not None
