@@ -30,24 +30,12 @@ from jalien.auth.tls import client_context
 from jalien.net.client import Client
 from tests.integration.conftest import free_port, jalien_bin, run_setup, start_central, stop
 from tests.site.conftest import slurm_cluster  # noqa: F401 - the session's Slurm cluster
+from tests.site.test_startup_script import CONTRACT  # the variables every agent gets
 
 pytestmark = pytest.mark.integration
 
 JDL = 'Executable = "/bin/true"; TTL = 60;'
 CE = "JALIEN::TEST::CE"
-CONTRACT = {
-    "JALIEN_HOST",
-    "JALIEN_PORT",
-    "X509_CERT_DIR",
-    "JALIEN_TOKEN_CERT",
-    "JALIEN_TOKEN_KEY",
-    "JALIEN_SITE",
-    "JALIEN_CE",
-    "JALIEN_JOBAGENT_TTL",
-    "JALIEN_CORES",
-    "JALIEN_WORKDIR",
-    "JALIEN_PACKAGES_DIR",
-}
 STANDIN = """\
 import json, os, shlex, subprocess, sys, time
 with open("env.json.tmp", "w") as out:
