@@ -146,9 +146,18 @@ async def upload(client, folder: Path, lfn_dir: str, se: str, ssl) -> float:
     report = await copy(
         client, [f"file:{folder}/*"], lfn_dir, Options(threads=32, specs=se, ssl=ssl)
     )
-    if report.exitcode != 0:
-        raise RuntimeError(f"upload to {se} failed: {[r.error for r in report.results][:3]}")
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if report.exitcode != 0:  # said, then tried once more: the downloads need every file
+        failed = [r for r in report.results if r.status == "failed"]
+        errors = [f"{r.src}: {r.error}" for r in failed]
+        print(f"  NOTE upload to {se}: {len(errors)} failed, retried: {errors[:2]}")
+        for result in failed:  # a failed commit may leave the LFN without its replica
+            await client.call("rm", result.dst)
+        sources = [f"file:{r.src}" for r in failed]  # lfn_dir ends with "/": a directory
+        again = await copy(client, sources, lfn_dir, Options(specs=se, ssl=ssl))
+        if again.exitcode != 0:
+            raise RuntimeError(f"upload to {se} failed twice: {errors[:3]}")
+    return seconds
 
 
 async def replica_urls(client, lfn_dir: str, names: list[str]) -> list[str]:
