@@ -3,7 +3,7 @@
 Each xrdcp process resolves this host's addresses and loads its libraries when it starts
 (~15 ms of CPU, and a DNS round trip): with ``cp -T 32`` over 1 MB files that start-up, not
 the bytes, set the rate. The downloads that are ready at the same moment (their ``access``
-answered) are gathered for a few milliseconds and handed to one ``xrdcp --parallel N
+answered) are gathered for 30 ms and handed to one ``xrdcp --parallel N
 --infiles LIST DIR``. xrdcp names each file after its source (the GUID: unique), in a private
 directory beside the destination; every file is then checked on its own (size, md5 against
 the catalogue: a corrupt replica is caught) by the caller. A file the batch did not bring
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from jalien.storage.xrd import XrdcpError, xrdcp
 
-GATHER = 0.005  # seconds a batch waits for its companions
+GATHER = 0.03  # seconds a batch waits for companions (fewer, larger xrdcp runs win)
 MAX_BATCH = 64
 
 
