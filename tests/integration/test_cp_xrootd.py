@@ -6,13 +6,16 @@ corrupt replica, grid -> grid (third-party copy and through a local file), and a
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
+import subprocess
 import time
 
 import pytest
 
 from jalien.net.client import Client
 from jalien.storage.cp import Options, copy
+from tests.integration.conftest import jalien_bin
 from tests.integration.test_cp_process import NEAR, Grid, make_files
 from tests.integration.test_jcentral_process import alien
 from tests.storage.xrootd_server import XRootDUnavailable, binaries, start_xrootd, unavailable
@@ -245,3 +248,35 @@ def test_alienpy_reads_what_jalien_wrote_and_the_reverse(xgrid, alienpy, tmp_pat
     down = asyncio.run(download())
     assert down.exitcode == 0, down.results[0].error
     assert (tmp_path / "mine/theirs.bin").read_bytes() == data["theirs.bin"]
+
+
+def test_cli_grid_to_grid_and_xrootd_download(xgrid, tmp_path):
+    env = {
+        **os.environ,
+        "JALIEN_HOST": "127.0.0.1",
+        "JALIEN_PORT": str(xgrid.binary),
+        "X509_USER_CERT": str(xgrid.globus / "usercert.pem"),
+        "X509_USER_KEY": str(xgrid.globus / "userkey.pem"),
+        "X509_CERT_DIR": str(xgrid.home / "certificates"),
+        "JALIEN_STATE_DIR": str(xgrid.home),
+        "TMPDIR": str(tmp_path),  # private: no token file of another client
+        "X509_USER_PROXY": str(tmp_path / "no-proxy"),
+    }
+
+    def cp(*args):
+        return subprocess.run(
+            [*jalien_bin(), "cp", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    make_files(tmp_path, ["a.bin", "b.bin"], size=70_000)
+    up = cp("-T", "2", "-S", XRD1, f"file:{tmp_path}/*.bin", "cli-x/")
+    assert up.returncode == 0 and "2 copied" in up.stderr, up.stderr
+    g2g = cp("-S", XRD2, "cli-x/*.bin", "cli-x/copies/")
+    assert g2g.returncode == 0 and "2 copied" in g2g.stderr, g2g.stderr
+    down = cp("-T", "4", "cli-x/copies/*.bin", "cli-x/none.bin", f"file:{tmp_path}/back/")
+    assert down.returncode == 1 and "cp: cli-x/none.bin:" in down.stderr, down.stderr
+    assert "2 copied" in down.stderr
+    for name in ("a.bin", "b.bin"):
+        assert (tmp_path / "back" / name).read_bytes() == (tmp_path / name).read_bytes()
+    mixed = cp(f"file:{tmp_path}/a.bin", "cli-x/a.bin", "cli-x/mixed/")
+    assert mixed.returncode == 2 and "all local" in mixed.stderr and "Traceback" not in mixed.stderr
