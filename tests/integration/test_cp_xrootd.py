@@ -137,6 +137,19 @@ async def test_upload_download_skip_and_corrupt_replica(xgrid, central, tmp_path
         assert XRD1 in note and "checksum mismatch" in note
 
 
+async def test_empty_file_both_ways(xgrid, central, tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    up = await copy(
+        central, [f"file:{tmp_path}/empty.txt"], "xe/empty.txt", opts(xgrid, specs=XRD1)
+    )
+    assert up.exitcode == 0, up.results[0].error
+    for threads in (1, 4):  # alone and batched
+        dest = tmp_path / f"t{threads}"
+        down = await copy(central, ["xe/empty.txt"], f"file:{dest}/", opts(xgrid, threads=threads))
+        assert down.exitcode == 0 and down.count("copied") == 1, down.results[0].error
+        assert (dest / "empty.txt").read_bytes() == b""
+
+
 async def test_killed_xrootd_resumes(xgrid, central, tmp_path, monkeypatch):
     """xrdcp throttled (a wrapper adds --xrate, small chunks), the SE killed mid-transfer and
     started again on its port: the download goes on with --continue, the file is correct."""
