@@ -248,9 +248,11 @@ class SQLiteBackend:
     # -- replicas and storage elements
     async def add_replicas(self, replicas: list[Replica]) -> None:
         rows = [(r.guid, r.se, r.pfn) for r in replicas]
-        await self._write(
-            lambda c: c.executemany("INSERT OR IGNORE INTO replicas VALUES (?,?,?)", rows)
-        )
+
+        def run(c: sqlite3.Connection) -> None:
+            c.executemany("INSERT OR IGNORE INTO replicas VALUES (?,?,?)", rows)
+
+        await self._write(run)
 
     async def replicas(self, guid: str) -> list[Replica]:
         rows = await self._read(
@@ -275,6 +277,8 @@ class SQLiteBackend:
 
     async def put_se(self, se: StorageElement) -> None:
         doc = msgspec.msgpack.encode(se)
-        await self._write(
-            lambda c: c.execute("INSERT OR REPLACE INTO ses VALUES (?, ?)", (se.name, doc))
-        )
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("INSERT OR REPLACE INTO ses VALUES (?, ?)", (se.name, doc))
+
+        await self._write(run)

@@ -164,7 +164,9 @@ class TaskQueueStore:
         check_fields(fields)
         sets = ", ".join(f"{k}=?" for k in fields)
         await self._db.write(
-            lambda c: c.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id))
+            lambda c: (
+                c.execute(f"UPDATE jobs SET {sets} WHERE id=?", (*fields.values(), job_id)).rowcount
+            )
         )
 
     async def get(self, job_id: int) -> JobRow:

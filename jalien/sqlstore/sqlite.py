@@ -33,6 +33,17 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _settled(value: Any) -> Any:
+    """What an operation returns, minus any cursor: a cursor finalised later on another
+    thread (when the event loop drops it) touches its connection while the owning thread
+    uses it, which SQLite reports as "bad parameter or other API misuse" (a write lost
+    about once in a thousand commits under load). Operations return data, never cursors."""
+    if isinstance(value, sqlite3.Cursor):
+        value.close()
+        return None
+    return value
+
+
 class _Writer(threading.Thread):
     def __init__(self, path: str, schema: str, name: str) -> None:
         super().__init__(name=f"{name}-write", daemon=True)
@@ -67,7 +78,7 @@ class _Writer(threading.Thread):
                 for fn, future in batch:
                     conn.execute("SAVEPOINT op")
                     try:
-                        value = fn(conn)
+                        value = _settled(fn(conn))
                     except BaseException as exc:
                         conn.execute("ROLLBACK TO op")
                         results.append((future, None, exc))
@@ -130,7 +141,7 @@ class SQLiteStore:
 
     async def read(self, fn: Job) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: fn(self._conn()))
+        return await loop.run_in_executor(self._readers, lambda: _settled(fn(self._conn())))
 
     async def write(self, fn: Job) -> Any:
         if self._writer is None:
