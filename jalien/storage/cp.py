@@ -3,7 +3,8 @@ central only authorizing (``access``) and registering (``commit``).
 
 - Sources are expanded first: a glob over the catalogue (``output/*/*.zip``) is one ``find -r``
   round trip; local globs are expanded locally. Then up to *threads* files move at once; their
-  ``access`` requests travel pipelined on the one multiplexed connection.
+  ``access`` requests travel pipelined on the one multiplexed connection, a few files ahead
+  of the transfers (``LOOKAHEAD``), so that even ``-T 1`` never waits for an envelope.
 - Downloads skip a destination that already has the size and md5 (the size is the fast
   path: a different size is never hashed), write to ``<dst>.jalien-part``, resume it by byte
   range after a broken transfer, retry the same replica with backoff, then the next replica
@@ -32,7 +33,7 @@ import shutil
 import ssl
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +45,7 @@ from jalien.wire.messages import Reply
 
 CHUNK = 1 << 20
 PART = ".jalien-part"
+LOOKAHEAD = 16  # downloads: access requests in flight beyond the transfer slots
 BATCH_MAX_SIZE = 4 << 20  # bytes: larger files are not slowed by xrdcp's start, and resume
 # this copy's batcher of small XRootD downloads (None with -T 1): see jalien.storage.xrd_batch
 _BATCHER: contextvars.ContextVar[XrdBatcher | None] = contextvars.ContextVar(
@@ -187,16 +189,30 @@ async def copy(
         raise ValueError("cp: the sources must be all local (file:) or all on the grid")
     report.results.extend(failed)
     limit = asyncio.Semaphore(max(1, opts.threads))
+    # downloads ask for the next files' envelopes while earlier files move: a bounded window
+    # ahead of the transfers (envelopes are short-lived, so never the whole list at once)
+    window = asyncio.Semaphore(max(1, opts.threads) + LOOKAHEAD)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=opts.stall)
     connector = aiohttp.TCPConnector(ssl=opts.ssl if opts.ssl is not None else True, limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
 
         async def one(job: _Job) -> FileResult:
-            async with limit:
+            async with window:
+                ahead = None
+                if work is _download:
+                    ahead = asyncio.ensure_future(central.call("access", "read", job.src))
                 try:
-                    return await work(central, http, job, opts, progress)
+                    async with limit:
+                        if ahead is not None:
+                            return await _download(central, http, job, opts, progress, ahead)
+                        return await work(central, http, job, opts, progress)
                 except Exception as exc:  # one file's failure never stops the others
                     return FileResult(job.src, job.dst, "failed", error=f"{exc}")
+                finally:
+                    if ahead is not None and not ahead.done():
+                        ahead.cancel()
+                    elif ahead is not None and not ahead.cancelled():
+                        ahead.exception()  # looked at: a skipped file's unused answer
 
         batcher = XrdBatcher(opts.stall, opts.min_rate) if opts.threads > 1 else None
         token = _BATCHER.set(batcher)
@@ -277,10 +293,13 @@ async def _same_file(path: str, size: int, md5: str) -> bool:
     return await asyncio.to_thread(file_md5, path) == md5.lower()
 
 
-async def _download(central, http, job: _Job, opts: Options, progress) -> FileResult:
+async def _download(
+    central, http, job: _Job, opts: Options, progress, ahead: Awaitable[Reply] | None = None
+) -> FileResult:
+    """One file; *ahead* is its ``access read`` already on its way (see ``copy``)."""
     if await _same_file(job.dst, job.size, job.md5):
         return FileResult(job.src, job.dst, "skipped", job.size)
-    access = await central.call("access", "read", job.src)
+    access = await (ahead if ahead is not None else central.call("access", "read", job.src))
     if access.exitcode != 0 or not access.results:
         raise TransferError(access.error or "no replica to read", False)
     os.makedirs(os.path.dirname(job.dst) or ".", exist_ok=True)
