@@ -83,6 +83,18 @@ async def _run_jobs(home: Path, globus: Path, port: int, jobs: int, vobox, log: 
     return elapsed, submitted, counts
 
 
+def _end_agents(tmp: Path) -> None:
+    """Fork agents outlive their VoBox (as batch jobs do): end the ones of this run."""
+    import psutil
+
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            if str(tmp) in (proc.info["environ"] or {}).get("JALIEN_WORKDIR", ""):
+                proc.kill()
+        except psutil.Error:
+            continue
+
+
 def vobox_throughput(tmp: Path, jobs: int, slots: int) -> dict[str, float]:
     home, globus = tmp / "home", tmp / "globus"
     done = run_setup(home, globus)
@@ -123,7 +135,7 @@ def vobox_throughput(tmp: Path, jobs: int, slots: int) -> dict[str, float]:
         agents = len(list((tmp / "vobox" / "agents").glob("*")))
     finally:
         stop(vobox)
-        subprocess.run(["pkill", "-f", f"JALIEN_WORKDIR={tmp}"], check=False)
+        _end_agents(tmp)
         stop(central)
     return {
         "jobs_per_s": jobs / elapsed,

@@ -4,12 +4,14 @@ submits docs/examples/hello.jdl, sees it DONE and downloads its output. Ctrl-C s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.integration.conftest import free_port
@@ -67,6 +69,10 @@ def test_run_then_a_first_job(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(5)
+        for proc in psutil.process_iter(["environ"]):  # fork agents outlive their VoBox
+            with contextlib.suppress(psutil.Error, TypeError):
+                if str(tmp_path) in (proc.info["environ"] or {}).get("JALIEN_WORKDIR", ""):
+                    proc.kill()
     assert "Traceback" not in log.read_text(errors="replace"), log.read_text()
 
 
