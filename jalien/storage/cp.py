@@ -33,7 +33,7 @@ import shutil
 import ssl
 import tempfile
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -323,6 +323,28 @@ async def _download(
         progress.done(job.src)
 
 
+async def _attempts(opts: Options) -> AsyncIterator[int]:
+    """``opts.retries`` attempts, with a backoff that doubles from ``opts.backoff`` between
+    them; the caller ``continue``s after a failure and returns on success."""
+    delay = opts.backoff
+    for attempt in range(opts.retries):
+        if attempt:
+            await asyncio.sleep(delay)
+            delay *= 2
+        yield attempt
+
+
+async def _verify_md5(part: str, md5: str) -> None:
+    """A downloaded file against the catalogue's md5 (none: nothing to check); a mismatch
+    removes it and is final for that replica."""
+    if not md5:
+        return
+    got = await asyncio.to_thread(file_md5, part)
+    if got != md5.lower():
+        os.unlink(part)
+        raise TransferError(f"checksum mismatch (md5 {got}, expected {md5})", False)
+
+
 async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, progress) -> None:
     if is_xrootd(replica["url"]):
         batcher = _BATCHER.get()
@@ -335,12 +357,8 @@ async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, pro
             return
         return await _fetch_xrootd(replica, part, job, opts, progress)
     url = f"{replica['url']}?authz={replica['envelope']}"
-    delay = opts.backoff
     last = ""
-    for attempt in range(opts.retries):
-        if attempt:
-            await asyncio.sleep(delay)
-            delay *= 2
+    async for _ in _attempts(opts):
         have = os.path.getsize(part) if os.path.exists(part) else 0
         if job.size == 0 and not os.path.exists(part):
             open(part, "wb").close()  # an empty file: nothing to fetch, its md5 is checked
@@ -367,10 +385,7 @@ async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, pro
         if job.size >= 0 and got != job.size:
             last = f"got {got} of {job.size} bytes"
             continue
-        md5 = await asyncio.to_thread(file_md5, part)
-        if job.md5 and md5 != job.md5.lower():
-            os.unlink(part)
-            raise TransferError(f"checksum mismatch (md5 {md5}, expected {job.md5})", False)
+        await _verify_md5(part, job.md5)
         return
     raise TransferError(f"gave up after {opts.retries} attempts: {last}")
 
@@ -397,11 +412,7 @@ async def _fetch_batched(batcher: XrdBatcher, replica, part: str, job: _Job, pro
     if job.size >= 0 and os.path.getsize(part) != job.size:
         os.unlink(part)
         return False
-    if job.md5:
-        md5 = await asyncio.to_thread(file_md5, part)
-        if md5 != job.md5.lower():
-            os.unlink(part)
-            raise TransferError(f"checksum mismatch (md5 {md5}, expected {job.md5})", False)
+    await _verify_md5(part, job.md5)
     progress.advance(job.src, max(job.size, 0))
     return True
 
@@ -410,12 +421,8 @@ async def _fetch_xrootd(replica, part: str, job: _Job, opts: Options, progress) 
     """A download with xrdcp: md5 checked by xrdcp while it writes, resumed with
     ``--continue``, retried with backoff (jalien.storage.xrd says why)."""
     url = transfer_url(replica["url"], replica["envelope"])
-    delay = opts.backoff
     last = ""
-    for attempt in range(opts.retries):
-        if attempt:
-            await asyncio.sleep(delay)
-            delay *= 2
+    async for _ in _attempts(opts):
         have = os.path.getsize(part) if os.path.exists(part) else 0
         if have > job.size >= 0:
             os.unlink(part)
@@ -571,12 +578,8 @@ async def _put_xrootd(replica, job: _Job, opts: Options, progress) -> list[str]:
     """An upload with xrdcp: the SE checks the md5 of what it stored; a broken attempt
     leaves nothing (``--posc``) and is retried from the start with backoff."""
     url = transfer_url(replica["url"], replica["envelope"])
-    delay = opts.backoff
     last = ""
-    for attempt in range(opts.retries):
-        if attempt:
-            await asyncio.sleep(delay)
-            delay *= 2
+    async for _ in _attempts(opts):
         try:
             return await xrdcp(
                 job.src, url, md5=job.md5, write=True, size=job.size, stall=opts.stall,
