@@ -176,6 +176,10 @@ class Broker:
         self.running[user] += 1
         return job_id
 
+    def resumed(self, user: str) -> None:
+        """A job of *user* came back to the active states (its lost agent reported again)."""
+        self.running[user] += 1
+
     def finished(self, user: str) -> None:
         """A job of *user* left the active states."""
         if self.running[user] > 0:

@@ -202,7 +202,7 @@ class JobService:
         elif old in ACTIVE and new not in ACTIVE:
             self.broker.finished(row.user)
         elif old is S.ZOMBIE and new in ACTIVE:
-            self.broker.running[row.user] += 1
+            self.broker.resumed(row.user)
 
     async def resubmit(self, caller: Any, job_id: int) -> JobRow:
         job = await self._own(caller, job_id)
@@ -231,8 +231,7 @@ class JobService:
                 "error": "",
             },
         )
-        if old in ACTIVE:
-            self.broker.finished(row.user)
+        self._left_queue(old, row)
         self.broker.add(row)
         return row
 
