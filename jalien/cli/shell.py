@@ -20,7 +20,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -86,15 +86,15 @@ class Connection:
         self.client: SyncClient | None = None
         self.endpoint: discovery.Endpoint | None = None
         self.credentials: discovery.Credentials | None = None
-        self._fallbacks: list[discovery.Credentials] | None = None
+        self._fallbacks: Iterator[discovery.Credentials] | None = None
         self._context = None
 
     def _ssl_context(self):
         if self._context is None:
             try:
                 if self._fallbacks is None:
-                    self._fallbacks = discovery.all_credentials(self.env)
-                creds = self._fallbacks[0]
+                    self._fallbacks = discovery.credentials_in_order(self.env)
+                creds = self.credentials or next(self._fallbacks)
                 password = None
                 if creds.needs_password():
                     password = read_password(
@@ -149,16 +149,19 @@ class Connection:
 
     def _next_credentials(self) -> bool:
         """Drop a refused token file and go on with the next credential, if any."""
-        fallbacks = self._fallbacks or []
-        if len(fallbacks) < 2 or fallbacks[0].kind != "token":
+        refused = self.credentials
+        if refused is None or refused.kind != "token" or self._fallbacks is None:
             return False
-        refused = fallbacks.pop(0)
+        try:
+            following = next(self._fallbacks)
+        except (StopIteration, AuthError):
+            return False
         print(
-            f"jalien-bin: the server refused {refused.describe()}; "
-            f"trying {fallbacks[0].describe()}",
+            f"jalien-bin: the server refused {refused.describe()}; trying {following.describe()}",
             file=sys.stderr,
         )
         self.close()
+        self.credentials = following
         self._context = None
         return True
 

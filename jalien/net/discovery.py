@@ -34,7 +34,7 @@ import os
 import secrets
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,41 +284,36 @@ def _usable(path: Path, notes: list[str], what: str) -> bool:
 
 def find_credentials(env: Mapping[str, str] | None = None) -> Credentials:
     """The first usable credential (see the module docstring); AuthError when none is."""
-    return all_credentials(env)[0]
+    return next(credentials_in_order(env))
 
 
-def all_credentials(env: Mapping[str, str] | None = None) -> list[Credentials]:
-    """Every usable credential, best first: a client falls back to the next one when a
-    server refuses the first (a token file left in $TMPDIR by another grid, say).
-    AuthError, with what was wrong with each, when there is none."""
+def credentials_in_order(env: Mapping[str, str] | None = None) -> Iterator[Credentials]:
+    """Every usable credential, best first, looked at only when asked for: a client takes
+    the next one when a server refuses the first (a token file left in $TMPDIR by another
+    grid, say). AuthError, with what was wrong with each, when there is none (left)."""
     env = os.environ if env is None else env
     notes: list[str] = []
-    found: list[Credentials] = []
     cert_env, key_env = env.get("JALIEN_TOKEN_CERT", ""), env.get("JALIEN_TOKEN_KEY", "")
     if _is_pem(cert_env) and _is_pem(key_env):
         left = _time_left(cert_env.encode())
         if left is not None and left >= MIN_LEFT:
-            found.append(
-                Credentials("env-token", cert_pem=cert_env.encode(), key_pem=key_env.encode())
-            )
+            yield Credentials("env-token", cert_pem=cert_env.encode(), key_pem=key_env.encode())
         else:
             notes.append("the token in JALIEN_TOKEN_CERT has expired or is unreadable")
     token_cert, token_key = token_cert_paths(env)
     if token_key.exists() and _usable(token_cert, notes, "token certificate"):
-        found.append(Credentials("token", token_cert, token_key, notes=notes))
+        yield Credentials("token", token_cert, token_key, notes=notes)
     proxy = proxy_path(env)
     if _usable(proxy, notes, "proxy"):
-        found.append(Credentials("proxy", proxy, proxy, notes=notes))
+        yield Credentials("proxy", proxy, proxy, notes=notes)
     home = Path(env.get("HOME") or os.path.expanduser("~"))
     cert = Path(env.get("X509_USER_CERT") or home / ".globus/usercert.pem")
     key = Path(env.get("X509_USER_KEY") or home / ".globus/userkey.pem")
     if cert.exists() and key.exists():
-        found.append(Credentials("usercert", cert, key, notes=notes))
-    else:
-        notes.append(f"no user certificate {cert} and key {key}")
-    if not found:
-        raise AuthError("no credentials found: " + "; ".join(notes))
-    return found
+        yield Credentials("usercert", cert, key, notes=notes)
+        return
+    notes.append(f"no user certificate {cert} and key {key}")
+    raise AuthError("no credentials found: " + "; ".join(notes))
 
 
 def running_jbox(env: Mapping[str, str] | None = None) -> int | None:
