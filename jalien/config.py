@@ -46,6 +46,11 @@ class Settings(msgspec.Struct, kw_only=True):
     write_buffer_high: int = 4 * 1024 * 1024
     motd: str = "Welcome to jalien, a JAliEn-compatible grid middleware."
     log_level: str = "INFO"
+    # the audit log: one JSON line per request served (docs/audit.md), rotated at
+    # audit_max_bytes, audit_backups older files kept
+    audit_file: str = ""  # default: {home}/log/audit.jsonl
+    audit_max_bytes: int = 64 * 1024 * 1024
+    audit_backups: int = 5
     # storage: the embedded SE (``--role se``, or inside jcentral when embedded_se is set)
     embedded_se: bool = False
     se_name: str = "ALICE::LOCAL::SE"
@@ -93,6 +98,9 @@ class Settings(msgspec.Struct, kw_only=True):
     job_zombie_timeout: float = 600.0  # ZOMBIE this much longer -> WAITING again or EXPIRED
     job_max_resubmits: int = 1  # times a lost job is put back to WAITING by the watchdog
     job_watchdog_interval: float = 60.0
+    # how often the live jobs (whose tokens work) are re-read from the task queue: what
+    # another jcentral process sharing it ended is refused here after at most this long
+    job_live_refresh: float = 10.0
 
     @property
     def home_path(self) -> Path:
@@ -132,6 +140,10 @@ class Settings(msgspec.Struct, kw_only=True):
     @property
     def accounts_path(self) -> Path:
         return self.path(self.accounts_file, "accounts.toml")
+
+    @property
+    def audit_path(self) -> Path:
+        return self.path(self.audit_file, "log/audit.jsonl")
 
 
 class ConfigError(Exception):

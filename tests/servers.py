@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from jalien.auth.policy import Action
 from jalien.auth.tls import client_context, server_context
 from jalien.commands.basic import BasicCommands
 from jalien.commands.dispatch import Dispatcher
@@ -28,12 +29,17 @@ class TestCommands:
         self.cancelled = 0
 
     def register(self, table: CommandTable) -> None:
-        table.add("sleep", self.sleep, "answer after N milliseconds")
-        table.add("notify", self.notify, "push an event to the caller")
-        table.add("fail", self.fail, "raise RequestError")
-        table.add("crash", self.crash, "raise a bug")
-        table.add("big", self.big, "a large reply")
-        table.add("pages", self.pages, "a streamed reply: N pages of M records, then E")
+        table.add("sleep", self.sleep, "answer after N milliseconds", action=Action.INFO)
+        table.add("notify", self.notify, "push an event to the caller", action=Action.INFO)
+        table.add("fail", self.fail, "raise RequestError", action=Action.INFO)
+        table.add("crash", self.crash, "raise a bug", action=Action.INFO)
+        table.add("big", self.big, "a large reply", action=Action.INFO)
+        table.add(
+            "pages",
+            self.pages,
+            "a streamed reply: N pages of M records, then E",
+            action=Action.INFO,
+        )
 
     async def sleep(self, session, args):
         try:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 import time
 
+from jalien.auth.policy import Action
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable
 from jalien.version import JALIEN_COMPAT_VERSION, __version__
 from jalien.wire.messages import Record
 
 HOST = os.uname().nodename  # once: ping is the command benchmarks hammer
+
+INFO = Action.INFO
 
 
 class BasicCommands:
@@ -24,13 +27,13 @@ class BasicCommands:
 
     def register(self) -> None:
         add = self.table.add
-        add("commandlist", self.commandlist, "list the commands this server knows")
-        add("whoami", self.whoami, "the account of this session")
-        add("pwd", self.pwd, "the current directory")
-        add("ping", self.ping, "a round trip to the server")
-        add("motd", self.motd, "message of the day")
-        add("version", self.version, "server version")
-        add("uptime", self.uptime, "how long the server has run and how busy it is")
+        add("commandlist", self.commandlist, "list the commands this server knows", action=INFO)
+        add("whoami", self.whoami, "the account of this session", action=INFO)
+        add("pwd", self.pwd, "the current directory", action=INFO)
+        add("ping", self.ping, "a round trip to the server", action=INFO)
+        add("motd", self.motd, "message of the day", action=INFO)
+        add("version", self.version, "server version", action=INFO)
+        add("uptime", self.uptime, "how long the server has run and how busy it is", action=INFO)
 
     def commandlist(self, session: Session, args: list[str]) -> list[Record]:
         return [{"commandlist": name, "message": name} for name in self.table.names()]

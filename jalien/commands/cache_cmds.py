@@ -17,7 +17,7 @@ host after the group commit, within milliseconds); ``-sync`` answers after the c
 
 From a shell or a JSON client (no binary data) keys and values are the words after the
 namespace, as UTF-8 text, and ``cache.get`` answers records {key, value, message}.
-Only identities with the ``cache`` or ``admin`` role may use them: the cache holds other
+Only identities with the ``cache`` role and admins may use them (the policy): the cache holds other
 users' answers.
 """
 
@@ -26,17 +26,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from jalien.auth.policy import Action
 from jalien.cache.store import CacheError, CacheStore
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable
-from jalien.wire.errors import EXIT_NOT_FOUND, EXIT_PERMISSION, RequestError
+from jalien.wire.errors import EXIT_NOT_FOUND
 from jalien.wire.messages import Record, Reply, Request
 
-
-def _denied() -> RequestError:
-    return RequestError(
-        "Permission denied: the cache needs the cache or admin role", EXIT_PERMISSION
-    )
+# the policy lets in the ``cache`` role and admins (jalien.auth.policy)
+RAW: dict[str, Any] = {"raw": True, "action": Action.CACHE}
 
 
 def _text_keys(words: list[str]) -> list[bytes]:
@@ -77,32 +75,29 @@ class CacheCommands:
 
     def register(self) -> None:
         add = self.table.add
-        add("cache.get", self.get, "cache.get <ns> <key>...: cached values (multi-get)", raw=True)
+        add("cache.get", self.get, "cache.get <ns> <key>...: cached values (multi-get)", **RAW)
         add(
             "cache.set",
             self.set,
             "cache.set <ns> [-ttl s] [-scope lfn] [-nx] [-sync] <key> <value>...",
-            raw=True,
+            **RAW,
         )
-        add("cache.delete", self.delete, "cache.delete <ns> <key>...: drop keys", raw=True)
+        add("cache.delete", self.delete, "cache.delete <ns> <key>...: drop keys", **RAW)
         add(
             "cache.invalidate",
             self.invalidate,
             "cache.invalidate <lfn>...: drop the values that depend on these paths",
-            raw=True,
+            **RAW,
         )
         add(
             "cachestats",
             self.stats,
             "cache namespaces: entries, bytes, hits, misses, evictions [-check]",
-            admin_only=True,
+            action=Action.ADMIN,
         )
 
     # -- raw commands: fn(session, request) -> Reply
     def get(self, session: Session, request: Request) -> Reply:
-        roles = session.identity.roles
-        if "cache" not in roles and "admin" not in roles:
-            raise _denied()
         options = request.options
         if not options:
             raise CacheError("usage: cache.get <ns> <key>...")
@@ -133,9 +128,6 @@ class CacheCommands:
         return Reply(results=records)
 
     def set(self, session: Session, request: Request) -> Reply | Any:
-        roles = session.identity.roles
-        if "cache" not in roles and "admin" not in roles:
-            raise _denied()
         options = request.options
         if not options:
             raise CacheError("usage: cache.set <ns> [-ttl s] [-scope lfn] <key> <value>...")
@@ -155,9 +147,6 @@ class CacheCommands:
         return Reply()  # a new one: the JSON edge fills in its metadata
 
     def delete(self, session: Session, request: Request) -> Reply:
-        roles = session.identity.roles
-        if "cache" not in roles and "admin" not in roles:
-            raise _denied()
         options = request.options
         if not options:
             raise CacheError("usage: cache.delete <ns> <key>...")
@@ -166,9 +155,6 @@ class CacheCommands:
         return Reply()  # a new one: the JSON edge fills in its metadata
 
     def invalidate(self, session: Session, request: Request) -> Reply:
-        roles = session.identity.roles
-        if "cache" not in roles and "admin" not in roles:
-            raise _denied()
         if not request.options:
             raise CacheError("usage: cache.invalidate <lfn>...")
         for path in request.options:

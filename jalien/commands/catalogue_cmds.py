@@ -7,7 +7,9 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+from jalien.auth.policy import Action
 from jalien.catalogue.backend import FindQuery, NotFound
 from jalien.catalogue.model import DIRECTORY, Entry
 from jalien.catalogue.paths import BadPath, as_dir, resolve
@@ -61,25 +63,32 @@ class CatalogueCommands:
 
     def register(self) -> None:
         add = self.table.add
-        add("ls", self.ls, "list a directory: ls [-l -a -F -b -c -H] [path...]")
-        add("cd", self.cd, "change directory: cd [dir]")
-        add("mkdir", self.mkdir, "make directories: mkdir [-p] dir...")
-        add("rmdir", self.rmdir, "remove empty directories: rmdir dir...")
-        add("rm", self.rm, "remove entries: rm [-r] [-f] lfn...")
-        add("mv", self.mv, "move or rename: mv src... target")
-        add("touch", self.touch, "create an empty file or update its time: touch lfn...")
-        add("stat", self.stat, "an entry's metadata: stat lfn|guid...")
-        add("type", self.type, "file, directory or collection: type lfn")
-        add("find", self.find, "search below a directory: find [-d -w -f -r -l N -o N] dir pat")
-        add("whereis", self.whereis, "replicas of a file: whereis [-g] [-r] lfn|guid")
-        add("lfn2guid", self.lfn2guid, "the GUID of a file: lfn2guid lfn")
-        add("guid2lfn", self.guid2lfn, "the LFN of a GUID: guid2lfn guid...")
-        add("du", self.du, "disk usage: du [-n] [-s] path...")
-        add("chown", self.chown, "change owner: chown [-R] user[.group] path...")
-        add("chmod", self.chmod, "change permissions: chmod [-R] octal path...")
-        add("md5sum", self.md5sum, "checksums of files: md5sum lfn|guid...")
-        add("size", self.size, "the size of files: size lfn...")
-        add("listSEs", self.list_ses, "storage elements: listSEs [-qos a,b] [name...]")
+
+        def read(name: str, fn: Any, summary: str) -> None:
+            add(name, fn, summary, action=Action.READ)
+
+        def write(name: str, fn: Any, summary: str) -> None:
+            add(name, fn, summary, action=Action.WRITE)
+
+        read("ls", self.ls, "list a directory: ls [-l -a -F -b -c -H] [path...]")
+        read("cd", self.cd, "change directory: cd [dir]")
+        write("mkdir", self.mkdir, "make directories: mkdir [-p] dir...")
+        write("rmdir", self.rmdir, "remove empty directories: rmdir dir...")
+        write("rm", self.rm, "remove entries: rm [-r] [-f] lfn...")
+        write("mv", self.mv, "move or rename: mv src... target")
+        write("touch", self.touch, "create an empty file or update its time: touch lfn...")
+        read("stat", self.stat, "an entry's metadata: stat lfn|guid...")
+        read("type", self.type, "file, directory or collection: type lfn")
+        read("find", self.find, "search below a directory: find [-d -w -f -r -l N -o N] dir pat")
+        read("whereis", self.whereis, "replicas of a file: whereis [-g] [-r] lfn|guid")
+        read("lfn2guid", self.lfn2guid, "the GUID of a file: lfn2guid lfn")
+        read("guid2lfn", self.guid2lfn, "the LFN of a GUID: guid2lfn guid...")
+        read("du", self.du, "disk usage: du [-n] [-s] path...")
+        write("chown", self.chown, "change owner: chown [-R] user[.group] path...")
+        write("chmod", self.chmod, "change permissions: chmod [-R] octal path...")
+        read("md5sum", self.md5sum, "checksums of files: md5sum lfn|guid...")
+        read("size", self.size, "the size of files: size lfn...")
+        read("listSEs", self.list_ses, "storage elements: listSEs [-qos a,b] [name...]")
 
     # -- helpers
     async def _prepare(self, session: Session) -> None:

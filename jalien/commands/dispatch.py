@@ -1,14 +1,16 @@
-"""The one place where a request becomes a reply: find the command, run it, and map any
-exception to JAliEn's exit code and error text. Serves both personalities (it is the
-net.Handler of jcentral)."""
+"""The one place where a request becomes a reply: find the command, check the policy
+(``jalien.auth.policy``: the command's action for the session's identity kind, and that the
+credential is still good), run it, and map any exception to JAliEn's exit code and error
+text. Serves both personalities (it is the net.Handler of jcentral)."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from jalien.auth import policy
 from jalien.auth.errors import AuthError
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable, Result
@@ -23,12 +25,23 @@ EXIT_REMOTE_IO = 121  # JAliEn's EREMOTEIO for a command that failed unexpectedl
 GLOBAL_FLAGS = frozenset({"-nomsg", "-nokeys", "-silent"})
 HELP_FLAGS = frozenset({"-h", "--h", "-help", "--help"})
 
+CredentialCheck = Callable[[Identity], "str | Awaitable[str]"]
+"""Whether a credential still holds beyond its signature and dates (a job token: its job is
+active): "" when it does, else the reason; an awaitable only when it must ask a database."""
+
 
 class Dispatcher:
-    def __init__(self, table: CommandTable, *, site: str) -> None:
+    def __init__(
+        self,
+        table: CommandTable,
+        *,
+        site: str,
+        credential_check: CredentialCheck | None = None,
+    ) -> None:
         self.table = table
         self.site = site
         self.sessions: set[Session] = set()
+        self.credential_check = credential_check
 
     # -- net.Handler
     def open_session(self, identity: Identity, push: Any, *, personality: str) -> Session:
@@ -60,10 +73,42 @@ class Dispatcher:
                     error=f"No such file or directory : Command [{request.command}] not found!",
                 ),
             )
-        if command.admin_only and not session.identity.has_role("admin"):
-            return self._finish(
-                session, Reply(exitcode=EXIT_PERMISSION, error="Permission denied: admin only")
-            )
+        identity = session.identity
+        action = policy.resolve(command.action, request.options)
+        if not policy.allows(identity, action):
+            return self._refuse(session, policy.refusal(identity, action, command.name))
+        if self.credential_check is not None:
+            problem = self.credential_check(identity)
+            if problem:
+                if type(problem) is str:
+                    return self._refuse(session, problem)
+                return self._checked(session, request, command, problem)  # type: ignore[arg-type]
+        return self._run(session, request, command)
+
+    def _refuse(self, session: Session, why: str) -> Reply:
+        return self._finish(session, Reply(exitcode=EXIT_PERMISSION, error=why))
+
+    async def _checked(
+        self, session: Session, request: Request, command: Any, pending: Awaitable[str]
+    ) -> AsyncIterator[Reply]:
+        """The rare path where the credential check had to ask the database: the answer is
+        a stream (it may be one), a single Reply being a stream of one."""
+        problem = await pending
+        if problem:
+            yield self._refuse(session, problem)
+            return
+        result = self._run(session, request, command)
+        if type(result) is Reply:
+            yield result
+        elif inspect.isawaitable(result):
+            yield await result
+        else:
+            async for page in result:  # type: ignore[union-attr]
+                yield page
+
+    def _run(
+        self, session: Session, request: Request, command: Any
+    ) -> Reply | Awaitable[Reply] | AsyncIterator[Reply]:
         if command.raw:
             return self._raw(session, request, command.fn)
         options = request.options

@@ -7,6 +7,7 @@ import os.path
 import time
 from collections.abc import Awaitable, Callable
 
+from jalien.auth.policy import Action as A
 from jalien.commands.errno import EINVAL, ENOENT, jalien_error
 from jalien.commands.options import parse
 from jalien.commands.session import Session
@@ -99,21 +100,47 @@ class JobCommands:
 
     def register(self) -> None:
         add = self.table.add
-        add("submit", self.submit, "submit a job: submit =< <JDL text> [args] | submit <lfn>")
+        add(
+            "submit",
+            self.submit,
+            "submit a job: submit =< <JDL text> [args] | submit <lfn>",
+            action=A.SUBMIT,
+        )
         add(
             "ps",
             self.ps,
             "jobs: ps [-u user] [-f states] [-s site] [-j ids] [-M] [-A] [-trace id] [-jdl id]",
+            action=A.JOB_READ,
         )
-        add("jobinfo", self.jobinfo, "a job's details: jobinfo id")
-        add("masterjob", self.masterjob, "a master job's subjobs by state: masterjob id")
-        add("kill", self.kill, "kill jobs: kill id...")
-        add("resubmit", self.resubmit, "resubmit failed jobs: resubmit id...")
-        add("top", self.top, "the task queue by state and user")
-        add("getNumberWaitingJobs", self.waiting, "site call: waiting jobs matching key=value")
-        add("getMatchJob", self.match, "site call: a job for this agent (key=value resources)")
-        add("setJobStatus", self.set_status, "site/job call: setJobStatus id STATE [k=v...]")
-        add("jobHeartbeat", self.heartbeat, "site/job call: jobHeartbeat id")
+        add("jobinfo", self.jobinfo, "a job's details: jobinfo id", action=A.JOB_READ)
+        add(
+            "masterjob",
+            self.masterjob,
+            "a master job's subjobs by state: masterjob id",
+            action=A.JOB_READ,
+        )
+        add("kill", self.kill, "kill jobs: kill id...", action=A.JOB_CONTROL)
+        add("resubmit", self.resubmit, "resubmit failed jobs: resubmit id...", action=A.JOB_CONTROL)
+        add("top", self.top, "the task queue by state and user", action=A.JOB_READ)
+        add(
+            "getNumberWaitingJobs",
+            self.waiting,
+            "site call: waiting jobs matching key=value",
+            action=A.MATCH,
+        )
+        add(
+            "getMatchJob",
+            self.match,
+            "site call: a job for this agent (key=value resources)",
+            action=A.MATCH,
+        )
+        add(
+            "setJobStatus",
+            self.set_status,
+            "site/job call: setJobStatus id STATE [k=v...]",
+            action=A.JOB_STATE,
+        )
+        add("jobHeartbeat", self.heartbeat, "site/job call: jobHeartbeat id", action=A.JOB_STATE)
 
     async def submit(self, session: Session, args: list[str]) -> list[Record]:
         if not args:

@@ -1,4 +1,5 @@
-"""The command table: names, functions and one-line help, built in plain code by a role."""
+"""The command table: names, functions, one-line help and the action each command is
+(jalien.auth.policy), built in plain code by a role."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from jalien.auth.policy import ActionOf
 from jalien.commands.session import Session
 from jalien.wire.messages import Record, Reply
 
@@ -18,7 +20,7 @@ class Command:
     name: str
     fn: CommandFn
     summary: str
-    admin_only: bool = False
+    action: ActionOf  # what the policy checks before the command runs
     # raw: fn(session, request) -> Reply | Awaitable[Reply], called without the global
     # options (-h, -pwd=, -nomsg) and answered without session metadata on the binary
     # channel: the hot path of machine-to-machine commands (cache.get, ...)
@@ -35,12 +37,12 @@ class CommandTable:
         fn: CommandFn | Callable[..., Any],
         summary: str,
         *,
-        admin_only: bool = False,
+        action: ActionOf,
         raw: bool = False,
     ) -> None:
         if name in self._commands:
             raise ValueError(f"command {name} registered twice")
-        self._commands[name] = Command(name, fn, summary, admin_only, raw)
+        self._commands[name] = Command(name, fn, summary, action, raw)
 
     def get(self, name: str) -> Command | None:
         return self._commands.get(name)

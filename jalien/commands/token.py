@@ -6,9 +6,10 @@
 The reply's record carries ``tokencert`` and ``tokenkey`` (PEM text), ``dn`` and ``expires``;
 its ``message`` is JAliEn's text (DN, expiry, then both PEM blocks). ``-hours`` is jalien's
 addition for short-lived tokens (jBox, tests); JAliEn only knows ``-v`` in whole days.
-Who may ask for what follows JAliEn: user tokens for oneself (an admin for anyone), job tokens
-by a JobAgent or an admin, JobAgent tokens by a VoBox (role ``proxy``) or an admin, host
-tokens by an admin.
+Which kinds of token an identity may ask for is the policy's (``jalien.auth.policy``: the
+command's action is ``token-<kind>``). What stays here is per request: a user token for oneself
+(an admin for anyone); a job token only for a job that is active, owned by the user named and
+matched to the JobAgent asking (``JobTokenCheck``, the jobs service's rule).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from jalien.auth.certs import certs_pem, dn_of
 from jalien.auth.errors import AuthError
+from jalien.auth.policy import Action
 from jalien.auth.tokens import (
     TokenAuthority,
     TokenKind,
@@ -67,6 +70,51 @@ def _options(args: list[str]) -> dict[str, str]:
     return options
 
 
+def _kind(options: dict[str, str]) -> TokenKind:
+    kind = TokenKind.USER
+    if "-hostname" in options:
+        kind = TokenKind.HOST
+    if "-jobid" in options:
+        kind = TokenKind.JOB
+    if "-t" in options:
+        try:
+            kind = TokenKind(options["-t"])
+        except ValueError:
+            raise RequestError(f"Unknown token type {options['-t']}", EXIT_INVALID) from None
+    return kind
+
+
+_ACTIONS = {
+    TokenKind.USER: Action.TOKEN_USER,
+    TokenKind.JOB: Action.TOKEN_JOB,
+    TokenKind.JOBAGENT: Action.TOKEN_JOBAGENT,
+    TokenKind.HOST: Action.TOKEN_HOST,
+}
+
+
+class _TokenAction:
+    """The policy action of a ``token`` request: by the kind of token asked for (a request
+    the parser refuses is checked as a user token; it fails in the command)."""
+
+    actions = tuple(_ACTIONS.values())
+
+    def __call__(self, args: list[str]) -> Action:
+        try:
+            return _ACTIONS[_kind(_options(args))]
+        except RequestError:
+            return Action.TOKEN_USER
+
+
+TOKEN_ACTION = _TokenAction()
+
+
+class JobTokenCheck(Protocol):
+    """Whether *identity* may have a job token of *user* for *job_id* (the jobs service):
+    raises RequestError with the reason when not."""
+
+    def __call__(self, identity: Identity, job_id: str, user: str) -> Awaitable[None]: ...
+
+
 def _number(options: dict[str, str], name: str) -> float | None:
     raw = options.get(name)
     if raw is None:
@@ -88,19 +136,30 @@ class TokenCommands:
         table: CommandTable,
         authority: TokenAuthority,
         find_login: Callable[[str], Identity],
+        job_check: JobTokenCheck | None = None,
     ) -> None:
         self.table = table
         self.authority = authority
         self.find_login = find_login
+        self.job_check = job_check
 
     def register(self) -> None:
-        self.table.add("token", self.token, "issue a token certificate (tokencert, tokenkey)")
+        self.table.add(
+            "token",
+            self.token,
+            "issue a token certificate (tokencert, tokenkey)",
+            action=TOKEN_ACTION,
+        )
 
-    def token(self, session: Session, args: list[str]) -> list[Record] | Awaitable[list[Record]]:
+    async def token(self, session: Session, args: list[str]) -> list[Record]:
         options = _options(args)
         if "help" in options:
             return [{"message": USAGE}]
         subject, requested, admin = self._request(session.identity, options)
+        if subject.kind is TokenKind.JOB and not admin:
+            if self.job_check is None:
+                raise RequestError("job tokens are issued with matched jobs only", EXIT_PERMISSION)
+            await self.job_check(session.identity, subject.extension, subject.login)
         limit = (
             dt.datetime.fromtimestamp(session.identity.expires, dt.UTC)
             if session.identity.expires
@@ -110,22 +169,13 @@ class TokenCommands:
             not_after, notes = token_lifetime(subject.kind, requested, admin=admin, limit=limit)
         except AuthError as exc:
             raise RequestError(f"token: {exc}", EXIT_PERMISSION) from None
-        return self._issue(subject, not_after, notes)
+        return await self._issue(subject, not_after, notes)
 
     def _request(
         self, identity: Identity, options: dict[str, str]
     ) -> tuple[TokenSubject, dt.timedelta | None, bool]:
         admin = identity.has_role("admin")
-        kind = TokenKind.USER
-        if "-hostname" in options:
-            kind = TokenKind.HOST
-        if "-jobid" in options:
-            kind = TokenKind.JOB
-        if "-t" in options:
-            try:
-                kind = TokenKind(options["-t"])
-            except ValueError:
-                raise RequestError(f"Unknown token type {options['-t']}", EXIT_INVALID) from None
+        kind = _kind(options)
         hours, days = _number(options, "-hours"), _number(options, "-v")
         requested = None
         if hours is not None:
@@ -134,18 +184,9 @@ class TokenCommands:
             requested = dt.timedelta(days=days)
         user = options.get("-u", "")
         if kind is TokenKind.USER:
-            if identity.token in (TokenKind.JOB.value, TokenKind.JOBAGENT.value):
-                raise RequestError(
-                    "You can't request a User token as JobAgent or Job", EXIT_PERMISSION
-                )
             login = self._switch(identity, user, admin) if user else identity.login
             return TokenSubject(kind, login=login, requester=identity.login), requested, admin
         if kind is TokenKind.JOB:
-            if not (identity.has_role("jobagent") or admin):
-                raise RequestError(
-                    f"Only a JobAgent can ask for a Job token, {identity.login} is not one",
-                    EXIT_PERMISSION,
-                )
             job_id = options.get("-jobid", "")
             if not job_id:
                 raise RequestError(
@@ -159,13 +200,7 @@ class TokenCommands:
             self._known(user)
             return TokenSubject(kind, login=user, extension=job_id), requested, admin
         if kind is TokenKind.JOBAGENT:
-            if not any(identity.has_role(r) for r in ("proxy", "vobox", "admin")):
-                raise RequestError(
-                    "You don't have permissions to ask for a JobAgent token", EXIT_PERMISSION
-                )
             return TokenSubject(kind, login="jobagent"), requested, admin
-        if not admin:
-            raise RequestError("Only admin can do that", EXIT_PERMISSION)
         host = options.get("-hostname", "").strip()
         if not host:
             raise RequestError(

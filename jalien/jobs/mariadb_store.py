@@ -36,6 +36,7 @@ from msgspec.structs import replace
 
 from jalien.jobs.queue import (
     ACTIVE_STATES,
+    TOKEN_LIVE_STATES,
     JobFilter,
     JobRow,
     NewJob,
@@ -274,6 +275,16 @@ class MariaDBTaskQueue:
                 ACTIVE_STATES,
             )
             return {user: int(n) for user, n in cur.fetchall()}
+
+        return await self._db.read(run)
+
+    async def live_jobs(self) -> dict[int, str]:
+        def run(cur: Any) -> dict[int, str]:
+            marks = ",".join(["%s"] * len(TOKEN_LIVE_STATES))
+            cur.execute(
+                f"SELECT queueId, user FROM QUEUE WHERE state IN ({marks})", TOKEN_LIVE_STATES
+            )
+            return {int(job): user for job, user in cur.fetchall()}
 
         return await self._db.read(run)
 

@@ -32,6 +32,7 @@ UPDATABLE = frozenset(
 )
 # the states that count against a user's fair share
 ACTIVE_STATES = ("ASSIGNED", "STARTED", "RUNNING", "SAVING")
+TOKEN_LIVE_STATES = (*ACTIVE_STATES, "SAVED", "ZOMBIE")  # states.TOKEN_LIVE
 
 
 class JobRow(msgspec.Struct, gc=False):
@@ -195,6 +196,10 @@ class TaskQueue(Protocol):
 
     async def active_by_user(self) -> dict[str, int]:
         """user -> number of ASSIGNED/STARTED/RUNNING/SAVING jobs."""
+        ...
+
+    async def live_jobs(self) -> dict[int, str]:
+        """job id -> user of every job whose token works (TOKEN_LIVE_STATES)."""
         ...
 
     async def trace(self, job_id: int) -> list[tuple[int, str, str]]:

@@ -75,6 +75,9 @@ FINAL = frozenset(
     }
 )
 ACTIVE = frozenset({S.ASSIGNED, S.STARTED, S.RUNNING, S.SAVING})
+# while a job token works: its job runs, has saved its outputs (DONE is still to be said) or
+# is a ZOMBIE whose JobAgent may report again
+TOKEN_LIVE = ACTIVE | {S.SAVED, S.ZOMBIE}
 _ANYTIME = {S.KILLED}  # a user or admin may kill a job that has not ended
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

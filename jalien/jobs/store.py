@@ -14,6 +14,7 @@ from typing import Any, Unpack
 
 from jalien.jobs.queue import (
     ACTIVE_STATES,
+    TOKEN_LIVE_STATES,
     UPDATABLE,
     JobFilter,
     JobRow,
@@ -199,6 +200,15 @@ class TaskQueueStore:
                 f"SELECT user, COUNT(*) FROM jobs WHERE state IN ({','.join('?' * 4)}) "
                 "GROUP BY user",
                 ACTIVE_STATES,
+            ).fetchall()
+        )
+        return dict(rows)
+
+    async def live_jobs(self) -> dict[int, str]:
+        marks = ",".join("?" * len(TOKEN_LIVE_STATES))
+        rows = await self._db.read(
+            lambda c: c.execute(
+                f"SELECT id, user FROM jobs WHERE state IN ({marks})", TOKEN_LIVE_STATES
             ).fetchall()
         )
         return dict(rows)

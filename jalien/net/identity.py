@@ -35,6 +35,8 @@ from jalien.auth.cadir import find_issuer
 from jalien.auth.certs import dn_of, signed_by
 from jalien.auth.errors import AuthError
 from jalien.auth.identity import cert_end_entity_dn, peer_cert_from_ssl
+from jalien.auth.policy import IdentityKind, kind_of
+from jalien.auth.proxy import is_limited, is_proxy
 from jalien.auth.tokens import TokenKind, TokenSubject, TokenVerifier
 
 log = logging.getLogger("jalien.net.identity")
@@ -49,9 +51,21 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
     token: str = ""  # the TokenKind value when a token certificate was presented
     job_id: str = ""  # the job of a job token
     cert: bytes = b""  # the presented certificate (DER), kept by a level to forward it
+    serial: int = 0  # the presented certificate's serial (which JobAgent token matched a job)
+    # what the policy sees (jalien.auth.policy); left None, it follows roles and token
+    kind: IdentityKind | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            msgspec.structs.force_setattr(self, "kind", kind_of(roles=self.roles, token=self.token))
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+
+def _cert_kind(cert: x509.Certificate, roles: tuple[str, ...]) -> IdentityKind:
+    """The kind of a (non-token) certificate of an account with *roles*."""
+    return kind_of(roles=roles, proxy=is_proxy(cert), limited=is_limited(cert))
 
 
 Authenticator = Callable[[Any], Identity]
@@ -117,13 +131,21 @@ class AccountsAuthenticator:
 
     def identify_token(self, cert: x509.Certificate, subject: TokenSubject) -> Identity:
         """The identity a token certificate stands for."""
-        dn, expires = dn_of(cert), _expiry(cert)
+        dn, expires, serial = dn_of(cert), _expiry(cert), cert.serial_number
         kind = subject.kind
         if kind is TokenKind.HOST:  # a host token acts as the host's registered account
-            return msgspec.structs.replace(self.identify_dn(dn), expires=expires, token=kind.value)
+            host = self.identify_dn(dn)
+            return msgspec.structs.replace(
+                host, expires=expires, token=kind.value, serial=serial, kind=IdentityKind.HOST
+            )
         if kind is TokenKind.JOBAGENT:
             return Identity(
-                dn=dn, login="jobagent", roles=("jobagent",), expires=expires, token=kind.value
+                dn=dn,
+                login="jobagent",
+                roles=("jobagent",),
+                expires=expires,
+                token=kind.value,
+                serial=serial,
             )
         account = self.identify_login(subject.login)
         if kind is TokenKind.JOB:
@@ -135,15 +157,27 @@ class AccountsAuthenticator:
                 expires=expires,
                 token=kind.value,
                 job_id=subject.extension,
+                serial=serial,
             )
-        return msgspec.structs.replace(account, dn=dn, expires=expires, token=kind.value)
+        return msgspec.structs.replace(
+            account, dn=dn, expires=expires, token=kind.value, serial=serial, kind=None
+        )
 
     def identify_cert(self, cert: x509.Certificate) -> Identity:
         subject = self.tokens.recognize(cert) if self.tokens is not None else None
         if subject is not None:
             return self.identify_token(cert, subject)
         identity = self.identify_dn(cert_end_entity_dn(cert))
-        return msgspec.structs.replace(identity, expires=_expiry(cert))
+        roles = identity.roles
+        if is_limited(cert):  # GSI: a limited proxy never carries its owner's admin rights
+            roles = tuple(r for r in roles if r != "admin")
+        return msgspec.structs.replace(
+            identity,
+            roles=roles,
+            expires=_expiry(cert),
+            serial=cert.serial_number,
+            kind=_cert_kind(cert, roles),
+        )
 
     def identify_forwarded(self, der: bytes) -> Identity:
         """The identity of a certificate a proxy level forwarded: tokens by the token CA's

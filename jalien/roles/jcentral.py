@@ -124,14 +124,14 @@ def build_server(
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
     JobCommands(table, jobs, read_file=storage.read_small_file).register()
-    dispatcher = Dispatcher(table, site=settings.site)
+    dispatcher = Dispatcher(table, site=settings.site, credential_check=jobs.token_alive)
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
     accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
     find_login = accounts.identify_login
     if cache is not None:
         CacheCommands(table, cache).register()
         find_login = logins(cache, settings, accounts.identify_login)
-    TokenCommands(table, tokens, find_login).register()
+    TokenCommands(table, tokens, find_login, job_check=jobs.check_job_token).register()
     limits = Limits(
         max_message_size=settings.max_message_size,
         max_connections=settings.max_connections,
@@ -160,6 +160,7 @@ async def serve(settings: Settings) -> None:
             max_resubmits=settings.job_max_resubmits,
         ).run(settings.job_watchdog_interval)
     )
+    live = asyncio.create_task(jobs.keep_live(settings.job_live_refresh))
     try:
         await jobs.start()
         if settings.embedded_se:
@@ -167,6 +168,7 @@ async def serve(settings: Settings) -> None:
         await _run(settings, server)
     finally:
         watchdog.cancel()
+        live.cancel()
         if se is not None:
             await se.close()
         await jobs.store.close()

@@ -39,7 +39,7 @@ async def test_user_token_is_the_user(central, grid_pki):
     jdoe = await central.connect(user_ctx(grid_pki, central, "jdoe"))
     record, ctx = await token_of(central, jdoe, "-hours", "1")
     assert record["dn"] == "/C=ch/O=AliEn2/CN=Users/CN=jdoe/OU=jdoe"
-    assert record["tokenkey"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert record["tokenkey"].startswith("-----BEGIN PRIVATE KEY-----")  # EC, PKCS#8
     assert record["message"].startswith("DN: /C=ch/O=AliEn2/CN=Users/CN=jdoe/OU=jdoe")
     with_token = await central.connect(ctx)
     who = await with_token.call("whoami", "-v")
@@ -73,9 +73,9 @@ async def test_switching_user_needs_admin(central, grid_pki):
         (["-v", "soon"], 22, "positive number"),
         (["-hours", "-1"], 22, "positive number"),
         (["-frobnicate"], 22, "unknown option"),
-        (["-t", "job", "-u", "jdoe"], 13, "Only a JobAgent"),
-        (["-t", "jobagent"], 13, "permissions"),
-        (["-t", "host", "-hostname", "vobox.cern.ch"], 13, "Only admin"),
+        (["-t", "job", "-u", "jdoe"], 13, "may not obtain job tokens"),
+        (["-t", "jobagent"], 13, "may not obtain JobAgent tokens"),
+        (["-t", "host", "-hostname", "vobox.cern.ch"], 13, "may not obtain host tokens"),
     ],
 )
 async def test_bad_requests(central, grid_pki, options, code, text):
@@ -104,7 +104,7 @@ async def test_job_and_jobagent_tokens(central, grid_pki):
     assert who.results[0]["user"] == "jdoe"
     assert who.results[0]["roles"] == "job"  # not the user's admin role
     refused = await job.call("token")
-    assert refused.exitcode == 13 and "JobAgent or Job" in refused.error
+    assert refused.exitcode == 13 and "job identity may not obtain user tokens" in refused.error
 
 
 async def test_token_from_another_ca_is_refused(central, grid_pki, server_log):
