@@ -1,7 +1,10 @@
 """RSA keys and X.509 certificates for a development grid: a CA, host and user credentials.
 
-alien.py refuses RSA keys below 2048 bits, so this module does too. Every issuing function
-accepts an explicit validity window so tests can build expired or not-yet-valid credentials.
+alien.py refuses RSA keys below 2048 bits, so this module does too. EC keys (P-256 and
+larger NIST curves) are loaded and verified as well: token certificates and new token CAs use
+them, because making an EC key costs microseconds where an RSA-2048 key costs tens of
+milliseconds. Every issuing function accepts an explicit validity window so tests can build
+expired or not-yet-valid credentials.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import AuthError
@@ -22,6 +25,10 @@ from .files import StrPath, read_file, write_file
 from .names import dn_string
 
 MIN_KEY_BITS = 2048
+MIN_EC_BITS = 256  # P-256: what TLS 1.2/1.3, OpenSSL and Java all accept
+# the private keys this package makes, loads and signs with
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 # Tolerate small clock differences between the machine issuing and the one verifying.
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -38,6 +45,11 @@ def new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
             f"RSA keys must have at least {MIN_KEY_BITS} bits (alien.py refuses {bits})"
         )
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def new_ec_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh ECDSA P-256 key (tens of microseconds, where RSA-2048 takes tens of ms)."""
+    return ec.generate_private_key(ec.SECP256R1())
 
 
 def _name(*pairs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
@@ -57,7 +69,7 @@ def _validity(
 def _builder(
     subject: x509.Name,
     issuer: x509.Name,
-    public_key: rsa.RSAPublicKey,
+    public_key: PublicKey,
     start: dt.datetime,
     end: dt.datetime,
     serial: int | None = None,
@@ -104,9 +116,11 @@ def make_ca(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     bits: int = 2048,
-) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    """A self-signed CA (``/C=ch/O=<org>/CN=<cn>``) that may only issue end-entity certs."""
-    key = new_key(bits)
+    key: PrivateKey | None = None,
+) -> tuple[x509.Certificate, PrivateKey]:
+    """A self-signed CA (``/C=ch/O=<org>/CN=<cn>``) that may only issue end-entity certs;
+    an RSA key of *bits* unless *key* is given (the token CA passes an EC key)."""
+    key = key if key is not None else new_key(bits)
     name = _name(
         (NameOID.COUNTRY_NAME, "ch"), (NameOID.ORGANIZATION_NAME, org), (NameOID.COMMON_NAME, cn)
     )
@@ -119,7 +133,7 @@ def make_ca(
     return builder.sign(key, hashes.SHA256()), key
 
 
-def _check_ca(ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey) -> None:
+def _check_ca(ca_cert: x509.Certificate, ca_key: PrivateKey) -> None:
     if ca_cert.public_key().public_numbers() != ca_key.public_key().public_numbers():
         raise AuthError("the CA key does not belong to the CA certificate")
 
@@ -133,7 +147,7 @@ def _san_entry(hostname: str) -> x509.GeneralName:
 
 def issue_host_cert(
     ca_cert: x509.Certificate,
-    ca_key: rsa.RSAPrivateKey,
+    ca_key: PrivateKey,
     hostnames: Sequence[str],
     days: int = 365,
     *,
@@ -182,7 +196,7 @@ def check_login(login: str) -> str:
 
 def issue_user_cert(
     ca_cert: x509.Certificate,
-    ca_key: rsa.RSAPrivateKey,
+    ca_key: PrivateKey,
     login: str,
     full_name: str | None = None,
     days: int = 365,
@@ -239,8 +253,8 @@ _KEY_BLOCK = re.compile(
 )
 
 
-def load_key(path: StrPath, password: bytes | None = None) -> rsa.RSAPrivateKey:
-    """The RSA private key in a PEM file (alone or inside a proxy file)."""
+def load_key(path: StrPath, password: bytes | None = None) -> PrivateKey:
+    """The RSA or EC private key in a PEM file (alone or inside a proxy file)."""
     data = read_file(path, "key file")
     match = _KEY_BLOCK.search(data)
     if not match:
@@ -257,8 +271,14 @@ def load_key(path: StrPath, password: bytes | None = None) -> rsa.RSAPrivateKey:
         raise AuthError(f"{path} is not a private key (unreadable PEM key)") from None
     except (TypeError, serialization.UnsupportedAlgorithm) as exc:
         raise AuthError(f"cannot load the private key {path}: {exc}") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.key_size < MIN_EC_BITS:
+            raise AuthError(
+                f"the EC key in {path} is on {key.curve.name}; at least {MIN_EC_BITS} bits needed"
+            )
+        return key
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise AuthError(f"{path} is not an RSA private key")
+        raise AuthError(f"{path} is neither an RSA nor an EC private key")
     if key.key_size < MIN_KEY_BITS:
         raise AuthError(
             f"the key in {path} has {key.key_size} bits; at least {MIN_KEY_BITS} needed"
@@ -266,7 +286,7 @@ def load_key(path: StrPath, password: bytes | None = None) -> rsa.RSAPrivateKey:
     return key
 
 
-def key_pem(key: rsa.RSAPrivateKey, password: bytes | None = None) -> bytes:
+def key_pem(key: PrivateKey, password: bytes | None = None) -> bytes:
     """PKCS#8 PEM, encrypted with the best available cipher when a password is given."""
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password)
@@ -287,7 +307,7 @@ def certs_pem(certs: x509.Certificate | Sequence[x509.Certificate]) -> bytes:
 
 def write_pem_key(
     path: StrPath,
-    key: rsa.RSAPrivateKey,
+    key: PrivateKey,
     password: bytes | None = None,
     *,
     overwrite: bool = False,
@@ -313,7 +333,8 @@ def dn_of(cert: x509.Certificate) -> str:
 
 
 def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether *issuer* names and signed *cert* (no chain or time checks)."""
+    """Whether *issuer* names and signed *cert* (no chain or time checks): RSA (PKCS#1 v1.5)
+    and ECDSA signatures alike, so an old RSA token CA and a new EC one both verify."""
     if cert.issuer != issuer.subject:
         return False
     try:

@@ -16,8 +16,17 @@ Decisions:
   certificate with the same subject gets nothing from it.
 * The login comes from the subject, not from an account entry per token: tokens are many and
   short-lived, and a login removed from the accounts file stops its tokens at once.
-* The token's key is written in PKCS#1 (``BEGIN RSA PRIVATE KEY``), as JAliEn sends it;
-  alien.py recognises token key text in ``JALIEN_TOKEN_KEY`` by that header.
+* A token's key is ECDSA P-256 (``TokenKeyType.EC_P256``): making one costs ~15-50 us,
+  where an RSA-2048 key costs ~35-45 ms, which capped matching near 20 jobs/s per core (each
+  match issues a job token). A new token CA is EC P-256 too, so that its signature on each
+  token (~30 us; RSA-2048: ~0.3-1 ms) is cheap; an existing RSA token CA keeps working
+  (loaded, verified and signing as before). Python's ssl, OpenSSL, pyOpenSSL (alien.py's
+  ``tokenkey-match``) and Java's TLS accept EC keys; the XRootD client never sees a token
+  (it reads and writes with envelopes).
+* The key is written as PKCS#8 (``BEGIN PRIVATE KEY``) for EC, PKCS#1 (``BEGIN RSA PRIVATE
+  KEY``) for RSA as JAliEn sends it. alien.py 1.7.0 takes key *text* in ``JALIEN_TOKEN_KEY``
+  only when it starts with the RSA header; any key type works when ``JALIEN_TOKEN_KEY``
+  names a file, which is how a JobAgent hands the job token to its payload.
 * A user token carries serverAuth as well as clientAuth and names localhost: jBox serves its
   local clients with it (the JAliEn JBox does the same).
 """
@@ -32,14 +41,16 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .certs import (
     CLOCK_SKEW,
+    PrivateKey,
     load_cert,
     load_key,
     make_ca,
+    new_ec_key,
     new_key,
     signed_by,
     utcnow,
@@ -52,6 +63,17 @@ TOKEN_CA_NAME = "jalien token CA"
 TOKEN_CA_CERT = "tokenca.pem"  # beside the dev CA, in {jalien home}/ca/
 TOKEN_CA_KEY = "tokenca.key"
 TOKEN_ORG = "AliEn2"
+
+
+class TokenKeyType(enum.Enum):
+    """The key a token certificate is issued with."""
+
+    EC_P256 = "ec-p256"  # the default: cheap to make and to sign with
+    RSA_2048 = "rsa-2048"  # what JAliEn issues; ~40 ms of CPU per key
+
+
+def new_token_key(key_type: TokenKeyType) -> PrivateKey:
+    return new_ec_key() if key_type is TokenKeyType.EC_P256 else new_key(2048)
 
 
 class TokenKind(enum.Enum):
@@ -190,12 +212,30 @@ def _days(delta: dt.timedelta) -> str:
     return f"{days:g} days" if days >= 1 else f"{delta.total_seconds() / 3600:g} hours"
 
 
-def token_key_pem(key: rsa.RSAPrivateKey) -> bytes:
-    """The unencrypted PKCS#1 PEM JAliEn sends as ``tokenkey``."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
+def token_key_pem(key: PrivateKey) -> bytes:
+    """The unencrypted PEM sent as ``tokenkey``: PKCS#1 (``BEGIN RSA PRIVATE KEY``, as JAliEn
+    sends it) for an RSA key, PKCS#8 (``BEGIN PRIVATE KEY``) for an EC key, the form every
+    OpenSSL-based reader and Java's PKCS8EncodedKeySpec take."""
+    form = (
+        serialization.PrivateFormat.TraditionalOpenSSL
+        if isinstance(key, rsa.RSAPrivateKey)
+        else serialization.PrivateFormat.PKCS8
+    )
+    return key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption())
+
+
+def _usage(key: PrivateKey) -> x509.KeyUsage:
+    # JAliEn's token usage; an EC key cannot encipher keys (RFC 5480), so only RSA says so
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=True,
+        key_encipherment=isinstance(key, rsa.RSAPrivateKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 
@@ -213,13 +253,40 @@ class TokenVerifier:
 
 
 class TokenAuthority(TokenVerifier):
-    """The token CA of central services: issues token certificates."""
+    """The token CA of central services: issues token certificates.
 
-    def __init__(self, ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey) -> None:
+    The CA key may be RSA (token CAs made before EC) or EC P-256 (new ones); the tokens'
+    own keys are *key_type* whatever the CA's is."""
+
+    key_type = TokenKeyType.EC_P256
+
+    def __init__(
+        self,
+        ca_cert: x509.Certificate,
+        ca_key: PrivateKey,
+        *,
+        key_type: TokenKeyType | None = None,
+    ) -> None:
+        if not isinstance(ca_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise AuthError("the token CA key must be an RSA or EC key")
         if ca_cert.public_key().public_numbers() != ca_key.public_key().public_numbers():
             raise AuthError("the token CA key does not belong to the token CA certificate")
         super().__init__(ca_cert)
         self._ca_key = ca_key
+        if key_type is not None:
+            self.key_type = key_type
+        # what every token shares, computed once: issue() is on the matching path
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        self._aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+        self._ca_end = ca_cert.not_valid_after_utc
+
+    @property
+    def cheap(self) -> bool:
+        """Whether ``issue`` costs well under a millisecond (EC key, EC token CA), so that
+        the event loop may call it inline."""
+        return self.key_type is TokenKeyType.EC_P256 and isinstance(
+            self._ca_key, ec.EllipticCurvePrivateKey
+        )
 
     @classmethod
     def load_or_create(cls, directory: Path) -> tuple[TokenAuthority, bool]:
@@ -234,7 +301,7 @@ class TokenAuthority(TokenVerifier):
                 f"found the token CA file {present} but not {missing}; move it away so that "
                 "a new token CA is made"
             )
-        cert, key = make_ca(TOKEN_CA_NAME)
+        cert, key = make_ca(TOKEN_CA_NAME, key=new_ec_key())
         directory.mkdir(parents=True, exist_ok=True)
         write_pem_key(key_path, key)
         write_pem_cert(cert_path, cert)
@@ -246,14 +313,15 @@ class TokenAuthority(TokenVerifier):
         not_after: dt.datetime,
         *,
         not_before: dt.datetime | None = None,
-        bits: int = 2048,
-    ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-        """A fresh key and its token certificate (CPU-heavy: call it off the event loop)."""
+        key_type: TokenKeyType | None = None,
+    ) -> tuple[x509.Certificate, PrivateKey]:
+        """A fresh key and its token certificate. With EC keys and an EC token CA this costs
+        ~0.1-0.2 ms of CPU; with RSA (key or CA) it is CPU-heavy: call it off the event loop."""
         name = token_name(subject)
         start = not_before or utcnow() - CLOCK_SKEW
         if not_after <= start:
             raise AuthError("the token would expire before it becomes valid")
-        key = new_key(bits)
+        key = new_token_key(key_type or self.key_type)
         kind = subject.kind
         eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
         if kind is not TokenKind.JOBAGENT:
@@ -264,18 +332,6 @@ class TokenAuthority(TokenVerifier):
             names: list[x509.GeneralName] = [x509.DNSName(subject.extension)]
         else:
             names = list(_LOCAL_NAMES)
-        usage = x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=True,
-            key_encipherment=True,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=False,
-            crl_sign=False,
-            encipher_only=False,
-            decipher_only=False,
-        )
-        ski = self.ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         builder = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -283,14 +339,12 @@ class TokenAuthority(TokenVerifier):
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
-            .not_valid_after(min(not_after, self.ca_cert.not_valid_after_utc))
+            .not_valid_after(min(not_after, self._ca_end))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage, critical=True)
+            .add_extension(_usage(key), critical=True)
             .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False
-            )
+            .add_extension(self._aki, False)
         )
         return builder.sign(self._ca_key, hashes.SHA256()), key

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
+import statistics
+import time
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
 from jalien.auth.cadir import find_issuer, write_ca_dir
-from jalien.auth.certs import certs_pem, dn_of, issue_user_cert, make_ca, utcnow
+from jalien.auth.certs import (
+    certs_pem,
+    dn_of,
+    issue_user_cert,
+    load_key,
+    make_ca,
+    signed_by,
+    utcnow,
+    write_pem_cert,
+    write_pem_key,
+)
 from jalien.auth.errors import AuthError
 from jalien.auth.memfile import memory_path
 from jalien.auth.names import dn_string
 from jalien.auth.tls import context_from_pem
 from jalien.auth.tokens import (
+    TOKEN_CA_CERT,
+    TOKEN_CA_KEY,
     TokenAuthority,
+    TokenKeyType,
     TokenKind,
     TokenSubject,
     TokenVerifier,
@@ -93,7 +110,7 @@ def test_issue_and_recognize(authority):
     assert TokenVerifier(authority.ca_cert).recognize(cert) == subject
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.SERVER_AUTH in eku and ExtendedKeyUsageOID.CLIENT_AUTH in eku
-    assert token_key_pem(key).startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    assert token_key_pem(key).startswith(b"-----BEGIN PRIVATE KEY-----")
     # same subject, signed by another CA with the same name: not a token
     impostor_ca, impostor_key = make_ca("jalien token CA")
     impostor = TokenAuthority(impostor_ca, impostor_key)
@@ -137,3 +154,99 @@ def test_memory_path_is_gone_afterwards():
             assert fh.read() == b"secret"
     with pytest.raises(OSError):
         open(path, "rb").close()
+
+
+JOB = TokenSubject(TokenKind.JOB, login="jdoe", extension="42")
+
+
+def _tls_pair(ca_dir, cert: x509.Certificate, key_pem: bytes) -> None:
+    """A TLS 1.3 handshake in memory: the token as client certificate, checked by a server
+    trusting *ca_dir* (what jcentral does with a job token)."""
+    cert_pem = certs_pem(cert)
+    server = context_from_pem("server", cert_pem, key_pem, ca_dir)
+    client = context_from_pem("client", cert_pem, key_pem, ca_dir)
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    c = client.wrap_bio(c_in, c_out, server_side=False)
+    s = server.wrap_bio(s_in, s_out, server_side=True)
+    done = [False, False]
+    for _ in range(10):
+        for i, (obj, out, peer_in) in enumerate(((c, c_out, s_in), (s, s_out, c_in))):
+            if not done[i]:
+                try:
+                    obj.do_handshake()
+                    done[i] = True
+                except ssl.SSLWantReadError:
+                    pass
+            peer_in.write(out.read())
+        if all(done):
+            break
+    assert all(done)
+    assert x509.load_der_x509_certificate(s.getpeercert(binary_form=True)) == cert
+
+
+def test_new_token_ca_and_token_keys_are_ec(tmp_path, pki):
+    """Issuing must be cheap (each match issues a job token): a new token CA and every token
+    key are ECDSA P-256, the key sent as PKCS#8, and the token works for TLS."""
+    authority, created = TokenAuthority.load_or_create(tmp_path / "tokenca")
+    assert created and authority.cheap
+    ca_key = load_key(tmp_path / "tokenca" / TOKEN_CA_KEY)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey) and ca_key.curve.name == "secp256r1"
+    cert, key = authority.issue(JOB, utcnow() + dt.timedelta(hours=1))
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+    assert cert.public_key().curve.name == "secp256r1"
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert cert.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_encipherment  # RFC 5480 for EC keys
+    pem = token_key_pem(key)
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    key_file = tmp_path / "tokenkey.pem"
+    key_file.write_bytes(pem)
+    assert load_key(key_file).public_key() == cert.public_key()
+    assert authority.recognize(cert) == JOB and signed_by(cert, authority.ca_cert)
+    write_ca_dir(tmp_path / "ca", [pki.ca, authority.ca_cert])
+    _tls_pair(tmp_path / "ca", cert, pem)
+
+
+def test_an_old_rsa_token_ca_still_verifies_and_issues(tmp_path, pki):
+    """A home made before EC keeps its RSA token CA: loaded as it is, tokens it signed
+    before still recognized, new ones (EC keys, RSA signature) issued and recognized."""
+    directory = tmp_path / "tokenca"
+    old_cert, old_key = make_ca("jalien token CA")
+    directory.mkdir()
+    write_pem_key(directory / TOKEN_CA_KEY, old_key)
+    write_pem_cert(directory / TOKEN_CA_CERT, old_cert)
+    # a token the old code issued: RSA key, PKCS#1 PEM
+    rsa_token, rsa_key = TokenAuthority(old_cert, old_key).issue(
+        JOB, utcnow() + dt.timedelta(hours=1), key_type=TokenKeyType.RSA_2048
+    )
+    authority, created = TokenAuthority.load_or_create(directory)
+    assert not created and authority.ca_cert == old_cert and not authority.cheap
+    assert authority.recognize(rsa_token) == JOB
+    assert token_key_pem(rsa_key).startswith(b"-----BEGIN RSA PRIVATE KEY-----\n")
+    cert, key = authority.issue(JOB, utcnow() + dt.timedelta(hours=1))
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert isinstance(authority.ca_cert.public_key(), rsa.RSAPublicKey)
+    assert cert.signature_algorithm_oid == SignatureAlgorithmOID.RSA_WITH_SHA256
+    assert authority.recognize(cert) == JOB and signed_by(cert, old_cert)
+    assert TokenVerifier(old_cert).recognize(cert) == JOB
+    # an EC CA of the same name recognizes neither; the RSA one not the EC CA's tokens
+    ec_authority = TokenAuthority.load_or_create(tmp_path / "other")[0]
+    assert ec_authority.recognize(cert) is None and ec_authority.recognize(rsa_token) is None
+    ec_token, _ = ec_authority.issue(JOB, utcnow() + dt.timedelta(hours=1))
+    assert authority.recognize(ec_token) is None
+    write_ca_dir(tmp_path / "ca", [pki.ca, old_cert])
+    _tls_pair(tmp_path / "ca", cert, token_key_pem(key))
+    _tls_pair(tmp_path / "ca", rsa_token, token_key_pem(rsa_key))
+
+
+def test_a_token_costs_well_under_a_millisecond(authority):
+    """The matching path issues one job token per job: generous bound (RSA was ~40 ms)."""
+    expiry = utcnow() + dt.timedelta(hours=24)
+    costs = []
+    for _ in range(30):
+        start = time.process_time()
+        cert, key = authority.issue(JOB, expiry)
+        certs_pem(cert), token_key_pem(key)
+        costs.append(time.process_time() - start)
+    assert statistics.median(costs) < 0.005, costs
