@@ -264,6 +264,12 @@ class JobRunner:
         )
         endpoint = await self.socket.start()
         try:
+            cert_path, key_path = await asyncio.to_thread(
+                self.sandbox.write_token, job.token_cert, job.token_key
+            )
+        except SandboxError as exc:
+            raise Failed("ERROR_IB", str(exc)) from None
+        try:
             env = payload_environment(
                 self.config.base_env,
                 sandbox=self.sandbox,
@@ -271,8 +277,8 @@ class JobRunner:
                 user=job.user,
                 site=self.config.site,
                 endpoint=endpoint,
-                token_cert=job.token_cert,
-                token_key=job.token_key,
+                token_cert=str(cert_path),
+                token_key=str(key_path),
                 packages_root=self.config.packages_root,
                 packages=job.packages,
             )

@@ -2,7 +2,7 @@
 
     <workdir>/jalien-job-<queueId>/      the payload's cwd and HOME; inputs land here,
         stdout, stderr                   the payload's output streams,
-        tmp/                             its TMPDIR,
+        tmp/                             its TMPDIR, with the job token (see write_token),
         <outputs>                        whatever it writes (OutputFile globs match here).
 
 The directory is mode 0700 (other users of the node must not read a job's data) and is
@@ -48,6 +48,24 @@ class Sandbox:
         except OSError as exc:
             raise SandboxError(f"cannot make the sandbox {self.root}: {exc.strerror}") from None
         return self
+
+    def write_token(self, cert_pem: str, key_pem: str) -> tuple[Path, Path]:
+        """The job token as files (0600) in the payload's TMPDIR, under the names alien.py
+        looks for there; their paths go into JALIEN_TOKEN_CERT/KEY. A path works for every
+        key type, where alien.py 1.7.0 takes key *text* only in PKCS#1 RSA form (the job
+        token's key is EC: jalien.auth.tokens)."""
+        uid = os.getuid()
+        paths = self.tmp / f"tokencert_{uid}.pem", self.tmp / f"tokenkey_{uid}.pem"
+        try:
+            for path, text in zip(paths, (cert_pem, key_pem), strict=True):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+        except OSError as exc:
+            raise SandboxError(
+                f"cannot write the job token in {self.tmp}: {exc.strerror}"
+            ) from None
+        return paths
 
     def disk_usage(self) -> int:
         """Bytes the sandbox occupies (allocated blocks, so sparse files count as they are)."""

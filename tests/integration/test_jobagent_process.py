@@ -268,12 +268,14 @@ def test_no_job_exits_zero(grid, tmp_path):
 ALIENPY_SCRIPT = """#!/bin/sh
 {alienpy} whoami > whoami.txt 2> alienpy.err
 {alienpy} ls {home}/agent5/ >> whoami.txt 2>> alienpy.err
+head -n 1 "$JALIEN_TOKEN_KEY" > keytype.txt
 """
 
 
 def test_alienpy_in_the_payload_reaches_the_grid_as_the_job(grid, tmp_path, alienpy):
     """alien.py finds the agent's WebSocket through JALIEN_HOST/JALIEN_WSPORT and presents the
-    job token from JALIEN_TOKEN_CERT/KEY (PEM text), as in a JAliEn job."""
+    job token from JALIEN_TOKEN_CERT/KEY, as in a JAliEn job: files in its TMPDIR, because the
+    job token's key is EC (PKCS#8), which alien.py 1.7.0 takes from a file but not as text."""
 
     async def go():
         user = grid.user()
@@ -285,7 +287,7 @@ def test_alienpy_in_the_payload_reaches_the_grid_as_the_job(grid, tmp_path, alie
         job_id = await submit(
             user,
             f'Executable = "{HOME}/agent5/alienpy.sh"; TTL = 300;\n'
-            'OutputFile = {"whoami.txt", "alienpy.err"};',
+            'OutputFile = {"whoami.txt", "alienpy.err", "keytype.txt"};',
         )
         proc, log = grid.start_agent(tmp_path / "work")
         assert await asyncio.to_thread(wait_exit, proc, log) == 0, log.read_text()
@@ -298,6 +300,7 @@ def test_alienpy_in_the_payload_reaches_the_grid_as_the_job(grid, tmp_path, alie
         text = (dest / "whoami.txt").read_text()
         assert text.splitlines()[0].strip() == "jdoe", (text, (dest / "alienpy.err").read_text())
         assert "alienpy.sh" in text, (text, (dest / "alienpy.err").read_text())
+        assert (dest / "keytype.txt").read_text().strip() == "-----BEGIN PRIVATE KEY-----"
         await user.close()
 
     asyncio.run(go())
