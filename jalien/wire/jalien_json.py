@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from jalien.wire.codec import DecodeError
+from jalien.wire.codec import MAX_NESTING, DecodeError, nesting_exceeds
 from jalien.wire.listing_views import render_entries
 from jalien.wire.messages import Reply, Request
 
@@ -44,7 +44,10 @@ def _word(value: str | int | float | bool | None) -> str:
 
 
 def parse_request(text: bytes | str) -> tuple[Request, OutputMode]:
-    """A JAliEn JSON request as a Request; ``-nomsg``/``-nokeys`` become the OutputMode."""
+    """A JAliEn JSON request as a Request; ``-nomsg``/``-nokeys`` become the OutputMode.
+    Anything wrong is a DecodeError (nesting too: see jalien.wire.codec)."""
+    if nesting_exceeds(text.encode() if isinstance(text, str) else text):
+        raise DecodeError(f"invalid JSON request: nested deeper than {MAX_NESTING} levels")
     try:
         raw = _request_decoder.decode(text)
     except msgspec.DecodeError as exc:
