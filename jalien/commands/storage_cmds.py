@@ -3,6 +3,12 @@
 
 Central only authorizes: the bytes go between the client and the SEs. What alien.py 1.7.0
 sends and reads is in /work/shared/JALIEN-PROTOCOL.md ("Data access (cp)").
+
+Writes are bounded and verified: ``access write`` needs the file's size (``-s``, which every
+client states: alien.py, jalien's cp and the JobAgent's uploads) and asks the quota hook; the
+envelope books that size and the SE takes no more; ``commit`` asks the SE what it holds at
+the PFN (``storage.replica_check``) and registers nothing unless the size is the booked one
+and the md5 the booked or stated one (or, stated nowhere, the SE's).
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import contextlib
 import re
 import time
 
+from jalien.auth.policy import Action as A
+from jalien.auth.policy import ByFirstWord
 from jalien.catalogue.backend import Exists
 from jalien.catalogue.model import StorageElement, new_guid
 from jalien.catalogue.paths import BadPath, resolve, split
@@ -31,11 +39,14 @@ from jalien.storage.envelope import (
     pfn_path,
 )
 from jalien.storage.fetch import FetchError, fetch_small
+from jalien.storage.quota import NoQuota, QuotaCheck, QuotaExceeded
+from jalien.storage.replica_check import ReplicaChecker, ReplicaProblem, verdict
 from jalien.wire.messages import Record
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 DEFAULT_WRITE_SPECS = "disk:1"
 COMMIT_GRACE = 24 * 3600.0  # a long upload may finish after its envelope expired
+ACCESS_ACTION = ByFirstWord(A.READ, write=A.WRITE)  # access read|write[-once|-version]
 
 
 def _not_committed(lfn: str, why: str):
@@ -53,11 +64,20 @@ class StorageCommands:
         catalogue: Catalogue,
         signer: EnvelopeSigner,
         ca_dir: str = "",
+        *,
+        checker: ReplicaChecker | None = None,
+        quota: QuotaCheck | None = None,
     ) -> None:
         self.table = table
         self.cat = catalogue
         self.signer = signer
         self.ca_dir = ca_dir
+        self.checker = checker if checker is not None else ReplicaChecker(signer, ca_dir)
+        self.quota: QuotaCheck = quota if quota is not None else NoQuota()
+
+    async def close(self) -> None:
+        """Ends the connections kept to SEs (also done when the event loop ends)."""
+        await self.checker.close()
 
     async def read_small_file(self, session: Session, lfn: str) -> bytes:
         """A small catalogue file's content, read by central itself from the closest
@@ -72,14 +92,24 @@ class StorageCommands:
 
     def register(self) -> None:
         add = self.table.add
-        add("access", self.access, "envelopes: access [-s size -m md5 -j job -f -u] read|write lfn")
-        add("commit", self.commit, "register an uploaded replica (API command)")
-        add("listSEDistance", self.list_se_distance, "SEs by distance: listSEDistance [-site S]")
+        add(
+            "access",
+            self.access,
+            "envelopes: access [-s size -m md5 -j job -f -u] read|write lfn",
+            action=ACCESS_ACTION,
+        )
+        add("commit", self.commit, "register an uploaded replica (API command)", action=A.WRITE)
+        add(
+            "listSEDistance",
+            self.list_se_distance,
+            "SEs by distance: listSEDistance [-site S]",
+            action=A.READ,
+        )
         add(
             "addSE",
             self.add_se,
             "add or update an SE: addSE [-site S] [-qos a,b] [-capacity B] name url",
-            admin_only=True,
+            action=A.ADMIN,
         )
 
     def _abs(self, session: Session, path: str) -> str:
@@ -112,13 +142,17 @@ class StorageCommands:
     async def _access_write(self, session, name, specs, opts) -> list[Record]:
         path = self._abs(session, name)
         size = opts.number("s", -1)
+        if size < 0:  # the envelope books the size: the SE takes no byte beyond it
+            raise jalien_error(
+                EINVAL, "access write needs the size of the file: -s SIZE (bytes, >= 0)"
+            )
         md5 = opts.value("m").lower()
         entry = await self.cat.get(path)
         if entry is not None:
             if entry.is_dir:
                 raise jalien_error(EINVAL, f"Cannot write to a directory: {entry.lfn}")
             require(session.identity, entry, WRITE, "add a replica to")
-            if (size >= 0 and entry.size != size) or (md5 and entry.md5 and md5 != entry.md5):
+            if entry.size != size or (md5 and entry.md5 and md5 != entry.md5):
                 raise jalien_error(
                     EINVAL, "You seem to want to write a different file from the existing one"
                 )
@@ -128,10 +162,14 @@ class StorageCommands:
             if parent is not None:
                 require(session.identity, parent, WRITE, "write into")
             guid = new_guid()
+        try:  # the per-user file quota (a no-op until it is implemented)
+            await self.quota.check_write(session.identity.login, size, 1)
+        except QuotaExceeded as exc:
+            raise jalien_error(QuotaExceeded.exitcode, str(exc)) from None
         if not specs.replicas:
             specs = placement.parse_specs(DEFAULT_WRITE_SPECS)
         ses = await self.cat.list_ses()
-        chosen = placement.choose_write(ses, specs, session.site, max(size, 0), key=guid)
+        chosen = placement.choose_write(ses, specs, session.site, size, key=guid)
         if entry is not None:  # never a second replica on an SE that has one
             _, existing = await self.cat.whereis(session.identity, path)
             have = {r.se.upper() for r in existing}
@@ -226,16 +264,19 @@ class StorageCommands:
             problem = "the envelope was issued to another user"
         elif lfn and self._abs(session, lfn) != grant.lfn:
             problem = f"the envelope is for {grant.lfn}"
-        elif grant.size >= 0 and size >= 0 and size != grant.size:
+        elif grant.size < 0:  # an envelope of an older central, booking no size
+            problem = "the envelope books no size"
+        elif size >= 0 and size != grant.size:
             problem = f"size {size} differs from the booked {grant.size}"
         elif grant.md5 and md5 and md5 != grant.md5:
             problem = f"md5 {md5} differs from the booked {grant.md5}"
-        size = grant.size if grant.size >= 0 else size
-        md5 = grant.md5 or md5
-        if not problem and size < 0:
-            problem = "Size should be known at commit time"
         if problem:
             raise _not_committed(lfn or grant.lfn, problem)
+        size = grant.size
+        try:  # what the SE holds there, in bounded time
+            md5 = verdict(grant, md5, await self.checker.stored(grant))
+        except ReplicaProblem as exc:
+            raise _not_committed(grant.lfn, str(exc)) from None
         await self.cat.ensure_home(session.identity.login)
         entry = await self.cat.get(grant.lfn)
         if entry is None:  # commits run concurrently (alien.py pipelines 64): races are fine

@@ -5,6 +5,12 @@ unescaped in a URL's ``authz`` parameter (alien.py appends it as it is). The bod
 object (``Grant``): access type, PFN path, LFN, GUID, size, md5, SE, issue and expiry
 times. The signature is Ed25519 over the body bytes, by a key that central makes under its
 home on first start; SEs hold only the public half.
+
+Access kinds: ``read`` and ``write`` are what ``access`` hands to clients (a write envelope
+always books the file's size: the SE takes no byte beyond it and no fewer); ``delete`` and
+``stat`` are central's own, never handed out: with a ``stat`` envelope central asks an SE
+what it holds at a PFN (size and md5) before ``commit`` registers the replica, so that the
+SE knows the question comes from central.
 """
 
 from __future__ import annotations
@@ -22,19 +28,20 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-READ, WRITE, DELETE = "read", "write", "delete"
-ACCESS_TYPES = (READ, WRITE, DELETE)
+READ, WRITE, DELETE, STAT = "read", "write", "delete", "stat"
+ACCESS_TYPES = (READ, WRITE, DELETE, STAT)
 DEFAULT_LIFETIME = 3600.0  # seconds; a transfer must start before its envelope expires
+STAT_LIFETIME = 120.0  # seconds; central's stat envelopes are used at once
 KEY_FILE, PUB_FILE = "envelope.key", "envelope.pub"
 
 
 class Grant(msgspec.Struct, kw_only=True, frozen=True):
-    access: str  # read | write | delete
+    access: str  # read | write | delete | stat
     pfn: str  # the path part of the PFN URL, e.g. /se/04/12345/<guid>
     turl: str = ""  # the whole PFN URL, as the replica is registered
     lfn: str = ""
     guid: str = ""
-    size: int = -1  # -1: unknown
+    size: int = -1  # -1: unknown (never in a write envelope: it books the size)
     md5: str = ""
     se: str = ""
     user: str = ""  # who asked: only they may commit it
@@ -116,16 +123,25 @@ class EnvelopeSigner:
         (directory / PUB_FILE).write_bytes(public_pem(key.public_key()))
         return cls(key, lifetime), True
 
-    def sign(self, grant: Grant, now: float | None = None) -> str:
+    def sign(self, grant: Grant, now: float | None = None, lifetime: float | None = None) -> str:
+        """The envelope of *grant*; one without an issue time gets *now* and expires after
+        *lifetime* seconds (default: the signer's)."""
         now = time.time() if now is None else now
         if grant.access not in ACCESS_TYPES:
             raise ValueError(f"unknown access type {grant.access!r}")
+        if grant.access == WRITE and grant.size < 0:
+            raise ValueError("a write envelope books the file's size")
         if not grant.issued:
-            grant = msgspec.structs.replace(
-                grant, issued=int(now), expires=int(now + self.lifetime)
-            )
+            life = self.lifetime if lifetime is None else lifetime
+            grant = msgspec.structs.replace(grant, issued=int(now), expires=int(now + life))
         body = _encode(grant)
         return f"{_b64(body)}.{_b64(self._key.sign(body))}"
+
+    def stat_envelope(self, grant: Grant, now: float | None = None) -> str:
+        """Central's question to an SE about the replica a write *grant* allowed: a short
+        ``stat`` envelope for the same PFN (never given to a client)."""
+        question = Grant(access=STAT, pfn=grant.pfn, turl=grant.turl, guid=grant.guid, se=grant.se)
+        return self.sign(question, now, STAT_LIFETIME)
 
 
 def public_pem(key: Ed25519PublicKey) -> bytes:

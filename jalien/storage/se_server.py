@@ -3,13 +3,24 @@ checked against its envelope (``?authz=<envelope>``: signature, expiry, PFN, acc
 
 - ``GET``/``HEAD`` need a read envelope (``HEAD`` also takes a write one: a client's last
   look at what it uploaded); byte ranges (``Range: bytes=N-``) let a download resume.
-- ``PUT`` needs a write envelope: the body streams to a temporary name while its md5 is
-  computed (on a worker thread); size and md5 are checked against the envelope, and only
-  then is the file linked under its final name (write-once: an existing file is kept).
+- ``PUT`` needs a write envelope, which books the file's size: a stated length other than
+  the booked size is refused before a byte is read (413 when larger, 422 when smaller; a
+  client sending ``Expect: 100-continue`` gets the refusal instead of "100 Continue"), and
+  a chunked body is cut at the first byte beyond it (413). The body streams to a temporary
+  name while its md5 is computed (on a worker thread); size and md5 are checked against the
+  envelope, the md5 is recorded with the file (extended attribute ``user.jalien.md5``), and
+  only then is the file linked under its final name (write-once: an existing file is kept).
+  A refused upload leaves nothing, temporary name included; the rest of a refused body is
+  read and dropped by aiohttp for at most 10 s so that the client reads the answer.
+- ``GET`` with a ``stat`` envelope (central's, never a client's) answers the SE's own record
+  as JSON, ``{"size": N, "md5": "..."}`` (``replica_check.StoredReplica``): what ``commit``
+  checks before it registers a replica. A file without a recorded md5 (stored before
+  records, or on a filesystem without user extended attributes) is hashed then.
 - ``DELETE`` needs a delete envelope.
 
 Refusals are plain text ``jalien SE: <reason>`` with 401 (no or malformed envelope), 403
-(forged, expired, out of scope), 404, 409 (exists) or 422 (size or md5 differ).
+(forged, expired, out of scope, a write booking no size), 404, 409 (exists), 413 (more than
+booked) or 422 (fewer bytes than booked, or another md5).
 
 aiohttp is the HTTP engine: it streams request and response bodies, parses ranges and is
 well kept (C parser with a pure-Python twin, as our own _fast modules).
@@ -18,6 +29,7 @@ well kept (C parser with a pure-Python twin, as our own _fast modules).
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
@@ -27,14 +39,52 @@ from pathlib import Path
 
 from aiohttp import web
 
-from jalien.storage.envelope import READ, WRITE, EnvelopeError, EnvelopeVerifier
+from jalien.storage.envelope import READ, STAT, WRITE, EnvelopeError, EnvelopeVerifier, Grant
+from jalien.storage.replica_check import StoredReplica, encode_stored
 
 log = logging.getLogger("jalien.se")
 CHUNK = 1 << 20
+MD5_XATTR = "user.jalien.md5"
 
 
 def _fail(status: int, reason: str) -> web.Response:
     return web.Response(status=status, text=f"jalien SE: {reason}\n")
+
+
+class _TooLarge(ValueError):
+    """More bytes than the envelope books (413)."""
+
+
+def _recorded_md5(path: Path) -> str:
+    """The md5 recorded with a stored file ("" when there is none)."""
+    try:
+        return os.getxattr(path, MD5_XATTR).decode("ascii", "replace")
+    except OSError:
+        return ""
+
+
+def _record_md5(path: Path, md5: str) -> bool:
+    """Records *md5* with the file; False where the filesystem keeps no user attributes."""
+    try:
+        os.setxattr(path, MD5_XATTR, md5.encode("ascii"))
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+            return False
+        raise
+    return True
+
+
+def _stored(path: Path) -> StoredReplica:
+    """The SE's record of a stored file (on a worker thread: it may hash the file)."""
+    md5 = _recorded_md5(path)
+    if not md5:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as fh:
+            while block := fh.read(CHUNK):
+                digest.update(block)
+        md5 = digest.hexdigest()
+        _record_md5(path, md5)
+    return StoredReplica(size=path.stat().st_size, md5=md5)
 
 
 class _Upload:
@@ -57,6 +107,10 @@ class _Upload:
         self.fh.close()
         return self.md5.hexdigest()
 
+    def record(self, md5: str) -> None:
+        if not _record_md5(self.path, md5):
+            log.warning("cannot record md5s on %s: commit will hash the file", self.path.parent)
+
     def abort(self) -> None:
         self.fh.close()
         self.path.unlink(missing_ok=True)
@@ -71,7 +125,7 @@ class StorageServer:
         self.app = web.Application(client_max_size=0)
         self.app.router.add_route("GET", "/{path:.*}", self.get)
         self.app.router.add_route("HEAD", "/{path:.*}", self.get)
-        self.app.router.add_route("PUT", "/{path:.*}", self.put)
+        self.app.router.add_route("PUT", "/{path:.*}", self.put, expect_handler=self.expect)
         self.app.router.add_route("DELETE", "/{path:.*}", self.delete)
 
     # -- serving
@@ -94,8 +148,8 @@ class StorageServer:
     # -- checks
     def _local(self, request: web.Request) -> Path:
         parts = request.path.split("/")
-        if any(p in ("..", ".") for p in parts) or "\\" in request.path:
-            raise EnvelopeError("bad path", 404)
+        if any(p.startswith(".") for p in parts) or "\\" in request.path:
+            raise EnvelopeError("bad path", 404)  # also our temporary names (.<name>.part)
         local = (self.root / request.path.lstrip("/")).resolve()
         if self.root not in local.parents:
             raise EnvelopeError("bad path", 404)
@@ -112,15 +166,22 @@ class StorageServer:
 
     # -- handlers
     async def get(self, request: web.Request) -> web.StreamResponse:
-        allowed = (READ, WRITE) if request.method == "HEAD" else (READ,)
+        allowed = (READ, WRITE) if request.method == "HEAD" else (READ, STAT)
         try:
-            self._grant(request, allowed)
+            grant = self._grant(request, allowed)
             local = self._local(request)
         except EnvelopeError as exc:
             log.info("refused %s %s: %s", request.method, request.path, exc)
             return _fail(exc.status, str(exc))
         if not local.is_file():
             return _fail(404, f"no such file {request.path}")
+        if grant.access == STAT:
+            loop = asyncio.get_running_loop()
+            try:
+                stored = await loop.run_in_executor(None, _stored, local)
+            except FileNotFoundError:
+                return _fail(404, f"no such file {request.path}")
+            return web.Response(body=encode_stored(stored), content_type="application/json")
         if request.http_range.start:
             log.info("resuming %s at byte %d", request.path, request.http_range.start)
         if not self.max_rate:
@@ -156,19 +217,45 @@ class StorageServer:
         await response.write_eof()
         return response
 
-    async def put(self, request: web.Request) -> web.Response:
+    def _admit(self, request: web.Request) -> tuple[Grant, Path] | web.Response:
+        """What a PUT can be told before its body is read: the grant and the local path, or
+        the refusal."""
         try:
             grant = self._grant(request, (WRITE,))
             local = self._local(request)
+            if grant.size < 0:
+                raise EnvelopeError("the envelope books no size: ask central for a new one")
         except EnvelopeError as exc:
             log.info("refused PUT %s: %s", request.path, exc)
             return _fail(exc.status, str(exc))
         if local.exists():
             return _fail(409, f"{request.path} exists (write-once)")
-        if grant.size >= 0 and request.content_length not in (None, grant.size):
+        length = request.content_length
+        if length is not None and length != grant.size:
+            log.info("refused PUT %s: %s bytes, %d booked", request.path, length, grant.size)
             return _fail(
-                422, f"the envelope books {grant.size} bytes, not {request.content_length}"
+                413 if length > grant.size else 422,
+                f"the envelope books {grant.size} bytes, not {length}",
             )
+        return grant, local
+
+    async def expect(self, request: web.Request) -> web.Response | None:
+        """``Expect: 100-continue``: a PUT to refuse is refused before its body is sent."""
+        admitted = self._admit(request)
+        if isinstance(admitted, web.Response):
+            admitted.force_close()
+            return admitted
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers['Expect']}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+
+    async def put(self, request: web.Request) -> web.Response:
+        admitted = self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        grant, local = admitted
         local.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         upload = _Upload(local.with_name(f".{local.name}.{secrets.token_hex(4)}.part"))
@@ -179,19 +266,25 @@ class StorageServer:
                 if len(pending) >= CHUNK:
                     await loop.run_in_executor(None, upload.write, bytes(pending))
                     pending.clear()
-                if grant.size >= 0 and upload.size + len(pending) > grant.size:
-                    raise ValueError(f"more than the {grant.size} bytes the envelope books")
+                if upload.size + len(pending) > grant.size:  # stop reading: not one more
+                    raise _TooLarge(f"more than the {grant.size} bytes the envelope books")
             if pending:
                 await loop.run_in_executor(None, upload.write, bytes(pending))
             md5 = await loop.run_in_executor(None, upload.finish)
-            if grant.size >= 0 and upload.size != grant.size:
+            if upload.size != grant.size:
                 raise ValueError(f"got {upload.size} bytes, the envelope books {grant.size}")
             if grant.md5 and md5 != grant.md5.lower():
                 raise ValueError(f"md5 {md5} differs from the envelope's {grant.md5}")
+            await loop.run_in_executor(None, upload.record, md5)
             try:
                 os.link(upload.path, local)  # never replaces an existing file
             except FileExistsError:
                 return _fail(409, f"{request.path} exists (write-once)")
+        except _TooLarge as exc:
+            log.info("refused PUT %s: %s", request.path, exc)
+            refusal = _fail(413, str(exc))
+            refusal.force_close()
+            return refusal
         except ValueError as exc:
             log.info("refused PUT %s: %s", request.path, exc)
             return _fail(422, str(exc))

@@ -26,6 +26,9 @@ Progress and the stall watchdog read the child's ``/proc/<pid>/io`` counters (``
 download, ``rchar`` for an upload), so they work for any direction; a third-party copy moves
 no bytes through the client and is only bounded by its timeout.
 
+``xrdfs`` answers commit's question about an uploaded replica (``xrd_stat``: ``stat`` and
+``query checksum``, run at once, each a short process killed when the caller gives up).
+
 Debian's xrootd cannot check ALICE envelopes (that needs ALICE's TokenAuthz plugin, not
 packaged): the envelope travels in ``authz`` exactly as alien.py sends it, and an SE that
 enforces it accepts it; the embedded SE is the one that enforces envelopes here.
@@ -39,10 +42,20 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from jalien.storage.envelope import is_xrootd
 
-__all__ = ["XrdcpError", "is_xrootd", "transfer_url", "xrdcp", "xrdcp_path"]
+__all__ = [
+    "XrdcpError",
+    "XrdfsError",
+    "is_xrootd",
+    "transfer_url",
+    "xrd_stat",
+    "xrdcp",
+    "xrdcp_path",
+    "xrdfs_path",
+]
 
 POLL = 0.1  # seconds between progress reads
 CONNECT_ENV = {"XRD_CONNECTIONRETRY": "1", "XRD_CONNECTIONWINDOW": "15"}
@@ -167,3 +180,72 @@ async def xrdcp(
             on_bytes(size)
         return ["the SE cannot compute checksums: not verified there"]
     raise _classify(rc, stderr)
+
+
+# -- xrdfs: what an SE holds
+class XrdfsError(Exception):
+    """xrdfs could not tell; *missing*: the SE says there is no such file."""
+
+    def __init__(self, message: str, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+def xrdfs_path() -> str:
+    """``$JALIEN_XRDFS``, else xrdfs on PATH; empty when there is none."""
+    return os.environ.get("JALIEN_XRDFS") or shutil.which("xrdfs") or ""
+
+
+def _split(url: str) -> tuple[str, str]:
+    """root://host:port//a/b -> ("root://host:port", "/a/b") (query kept on the path)."""
+    parts = urlsplit(url)
+    path = "/" + parts.path.lstrip("/")
+    return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
+
+
+async def _xrdfs(server: str, *args: str) -> str:
+    """stdout of ``xrdfs SERVER ARGS``; the process is killed if the caller is cancelled."""
+    binary = xrdfs_path()
+    if not binary:
+        raise XrdfsError("xrdfs not found (install xrootd-client or set JALIEN_XRDFS)")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            binary, server, *args, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**RESOLVER_ENV, **os.environ, **CONNECT_ENV},
+        )  # fmt: skip
+    except OSError as exc:
+        raise XrdfsError(f"cannot run xrdfs ({binary}): {exc.strerror or exc}") from None
+    try:
+        out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:  # cancelled (a timeout): no process is left behind
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    if proc.returncode == 0:
+        return out.decode(errors="replace")
+    text = err.decode(errors="replace").replace("\x00", "").strip() or f"exit {proc.returncode}"
+    raise XrdfsError(text.splitlines()[-1], missing="[3011]" in text)
+
+
+async def xrd_stat(url: str) -> tuple[int, str]:
+    """(size, md5) of the file at a root:// URL, from ``xrdfs stat`` and ``xrdfs query
+    checksum`` run at once; md5 is "" when the SE keeps no md5 (no checksums, or another
+    kind). Raises XrdfsError (``missing`` when there is no such file)."""
+    server, path = _split(url)
+    stat, checksum = await asyncio.gather(
+        _xrdfs(server, "stat", path), _xrdfs(server, "query", "checksum", path),
+        return_exceptions=True,
+    )  # fmt: skip
+    if isinstance(stat, BaseException):
+        raise stat
+    size = next((line.split()[1] for line in stat.splitlines() if line.startswith("Size:")), "")
+    if not size.isdigit():
+        raise XrdfsError(f"xrdfs stat gave no size: {stat.strip()[:200]!r}")
+    if isinstance(checksum, XrdfsError) and not checksum.missing:
+        return int(size), ""  # e.g. [3013]: the SE computes no checksums
+    if isinstance(checksum, BaseException):
+        raise checksum
+    kind, _, value = checksum.strip().partition(" ")
+    return int(size), value.strip().lower() if kind.lower() == "md5" else ""

@@ -1,4 +1,6 @@
-"""A server with the catalogue and storage commands on a fresh SQLite catalogue, with SEs."""
+"""A server with the catalogue and storage commands on a fresh SQLite catalogue, with SEs
+served by a real embedded SE (one StorageServer on loopback: each SE a path below it), so
+that ``commit`` asks it what was stored."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.catalogue_cmds import CatalogueCommands
 from jalien.commands.storage_cmds import StorageCommands
 from jalien.storage.envelope import EnvelopeSigner
+from jalien.storage.se_server import StorageServer, se_context
 
 TEST_SES = [
     StorageElement(name="ALICE::TEST::DISK1", url="https://127.0.0.1:1/se1", site="TEST",
@@ -29,18 +32,35 @@ def signer(tmp_path):
 
 
 @pytest.fixture
-async def data_server(make_server, tmp_path, signer):
+async def embedded_se(tmp_path, grid_pki, signer):
+    se = StorageServer(tmp_path / "se", signer.verifier)
+    context = se_context(grid_pki.host_cert, grid_pki.host_key)
+    se.base = f"https://127.0.0.1:{await se.start(['127.0.0.1'], 0, context)}"
+    yield se
+    await se.close()
+
+
+@pytest.fixture
+async def data_server(make_server, tmp_path, signer, embedded_se, grid_pki):
     backend = SQLiteBackend(tmp_path / "served.db")
     await backend.start()
     cat = Catalogue(backend, cache=MemoryCache())
     for number, se in enumerate(TEST_SES, 1):
-        await backend.put_se(msgspec.structs.replace(se, number=number))
+        url = se.url.replace("https://127.0.0.1:1", embedded_se.base)
+        await backend.put_se(msgspec.structs.replace(se, number=number, url=url))
+    commands = []
 
     def add(table):
         CatalogueCommands(table, cat).register()
-        StorageCommands(table, cat, signer).register()
+        storage = StorageCommands(table, cat, signer, str(grid_pki.ca_dir))
+        storage.register()
+        commands.append(storage)
 
     server = await make_server(add_commands=add)
     server.catalogue = cat
+    server.se = embedded_se
+    server.storage = commands[0]
     yield server
+    for storage in commands:
+        await storage.close()
     await backend.close()

@@ -59,7 +59,8 @@ def test_refusals(tmp_path):
     with pytest.raises(EnvelopeError, match="expired"):
         signer.verifier.open(good, now=10**11)
     with pytest.raises(EnvelopeError, match="forged"):
-        check(other.sign(Grant(access="write", pfn="/se/01/00001/g")), "write", "/se/01/00001/g")
+        forged = other.sign(Grant(access="write", pfn="/se/01/00001/g", size=5))
+        check(forged, "write", "/se/01/00001/g")
     body, sig = good.split(".")
     raw = base64.urlsafe_b64decode(body + "==").replace(b'"size":5', b'"size":9')
     tampered = base64.urlsafe_b64encode(raw).rstrip(b"=").decode() + "." + sig
@@ -69,3 +70,14 @@ def test_refusals(tmp_path):
         with pytest.raises(EnvelopeError) as info:
             check(junk, "write", "/x")
         assert info.value.status in (401, 403)
+
+
+def test_write_envelopes_book_a_size_and_stat_envelopes_are_short(tmp_path):
+    signer, _ = EnvelopeSigner.load_or_create(tmp_path / "a")
+    with pytest.raises(ValueError, match="books the file's size"):
+        signer.sign(Grant(access="write", pfn="/se/01/00001/g"))
+    assert signer.verifier.open(signer.sign(Grant(access="write", pfn="/p", size=0))).size == 0
+    write = Grant(access="write", pfn="/p", turl="https://h/p", guid=GUID, size=5, se="S")
+    question = signer.verifier.check(signer.stat_envelope(write, now=1000.0), "stat", "/p", 1001)
+    assert question.turl == "https://h/p" and question.se == "S" and question.guid == GUID
+    assert question.expires - question.issued <= 120 and not question.user
