@@ -7,6 +7,12 @@ events, reconnection with backoff. The shell, jBox, VoBox and JobAgent all use i
 
 Channels (see jalien.wire.streams) let a proxy level run one session per downstream
 client on this one connection. ``SyncClient`` wraps it all for synchronous code.
+
+A server that refuses the credential says why before it closes (``jalien.net.refusal``):
+the requests fail with ``Refused`` (exit code 13, the server's reason). When the reason is
+that the credential expired, a reconnecting client connects again with fresh credentials
+(``credentials``, asked at every connection); ``rotate`` moves to a new credential before
+the old one ends, without failing the requests in flight.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+from jalien.net.refusal import EXPIRED, refusal_kind
 from jalien.wire import codec, framing
-from jalien.wire.errors import EXIT_NO_CONNECTION, EXIT_TIMEOUT, RequestError
+from jalien.wire.errors import EXIT_NO_CONNECTION, EXIT_PERMISSION, EXIT_TIMEOUT, RequestError
 from jalien.wire.messages import Cancel, CloseChannel, Event, OpenChannel, Reply, Request
 from jalien.wire.streams import (
     CONTROL_SEQ,
@@ -43,6 +50,16 @@ class ConnectionLost(RequestError):
         super().__init__(message, EXIT_NO_CONNECTION)
 
 
+class Refused(ConnectionLost):
+    """The server refused the connection's credential and closed it, saying why: *kind*
+    is ``unauthorized`` (no account, revoked) or ``expired`` (its notAfter passed)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.exitcode = EXIT_PERMISSION
+        self.kind = kind
+
+
 class RequestTimeout(RequestError):
     def __init__(self, command: str, timeout: float) -> None:
         super().__init__(f"{command}: no answer within {timeout:g} s", EXIT_TIMEOUT)
@@ -56,6 +73,10 @@ class _Protocol(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         self._can_write = asyncio.Event()
         self._can_write.set()
+        self.refusal: Reply | None = None  # what the server said before it closed
+        self.opened = asyncio.get_running_loop().time()
+        self.calls = 0  # requests in flight on this connection
+        self.retiring = False  # replaced by rotate(): closes when its calls are done
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -83,17 +104,22 @@ class _Protocol(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.abort()
             return
-        deliver = self.owner._deliver
+        owner = self.owner
+        deliver = owner._deliver
         for sid, flags, body in frames:
-            deliver(sid, flags, body)
+            if sid:
+                deliver(sid, flags, body)
+            else:  # stream 0 of channel 0: the connection's own events and refusal
+                owner._control(0, flags, body, self)
 
 
 class _Call:
     """The frames of one request's answer as they arrive."""
 
-    __slots__ = ("done", "frames", "queue")
+    __slots__ = ("done", "frames", "protocol", "queue")
 
-    def __init__(self, streaming: bool) -> None:
+    def __init__(self, streaming: bool, protocol: _Protocol | None) -> None:
+        self.protocol = protocol  # the connection it was sent on
         self.frames: list[RawReply] = []
         self.queue: asyncio.Queue[RawReply | BaseException] | None = (
             asyncio.Queue() if streaming else None
@@ -204,6 +230,7 @@ class Client:
         on_reconnect: Callable[[], Any] | None = None,
         max_message_size: int = framing.DEFAULT_MAX_FRAME,
         compress_threshold: int = framing.DEFAULT_COMPRESS_THRESHOLD,
+        credentials: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -221,6 +248,8 @@ class Client:
         self.on_reconnect = on_reconnect
         self.max_message_size = max_message_size
         self.compress_threshold = compress_threshold
+        # fresh credentials for each (re)connection, e.g. a token file that is renewed
+        self.credentials = credentials
         self.channels: dict[int, Channel] = {}
         self.main = Channel(self, 0)
         self.channels[0] = self.main
@@ -230,63 +259,134 @@ class Client:
         self._closing = False
         self._reconnector: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        self._retiring: set[_Protocol] = set()
         self.last_error: str = ""
+        # the server's last refusal (jalien.net.refusal), until the next connection
+        self.refusal: Reply | None = None
+        self._refusals = 0  # connections refused in a row: the reconnection backs off
 
     # -- connection management
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def refused(self) -> str:
+        """The kind of the server's last refusal ("expired", "unauthorized"), or ""."""
+        return refusal_kind(self.refusal) if self.refusal is not None else ""
+
+    def _refused_error(self) -> Refused:
+        assert self.refusal is not None
+        return Refused(self.refusal.error, self.refused)
+
     async def connect(self) -> None:
         """Connect once; raises ConnectionLost with the reason when it fails."""
         async with self._connect_lock:
             if self.connected:
                 return
-            loop = asyncio.get_running_loop()
-            try:
-                _, protocol = await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: _Protocol(self),
-                        self.host,
-                        self.port,
-                        ssl=self.ssl_context,
-                        server_hostname=(self.server_hostname or self.host)
-                        if self.ssl_context
-                        else None,
-                    ),
-                    self.connect_timeout,
-                )
-            except (OSError, TimeoutError) as exc:
-                self.last_error = _describe(exc)
-                raise ConnectionLost(
-                    f"cannot connect to {self.host}:{self.port}: {self.last_error}"
-                ) from None
-            self._protocol = protocol
+            self._fresh_context()
+            self._protocol = await self._open()
+            self.refusal = None
             self._connected.set()
-            for channel in self.channels.values():
-                if channel.number:
-                    self._send(
-                        stream_id(channel.number, CONTROL_SEQ),
-                        codec.encode_msgpack(OpenChannel(dn=channel.dn, cert=channel.cert)),
-                        0,
-                    )
+            self._open_channels()
+
+    def _fresh_context(self) -> None:
+        if self.credentials is None:
+            return
+        try:
+            self.ssl_context = self.credentials()
+        except Exception as exc:  # a credential file being rewritten, unreadable, ...
+            self.last_error = f"no usable credentials: {exc}"
+            raise ConnectionLost(self.last_error) from None
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Protocol(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl_context,
+                    server_hostname=(self.server_hostname or self.host)
+                    if self.ssl_context
+                    else None,
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            self.last_error = _describe(exc)
+            raise ConnectionLost(
+                f"cannot connect to {self.host}:{self.port}: {self.last_error}"
+            ) from None
+        return protocol
+
+    def _open_channels(self) -> None:
+        for channel in self.channels.values():
+            if channel.number:
+                self._send(
+                    stream_id(channel.number, CONTROL_SEQ),
+                    codec.encode_msgpack(OpenChannel(dn=channel.dn, cert=channel.cert)),
+                    0,
+                )
+
+    async def rotate(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Move to a new credential (*ssl_context*, else ``credentials``) before the old one
+        ends, make before break: a new connection takes the next requests (its channels
+        opened again), the old one answers those in flight, then closes. ConnectionLost
+        when the new connection fails (the old one goes on then)."""
+        async with self._connect_lock:
+            if ssl_context is not None:
+                self.ssl_context = ssl_context
+            else:
+                self._fresh_context()
+            old = self._protocol
+            if old is None:
+                return  # the next (re)connection uses it
+            self._protocol = await self._open()
+            self.refusal = None
+            self._connected.set()
+            self._open_channels()
+        old.retiring = True
+        self._retiring.add(old)
+        if old.calls == 0 and old.transport is not None:
+            old.transport.close()
 
     def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
-        if protocol is not self._protocol:
+        refusal = protocol.refusal
+        if protocol is not self._protocol:  # a retired connection: what was still on it
+            self._retiring.discard(protocol)
+            for call in self._pending.values():
+                if call.protocol is protocol:
+                    call.fail(ConnectionLost(f"connection lost: {_describe(exc) or 'closed'}"))
             return
         self._protocol = None
         self._connected.clear()
-        self.last_error = _describe(exc) if exc else "connection closed by the server"
+        loop = asyncio.get_running_loop()
+        if refusal is not None:
+            self.refusal = refusal
+            self.last_error = refusal.error or "refused by the server"
+            quick = loop.time() - protocol.opened < 5.0
+            self._refusals = self._refusals + 1 if quick else 1
+            log.warning("%s:%d: %s", self.host, self.port, self.last_error)
+        else:
+            self._refusals = 0
+            self.last_error = _describe(exc) if exc else "connection closed by the server"
         pending, self._pending = self._pending, {}
         for call in pending.values():
-            call.fail(ConnectionLost(f"connection lost: {self.last_error}"))
+            if refusal is not None:
+                call.fail(self._refused_error())
+            else:
+                call.fail(ConnectionLost(f"connection lost: {self.last_error}"))
         for channel in self.channels.values():
             channel.seqs = SequenceAllocator()
         if self.reconnect and not self._closing and self._reconnector is None:
-            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop())
+            self._reconnector = loop.create_task(self._reconnect_loop())
 
     async def _reconnect_loop(self) -> None:
         delay, limit = self.backoff
+        if self._refusals > 1:  # refused again at once: do not knock in a tight loop
+            delay = min(delay * 2 ** (self._refusals - 1), limit)
         try:
             while not self._closing and not self.connected:
                 await asyncio.sleep(delay * (0.5 + random.random()))
@@ -305,6 +405,14 @@ class Client:
     async def wait_connected(self, timeout: float) -> None:
         if self.connected:
             return
+        # refused: the same credential would be refused again (a fresh one from
+        # `credentials` may do better when it was only expired)
+        if (
+            self.refusal is not None
+            and not self.reconnect
+            and (self.refused != EXPIRED or self.credentials is None)
+        ):
+            raise self._refused_error()
         if self._reconnector is None and not self._closing:
             try:
                 await self.connect()
@@ -324,6 +432,9 @@ class Client:
         self._closing = True
         if self._reconnector is not None:
             self._reconnector.cancel()
+        for old in list(self._retiring):
+            if old.transport is not None:
+                old.transport.close()
         protocol = self._protocol
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
@@ -381,7 +492,7 @@ class Client:
             await protocol.drain()
         seq = channel.seqs.allocate()
         sid = stream_id(channel.number, seq)
-        call = _Call(streaming)
+        call = _Call(streaming, self._protocol)
         self._pending[sid] = call
         try:
             self._send(sid, body, flags)
@@ -389,7 +500,20 @@ class Client:
             self._pending.pop(sid, None)
             channel.seqs.release(seq)
             raise
+        if call.protocol is not None:
+            call.protocol.calls += 1
         return sid, seq, call
+
+    def _done(self, sid: int, seq: int, channel: Channel, call: _Call) -> None:
+        self._pending.pop(sid, None)
+        channel.seqs.release(seq)
+        protocol = call.protocol
+        if protocol is None:
+            return
+        call.protocol = None
+        protocol.calls -= 1
+        if protocol.retiring and protocol.calls == 0 and protocol.transport is not None:
+            protocol.transport.close()  # rotated away from, and nothing left on it
 
     async def _exchange(
         self, channel: Channel, body: bytes, flags: int, what: str, timeout: float | None
@@ -401,14 +525,13 @@ class Client:
         try:
             return await asyncio.wait_for(call.done, max(0.0, deadline - loop.time()))
         except TimeoutError:
-            self._cancel(sid)
+            self._cancel(sid, call)
             raise RequestTimeout(what, timeout) from None
         except asyncio.CancelledError:
-            self._cancel(sid)
+            self._cancel(sid, call)
             raise
         finally:
-            self._pending.pop(sid, None)
-            channel.seqs.release(seq)
+            self._done(sid, seq, channel, call)
 
     async def _exchange_stream(
         self, channel: Channel, body: bytes, flags: int, what: str, timeout: float | None
@@ -432,14 +555,14 @@ class Client:
                     return
         finally:
             if not finished:
-                self._cancel(sid)
-            self._pending.pop(sid, None)
-            channel.seqs.release(seq)
+                self._cancel(sid, call)
+            self._done(sid, seq, channel, call)
 
-    def _cancel(self, sid: int) -> None:
-        if self.connected:
-            with contextlib.suppress(ConnectionLost):
-                self._send(sid, codec.encode_msgpack(Cancel()), 0)
+    def _cancel(self, sid: int, call: _Call) -> None:
+        protocol = call.protocol  # the connection the request went on
+        transport = protocol.transport if protocol is not None else None
+        if transport is not None and not transport.is_closing():
+            transport.write(framing.encode_frame(sid, codec.encode_msgpack(Cancel())))
 
     def _deliver(self, sid: int, flags: int, body: bytes) -> None:
         if seq_of(sid) == CONTROL_SEQ:
@@ -449,7 +572,9 @@ class Client:
         if call is not None:
             call.add(flags, body)
 
-    def _control(self, channel: int, flags: int, body: bytes) -> None:
+    def _control(
+        self, channel: int, flags: int, body: bytes, protocol: _Protocol | None = None
+    ) -> None:
         try:
             if flags & framing.FLAG_COMPRESSED:
                 body = framing.decompress(body)
@@ -461,7 +586,10 @@ class Client:
             if self.on_event is not None:
                 self.on_event(channel, message)
         elif type(message) is Reply and message.exitcode:
-            log.warning("channel %d: %s", channel, message.error)
+            if protocol is not None and refusal_kind(message):
+                protocol.refusal = message  # the connection ends: _lost says why
+            else:
+                log.warning("channel %d: %s", channel, message.error)
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -6,8 +6,14 @@
 
 Every TCP connection first passes a TLS gate that runs the handshake itself
 (``loop.start_tls``), so a refused client (unknown CA, expired, unknown or revoked user)
-is logged with its address and the reason, then dropped; only then is the personality's
-protocol attached to the TLS transport.
+is logged with its address and the reason; only then is the personality's protocol
+attached to the TLS transport. A trusted certificate without an account hears why before
+the connection closes (``jalien.net.refusal``: a refusal Reply on the binary channel, HTTP
+401 at the WebSocket upgrade).
+
+Every connection ends with its credential: at the notAfter of the certificate, token or
+proxy it was opened with, the server closes it (saying why), and a request on a channel
+whose own identity has expired is refused.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
+import msgspec
 from picows import (
     WSCloseCode,
     WSFrame,
@@ -28,6 +37,8 @@ from picows import (
     WSMsgType,
     WSTransport,
     WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
 )
 from picows.picows import WSAutoPingStrategy, WSProtocol
 
@@ -35,9 +46,23 @@ from jalien.auth.errors import AuthError
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
+from jalien.net.refusal import (
+    EXPIRED,
+    UNAUTHORIZED,
+    expired_text,
+    not_authorized,
+    refusal,
+    ws_reason,
+)
 from jalien.wire import codec, framing
 from jalien.wire.codec import DecodeError
-from jalien.wire.errors import EXIT_FAILED, EXIT_INVALID, EXIT_TOO_BIG, RequestError
+from jalien.wire.errors import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_PERMISSION,
+    EXIT_TOO_BIG,
+    RequestError,
+)
 from jalien.wire.jalien_json import (
     STREAM_START,
     OutputMode,
@@ -81,6 +106,29 @@ async def _aclose(pages: Any) -> None:
             await close()
 
 
+def _with_credential_end(identity: Identity, ssl_object: Any) -> Identity:
+    """*identity* with the end of the credential the peer presented: its authenticator's
+    word, else the peer certificate's notAfter (a jBox's owner gate maps every client to
+    one identity, whatever it presented)."""
+    if identity.expires > 0 or ssl_object is None:
+        return identity
+    peer = ssl_object.getpeercert()
+    not_after = peer.get("notAfter") if peer else None
+    if not not_after:
+        return identity
+    return msgspec.structs.replace(identity, expires=float(ssl.cert_time_to_seconds(not_after)))
+
+
+def _at_credential_end(
+    identity: Identity, callback: Callable[[], None]
+) -> asyncio.TimerHandle | None:
+    """A timer for the notAfter of the connection's credential (none when unknown)."""
+    if identity.expires <= 0:
+        return None
+    delay = max(0.0, identity.expires - time.time())
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
 def _internal_error(exc: BaseException) -> Reply:
     log.error("handler failed", exc_info=exc)
     return Reply(exitcode=EXIT_FAILED, error=f"internal error: {type(exc).__name__}")
@@ -98,11 +146,17 @@ class _Handover(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server, where = self._server, self._where
+        ssl_object = transport.get_extra_info("ssl_object")
         try:
-            identity = server.authenticator(transport.get_extra_info("ssl_object"))
+            identity = _with_credential_end(server.authenticator(ssl_object), ssl_object)
         except AuthError as exc:
             log.warning("refused %s (%s): %s", where, self._personality, exc)
-            transport.close()
+            self._refuse(transport, UNAUTHORIZED, not_authorized(str(exc)))
+            return
+        if 0 < identity.expires <= time.time():  # clock skew: TLS let it by
+            text = expired_text(identity.dn, identity.expires)
+            log.warning("refused %s (%s): %s", where, self._personality, text)
+            self._refuse(transport, EXPIRED, text)
             return
         try:
             if self._personality == BINARY:
@@ -117,20 +171,38 @@ class _Handover(asyncio.Protocol):
             return
         log.info("connected %s (%s) as %s", where, self._personality, identity.login)
 
+    def _refuse(self, transport: asyncio.BaseTransport, kind: str, text: str) -> None:
+        """Tell a refused client why, then close: a refusal Reply on stream 0 of the binary
+        channel (this protocol stays, reading nothing, until the TLS close is done), HTTP
+        401 at the WebSocket upgrade (alien.py: "not authorized", exit 129)."""
+        if self._personality == BINARY:
+            body = codec.encode_msgpack(refusal(kind, text))
+            transport.write(framing.encode_frame(stream_id(0, CONTROL_SEQ), body))  # type: ignore[attr-defined]
+            transport.close()
+            return
+        try:
+            protocol = self._server.websocket_refusal(text, self._where)
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+        except Exception:
+            log.exception("closing %s (%s): refusal failed", self._where, self._personality)
+            transport.abort()  # type: ignore[attr-defined]
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connection_count -= 1  # refused after the handshake
 
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - never admitted
-        pass
+    def data_received(self, data: bytes) -> None:
+        pass  # a refused binary client's last words, while the TLS close completes
 
 
 class _Session:
     """A client session as the binary connection sees it: handler state + its requests."""
 
-    __slots__ = ("state", "streams")
+    __slots__ = ("identity", "state", "streams")
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, identity: Identity) -> None:
         self.state = state
+        self.identity = identity  # whose session: its credential's end is checked per request
         self.streams: set[int] = set()
 
 
@@ -151,6 +223,7 @@ class BinaryConnection(asyncio.Protocol):
         self._drained = asyncio.Event()
         self._drained.set()
         self._idle: asyncio.TimerHandle | None = None
+        self._ends: asyncio.TimerHandle | None = None  # the credential's notAfter
         self._active = True
         self._threshold = server.limits.compress_threshold
 
@@ -161,12 +234,15 @@ class BinaryConnection(asyncio.Protocol):
         self.server.connections.add(self)
         self._open_session(0, self.identity)
         self._arm_idle()
+        self._ends = _at_credential_end(self.identity, self._credential_ended)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.server.connection_count -= 1
         if self._idle is not None:
             self._idle.cancel()
+        if self._ends is not None:
+            self._ends.cancel()
         for task in self._tasks.values():
             task.cancel()
         for channel in list(self._sessions):
@@ -238,6 +314,10 @@ class BinaryConnection(asyncio.Protocol):
     ) -> None:
         if sid in self._tasks:
             self.send(sid, Reply(exitcode=EXIT_INVALID, error="stream id already in use"))
+            return
+        expires = session.identity.expires
+        if expires and expires <= time.time():  # a channel's own (forwarded) credential
+            self.send(sid, refusal(EXPIRED, expired_text(session.identity.dn, expires)))
             return
         handler = self.server.handler
         forward = self.server.forward_raw
@@ -359,7 +439,7 @@ class BinaryConnection(asyncio.Protocol):
             self.send(events_sid, event)
 
         state = self.server.handler.open_session(identity, push, personality=BINARY)
-        self._sessions[channel] = _Session(state)
+        self._sessions[channel] = _Session(state, identity)
 
     def _close_session(self, channel: int) -> None:
         session = self._sessions.pop(channel, None)
@@ -420,6 +500,17 @@ class BinaryConnection(asyncio.Protocol):
         self._active = False
         self._arm_idle()
 
+    def _credential_ended(self) -> None:
+        """The connection's credential reached its notAfter: say so on stream 0, close."""
+        self._ends = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        text = expired_text(self.identity.dn, self.identity.expires)
+        log.info("closing %s (%s): %s", self.where, self.identity.login, text)
+        self.send(stream_id(0, CONTROL_SEQ), refusal(EXPIRED, text))
+        transport.close()
+
 
 class _JsonStream:
     """A streamed reply waiting for its turn in a WebSocket's reply queue."""
@@ -445,6 +536,7 @@ class JsonWebSocket(WSListener):
         self._queue: collections.deque[Any] = collections.deque()
         self._fragments: list[bytes] = []
         self._idle: asyncio.TimerHandle | None = None
+        self._ends: asyncio.TimerHandle | None = None  # the credential's notAfter
         self._active = True
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -454,12 +546,14 @@ class JsonWebSocket(WSListener):
             self.identity, self._push, personality=WEBSOCKET
         )
         self._arm_idle()
+        self._ends = _at_credential_end(self.identity, self._credential_ended)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.server.connections.discard(self)
-        self.server.connection_count -= 1
+        self.server.connections.discard(self)  # counted out by _CountedWSProtocol
         if self._idle is not None:
             self._idle.cancel()
+        if self._ends is not None:
+            self._ends.cancel()
         for item in self._queue:
             if isinstance(item, asyncio.Task):
                 item.cancel()
@@ -509,6 +603,10 @@ class JsonWebSocket(WSListener):
             request, mode = parse_request(bytes(payload))
         except DecodeError as exc:
             self._enqueue(self._error(EXIT_INVALID, str(exc)))
+            return
+        expires = self.identity.expires
+        if expires and expires <= time.time():  # before the close frame leaves
+            self._enqueue(self._error(EXIT_PERMISSION, expired_text(self.identity.dn, expires)))
             return
         try:
             result = self.server.handler.dispatch(self.session, request)
@@ -636,6 +734,32 @@ class JsonWebSocket(WSListener):
         self._active = False
         self._arm_idle()
 
+    def _credential_ended(self) -> None:
+        """The connection's credential reached its notAfter: a close frame saying so."""
+        self._ends = None
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        text = expired_text(self.identity.dn, self.identity.expires)
+        log.info("closing %s (websocket, %s): %s", self.where, self.identity.login, text)
+        transport.send_close(WSCloseCode.POLICY_VIOLATION, ws_reason(text))
+        transport.disconnect()
+
+
+class _CountedWSProtocol(WSProtocol):
+    """picows' protocol, counted out when its connection ends, whether the upgrade was
+    answered with a listener or not (a 401 or a 404 never reaches one)."""
+
+    def __init__(self, server: Server, *args: Any) -> None:
+        super().__init__(*args)
+        self._jalien_server = server
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            self._jalien_server.connection_count -= 1
+
 
 class Server:
     """Listens on every configured address for both personalities."""
@@ -685,8 +809,26 @@ class Server:
                 return None  # picows answers 404
             return JsonWebSocket(self, identity, where)
 
+        return self._ws_protocol(route)
+
+    def websocket_refusal(self, reason: str, where: str) -> WSProtocol:
+        """The upgrade of a refused client answered with HTTP 401 and the reason (alien.py
+        says "not authorized" and exits 129)."""
+
+        def route(request: WSUpgradeRequest) -> Any:
+            response = WSUpgradeResponse.create_error_response(
+                HTTPStatus.UNAUTHORIZED,
+                reason.encode() + b"\n",
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
+            return WSUpgradeResponseWithListener(response, None)
+
+        return self._ws_protocol(route)
+
+    def _ws_protocol(self, route: Callable[[WSUpgradeRequest], Any]) -> WSProtocol:
         limits = self.limits
-        return WSProtocol(
+        return _CountedWSProtocol(
+            self,
             None,
             None,
             False,
