@@ -9,7 +9,10 @@ The shell keeps a readline history in ``<jalien home>/history``, completes comma
 (from ``commandlist``) and remote paths (from ``ls -F``, when the server has ``ls``; no
 completion otherwise), shows ``jsh: [user@site] /cwd/ >``, and turns Ctrl-C during a command
 into a Cancel for the server (the shell stays). A lost connection is looked for again before
-the next command, so a restarted jBox is picked up.
+the next command, so a restarted jBox is picked up; so are credentials about to end (a
+token the jBox renewed meanwhile): a connection ends with its credential (the server closes
+it at the notAfter), so the shell takes fresh ones from discovery a minute before.
+A server that refuses the credential says why: that is printed, with exit code 13.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from cryptography import x509
+
 from jalien.auth.certs import load_certs
 from jalien.auth.errors import AuthError
 from jalien.auth.files import write_file
 from jalien.cli.credentials import read_password
 from jalien.config import ConfigError, Settings, load_settings
 from jalien.net import discovery
-from jalien.net.client import ConnectionLost, SyncClient
+from jalien.net.client import ConnectionLost, Refused, SyncClient
 from jalien.wire.errors import EXIT_INVALID, EXIT_NO_CONNECTION, RequestError
 from jalien.wire.jalien_json import OutputMode, records, render_reply
 from jalien.wire.messages import Reply
@@ -88,6 +93,7 @@ class Connection:
         self.credentials: discovery.Credentials | None = None
         self._fallbacks: Iterator[discovery.Credentials] | None = None
         self._context = None
+        self._not_after = 0.0  # when the loaded credential ends (0: unknown)
 
     def _ssl_context(self):
         if self._context is None:
@@ -105,7 +111,23 @@ class Connection:
             except AuthError as exc:
                 raise ShellError(str(exc), 1) from None
             self.credentials = creds
+            self._not_after = credential_end(creds)
         return self._context
+
+    def _ending(self) -> bool:
+        """Whether the loaded credential is within discovery's margin of its end (the server
+        closes the connection at its notAfter): then fresh ones are looked for."""
+        margin = discovery.MIN_LEFT.total_seconds()
+        return self._context is not None and 0 < self._not_after < time.time() + margin
+
+    def _renew(self) -> None:
+        """Forget the credential and the connection: the next call discovers both again
+        (the token file a jBox renewed, else the next credential in order)."""
+        self.close()
+        self.credentials = None
+        self._fallbacks = None
+        self._context = None
+        self._not_after = 0.0
 
     def open(self) -> None:
         context = self._ssl_context()
@@ -133,6 +155,8 @@ class Connection:
         raise ShellError("no connection: " + "; ".join(tried), EXIT_NO_CONNECTION)
 
     def call(self, command: str, args: Sequence[str], timeout: float | None = None) -> Reply:
+        if self._ending():
+            self._renew()
         fresh = self.client is None or not self.client.connected
         if fresh:
             self.close()
@@ -170,6 +194,15 @@ class Connection:
             with contextlib.suppress(Exception):
                 self.client.close()
             self.client = None
+
+
+def credential_end(creds: discovery.Credentials) -> float:
+    """The notAfter of a credential's (first) certificate; 0 when it cannot be read."""
+    try:
+        data = creds.cert.read_bytes() if creds.cert is not None else creds.cert_pem
+        return x509.load_pem_x509_certificates(data)[0].not_valid_after_utc.timestamp()
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def render(reply: Reply, json_out: bool, out: TextIO, err: TextIO) -> int:
@@ -233,6 +266,9 @@ def one_shot(argv: Sequence[str], out: TextIO | None = None, err: TextIO | None 
         args = client_side_args(words[0], words[1:])
         return render(connection.call(words[0], args), json_out, out, err)
     except ShellError as exc:
+        err.write(f"jalien-bin: {exc}\n")
+        return exc.exitcode
+    except Refused as exc:  # the server's reason, not the command's failure
         err.write(f"jalien-bin: {exc}\n")
         return exc.exitcode
     except RequestError as exc:
@@ -306,7 +342,7 @@ class Shell:
         except KeyboardInterrupt:
             self.err.write(" cancelled\n")  # after the terminal's own ^C
             self.exitcode = EXIT_INTERRUPTED
-        except ShellError as exc:
+        except (ShellError, Refused) as exc:
             self.err.write(f"jsh: {exc}\n")
             self.exitcode = exc.exitcode
         except RequestError as exc:  # ConnectionLost, timeouts
