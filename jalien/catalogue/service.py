@@ -29,6 +29,7 @@ from jalien.catalogue.permissions import (
     WRITE,
     Caller,
     PermissionDenied,
+    allowed,
     is_admin,
     require,
     valid_mode,
@@ -74,8 +75,10 @@ class Catalogue:
         return entry
 
     async def stat_many(self, caller: Caller, paths: list[str]) -> list[Entry | None]:
+        """Entries by path; one the caller may not read is as absent (None)."""
         found = await self.backend.get_many([p for p in paths if p != "/"])
-        return [ROOT if p == "/" else found.get(p) for p in paths]
+        entries = [ROOT if p == "/" else found.get(p) for p in paths]
+        return [e if e is not None and allowed(caller, e, READ) else None for e in entries]
 
     async def directory(self, caller: Caller, path: str, bit: int, action: str) -> Entry:
         entry = await self.stat(caller, path)
@@ -128,7 +131,9 @@ class Catalogue:
         return entry, replicas
 
     async def by_guid(self, caller: Caller, guid: str) -> list[Entry]:
-        return await self.backend.by_guid(guid.lower())
+        """The entries of a GUID that the caller may read."""
+        found = await self.backend.by_guid(guid.lower())
+        return [e for e in found if allowed(caller, e, READ)]
 
     async def list_ses(self) -> list[StorageElement]:
         return await self.backend.list_ses()

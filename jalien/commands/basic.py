@@ -42,8 +42,13 @@ class BasicCommands:
         identity = session.identity
         record: Record = {"message": identity.login, "user": identity.login}
         if "-v" in args:
-            record.update(dn=identity.dn, roles=",".join(identity.roles), home=identity.home)
-            record["message"] = f"{identity.login}\n{identity.dn}\nroles: {record['roles']}"
+            kind = identity.kind.value if identity.kind is not None else ""
+            record.update(
+                dn=identity.dn, roles=",".join(identity.roles), home=identity.home, kind=kind
+            )
+            record["message"] = (
+                f"{identity.login}\n{identity.dn}\nroles: {record['roles']}\nkind: {kind}"
+            )
         return [record]
 
     def pwd(self, session: Session, args: list[str]) -> list[Record]:

@@ -152,12 +152,17 @@ class Dispatcher:
         self, session: Session, request: Request, pages: AsyncIterator[Any]
     ) -> AsyncIterator[Reply]:
         """A streamed answer: each page gets the metadata; an error ends it with a Reply
-        carrying the exit code (pages already sent stay sent)."""
+        carrying the exit code (pages already sent stay sent); no page at all is one empty page."""
+        empty = True
         try:
             async for page in pages:
+                empty = False
                 yield self._finish(session, page)
         except Exception as exc:
             yield self._finish(session, self._error(request, exc))
+            return
+        if empty:  # an empty directory, a find with no match: still one answer
+            yield self._finish(session, [])
 
     async def _await(self, session: Session, request: Request, pending: Awaitable[Any]) -> Reply:
         try:

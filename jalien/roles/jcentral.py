@@ -7,12 +7,15 @@ import asyncio
 import logging
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 import msgspec
 import uvloop
 
 from jalien.auth.cadir import write_ca_dir
 from jalien.auth.errors import AuthError
+from jalien.auth.policy import ActionOf
 from jalien.auth.tls import server_context
 from jalien.auth.tokens import TokenAuthority
 from jalien.cache.store import CacheStore
@@ -34,6 +37,7 @@ from jalien.jobs.queue import TaskQueue
 from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
 from jalien.jobs.watchdog import Watchdog
+from jalien.net.audit import AuditLog
 from jalien.net.identity import AccountsAuthenticator
 from jalien.net.limits import Limits
 from jalien.net.server import Server
@@ -115,6 +119,35 @@ def build_server(
     cache: CacheStore | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
+    accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
+    table = build_commands(settings, catalogue, jobs, tokens, accounts, cache)
+    dispatcher = Dispatcher(table, site=settings.site, credential_check=jobs.token_alive)
+    context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
+    limits = Limits(
+        max_message_size=settings.max_message_size,
+        max_connections=settings.max_connections,
+        idle_timeout=settings.idle_timeout,
+        write_buffer_high=settings.write_buffer_high,
+    )
+    return Server(
+        dispatcher,
+        context,
+        accounts,
+        identify_dn=accounts.identify_dn,
+        limits=limits,
+        audit=AuditLog.from_settings(settings, "jcentral"),
+    )
+
+
+def build_commands(
+    settings: Settings,
+    catalogue: Catalogue,
+    jobs: JobService,
+    tokens: TokenAuthority,
+    accounts: AccountsAuthenticator,
+    cache: CacheStore | None = None,
+) -> CommandTable:
+    """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
     BasicCommands(table, motd=settings.motd).register()
     CatalogueCommands(table, catalogue).register()
@@ -124,21 +157,33 @@ def build_server(
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
     JobCommands(table, jobs, read_file=storage.read_small_file).register()
-    dispatcher = Dispatcher(table, site=settings.site, credential_check=jobs.token_alive)
-    context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
-    accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
     find_login = accounts.identify_login
     if cache is not None:
         CacheCommands(table, cache).register()
         find_login = logins(cache, settings, accounts.identify_login)
     TokenCommands(table, tokens, find_login, job_check=jobs.check_job_token).register()
-    limits = Limits(
-        max_message_size=settings.max_message_size,
-        max_connections=settings.max_connections,
-        idle_timeout=settings.idle_timeout,
-        write_buffer_high=settings.write_buffer_high,
-    )
-    return Server(dispatcher, context, accounts, identify_dn=accounts.identify_dn, limits=limits)
+    return table
+
+
+def command_actions() -> dict[str, ActionOf]:
+    """jcentral's commands and the action each declares, from a table built in a throw-away
+    home (docs/permissions.md and the permission tests are made from it)."""
+    with tempfile.TemporaryDirectory(prefix="jalien-commands-") as home:
+        settings = Settings(home=home)
+        tokens, _ = TokenAuthority.load_or_create(Path(home) / "ca")
+        cache = build_cache(settings)
+        try:
+            table = build_commands(
+                settings,
+                build_catalogue(settings, cache),
+                build_jobs(settings, tokens),
+                tokens,
+                AccountsAuthenticator(settings.accounts_path, tokens=tokens),
+                cache,
+            )
+        finally:
+            cache.close()
+    return {command.name: command.action for command in table}
 
 
 async def serve(settings: Settings) -> None:
@@ -167,6 +212,7 @@ async def serve(settings: Settings) -> None:
             se = await embedded_se(settings, catalogue)
         await _run(settings, server)
     finally:
+        server.audit.close()  # what is pending is written
         watchdog.cancel()
         live.cancel()
         if se is not None:
