@@ -181,3 +181,14 @@ async def test_concurrent_writers(cat_server, connect):
     )
     assert all(r.exitcode == 0 for r in replies)
     assert len((await run(clients[0], "ls", "conc")).entries) == 200
+
+
+async def test_empty_answers_still_answer_on_the_binary_channel(cat_server, connect):
+    """ls of an empty directory and find with no match produce no page: the client must
+    still get one (empty) answer, not wait for its timeout."""
+    c = await connect(cat_server)
+    assert (await run(c, "mkdir", "-p", "empty")).exitcode == 0
+    ls = await c.call("ls", "empty", timeout=5)
+    assert (ls.exitcode, ls.entries) == (0, [])
+    found = await c.call("find", "empty", "*.root", timeout=5)
+    assert found.exitcode == 0 and not found.results
