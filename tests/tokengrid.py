@@ -20,10 +20,16 @@ from jalien.net.identity import AccountsAuthenticator
 from jalien.net.server import Server
 
 
-async def any_job(identity, job_id: str, user: str) -> None:
-    """The job-token check of this grid, which has no task queue: every job counts as
+class AnyJob:
+    """The job-token rule of this grid, which has no task queue: every job counts as
     matched to the JobAgent asking (these tests are about tokens through levels; the real
-    check is tested against a real jcentral in tests/integration/test_trust.py)."""
+    rule is tested against a real jcentral in tests/integration/test_trust.py)."""
+
+    async def check_job_token(self, identity, job_id: str, user: str) -> None:
+        pass
+
+    def job_token_issued(self, job_id: str, serial: int) -> None:
+        pass
 
 
 class TokenCentral:
@@ -64,7 +70,7 @@ async def token_central(
     if extra is not None:
         extra.register(table)
     accounts = AccountsAuthenticator(grid_pki.accounts, tokens=authority)
-    TokenCommands(table, authority, accounts.identify_login, job_check=any_job).register()
+    TokenCommands(table, authority, accounts.identify_login, job_tokens=AnyJob()).register()
     server = Server(
         Dispatcher(table, site="TEST"),
         server_context(grid_pki.host_cert, grid_pki.host_key, ca_dir),

@@ -9,7 +9,8 @@ addition for short-lived tokens (jBox, tests); JAliEn only knows ``-v`` in whole
 Which kinds of token an identity may ask for is the policy's (``jalien.auth.policy``: the
 command's action is ``token-<kind>``). What stays here is per request: a user token for oneself
 (an admin for anyone); a job token only for a job that is active, owned by the user named and
-matched to the JobAgent asking (``JobTokenCheck``, the jobs service's rule).
+matched to the JobAgent asking (``JobTokens``, the jobs service's rule), which is then told
+the new token's serial (only the tokens issued for a job's current run work).
 """
 
 from __future__ import annotations
@@ -108,11 +109,17 @@ class _TokenAction:
 TOKEN_ACTION = _TokenAction()
 
 
-class JobTokenCheck(Protocol):
-    """Whether *identity* may have a job token of *user* for *job_id* (the jobs service):
-    raises RequestError with the reason when not."""
+class JobTokens(Protocol):
+    """The jobs service's rule for ``token -t job``."""
 
-    def __call__(self, identity: Identity, job_id: str, user: str) -> Awaitable[None]: ...
+    def check_job_token(self, identity: Identity, job_id: str, user: str) -> Awaitable[None]:
+        """Whether *identity* may have a job token of *user* for *job_id*: raises
+        RequestError with the reason when not."""
+        ...
+
+    def job_token_issued(self, job_id: str, serial: int) -> None:
+        """A token for the job's current run was issued."""
+        ...
 
 
 def _number(options: dict[str, str], name: str) -> float | None:
@@ -136,12 +143,12 @@ class TokenCommands:
         table: CommandTable,
         authority: TokenAuthority,
         find_login: Callable[[str], Identity],
-        job_check: JobTokenCheck | None = None,
+        job_tokens: JobTokens | None = None,
     ) -> None:
         self.table = table
         self.authority = authority
         self.find_login = find_login
-        self.job_check = job_check
+        self.job_tokens = job_tokens
 
     def register(self) -> None:
         self.table.add(
@@ -157,9 +164,11 @@ class TokenCommands:
             return [{"message": USAGE}]
         subject, requested, admin = self._request(session.identity, options)
         if subject.kind is TokenKind.JOB and not admin:
-            if self.job_check is None:
+            if self.job_tokens is None:
                 raise RequestError("job tokens are issued with matched jobs only", EXIT_PERMISSION)
-            await self.job_check(session.identity, subject.extension, subject.login)
+            await self.job_tokens.check_job_token(
+                session.identity, subject.extension, subject.login
+            )
         limit = (
             dt.datetime.fromtimestamp(session.identity.expires, dt.UTC)
             if session.identity.expires
@@ -227,6 +236,8 @@ class TokenCommands:
     ) -> list[Record]:
         # a 2048-bit key takes tens of milliseconds: never on the event loop thread
         cert, key = await asyncio.to_thread(self.authority.issue, subject, not_after)
+        if subject.kind is TokenKind.JOB and self.job_tokens is not None:
+            self.job_tokens.job_token_issued(subject.extension, cert.serial_number)
         cert_pem = certs_pem(cert).decode()
         key_pem = token_key_pem(key).decode()
         dn = dn_of(cert)

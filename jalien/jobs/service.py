@@ -13,6 +13,7 @@ queue only for a job it does not know.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os.path
@@ -66,6 +67,9 @@ class JobService:
         self._lock = asyncio.Lock()
         self.live: dict[int, str] = {}  # job id -> user, for the jobs whose tokens work
         self.matched_by: dict[int, int] = {}  # job id -> serial of the JobAgent token
+        # job id -> serials of the tokens issued for the job's current run (a job requeued
+        # and matched again leaves its old tokens behind)
+        self.job_tokens: dict[int, set[int]] = {}
         self._dead: OrderedDict[int, float] = OrderedDict()  # job id -> when found dead
 
     async def start(self) -> None:
@@ -85,7 +89,12 @@ class JobService:
             return f"Permission denied: a job token for {identity.job_id!r} names no job"
         user = self.live.get(job_id)
         if user is not None:
-            return "" if user == identity.login else _not_theirs(job_id, identity.login)
+            if user != identity.login:
+                return _not_theirs(job_id, identity.login)
+            serials = self.job_tokens.get(job_id)
+            if serials is not None and identity.serial not in serials:
+                return f"Permission denied: this token is of an earlier run of job {job_id}"
+            return ""
         if job_id in self._dead:
             return _revoked(job_id)
         return self._alive_in_store(job_id, identity.login)
@@ -139,6 +148,10 @@ class JobService:
                 EXIT_PERMISSION,
             )
 
+    def job_token_issued(self, job_id: str, serial: int) -> None:
+        with contextlib.suppress(ValueError):
+            self.job_tokens.setdefault(int(job_id), set()).add(serial)
+
     def _track(self, row: JobRow) -> None:
         """Keep the live map with a transition's new row."""
         if row.job_state in TOKEN_LIVE:
@@ -147,6 +160,7 @@ class JobService:
         else:
             self.live.pop(row.id, None)
             self.matched_by.pop(row.id, None)
+            self.job_tokens.pop(row.id, None)
 
     # -- submission
     def output_dir(self, user: str, job_id: int, jdl: Jdl) -> str:
@@ -373,6 +387,7 @@ class JobService:
             cert, key = self.tokens.issue(subject, expiry)
         else:  # an RSA key (~40 ms) or an RSA token CA (~0.5 ms): off the event loop
             cert, key = await asyncio.to_thread(self.tokens.issue, subject, expiry)
+        self.job_tokens[row.id] = {cert.serial_number}  # a new run: earlier tokens are done
         return {
             "tokencert": cert.public_bytes(Encoding.PEM).decode(),
             "tokenkey": token_key_pem(key).decode(),

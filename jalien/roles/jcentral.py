@@ -161,7 +161,7 @@ def build_commands(
     if cache is not None:
         CacheCommands(table, cache).register()
         find_login = logins(cache, settings, accounts.identify_login)
-    TokenCommands(table, tokens, find_login, job_check=jobs.check_job_token).register()
+    TokenCommands(table, tokens, find_login, job_tokens=jobs).register()
     return table
 
 

@@ -163,3 +163,21 @@ class _Kind:
     def __init__(self, kind: policy.IdentityKind) -> None:
         self.kind = kind
         self.roles: tuple[str, ...] = ()
+
+
+async def test_a_job_token_of_an_earlier_run_is_refused(grid: TrustGrid):
+    """A job that failed, was resubmitted and matched again: only the new run's token works."""
+    old = await grid.client(K.JOB)
+    job = str(grid.job_id)
+    for state in ("STARTED", "RUNNING", "ERROR_E"):
+        await call_ok(old, "setJobStatus", job, state)
+    await call_ok(await grid.client(K.USER), "resubmit", job)
+    agent = await grid.client(K.JOBAGENT)
+    for _ in range(20):  # other tests' jobs may be waiting too
+        again = await call_ok(agent, "getMatchJob", "ttl=3600", "ce=ALICE::TEST::CE")
+        if again.get("queueId") == job:
+            break
+    assert again.get("queueId") == job, again
+    await refused(old, "whoami", why="earlier run")
+    new = await grid.connect(token_pem(again))
+    assert (await call_ok(new, "whoami"))["user"] == "bob"
