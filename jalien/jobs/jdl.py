@@ -14,89 +14,59 @@ and column. ``$1``..``$n`` in strings are the submit arguments.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
+from jalien.jobs.classad import (
+    MAX_EXPRESSION,
+    MAX_NESTING,
+    MAX_NUMBER,
+    JdlError,
+    Tok,
+    number,
+    position,
+    tokens,
+    unquote,
+)
+from jalien.jobs.requirements import compile_requirements, compile_tokens
+
 Value = str | int | float | bool | list[Any]
 
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>[ \t\r]+)
-  | (?P<nl>\n)
-  | (?P<comment>\#[^\n]*|//[^\n]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*")
-  | (?P<number>[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
-  | (?P<op>==|!=|<=|>=|&&|\|\||[=;{},()<>!+\-*/])
-    """,
-    re.VERBOSE,
-)
+MAX_JDL_SIZE = 1 << 20
+"""Longest JDL text read, in characters (the catalogue gives at most 1 MiB of a file)."""
 
 
-class JdlError(ValueError):
-    """A JDL that cannot be read; the message starts with 'line L, column C:'."""
-
-    def __init__(self, message: str, line: int, column: int) -> None:
-        super().__init__(f"line {line}, column {column}: {message}")
-        self.line = line
-        self.column = column
-
-
-class _Tok(msgspec.Struct, frozen=True):
-    kind: str
-    text: str
-    line: int
-    col: int
-
-
-def _tokens(text: str) -> list[_Tok]:
-    out: list[_Tok] = []
-    pos, line, line_start = 0, 1, 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            ch = text[pos]
-            if ch == '"':
-                raise JdlError("unterminated string", line, pos - line_start + 1)
-            raise JdlError(f"unexpected character {ch!r}", line, pos - line_start + 1)
-        kind = m.lastgroup or ""
-        if kind == "nl":
-            line += 1
-            line_start = m.end()
-        elif kind not in ("ws", "comment"):
-            out.append(_Tok(kind, m.group(), line, pos - line_start + 1))
-        pos = m.end()
-    out.append(_Tok("eof", "", line, pos - line_start + 1))
-    return out
-
-
-def _unquote(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text[1:-1])
+class _Attr(msgspec.Struct, frozen=True):
+    name: Tok  # as written, for the line and column of errors about its value
+    value: Value
 
 
 class _Parser:
     """attribute := name '=' value ';' ; value := literal | list | expression."""
 
     def __init__(self, text: str) -> None:
-        self.toks = _tokens(text)
+        self.toks = tokens(text)
         self.i = 0
+        self.depth = 0
 
-    def peek(self) -> _Tok:
+    def peek(self) -> Tok:
         return self.toks[self.i]
 
-    def take(self, kind: str | None = None, text: str | None = None) -> _Tok:
+    def take(self, kind: str | None = None, text: str | None = None) -> Tok:
         tok = self.toks[self.i]
         if (kind and tok.kind != kind) or (text and tok.text != text):
             want = repr(text) if text else kind
-            got = "end of input" if tok.kind == "eof" else repr(tok.text)
-            raise JdlError(f"expected {want}, found {got}", tok.line, tok.col)
+            raise JdlError(f"expected {want}, found {_shown(tok)}", tok.line, tok.col)
         self.i += 1
         return tok
 
-    def document(self) -> dict[str, tuple[str, Value]]:
-        attrs: dict[str, tuple[str, Value]] = {}
+    def document(self) -> dict[str, _Attr]:
+        attrs: dict[str, _Attr] = {}
         while self.peek().kind != "eof":
             if self.peek().text == "[":  # tolerate a ClassAd wrapper
                 self.i += 1
@@ -109,7 +79,7 @@ class _Parser:
             key = name.text.lower()
             if key in attrs:
                 raise JdlError(f"attribute {name.text} given twice", name.line, name.col)
-            attrs[key] = (name.text, value)
+            attrs[key] = _Attr(name, value)
         return attrs
 
     def value(self, in_list: bool = False) -> Value:
@@ -117,39 +87,44 @@ class _Parser:
         if tok.text == "{":
             return self.list_()
         start = self.i
-        depth = 0
+        opened: list[Tok] = []  # the '(' not closed yet
         previous = ""
         while True:
             tok = self.peek()
-            if tok.kind == "eof" or (depth == 0 and tok.text in (";", ",", "}")):
+            if tok.kind == "eof" or (not opened and tok.text in (";", ",", "}")):
                 break
             operand = tok.kind in ("string", "number", "name")
             if operand and previous in ("string", "number", "name"):
-                want = "',' or '}'" if in_list and depth == 0 else "an operator or ';'"
+                want = "',' or '}'" if in_list and not opened else "an operator or ';'"
                 raise JdlError(f"expected {want}, found {tok.text!r}", tok.line, tok.col)
             previous = tok.kind if operand else tok.text
             if tok.text == "(":
-                depth += 1
+                opened.append(tok)
+                if len(opened) > MAX_NESTING:
+                    raise JdlError(_too_deep("parentheses"), tok.line, tok.col)
             elif tok.text == ")":
-                depth -= 1
-                if depth < 0:
+                if not opened:
                     raise JdlError("unbalanced ')'", tok.line, tok.col)
+                opened.pop()
             elif tok.text == "{":
                 raise JdlError("a list cannot be part of an expression", tok.line, tok.col)
             self.i += 1
         parts = self.toks[start : self.i]
         if not parts:
             raise JdlError("missing value", tok.line, tok.col)
-        if depth:
-            raise JdlError("unbalanced '('", parts[0].line, parts[0].col)
+        if opened:
+            raise JdlError("unbalanced '(' (not closed)", opened[-1].line, opened[-1].col)
         if len(parts) == 1:
             return _literal(parts[0])
         if len(parts) == 2 and parts[0].text == "-" and parts[1].kind == "number":
-            return -_literal(parts[1])  # type: ignore[operator]
+            return -number(parts[1])
         return _expression(parts)
 
     def list_(self) -> list[Any]:
-        self.take("op", "{")
+        opening = self.take("op", "{")
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise JdlError(_too_deep("lists"), opening.line, opening.col)
         items: list[Any] = []
         while self.peek().text != "}":
             items.append(self.value(in_list=True))
@@ -157,17 +132,25 @@ class _Parser:
                 self.i += 1
             elif self.peek().text != "}":
                 tok = self.peek()
-                got = "end of input" if tok.kind == "eof" else repr(tok.text)
-                raise JdlError(f"expected ',' or '}}', found {got}", tok.line, tok.col)
+                raise JdlError(f"expected ',' or '}}', found {_shown(tok)}", tok.line, tok.col)
         self.take("op", "}")
+        self.depth -= 1
         return items
 
 
-def _literal(tok: _Tok) -> Value:
+def _too_deep(what: str) -> str:
+    return f"{what} nested deeper than {MAX_NESTING} levels"
+
+
+def _shown(tok: Tok) -> str:
+    return "end of input" if tok.kind == "eof" else repr(tok.text[:40])
+
+
+def _literal(tok: Tok) -> Value:
     if tok.kind == "string":
-        return _unquote(tok.text)
+        return unquote(tok.text)
     if tok.kind == "number":
-        return float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
+        return number(tok)
     if tok.kind == "name" and tok.text.lower() in ("true", "false"):
         return tok.text.lower() == "true"
     if tok.kind == "name":
@@ -176,19 +159,32 @@ def _literal(tok: _Tok) -> Value:
 
 
 class Expression(str):
-    """An unevaluated expression (Requirements, Rank), kept as normalised text."""
+    """An unevaluated expression (Requirements, Rank), kept as normalised text; *origin*
+    are its tokens as written (for the JDL's line and column in errors)."""
+
+    origin: tuple[Tok, ...] = ()
 
 
-def _expression(parts: list[_Tok]) -> Expression:
+# two operators written apart that would read as one token (or a comment) if joined
+_FUSE = frozenset(("//", "==", "!=", "<=", ">=", "&&", "||"))
+
+
+def _expression(parts: list[Tok]) -> Expression:
     out = []
+    previous = ""
     for tok in parts:
         if tok.kind == "op" and tok.text in ("&&", "||", "==", "!=", "<=", ">=", "<", ">"):
             out.append(f" {tok.text} ")
         elif tok.kind == "op" and tok.text == ",":
             out.append(", ")
+        elif tok.kind == "op" and previous[-1:] + tok.text[:1] in _FUSE:
+            out.append(" " + tok.text)
         else:
             out.append(tok.text)
-    return Expression("".join(out).strip())
+        previous = out[-1]
+    expression = Expression("".join(out).strip())
+    expression.origin = tuple(parts)
+    return expression
 
 
 class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,14 +229,20 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 def parse_size(value: Value, where: str = "MemorySize") -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: not a size")
+    """'8GB', '512 MB', 1000 -> bytes (ValueError, naming *where*, if it is not a size)."""
+    about = f"{where}: " if where else ""
+    if isinstance(value, bool | list):
+        raise ValueError(f"{about}not a size")
     if isinstance(value, int | float):
-        return int(value)
-    m = _SIZE.match(str(value))
-    if m is None:
-        raise ValueError(f"{where}: {value!r} is not a size like 8GB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        size = value
+    else:
+        m = _SIZE.match(str(value))
+        if m is None:
+            raise ValueError(f"{about}{_cut(str(value))!r} is not a size like 8GB")
+        size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(size) or not 0 <= size <= MAX_NUMBER:
+        raise ValueError(f"{about}{_cut(str(value))!r} is not a size from 0 to 8 EiB")
+    return int(size)
 
 
 def parse_output(spec: str) -> OutputSpec:
@@ -255,10 +257,9 @@ def parse_output(spec: str) -> OutputSpec:
             no_archive = True
         elif "=" in part:
             tag, _, count = part.partition("=")
-            try:
-                qos[tag.strip().lower()] = int(count)
-            except ValueError:
-                raise ValueError(f"bad storage spec {part!r} in {spec!r}") from None
+            if not count.strip().isdigit() or len(count.strip()) > 6:
+                raise ValueError(f"bad storage spec {_cut(part)!r} in {_cut(spec)!r}")
+            qos[tag.strip().lower()] = int(count)
         else:
             ses.append(part)
     return OutputSpec(
@@ -270,12 +271,16 @@ def parse_output(spec: str) -> OutputSpec:
     )
 
 
-def _strings(value: Value, name: str) -> list[str]:
+def _cut(text: str, size: int = 60) -> str:
+    return text if len(text) <= size else text[:size] + "..."
+
+
+def _strings(value: Value) -> list[str]:
     items = value if isinstance(value, list) else [value]
     out = []
     for item in items:
         if isinstance(item, list):
-            raise ValueError(f"{name}: nested lists are not allowed")
+            raise ValueError("nested lists are not allowed")
         out.append(str(item))
     return out
 
@@ -284,72 +289,172 @@ def _substitute(value: Any, args: list[str]) -> Any:
     if isinstance(value, Expression):
         return value
     if isinstance(value, str):
-        return re.sub(r"\$(\d+)", lambda m: _arg(args, int(m.group(1))), value)
+        return re.sub(r"\$(\d+)", lambda m: _arg(args, m.group(1)), value)
     if isinstance(value, list):
         return [_substitute(v, args) for v in value]
     return value
 
 
-def _arg(args: list[str], n: int) -> str:
+def _arg(args: list[str], digits: str) -> str:
+    n = int(digits) if len(digits) < 10 else 0
     if n < 1 or n > len(args):
-        raise ValueError(f"${n} is used but only {len(args)} argument(s) were given")
-    return args[n - 1]
+        raise ValueError(f"${_cut(digits, 12)} is used but {len(args)} argument(s) were given")
+    arg = args[n - 1]
+    if "\n" in arg or "\0" in arg:
+        raise ValueError(f"argument ${n} holds a line break or a NUL character")
+    return arg
 
 
-def parse_jdl(text: str, args: list[str] | None = None) -> Jdl:
-    """Parse and check a JDL; JdlError (line, column) for syntax, ValueError for meaning."""
-    if "\0" in text:
-        raise JdlError("NUL character in JDL", 1, text.index("\0") + 1)
-    raw = _Parser(text).document()
-    values = {k: _substitute(v, args or []) for k, (_, v) in raw.items()}
+@contextlib.contextmanager
+def _about(name: Tok | None) -> Iterator[None]:
+    """Errors about an attribute's value become JdlErrors at the attribute's name."""
+    try:
+        yield
+    except JdlError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        line, col = (name.line, name.col) if name is not None else (1, 1)
+        label = f"{name.text}: " if name is not None else ""
+        raise JdlError(f"{label}{exc}", line, col) from None
 
-    def one(name: str, default: Any = None) -> Any:
-        value = values.get(name.lower(), default)
+
+def _text(text: str | bytes) -> str:
+    """The JDL as text: UTF-8, no NUL, at most MAX_JDL_SIZE characters."""
+    if len(text) > MAX_JDL_SIZE:
+        raise JdlError(f"JDL longer than {MAX_JDL_SIZE} characters ({len(text)})", 1, 1)
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            good = bytes(text[: exc.start]).decode("utf-8")
+            raise JdlError("not UTF-8 text", *position(good, len(good))) from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise JdlError("not UTF-8 text", *position(text, exc.start)) from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise JdlError("NUL character in JDL", *position(text, nul))
+    return text
+
+
+def parse_jdl(text: str | bytes, args: list[str] | None = None) -> Jdl:
+    """Parse and check a JDL. Anything wrong raises JdlError with the line and column:
+    syntax, nesting deeper than MAX_NESTING, a value of the wrong kind or out of range,
+    Requirements that do not compile. *args* replace $1..$n in strings (submit); without
+    them (None) the text is taken as written: a stored JDL, already substituted."""
+    text = _text(text)
+    attrs = _Parser(text).document()
+    values: dict[str, Any] = {}
+    for key, attr in attrs.items():
+        with _about(attr.name):
+            values[key] = attr.value if args is None else _substitute(attr.value, args)
+
+    def name(key: str) -> Tok | None:
+        attr = attrs.get(key)
+        return attr.name if attr is not None else None
+
+    def one(key: str, default: Any = None) -> Any:
+        value = values.get(key, default)
         if isinstance(value, list):
             if len(value) != 1:
-                raise ValueError(f"{name}: expected one value, got a list")
+                raise ValueError("expected one value, got a list")
             value = value[0]
         return value
 
-    executable = one("executable")
+    def integer(key: str, default: int, low: int) -> int:
+        value = one(key, default)
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number")
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            raise ValueError(f"{_cut(value)!r} is not a number")
+        if isinstance(value, str) and len(value.strip()) > 19:
+            raise ValueError(f"{_cut(value)!r} is too large")
+        number = int(value)
+        if not low <= number <= MAX_NUMBER:
+            raise ValueError(f"must be from {low} to {MAX_NUMBER}, not {number}")
+        return number
+
+    def strings(key: str) -> list[str]:
+        with _about(name(key)):
+            return _strings(values.get(key, []))
+
+    with _about(name("executable")):
+        executable = one("executable")
     if not executable or not isinstance(executable, str):
-        raise ValueError("Executable: missing (every JDL names the program to run)")
-    try:
-        ttl = int(one("ttl", 3600))
+        where = name("executable")
+        line, col = (where.line, where.col) if where else position(text, len(text))
+        raise JdlError("Executable: missing (every JDL names the program to run)", line, col)
+    with _about(name("ttl")):
+        ttl = integer("ttl", 3600, 1)
+    with _about(name("cpucores")):
+        cores = integer("cpucores", 1, 1)
+    with _about(name("price")):
         price = float(one("price", 1.0))
-        cores = int(one("cpucores", 1))
-    except (TypeError, ValueError):
-        raise ValueError("TTL, Price and CPUCores must be numbers") from None
-    if ttl <= 0:
-        raise ValueError("TTL must be positive")
-    split_args = {k: str(one(k)) for k in values if k.startswith("split") and k != "split"}
+        if not math.isfinite(price):
+            raise ValueError(f"{price} is not a number")
+    with _about(name("memorysize")):
+        memory = parse_size(one("memorysize", 0), "")
+    split_args: dict[str, str] = {}
+    for key in values:
+        if key.startswith("split") and key != "split":
+            with _about(name(key)):
+                if key == "splitmaxinputfilenumber":
+                    split_args[key] = str(integer(key, 0, 0))
+                else:
+                    split_args[key] = str(one(key))
+    outputs: dict[str, list[OutputSpec]] = {}
+    for key in ("outputfile", "outputarchive"):
+        with _about(name(key)):
+            outputs[key] = [parse_output(s) for s in _strings(values.get(key, []))]
+    texts: dict[str, str] = {}
+    for key in ("outputdir", "requirements", "split", "validationcommand", "user", "email"):
+        with _about(name(key)):
+            texts[key] = str(one(key, ""))
+    with _about(name("requirements")):
+        _check_requirements(one("requirements", ""), name("requirements"))
     return Jdl(
-        executable=executable,
-        arguments=" ".join(_strings(values.get("arguments", []), "Arguments")),
-        input_file=_strings(values.get("inputfile", []), "InputFile"),
-        input_data=_strings(values.get("inputdata", []), "InputData"),
-        input_data_collection=_strings(
-            values.get("inputdatacollection", []), "InputDataCollection"
-        ),
-        output_file=[parse_output(s) for s in _strings(values.get("outputfile", []), "OutputFile")],
-        output_archive=[
-            parse_output(s) for s in _strings(values.get("outputarchive", []), "OutputArchive")
-        ],
-        output_dir=str(one("outputdir", "")),
-        requirements=str(one("requirements", "")),
+        executable=str(executable),
+        arguments=" ".join(strings("arguments")),
+        input_file=strings("inputfile"),
+        input_data=strings("inputdata"),
+        input_data_collection=strings("inputdatacollection"),
+        output_file=outputs["outputfile"],
+        output_archive=outputs["outputarchive"],
+        output_dir=texts["outputdir"],
+        requirements=texts["requirements"],
         ttl=ttl,
         price=price,
-        packages=_strings(values.get("packages", []), "Packages"),
-        split=str(one("split", "")),
+        packages=strings("packages"),
+        split=texts["split"],
         split_arguments=split_args,
-        jdl_variables=_strings(values.get("jdlvariables", []), "JDLVariables"),
-        memory_size=parse_size(one("memorysize", 0)),
+        jdl_variables=strings("jdlvariables"),
+        memory_size=memory,
         cpu_cores=cores,
-        validation_command=str(one("validationcommand", "")),
-        user=str(one("user", "")),
-        email=str(one("email", "")),
-        attributes={k: v for k, v in values.items()},
+        validation_command=texts["validationcommand"],
+        user=texts["user"],
+        email=texts["email"],
+        attributes=values,
     )
+
+
+def _check_requirements(value: Any, name: Tok | None) -> None:
+    """Requirements compile (cached by text, as the broker compiles them); if not, the
+    error says where in the JDL."""
+    if not isinstance(value, str) or not value.strip():
+        return
+    line, col = (name.line, name.col) if name is not None else (1, 1)
+    if len(value) > MAX_EXPRESSION:
+        raise JdlError(f"Requirements longer than {MAX_EXPRESSION} characters", line, col)
+    try:
+        compile_requirements(str(value))
+    except JdlError as exc:
+        if isinstance(value, Expression) and value.origin:
+            last = value.origin[-1]
+            end = Tok("eof", "", last.line, last.col + len(last.text))
+            compile_tokens([*value.origin, end])  # raises at the JDL's line and column
+        where = f"column {exc.column} of the Requirements text"
+        raise JdlError(f"{exc.reason} ({where})", line, col) from None
 
 
 def render_jdl(jdl: Jdl) -> str:

@@ -3,7 +3,10 @@
     member(other.GridPartitions, "PDC08_2") && other.TTL > 3600 && other.CE == "ALICE::X::Y"
 
 ``other.X`` is an attribute of the agent (case-insensitive); a missing attribute makes a
-comparison false, as ClassAds' UNDEFINED does. Compiled once per distinct text.
+comparison false, as ClassAds' UNDEFINED does. Compiled once per distinct text. Whatever
+the text, compiling gives an evaluator or raises JdlError (line and column); parentheses
+nest at most MAX_NESTING deep and ``&&``/``||`` chains are flat, so an evaluator never
+recurses deeper than that, and it never raises, whatever the agent's attributes.
 """
 
 from __future__ import annotations
@@ -12,63 +15,80 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jalien.jobs.jdl import JdlError, _Tok, _tokens
+from jalien.jobs.classad import MAX_EXPRESSION, MAX_NESTING, JdlError, Tok, number, tokens, unquote
 
 Undefined = object()
 Evaluator = Callable[[Mapping[str, Any]], Any]
 
+_COMPARISONS = ("==", "!=", "<", ">", "<=", ">=")
+
 
 class _Compiler:
-    def __init__(self, text: str) -> None:
-        self.toks = _tokens(text)
+    def __init__(self, toks: list[Tok]) -> None:
+        self.toks = toks
         self.i = 0
+        self.depth = 0
 
-    def peek(self) -> _Tok:
+    def peek(self) -> Tok:
         return self.toks[self.i]
 
-    def take(self, text: str | None = None) -> _Tok:
+    def take(self, text: str | None = None) -> Tok:
         tok = self.toks[self.i]
         if text is not None and tok.text != text:
-            raise JdlError(
-                f"expected {text!r} in Requirements, found {tok.text!r}", tok.line, tok.col
-            )
-        self.i += 1
+            raise JdlError(f"expected {text!r} in Requirements, found {_shown(tok)}", *_at(tok))
+        if tok.kind != "eof":
+            self.i += 1
         return tok
 
     def compile(self) -> Evaluator:
         fn = self.or_()
+        if self.peek().text == ";":
+            self.take()
         tok = self.peek()
-        if tok.kind != "eof" and tok.text != ";":
-            raise JdlError(f"unexpected {tok.text!r} in Requirements", tok.line, tok.col)
+        if tok.kind != "eof":
+            raise JdlError(f"unexpected {_shown(tok)} in Requirements", *_at(tok))
         return fn
 
     def or_(self) -> Evaluator:
-        left = self.and_()
+        terms = [self.and_()]
         while self.peek().text == "||":
             self.take()
-            right = self.and_()
-            left = (lambda a, b: lambda env: _truth(a(env)) or _truth(b(env)))(left, right)
-        return left
+            terms.append(self.and_())
+        if len(terms) == 1:
+            return terms[0]
+        if len(terms) == 2:
+            a, b = terms
+            return lambda env: _truth(a(env)) or _truth(b(env))
+        return lambda env: any(_truth(f(env)) for f in terms)
 
     def and_(self) -> Evaluator:
-        left = self.not_()
+        terms = [self.not_()]
         while self.peek().text == "&&":
             self.take()
-            right = self.not_()
-            left = (lambda a, b: lambda env: _truth(a(env)) and _truth(b(env)))(left, right)
-        return left
+            terms.append(self.not_())
+        if len(terms) == 1:
+            return terms[0]
+        if len(terms) == 2:
+            a, b = terms
+            return lambda env: _truth(a(env)) and _truth(b(env))
+        return lambda env: all(_truth(f(env)) for f in terms)
 
     def not_(self) -> Evaluator:
-        if self.peek().text == "!":
+        count = 0
+        while self.peek().text == "!":
             self.take()
-            inner = self.not_()
+            count += 1
+        inner = self.compare()
+        if not count:
+            return inner
+        if count % 2:
             return lambda env: not _truth(inner(env))
-        return self.compare()
+        return lambda env: _truth(inner(env))
 
     def compare(self) -> Evaluator:
         left = self.primary()
         op = self.peek().text
-        if op in ("==", "!=", "<", ">", "<=", ">="):
+        if op in _COMPARISONS:
             self.take()
             right = self.primary()
             return lambda env: _compare(op, left(env), right(env))
@@ -77,55 +97,80 @@ class _Compiler:
     def primary(self) -> Evaluator:
         tok = self.take()
         if tok.text == "(":
+            self.enter(tok)
             inner = self.or_()
             self.take(")")
+            self.depth -= 1
             return inner
         if tok.kind == "string":
-            value = tok.text[1:-1]
-            return lambda env: value
+            text = unquote(tok.text)
+            return lambda env: text
         if tok.kind == "number":
-            number = float(tok.text) if "." in tok.text else int(tok.text)
-            return lambda env: number
+            value = number(tok)
+            return lambda env: value
         if tok.text == "-" and self.peek().kind == "number":
-            number = -float(self.take().text)
-            return lambda env: number
+            negative = -number(self.take())
+            return lambda env: negative
         if tok.kind == "name":
             low = tok.text.lower()
             if low in ("true", "false"):
-                return lambda env: low == "true"
+                truth = low == "true"
+                return lambda env: truth
             if self.peek().text == "(":
                 return self.call(low, tok)
             attr = low.split(".", 1)[1] if low.startswith(("other.", "this.")) else low
             return lambda env: env.get(attr, Undefined)
-        raise JdlError(f"unexpected {tok.text!r} in Requirements", tok.line, tok.col)
+        raise JdlError(f"unexpected {_shown(tok)} in Requirements", *_at(tok))
 
-    def call(self, name: str, tok: _Tok) -> Evaluator:
-        self.take("(")
+    def enter(self, tok: Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise JdlError(
+                f"Requirements nested deeper than {MAX_NESTING} levels", tok.line, tok.col
+            )
+
+    def call(self, name: str, tok: Tok) -> Evaluator:
+        self.enter(self.take("("))
         args: list[Evaluator] = []
         while self.peek().text != ")":
             args.append(self.or_())
             if self.peek().text == ",":
                 self.take()
+            elif self.peek().text != ")":
+                raise JdlError(
+                    f"expected ',' or ')', found {_shown(self.peek())}", *_at(self.peek())
+                )
         self.take(")")
+        self.depth -= 1
         if name in ("member", "stringlistmember") and len(args) == 2:
             a, b = args
-
-            def member(env: Mapping[str, Any]) -> bool:
-                x, y = a(env), b(env)
-                if isinstance(x, list | tuple | set | frozenset):
-                    return y in x
-                if isinstance(y, list | tuple | set | frozenset):
-                    return x in y
-                if isinstance(y, str) and isinstance(x, str):
-                    return x in y.split(",")
-                return False
-
-            return member
+            return lambda env: _member(a(env), b(env))
         raise JdlError(f"unknown function {name}() in Requirements", tok.line, tok.col)
+
+
+def _at(tok: Tok) -> tuple[int, int]:
+    return tok.line, tok.col
+
+
+def _shown(tok: Tok) -> str:
+    return "end of input" if tok.kind == "eof" else repr(tok.text[:40])
 
 
 def _truth(value: Any) -> bool:
     return value is not Undefined and bool(value)
+
+
+def _member(x: Any, y: Any) -> bool:
+    try:
+        if isinstance(x, list | tuple | set | frozenset):
+            return y in x
+        if isinstance(y, list | tuple | set | frozenset):
+            return x in y
+        if isinstance(y, str) and isinstance(x, str):
+            return x in y.split(",")
+    except TypeError:  # an unhashable value against a set
+        pass
+    return False
 
 
 def _compare(op: str, a: Any, b: Any) -> bool:
@@ -135,18 +180,25 @@ def _compare(op: str, a: Any, b: Any) -> bool:
         a, b = a.lower(), b.lower()  # ClassAds compare strings case-insensitively
     try:
         if op == "==":
-            return a == b
+            return bool(a == b)
         if op == "!=":
-            return a != b
+            return bool(a != b)
         if op == "<":
-            return a < b
+            return bool(a < b)
         if op == ">":
-            return a > b
+            return bool(a > b)
         if op == "<=":
-            return a <= b
-        return a >= b
+            return bool(a <= b)
+        return bool(a >= b)
     except TypeError:
         return False
+
+
+def compile_tokens(toks: list[Tok]) -> Evaluator:
+    """An evaluator for an expression already cut into tokens (the last one 'eof'), e.g.
+    the Requirements of a JDL, so that an error says the JDL's own line and column."""
+    fn = _Compiler(toks).compile()
+    return lambda env: _truth(fn(env))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -154,5 +206,6 @@ def compile_requirements(text: str) -> Evaluator:
     """A callable env -> bool for a Requirements text ('' is always true)."""
     if not text.strip():
         return lambda env: True
-    fn = _Compiler(text).compile()
-    return lambda env: _truth(fn(env))
+    if len(text) > MAX_EXPRESSION:
+        raise JdlError(f"Requirements longer than {MAX_EXPRESSION} characters", 1, 1)
+    return compile_tokens(tokens(text))

@@ -171,10 +171,8 @@ class JobService:
 
     async def submit(self, caller: Any, text: str, args: list[str]) -> list[int]:
         try:
-            jdl = parse_jdl(text, args)
+            jdl = parse_jdl(text, args)  # any fault is a JdlError with its line and column
         except JdlError as exc:
-            raise RequestError(f"bad JDL: {exc}", EXIT_INVALID) from None
-        except ValueError as exc:
             raise RequestError(f"bad JDL: {exc}", EXIT_INVALID) from None
         try:
             compile_requirements(jdl.requirements)
