@@ -26,8 +26,8 @@ Progress and the stall watchdog read the child's ``/proc/<pid>/io`` counters (``
 download, ``rchar`` for an upload), so they work for any direction; a third-party copy moves
 no bytes through the client and is only bounded by its timeout.
 
-``xrdfs`` answers commit's question about an uploaded replica (``xrd_stat``: ``stat`` and
-``query checksum``, run at once, each a short process killed when the caller gives up).
+``xrdfs`` answers commit's question about an uploaded replica (``xrd_stat``: ``stat``, then
+``query checksum``, each a short process killed when the caller gives up).
 
 Debian's xrootd cannot check ALICE envelopes (that needs ALICE's TokenAuthz plugin, not
 packaged): the envelope travels in ``authz`` exactly as alien.py sends it, and an SE that
@@ -230,22 +230,20 @@ async def _xrdfs(server: str, *args: str) -> str:
 
 
 async def xrd_stat(url: str) -> tuple[int, str]:
-    """(size, md5) of the file at a root:// URL, from ``xrdfs stat`` and ``xrdfs query
-    checksum`` run at once; md5 is "" when the SE keeps no md5 (no checksums, or another
-    kind). Raises XrdfsError (``missing`` when there is no such file)."""
+    """(size, md5) of the file at a root:// URL, from ``xrdfs stat`` then ``xrdfs query
+    checksum`` (one after the other: one process at a time per question, because many
+    xrdfs starting at once lose DNS queries); md5 is "" when the SE keeps no md5 (no
+    checksums, or another kind). Raises XrdfsError (``missing`` when there is no such file)."""
     server, path = _split(url)
-    stat, checksum = await asyncio.gather(
-        _xrdfs(server, "stat", path), _xrdfs(server, "query", "checksum", path),
-        return_exceptions=True,
-    )  # fmt: skip
-    if isinstance(stat, BaseException):
-        raise stat
+    stat = await _xrdfs(server, "stat", path)
     size = next((line.split()[1] for line in stat.splitlines() if line.startswith("Size:")), "")
     if not size.isdigit():
         raise XrdfsError(f"xrdfs stat gave no size: {stat.strip()[:200]!r}")
-    if isinstance(checksum, XrdfsError) and not checksum.missing:
+    try:
+        checksum = await _xrdfs(server, "query", "checksum", path)
+    except XrdfsError as exc:
+        if exc.missing:
+            raise
         return int(size), ""  # e.g. [3013]: the SE computes no checksums
-    if isinstance(checksum, BaseException):
-        raise checksum
     kind, _, value = checksum.strip().partition(" ")
     return int(size), value.strip().lower() if kind.lower() == "md5" else ""
