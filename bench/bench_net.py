@@ -21,6 +21,9 @@ server core, CPU of every other process of the machine (a shared machine disturb
 figures), which side limits, the ratio to the baseline (per core) and the target.
 While the bench runs, SCHED_IDLE loops keep both cores from halting (see spinning()).
 
+With ``BENCH_AUDIT=<dir>`` the jalien servers write their audit log (jalien.net.audit)
+there, to measure what it costs per request.
+
 Figures are reported, never asserted. ``--scale`` sets each window to 3 s * scale (at
 least 0.2 s); CI runs ``--scale 0.001``.
 """
@@ -189,16 +192,28 @@ async def _start_jalien(tls: dict[str, str] | None) -> tuple[dict[str, int], Any
     table = CommandTable()
     BasicCommands(table, motd="bench").register()
     handler = Dispatcher(table, site="BENCH::SITE")
+    audit = None
+    if os.environ.get("BENCH_AUDIT"):  # a directory: the server writes its audit log there
+        from jalien.net.audit import AuditLog
+
+        audit = AuditLog(Path(os.environ["BENCH_AUDIT"]) / f"audit-{os.getpid()}.jsonl")
     if tls is None:
         identity = Identity(dn="/CN=bench", login="bench", home="/alice/")
-        server = Server(handler, None, lambda _ssl: identity)
+        server = Server(handler, None, lambda _ssl: identity, audit=audit)
     else:
         from jalien.auth.tls import server_context
 
         context = server_context(tls["cert"], tls["key"], tls["ca_dir"])
-        server = Server(handler, context, AccountsAuthenticator(Path(tls["accounts"])))
+        accounts = AccountsAuthenticator(Path(tls["accounts"]))
+        server = Server(handler, context, accounts, audit=audit)
     await server.start([HOST], 0, 0)
-    return server.ports(), server.close
+
+    async def close() -> None:
+        await server.close()
+        if audit is not None:
+            audit.close()
+
+    return server.ports(), close
 
 
 async def _serve(kind: str, tls: dict[str, str] | None, conn: Any, lifetime: float) -> None:

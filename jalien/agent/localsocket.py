@@ -28,6 +28,7 @@ from jalien.auth.certs import dn_of
 from jalien.auth.errors import AuthError
 from jalien.auth.identity import peer_cert_from_ssl
 from jalien.auth.tls import context_from_pem
+from jalien.net.audit import AuditLog
 from jalien.net.client import Client
 from jalien.net.identity import Identity
 from jalien.net.limits import Limits
@@ -68,8 +69,11 @@ class JobSocket:
         ca_dir: Path,
         identity: Identity,
         spy: SpyFunction,
+        *,
+        audit: AuditLog | None = None,
     ) -> None:
         self.upstream = upstream
+        self._audit = audit
         self._context = context_from_pem("server", token_cert.encode(), token_key.encode(), ca_dir)
         self._authenticator = JobTokenAuthenticator(token_cert.encode(), identity)
         self._spy = spy
@@ -80,7 +84,9 @@ class JobSocket:
         return Reply(results=[await self._spy()], metadata=session.metadata)
 
     async def start(self) -> Endpoint:
-        self.server = Server(self._handler, self._context, self._authenticator, limits=Limits())
+        self.server = Server(
+            self._handler, self._context, self._authenticator, limits=Limits(), audit=self._audit
+        )
         await self.server.start([LISTEN_HOST], 0, 0)
         ports = self.server.ports()
         return Endpoint(LISTEN_HOST, ports["binary"], ports["websocket"])

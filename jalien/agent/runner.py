@@ -37,6 +37,7 @@ from jalien.agent.monitor import Limits, Sample, Sampler, Trace, kill_tree
 from jalien.agent.payload import Payload, PayloadError
 from jalien.agent.sandbox import Sandbox, SandboxError
 from jalien.agent.spy import spy_record
+from jalien.net.audit import AuditLog
 from jalien.net.client import Client
 from jalien.net.identity import Identity
 from jalien.wire.errors import RequestError
@@ -72,6 +73,7 @@ class RunConfig:
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     kill_grace: float = 5.0
     call_timeout: float = 60.0
+    audit: AuditLog | None = None  # the local socket's requests (the role's audit log)
 
 
 STATUS_ATTEMPTS = 8  # about three minutes of backoff before a state is given up
@@ -260,7 +262,13 @@ class JobRunner:
             os.chmod(argv0, 0o755)
         config = self.config
         self.socket = JobSocket(
-            self.job_conn, job.token_cert, job.token_key, config.ca_dir, self.identity, self.spy
+            self.job_conn,
+            job.token_cert,
+            job.token_key,
+            config.ca_dir,
+            self.identity,
+            self.spy,
+            audit=config.audit,
         )
         endpoint = await self.socket.start()
         try:

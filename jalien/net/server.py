@@ -43,6 +43,7 @@ from picows import (
 from picows.picows import WSAutoPingStrategy, WSProtocol
 
 from jalien.auth.errors import AuthError
+from jalien.net.audit import AuditLog, raw_outcome
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
@@ -151,11 +152,13 @@ class _Handover(asyncio.Protocol):
             identity = _with_credential_end(server.authenticator(ssl_object), ssl_object)
         except AuthError as exc:
             log.warning("refused %s (%s): %s", where, self._personality, exc)
+            server.audit.refused("connect", where, self._personality, str(exc))
             self._refuse(transport, UNAUTHORIZED, not_authorized(str(exc)))
             return
         if 0 < identity.expires <= time.time():  # clock skew: TLS let it by
             text = expired_text(identity.dn, identity.expires)
             log.warning("refused %s (%s): %s", where, self._personality, text)
+            server.audit.refused("connect", where, self._personality, text, identity)
             self._refuse(transport, EXPIRED, text)
             return
         try:
@@ -286,7 +289,12 @@ class BinaryConnection(asyncio.Protocol):
             else:
                 message = codec.decode_msgpack(body)
         except DecodeError as exc:
-            self.send(sid, Reply(exitcode=EXIT_INVALID, error=str(exc)))
+            started = time.perf_counter()
+            sent = self.send(sid, Reply(exitcode=EXIT_INVALID, error=str(exc)))
+            self.server.audit.record(
+                self.where, BINARY, channel_of(sid), self.identity, "", (), EXIT_INVALID,
+                str(exc), started, sent,
+            )  # fmt: skip
             return
         channel = channel_of(sid)
         if type(message) is Request:
@@ -317,8 +325,11 @@ class BinaryConnection(asyncio.Protocol):
             return
         expires = session.identity.expires
         if expires and expires <= time.time():  # a channel's own (forwarded) credential
-            self.send(sid, refusal(EXPIRED, expired_text(session.identity.dn, expires)))
+            reply = refusal(EXPIRED, expired_text(session.identity.dn, expires))
+            sent = self.send(sid, reply)
+            self._audit(session.identity, sid, request, time.perf_counter(), 13, reply.error, sent)
             return
+        started = time.perf_counter()
         handler = self.server.handler
         forward = self.server.forward_raw
         try:
@@ -329,20 +340,27 @@ class BinaryConnection(asyncio.Protocol):
         except Exception as exc:  # the handler's own guard failed: a bug, keep serving
             result = _internal_error(exc)
         if type(result) is Reply:
-            self.send(sid, result)
+            sent = self.send(sid, result)
+            self._audit(
+                session.identity, sid, request, started, result.exitcode, result.error, sent
+            )
             return
-        if type(result) is tuple:
-            self.send_raw(sid, *result)
+        if type(result) is tuple:  # a level's cached raw reply
+            sent = self.send_raw(sid, *result)
+            self._audit(session.identity, sid, request, started, *raw_outcome(*result), sent)
             return
-        task = asyncio.ensure_future(self._finish(sid, result))
+        task = asyncio.ensure_future(self._finish(sid, result, session.identity, request, started))
         self._tasks[sid] = task
         session.streams.add(sid)
         self._update_reading()
 
-    async def _finish(self, sid: int, pending: Any) -> None:
+    async def _finish(
+        self, sid: int, pending: Any, identity: Identity, request: Request, started: float
+    ) -> None:
         try:
             if hasattr(pending, "__anext__"):
-                await self._stream(sid, pending)
+                outcome = await self._stream(sid, pending)
+                self._audit(identity, sid, request, started, *outcome)
                 return
             reply = await pending
         except asyncio.CancelledError:
@@ -357,44 +375,74 @@ class BinaryConnection(asyncio.Protocol):
             if session is not None:
                 session.streams.discard(sid)
             self._update_reading()
+        sent = 0
         if self.transport is not None and not self.transport.is_closing():
-            if type(reply) is tuple:
-                self.send_raw(sid, *reply)
-            else:
-                self.send(sid, reply)
+            sent = self.send_raw(sid, *reply) if type(reply) is tuple else self.send(sid, reply)
+        if type(reply) is tuple:
+            self._audit(identity, sid, request, started, *raw_outcome(*reply), sent)
+        else:
+            self._audit(identity, sid, request, started, reply.exitcode, reply.error, sent)
 
-    async def _stream(self, sid: int, pages: Any) -> None:
+    def _audit(
+        self,
+        identity: Identity,
+        sid: int,
+        request: Request,
+        started: float,
+        exitcode: int | str,
+        error: str,
+        sent: int,
+        frames: int = 1,
+    ) -> None:
+        self.server.audit.record(
+            self.where, BINARY, channel_of(sid), identity, request.command, request.options,
+            exitcode, error, started, sent, frames,
+        )  # fmt: skip
+
+    async def _stream(self, sid: int, pages: Any) -> tuple[int | str, str, int, int]:
         """A reply in several frames: every one but the last carries FLAG_MORE. Items are
-        Replies, or raw (flags, body) frames from upstream that already say so."""
+        Replies, or raw (flags, body) frames from upstream that already say so. Returns
+        (exit code, error, bytes sent, frames) for the audit log."""
         held: Reply | None = None
+        last: tuple[int, bytes] | None = None
+        sent = frames = 0
         try:
             async for item in pages:
                 if self.transport is None or self.transport.is_closing():
-                    return
+                    return EXIT_FAILED, "client gone", sent, frames
+                frames += 1
                 if type(item) is tuple:
-                    self.send_raw(sid, *item)
+                    sent += self.send_raw(sid, *item)
+                    last = item
                 else:
                     if held is not None:
-                        self.send(sid, held, more=True)
+                        sent += self.send(sid, held, more=True)
                     held = item
                 if self._write_paused:
                     await self._drained.wait()
         except asyncio.CancelledError:
             held = Reply(exitcode=EXIT_FAILED, error="cancelled")
         except RequestError as exc:
-            self._flush_held(sid, held)
+            sent += self._flush_held(sid, held)
+            frames += 1  # the error's frame
             held = Reply(exitcode=exc.exitcode, error=str(exc))
         except Exception as exc:
-            self._flush_held(sid, held)
+            sent += self._flush_held(sid, held)
+            frames += 1  # the error's frame
             held = _internal_error(exc)
         finally:
             await _aclose(pages)
         if held is not None:
-            self.send(sid, held)
+            sent += self.send(sid, held)
+            return held.exitcode, held.error, sent, frames
+        if last is not None:
+            return (*raw_outcome(*last), sent, frames)
+        return 0, "", sent, frames
 
-    def _flush_held(self, sid: int, held: Reply | None) -> None:
+    def _flush_held(self, sid: int, held: Reply | None) -> int:
         if held is not None:
-            self.send(sid, held, more=True)
+            return self.send(sid, held, more=True)
+        return 0
 
     def _open_channel(self, sid: int, channel: int, message: OpenChannel) -> None:
         if channel == 0 or seq_of(sid) != CONTROL_SEQ:
@@ -413,6 +461,9 @@ class BinaryConnection(asyncio.Protocol):
         except AuthError as exc:
             log.warning(
                 "%s (%s): channel %d refused: %s", self.where, self.identity.login, channel, exc
+            )
+            self.server.audit.refused(
+                "channel", self.where, BINARY, str(exc), self.identity, channel
             )
             self.send(sid, Reply(exitcode=13, error=str(exc)))
             return
@@ -451,28 +502,30 @@ class BinaryConnection(asyncio.Protocol):
                 task.cancel()
         self.server.handler.close_session(session.state)
 
-    def send(self, sid: int, message: Reply | Event, more: bool = False) -> None:
-        """Encode and write (or queue for the coalesced write of this read)."""
+    def send(self, sid: int, message: Reply | Event, more: bool = False) -> int:
+        """Encode and write (or queue for the coalesced write of this read); the bytes."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            return
+            return 0
         flags = framing.FLAG_MORE if more else 0
         data = framing.encode_frame(sid, codec.encode_msgpack(message), flags, self._threshold)
         if self._out is not None:
             self._out.append(data)
         else:
             transport.write(data)
+        return len(data)
 
-    def send_raw(self, sid: int, flags: int, body: bytes) -> None:
-        """Write a reply body as it came from upstream (a proxy level)."""
+    def send_raw(self, sid: int, flags: int, body: bytes) -> int:
+        """Write a reply body as it came from upstream (a proxy level); the bytes."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            return
+            return 0
         data = framing.encode_raw(sid, flags, body)
         if self._out is not None:
             self._out.append(data)
         else:
             transport.write(data)
+        return len(data)
 
     # -- flow control and idleness
     def _update_reading(self) -> None:
@@ -515,11 +568,13 @@ class BinaryConnection(asyncio.Protocol):
 class _JsonStream:
     """A streamed reply waiting for its turn in a WebSocket's reply queue."""
 
-    __slots__ = ("mode", "pages", "task")
+    __slots__ = ("mode", "pages", "request", "started", "task")
 
-    def __init__(self, pages: Any, mode: OutputMode) -> None:
+    def __init__(self, pages: Any, mode: OutputMode, request: Request, started: float) -> None:
         self.pages = pages
         self.mode = mode
+        self.request = request
+        self.started = started
         self.task: asyncio.Future[None] | None = None
 
 
@@ -599,10 +654,16 @@ class JsonWebSocket(WSListener):
         return {"user": self.identity.login, "currentdir": self.identity.home or "/"}
 
     def _request(self, payload: bytes | memoryview) -> None:
+        started = time.perf_counter()
         try:
             request, mode = parse_request(bytes(payload))
         except DecodeError as exc:
-            self._enqueue(self._error(EXIT_INVALID, str(exc)))
+            text = self._error(EXIT_INVALID, str(exc))
+            self._enqueue(text)
+            self.server.audit.record(
+                self.where, WEBSOCKET, 0, self.identity, "", (), EXIT_INVALID, str(exc),
+                started, len(text),
+            )  # fmt: skip
             return
         expires = self.identity.expires
         if expires and expires <= time.time():  # before the close frame leaves
@@ -613,18 +674,41 @@ class JsonWebSocket(WSListener):
         except Exception as exc:
             result = _internal_error(exc)
         if type(result) is Reply:
-            self._enqueue(render_reply(result, mode))
+            text = render_reply(result, mode)
+            self._enqueue(text)
+            self._audit(request, started, result.exitcode, result.error, len(text))
         elif hasattr(result, "__anext__"):
-            self._enqueue(_JsonStream(result, mode))
+            self._enqueue(_JsonStream(result, mode, request, started))
         else:
-            self._enqueue(asyncio.ensure_future(self._finish(result, mode)))
+            self._enqueue(asyncio.ensure_future(self._finish(result, mode, request, started)))
 
-    async def _finish(self, pending: Awaitable[Reply], mode: OutputMode) -> bytes:
+    async def _finish(
+        self, pending: Awaitable[Reply], mode: OutputMode, request: Request, started: float
+    ) -> bytes:
         try:
             reply = await pending
+        except asyncio.CancelledError:
+            self._audit(request, started, EXIT_FAILED, "cancelled", 0)
+            raise
         except Exception as exc:
             reply = _internal_error(exc)
-        return render_reply(reply, mode)
+        text = render_reply(reply, mode)
+        self._audit(request, started, reply.exitcode, reply.error, len(text))
+        return text
+
+    def _audit(
+        self,
+        request: Request,
+        started: float,
+        exitcode: int | str,
+        error: str,
+        sent: int,
+        pages: int = 1,
+    ) -> None:
+        self.server.audit.record(
+            self.where, WEBSOCKET, 0, self.identity, request.command, request.options,
+            exitcode, error, started, sent, pages,
+        )  # fmt: skip
 
     def _enqueue(self, item: Any) -> None:
         queue = self._queue
@@ -669,18 +753,25 @@ class JsonWebSocket(WSListener):
         last = Reply()
         first = True
         started = False
+        sent = pages = 0
         try:
             async for page in stream.pages:
                 if self.transport is None or self.transport.is_disconnected:
+                    self._audit(
+                        stream.request, stream.started, EXIT_FAILED, "client gone", sent, pages
+                    )
                     return
                 text = render_page(page, stream.mode, first)
                 last = page
+                pages += 1
                 if text:
                     first = False
                     self._send_fragment(STREAM_START + text if not started else text, started)
+                    sent += len(text) + (0 if started else len(STREAM_START))
                     started = True
                     await self._writable()
         except asyncio.CancelledError:
+            self._audit(stream.request, stream.started, EXIT_FAILED, "cancelled", sent, pages)
             raise
         except RequestError as exc:
             last = Reply(exitcode=exc.exitcode, error=str(exc), metadata=last.metadata)
@@ -695,6 +786,8 @@ class JsonWebSocket(WSListener):
             self._send(STREAM_START + end)
         else:
             self._send_fragment(end, True, fin=True)
+        sent += len(end) + (0 if started else len(STREAM_START))
+        self._audit(stream.request, stream.started, last.exitcode, last.error, sent, pages)
 
     def _send_fragment(self, data: bytes, continuation: bool, fin: bool = False) -> None:
         transport = self.transport
@@ -773,8 +866,11 @@ class Server:
         identify_dn: Callable[[str], Identity] | None = None,
         identify_forwarded: Callable[[bytes], Identity] | None = None,
         limits: Limits | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.handler = handler
+        # every request answered is a line there (net.audit); default: DEBUG console only
+        self.audit = audit if audit is not None else AuditLog()
         self.forward_raw = getattr(handler, "dispatch_raw", None)
         # picows logs every accepted connection at INFO; our gate already does
         logging.getLogger("jalien.net.websocket").setLevel(logging.WARNING)
@@ -876,6 +972,9 @@ class Server:
             where = f"{addr[0]}:{addr[1]}"
             if self.connection_count >= self.limits.max_connections:
                 log.warning("refused %s (%s): too many connections", where, personality)
+                self.audit.refused(
+                    "connect", where, personality, "too many connections", exitcode=107
+                )
                 conn.close()
                 continue
             self.connection_count += 1
@@ -901,6 +1000,7 @@ class Server:
                 log.debug("%s (%s) closed before the TLS handshake", where, personality)
             else:
                 log.warning("refused %s (%s): TLS: %s", where, personality, _reason(exc))
+                self.audit.refused("connect", where, personality, f"TLS: {_reason(exc)}")
             conn.close()
 
     async def close(self) -> None:
@@ -923,6 +1023,7 @@ class Server:
             if not self.connections:
                 break
             await asyncio.sleep(0.01)
+        self.audit.flush()  # the role closes it (a JobAgent's servers share one)
 
 
 def _listen(host: str, port: int) -> socket.socket:

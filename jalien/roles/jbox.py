@@ -47,6 +47,7 @@ from jalien.auth.tls import context_from_pem
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import Settings
 from jalien.net import discovery
+from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import Identity, OwnerAuthenticator
 from jalien.net.limits import Limits
@@ -217,7 +218,11 @@ class JBox:
         await self.keeper.prime()
         proxy = UpstreamProxy(self.upstream, TTLReplyCache(CACHE_TTL))
         self.server = Server(
-            proxy, self._server_context(self.keeper.token), self.authenticator, limits=Limits()
+            proxy,
+            self._server_context(self.keeper.token),
+            self.authenticator,
+            limits=Limits(),
+            audit=AuditLog.from_settings(self.settings, "jbox"),
         )
         await self.server.start([LISTEN_HOST], 0, 0)
         ports = self.server.ports()
@@ -287,6 +292,7 @@ class JBox:
                 await self._keeper_task
         if self.server is not None:
             await self.server.close()
+            self.server.audit.close()
         if self.upstream is not None:
             await self.upstream.close()
 

@@ -33,9 +33,10 @@ from jalien.agent.job import JobSpec, OutputItem
 from jalien.agent.runner import RunConfig, Upstream
 from jalien.auth.errors import AuthError
 from jalien.auth.tls import context_from_pem
-from jalien.config import Settings
+from jalien.config import ConfigError, Settings
 from jalien.jobs.jdl import JdlError, OutputSpec, parse_jdl, parse_size
 from jalien.net import discovery
+from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.storage.cp import Options, copy
 from jalien.wire.errors import RequestError
@@ -185,6 +186,11 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         await client.connect()
         return client
 
+    try:  # the payload's local socket logs each request under the agent's directory
+        audit = AuditLog.from_settings(settings, "jobagent")
+    except (OSError, ConfigError) as exc:
+        await upstream.close()
+        raise ConfigProblem(f"audit log: {exc}") from None
     node = socket.gethostname()
     agent = JobAgent(
         AgentConfig(
@@ -202,6 +208,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
             interval=settings.monitor_interval,
             packages_root=settings.packages_dir,
             base_env=dict(env),
+            audit=audit,
         ),
         upstream,
         StorageCopier(se_context),
@@ -219,6 +226,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         return await agent.run()
     finally:
         await upstream.close()
+        audit.close()
 
 
 def run_jobagent(settings: Settings, env: Mapping[str, str] | None = None) -> int:

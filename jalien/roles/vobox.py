@@ -40,6 +40,7 @@ from jalien.auth.errors import AuthError
 from jalien.auth.tls import client_context, server_context
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import ConfigError, Settings
+from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import LevelAuthenticator
 from jalien.net.limits import Limits
@@ -254,6 +255,7 @@ class VoBox:
             server_context(settings.host_cert_path, settings.host_key_path, self.ca_dir),
             authenticator,
             limits=limits,
+            audit=AuditLog.from_settings(settings, "vobox"),
         )
         await self.server.start(settings.listen, settings.vobox_ws_port, settings.vobox_binary_port)
         agent = AgentConfig(
@@ -344,6 +346,7 @@ class VoBox:
                 await asyncio.wait_for(self._loop_task, 30)
         if self.server is not None:
             await self.server.close()
+            self.server.audit.close()
         if self.upstream is not None:
             await self.upstream.close()
 
