@@ -109,19 +109,9 @@ def raw_outcome(flags: int, body: bytes) -> tuple[int | str, str]:
 
 
 def identity_kind(identity: Any) -> str:
-    """The identity kind's value (``Identity.kind``, jalien.auth.policy.IdentityKind)."""
-    kind = getattr(identity, "kind", None)
-    if kind is not None:
-        return str(getattr(kind, "value", kind))
-    token = getattr(identity, "token", "")  # an identity from before kinds: derive it
-    if token in ("job", "jobagent", "host"):
-        return token
-    roles = getattr(identity, "roles", ())
-    if "admin" in roles:
-        return "admin"
-    if "proxy" in roles:
-        return "host"
-    return "jbox" if token == "user" else "user"
+    """The identity kind's value (``Identity.kind``: jalien.auth.policy.IdentityKind)."""
+    kind = identity.kind
+    return kind.value if kind is not None else ""
 
 
 _ENVELOPE = re.compile(r"[A-Za-z0-9_-]{32,}\.[A-Za-z0-9_-]{32,}")

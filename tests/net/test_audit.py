@@ -10,7 +10,6 @@ import logging
 import os
 import stat
 
-import msgspec
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
@@ -25,6 +24,7 @@ from jalien.net.audit import (
     raw_outcome,
 )
 from jalien.net.client import Client, ConnectionLost
+from jalien.net.identity import Identity
 from jalien.net.proxy import UpstreamProxy
 from jalien.wire import codec, framing
 from jalien.wire.messages import Reply, Request
@@ -287,19 +287,15 @@ def test_raw_outcome():
     assert raw_outcome(0, b"\xc1garbage") == (FORWARDED, "")
 
 
-class Who(msgspec.Struct):
-    dn: str = "/CN=someone"
-    login: str = "someone"
-    job_id: str = ""
-    token: str = ""
-    roles: tuple[str, ...] = ()
+def someone() -> Identity:
+    return Identity(dn="/CN=someone", login="someone")
 
 
 def test_rotation_bounded(tmp_path):
     path = tmp_path / "log" / "audit.jsonl"
     audit = AuditLog(path, level="test", max_bytes=4000, backups=2)
     for i in range(300):  # no event loop: every record is a batch of its own
-        audit.record("127.0.0.1:1", "binary", 0, Who(), "ls", [f"/alice/{i}"], 0, "", 0.0, 10)
+        audit.record("127.0.0.1:1", "binary", 0, someone(), "ls", [f"/alice/{i}"], 0, "", 0.0, 10)
     audit.close()
     names = sorted(p.name for p in path.parent.iterdir())
     assert names == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.lock"]
@@ -330,7 +326,7 @@ async def test_requests_handed_over_in_batches(tmp_path):
     to the writer thread at once."""
     audit = AuditLog(tmp_path / "audit.jsonl", level="test")
     for _ in range(100):
-        audit.record("p:1", "binary", 0, Who(), "ping", [], 0, "", 0.0, 10)
+        audit.record("p:1", "binary", 0, someone(), "ping", [], 0, "", 0.0, 10)
     assert len(audit._pending) == 100 and audit._sent == 0  # not yet handed over
     for _ in range(200):  # the timer's turn (bounded wait on the condition)
         if not audit._pending:
@@ -344,7 +340,7 @@ async def test_requests_handed_over_in_batches(tmp_path):
 def test_a_bad_entry_does_not_stop_the_writer(tmp_path, caplog):
     audit = AuditLog(tmp_path / "audit.jsonl", level="test")
     audit.record("p:1", "binary", 0, object(), "ls", [], 0, "", 0.0, 1)  # no dn, no login
-    audit.record("p:1", "binary", 0, Who(), "ls", ["/ok"], 0, "", 0.0, 1)
+    audit.record("p:1", "binary", 0, someone(), "ls", ["/ok"], 0, "", 0.0, 1)
     audit.close()
     (line,) = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert json.loads(line)["args"] == ["/ok"]
@@ -354,7 +350,9 @@ def test_a_bad_entry_does_not_stop_the_writer(tmp_path, caplog):
 def test_debug_console_line(caplog):
     caplog.set_level(logging.DEBUG, logger="jalien.audit")
     audit = AuditLog()  # no file: the console only
-    audit.record("127.0.0.1:5", "websocket", 0, Who(), "ls", ["/nope"], 2, "no such file", 0.0, 99)
+    audit.record(
+        "127.0.0.1:5", "websocket", 0, someone(), "ls", ["/nope"], 2, "no such file", 0.0, 99
+    )
     (line,) = [r.getMessage() for r in caplog.records if r.name == "jalien.audit"]
     assert line.startswith("127.0.0.1:5 websocket someone[user] ls /nope -> exit 2")
     assert line.endswith("99 B: no such file")
