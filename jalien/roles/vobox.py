@@ -14,6 +14,10 @@ It is a level like jBox, with a site loop beside it:
 3. the site loop (``jalien.site.vobox``): JobAgent token, batch system, waiting jobs,
    submissions, cleanup, status.
 
+Central closes a connection at the notAfter of its certificate: a renewed VoBox
+certificate file is picked up at the next cycle and the upstream connection moves to it
+at once, make before break (``_reload_certificate``).
+
 The JobAgent token also tells the VoBox which CA issues tokens (its issuer in the CA
 directory), so its gate recognises JobAgent and job tokens.
 """
@@ -28,6 +32,7 @@ import re
 import shlex
 import shutil
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -216,6 +221,7 @@ class VoBox:
         self._stop = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._cert_stamp: tuple[int, int] | None = None
+        self._rotation: asyncio.Task[None] | None = None  # to a renewed certificate
 
     async def start(self) -> None:
         settings = self.settings
@@ -308,20 +314,43 @@ class VoBox:
         }
 
     def _reload_certificate(self) -> None:
-        """A renewed certificate file is used from the next (re)connection on."""
+        """A renewed certificate file: central closes a connection at the notAfter of the
+        certificate it was opened with, so the upstream connection moves to the new one
+        at once, make before break (``Client.rotate``: requests in flight finish on the
+        old connection). Should that fail (central away), the next reconnection uses it."""
         stamp = _stamp(self.cert_path)
         if stamp is None or stamp == self._cert_stamp or self.upstream is None:
             return
         try:
-            self.upstream.ssl_context = client_context(self.cert_path, self.key_path, self.ca_dir)
-            if self.loop is not None:
-                cert = load_cert(self.cert_path)
-                self.loop.own_cert_expires = cert.not_valid_after_utc.timestamp()
-        except (AuthError, OSError, ValueError) as exc:
+            context = client_context(self.cert_path, self.key_path, self.ca_dir)
+            cert = load_cert(self.cert_path)
+        except (AuthError, OSError, ValueError) as exc:  # a key not written yet, say
             log.warning("cannot load the renewed certificate %s: %s", self.cert_path, exc)
             return
         self._cert_stamp = stamp
-        log.info("reloaded the VoBox certificate %s", self.cert_path)
+        self.upstream.ssl_context = context
+        if self.loop is not None:
+            self.loop.own_cert_expires = cert.not_valid_after_utc.timestamp()
+        log.info(
+            "reloaded the VoBox certificate %s (valid until %s)",
+            self.cert_path,
+            cert.not_valid_after_utc,
+        )
+        if self._rotation is None or self._rotation.done():
+            self._rotation = asyncio.get_running_loop().create_task(self._rotate(context))
+
+    async def _rotate(self, context: ssl.SSLContext) -> None:
+        assert self.upstream is not None
+        try:
+            await self.upstream.rotate(context)
+        except ConnectionLost as exc:
+            log.warning(
+                "cannot reconnect to central with the renewed certificate now (%s); "
+                "the next reconnection uses it",
+                exc,
+            )
+            return
+        log.info("reconnected to central with the renewed certificate")
 
     def status(self) -> dict[str, object]:
         return self.loop.status() if self.loop is not None else self._status()
@@ -344,6 +373,8 @@ class VoBox:
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(self._loop_task, 30)
+        if self._rotation is not None:
+            self._rotation.cancel()
         if self.server is not None:
             await self.server.close()
             self.server.audit.close()
