@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import token_der
 from .certs import (
     CLOCK_SKEW,
     PrivateKey,
@@ -106,32 +107,54 @@ class TokenSubject:
     extension: str = ""
 
 
-def _attr(oid: x509.ObjectIdentifier, value: str) -> x509.RelativeDistinguishedName:
-    return x509.RelativeDistinguishedName([x509.NameAttribute(oid, value)])
+_DER_TYPES = {
+    NameOID.COUNTRY_NAME: token_der.COUNTRY,
+    NameOID.ORGANIZATION_NAME: token_der.ORGANIZATION,
+    NameOID.ORGANIZATIONAL_UNIT_NAME: token_der.UNIT,
+    NameOID.COMMON_NAME: token_der.COMMON_NAME,
+}
 
 
-def token_name(subject: TokenSubject) -> x509.Name:
-    """The certificate subject of a token (see the module docstring)."""
+def _name_pairs(subject: TokenSubject) -> list[tuple[x509.ObjectIdentifier, str]]:
+    """The attributes of a token's subject, one per RDN, in order."""
     cn, ou = NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME
-    rdns = [_attr(NameOID.COUNTRY_NAME, "ch"), _attr(NameOID.ORGANIZATION_NAME, TOKEN_ORG)]
+    pairs = [(NameOID.COUNTRY_NAME, "ch"), (NameOID.ORGANIZATION_NAME, TOKEN_ORG)]
     kind = subject.kind
     if kind is TokenKind.USER:
         if not subject.login:
             raise AuthError("a user token needs a login")
-        rdns += [_attr(cn, "Users"), _attr(cn, subject.requester or subject.login)]
-        rdns.append(_attr(ou, subject.login))
+        pairs += [(cn, "Users"), (cn, subject.requester or subject.login), (ou, subject.login)]
     elif kind is TokenKind.JOB:
         if not subject.login or not subject.extension:
             raise AuthError("a job token needs the user and the job id")
-        rdns += [_attr(cn, "Jobs"), _attr(cn, subject.login), _attr(ou, subject.login)]
-        rdns.append(_attr(ou, subject.extension))
+        pairs += [(cn, "Jobs"), (cn, subject.login), (ou, subject.login)]
+        pairs.append((ou, subject.extension))
     elif kind is TokenKind.JOBAGENT:
-        rdns.append(_attr(cn, "JobAgent"))
+        pairs.append((cn, "JobAgent"))
     else:
         if not subject.extension:
             raise AuthError("a host token needs the host name")
-        rdns += [_attr(ou, "ALICE"), _attr(cn, subject.extension)]
-    return x509.Name(rdns)
+        pairs += [(ou, "ALICE"), (cn, subject.extension)]
+    return pairs
+
+
+def token_name(subject: TokenSubject) -> x509.Name:
+    """The certificate subject of a token (see the module docstring)."""
+    return x509.Name(
+        [
+            x509.RelativeDistinguishedName([x509.NameAttribute(oid, value)])
+            for oid, value in _name_pairs(subject)
+        ]
+    )
+
+
+def _name_der(pairs: list[tuple[x509.ObjectIdentifier, str]]) -> bytes:
+    return token_der.name([(_DER_TYPES[oid], value) for oid, value in pairs])
+
+
+def token_name_der(subject: TokenSubject) -> bytes:
+    """``token_name(subject).public_bytes()``, encoded directly (the matching path)."""
+    return _name_der(_name_pairs(subject))
 
 
 def parse_token_name(name: x509.Name) -> TokenSubject | None:
@@ -279,6 +302,7 @@ class TokenAuthority(TokenVerifier):
         ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         self._aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
         self._ca_end = ca_cert.not_valid_after_utc
+        self._templates: dict[tuple[TokenKind, bool], token_der.TokenTemplate] = {}
 
     @property
     def cheap(self) -> bool:
@@ -317,11 +341,51 @@ class TokenAuthority(TokenVerifier):
     ) -> tuple[x509.Certificate, PrivateKey]:
         """A fresh key and its token certificate. With EC keys and an EC token CA this costs
         ~0.1-0.2 ms of CPU; with RSA (key or CA) it is CPU-heavy: call it off the event loop."""
-        name = token_name(subject)
+        pairs = _name_pairs(subject)  # checks the subject first
         start = not_before or utcnow() - CLOCK_SKEW
         if not_after <= start:
             raise AuthError("the token would expire before it becomes valid")
         key = new_token_key(key_type or self.key_type)
+        public = key.public_key()
+        end = min(not_after, self._ca_end)
+        serial = x509.random_serial_number()
+        if subject.kind is TokenKind.HOST:  # its extensions name the host: no template
+            builder = (
+                self._builder(subject, key)
+                .subject_name(token_name(subject))
+                .public_key(public)
+                .serial_number(serial)
+                .not_valid_before(start)
+                .not_valid_after(end)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
+            )
+            return builder.sign(self._ca_key, hashes.SHA256()), key
+        template = self._templates.get((subject.kind, isinstance(key, rsa.RSAPrivateKey)))
+        if template is None:
+            template = self._template(subject, key)
+        der = template.certificate(serial, start, end, _name_der(pairs), public)
+        return x509.load_der_x509_certificate(der), key
+
+    def _template(self, subject: TokenSubject, key: PrivateKey) -> token_der.TokenTemplate:
+        """The template of a kind and key type, cut from a certificate the builder makes."""
+        public = key.public_key()
+        sample = (
+            self._builder(subject, key)
+            .subject_name(token_name(subject))
+            .public_key(public)
+            .serial_number(1)
+            .not_valid_before(self.ca_cert.not_valid_before_utc)
+            .not_valid_after(self._ca_end)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
+            .sign(self._ca_key, hashes.SHA256())
+        )
+        template = token_der.TokenTemplate(sample, self._ca_key)
+        self._templates[(subject.kind, isinstance(key, rsa.RSAPrivateKey))] = template
+        return template
+
+    def _builder(self, subject: TokenSubject, key: PrivateKey) -> x509.CertificateBuilder:
+        """Issuer and the extensions a token's kind and key type give it, but its own key
+        identifier (added last)."""
         kind = subject.kind
         eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
         if kind is not TokenKind.JOBAGENT:
@@ -332,19 +396,12 @@ class TokenAuthority(TokenVerifier):
             names: list[x509.GeneralName] = [x509.DNSName(subject.extension)]
         else:
             names = list(_LOCAL_NAMES)
-        builder = (
+        return (
             x509.CertificateBuilder()
-            .subject_name(name)
             .issuer_name(self.ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(min(not_after, self._ca_end))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_usage(key), critical=True)
             .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .add_extension(self._aki, False)
         )
-        return builder.sign(self._ca_key, hashes.SHA256()), key

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
@@ -19,6 +20,7 @@ from jalien.auth.certs import (
     issue_user_cert,
     load_key,
     make_ca,
+    new_ec_key,
     signed_by,
     utcnow,
     write_pem_cert,
@@ -40,6 +42,7 @@ from jalien.auth.tokens import (
     token_key_pem,
     token_lifetime,
     token_name,
+    token_name_der,
 )
 
 DAY = dt.timedelta(days=1)
@@ -250,3 +253,44 @@ def test_a_token_costs_well_under_a_millisecond(authority):
         certs_pem(cert), token_key_pem(key)
         costs.append(time.process_time() - start)
     assert statistics.median(costs) < 0.005, costs
+
+
+@pytest.mark.parametrize("rsa_ca", [False, True])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        JOB,
+        TokenSubject(TokenKind.USER, login="aliprod", requester="jdoe"),
+        TokenSubject(TokenKind.JOBAGENT, login="jobagent"),
+        TokenSubject(TokenKind.HOST, extension="vobox.cern.ch"),
+    ],
+    ids=lambda s: s.kind.value,
+)
+def test_template_tokens_are_what_the_builder_makes(subject, rsa_ca, authority, tmp_path):
+    """Tokens are signed from a DER template (token_der): the to-be-signed bytes equal the
+    builder's for the same serial, validity, subject, key and extensions."""
+    if rsa_ca:
+        authority = TokenAuthority(*make_ca("jalien token CA"))
+    not_after = dt.datetime(2051, 1, 1, tzinfo=dt.UTC)  # GeneralizedTime after 2049
+    for _ in range(2):  # the first builds the template, the second uses it
+        cert, key = authority.issue(subject, min(not_after, authority.ca_cert.not_valid_after_utc))
+        assert authority.recognize(cert) == parse_token_name(token_name(subject))
+        assert token_name_der(subject) == token_name(subject).public_bytes()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(token_name(subject))
+            .issuer_name(authority.ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(cert.serial_number)
+            .not_valid_before(cert.not_valid_before_utc)
+            .not_valid_after(cert.not_valid_after_utc)
+        )
+        for extension in cert.extensions:
+            builder = builder.add_extension(extension.value, extension.critical)
+        again = builder.sign(make_ca("x")[1] if rsa_ca else new_ec_key(), hashes.SHA256())
+        assert again.tbs_certificate_bytes == cert.tbs_certificate_bytes
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert ski == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    if subject.kind is not TokenKind.JOBAGENT:  # clientAuth only: no server certificate
+        write_ca_dir(tmp_path / "ca", [authority.ca_cert])
+        _tls_pair(tmp_path / "ca", cert, token_key_pem(key))
