@@ -14,6 +14,7 @@ from jalien.auth import policy
 from jalien.auth.errors import AuthError
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable, Result
+from jalien.net.audit import bound_args
 from jalien.net.identity import Identity
 from jalien.wire.errors import EXIT_NOT_FOUND, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Reply, Request
@@ -185,7 +186,8 @@ class Dispatcher:
             return Reply(exitcode=exc.exitcode, error=str(exc))
         if isinstance(exc, AuthError):
             return Reply(exitcode=EXIT_PERMISSION, error=str(exc))
-        log.error("command %s %s failed", request.command, request.options, exc_info=exc)
+        words = bound_args(request.command, request.options)  # no envelope, no whole JDL
+        log.error("command %s %s failed", request.command, words, exc_info=exc)
         return Reply(
             exitcode=EXIT_REMOTE_IO,
             error=f"Error executing command [{request.command}]: {type(exc).__name__}: {exc}",

@@ -42,6 +42,7 @@ from picows import (
 )
 from picows.picows import WSAutoPingStrategy, WSProtocol
 
+from jalien.auth import policy
 from jalien.auth.errors import AuthError
 from jalien.net.audit import AuditLog, raw_outcome
 from jalien.net.handler import Handler
@@ -454,7 +455,7 @@ class BinaryConnection(asyncio.Protocol):
                 identity = self._forwarded(message.cert)
             elif dn == self.identity.dn:
                 identity = self.identity
-            elif self.identity.has_role("proxy"):
+            elif policy.allows(self.identity, policy.Action.ACT_FOR):
                 identity = self.server.identify_dn(dn)
             else:
                 raise AuthError(f"{self.identity.login} may not act for {dn}")
@@ -474,12 +475,12 @@ class BinaryConnection(asyncio.Protocol):
 
     def _forwarded(self, der: bytes) -> Identity:
         """A channel for the certificate a level forwarded (its client's, a token may be):
-        a "proxy" may forward any; a JobAgent only its jobs' tokens (its payload's calls)."""
+        the policy says whose (jalien.auth.policy.may_forward)."""
         opener = self.identity
-        if not (opener.has_role("proxy") or opener.has_role("jobagent")):
-            raise AuthError(f"{opener.login} may not forward certificates")
+        if not policy.allows(opener, policy.Action.FORWARD):
+            raise AuthError(policy.refusal(opener, policy.Action.FORWARD))
         identity = self.server.identify_forwarded(der)
-        if not opener.has_role("proxy") and identity.token != "job":
+        if not policy.may_forward(opener, identity):
             raise AuthError(f"{opener.login} may forward job tokens only, not {identity.dn}")
         return identity
 
