@@ -20,6 +20,11 @@ command line, and the decrypted key lives in memory only), it:
 Upstream drops are repaired in the background (the client reconnects with backoff and
 re-opens every channel); meanwhile requests fail within ``connect_wait`` seconds with exit
 code 107 and the reason, instead of hanging.
+
+A connection ends with its credential: a local client's with the token it presented (it
+reconnects with the renewed token files), and the jBox's own upstream one with the user's
+certificate or proxy, which the jBox cannot renew: at that notAfter it stops, saying why
+(exit code 1), and removes its token files, so that clients look for other credentials.
 """
 
 from __future__ import annotations
@@ -97,6 +102,15 @@ class Token:
         except ValueError:
             raise AuthError("central sent an unreadable token certificate") from None
         return cls(cert_text.encode(), key_text.encode(), cert)
+
+
+def chain_end(cert_chain_pem: bytes) -> float:
+    """The earliest notAfter of a certificate chain (a proxy ends no later than that)."""
+    try:
+        certs = x509.load_pem_x509_certificates(cert_chain_pem)
+    except ValueError:
+        return 0.0
+    return min(cert.not_valid_after_utc.timestamp() for cert in certs)
 
 
 def renew_at(token: Token) -> float:
@@ -187,6 +201,9 @@ class JBox:
         self.keeper: TokenKeeper | None = None
         self._keeper_task: asyncio.Task[None] | None = None
         self.token_files: list[os.PathLike[str]] = []
+        # the end of the certificate (or proxy chain) the jBox connects with: central
+        # closes the upstream connection then, and nothing here can renew it
+        self.credential_end = chain_end(cert_chain_pem)
 
     async def start(self) -> None:
         options = self.options
@@ -305,7 +322,8 @@ async def serve(
     ready: Callable[[str], None],
     *,
     stop_on_hup: bool = True,
-) -> None:
+) -> int:
+    """Run until a signal (exit code 0) or the end of the jBox's own credential (1)."""
     jbox = JBox(settings, options, cert_chain_pem, key_pem)
     del key_pem
     stop = asyncio.Event()
@@ -313,13 +331,31 @@ async def serve(
     signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if stop_on_hup else [])
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    ended: list[bool] = []
+
+    def credential_ended() -> None:
+        until = dt.datetime.fromtimestamp(jbox.credential_end, dt.UTC)
+        log.error(
+            "the certificate this jBox connects with ended at %s UTC and it cannot renew "
+            "it: stopping (start the jBox again with a renewed certificate or proxy)",
+            f"{until:%Y-%m-%d %H:%M:%S}",
+        )
+        ended.append(True)
+        stop.set()
+
+    timer: asyncio.TimerHandle | None = None
     try:
         await jbox.start()
         ready(jbox.describe())
+        if jbox.credential_end > 0:
+            timer = loop.call_later(max(0.0, jbox.credential_end - time.time()), credential_ended)
         await stop.wait()
         log.info("stopping")
     finally:
+        if timer is not None:
+            timer.cancel()
         await jbox.close()
+    return 1 if ended else 0
 
 
 def run_jbox(
@@ -369,12 +405,13 @@ def run_jbox(
         return 1
 
     try:
-        uvloop.run(serve(settings, options, cert_chain_pem, key_pem, ready, stop_on_hup=not detach))
+        return uvloop.run(
+            serve(settings, options, cert_chain_pem, key_pem, ready, stop_on_hup=not detach)
+        )
     except (AuthError, RequestError) as exc:
         return failed(str(exc))
     except OSError as exc:
         return failed(exc.strerror or str(exc))
-    return 0
 
 
 def _redirect(log_file: str | None) -> None:
