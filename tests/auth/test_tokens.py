@@ -191,7 +191,7 @@ def test_new_token_ca_and_token_keys_are_ec(tmp_path, pki):
     """Issuing must be cheap (each match issues a job token): a new token CA and every token
     key are ECDSA P-256, the key sent as PKCS#8, and the token works for TLS."""
     authority, created = TokenAuthority.load_or_create(tmp_path / "tokenca")
-    assert created and authority.cheap
+    assert created
     ca_key = load_key(tmp_path / "tokenca" / TOKEN_CA_KEY)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey) and ca_key.curve.name == "secp256r1"
     cert, key = authority.issue(JOB, utcnow() + dt.timedelta(hours=1))
@@ -224,7 +224,7 @@ def test_an_old_rsa_token_ca_still_verifies_and_issues(tmp_path, pki):
         JOB, utcnow() + dt.timedelta(hours=1), key_type=TokenKeyType.RSA_2048
     )
     authority, created = TokenAuthority.load_or_create(directory)
-    assert not created and authority.ca_cert == old_cert and not authority.cheap
+    assert not created and authority.ca_cert == old_cert
     assert authority.recognize(rsa_token) == JOB
     assert token_key_pem(rsa_key).startswith(b"-----BEGIN RSA PRIVATE KEY-----\n")
     cert, key = authority.issue(JOB, utcnow() + dt.timedelta(hours=1))
