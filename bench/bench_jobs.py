@@ -15,8 +15,11 @@ the other core, holding a jobagent token, calls `getMatchJob` with a fixed numbe
 Each match is the broker's choice, the ASSIGNED transition committed, the JDL and a job token
 (key + certificate) in the reply. Figures, the median of several rounds: matches/s, matches/s
 per server core (the server's CPU time, every thread, read from /proc), p50/p99 latency.
-Baseline in the same run: the same jcentral with JAliEn's RSA-2048 token keys and an RSA token
-CA (the path before EC keys), and the cost of one token alone, each key type.
+Baselines in the same run: the same jcentral with JAliEn's RSA-2048 token keys and an RSA
+token CA (the path before EC keys), the same path answering without a job token (what the
+token costs there), and the CPU of one token alone, each key type. SCHED_IDLE spinners keep
+both cores awake as in bench_net (--no-spin: without). A busy machine (other processes on
+the two cores) raises every CPU figure: the server's caches are shared with them.
 Targets (issue 14): >= 2,000 matches/s per server core, p99 <= 50 ms.
 
 The MariaDB run uses the server at 127.0.0.1:3306 (root, empty password; elsewhere with
@@ -44,6 +47,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_net import spinning  # noqa: E402 - bench/
 from loadlib import cpu_seconds, pin  # noqa: E402 - bench/
 
 from jalien.jobs.broker import Agent, Broker  # noqa: E402
@@ -288,11 +292,19 @@ QUEUES: dict[str, Callable[[], Any]] = {"sqlite": sqlite_queue, "mariadb": maria
 
 SERVER_SLOT, LOAD_SLOT = 0, 1  # index into the allowed CPUs (loadlib.pin)
 MATCH_WORDS = ["site=CERN", "ce=ALICE::CERN::CE", "ttl=86400", "cores=8", "partitions=prod"]
-# jcentral as `python -m jalien`, with JAliEn's RSA-2048 token keys: the baseline's server
-RSA_SERVER = (
+# jcentral as `python -m jalien`, changed for a baseline: "rsa" issues JAliEn's RSA-2048 token
+# keys, "none" answers matches without a job token (what the token costs on this path)
+PATCHED_SERVER = (
     "import runpy, sys\n"
     "from jalien.auth.tokens import TokenAuthority, TokenKeyType\n"
-    "TokenAuthority.key_type = TokenKeyType.RSA_2048\n"
+    "from jalien.jobs.service import JobService\n"
+    "mode = sys.argv.pop(1)\n"
+    "if mode == 'rsa':\n"
+    "    TokenAuthority.key_type = TokenKeyType.RSA_2048\n"
+    "if mode == 'none':\n"
+    "    async def no_token(self, row):\n"
+    "        return {}\n"
+    "    JobService._token = no_token\n"
     "sys.argv[0] = 'jalien'\n"
     "runpy.run_module('jalien', run_name='__main__', alter_sys=True)\n"
 )
@@ -379,8 +391,8 @@ def token_cost(n: int) -> dict[str, float]:
 class RealGrid:
     """A jcentral process on a fresh home with *n_jobs* waiting jobs, pinned to one core."""
 
-    def __init__(self, tmp: Path, n_jobs: int, *, rsa: bool) -> None:
-        self.tmp, self.n_jobs, self.rsa = tmp, n_jobs, rsa
+    def __init__(self, tmp: Path, n_jobs: int, *, tokens: str) -> None:
+        self.tmp, self.n_jobs, self.tokens = tmp, n_jobs, tokens  # "ec", "rsa", "none"
         self.home, self.globus = tmp / "home", tmp / "globus"
         self.proc: Any = None
         self.port = 0
@@ -390,7 +402,9 @@ class RealGrid:
     def __enter__(self) -> RealGrid:
         from tests.integration.conftest import free_port, jalien_bin, run_setup
 
-        if self.rsa:  # a token CA made before EC keys: kept by setup, loaded by jcentral
+        if (
+            self.tokens == "rsa"
+        ):  # a token CA made before EC keys: kept by setup, loaded by jcentral
             from jalien.auth.certs import make_ca, write_pem_cert, write_pem_key
             from jalien.auth.tokens import TOKEN_CA_CERT, TOKEN_CA_KEY, TOKEN_CA_NAME
 
@@ -403,7 +417,8 @@ class RealGrid:
             raise SystemExit(f"jalien-bin setup failed: {done.stderr}")
         self.prefill_s = asyncio.run(prefill(self.home / "taskqueue.db", self.n_jobs, "jdoe"))
         self.port = free_port()
-        command = [sys.executable, "-c", RSA_SERVER] if self.rsa else jalien_bin()
+        patched = [sys.executable, "-c", PATCHED_SERVER, self.tokens]
+        command = jalien_bin() if self.tokens == "ec" else patched
         log = self.tmp / "jcentral.log"
         cpus = sorted(os.sched_getaffinity(0))
         core = {cpus[SERVER_SLOT]} if len(cpus) >= 2 else set(cpus)
@@ -465,16 +480,17 @@ async def match_rounds(
     clients = [make() for _ in range(connections)]
     for client in clients:
         await client.connect()
-    kinds = {"ec": 0, "rsa": 0}
+    kinds = {"ec": 0, "rsa": 0, "none": 0}
 
     async def one(client: Any, latencies: list[float]) -> None:
         t0 = time.perf_counter()
         reply = await client.call("getMatchJob", *MATCH_WORDS)
         latencies.append(time.perf_counter() - t0)
         record = reply.results[0] if reply.results else {}
-        if reply.exitcode or not record.get("queueId") or not record.get("tokenkey"):
-            raise SystemExit(f"getMatchJob gave no job with a token: {reply.error or record}")
-        kinds["rsa" if "RSA PRIVATE KEY" in record["tokenkey"] else "ec"] += 1
+        if reply.exitcode or not record.get("queueId"):
+            raise SystemExit(f"getMatchJob gave no job: {reply.error or record}")
+        key = record.get("tokenkey", "")
+        kinds["rsa" if "RSA PRIVATE KEY" in key else "ec" if key else "none"] += 1
 
     async def worker(client: Any, count: int, latencies: list[float]) -> None:
         for _ in range(count):
@@ -504,13 +520,12 @@ async def match_rounds(
     finally:
         for client in clients:
             await client.close()
-    expected = "rsa" if grid.rsa else "ec"
-    if kinds[expected] != sum(kinds.values()):
-        raise SystemExit(f"job token keys: {kinds}, expected {expected} only")
+    if kinds[grid.tokens] != sum(kinds.values()):
+        raise SystemExit(f"job token keys: {kinds}, expected {grid.tokens} only")
     return out
 
 
-def real_path(scale: float, inflight: int, rounds: int) -> None:
+def real_path(scale: float, inflight: int, rounds: int, spin: bool = True) -> None:
     n_jobs = max(500, int(100_000 * scale))
     per_round = max(50, int(4_000 * scale))
     rsa_per_round = max(5, int(100 * scale))
@@ -524,18 +539,25 @@ def real_path(scale: float, inflight: int, rounds: int) -> None:
     print(
         f"  server pinned to slot {SERVER_SLOT}, load generator {where}; "
         f"{inflight} getMatchJob in flight over {min(inflight, 4)} connections, "
-        f"median of {rounds} rounds"
+        f"median of {rounds} rounds; idle spinners {'on' if spin else 'off'}"
     )
     header = (
         f"  {'':34}{'matches/s':>10} {'per core':>10} {'srv CPU':>8} {'p50 ms':>8} {'p99 ms':>8}"
     )
     print(header)
     medians = {}
-    for name, rsa, count in (
-        ("EC P-256 token keys, EC token CA", False, per_round),
-        ("baseline: RSA-2048 keys, RSA CA", True, rsa_per_round),
+    for name, tokens, count in (
+        ("EC P-256 token keys, EC token CA", "ec", per_round),
+        ("baseline: RSA-2048 keys, RSA CA", "rsa", rsa_per_round),
+        ("the same path without a job token", "none", per_round),
     ):
-        with tempfile.TemporaryDirectory() as tmp, RealGrid(Path(tmp), n_jobs, rsa=rsa) as grid:
+        # SCHED_IDLE spinners keep both vCPUs from halting between replies (bench_net: a
+        # loopback write that wakes a halted vCPU costs the writer ~100 us)
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            RealGrid(Path(tmp), n_jobs, tokens=tokens) as grid,
+            spinning(spin, 3600),
+        ):
             results = asyncio.run(match_rounds(grid, rounds, count, inflight, min(inflight, 4)))
         med = {key: statistics.median(r[key] for r in results) for key in results[0]}
         medians[name] = med
@@ -545,7 +567,7 @@ def real_path(scale: float, inflight: int, rounds: int) -> None:
             f"   (prefill {grid.prefill_s:.1f} s, start {grid.start_s:.1f} s)",
             flush=True,
         )
-    ec, base = medians.values()
+    ec, base, _ = medians.values()
     print(
         f"  ratio EC / RSA-2048 per server core: {ec['per_core'] / base['per_core']:,.1f}x; "
         f"targets >= 2,000 matches/s per core ({ec['per_core']:,.0f}), "
@@ -570,9 +592,12 @@ def main() -> int:
     )
     parser.add_argument("--inflight", type=int, default=16, help="real path: calls in flight")
     parser.add_argument("--rounds", type=int, default=5, help="real path: measured rounds")
+    parser.add_argument(
+        "--no-spin", action="store_true", help="real path: no SCHED_IDLE spinners (bench_net)"
+    )
     args = parser.parse_args()
     if args.part == "real":
-        real_path(args.scale, args.inflight, max(1, args.rounds))
+        real_path(args.scale, args.inflight, max(1, args.rounds), not args.no_spin)
         return 0
     kinds = ["sqlite", "mariadb"] if args.backend in (None, "both") else [args.backend]
     if "mariadb" in kinds:
@@ -585,7 +610,8 @@ def main() -> int:
     for kind in kinds:
         with QUEUES[kind]() as (store, baseline):
             asyncio.run(run(kind, store, baseline, args.scale))
-    real_path(args.scale, args.inflight, max(1, args.rounds if args.scale >= 0.01 else 2))
+    rounds = max(1, args.rounds if args.scale >= 0.01 else 2)
+    real_path(args.scale, args.inflight, rounds, not args.no_spin)
     return 0
 
 
