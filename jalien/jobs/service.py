@@ -163,9 +163,11 @@ class JobService:
             self.job_tokens.pop(row.id, None)
 
     # -- submission
-    def output_dir(self, user: str, job_id: int, jdl: Jdl) -> str:
-        if jdl.output_dir:
-            return jdl.output_dir.replace("#alien_counter#", str(job_id))
+    def output_dir(self, user: str, job_id: int, configured: str) -> str:
+        """Where a job's outputs go: its JDL's OutputDir (kept in its row), else its home's
+        alien-job-N/."""
+        if configured:
+            return configured.replace("#alien_counter#", str(job_id))
         home = self.home_template.format(initial=user[0], login=user)
         return f"{home}alien-job-{job_id}/"
 
@@ -368,7 +370,7 @@ class JobService:
                 "queueId": str(job_id),
                 "user": row.user,
                 "jdl": row.jdl,
-                "outputDir": self.output_dir(row.user, job_id, parse_jdl(row.jdl)),
+                "outputDir": self.output_dir(row.user, job_id, row.output_dir),
             }
             answer.update(await self._token(row))
             return answer
