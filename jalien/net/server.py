@@ -566,6 +566,13 @@ class BinaryConnection(asyncio.Protocol):
         transport.close()
 
 
+def _close_answer(frame: WSFrame) -> WSCloseCode:
+    """The code that answers a peer's close frame (RFC 6455 7.4): its own code echoed, or
+    1000 when it gave none (picows reports 0 then, which no endpoint may send)."""
+    code = frame.get_close_code() if frame.payload_size >= 2 else 0
+    return code if code >= 1000 else WSCloseCode.OK
+
+
 class _JsonStream:
     """A streamed reply waiting for its turn in a WebSocket's reply queue."""
 
@@ -625,7 +632,7 @@ class JsonWebSocket(WSListener):
         self._active = True
         kind = frame.msg_type
         if kind is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
+            transport.send_close(_close_answer(frame))
             transport.disconnect()
             return
         if kind not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):

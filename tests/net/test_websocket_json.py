@@ -125,3 +125,16 @@ async def test_refused_user_gets_no_session(make_server, ssl_for, server_log):
             break
         await asyncio.sleep(0.02)
     assert any("unknown user" in r.getMessage() for r in server_log.records)
+
+
+@pytest.mark.parametrize(("sent", "expected"), [(None, 1000), (1000, 1000), (1001, 1001)])
+async def test_close_frame_answered_with_a_legal_code(make_server, ssl_for, sent, expected):
+    """RFC 6455 7.4: a close frame without a status code is answered with 1000 (it was 0,
+    which clients report as 1006); a code given is echoed."""
+    server = await make_server()
+    async with ws_connect(url(server), ssl=ssl_for("jdoe"), server_hostname="localhost") as ws:
+        assert (await ask(ws, "ping"))["results"][0]["message"] == "pong"
+        await asyncio.wait_for(ws.close(code=sent), 5)
+        received = ws.protocol.close_rcvd  # None: the server's close frame was illegal
+        assert received is not None
+        assert received.code == expected
