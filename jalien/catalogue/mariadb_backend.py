@@ -45,13 +45,20 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import MySQLdb
 from msgspec.structs import astuple
 
-from jalien.catalogue.backend import PAGE, DiskUsage, Exists, FindQuery, NotFound
+from jalien.catalogue.backend import (
+    PAGE,
+    CatalogueBackend,
+    DiskUsage,
+    Exists,
+    FindQuery,
+    NotFound,
+)
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement, now_ms
 from jalien.catalogue.paths import BadPath, as_dir, prefix_end, split
 from jalien.catalogue.sharding import (
@@ -1159,7 +1166,8 @@ class MariaDBBackend:
 
     async def delete_replicas(self, guid: str, se: str | None = None) -> int:
         shard = self._guids().route(guid)
-        sql, args = f"DELETE FROM {shard.pfn_table} WHERE guid=%s", (guid,)
+        sql = f"DELETE FROM {shard.pfn_table} WHERE guid=%s"
+        args: tuple[str, ...] = (guid,)
         if se is not None:
             sql, args = sql + " AND se=%s", (guid, se)
         return await self._write({shard.host}, lambda tx: tx.cursor(shard.host).execute(sql, args))
@@ -1250,3 +1258,7 @@ def _move_subtree(
             if len(rows) < COPY_CHUNK:
                 break
         cur.execute(f"DELETE FROM {s.sql_table} WHERE dir >= %s AND dir < %s", (old, end))
+
+
+if TYPE_CHECKING:  # mypy checks here that the class implements the Protocol
+    _implements: type[CatalogueBackend] = MariaDBBackend

@@ -10,11 +10,18 @@ import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from jalien.catalogue.backend import PAGE, DiskUsage, Exists, FindQuery, NotFound
+from jalien.catalogue.backend import (
+    PAGE,
+    CatalogueBackend,
+    DiskUsage,
+    Exists,
+    FindQuery,
+    NotFound,
+)
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement
 from jalien.catalogue.paths import prefix_end, split
 from jalien.sqlstore.sqlite import SQLiteStore
@@ -78,9 +85,11 @@ class SQLiteBackend:
         after = ""
         sql = f"SELECT {COLUMNS} FROM entries WHERE dir=? AND name>? ORDER BY name LIMIT ?"
         while True:
-            rows = await self._read(
-                lambda c, a=after: c.execute(sql, (directory, a, page)).fetchall()
-            )
+
+            def run(c: sqlite3.Connection, a: str = after) -> list[Any]:
+                return c.execute(sql, (directory, a, page)).fetchall()
+
+            rows = await self._read(run)
             if not rows:
                 return
             yield list(itertools.starmap(DirEntry, rows))
@@ -125,9 +134,11 @@ class SQLiteBackend:
         last = ("", "")
         while left != 0:
             size = page if left < 0 else min(page, left)
-            rows = await self._read(
-                lambda c, k=last, n=size: c.execute(sql, (*args, *k, n)).fetchall()
-            )
+
+            def run(c: sqlite3.Connection, k: tuple[str, str] = last, n: int = size) -> list[Any]:
+                return c.execute(sql, (*args, *k, n)).fetchall()
+
+            rows = await self._read(run)
             if not rows:
                 return
             yield list(itertools.starmap(Entry, rows))
@@ -282,3 +293,7 @@ class SQLiteBackend:
             c.execute("INSERT OR REPLACE INTO ses VALUES (?, ?)", (se.name, doc))
 
         await self._write(run)
+
+
+if TYPE_CHECKING:  # mypy checks here that the class implements the Protocol
+    _implements: type[CatalogueBackend] = SQLiteBackend
