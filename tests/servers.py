@@ -77,7 +77,11 @@ async def make_server(grid_pki):
     servers: list[Server] = []
 
     async def start(
-        limits: Limits | None = None, hosts=("127.0.0.1",), handler=None, add_commands=None
+        limits: Limits | None = None,
+        hosts=("127.0.0.1",),
+        handler=None,
+        add_commands=None,
+        prepare=None,
     ):
         extra = TestCommands()
         if handler is None:
@@ -86,7 +90,7 @@ async def make_server(grid_pki):
             extra.register(table)
             if add_commands is not None:
                 add_commands(table)
-            handler = Dispatcher(table, site="TEST::SITE")
+            handler = Dispatcher(table, site="TEST::SITE", prepare=prepare)
         accounts = AccountsAuthenticator(grid_pki.accounts)
         server = Server(
             handler,

@@ -153,8 +153,10 @@ class Catalogue:
         return se
 
     # -- writes
-    def _written(self, path: str) -> None:
-        self.cache.invalidate(path)
+    def _writing(self, *paths: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Around each backend call that commits a write: the cache's invalidation of
+        *paths* is durable before the commit and repeated after it (crash-consistent)."""
+        return self.cache.writing(*paths)
 
     async def _parent_for_write(self, caller: Caller, path: str) -> Entry:
         parent = split(path)[0].rstrip("/") or "/"
@@ -189,13 +191,13 @@ class Catalogue:
             top = missing[-1]
             await self._parent_for_write(caller, top)
             entries = [self._new(caller, p, DIRECTORY, owner) for p in reversed(missing)]
-            await self.backend.insert(entries)
-            self._written(path)
+            async with self._writing(path):
+                await self.backend.insert(entries)
             return entries[-1]
         await self._parent_for_write(caller, path)
         entry = self._new(caller, path, DIRECTORY, owner)
-        await self.backend.insert([entry])
-        self._written(path)
+        async with self._writing(path):
+            await self.backend.insert([entry])
         return entry
 
     def _new(self, caller: Caller, path: str, kind: str, owner: str = "", **fields) -> Entry:
@@ -207,13 +209,13 @@ class Catalogue:
         entry = await self.get(path)
         if entry is not None:
             require(caller, entry, WRITE, "touch")
-            await self.backend.update(path, {"ctime": now_ms()})
-            self._written(path)
+            async with self._writing(path):
+                await self.backend.update(path, {"ctime": now_ms()})
             return entry
         await self._parent_for_write(caller, path)
         entry = self._new(caller, path, FILE, guid=new_guid())
-        await self.backend.insert([entry])
-        self._written(path)
+        async with self._writing(path):
+            await self.backend.insert([entry])
         return entry
 
     async def register(
@@ -224,8 +226,8 @@ class Catalogue:
         entry = self._new(
             caller, path, FILE, size=size, md5=md5, guid=guid or new_guid(), jobid=jobid
         )
-        await self.backend.insert([entry])
-        self._written(path)
+        async with self._writing(path):
+            await self.backend.insert([entry])
         return entry
 
     async def rmdir(self, caller: Caller, path: str) -> None:
@@ -235,8 +237,8 @@ class Catalogue:
         await self._parent_for_write(caller, path)
         if await self.backend.has_children(as_dir(path)):
             raise RequestError(f"{entry.lfn}: Directory not empty", 39)
-        await self.backend.delete([path])
-        self._written(path)
+        async with self._writing(path):
+            await self.backend.delete([path])
 
     async def rm(self, caller: Caller, path: str, recursive: bool = False) -> int:
         entry = await self.stat(caller, path)
@@ -247,12 +249,13 @@ class Catalogue:
             if not recursive:
                 raise RequestError(f"{entry.lfn}: is a directory, use rm -r", 21)
             require(caller, entry, WRITE, "remove from")
-            count = await self.backend.delete_tree(as_dir(path))
+            async with self._writing(path):
+                count = await self.backend.delete_tree(as_dir(path))
         else:
-            count = await self.backend.delete([path])
-            if entry.guid and not await self.backend.by_guid(entry.guid):
-                await self.backend.delete_replicas(entry.guid)
-        self._written(path)
+            async with self._writing(path):
+                count = await self.backend.delete([path])
+                if entry.guid and not await self.backend.by_guid(entry.guid):
+                    await self.backend.delete_replicas(entry.guid)
         return count
 
     async def mv(self, caller: Caller, src: str, dst: str) -> Entry:
@@ -264,9 +267,8 @@ class Catalogue:
             raise RequestError(f"cannot move {entry.lfn} into itself", EXIT_INVALID)
         await self._parent_for_write(caller, src)
         await self._parent_for_write(caller, dst)
-        await self.backend.move(src, dst)
-        self._written(src)
-        self._written(dst)
+        async with self._writing(src, dst):
+            await self.backend.move(src, dst)
         moved = await self.get(dst)
         assert moved is not None
         return moved
@@ -275,8 +277,8 @@ class Catalogue:
         entry = await self.stat(caller, path)
         if not (is_admin(caller) or entry.owner == caller.login):
             raise PermissionDenied(f"Permission denied: {caller.login} does not own {entry.lfn}")
-        await self.backend.update(path, {"perm": valid_mode(mode)})
-        self._written(path)
+        async with self._writing(path):
+            await self.backend.update(path, {"perm": valid_mode(mode)})
 
     async def chown(self, caller: Caller, path: str, owner: str, group: str = "") -> None:
         entry = await self.stat(caller, path)
@@ -285,16 +287,20 @@ class Catalogue:
         fields: dict[str, object] = {"owner": owner}
         if group:
             fields["gowner"] = group
-        await self.backend.update(path, fields)
-        self._written(path)
+        async with self._writing(path):
+            await self.backend.update(path, fields)
 
     async def add_replica(self, caller: Caller, path: str, se: str, pfn: str) -> None:
         entry = await self.stat(caller, path)
         require(caller, entry, WRITE, "add a replica to")
-        await self.backend.add_replicas([Replica(guid=entry.guid, se=se, pfn=pfn)])
-        self._written(path)
+        async with self._writing(path):
+            await self.backend.add_replicas([Replica(guid=entry.guid, se=se, pfn=pfn)])
 
     # -- homes
+    def home_ready(self, login: str) -> bool:
+        """Whether this process has made (or found) *login*'s home already."""
+        return login in self._homes_done
+
     async def ensure_home(self, login: str) -> None:
         """Create the user's home (and the directories above it, owned by admin)."""
         if login in self._homes_done:
@@ -312,6 +318,6 @@ class Catalogue:
                 who = login if p == home else ADMIN
                 entries.append(Entry(d, n, DIRECTORY, "755", who, who, ctime=now_ms()))
             with contextlib.suppress(RequestError):  # created meanwhile by another session
-                await self.backend.insert(entries)
-            self._written(home)
+                async with self._writing(home):
+                    await self.backend.insert(entries)
         self._homes_done.add(login)

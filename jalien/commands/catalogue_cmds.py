@@ -27,9 +27,9 @@ from jalien.commands.errno import (
     EREMOTEIO,
     jalien_error,
 )
-from jalien.commands.options import parse
+from jalien.commands.options import Options
 from jalien.commands.session import Session
-from jalien.commands.table import CommandTable
+from jalien.commands.table import Args, CommandTable
 from jalien.wire.errors import RequestError
 from jalien.wire.listing_views import human_size, long_line, permissions
 from jalien.wire.messages import DirEntry, Record, Reply
@@ -54,6 +54,17 @@ def java_date(ms: int) -> str:
     return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(ms / 1000))
 
 
+def home_preparer(catalogue: Catalogue) -> Callable[[Session], Awaitable[None] | None]:
+    """The dispatcher's session preparation: a session's home exists before its first
+    catalogue command (made once per login and process; None when it is already known)."""
+
+    def prepare(session: Session) -> Awaitable[None] | None:
+        login = session.identity.login
+        return None if catalogue.home_ready(login) else catalogue.ensure_home(login)
+
+    return prepare
+
+
 class CatalogueCommands:
     """Binds the catalogue service to the command table; holds no state of its own."""
 
@@ -64,36 +75,87 @@ class CatalogueCommands:
     def register(self) -> None:
         add = self.table.add
 
-        def read(name: str, fn: Any, summary: str) -> None:
-            add(name, fn, summary, action=Action.READ)
+        def read(name: str, fn: Any, summary: str, args: Args | None = None) -> None:
+            add(name, fn, summary, action=Action.READ, args=args, prepares=True)
 
-        def write(name: str, fn: Any, summary: str) -> None:
-            add(name, fn, summary, action=Action.WRITE)
+        def write(name: str, fn: Any, summary: str, args: Args | None = None) -> None:
+            add(name, fn, summary, action=Action.WRITE, args=args, prepares=True)
 
-        read("ls", self.ls, "list a directory: ls [-l -a -F -b -c -H] [path...]")
+        read(
+            "ls",
+            self.ls,
+            "list a directory: ls [-l -a -F -b -c -H] [path...]",
+            Args(flags=("l", "a", "F", "b", "c", "H", "bulk")),
+        )
         read("cd", self.cd, "change directory: cd [dir]")
-        write("mkdir", self.mkdir, "make directories: mkdir [-p] dir...")
-        write("rmdir", self.rmdir, "remove empty directories: rmdir dir...")
-        write("rm", self.rm, "remove entries: rm [-r] [-f] lfn...")
-        write("mv", self.mv, "move or rename: mv src... target")
-        write("touch", self.touch, "create an empty file or update its time: touch lfn...")
-        read("stat", self.stat, "an entry's metadata: stat lfn|guid...")
-        read("type", self.type, "file, directory or collection: type lfn")
-        read("find", self.find, "search below a directory: find [-d -w -f -r -l N -o N] dir pat")
-        read("whereis", self.whereis, "replicas of a file: whereis [-g] [-r] lfn|guid")
-        read("lfn2guid", self.lfn2guid, "the GUID of a file: lfn2guid lfn")
-        read("guid2lfn", self.guid2lfn, "the LFN of a GUID: guid2lfn guid...")
-        read("du", self.du, "disk usage: du [-n] [-s] path...")
-        write("chown", self.chown, "change owner: chown [-R] user[.group] path...")
-        write("chmod", self.chmod, "change permissions: chmod [-R] octal path...")
-        read("md5sum", self.md5sum, "checksums of files: md5sum lfn|guid...")
-        read("size", self.size, "the size of files: size lfn...")
-        read("listSEs", self.list_ses, "storage elements: listSEs [-qos a,b] [name...]")
+        write("mkdir", self.mkdir, "make directories: mkdir [-p] dir...", Args(flags="ps", min=1))
+        write(
+            "rmdir", self.rmdir, "remove empty directories: rmdir dir...", Args(flags="pvs", min=1)
+        )
+        write("rm", self.rm, "remove entries: rm [-r] [-f] lfn...", Args(flags="frRiv", min=1))
+        write("mv", self.mv, "move or rename: mv src... target", Args(min=2))
+        write(
+            "touch",
+            self.touch,
+            "create an empty file or update its time: touch lfn...",
+            Args(min=1, words=True),
+        )
+        read("stat", self.stat, "an entry's metadata: stat lfn|guid...", Args(flags="v", min=1))
+        read(
+            "type",
+            self.type,
+            "file, directory or collection: type lfn",
+            Args(flags="sz", min=1, max=1),
+        )
+        read(
+            "find",
+            self.find,
+            "search below a directory: find [-d -w -f -r -l N -o N] dir pat",
+            Args(flags="asdwhfrcyz", valued=("j", "l", "o", "x"), min=1),
+        )
+        read(
+            "whereis",
+            self.whereis,
+            "replicas of a file: whereis [-g] [-r] lfn|guid",
+            Args(flags="grl", min=1),
+        )
+        read(
+            "lfn2guid",
+            self.lfn2guid,
+            "the GUID of a file: lfn2guid lfn",
+            Args(min=1, max=1, words=True, usage="Command requires exactly one argument"),
+        )
+        read(
+            "guid2lfn",
+            self.guid2lfn,
+            "the LFN of a GUID: guid2lfn guid...",
+            Args(min=1, words=True),
+        )
+        read("du", self.du, "disk usage: du [-n] [-s] path...", Args(flags="ncs"))
+        write(
+            "chown",
+            self.chown,
+            "change owner: chown [-R] user[.group] path...",
+            Args(flags="R", min=2, usage="No user or file entered"),
+        )
+        write(
+            "chmod",
+            self.chmod,
+            "change permissions: chmod [-R] octal path...",
+            Args(flags="R", min=2, usage="No permissions or file entered"),
+        )
+        read(
+            "md5sum", self.md5sum, "checksums of files: md5sum lfn|guid...", Args(min=1, words=True)
+        )
+        read("size", self.size, "the size of files: size lfn...", Args(min=1, words=True))
+        read(
+            "listSEs",
+            self.list_ses,
+            "storage elements: listSEs [-qos a,b] [name...]",
+            Args(flags="s", valued=("qos",)),
+        )
 
     # -- helpers
-    async def _prepare(self, session: Session) -> None:
-        await self.cat.ensure_home(session.identity.login)
-
     def _abs(self, session: Session, path: str) -> str:
         if path.startswith("alien://"):
             path = path[len("alien://") :]
@@ -131,7 +193,6 @@ class CatalogueCommands:
 
     # -- navigation
     async def cd(self, session: Session, args: list[str]) -> Reply:
-        await self._prepare(session)
         words = args
         target = self._abs(session, words[0]) if words else session.identity.home.rstrip("/")
         entry = await self.cat.get(target or "/")
@@ -142,9 +203,7 @@ class CatalogueCommands:
         session.previous_cwd, session.cwd = session.cwd, as_dir(target)
         return Reply()
 
-    async def ls(self, session: Session, args: list[str]) -> AsyncIterator[Reply]:
-        await self._prepare(session)
-        opts = parse(args, flags=["l", "a", "F", "b", "c", "H", "bulk"])
+    async def ls(self, session: Session, opts: Options) -> AsyncIterator[Reply]:
         flags = "".join(sorted(opts.flags - {"bulk"}))
         view = "ls:" + flags
         paths = opts.args or [session.cwd]
@@ -175,11 +234,7 @@ class CatalogueCommands:
             raise jalien_error(ENOENT, ", ".join(missing))
 
     # -- changes
-    async def mkdir(self, session: Session, args: list[str]) -> Reply:
-        await self._prepare(session)
-        opts = parse(args, flags="ps")
-        if not opts.args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def mkdir(self, session: Session, opts: Options) -> Reply:
         for raw in opts.args:
             path = self._abs(session, raw)
             existing = await self.cat.get(path)
@@ -194,11 +249,7 @@ class CatalogueCommands:
                 ) from None
         return Reply()
 
-    async def rmdir(self, session: Session, args: list[str]) -> Reply:
-        await self._prepare(session)
-        opts = parse(args, flags="pvs")
-        if not opts.args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def rmdir(self, session: Session, opts: Options) -> Reply:
         for raw in opts.args:
             path = self._abs(session, raw)
             entry = await self.cat.get(path)
@@ -221,11 +272,7 @@ class CatalogueCommands:
         if session.identity.home.startswith(as_dir(path)):
             raise jalien_error(EINVAL, "Cannot delete your home dir")
 
-    async def rm(self, session: Session, args: list[str]) -> Reply:
-        await self._prepare(session)
-        opts = parse(args, flags="frRiv")
-        if not opts.args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def rm(self, session: Session, opts: Options) -> Reply:
         recursive = "r" in opts or "R" in opts
         error: RequestError | None = None
         for raw in opts.args:
@@ -249,11 +296,7 @@ class CatalogueCommands:
             raise error
         return Reply()
 
-    async def mv(self, session: Session, args: list[str]) -> Reply:
-        await self._prepare(session)
-        opts = parse(args)
-        if len(opts.args) < 2:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def mv(self, session: Session, opts: Options) -> Reply:
         *sources, target_raw = opts.args
         target = self._abs(session, target_raw)
         target_entry = await self.cat.get(target)
@@ -283,10 +326,8 @@ class CatalogueCommands:
                 raise jalien_error(EIO, f"Failed to move {src} to {dest}") from None
         return Reply()
 
-    async def touch(self, session: Session, args: list[str]) -> Reply:
-        await self._prepare(session)
-        if not args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def touch(self, session: Session, opts: Options) -> Reply:
+        args = opts.args
         for raw in args:
             path = self._abs(session, raw)
             try:
@@ -299,34 +340,27 @@ class CatalogueCommands:
                 raise jalien_error(EREMOTEIO, f"Failed to touch the LFN: {path}") from None
         return Reply()
 
-    async def chown(self, session: Session, args: list[str]) -> Reply:
+    async def chown(self, session: Session, opts: Options) -> Reply:
         async def change(path: str, spec: str) -> None:
             owner, _, group = spec.partition(".")
             await self.cat.chown(session.identity, path, owner, group)
 
-        return await self._change_all(session, args, "chown", "No user or file entered", change)
+        return await self._change_all(session, opts, "chown", change)
 
-    async def chmod(self, session: Session, args: list[str]) -> Reply:
+    async def chmod(self, session: Session, opts: Options) -> Reply:
         async def change(path: str, mode: str) -> None:
             await self.cat.chmod(session.identity, path, mode)
 
-        return await self._change_all(
-            session, args, "chmod", "No permissions or file entered", change
-        )
+        return await self._change_all(session, opts, "chmod", change)
 
     async def _change_all(
         self,
         session: Session,
-        args: list[str],
+        opts: Options,
         verb: str,
-        usage: str,
         change: Callable[[str, str], Awaitable[None]],
     ) -> Reply:
         """chown/chmod: SPEC path... [-R], JAliEn's EIO '<path>: unable to <verb>' on failure."""
-        await self._prepare(session)
-        opts = parse(args, flags="R")
-        if len(opts.args) < 2:
-            raise jalien_error(EINVAL, usage)
         spec = opts.args[0]
         for raw in opts.args[1:]:
             for path in await self._targets(session, raw, "R" in opts):
@@ -353,11 +387,7 @@ class CatalogueCommands:
         return out
 
     # -- information
-    async def stat(self, session: Session, args: list[str]) -> list[Record] | Reply:
-        await self._prepare(session)
-        opts = parse(args, flags="v")
-        if not opts.args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def stat(self, session: Session, opts: Options) -> list[Record] | Reply:
         records: list[Record] = []
         error: RequestError | None = None
         paths = [self._abs(session, a) for a in opts.args]
@@ -376,20 +406,14 @@ class CatalogueCommands:
             return Reply(results=records, exitcode=error.exitcode, error=str(error))
         return records
 
-    async def type(self, session: Session, args: list[str]) -> list[Record]:
-        await self._prepare(session)
-        opts = parse(args, flags="sz")
-        if len(opts.args) != 1:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def type(self, session: Session, opts: Options) -> list[Record]:
         entry = await self.cat.get(self._abs(session, opts.args[0]))
         if entry is None:
             raise jalien_error(ENOENT, opts.args[0])
         word = TYPE_WORD.get(entry.type, "file")
         return [{"lfn": entry.lfn, "type": word, "message": word}]
 
-    async def find(self, session: Session, args: list[str]) -> AsyncIterator[list[Record]]:
-        await self._prepare(session)
-        opts = parse(args, flags="asdwhfrcyz", valued=("j", "l", "o", "x"))
+    async def find(self, session: Session, opts: Options) -> AsyncIterator[list[Record]]:
         words = opts.args
         if not words:
             raise jalien_error(EINVAL, "Command requires an argument")
@@ -449,11 +473,7 @@ class CatalogueCommands:
         if "c" in opts:
             yield [{"message": f"Found {count} maching entries"}]
 
-    async def whereis(self, session: Session, args: list[str]) -> list[Record]:
-        await self._prepare(session)
-        opts = parse(args, flags="grl")
-        if not opts.args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def whereis(self, session: Session, opts: Options) -> list[Record]:
         raw = opts.args[0]
         entry: Entry | None = None
         if "g" in opts:
@@ -491,10 +511,8 @@ class CatalogueCommands:
             records.append(record)
         return records
 
-    async def lfn2guid(self, session: Session, args: list[str]) -> list[Record]:
-        await self._prepare(session)
-        if len(args) != 1:
-            raise jalien_error(EINVAL, "Command requires exactly one argument")
+    async def lfn2guid(self, session: Session, opts: Options) -> list[Record]:
+        args = opts.args
         entry = await self.cat.get(self._abs(session, args[0]))
         if entry is None:
             raise jalien_error(ENOENT, args[0])
@@ -511,10 +529,8 @@ class CatalogueCommands:
             }
         ]
 
-    async def guid2lfn(self, session: Session, args: list[str]) -> list[Record] | Reply:
-        await self._prepare(session)
-        if not args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def guid2lfn(self, session: Session, opts: Options) -> list[Record] | Reply:
+        args = opts.args
         records: list[Record] = []
         error: RequestError | None = None
         for raw in args:
@@ -533,9 +549,7 @@ class CatalogueCommands:
             return Reply(results=records, exitcode=error.exitcode, error=str(error))
         return records
 
-    async def du(self, session: Session, args: list[str]) -> list[Record]:
-        await self._prepare(session)
-        opts = parse(args, flags="ncs")
+    async def du(self, session: Session, opts: Options) -> list[Record]:
         records: list[Record] = []
         for raw in opts.args or [session.cwd]:
             paths = await self._expand(session, raw)
@@ -566,10 +580,8 @@ class CatalogueCommands:
                 )
         return records
 
-    async def md5sum(self, session: Session, args: list[str]) -> list[Record]:
-        await self._prepare(session)
-        if not args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+    async def md5sum(self, session: Session, opts: Options) -> list[Record]:
+        args = opts.args
         lines, records = [], []
         for raw in args:
             entry = await self.cat.get(self._abs(session, raw))
@@ -589,11 +601,9 @@ class CatalogueCommands:
         records[0]["message"] = "\n".join(lines)
         return records
 
-    async def size(self, session: Session, args: list[str]) -> list[Record]:
+    async def size(self, session: Session, opts: Options) -> list[Record]:
         """Not a JAliEn command: the size of files (and of directories' contents)."""
-        await self._prepare(session)
-        if not args:
-            raise jalien_error(EINVAL, "Command requires an argument")
+        args = opts.args
         records: list[Record] = []
         for raw in args:
             path = self._abs(session, raw)
@@ -610,8 +620,7 @@ class CatalogueCommands:
             )
         return records
 
-    async def list_ses(self, session: Session, args: list[str]) -> list[Record]:
-        opts = parse(args, flags="s", valued=("qos",))
+    async def list_ses(self, session: Session, opts: Options) -> list[Record]:
         wanted = {n.upper() for n in opts.args}
         groups = [set(v.lower().split(",")) for v in opts.values.get("qos", [])]
         records: list[Record] = []

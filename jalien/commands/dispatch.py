@@ -29,6 +29,9 @@ HELP_FLAGS = frozenset({"-h", "--h", "-help", "--help"})
 CredentialCheck = Callable[[Identity], "str | Awaitable[str]"]
 """Whether a credential still holds beyond its signature and dates (a job token: its job is
 active): "" when it does, else the reason; an awaitable only when it must ask a database."""
+Prepare = Callable[[Session], "Awaitable[None] | None"]
+"""What a session needs before its first data command (its home in the catalogue): None
+when it is ready, else the work to wait for."""
 
 
 class Dispatcher:
@@ -38,11 +41,13 @@ class Dispatcher:
         *,
         site: str,
         credential_check: CredentialCheck | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.table = table
         self.site = site
         self.sessions: set[Session] = set()
         self.credential_check = credential_check
+        self.prepare = prepare
 
     # -- net.Handler
     def open_session(self, identity: Identity, push: Any, *, personality: str) -> Session:
@@ -78,25 +83,46 @@ class Dispatcher:
         action = policy.resolve(command.action, request.options)
         if not policy.allows(identity, action):
             return self._refuse(session, policy.refusal(identity, action, command.name))
+        pending: Awaitable[str] | None = None
         if self.credential_check is not None:
             problem = self.credential_check(identity)
             if problem:
                 if type(problem) is str:
                     return self._refuse(session, problem)
-                return self._checked(session, request, command, problem)  # type: ignore[arg-type]
+                pending = problem  # type: ignore[assignment]
+        setup: Awaitable[None] | None = None
+        if command.prepares and not session.prepared and self.prepare is not None:
+            setup = self.prepare(session)
+            if setup is None:
+                session.prepared = True
+        if pending is not None or setup is not None:
+            return self._later(session, request, command, pending, setup)
         return self._run(session, request, command)
 
     def _refuse(self, session: Session, why: str) -> Reply:
         return self._finish(session, Reply(exitcode=EXIT_PERMISSION, error=why))
 
-    async def _checked(
-        self, session: Session, request: Request, command: Any, pending: Awaitable[str]
+    async def _later(
+        self,
+        session: Session,
+        request: Request,
+        command: Any,
+        pending: Awaitable[str] | None,
+        setup: Awaitable[None] | None,
     ) -> AsyncIterator[Reply]:
-        """The rare path where the credential check had to ask the database: the answer is
-        a stream (it may be one), a single Reply being a stream of one."""
-        problem = await pending
-        if problem:
-            yield self._refuse(session, problem)
+        """The rare path with a wait before the command (the credential check asks the
+        database, a session's first data command makes its home): the answer is a stream
+        (it may be one), a single Reply being a stream of one."""
+        try:
+            problem = await pending if pending is not None else ""
+            if problem:
+                yield self._refuse(session, problem)
+                return
+            if setup is not None:
+                await setup
+                session.prepared = True
+        except Exception as exc:
+            yield self._finish(session, self._error(request, exc))
             return
         result = self._run(session, request, command)
         if type(result) is Reply:
@@ -125,7 +151,8 @@ class Dispatcher:
         else:
             options = list(options)
         try:
-            result = command.fn(session, options)
+            spec = command.args
+            result = command.fn(session, spec.parse(options) if spec is not None else options)
         except Exception as exc:
             return self._finish(session, self._error(request, exc))
         if type(result) is list or type(result) is Reply:  # the hot path: answered at once

@@ -18,6 +18,7 @@ class Session:
     push: Any = None
     opened: float = field(default_factory=time.time)
     previous_cwd: str = ""
+    prepared: bool = False  # its home was made (before its first data command)
 
     @property
     def user(self) -> str:

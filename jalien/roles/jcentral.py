@@ -25,7 +25,7 @@ from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.basic import BasicCommands
 from jalien.commands.cache_cmds import CacheCommands
-from jalien.commands.catalogue_cmds import CatalogueCommands
+from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.job_cmds import JobCommands
 from jalien.commands.storage_cmds import StorageCommands
@@ -121,7 +121,12 @@ def build_server(
     """The object graph of jcentral, in plain code."""
     accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
     table = build_commands(settings, catalogue, jobs, tokens, accounts, cache)
-    dispatcher = Dispatcher(table, site=settings.site, credential_check=jobs.token_alive)
+    dispatcher = Dispatcher(
+        table,
+        site=settings.site,
+        credential_check=jobs.token_alive,
+        prepare=home_preparer(catalogue),
+    )
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
     limits = Limits(
         max_message_size=settings.max_message_size,

@@ -14,7 +14,7 @@ from jalien.catalogue.model import Replica, StorageElement
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.cache_cmds import CacheCommands
-from jalien.commands.catalogue_cmds import CatalogueCommands
+from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
 from jalien.roles.central_cache import NAMESPACES, catalogue_cache
 
 HOME = "/alice/cern.ch/user/j/jdoe/"
@@ -36,7 +36,7 @@ async def lmdb_cat_server(make_server, tmp_path):
         CatalogueCommands(table, cat).register()
         CacheCommands(table, store).register()
 
-    server = await make_server(add_commands=commands)
+    server = await make_server(add_commands=commands, prepare=home_preparer(cat))
     server.catalogue, server.store = cat, store
     yield server
     await backend.close()

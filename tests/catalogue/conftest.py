@@ -58,12 +58,15 @@ async def catalogue(backend):
 async def cat_server(make_server, tmp_path):
     """An in-process server with the catalogue commands on a fresh SQLite catalogue."""
     from jalien.catalogue.cache import MemoryCache
-    from jalien.commands.catalogue_cmds import CatalogueCommands
+    from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
 
     backend = SQLiteBackend(tmp_path / "served.db")
     await backend.start()
     cat = Catalogue(backend, cache=MemoryCache())
-    server = await make_server(add_commands=lambda table: CatalogueCommands(table, cat).register())
+    server = await make_server(
+        add_commands=lambda table: CatalogueCommands(table, cat).register(),
+        prepare=home_preparer(cat),
+    )
     server.catalogue = cat
     yield server
     await backend.close()

@@ -11,7 +11,7 @@ from jalien.catalogue.cache import MemoryCache
 from jalien.catalogue.model import StorageElement
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
-from jalien.commands.catalogue_cmds import CatalogueCommands
+from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
 from jalien.commands.storage_cmds import StorageCommands
 from jalien.storage.envelope import EnvelopeSigner
 from jalien.storage.se_server import StorageServer, se_context
@@ -56,7 +56,7 @@ async def data_server(make_server, tmp_path, signer, embedded_se, grid_pki):
         storage.register()
         commands.append(storage)
 
-    server = await make_server(add_commands=add)
+    server = await make_server(add_commands=add, prepare=home_preparer(cat))
     server.catalogue = cat
     server.se = embedded_se
     server.storage = commands[0]
