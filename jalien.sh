@@ -98,7 +98,7 @@ case "$cmd" in
     ;;
   lint)
     ensure_env
-    ruff check . && ruff format --check .
+    ruff check . && ruff format --check . && mypy
     ;;
   bench)
     ensure_env

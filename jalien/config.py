@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,7 @@ def _coerce(name: str, raw: str) -> object:
 
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     **overrides: object,
 ) -> Settings:
     """Build Settings from the layers; *overrides* are the command-line flags."""

@@ -5,13 +5,15 @@ pure-Python ones (as aiohttp's AIOHTTP_NO_EXTENSIONS does); so does a missing bu
 """
 
 import os
+from typing import TYPE_CHECKING
 
 from jalien._fast import framing_py
 
 NO_EXTENSIONS = os.environ.get("JALIEN_NO_EXTENSIONS", "") not in ("", "0")
 
 framing = framing_py
-if not NO_EXTENSIONS:
+# the checker sees one interface, framing_py's (framing_c.pyi declares the same)
+if not NO_EXTENSIONS and not TYPE_CHECKING:
     try:
         from jalien._fast import framing_c
     except ImportError:  # not built: a source checkout without meson

@@ -6,6 +6,7 @@ errors for any input (tests/wire/test_twins_differential.py checks it).
 
 import struct
 import zlib
+from typing import TypeAlias
 
 from jalien._fast.constants import (
     CODEC_MASK,
@@ -27,15 +28,19 @@ _HEADER = struct.Struct(">2sBBII")
 _U32 = struct.Struct(">I")
 IMPLEMENTATION = "python"
 
+# what the twins take as a body (framing_c.pyi declares the same)
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+Frame: TypeAlias = tuple[int, int, bytes]  # (stream_id, flags, body)
 
-def compress(data, level: int = DEFAULT_LEVEL) -> bytes:
+
+def compress(data: BytesLike, level: int = DEFAULT_LEVEL) -> bytes:
     """zlib-compress *data*; the uncompressed size goes in front as a u32."""
     if not -1 <= level <= 9:
         raise ValueError("compression level must be between -1 and 9")
     return _U32.pack(len(data)) + zlib.compress(data, level)
 
 
-def decompress(body, max_size: int = DEFAULT_MAX_FRAME) -> bytes:
+def decompress(body: BytesLike, max_size: int = DEFAULT_MAX_FRAME) -> bytes:
     """Inverse of compress(); refuses a declared size above *max_size* before inflating."""
     if len(body) < SIZE_PREFIX:
         raise ProtocolError("bad compressed frame body")
@@ -60,7 +65,7 @@ def _check_stream(stream_id: int) -> None:
 
 def encode_frame(
     stream_id: int,
-    body,
+    body: BytesLike,
     codec: int = 0,
     compress_threshold: int = DEFAULT_COMPRESS_THRESHOLD,
     level: int = DEFAULT_LEVEL,
@@ -80,7 +85,7 @@ def encode_frame(
     return _HEADER.pack(MAGIC, VERSION, flags, stream_id, len(body)) + bytes(body)
 
 
-def encode_raw(stream_id: int, flags: int, wire_body) -> bytes:
+def encode_raw(stream_id: int, flags: int, wire_body: BytesLike) -> bytes:
     """Re-frame a body exactly as it came off the wire (a proxy changing the stream id)."""
     _check_stream(stream_id)
     if flags & ~FLAGS_KNOWN:
@@ -109,15 +114,16 @@ class FrameDecoder:
         """Bytes held back waiting for the rest of a frame."""
         return len(self._buf)
 
-    def feed(self, data) -> list:
+    def feed(self, data: BytesLike) -> list[Frame]:
         if self._error is not None:
             raise self._error
+        view: memoryview | bytes
         if self._buf:
             self._buf += data
             view = memoryview(self._buf)
         else:
             view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        frames = []
+        frames: list[Frame] = []
         pos = 0
         end = len(view)
         try:

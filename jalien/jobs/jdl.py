@@ -323,10 +323,11 @@ def _text(text: str | bytes) -> str:
     if len(text) > MAX_JDL_SIZE:
         raise JdlError(f"JDL longer than {MAX_JDL_SIZE} characters ({len(text)})", 1, 1)
     if isinstance(text, bytes | bytearray):
+        raw = bytes(text)
         try:
-            text = bytes(text).decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            good = bytes(text[: exc.start]).decode("utf-8")
+            good = raw[: exc.start].decode("utf-8")
             raise JdlError("not UTF-8 text", *position(good, len(good))) from None
     try:
         text.encode("utf-8")

@@ -243,11 +243,11 @@ class GroupWriter(threading.Thread):
                                 results.append((None, exc.__cause__))
         except BaseException as exc:
             results = [(None, exc)] * len(batch)
-        for job, (value, exc) in zip(batch, results, strict=True):
-            if exc is None:
+        for job, (value, error) in zip(batch, results, strict=True):
+            if error is None:
                 job.future.set_result(value)
             else:
-                job.future.set_exception(exc)
+                job.future.set_exception(error)
 
     def _attempt(self, batch: list[WriteJob], started: Any) -> list[Result]:
         """The batch in one transaction, again on a new connection when the old one was

@@ -90,11 +90,11 @@ class _Writer(threading.Thread):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 results = [(future, None, exc) for _, future in batch]
-            for future, value, exc in results:  # acknowledged only once committed
-                if exc is None:
+            for future, value, error in results:  # acknowledged only once committed
+                if error is None:
                     future.set_result(value)
                 else:
-                    future.set_exception(exc)
+                    future.set_exception(error)
         conn.close()
 
 
