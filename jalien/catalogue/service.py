@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -92,6 +93,31 @@ class Catalogue:
         await self.directory(caller, path, READ, "list")
         async for page in self.backend.list_dir(as_dir(path)):
             yield page
+
+    async def expand(self, caller: Caller, path: str) -> list[str]:
+        """JAliEn's wildcard expansion of an absolute path: '*' and '?' in any component,
+        through the directories the caller may list; a path without them is itself."""
+        if "*" not in path and "?" not in path:
+            return [path]
+        parts = path.strip("/").split("/")
+        found = ["/"]
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if "*" not in part and "?" not in part:
+                found = [f.rstrip("/") + "/" + part for f in found]
+                continue
+            regex = re.compile("^" + re.escape(part).replace(r"\*", ".*").replace(r"\?", ".") + "$")
+            matches = []
+            for base in found:
+                entry = await self.get(base)
+                if entry is None or not entry.is_dir:
+                    continue
+                async for page in self.listing(caller, base):
+                    for row in page:
+                        if regex.match(row.name) and (last or row.type == DIRECTORY):
+                            matches.append(base.rstrip("/") + "/" + row.name)
+            found = matches
+        return found
 
     async def find(self, caller: Caller, query: FindQuery) -> AsyncIterator[list[Entry]]:
         base = query.base.rstrip("/") or "/"

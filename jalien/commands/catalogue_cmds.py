@@ -11,7 +11,7 @@ from typing import Any
 
 from jalien.auth.policy import Action
 from jalien.catalogue.backend import FindQuery, NotFound
-from jalien.catalogue.model import DIRECTORY, Entry
+from jalien.catalogue.model import Entry
 from jalien.catalogue.paths import BadPath, as_dir, resolve
 from jalien.catalogue.permissions import PermissionDenied
 from jalien.catalogue.service import Catalogue, NotADirectory
@@ -167,29 +167,7 @@ class CatalogueCommands:
             raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
 
     async def _expand(self, session: Session, path: str) -> list[str]:
-        """JAliEn's wildcard expansion: '*' and '?' in any component, through directories."""
-        full = self._abs(session, path)
-        if "*" not in full and "?" not in full:
-            return [full]
-        parts = full.strip("/").split("/")
-        found = ["/"]
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if "*" not in part and "?" not in part:
-                found = [f.rstrip("/") + "/" + part for f in found]
-                continue
-            regex = re.compile("^" + re.escape(part).replace(r"\*", ".*").replace(r"\?", ".") + "$")
-            matches = []
-            for base in found:
-                entry = await self.cat.get(base)
-                if entry is None or not entry.is_dir:
-                    continue
-                async for page in self.cat.listing(session.identity, base):
-                    for row in page:
-                        if regex.match(row.name) and (last or row.type == DIRECTORY):
-                            matches.append(base.rstrip("/") + "/" + row.name)
-            found = matches
-        return found
+        return await self.cat.expand(session.identity, self._abs(session, path))
 
     # -- navigation
     async def cd(self, session: Session, args: list[str]) -> Reply:
