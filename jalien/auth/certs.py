@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -133,8 +133,15 @@ def make_ca(
     return builder.sign(key, hashes.SHA256()), key
 
 
+def key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
+    """Whether *key* is the private half of *cert*'s public key, whatever the certificate's
+    key type (an Ed25519 certificate with an RSA key is a mismatch, not a crash)."""
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return cert.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
+
+
 def _check_ca(ca_cert: x509.Certificate, ca_key: PrivateKey) -> None:
-    if ca_cert.public_key().public_numbers() != ca_key.public_key().public_numbers():
+    if not key_matches(ca_cert, ca_key):
         raise AuthError("the CA key does not belong to the CA certificate")
 
 
@@ -269,7 +276,7 @@ def load_key(path: StrPath, password: bytes | None = None) -> PrivateKey:
         if encrypted:
             raise AuthError(f"cannot decrypt the private key {path}: wrong password") from None
         raise AuthError(f"{path} is not a private key (unreadable PEM key)") from None
-    except (TypeError, serialization.UnsupportedAlgorithm) as exc:
+    except (TypeError, UnsupportedAlgorithm) as exc:
         raise AuthError(f"cannot load the private key {path}: {exc}") from None
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if key.curve.key_size < MIN_EC_BITS:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from . import der
-from .certs import CLOCK_SKEW, certs_pem, key_pem, new_key, utcnow
+from .certs import CLOCK_SKEW, PrivateKey, certs_pem, key_matches, key_pem, new_key, utcnow
 from .errors import AuthError
 from .files import StrPath, write_file
 
@@ -44,7 +44,7 @@ def proxy_cert_info(policy_language: str = PPL_INHERIT_ALL, path_len: int | None
 
 def make_proxy(
     issuer_cert: x509.Certificate,
-    issuer_key: rsa.RSAPrivateKey,
+    issuer_key: PrivateKey,
     hours: float = 12,
     bits: int = 2048,
     limited: bool = False,
@@ -53,7 +53,7 @@ def make_proxy(
     not_after: dt.datetime | None = None,
 ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     """A proxy of *issuer_cert* valid for *hours*, never beyond the issuer's own expiry."""
-    if issuer_cert.public_key().public_numbers() != issuer_key.public_key().public_numbers():
+    if not key_matches(issuer_cert, issuer_key):
         raise AuthError("the key does not belong to the certificate the proxy extends")
     now = utcnow()
     issuer_end = issuer_cert.not_valid_after_utc

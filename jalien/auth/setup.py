@@ -14,17 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jalien.config import Settings
 
 from .accounts import Account, AccountMap
 from .cadir import write_ca_dir
 from .certs import (
+    PrivateKey,
     check_login,
     dn_of,
     issue_host_cert,
     issue_user_cert,
+    key_matches,
     load_cert,
     load_key,
     make_ca,
@@ -91,13 +92,11 @@ def _refuse_half_pairs(settings: Settings, globus: Path, force: bool) -> None:
         )
 
 
-def _ca(
-    directory: Path, report: SetupReport, force: bool
-) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+def _ca(directory: Path, report: SetupReport, force: bool) -> tuple[x509.Certificate, PrivateKey]:
     cert_path, key_path = directory / "ca.pem", directory / "ca.key"
     if _existing_pair(cert_path, key_path, "dev CA", force):
         cert, key = load_cert(cert_path), load_key(key_path)
-        if cert.public_key().public_numbers() != key.public_key().public_numbers():
+        if not key_matches(cert, key):
             raise AuthError(f"{key_path} is not the key of {cert_path}")
         report.kept += [cert_path, key_path]
         return cert, key
@@ -119,7 +118,7 @@ def _token_ca(directory: Path, report: SetupReport) -> x509.Certificate:
 
 def _host(
     settings: Settings,
-    ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
+    ca: tuple[x509.Certificate, PrivateKey],
     hostnames: list[str],
     report: SetupReport,
     force: bool,
@@ -141,7 +140,7 @@ def _host(
 
 def _user(
     globus: Path,
-    ca: tuple[x509.Certificate, rsa.RSAPrivateKey],
+    ca: tuple[x509.Certificate, PrivateKey],
     login: str,
     password: bytes | None,
     ca_dir: Path,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from .certs import load_certs, load_key
+from .certs import key_matches, load_certs, load_key
 from .errors import AuthError
 from .files import StrPath
 from .memfile import memory_path
@@ -47,7 +47,7 @@ def _load_chain(
     certs = load_certs(cert_path)
     secret = password.encode() if isinstance(password, str) else password
     key = load_key(key_path, secret)
-    if certs[0].public_key().public_numbers() != key.public_key().public_numbers():
+    if not key_matches(certs[0], key):
         raise AuthError(f"the key in {key_path} does not belong to the certificate in {cert_path}")
     raise AuthError(f"cannot use {cert_path} with key {key_path}: {reason}")
 

@@ -48,6 +48,7 @@ from . import token_der
 from .certs import (
     CLOCK_SKEW,
     PrivateKey,
+    key_matches,
     load_cert,
     load_key,
     make_ca,
@@ -292,7 +293,7 @@ class TokenAuthority(TokenVerifier):
     ) -> None:
         if not isinstance(ca_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
             raise AuthError("the token CA key must be an RSA or EC key")
-        if ca_cert.public_key().public_numbers() != ca_key.public_key().public_numbers():
+        if not key_matches(ca_cert, ca_key):
             raise AuthError("the token CA key does not belong to the token CA certificate")
         super().__init__(ca_cert)
         self._ca_key = ca_key

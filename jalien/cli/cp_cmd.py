@@ -13,12 +13,16 @@ import asyncio
 import ssl
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jalien.auth.errors import AuthError
 from jalien.config import ConfigError, load_settings
 from jalien.net import discovery
 from jalien.net.client import Client, ConnectionLost
 from jalien.storage.cp import Options, copy
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID  # rich itself is imported when bars are drawn
 
 EXIT_NO_CONNECTION = 107
 
@@ -52,7 +56,7 @@ class RichProgress:
             TransferSpeedColumn(),
             transient=True,
         )
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self):
         self.bars.start()

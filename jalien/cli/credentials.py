@@ -9,9 +9,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
 
-from jalien.auth.certs import load_certs, load_key
+from jalien.auth.certs import PrivateKey, key_matches, load_certs, load_key
 from jalien.auth.errors import AuthError
 from jalien.auth.names import dn_string
 from jalien.auth.proxy import is_proxy
@@ -47,7 +47,7 @@ def read_password(prompt: str, *, from_stdin: bool) -> bytes:
     return getpass.getpass(prompt).encode()
 
 
-def load_user_key(key_path: Path, *, password_stdin: bool = False) -> rsa.RSAPrivateKey:
+def load_user_key(key_path: Path, *, password_stdin: bool = False) -> PrivateKey:
     """The user's private key, decrypted (the password is asked here when needed)."""
     if not is_encrypted(key_path):
         return load_key(key_path)
@@ -68,13 +68,13 @@ def load_user_key(key_path: Path, *, password_stdin: bool = False) -> rsa.RSAPri
 
 def load_user_credentials(
     env: Mapping[str, str] | None = None, *, password_stdin: bool = False
-) -> tuple[list, rsa.RSAPrivateKey, str]:
+) -> tuple[list[x509.Certificate], PrivateKey, str]:
     """(certificate chain, decrypted key, DN) of the user's grid certificate."""
     cert_path, key_path = user_cert_paths(env)
     certs = load_certs(cert_path)
     if is_proxy(certs[0]):
         raise AuthError(f"{cert_path} is a proxy; point X509_USER_CERT at the user certificate")
     key = load_user_key(key_path, password_stdin=password_stdin)
-    if certs[0].public_key().public_numbers() != key.public_key().public_numbers():
+    if not key_matches(certs[0], key):
         raise AuthError(f"the key in {key_path} does not belong to the certificate {cert_path}")
     return certs, key, dn_string(certs[0].subject)

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cryptography import x509
+
 from jalien.auth.certs import load_certs, utcnow
 from jalien.auth.errors import AuthError
 from jalien.auth.identity import cert_end_entity_dn
@@ -75,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     destroy = sub.add_parser("destroy", help="remove the proxy file")
     destroy.add_argument("-file", help="proxy file")
     return parser
+
+
+def _strength(cert: x509.Certificate) -> str:
+    """Key size in bits (RSA, EC); the key type for keys without one (an Ed25519 certificate)."""
+    key = cert.public_key()
+    bits = getattr(key, "key_size", None)
+    return f"{bits} bits" if isinstance(bits, int) else type(key).__name__.removesuffix("PublicKey")
 
 
 def _hms(seconds: float) -> str:
@@ -136,7 +145,7 @@ def info(args: argparse.Namespace, path: Path) -> int:
         ("issuer", dn_string(proxy.issuer)),
         ("identity", cert_end_entity_dn(proxy)),
         ("type", kind),
-        ("strength", f"{proxy.public_key().key_size} bits"),
+        ("strength", _strength(proxy)),
         ("path", str(path)),
         ("timeleft", _hms(left) + ("  (expired)" if left <= 0 else "")),
     ]

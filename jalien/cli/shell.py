@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cryptography import x509
 
@@ -39,6 +39,9 @@ from jalien.net.client import ConnectionLost, Refused, SyncClient
 from jalien.wire.errors import EXIT_INVALID, EXIT_NO_CONNECTION, RequestError
 from jalien.wire.jalien_json import OutputMode, records, render_reply
 from jalien.wire.messages import Reply
+
+if TYPE_CHECKING:
+    import ssl
 
 EXIT_INTERRUPTED = 130
 LOCAL_COMMANDS = ("exit", "quit", "help", "token-init", "cp")
@@ -92,7 +95,7 @@ class Connection:
         self.endpoint: discovery.Endpoint | None = None
         self.credentials: discovery.Credentials | None = None
         self._fallbacks: Iterator[discovery.Credentials] | None = None
-        self._context = None
+        self._context: ssl.SSLContext | None = None
         self._not_after = 0.0  # when the loaded credential ends (0: unknown)
 
     def _ssl_context(self):
