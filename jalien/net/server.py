@@ -57,6 +57,15 @@ from jalien.net.refusal import (
     ws_reason,
 )
 from jalien.wire import codec, framing
+from jalien.wire.channel import (
+    CancelReceived,
+    ChannelClosed,
+    Invalid,
+    OpenRequested,
+    RequestReceived,
+    ServerChannel,
+    ServerEvent,
+)
 from jalien.wire.codec import DecodeError
 from jalien.wire.errors import (
     EXIT_FAILED,
@@ -75,14 +84,11 @@ from jalien.wire.jalien_json import (
     render_stream_end,
 )
 from jalien.wire.messages import (
-    Cancel,
-    CloseChannel,
     Event,
-    OpenChannel,
     Reply,
     Request,
 )
-from jalien.wire.streams import CONTROL_SEQ, channel_of, seq_of, stream_id
+from jalien.wire.streams import CONTROL_SEQ, SEQ_BITS, channel_of, stream_id
 
 log = logging.getLogger("jalien.net.server")
 
@@ -200,36 +206,46 @@ class _Handover(asyncio.Protocol):
 
 
 class _Session:
-    """A client session as the binary connection sees it: handler state + its requests."""
+    """A client session as the binary connection sees it: the handler's state, whose."""
 
-    __slots__ = ("identity", "state", "streams")
+    __slots__ = ("identity", "state")
 
     def __init__(self, state: Any, identity: Identity) -> None:
         self.state = state
         self.identity = identity  # whose session: its credential's end is checked per request
-        self.streams: set[int] = set()
+
+
+STREAMS_AT_ONCE = 8
+"""Streamed replies of one connection producing pages at once (each holds a page of up to
+5000 entries in memory): the others wait their turn, so memory per connection stays
+bounded whatever a client pipelines. A level's raw frames are not counted: they are bytes
+already, and waiting for upstream must not hold back a client's other requests."""
 
 
 class BinaryConnection(asyncio.Protocol):
-    """The binary channel, server side: decode frames, dispatch, write replies."""
+    """The binary channel, server side: sockets, tasks and backpressure around the
+    protocol's state machine (``wire.channel.ServerChannel``), which decodes frames and
+    encodes replies."""
 
     def __init__(self, server: Server, identity: Identity, where: str) -> None:
         self.server = server
         self.identity = identity
         self.where = where
         self.transport: asyncio.Transport | None = None
-        self._decoder = framing.FrameDecoder(server.limits.max_message_size)
+        limits = server.limits
+        self._channel = ServerChannel(limits.max_message_size, limits.compress_threshold)
         self._sessions: dict[int, _Session] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._out: list[bytes] | None = None
+        self._out_size = 0
         self._reading_paused = False
         self._write_paused = False
         self._drained = asyncio.Event()
         self._drained.set()
+        self._slots = asyncio.Semaphore(STREAMS_AT_ONCE)
         self._idle: asyncio.TimerHandle | None = None
         self._ends: asyncio.TimerHandle | None = None  # the credential's notAfter
         self._active = True
-        self._threshold = server.limits.compress_threshold
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -247,6 +263,7 @@ class BinaryConnection(asyncio.Protocol):
             self._idle.cancel()
         if self._ends is not None:
             self._ends.cancel()
+        self._drained.set()  # streams waiting to write see the transport closing
         for task in self._tasks.values():
             task.cancel()
         for channel in list(self._sessions):
@@ -261,69 +278,82 @@ class BinaryConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._drained.set()
+        if self._channel.pending:  # events left while it could not write
+            asyncio.get_running_loop().call_soon(self._serve_backlog)
         self._update_reading()
 
     def data_received(self, data: bytes) -> None:
         self._active = True
         try:
-            frames = self._decoder.feed(data)
+            self._channel.feed(data)
         except framing.ProtocolError as exc:
             log.warning("closing %s (%s): %s", self.where, self.identity.login, exc)
             self.transport.abort()  # type: ignore[union-attr]
             return
-        # coalesce the replies answered inline into one write per read
+        if not self._write_paused:
+            self._serve()
+        self._update_reading()
+
+    def _serve_backlog(self) -> None:
+        if self._channel.pending and not self._write_paused:
+            self._serve()
+            self._update_reading()
+
+    def _serve(self) -> None:
+        """Serve the events received, the replies answered inline coalesced into one
+        write; past the high-water mark the write goes out and, if the transport pauses,
+        the rest waits in the channel (reading is paused meanwhile): inline replies are
+        bounded too."""
         out = []  # not `self._out = out = []`: Nuitka folds `if out` to False (its bug)
         self._out = out
+        self._out_size = 0
+        high = self.server.limits.write_buffer_high
+        transport = self.transport
+        next_event = self._channel.next_event
         try:
-            for sid, flags, body in frames:
-                self._frame(sid, flags, body)
+            while True:
+                event = next_event()
+                if event is None:
+                    break
+                self._event(event)
+                if self._out_size > high and transport is not None:
+                    transport.write(b"".join(out))
+                    out.clear()
+                    self._out_size = 0
+                    if self._write_paused:
+                        break
         finally:
             self._out = None
-            if out:
-                self.transport.write(b"".join(out))  # type: ignore[union-attr]
+            if out and transport is not None:
+                transport.write(b"".join(out))
 
-    # -- frames and messages
-    def _frame(self, sid: int, flags: int, body: bytes) -> None:
-        try:
-            if flags & framing.CODEC_MASK == framing.CODEC_JSON:
-                message = codec.decode_json(body)
-            else:
-                message = codec.decode_msgpack(body)
-        except DecodeError as exc:
+    # -- events
+    def _event(self, event: ServerEvent) -> None:
+        kind = type(event)
+        if kind is RequestReceived:
+            sid = event.stream  # type: ignore[union-attr]
+            session = self._sessions[sid >> SEQ_BITS]
+            self._request(sid, session, event.request, event.flags, event.body)  # type: ignore[union-attr]
+        elif kind is Invalid:
             started = time.perf_counter()
-            sent = self.send(sid, Reply(exitcode=EXIT_INVALID, error=str(exc)))
-            self.server.audit.record(
-                self.where, BINARY, channel_of(sid), self.identity, "", (), EXIT_INVALID,
-                str(exc), started, sent,
-            )  # fmt: skip
-            return
-        channel = channel_of(sid)
-        if type(message) is Request:
-            session = self._sessions.get(channel)
-            if session is None:
-                self.send(sid, Reply(exitcode=EXIT_INVALID, error=f"channel {channel} not open"))
-            elif seq_of(sid) == CONTROL_SEQ:
-                self.send(sid, Reply(exitcode=EXIT_INVALID, error="requests need a sequence > 0"))
-            else:
-                self._request(sid, session, message, flags, body)
-        elif type(message) is Cancel:
-            task = self._tasks.get(sid)
+            sent = self._write(self._channel.invalid(event))  # type: ignore[arg-type]
+            if event.undecodable:  # type: ignore[union-attr]
+                self.server.audit.record(
+                    self.where, BINARY, channel_of(event.stream), self.identity, "", (),  # type: ignore[union-attr]
+                    EXIT_INVALID, event.error, started, sent,  # type: ignore[union-attr]
+                )  # fmt: skip
+        elif kind is CancelReceived:
+            task = self._tasks.get(event.stream)  # type: ignore[union-attr]
             if task is not None:
                 task.cancel()
-        elif type(message) is OpenChannel:
-            self._open_channel(sid, channel, message)
-        elif type(message) is CloseChannel:
-            if channel:
-                self._close_session(channel)
-        else:
-            self.send(sid, Reply(exitcode=EXIT_INVALID, error="clients send requests only"))
+        elif kind is OpenRequested:
+            self._open_channel(event)  # type: ignore[arg-type]
+        elif kind is ChannelClosed:
+            self._close_session(event.channel, event.streams)  # type: ignore[union-attr]
 
     def _request(
         self, sid: int, session: _Session, request: Request, flags: int, body: bytes
     ) -> None:
-        if sid in self._tasks:
-            self.send(sid, Reply(exitcode=EXIT_INVALID, error="stream id already in use"))
-            return
         expires = session.identity.expires
         if expires and expires <= time.time():  # a channel's own (forwarded) credential
             reply = refusal(EXPIRED, expired_text(session.identity.dn, expires))
@@ -352,7 +382,6 @@ class BinaryConnection(asyncio.Protocol):
             return
         task = asyncio.ensure_future(self._finish(sid, result, session.identity, request, started))
         self._tasks[sid] = task
-        session.streams.add(sid)
         self._update_reading()
 
     async def _finish(
@@ -372,9 +401,6 @@ class BinaryConnection(asyncio.Protocol):
             reply = _internal_error(exc)
         finally:
             self._tasks.pop(sid, None)
-            session = self._sessions.get(channel_of(sid))
-            if session is not None:
-                session.streams.discard(sid)
             self._update_reading()
         sent = 0
         if self.transport is not None and not self.transport.is_closing():
@@ -401,58 +427,78 @@ class BinaryConnection(asyncio.Protocol):
         )  # fmt: skip
 
     async def _stream(self, sid: int, pages: Any) -> tuple[int | str, str, int, int]:
-        """A reply in several frames: every one but the last carries FLAG_MORE. Items are
-        Replies, or raw (flags, body) frames from upstream that already say so. Returns
-        (exit code, error, bytes sent, frames) for the audit log."""
-        held: Reply | None = None
-        last: tuple[int, bytes] | None = None
+        """A reply in several frames: every one but the last carries FLAG_MORE (the
+        channel holds each page back until the next), and a stream that produced nothing
+        still ends with an empty final reply (``ServerChannel.end``). Items are Replies, or
+        raw (flags, body) frames from upstream that already say so. A page is produced
+        only while the transport is below its high-water mark, by at most STREAMS_AT_ONCE
+        streams of the connection. Returns (exit code, error, bytes sent, frames) for the
+        audit log."""
+        channel = self._channel
+        outcome: tuple[int | str, str] = (0, "")
         sent = frames = 0
+        slots = self._slots if self.server.forward_raw is None else None
         try:
-            async for item in pages:
-                if self.transport is None or self.transport.is_closing():
-                    return EXIT_FAILED, "client gone", sent, frames
-                frames += 1
-                if type(item) is tuple:
-                    sent += self.send_raw(sid, *item)
-                    last = item
-                else:
-                    if held is not None:
-                        sent += self.send(sid, held, more=True)
-                    held = item
-                if self._write_paused:
-                    await self._drained.wait()
+            if slots is not None:
+                await slots.acquire()
+            try:
+                while True:
+                    if self._write_paused:
+                        await self._writable()
+                    if self.transport is None or self.transport.is_closing():
+                        channel.drop_held(sid)
+                        return EXIT_FAILED, "client gone", sent, frames
+                    try:
+                        item = await pages.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    frames += 1
+                    if type(item) is tuple:
+                        sent += self._write(channel.reply_raw(sid, *item))
+                        outcome = raw_outcome(*item)
+                    else:
+                        sent += self._write(channel.page(sid, item))
+                        outcome = (item.exitcode, item.error)
+            finally:
+                if slots is not None:
+                    slots.release()
         except asyncio.CancelledError:
-            held = Reply(exitcode=EXIT_FAILED, error="cancelled")
-        except RequestError as exc:
-            sent += self._flush_held(sid, held)
-            frames += 1  # the error's frame
-            held = Reply(exitcode=exc.exitcode, error=str(exc))
+            channel.drop_held(sid)
+            reply = Reply(exitcode=EXIT_FAILED, error="cancelled")
+            sent += self._write(channel.finish(sid, reply))
+            return reply.exitcode, reply.error, sent, frames
         except Exception as exc:
-            sent += self._flush_held(sid, held)
+            reply = (
+                Reply(exitcode=exc.exitcode, error=str(exc))
+                if isinstance(exc, RequestError)
+                else _internal_error(exc)
+            )
             frames += 1  # the error's frame
-            held = _internal_error(exc)
+            sent += self._write(channel.finish(sid, reply))
+            return reply.exitcode, reply.error, sent, frames
         finally:
             await _aclose(pages)
-        if held is not None:
-            sent += self.send(sid, held)
-            return held.exitcode, held.error, sent, frames
-        if last is not None:
-            return (*raw_outcome(*last), sent, frames)
-        return 0, "", sent, frames
+        ended = channel.end(sid)
+        if ended and not frames:
+            frames = 1
+        sent += self._write(ended)
+        return (*outcome, sent, frames)
 
-    def _flush_held(self, sid: int, held: Reply | None) -> int:
-        if held is not None:
-            return self.send(sid, held, more=True)
-        return 0
+    async def _writable(self) -> None:
+        """Wait while the transport is above its high-water mark (its client reads slowly,
+        or not at all)."""
+        while self._write_paused:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            await self._drained.wait()
 
-    def _open_channel(self, sid: int, channel: int, message: OpenChannel) -> None:
-        if channel == 0 or seq_of(sid) != CONTROL_SEQ:
-            self.send(sid, Reply(exitcode=EXIT_INVALID, error="OpenChannel needs channel > 0"))
-            return
-        dn = message.dn or self.identity.dn
+    def _open_channel(self, event: OpenRequested) -> None:
+        sid, channel = event.stream, event.channel
+        dn = event.dn or self.identity.dn
         try:
-            if message.cert:
-                identity = self._forwarded(message.cert)
+            if event.cert:
+                identity = self._forwarded(event.cert)
             elif dn == self.identity.dn:
                 identity = self.identity
             elif policy.allows(self.identity, policy.Action.ACT_FOR):
@@ -485,55 +531,64 @@ class BinaryConnection(asyncio.Protocol):
         return identity
 
     def _open_session(self, channel: int, identity: Identity) -> None:
-        events_sid = stream_id(channel, CONTROL_SEQ)
-
         def push(event: Event) -> None:
-            self.send(events_sid, event)
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                self._write(self._channel.push(channel, event))
 
         state = self.server.handler.open_session(identity, push, personality=BINARY)
+        if channel:
+            self._channel.open(channel)
         self._sessions[channel] = _Session(state, identity)
 
-    def _close_session(self, channel: int) -> None:
+    def _close_session(self, channel: int, streams: list[int] | None = None) -> None:
+        """End *channel*'s session; its requests still in flight are cancelled."""
+        if streams is None:
+            streams = self._channel.close(channel) if channel else []
         session = self._sessions.pop(channel, None)
-        if session is None:
-            return
-        for sid in session.streams:
+        for sid in streams:
             task = self._tasks.get(sid)
             if task is not None:
                 task.cancel()
-        self.server.handler.close_session(session.state)
+        if session is not None:
+            self.server.handler.close_session(session.state)
+
+    def _write(self, data: bytes) -> int:
+        """Write *data* (or queue it for the coalesced write of this read); its size."""
+        transport = self.transport
+        if not data or transport is None or transport.is_closing():
+            return 0
+        if self._out is not None:
+            self._out.append(data)
+            self._out_size += len(data)
+        else:
+            transport.write(data)
+        return len(data)
 
     def send(self, sid: int, message: Reply | Event, more: bool = False) -> int:
         """Encode and write (or queue for the coalesced write of this read); the bytes."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return 0
-        flags = framing.FLAG_MORE if more else 0
-        data = framing.encode_frame(sid, codec.encode_msgpack(message), flags, self._threshold)
-        if self._out is not None:
-            self._out.append(data)
-        else:
-            transport.write(data)
-        return len(data)
+        return self._write(self._channel.reply(sid, message, more))
 
     def send_raw(self, sid: int, flags: int, body: bytes) -> int:
         """Write a reply body as it came from upstream (a proxy level); the bytes."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return 0
-        data = framing.encode_raw(sid, flags, body)
-        if self._out is not None:
-            self._out.append(data)
-        else:
-            transport.write(data)
-        return len(data)
+        return self._write(self._channel.reply_raw(sid, flags, body))
 
     # -- flow control and idleness
     def _update_reading(self) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        pause = self._write_paused or len(self._tasks) >= self.server.limits.max_in_flight
+        pause = (
+            self._write_paused
+            or self._channel.pending > 0
+            or len(self._tasks) >= self.server.limits.max_in_flight
+        )
         if pause and not self._reading_paused:
             transport.pause_reading()
             self._reading_paused = True

@@ -22,6 +22,8 @@ must go; a body that is not a message is an ``Invalid`` event and the connection
 
 from __future__ import annotations
 
+import collections
+
 import msgspec
 
 from jalien.wire import codec, framing
@@ -37,6 +39,8 @@ from jalien.wire.messages import (
     Request,
 )
 from jalien.wire.streams import CONTROL_SEQ, SEQ_BITS, SEQ_MASK, stream_id
+
+_FLAGS = 3  # offset of the flags byte in a frame header
 
 __all__ = [
     "CancelReceived",
@@ -124,7 +128,7 @@ ServerEvent = RequestReceived | CancelReceived | OpenRequested | ChannelClosed |
 class ServerChannel:
     """A server's side of one binary connection. Channel 0 is open from the start."""
 
-    __slots__ = ("_by_channel", "_decoder", "_threshold", "streams")
+    __slots__ = ("_by_channel", "_decoder", "_frames", "_held", "_threshold", "streams")
 
     def __init__(
         self,
@@ -132,9 +136,13 @@ class ServerChannel:
         compress_threshold: int = framing.DEFAULT_COMPRESS_THRESHOLD,
     ) -> None:
         self._decoder = framing.FrameDecoder(max_frame_size)
+        self._frames: collections.deque[tuple[int, int, bytes]] = collections.deque()
         self._threshold = compress_threshold
         self.streams: set[int] = set()  # requests in flight: no final frame sent yet
         self._by_channel: dict[int, set[int]] = {0: set()}  # open channels, their streams
+        # a stream's latest page, encoded, held back until the next one says whether it
+        # was the last (the last page's exit code, error and metadata count)
+        self._held: dict[int, bytearray] = {}
 
     @property
     def buffered(self) -> int:
@@ -145,10 +153,35 @@ class ServerChannel:
         return channel in self._by_channel
 
     # -- bytes in
+    def feed(self, data: bytes) -> None:
+        """Take bytes read (any chunking); ProtocolError: the connection must go. Their
+        frames wait for ``next_event``."""
+        frames = self._decoder.feed(data)
+        if frames:
+            self._frames.extend(frames)
+
+    @property
+    def pending(self) -> int:
+        """Frames received and not yet taken as events."""
+        return len(self._frames)
+
+    def next_event(self) -> ServerEvent | None:
+        """The next event, None when none is complete. One at a time, as h11 does: a
+        frame is judged after the server has acted on the one before (a request right
+        behind its channel's OpenChannel finds the channel open), and a server that
+        cannot write stops taking events, leaving the rest here."""
+        frames = self._frames
+        if not frames:
+            return None
+        sid, flags, body = frames.popleft()
+        return self._event(sid, flags, body)
+
     def receive(self, data: bytes) -> list[ServerEvent]:
-        """The events in *data* (any chunking); ProtocolError: the connection must go."""
+        """``feed`` then every event (the channel's state as it is now judges them all)."""
+        self.feed(data)
         events: list[ServerEvent] = []
-        for sid, flags, body in self._decoder.feed(data):
+        while self._frames:
+            sid, flags, body = self._frames.popleft()
             events.append(self._event(sid, flags, body))
         return events
 
@@ -197,9 +230,12 @@ class ServerChannel:
         if not streams:
             return []
         self.streams.difference_update(streams)
+        for sid in streams:
+            self._held.pop(sid, None)
         return list(streams)
 
     def _ended(self, sid: int) -> None:
+        self._held.pop(sid, None)
         if sid in self.streams:
             self.streams.discard(sid)
             streams = self._by_channel.get(sid >> SEQ_BITS)
@@ -221,9 +257,44 @@ class ServerChannel:
             self._ended(sid)
         return framing.encode_raw(sid, flags, body)
 
+    def held(self, sid: int) -> bool:
+        return sid in self._held
+
+    def page(self, sid: int, reply: Reply) -> bytes:
+        """A page of a streamed reply: it is held (encoded) and the page held before, if
+        any, is returned flagged MORE. ``end`` sends the last one as final."""
+        held = self._held.pop(sid, None)
+        frame = bytearray(
+            framing.encode_frame(sid, codec.encode_msgpack(reply), 0, self._threshold)
+        )
+        self._held[sid] = frame
+        if held is None:
+            return b""
+        held[_FLAGS] |= framing.FLAG_MORE
+        return bytes(held)
+
+    def drop_held(self, sid: int) -> None:
+        """Forget the page held for *sid* (a cancelled stream's answer is its reason)."""
+        self._held.pop(sid, None)
+
+    def finish(self, sid: int, reply: Reply) -> bytes:
+        """End a stream with *reply* (an error after some pages): the held page flagged
+        MORE, then *reply* as the final frame."""
+        held = self._held.pop(sid, None)
+        data = self.reply(sid, reply)
+        if held is None:
+            return data
+        held[_FLAGS] |= framing.FLAG_MORE
+        return bytes(held) + data
+
     def end(self, sid: int) -> bytes:
-        """Close *sid* if it has not sent its last frame: an empty final reply (a stream
-        that produced nothing, or whose last page was flagged MORE); else nothing."""
+        """Close *sid* if it has not sent its last frame: the held page as the final one,
+        else an empty final reply (a stream that produced nothing, or whose last raw frame
+        was flagged MORE); nothing when it has ended."""
+        held = self._held.pop(sid, None)
+        if held is not None:
+            self._ended(sid)
+            return bytes(held)
         if sid not in self.streams:
             return b""
         return self.reply(sid, Reply())

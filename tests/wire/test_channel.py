@@ -233,3 +233,39 @@ def test_control_messages_reach_the_client():
     assert type(event) is EventReceived and (event.channel, event.event.topic) == (3, "kill")
     assert type(refusal) is ControlReply and refusal.reply.metadata == {"refused": "expired"}
     assert client.bad_control and "channel 2" in client.bad_control[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 4), min_size=1, max_size=6),
+    error_after=st.lists(st.booleans(), min_size=6, max_size=6),
+    cuts=cuts,
+)
+def test_held_pages_the_last_one_is_final(counts, error_after, cuts):
+    """page() holds each page back until the next: the last page leaves final with its own
+    exit code and metadata; an error after some pages follows them; no page at all is one
+    empty final reply."""
+    client = ClientChannel()
+    server = ServerChannel(compress_threshold=32)
+    sids = [stream_id(0, i + 1) for i in range(len(counts))]
+    server.receive(b"".join(client.send_request(s, Request(command="ls")) for s in sids))
+    out = bytearray()
+    for i in range(max(counts, default=0)):  # interleaved: page i of every stream
+        for sid, count in zip(sids, counts, strict=True):
+            if i < count:
+                out += server.page(sid, Reply(results=[{"n": str(i)}], metadata={"p": str(i)}))
+    for sid, failed in zip(sids, error_after, strict=False):
+        out += server.finish(sid, Reply(exitcode=2, error="gone")) if failed else server.end(sid)
+    assert not server.streams
+    events = feed(client, bytes(out), cuts)
+    for sid, count, failed in zip(sids, counts, error_after, strict=False):
+        replies = [decode_reply(e.flags, e.body) for e in events if e.stream == sid]
+        finals = [e.final for e in events if e.stream == sid]
+        assert finals[-1] and not any(finals[:-1])
+        assert [r.results for r in replies if r.results] == [[{"n": str(i)}] for i in range(count)]
+        if failed:
+            assert replies[-1].exitcode == 2 and len(replies) == count + 1
+        elif count:
+            assert replies[-1].metadata == {"p": str(count - 1)} and len(replies) == count
+        else:
+            assert replies == [Reply()]
