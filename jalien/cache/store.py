@@ -6,12 +6,12 @@ their writers; readers never wait). In each process:
 
 - reads run on the calling thread (the event loop: a hit is answered inline) from a read
   transaction kept per thread and renewed when this process committed, when a namespace
-  handle was opened, or when another process committed: the writer thread looks at LMDB's
-  last transaction id every ``max_stale`` seconds, so what another process wrote shows up
-  within that time (a store without a writer thread renews by age instead);
+  handle was opened, or when it is ``max_stale`` seconds old: what another process wrote
+  shows up within that time, and no thread wakes up to watch for it;
 - writes are queued to one writer thread that applies everything queued in one write
-  transaction (group commit). Until then the process reads its own writes from a small
-  overlay, and pending invalidations hide what they will drop.
+  transaction (group commit). It sleeps on the queue until there is work (or hits to move,
+  or the next sweep): an idle process does not wake up. Until a write is committed the
+  process reads it from a small overlay, and pending invalidations hide what they drop.
 
 Layout: per namespace N, three named databases::
 
@@ -23,7 +23,10 @@ Layout: per namespace N, three named databases::
 order of ``l`` is the order of time). A write is ``replace`` on ``v`` (which gives the old
 header) and two index updates.
 
-and ``meta``: ``ns/N`` for each namespace, ``tick`` (the stamp clock, +1 per commit).
+and ``meta``: ``ns/N`` for each namespace, ``tick`` (the stamp clock, +1 per commit),
+``gen`` (the generation, +1 per invalidation); ``inv``: generation -> path of the last
+``LOG_KEEP`` invalidations; ``w``: owner (pid, start time) | seq -> scope of each catalogue
+write in flight (an intent).
 
 Eviction: when a commit leaves a namespace above ``max_entries`` (or ``max_bytes`` of
 pages), the oldest stamps go first. With ``lru`` (an approximation, as Redis's) one hit in
@@ -40,6 +43,25 @@ chunks by the writer.
 Scopes: a value put with scope S (a catalogue path) is dropped by ``invalidate(P)`` when S
 is P, above P or below P (whole path components). The scope index makes that one exact
 lookup per component of P plus one range scan below P, whatever the namespace size.
+
+Crash consistency (after a kill -9 anywhere, no cached answer contradicts the catalogue):
+a queued invalidation dies with its process, so the catalogue's writes do not queue theirs.
+
+- ``begin_write(paths)`` drops what covers the paths and records an intent in ``w``, in one
+  commit (fsynced) that the catalogue awaits before it commits; ``end_write`` drops again
+  and removes the intent (queued: if it is lost, the intent stays).
+- A put with ``since`` (the generation read before its value was computed) is refused by
+  the writer when an intent covers its scope, or an invalidation after ``since`` does
+  (``inv``): an answer computed across a write, in any process of the host, is not kept.
+- An intent whose process died (its pid gone, or running with another start time) is
+  reaped at every start and sweep of any process on the host: its scopes dropped again.
+
+So a value survives a crash only if it was computed after the last write covering it had
+committed. Chosen over "drop the catalogue namespaces at start unless shut down cleanly":
+several processes share one LMDB (the one that died may not restart, and the others would
+keep serving what its lost invalidations should have dropped) and every restart would empty
+the cache. The cost: a catalogue write waits for one cache commit (group-committed with the
+others in flight), and a lookup reads one key more.
 """
 
 from __future__ import annotations
@@ -79,7 +101,11 @@ _TICK = b"tick"
 _SPACE_PREFIX = b"ns/"
 
 # writer operations (the first item of each queued tuple)
-_SET, _DELETE, _INVALIDATE, _CLEAR, _MATCH, _FLUSH, _OPEN, _SWEEP, _STOP = range(9)
+_SET, _DELETE, _INVALIDATE, _CLEAR, _MATCH, _FLUSH, _OPEN, _SWEEP, _STOP, _BEGIN, _END = range(11)
+_BARRIERS = (_INVALIDATE, _CLEAR, _BEGIN, _END)  # operations that hide values until committed
+_GEN = b"gen"  # in meta: the generation, +1 per invalidation (u64)
+LOG_KEEP = 1 << 16  # invalidations remembered in ``inv`` (a put older than that is refused)
+_OWNER = struct.Struct(">IQ")  # an intent's owner: pid, start time (clock ticks since boot)
 _unpack = _HEAD.unpack_from
 _monotonic = time.monotonic
 
@@ -152,6 +178,39 @@ class _Space:
         self.evictions = self.invalidated = self.swept = 0
         self.sweep_from = b""
         self.tracking = self.lru  # are hits logged (LRU, and the namespace nearly full)?
+
+
+@dataclass(frozen=True, slots=True)
+class WriteIntent:
+    """A catalogue write in flight (begin_write .. end_write): its scopes, its keys in
+    ``w``, and the future that is done once the intent is durable."""
+
+    scopes: tuple[bytes, ...]
+    keys: tuple[bytes, ...]
+    durable: concurrent.futures.Future[None]
+
+
+def _start_time(pid: int) -> int:
+    """The start time of process *pid* (clock ticks since boot; 0 if unknown): a pid with
+    another start time is another process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _alive(owner: bytes) -> bool:
+    pid, start = _OWNER.unpack(owner[: _OWNER.size])
+    if start:
+        return _start_time(pid) == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class _Reader(threading.local):
@@ -245,6 +304,7 @@ class CacheStore:
         sweep_interval: float = 10.0,
         sweep_chunk: int = 2000,
         max_batch: int = 4096,
+        commit_delay: float = 0.0,
     ) -> None:
         self.path = Path(path)
         self.policies = {check_namespace(n): p for n, p in (policies or {}).items()}
@@ -255,7 +315,6 @@ class CacheStore:
         self.readonly = readonly
         self.sync = sync
         self.max_stale = max_stale
-        self._seen_txnid = -1  # LMDB's last transaction id when this process last looked
         self.touch_interval = touch_interval
         if touch_sample < 1 or touch_sample & (touch_sample - 1):
             raise ValueError("touch_sample must be a power of 2")
@@ -264,10 +323,13 @@ class CacheStore:
         self.sweep_interval = sweep_interval
         self.sweep_chunk = sweep_chunk
         self.max_batch = max_batch
+        self.commit_delay = commit_delay  # tests: each commit as slow as a busy disk's fsync
         self._clock = clock
         self._commits = 0  # +1 per commit or handle opened: read transactions renew
         self._env = self._open_env()
         self._meta: Any = None
+        self._log: Any = None  # generation (u64) -> path of each recent invalidation
+        self._intents: Any = None  # owner | seq -> scope of each catalogue write in flight
         self._spaces: dict[str, _Space] = {}
         self._opening: set[str] = set()
         self._dbi_lock = threading.Lock()  # LMDB: one dbi_open at a time per process
@@ -285,22 +347,29 @@ class CacheStore:
         self._barriers: list[tuple[int, str | None, bytes | None]] = []
         self._touches: list[tuple[_Space, bytes]] = []
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._owner = _OWNER.pack(os.getpid(), _start_time(os.getpid()))
+        self._intent_seq = itertools.count(1)
         self._last_touch = time.monotonic()
         self._next_sweep = time.monotonic() + sweep_interval
         self.unknown_misses = 0  # gets on namespaces that do not exist (yet)
         self.dropped = 0  # writes lost to a failed commit (logged)
+        self.outdated = 0  # puts refused: a write covering them came in since their lookup
+        self.reaped = 0  # intents of dead processes dropped
         self.commits = 0
         self.closed = False
         self._thread: threading.Thread | None = None
-        # without a writer thread nobody watches other processes' commits: renew by age
-        self._timed = not (writer and not readonly)
-        if not self._timed:
+        # read transactions renew by age (max_stale): what other processes commit shows up
+        # within that time, and no thread has to wake up to watch for it
+        self._timed = True
+        if not readonly:
+            self._reap_now()
+        if writer and not readonly:
             self._thread = threading.Thread(target=self._run, name="cache-writer", daemon=True)
             self._thread.start()
 
     # -- opening
     def _open_env(self) -> Any:
-        options = dict(
+        options: dict[str, Any] = dict(
             map_size=self.map_size,
             max_dbs=3 * (self.max_namespaces + 8) + 1,
             max_readers=512,
@@ -339,6 +408,9 @@ class CacheStore:
             meta = self._env.open_db(b"meta", create=not self.readonly)
         except lmdb.NotFoundError:
             return  # read-only and nothing written yet
+        if not self.readonly:
+            self._log = self._env.open_db(b"inv")
+            self._intents = self._env.open_db(b"w")
         self._commits += 1  # older transactions cannot use the new handle (see _open_space)
         self._meta = meta
 
@@ -546,10 +618,13 @@ class CacheStore:
         scope: str = "",
         *,
         if_absent: bool = False,
+        since: int | None = None,
     ) -> None:
         """Keep *value* under *key* for *ttl* seconds (None: the namespace's default; 0: no
         expiry), dropped by invalidate() of any path covering *scope*. With *if_absent*
-        only when no live value is there (JAliEn's ``ifnull``)."""
+        only when no live value is there (JAliEn's ``ifnull``). With *since* (the
+        ``generation()`` read before the value was computed) the writer does not keep it if
+        an invalidation covering *scope* came after, or a write covering it is in flight."""
         policy = self._writable(ns)
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
             raise _bad_key(key)
@@ -573,7 +648,7 @@ class CacheStore:
         if not if_absent:
             with self._lock:
                 self._pending[(ns, key)] = (seq, raw)
-        self._queue.put((_SET, seq, ns, key, raw, scoped, if_absent))
+        self._queue.put((_SET, seq, ns, key, raw, scoped, if_absent, since))
 
     def delete(self, ns: str, key: bytes) -> None:
         if self.readonly:
@@ -595,6 +670,40 @@ class CacheStore:
         with self._lock:
             self._barriers.append((seq, None, scoped))
         self._queue.put((_INVALIDATE, seq, scoped))
+
+    def generation(self) -> int:
+        """The generation this thread's read transaction sees: +1 per invalidation of any
+        process. Read it before computing a value to put with ``since``."""
+        if self._meta is None:
+            return 0
+        raw = self._txn().get(_GEN, None, self._meta)
+        return _STAMP.unpack(raw)[0] if raw else 0
+
+    def begin_write(self, paths: Iterable[str]) -> WriteIntent:
+        """A catalogue write at *paths* is about to commit: drop what covers them and record
+        the intent, in one commit; await ``durable`` before the catalogue commits. Until
+        end_write (or this process's death, seen by any process of the host), puts covering
+        them are refused: so after a kill -9 anywhere no value computed before the
+        catalogue's commit survives it."""
+        if self.readonly:
+            raise CacheError(f"cache {self.path} is open read-only", 1)
+        scopes = tuple(scope_key(p) for p in paths)
+        keys = tuple(self._owner + _STAMP.pack(next(self._intent_seq)) for _ in scopes)
+        seq = next(self._seq)
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._lock:
+            self._barriers.extend((seq, None, scope) for scope in scopes)
+        self._queue.put((_BEGIN, seq, scopes, keys, future))
+        return WriteIntent(scopes, keys, future)
+
+    def end_write(self, intent: WriteIntent) -> None:
+        """The catalogue committed (or failed): drop what covers the paths again (values
+        computed meanwhile) and the intent. Queued: a crash before it is durable leaves the
+        intent, which the next start (or sweep) of any process on the host reaps."""
+        seq = next(self._seq)
+        with self._lock:
+            self._barriers.extend((seq, None, scope) for scope in intent.scopes)
+        self._queue.put((_END, seq, intent.scopes, intent.keys))
 
     def clear(self, ns: str | None = None) -> concurrent.futures.Future[int]:
         """Empty one namespace (None: all); the future gives how many entries went."""
@@ -636,8 +745,12 @@ class CacheStore:
 
     # -- the writer
     def _run(self) -> None:
-        wait = max(0.001, min(self.touch_interval, self.max_stale))
         while True:
+            # sleep until there is work: a queued operation, hits to move, or the next sweep
+            if self._touches:
+                wait = self.touch_interval
+            else:
+                wait = max(0.001, self._next_sweep - time.monotonic())
             try:
                 if not self.run_once(wait):
                     return
@@ -667,10 +780,6 @@ class CacheStore:
             self._next_sweep = now + self.sweep_interval
         if ops or touches or sweep:
             self._commit(ops, touches or [], sweep)
-        last = self._env.info()["last_txnid"]
-        if last != self._seen_txnid:  # another process committed: readers renew
-            self._seen_txnid = last
-            self._commits += 1
         return not any(op[0] == _STOP for op in ops)
 
     def _commit(self, ops: list[tuple[Any, ...]], touches: list[Any], sweep: bool) -> None:
@@ -683,6 +792,8 @@ class CacheStore:
                 self._opening.discard(op[2])
         results: list[tuple[concurrent.futures.Future[Any], Any]] = []
         error: BaseException | None = None
+        if self.commit_delay:
+            time.sleep(self.commit_delay)
         try:
             try:
                 results = self._transaction(ops, touches, sweep)
@@ -704,6 +815,8 @@ class CacheStore:
                 if isinstance(future, concurrent.futures.Future) and not future.done():
                     future.set_exception(CacheError(f"cache commit failed: {error}", 1))
             return
+        if any(op[0] == _BEGIN for op in ops):
+            self._env.sync(True)  # metasync is off: an intent must survive a machine crash too
         for future, value in results:
             if not future.done():
                 future.set_result(value)
@@ -714,6 +827,7 @@ class CacheStore:
         results: list[tuple[concurrent.futures.Future[Any], Any]] = []
         dirty: set[_Space] = set()
         spaces = self._spaces
+        intents: list[bytes] | None = None  # the scopes of the writes in flight, when read
         with self._env.begin(write=True) as txn:
             stamp = self._tick(txn)
             for op in ops:
@@ -723,8 +837,25 @@ class CacheStore:
                     if space is None:
                         log.warning("cache namespace %s: too many namespaces, dropped", op[2])
                         continue
+                    if op[7] is not None and op[5]:
+                        if intents is None:
+                            intents = list(txn.cursor(db=self._intents).iternext(keys=False))
+                        if self._outdated(txn, op[5], op[7], intents):
+                            self.outdated += 1
+                            continue
                     self._put(txn, space, op[3], op[4], op[5], op[6], stamp)
                     dirty.add(space)
+                elif code == _BEGIN:
+                    for scope, key in zip(op[2], op[3], strict=True):
+                        self._invalidate(txn, scope)
+                        txn.put(key, scope, db=self._intents)
+                    intents = None
+                    results.append((op[4], None))
+                elif code == _END:
+                    for scope, key in zip(op[2], op[3], strict=True):
+                        txn.delete(key, db=self._intents)
+                        self._invalidate(txn, scope)
+                    intents = None
                 elif code == _DELETE:
                     space = spaces.get(op[2])
                     if space is not None and self._remove(txn, space, op[3]):
@@ -743,7 +874,49 @@ class CacheStore:
                 self._evict(txn, space)
             if sweep:
                 self._sweep(txn)
+                self._reap(txn)
         return results
+
+    def _outdated(self, txn: Any, scope: bytes, since: int, intents: list[bytes]) -> bool:
+        """Does a write in flight, or an invalidation after generation *since*, cover
+        *scope*? (Then a value computed at *since* may contradict the catalogue.)"""
+        if any(covers(scope, path) for path in intents):
+            return True
+        raw = txn.get(_GEN, None, self._meta)
+        now = _STAMP.unpack(raw)[0] if raw else 0
+        if now <= since:
+            return False
+        if now - since >= LOG_KEEP:
+            return True  # too long ago to tell
+        cursor = txn.cursor(db=self._log)
+        try:
+            if cursor.set_range(_STAMP.pack(since + 1)):
+                for path in cursor.iternext(keys=False):
+                    if covers(scope, path):
+                        return True
+        finally:
+            cursor.close()
+        return False
+
+    def _reap(self, txn: Any) -> None:
+        """Intents of processes that died (kill -9 between begin_write and end_write):
+        invalidate their scopes once more and drop them."""
+        dead = [
+            (key, scope)
+            for key, scope in txn.cursor(db=self._intents)
+            if key[: _OWNER.size] != self._owner and not _alive(key)
+        ]
+        for key, scope in dead:
+            txn.delete(key, db=self._intents)
+            self._invalidate(txn, scope)
+        if dead:
+            self.reaped += len(dead)
+            log.info("cache %s: dropped %d write intents of dead processes", self.path, len(dead))
+
+    def _reap_now(self) -> None:
+        with self._env.begin(write=True) as txn:
+            self._reap(txn)
+        self._commits += 1
 
     def _settle(self, ops: list[tuple[Any, ...]]) -> None:
         """Committed (or lost): the overlay and barriers of these operations go."""
@@ -757,7 +930,7 @@ class CacheStore:
                     current = pending.get(item)
                     if current is not None and current[0] == op[1]:
                         del pending[item]
-                elif code in (_INVALIDATE, _CLEAR):
+                elif code in _BARRIERS:
                     done.add(op[1])
             if done:
                 self._barriers = [b for b in self._barriers if b[0] not in done]
@@ -808,6 +981,12 @@ class CacheStore:
         return True
 
     def _invalidate(self, txn: Any, path: bytes) -> None:
+        raw = txn.get(_GEN, None, self._meta)
+        generation = (_STAMP.unpack(raw)[0] if raw else 0) + 1
+        txn.put(_GEN, _STAMP.pack(generation), db=self._meta)
+        txn.put(_STAMP.pack(generation), path, db=self._log)
+        if generation > LOG_KEEP:
+            txn.delete(_STAMP.pack(generation - LOG_KEEP), db=self._log)
         for space in list(self._spaces.values()):
             if not txn.stat(space.s)["entries"]:
                 continue
@@ -946,7 +1125,7 @@ class CacheStore:
             for space in self._spaces.values():
                 count = txn.stat(space.v)["entries"] // 2
                 cursor = txn.cursor(db=space.l)
-                victims = []
+                victims: list[bytes] = []
                 for _stamp, key in cursor:
                     if len(victims) >= count:
                         break

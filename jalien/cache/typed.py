@@ -9,15 +9,25 @@ Values are MessagePack of the Structs, decoded with a decoder built once per nam
 Keys are the catalogue's strings as UTF-8; one longer than LMDB allows (a find with a long
 pattern) is replaced by a 32-byte BLAKE2b digest.
 
-A lookup that missed is answered from the database, then put: if a write of this process
-covering its scope came in between, the answer may predate the write and is not kept (the
-recent invalidations are remembered for that, by generation).
+A lookup that missed is answered from the database, then put: if a write covering its
+scope came in between, the answer may predate the write and is not kept. This process's
+writes are remembered here by generation (its own puts are read back at once from the
+store's overlay); every process's, by the store's durable generation, read at the miss and
+checked by the writer when it commits the put (``CacheStore.set(since=...)``).
+
+A catalogue write runs inside ``writing(paths)``: the store drops what covers the paths and
+records the write's intent durably before the catalogue commits, and drops it again after
+(see ``CacheStore.begin_write``): after a kill -9 anywhere, no cached answer contradicts the
+catalogue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +71,8 @@ class TypedCache:
         self._encoder = msgspec.msgpack.Encoder()
         self._generation = 0  # +1 per invalidation
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=4096)
-        self._missed: dict[tuple[str, str], int] = {}  # lookups waiting for their put
+        # lookups waiting for their put: (this process's generation, the store's)
+        self._missed: dict[tuple[str, str], tuple[int, int]] = {}
         self.undecodable = 0
         self.refused = 0
         self.raced = 0  # answers not kept: a write covering them came in while computing
@@ -72,7 +83,8 @@ class TypedCache:
         if raw is None:
             if len(self._missed) > 10_000:  # puts that never came (errors, cancellations)
                 self._missed.clear()
-            self._missed[(namespace, key)] = self._generation
+            # the oldest miss wins: two lookups of one key put with the earlier generations
+            self._missed.setdefault((namespace, key), (self._generation, self.store.generation()))
             return None
         try:
             return codec.decoder.decode(raw)
@@ -82,13 +94,18 @@ class TypedCache:
 
     def put(self, namespace: str, key: str, value: Any, scope: str) -> None:
         codec = self._codecs[namespace]
-        since = self._missed.pop((namespace, key), self._generation)
+        since, stored = self._missed.pop((namespace, key), (self._generation, None))
         if since != self._generation and self._stale(since, scope):
             self.raced += 1
             return
         try:
             self.store.set(
-                codec.ns, cache_key(key), self._encoder.encode(value), codec.ttl, scope or ""
+                codec.ns,
+                cache_key(key),
+                self._encoder.encode(value),
+                codec.ttl,
+                scope or "",
+                since=stored,
             )
         except CacheError:
             self.refused += 1  # e.g. bigger than the store's value limit: just not cached
@@ -111,5 +128,23 @@ class TypedCache:
 
     def invalidate(self, path: str) -> None:
         self.store.invalidate(path)
+        self._note(path)
+
+    def _note(self, path: str) -> None:
         self._generation += 1
         self._recent.append((self._generation, scope_key(path)))
+
+    @contextlib.asynccontextmanager
+    async def writing(self, *paths: str) -> AsyncIterator[None]:
+        """Around a catalogue write at *paths*: durable invalidation and intent before it,
+        invalidation after it (also when it fails or is cancelled)."""
+        intent = self.store.begin_write(paths)
+        for path in paths:
+            self._note(path)
+        try:
+            await asyncio.wrap_future(intent.durable)
+            yield
+        finally:
+            self.store.end_write(intent)
+            for path in paths:
+                self._note(path)

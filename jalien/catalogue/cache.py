@@ -1,8 +1,15 @@
 """Cache hooks of the catalogue: find and whereis answers are kept and dropped when a
-write touches what they cover. The LMDB cache service implements the same protocol."""
+write touches what they cover. The LMDB cache service implements the same protocol.
+
+Every catalogue write runs inside ``writing(paths)``: a shared cache makes the invalidation
+durable before the catalogue commits (and keeps answers covering the paths out until the
+write is over), so that a kill -9 anywhere leaves no cached answer that contradicts the
+catalogue (see jalien/cache/typed.py)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 
@@ -16,6 +23,10 @@ class CatalogueCache(Protocol):
         """A write at *path*: drop every value whose scope covers it."""
         ...
 
+    def writing(self, *paths: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Around a catalogue write at *paths* (the backend call that commits it)."""
+        ...
+
 
 class NoCache:
     def get(self, namespace: str, key: str) -> Any | None:
@@ -26,6 +37,10 @@ class NoCache:
 
     def invalidate(self, path: str) -> None:
         pass
+
+    @contextlib.asynccontextmanager
+    async def writing(self, *paths: str) -> AsyncIterator[None]:
+        yield
 
 
 class MemoryCache:
@@ -58,3 +73,12 @@ class MemoryCache:
         for key in stale:
             del self._values[key]
         self.invalidations += len(stale)
+
+    @contextlib.asynccontextmanager
+    async def writing(self, *paths: str) -> AsyncIterator[None]:
+        """In memory a crash loses everything: dropping after the write is enough."""
+        try:
+            yield
+        finally:
+            for path in paths:
+                self.invalidate(path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -46,6 +47,8 @@ def build_cache(settings: Settings) -> CacheStore:
         settings.path(settings.cache_dir, "cache"),
         policies=NAMESPACES,
         map_size=settings.cache_map_size,
+        # fault injection for the crash tests: every commit as slow as a busy disk's fsync
+        commit_delay=float(os.environ.get("JALIEN_CACHE_COMMIT_DELAY", "0") or 0),
     )
 
 

@@ -1,0 +1,112 @@
+"""Crash consistency of the store: generations, write intents and their reaping."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from jalien.cache.store import CacheStore, Policy
+
+POLICIES = {"w": Policy(max_entries=1000)}
+
+
+def _store(path, **kw) -> CacheStore:
+    return CacheStore(path, policies=POLICIES, writer=False, **kw)
+
+
+def _other(path, code: str) -> None:
+    """*code* in another process, with ``b`` its store on *path*."""
+    script = "import sys\nfrom jalien.cache.store import CacheStore\n"
+    script += "b = CacheStore(sys.argv[1], writer=False)\n" + textwrap.dedent(code)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], check=False)
+    assert done.returncode == 0
+
+
+def test_a_put_computed_before_an_invalidation_of_another_process_is_refused(tmp_path):
+    a = _store(tmp_path / "c")
+    try:
+        since = a.generation()  # a lookup in A misses, A reads its database ...
+        _other(tmp_path / "c", "b.invalidate('/alice/d/f')\nb.close()")  # ... B writes there
+        a.release()
+        a.set("w", b"k", b"old", scope="/alice/d/f", since=since)
+        a.set("w", b"other", b"v", scope="/alice/e", since=since)  # elsewhere: kept
+        a.run_once()
+        a.release()
+        assert a.get("w", b"k") is None and a.outdated == 1
+        assert a.get("w", b"other") == b"v"
+        a.set("w", b"k", b"new", scope="/alice/d/f", since=a.generation())
+        a.run_once()
+        assert a.get("w", b"k") == b"new"
+    finally:
+        a.close()
+
+
+def test_a_write_in_flight_drops_before_and_refuses_until_it_ends(tmp_path):
+    a = _store(tmp_path / "c")
+    try:
+        a.set("w", b"k", b"v", scope="/alice/d/f")
+        a.run_once()
+        intent = a.begin_write(["/alice/d"])
+        a.run_once()
+        assert intent.durable.done()
+        a.release()
+        assert a.get("w", b"k") is None  # dropped before the catalogue commits
+        a.set("w", b"k", b"during", scope="/alice/d/f", since=a.generation())
+        a.run_once()
+        a.release()
+        assert a.get("w", b"k") is None  # a write is in flight there: not kept
+        # the process that reads has not written: the intent is another's (alive: kept)
+        _other(
+            tmp_path / "c",
+            "b.set('w', b'x', b'y', scope='/alice/d/g', since=b.generation())\nb.close()",
+        )
+        a.release()
+        assert a.get("w", b"x") is None
+        a.end_write(intent)
+        a.run_once()
+        a.set("w", b"k", b"after", scope="/alice/d/f", since=a.generation())
+        a.run_once()
+        assert a.get("w", b"k") == b"after"
+    finally:
+        a.close()
+
+
+KILLED = textwrap.dedent(
+    """
+    import os, sys
+    from jalien.cache.store import CacheStore
+    store = CacheStore(sys.argv[1], writer=False)
+    intent = store.begin_write(["/alice/d"])
+    store.run_once()
+    os._exit(9)  # dies between the intent and its end, as a kill -9 would
+    """
+)
+
+
+def test_the_intent_of_a_dead_process_is_reaped_at_start(tmp_path):
+    path = tmp_path / "c"
+    _store(path).close()
+    done = subprocess.run([sys.executable, "-c", KILLED, str(path)], check=False)
+    assert done.returncode == 9
+    store = _store(path)
+    try:
+        assert store.reaped == 1
+        store.set("w", b"k", b"v", scope="/alice/d/f", since=store.generation())
+        store.run_once()
+        assert store.get("w", b"k") == b"v"
+    finally:
+        store.close()
+
+
+def test_the_writer_sleeps_until_there_is_work(tmp_path):
+    store = CacheStore(tmp_path / "c", policies=POLICIES)
+    try:
+        store.flush().result(10)
+        commits = store.commits
+        store.set("w", b"k", b"v")
+        store.flush().result(10)
+        assert store.commits > commits
+        assert store._thread is not None and store._thread.is_alive()
+    finally:
+        store.close()
