@@ -117,9 +117,14 @@ HOST_ROLES = frozenset({"proxy", "vobox"})
 
 class Caller(Protocol):
     @property
-    def kind(self) -> IdentityKind: ...
+    def kind(self) -> IdentityKind | None: ...  # None: follows roles (net.identity.Identity)
     @property
     def roles(self) -> tuple[str, ...]: ...
+
+
+def _kind(caller: Caller) -> IdentityKind:
+    kind = caller.kind
+    return kind if kind is not None else kind_of(roles=caller.roles)
 
 
 def kind_of(
@@ -146,7 +151,7 @@ def kind_of(
 
 
 def allows(caller: Caller, action: Action) -> bool:
-    if action in ALLOWED[caller.kind]:
+    if action in ALLOWED[_kind(caller)]:
         return True
     return any(action in BY_ROLE.get(role, ()) for role in caller.roles)
 
@@ -154,13 +159,13 @@ def allows(caller: Caller, action: Action) -> bool:
 def may_forward(opener: Caller, forwarded: Caller) -> bool:
     """Whose certificate a level may forward (``Action.FORWARD``): a host (VoBox) anyone's;
     a JobAgent only its payloads' job tokens."""
-    return opener.kind is K.HOST or forwarded.kind is K.JOB
+    return _kind(opener) is K.HOST or _kind(forwarded) is K.JOB
 
 
 def refusal(caller: Caller, action: Action, what: str = "") -> str:
     """The message of a refused request (the policy's one wording; tests look for it)."""
     where = f" ({what})" if what else ""
-    return f"Permission denied: a {caller.kind.value} identity may not {WHY[action]}{where}"
+    return f"Permission denied: a {_kind(caller).value} identity may not {WHY[action]}{where}"
 
 
 ActionOf = Action | Callable[[list[str]], Action]

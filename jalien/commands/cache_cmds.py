@@ -132,6 +132,7 @@ class CacheCommands:
         if not options:
             raise CacheError("usage: cache.set <ns> [-ttl s] [-scope lfn] <key> <value>...")
         ns = options[0]
+        words: list[str]
         if len(options) == 1:  # the hot path: no flags
             ttl, scope, if_absent, sync, words = None, "", False, False, []
         else:

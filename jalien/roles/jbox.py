@@ -232,11 +232,11 @@ class JBox:
         )
         self.authenticator = OwnerAuthenticator(self.owner)
         self.keeper = TokenKeeper(self.fetch_token, self.install_token)
-        await self.keeper.prime()
+        token = await self.keeper.prime()
         proxy = UpstreamProxy(self.upstream, TTLReplyCache(CACHE_TTL))
         self.server = Server(
             proxy,
-            self._server_context(self.keeper.token),
+            self._server_context(token),
             self.authenticator,
             limits=Limits(),
             audit=AuditLog.from_settings(self.settings, "jbox"),

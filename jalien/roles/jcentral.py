@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -38,7 +39,7 @@ from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
 from jalien.jobs.watchdog import Watchdog
 from jalien.net.audit import AuditLog
-from jalien.net.identity import AccountsAuthenticator
+from jalien.net.identity import AccountsAuthenticator, Identity
 from jalien.net.limits import Limits
 from jalien.net.server import Server
 from jalien.roles.central_cache import (
@@ -162,7 +163,7 @@ def build_commands(
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
     JobCommands(table, jobs, read_file=storage.read_small_file).register()
-    find_login = accounts.identify_login
+    find_login: Callable[[str], Identity] = accounts.identify_login
     if cache is not None:
         CacheCommands(table, cache).register()
         find_login = logins(cache, settings, accounts.identify_login)

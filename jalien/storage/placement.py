@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 class SELike(Protocol):
@@ -20,6 +20,9 @@ class SELike(Protocol):
     qos: list[str]
     capacity: int
     used: int
+
+
+SE = TypeVar("SE", bound=SELike)  # what goes in comes back out (the catalogue's StorageElement)
 
 
 class SpecError(ValueError):
@@ -91,7 +94,7 @@ def _tiebreak(key: str, se: SELike) -> int:
     return zlib.crc32(f"{key}/{se.name}".encode())
 
 
-def rank(ses: Sequence[SELike], client_site: str, key: str = "") -> list[SELike]:
+def rank(ses: Sequence[SE], client_site: str, key: str = "") -> list[SE]:
     """SEs closest first; *key* (e.g. the GUID) spreads ties across equally close SEs."""
     return sorted(ses, key=lambda se: (distance(client_site, se), _tiebreak(key, se)))
 
@@ -101,13 +104,13 @@ def has_room(se: SELike, size: int) -> bool:
 
 
 def choose_write(
-    ses: Sequence[SELike], specs: Specs, client_site: str, size: int = 0, key: str = ""
-) -> list[SELike]:
+    ses: Sequence[SE], specs: Specs, client_site: str, size: int = 0, key: str = ""
+) -> list[SE]:
     """The SEs a new file goes to: the named ones first, then for each QoS tag the closest
     SEs carrying it, never the same SE twice, never an excluded or full one. Fewer than
     asked when there are not enough (the caller decides whether that is an error)."""
     by_name = {se.name.upper(): se for se in ses}
-    chosen: list[SELike] = []
+    chosen: list[SE] = []
     taken: set[str] = set(specs.excluded)
     for name in specs.ses:
         se = by_name.get(name)

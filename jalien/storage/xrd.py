@@ -86,7 +86,7 @@ def transfer_url(url: str, envelope: str) -> str:
     return f"{url}{sep}xrd.wantprot=unix&authz={envelope}"
 
 
-def _io_counter(pid: int, key: str) -> int:
+def _io_counter(pid: int, key: bytes) -> int:
     try:
         with open(f"/proc/{pid}/io", "rb") as fh:
             for line in fh:
