@@ -1,7 +1,8 @@
 """The JobAgent's loop: while its TTL allows, ask central for a job and run it.
 
-``getMatchJob site= ce= ttl= cores= node=`` on the agent's own connection (its jobagent
-token), ``ttl`` being the seconds left rounded up to the minute; a job comes with a job
+``getMatchJob`` with the agent's offer (``wire.site_api.JobOffer``: site, ce, ttl, cores,
+node) on the agent's own connection (its jobagent token), ``ttl`` being the seconds left
+rounded up to the minute; central answers a ``MatchedJob``, which comes with a job
 token, for which the role opens a second connection (data, the payload's socket). One job at
 a time; ``JALIEN_JOBAGENT_MAX_JOBS`` caps the count. When no job matches, the agent asks
 again every interval (at most 10 s apart) for a bounded time (ten intervals, at most two
@@ -31,8 +32,10 @@ from jalien.agent.runner import CopyEngine, JobRunner, RunConfig
 from jalien.auth.certs import dn_of
 from jalien.net.client import Client
 from jalien.net.identity import Identity
+from jalien.wire import site_api
 from jalien.wire.errors import RequestError
-from jalien.wire.messages import Event
+from jalien.wire.messages import Event, Request
+from jalien.wire.site_api import JobOffer, MatchedJob, StatusChange
 
 log = logging.getLogger("jalien.agent")
 
@@ -50,13 +53,8 @@ class AgentConfig:
     cores: int = 1
     max_jobs: int = 0
 
-    def match_words(self, ttl_left: int, node: str) -> list[str]:
-        words = [f"ttl={ttl_left}", f"cores={self.cores}", f"node={node}"]
-        if self.site:
-            words.insert(0, f"site={self.site}")
-        if self.ce:
-            words.insert(1 if self.site else 0, f"ce={self.ce}")
-        return words
+    def offer(self, ttl_left: int, node: str) -> JobOffer:
+        return JobOffer(site=self.site, ce=self.ce, ttl=ttl_left, cores=self.cores, node=node)
 
 
 def match_ttl(left: float, ttl: float) -> int:
@@ -78,7 +76,7 @@ class JobAgent:
         upstream: Client,
         copier: CopyEngine,
         connect_job: Callable[[JobSpec], Awaitable[Client]],
-        parse_job: Callable[[dict[str, str]], JobSpec],
+        parse_job: Callable[[MatchedJob], JobSpec],
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -145,10 +143,11 @@ class JobAgent:
             await self._run_job(found)
         return 0
 
-    async def _match(self, left: int) -> dict[str, str] | None:
-        words = self.config.match_words(left, self.run_config.node)
+    async def _match(self, left: int) -> MatchedJob | None:
+        offer = self.config.offer(left, self.run_config.node)
+        request = Request(command="getMatchJob", data=[site_api.encode(offer)])
         try:
-            reply = await self.upstream.call("getMatchJob", *words, timeout=60)
+            reply = await self.upstream.request(request, timeout=60)
         except RequestError as exc:  # central away: the client reconnects meanwhile
             log.warning("getMatchJob failed: %s", exc)
             return None
@@ -157,13 +156,17 @@ class JobAgent:
         if reply.exitcode:
             log.warning("getMatchJob: %s", reply.error)
             return None
-        record = reply.results[0] if reply.results else {}
-        return record if record.get("queueId") else None
-
-    async def _run_job(self, record: dict[str, str]) -> None:
-        queue_id = record.get("queueId", "?")
+        if not reply.data or reply.data[0] is None:
+            return None  # no job for this offer
         try:
-            job = self.parse_job(record)
+            return site_api.decode(reply.data[0], MatchedJob)
+        except site_api.SiteApiError as exc:  # a central this agent cannot understand
+            raise AgentError(f"getMatchJob: {exc}") from None
+
+    async def _run_job(self, matched: MatchedJob) -> None:
+        queue_id = str(matched.queue_id)
+        try:
+            job = self.parse_job(matched)
         except ValueError as exc:
             await self._refuse(queue_id, f"the agent cannot read the job: {exc}")
             return
@@ -200,7 +203,9 @@ class JobAgent:
 
     async def _refuse(self, queue_id: str, error: str) -> None:
         log.error("job %s: %s", queue_id, error)
+        change = StatusChange(queue_id=int(queue_id), state="ERROR_A", error=error)
         with contextlib.suppress(RequestError):
-            await self.upstream.call("setJobStatus", queue_id, "ERROR_A", f"error={error}")
-        with contextlib.suppress(ValueError):
-            self.finished.append((int(queue_id), "ERROR_A"))
+            await self.upstream.request(
+                Request(command="setJobStatus", data=[site_api.encode(change)]), timeout=60
+            )
+        self.finished.append((int(queue_id), "ERROR_A"))

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from jalien.wire.site_api import ResourceTrace
+
 MB = 1024 * 1024
 
 
@@ -89,13 +91,21 @@ class Trace:
         self.max_processes = max(self.max_processes, sample.processes)
         self.last = sample
 
-    def describe(self) -> str:
-        return (
-            f"cpu={self.cpu:.2f}s wall={self.wall:.1f}s maxrss={self.max_rss // 1024}kB "
-            f"maxpss={self.max_pss // 1024}kB maxvms={self.max_vms // 1024}kB "
-            f"maxdisk={self.max_disk // 1024}kB maxprocs={self.max_processes} "
-            f"samples={self.samples}"
+    def typed(self) -> ResourceTrace:
+        """The trace as it travels with a state (``wire.site_api``)."""
+        return ResourceTrace(
+            samples=self.samples,
+            cpu=self.cpu,
+            wall=self.wall,
+            max_rss=self.max_rss,
+            max_pss=self.max_pss,
+            max_vms=self.max_vms,
+            max_disk=self.max_disk,
+            max_processes=self.max_processes,
         )
+
+    def describe(self) -> str:
+        return self.typed().describe()
 
 
 PROC = "/proc"

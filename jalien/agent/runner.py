@@ -40,14 +40,17 @@ from jalien.agent.spy import spy_record
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client
 from jalien.net.identity import Identity
+from jalien.wire import site_api
 from jalien.wire.errors import RequestError
-from jalien.wire.messages import Reply
+from jalien.wire.messages import Reply, Request
+from jalien.wire.site_api import StatusChange
 
 log = logging.getLogger("jalien.agent")
 
 
 class Upstream(Protocol):
     async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply: ...
+    async def request(self, request: Request, timeout: float | None = None) -> Reply: ...
 
 
 class CopyEngine(Protocol):
@@ -183,7 +186,7 @@ class JobRunner:
     # -- the life
     async def _run(self) -> str:
         job = self.job
-        await self._status("STARTED", f"node={self.config.node}", "message=preparing the sandbox")
+        await self._status("STARTED", node=self.config.node, message="preparing the sandbox")
         try:
             argv, env = await self._prepare()
         except Failed as exc:
@@ -198,29 +201,43 @@ class JobRunner:
             return await self._fail(
                 Failed("ERROR_E", f"the payload exited with code {exitcode}", exitcode)
             )
-        await self._status("SAVING", "exitcode=0", "message=uploading outputs")
+        await self._status("SAVING", exit_code=0, message="uploading outputs")
         try:
             saved = await self._save()
         except Failed as exc:
             return await self._fail(exc)
-        await self._status("SAVED", f"message=saved {len(saved)} file(s): {' '.join(saved)}"[:900])
-        await self._status("DONE", "exitcode=0", f"message={self.trace.describe()}")
+        await self._status("SAVED", message=f"saved {len(saved)} file(s): {' '.join(saved)}"[:900])
+        await self._status("DONE", exit_code=0, trace=True)
         log.info("job %d: DONE (%s)", job.queue_id, self.trace.describe())
         return "DONE"
 
-    async def _status(self, state: str, *fields: str) -> None:
-        """Report a state; central being away is waited out (the client reconnects), with
-        backoff, for a few minutes; a refusal means the job is no longer ours."""
+    async def _status(
+        self,
+        state: str,
+        *,
+        exit_code: int | None = None,
+        error: str = "",
+        message: str = "",
+        node: str = "",
+        trace: bool = False,
+    ) -> None:
+        """Report a state (a typed ``StatusChange``, with the resource trace if *trace*);
+        central being away is waited out (the client reconnects), with backoff, for a few
+        minutes; a refusal means the job is no longer ours."""
+        change = StatusChange(
+            queue_id=self.job.queue_id,
+            state=state,
+            exit_code=exit_code,
+            error=error,
+            message=message,
+            node=node,
+            trace=self.trace.typed() if trace else None,
+        )
+        request = Request(command="setJobStatus", data=[site_api.encode(change)])
         delay = 1.0
         for attempt in range(STATUS_ATTEMPTS):
             try:
-                reply = await self.agent.call(
-                    "setJobStatus",
-                    str(self.job.queue_id),
-                    state,
-                    *fields,
-                    timeout=self.config.call_timeout,
-                )
+                reply = await self.agent.request(request, timeout=self.config.call_timeout)
             except RequestError as exc:
                 if attempt == STATUS_ATTEMPTS - 1:
                     raise JobGone(f"cannot report {state}: {exc}") from None
@@ -235,10 +252,13 @@ class JobRunner:
 
     async def _fail(self, failure: Failed) -> str:
         log.warning("job %d: %s: %s", self.job.queue_id, failure.state, failure.error)
-        fields = [f"error={failure.error}", f"message={failure.error}; {self.trace.describe()}"]
-        if failure.exitcode is not None:
-            fields.insert(0, f"exitcode={failure.exitcode}")
-        await self._status(failure.state, *fields)
+        await self._status(
+            failure.state,
+            exit_code=failure.exitcode,
+            error=failure.error,
+            message=failure.error,
+            trace=True,
+        )
         return failure.state
 
     async def _prepare(self) -> tuple[list[str], dict[str, str]]:
@@ -311,7 +331,7 @@ class JobRunner:
         reason = ""
         try:
             # RUNNING once the payload is there: whoever sees the state finds the process
-            await self._status("RUNNING", f"message=payload started (pid {payload.pid})")
+            await self._status("RUNNING", message=f"payload started (pid {payload.pid})")
             while True:
                 done, _ = await asyncio.wait({waiter}, timeout=self.config.interval)
                 if done:

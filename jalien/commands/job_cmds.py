@@ -6,6 +6,7 @@ from __future__ import annotations
 import os.path
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from jalien.auth.policy import Action as A
 from jalien.commands.errno import EINVAL, ENOENT, jalien_error
@@ -17,8 +18,10 @@ from jalien.jobs.jdl import parse_jdl
 from jalien.jobs.service import JobService
 from jalien.jobs.states import JobState, parse_state
 from jalien.jobs.store import JobRow
+from jalien.wire import site_api
 from jalien.wire.errors import RequestError
-from jalien.wire.messages import Record
+from jalien.wire.messages import Record, Reply, Request
+from jalien.wire.site_api import JobOffer, StatusChange, WaitingJobs
 
 STATE_GROUPS = {
     "-W": frozenset({JobState.WAITING, JobState.INSERTING}),
@@ -64,27 +67,40 @@ def _ps_record(job: JobRow) -> Record:
     }
 
 
-def _agent(words: list[str]) -> Agent:
-    """key=value words: site, ce, ttl, cores, memory, disk, packages, users, partitions."""
-    agent = Agent()
-    for word in words:
-        key, eq, value = word.partition("=")
-        if not eq:
-            raise jalien_error(EINVAL, f"expected key=value, not {word!r}")
-        key = key.lower()
-        try:
-            if key in ("ttl", "cores", "memory", "disk"):
-                setattr(agent, key, int(value))
-            elif key in ("site", "ce"):
-                setattr(agent, key, value)
-            elif key in ("packages", "users", "partitions"):
-                items = frozenset(v for v in value.split(",") if v)
-                setattr(agent, key, items if key == "partitions" or value != "*" else None)
-            else:
-                agent.extra[key] = value
-        except ValueError:
-            raise jalien_error(EINVAL, f"{key} must be a number") from None
-    return agent
+SITE_CALLS = frozenset({"getNumberWaitingJobs", "getMatchJob", "setJobStatus"})
+"""Raw commands (they see the Request): typed in Request.data on the binary channel
+(jalien.wire.site_api), JAliEn's key=value words from JSON clients and previous versions."""
+
+
+def _words(request: Request) -> list[str]:
+    """The words of a site call without the global options (-nomsg, -pwd=...): a raw
+    command gets them as sent. No site call word starts with '-'."""
+    return [w for w in request.options if not w.startswith("-")]
+
+
+T = TypeVar("T", bound=site_api.SiteMessage)
+
+
+def _typed(request: Request, kind: type[T]) -> T | None:
+    """The request's typed site message, None for a words-only request (EINVAL if bad)."""
+    if not request.data:
+        return None
+    data = request.data[0]
+    try:
+        return site_api.decode(data, kind)
+    except site_api.SiteApiError as exc:
+        raise jalien_error(EINVAL, f"{request.command}: {exc}") from None
+
+
+def _offer(request: Request) -> tuple[JobOffer, bool]:
+    """The offer of a site call and whether it came typed."""
+    offer = _typed(request, JobOffer)
+    if offer is not None:
+        return offer, True
+    try:
+        return site_api.offer_from_words(_words(request)), False
+    except site_api.SiteApiError as exc:
+        raise jalien_error(EINVAL, str(exc)) from None
 
 
 ReadFile = Callable[[Session, str], Awaitable[bytes]]
@@ -98,8 +114,14 @@ class JobCommands:
         self.jobs = jobs
         self.read_file = read_file  # how a JDL named by its LFN is read (storage)
 
+    def _add(self, name: str, fn: Any, summary: str, **how: Any) -> None:
+        """The table's add; the site calls are raw: they read the typed Request.data."""
+        if name in SITE_CALLS:
+            how["raw"] = True
+        self.table.add(name, fn, summary, **how)
+
     def register(self) -> None:
-        add = self.table.add
+        add = self._add
         add(
             "submit",
             self.submit,
@@ -287,37 +309,36 @@ class JobCommands:
         record["broker_waiting"] = str(len(self.jobs.broker))
         return [record]
 
-    # -- site calls
-    def waiting(self, session: Session, args: list[str]) -> list[Record]:
-        count = self.jobs.count_waiting(_agent(args))
-        return [{"count": str(count), "message": str(count)}]
+    # -- site calls (raw: a typed request is answered typed, words with JAliEn's records)
+    def waiting(self, session: Session, request: Request) -> Reply:
+        offer, typed = _offer(request)
+        count = self.jobs.count_waiting(Agent.of(offer))
+        if typed:
+            return Reply(data=[site_api.encode(WaitingJobs(count=count))])
+        return Reply(results=[{"count": str(count), "message": str(count)}])
 
-    async def match(self, session: Session, args: list[str]) -> list[Record]:
-        found = await self.jobs.match(session.identity, _agent(args), session.push)
-        if found is None:
-            return [{"queueId": "", "message": "no matching job"}]
-        found["message"] = f"job {found['queueId']}"
-        return [found]
+    async def match(self, session: Session, request: Request) -> Reply:
+        offer, typed = _offer(request)
+        found = await self.jobs.match(session.identity, offer, session.push)
+        if typed:
+            return Reply(data=[] if found is None else [site_api.encode(found)])
+        return Reply(results=[dict(site_api.NO_JOB_RECORD) if found is None else found.record()])
 
-    async def set_status(self, session: Session, args: list[str]) -> list[Record]:
-        if len(args) < 2:
-            raise jalien_error(EINVAL, "setJobStatus id STATE [key=value...]")
-        job_id = _ids([args[0]])[0]
-        state = parse_state(args[1])
-        fields: dict[str, object] = {}
-        message = ""
-        for word in args[2:]:
-            key, _, value = word.partition("=")
-            if key == "exitcode":
-                fields["exit_code"] = int(value) if value.lstrip("-").isdigit() else -1
-            elif key == "error":
-                fields["error"] = value[:1000]
-            elif key == "message":
-                message = value[:1000]
-            elif key == "node":
-                fields["node"] = value
-        row = await self.jobs.set_status(session.identity, job_id, state, fields, message)
-        return [{"id": str(row.id), "status": row.state, "message": f"job {row.id} is {row.state}"}]
+    async def set_status(self, session: Session, request: Request) -> Reply:
+        change = _typed(request, StatusChange)
+        if change is None:
+            try:
+                change = site_api.status_from_words(_words(request))
+            except site_api.SiteApiError as exc:
+                raise jalien_error(EINVAL, str(exc)) from None
+        row = await self.jobs.set_status(session.identity, change)
+        if request.data:
+            return Reply()
+        return Reply(
+            results=[
+                {"id": str(row.id), "status": row.state, "message": f"job {row.id} is {row.state}"}
+            ]
+        )
 
     async def heartbeat(self, session: Session, args: list[str]) -> list[Record]:
         job_id = _ids(args[:1])[0]

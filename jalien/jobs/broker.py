@@ -18,6 +18,7 @@ from typing import Any
 from jalien.jobs.jdl import JdlError
 from jalien.jobs.requirements import compile_requirements
 from jalien.jobs.store import JobRow
+from jalien.wire.site_api import JobOffer
 
 BucketKey = tuple[str, frozenset[str], int, int, int]
 
@@ -36,6 +37,25 @@ class Agent:
     users: frozenset[str] | None = None  # None: any user
     partitions: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, offer: JobOffer) -> Agent:
+        """The broker's view of a site's typed offer (the node feeds ``other.node``)."""
+        extra: dict[str, Any] = dict(offer.extra)
+        if offer.node:
+            extra["node"] = offer.node
+        return cls(
+            site=offer.site,
+            ce=offer.ce,
+            ttl=offer.ttl,
+            cores=offer.cores,
+            memory=offer.memory,
+            disk=offer.disk,
+            packages=None if offer.packages is None else frozenset(offer.packages),
+            users=None if offer.users is None else frozenset(offer.users),
+            partitions=frozenset(offer.partitions),
+            extra=extra,
+        )
 
     def signature(self) -> tuple:
         return (

@@ -31,9 +31,10 @@ from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
 from jalien.jobs.queue import JobRow, NewJob, TaskQueue
 from jalien.jobs.requirements import compile_requirements
-from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobState
+from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobState, parse_state
 from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Event
+from jalien.wire.site_api import MAX_TEXT, JobOffer, MatchedJob, StatusChange
 
 log = logging.getLogger("jalien.jobs")
 S = JobState
@@ -340,7 +341,11 @@ class JobService:
     def count_waiting(self, agent: Agent) -> int:
         return self.broker.count(agent)
 
-    async def match(self, caller: Any, agent: Agent, push: Push | None) -> dict[str, str] | None:
+    async def match(
+        self, caller: Any, offer: JobOffer | Agent, push: Push | None
+    ) -> MatchedJob | None:
+        """The job for a site's offer, moved to ASSIGNED, with its job token; None: none."""
+        agent = Agent.of(offer) if isinstance(offer, JobOffer) else offer
         for _ in range(100):
             job_id = self.broker.match(agent)
             if job_id is None:
@@ -366,19 +371,21 @@ class JobService:
                 self.matched_by[job_id] = caller.serial
             if push is not None:
                 self._agents[job_id] = push
-            answer = {
-                "queueId": str(job_id),
-                "user": row.user,
-                "jdl": row.jdl,
-                "outputDir": self.output_dir(row.user, job_id, row.output_dir),
-            }
-            answer.update(await self._token(row))
-            return answer
+            cert, key = await self._token(row)
+            return MatchedJob(
+                queue_id=job_id,
+                user=row.user,
+                jdl=row.jdl,
+                output_dir=self.output_dir(row.user, job_id, row.output_dir),
+                token_cert=cert,
+                token_key=key,
+            )
         return None
 
-    async def _token(self, row: JobRow) -> dict[str, str]:
+    async def _token(self, row: JobRow) -> tuple[str, str]:
+        """The job token's certificate and key (PEM), or empty texts without a token CA."""
         if self.tokens is None:
-            return {}
+            return "", ""
         subject = TokenSubject(TokenKind.JOB, login=row.user, extension=str(row.id))
         expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=self.token_hours)
         # Off the event loop although an EC token costs ~0.08 ms alone (~0.2 ms in a busy
@@ -388,14 +395,20 @@ class JobService:
         # RSA keys (~40 ms) must be off the loop anyway.
         cert, key = await asyncio.to_thread(self.tokens.issue, subject, expiry)
         self.job_tokens[row.id] = {cert.serial_number}  # a new run: earlier tokens are done
-        return {
-            "tokencert": cert.public_bytes(Encoding.PEM).decode(),
-            "tokenkey": token_key_pem(key).decode(),
-        }
+        return cert.public_bytes(Encoding.PEM).decode(), token_key_pem(key).decode()
 
-    async def set_status(
-        self, caller: Any, job_id: int, state: JobState, fields: dict[str, Any], message: str = ""
-    ) -> JobRow:
+    async def set_status(self, caller: Any, change: StatusChange) -> JobRow:
+        """A site's report of a job's new state; its resource trace goes to the job's trace."""
+        job_id = change.queue_id
+        state = parse_state(change.state)  # a RequestError (22) for an unknown state
+        fields: dict[str, Any] = {}
+        if change.exit_code is not None:
+            fields["exit_code"] = change.exit_code
+        if change.error:
+            fields["error"] = change.error[:MAX_TEXT]
+        if change.node:
+            fields["node"] = change.node
+        message = change.trace_message()
         await self.check_job_caller(caller, job_id)
         stamp = _now()
         if state is S.STARTED:

@@ -40,6 +40,7 @@ from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.storage.cp import Options, copy
 from jalien.wire.errors import RequestError
+from jalien.wire.site_api import MatchedJob
 
 log = logging.getLogger("jalien.jobagent")
 
@@ -64,11 +65,10 @@ def _inputs(values: Sequence[str]) -> list[str]:
     return out
 
 
-def parse_job(record: Mapping[str, str]) -> JobSpec:
-    """central's getMatchJob record -> JobSpec (ValueError with the reason)."""
+def parse_job(matched: MatchedJob) -> JobSpec:
+    """central's typed getMatchJob answer -> JobSpec (ValueError with the reason)."""
     try:
-        jdl = parse_jdl(record.get("jdl", ""))
-        queue_id = int(record.get("queueId", ""))
+        jdl = parse_jdl(matched.jdl)
         disk_value = jdl.get("workdirectorysize", 0)
         if isinstance(disk_value, list):  # AliEn writes WorkDirectorySize = {"5000MB"}
             disk_value = disk_value[0] if disk_value else 0
@@ -81,12 +81,12 @@ def parse_job(record: Mapping[str, str]) -> JobSpec:
         OutputItem(name=s.name, members=list(s.members) or ["*"], archive=True, specs=_specs(s))
         for s in jdl.output_archive
     ]
-    output_dir = record.get("outputDir", "")
+    output_dir = matched.output_dir
     if not output_dir and outputs:
         raise ValueError("central sent no outputDir for a job with outputs")
     return JobSpec(
-        queue_id=queue_id,
-        user=record.get("user", ""),
+        queue_id=matched.queue_id,
+        user=matched.user,
         output_dir=output_dir,
         executable=jdl.executable.removeprefix("LF:"),
         arguments=arguments,
@@ -96,8 +96,8 @@ def parse_job(record: Mapping[str, str]) -> JobSpec:
         ttl=jdl.ttl,
         memory=jdl.memory_size,
         disk=disk,
-        token_cert=record.get("tokencert", ""),
-        token_key=record.get("tokenkey", ""),
+        token_cert=matched.token_cert,
+        token_key=matched.token_key,
     )
 
 

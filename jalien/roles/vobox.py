@@ -56,8 +56,10 @@ from jalien.site.fork import ForkBatch
 from jalien.site.slurm import SlurmBatch
 from jalien.site.startup_script import AgentConfig
 from jalien.site.vobox import AgentToken, CentralError, LoopOptions, VoBoxLoop
+from jalien.wire import site_api
 from jalien.wire.errors import RequestError
 from jalien.wire.messages import Reply, Request
+from jalien.wire.site_api import JobOffer, WaitingJobs
 
 log = logging.getLogger("jalien.vobox")
 
@@ -110,13 +112,19 @@ class UpstreamCentral:
         return reply.results[0]
 
     async def waiting_jobs(self, *, site: str, ce: str, ttl: int, cores: int) -> int:
-        record = await self._call(
-            "getNumberWaitingJobs", f"site={site}", f"ce={ce}", f"ttl={ttl}", f"cores={cores}"
-        )
+        """The typed site call (wire.site_api): a JobOffer in, WaitingJobs out."""
+        offer = JobOffer(site=site, ce=ce, ttl=ttl, cores=cores)
+        request = Request(command="getNumberWaitingJobs", data=[site_api.encode(offer)])
         try:
-            return int(record.get("count", record.get("message", "")))
-        except ValueError:
-            raise CentralError(f"getNumberWaitingJobs answered {record!r}") from None
+            reply = await self.client.request(request, timeout=60)
+        except (ConnectionLost, RequestError) as exc:
+            raise CentralError(str(exc)) from None
+        if reply.exitcode or not reply.data or reply.data[0] is None:
+            raise CentralError(f"getNumberWaitingJobs: {reply.error or 'empty answer'}")
+        try:
+            return site_api.decode(reply.data[0], WaitingJobs).count
+        except site_api.SiteApiError as exc:
+            raise CentralError(f"getNumberWaitingJobs: {exc}") from None
 
     async def jobagent_token(self, hours: float) -> AgentToken:
         record = await self._call("token", "-t", "jobagent", "-hours", f"{hours:g}")

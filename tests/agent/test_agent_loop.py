@@ -13,7 +13,9 @@ from jalien.agent.agent import AgentConfig, AgentError, JobAgent, match_ttl
 from jalien.agent.runner import RunConfig
 from jalien.net.client import Client
 from jalien.roles.jobagent import parse_job
+from jalien.wire import site_api
 from jalien.wire.messages import Event, Reply
+from jalien.wire.site_api import JobOffer, MatchedJob, StatusChange
 
 
 class FakeCentral:
@@ -25,28 +27,35 @@ class FakeCentral:
 
     async def call(self, command, *options, timeout=None):
         self.calls.append((command, *options))
-        if command == "getMatchJob":
+        return Reply()
+
+    async def request(self, request, timeout=None):
+        """Typed site calls (wire.site_api): the offer in, the matched job out."""
+        kind = JobOffer if request.command == "getMatchJob" else StatusChange
+        message = site_api.decode(request.data[0], kind)
+        self.calls.append((request.command, message))
+        if request.command == "getMatchJob":
             if self.refuse:
                 return Reply(exitcode=13, error="Permission denied: only JobAgents get jobs")
             if self.jobs:
-                return Reply(results=[self.jobs.pop(0)])
-            return Reply(results=[{"queueId": "", "message": "no matching job"}])
+                return Reply(data=[site_api.encode(self.jobs.pop(0))])
+            return Reply()  # no job
         return Reply()
 
     async def close(self):
         pass
 
 
-def record(job_token, queue_id: int, jdl: str) -> dict[str, str]:
+def record(job_token, queue_id: int, jdl: str) -> MatchedJob:
     cert, key = job_token.issue(str(queue_id))
-    return {
-        "queueId": str(queue_id),
-        "user": "jdoe",
-        "jdl": jdl,
-        "outputDir": f"/alice/cern.ch/user/j/jdoe/alien-job-{queue_id}/",
-        "tokencert": cert,
-        "tokenkey": key,
-    }
+    return MatchedJob(
+        queue_id=queue_id,
+        user="jdoe",
+        jdl=jdl,
+        output_dir=f"/alice/cern.ch/user/j/jdoe/alien-job-{queue_id}/",
+        token_cert=cert,
+        token_key=key,
+    )
 
 
 def make_agent(tmp_path, job_token, central, **config):
@@ -77,9 +86,9 @@ async def test_jobs_then_idle_exit(tmp_path, job_token):
     agent = make_agent(tmp_path, job_token, central)
     assert await agent.run() == 0
     assert agent.finished == [(1, "DONE"), (2, "ERROR_E")]
-    match = next(c for c in central.calls if c[0] == "getMatchJob")
-    assert match[1:3] == ("site=S", "ce=CE") and match[4:] == ("cores=1", "node=wn1")
-    assert match[3] == "ttl=3600"  # a job of the agent's full TTL still matches
+    offer = next(c[1] for c in central.calls if c[0] == "getMatchJob")
+    assert (offer.site, offer.ce, offer.cores, offer.node) == ("S", "CE", 1, "wn1")
+    assert offer.ttl == 3600  # a job of the agent's full TTL still matches
 
 
 def test_match_ttl_rounds_up_to_the_minute():
@@ -140,7 +149,7 @@ def test_parse_job_reads_the_jdl():
         'Packages = {"VO_ALICE@ROOT::v6-30"}; MemorySize = "2GB";\n'
         'WorkDirectorySize = {"5000MB"}; TTL = 7200;'
     )
-    job = parse_job({"queueId": "12", "user": "jdoe", "jdl": jdl, "outputDir": "/out/"})
+    job = parse_job(MatchedJob(queue_id=12, user="jdoe", jdl=jdl, output_dir="/out/"))
     assert job.executable == "/alice/bin/sim.sh" and job.arguments == ["-n", "10", "a b"]
     assert job.inputs == ["/alice/in/a.C", "/alice/d/1.root"]
     assert [(o.name, o.specs, o.archive) for o in job.outputs] == [
@@ -152,4 +161,4 @@ def test_parse_job_reads_the_jdl():
     assert (job.memory, job.disk, job.ttl) == (2 << 30, 5000 << 20, 7200)
     assert job.packages == ["VO_ALICE@ROOT::v6-30"]
     with pytest.raises(ValueError, match="bad JDL"):
-        parse_job({"queueId": "1", "jdl": "Executable = "})
+        parse_job(MatchedJob(queue_id=1, user="jdoe", jdl="Executable = ", output_dir="/o/"))

@@ -23,16 +23,25 @@ from jalien.auth.certs import dn_of
 from jalien.auth.errors import AuthError
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import Identity
-from jalien.wire.messages import Reply
+from jalien.wire import site_api
+from jalien.wire.messages import Reply, Request
+from jalien.wire.site_api import StatusChange
 
 
 class FakeCentral:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
+        self.changes: list[StatusChange] = []  # the typed state reports
 
     async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
         self.calls.append((command, *options))
         return Reply()
+
+    async def request(self, request: Request, timeout: float | None = None) -> Reply:
+        assert request.command == "setJobStatus" and not request.options
+        change = site_api.decode(request.data[0], StatusChange)
+        self.changes.append(change)
+        return await self.call(request.command, *change.words(), timeout=timeout)
 
     def states(self) -> list[str]:
         return [c[2] for c in self.calls if c[0] == "setJobStatus"]
@@ -131,6 +140,9 @@ async def test_done_with_outputs_and_archive(tmp_path, job_token):
     assert central.states() == ["STARTED", "RUNNING", "SAVING", "SAVED", "DONE"]
     assert central.fields("STARTED")["node"] == "wn1"
     assert "maxpss=" in central.fields("DONE")["message"]
+    done = central.changes[-1]  # typed: the trace travels as numbers, not as text
+    assert done.state == "DONE" and done.exit_code == 0 and done.message == ""
+    assert done.trace is not None and done.trace.samples >= 0 and done.trace.wall > 0
     out = "/alice/cern.ch/user/j/jdoe/alien-job-7/"
     assert copier.uploaded[out + "out.txt"] == (b"ABC\n", "disk:2")
     assert copier.uploaded[out + "stdout"][0] == b"running 7\n"
@@ -244,11 +256,11 @@ class FlakyCentral(FakeCentral):
         super().__init__()
         self.failures = 2
 
-    async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
-        if command == "setJobStatus" and self.failures:
+    async def request(self, request: Request, timeout: float | None = None) -> Reply:
+        if request.command == "setJobStatus" and self.failures:
             self.failures -= 1
             raise ConnectionLost("connection lost: central restarting")
-        return await super().call(command, *options, timeout=timeout)
+        return await super().request(request, timeout=timeout)
 
 
 async def test_state_reports_wait_for_central(tmp_path, job_token, monkeypatch):
