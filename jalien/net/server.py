@@ -215,7 +215,7 @@ class _Session:
         self.identity = identity  # whose session: its credential's end is checked per request
 
 
-STREAMS_AT_ONCE = 8
+STREAMS_AT_ONCE = 4
 """Streamed replies of one connection producing pages at once (each holds a page of up to
 5000 entries in memory): the others wait their turn, so memory per connection stays
 bounded whatever a client pipelines. A level's raw frames are not counted: they are bytes
