@@ -9,8 +9,12 @@ ruff check .
 ruff format --check .
 echo "==> mypy"
 mypy
-echo "==> pytest, Cython extensions"
 python -c "import jalien._fast as f; assert f.IMPLEMENTATION == 'cython', 'extensions not built'"
+echo "==> stubtest: each Cython extension against its .pyi (the interface mypy sees)"
+stubs=(jalien/_fast/*_c.pyi)
+stubs=("${stubs[@]%.pyi}")
+python -m mypy.stubtest --allowlist build/stubtest_allowlist.txt "${stubs[@]//\//.}"
+echo "==> pytest, Cython extensions"
 pytest "$@"
 echo "==> pytest, pure-Python twins (JALIEN_NO_EXTENSIONS=1)"
 JALIEN_NO_EXTENSIONS=1 pytest -m "not cython_only" "$@"

@@ -1,6 +1,8 @@
 # the same interface as framing_py (jalien/_fast/__init__.py shows the checker that twin)
 from typing import TypeAlias
 
+from typing_extensions import disjoint_base
+
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 Frame: TypeAlias = tuple[int, int, bytes]  # (stream_id, flags, body)
 
@@ -17,6 +19,7 @@ def encode_frame(
 ) -> bytes: ...
 def encode_raw(stream_id: int, flags: int, wire_body: BytesLike) -> bytes: ...
 
+@disjoint_base  # a Cython cdef class
 class FrameDecoder:
     def __init__(self, max_frame_size: int = ..., raw: bool = ...) -> None: ...
     @property
