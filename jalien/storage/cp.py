@@ -33,7 +33,7 @@ import shutil
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -176,6 +176,7 @@ async def copy(
     progress = progress or _NoProgress()
     start = time.monotonic()
     report = CopyReport()
+    work: Callable[..., Awaitable[FileResult]]
     if is_local(dest):
         jobs, failed = await _plan_download(central, sources, dest)
         work = _download
@@ -495,7 +496,9 @@ async def _plan_upload(
     into_dir = len(files) > 1 or target.endswith("/")
     if not into_dir:
         st = await central.call("type", target)
-        into_dir = st.exitcode == 0 and st.results and st.results[0].get("type", "")[:1] == "d"
+        into_dir = bool(
+            st.exitcode == 0 and st.results and st.results[0].get("type", "")[:1] == "d"
+        )
     jobs = [
         _Job(f, target.rstrip("/") + "/" + os.path.basename(f) if into_dir else target)
         for f in files
