@@ -20,7 +20,7 @@ STRICT = {
     "no_implicit_reexport",
     "extra_checks",
 }
-STRICT_PACKAGES = ("jalien._fast.*", "jalien.wire.*")
+STRICT_PACKAGES = ("jalien._fast.*", "jalien.auth.*", "jalien.wire.*")
 
 
 def _mypy() -> dict:
