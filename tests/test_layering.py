@@ -24,7 +24,7 @@ LAYERS = [
     "auth",
     "wire",
     "_fast",
-    "base",  # config, version: importable from anywhere
+    "base",  # config, version, loops: importable from anywhere
 ]
 SERVICES = {
     "catalogue",
@@ -37,7 +37,7 @@ SERVICES = {
     "optimizers",
     "monitor",
 }
-BASE = {"config", "version", "__init__"}
+BASE = {"config", "version", "loops", "__init__"}
 
 # Third-party I/O libraries and the one layer each may be imported from.
 HOMES = {
