@@ -28,14 +28,12 @@ from typing import Any
 
 from jalien.net.refusal import EXPIRED, refusal_kind
 from jalien.wire import codec, framing
+from jalien.wire.channel import ClientChannel, ControlReply, EventReceived, ReplyFrame, decode
 from jalien.wire.errors import EXIT_NO_CONNECTION, EXIT_PERMISSION, EXIT_TIMEOUT, RequestError
-from jalien.wire.messages import Cancel, CloseChannel, Event, OpenChannel, Reply, Request
+from jalien.wire.messages import Event, Reply, Request
 from jalien.wire.streams import (
-    CONTROL_SEQ,
     MAX_CHANNEL,
     SequenceAllocator,
-    channel_of,
-    seq_of,
     stream_id,
 )
 
@@ -69,7 +67,8 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, owner: Client) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
-        self.decoder = framing.FrameDecoder(owner.max_message_size, raw=True)
+        # the protocol's state (frames, streams in flight, control messages): wire.channel
+        self.channel = ClientChannel(owner.max_message_size, owner.compress_threshold)
         self.closed = asyncio.get_running_loop().create_future()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -97,20 +96,30 @@ class _Protocol(asyncio.Protocol):
         await self._can_write.wait()
 
     def data_received(self, data: bytes) -> None:
+        channel = self.channel
         try:
-            frames = self.decoder.feed(data)
+            events = channel.receive(data)
         except framing.ProtocolError as exc:
             log.warning("server sent garbage: %s", exc)
             if self.transport is not None:
                 self.transport.abort()
             return
         owner = self.owner
-        deliver = owner._deliver
-        for sid, flags, body in frames:
-            if sid:
-                deliver(sid, flags, body)
-            else:  # stream 0 of channel 0: the connection's own events and refusal
-                owner._control(0, flags, body, self)
+        pending = owner._pending
+        for event in events:
+            if type(event) is ReplyFrame:
+                call = pending.get(event.stream)
+                if call is not None:
+                    call.add(event.flags, event.body)
+            elif type(event) is EventReceived:
+                if owner.on_event is not None:
+                    owner.on_event(event.channel, event.event)
+            else:
+                owner._control_reply(event, self)  # type: ignore[arg-type]
+        if channel.bad_control:
+            for text in channel.bad_control:
+                log.warning("%s", text)
+            channel.bad_control.clear()
 
 
 class _Call:
@@ -201,13 +210,9 @@ def merge_replies(pages: list[Reply]) -> Reply:
 
 
 def decode_reply(flags: int, raw: bytes) -> Reply:
-    if flags & framing.FLAG_COMPRESSED:
-        raw = framing.decompress(raw)
-    message = (
-        codec.decode_json(raw)
-        if flags & framing.CODEC_MASK == framing.CODEC_JSON
-        else codec.decode_msgpack(raw)
-    )
+    """A reply frame's body (``wire.channel.decode``: by its flags); RequestError when the
+    server answered with something else."""
+    message = decode(flags, raw)
     if type(message) is not Reply:
         raise RequestError(f"server answered with {type(message).__name__}, not a reply")
     return message
@@ -322,12 +327,13 @@ class Client:
         return protocol
 
     def _open_channels(self) -> None:
+        protocol = self._protocol
+        if protocol is None or protocol.transport is None:
+            return
         for channel in self.channels.values():
             if channel.number:
-                self._send(
-                    stream_id(channel.number, CONTROL_SEQ),
-                    codec.encode_msgpack(OpenChannel(dn=channel.dn, cert=channel.cert)),
-                    0,
+                protocol.transport.write(
+                    protocol.channel.open_channel(channel.number, channel.dn, channel.cert)
                 )
 
     async def rotate(self, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -452,16 +458,16 @@ class Client:
             raise RequestError("all channels of the connection are in use")
         channel = Channel(self, number, dn, cert)
         self.channels[number] = channel
-        if self.connected:
-            message = OpenChannel(dn=dn, cert=cert)
-            self._send(stream_id(number, CONTROL_SEQ), codec.encode_msgpack(message), 0)
+        protocol = self._protocol
+        if self.connected and protocol is not None and protocol.transport is not None:
+            protocol.transport.write(protocol.channel.open_channel(number, dn, cert))
         return channel
 
     def close_channel(self, channel: Channel) -> None:
-        if self.channels.pop(channel.number, None) is not None and self.connected:
-            self._send(
-                stream_id(channel.number, CONTROL_SEQ), codec.encode_msgpack(CloseChannel()), 0
-            )
+        protocol = self._protocol
+        known = self.channels.pop(channel.number, None) is not None
+        if known and protocol is not None and protocol.transport is not None:
+            protocol.transport.write(protocol.channel.close_channel(channel.number))
 
     # -- requests
     async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply:
@@ -474,13 +480,7 @@ class Client:
         protocol = self._protocol
         if protocol is None or protocol.transport is None:
             raise ConnectionLost(f"not connected: {self.last_error}")
-        if flags & framing.FLAG_COMPRESSED:
-            data = framing.encode_raw(sid, flags, body)
-        else:
-            data = framing.encode_frame(
-                sid, body, flags & framing.CODEC_MASK, self.compress_threshold
-            )
-        protocol.transport.write(data)
+        protocol.transport.write(protocol.channel.request(sid, body, flags))
 
     async def _start(
         self, channel: Channel, body: bytes, flags: int, timeout: float, streaming: bool
@@ -561,35 +561,19 @@ class Client:
     def _cancel(self, sid: int, call: _Call) -> None:
         protocol = call.protocol  # the connection the request went on
         transport = protocol.transport if protocol is not None else None
-        if transport is not None and not transport.is_closing():
-            transport.write(framing.encode_frame(sid, codec.encode_msgpack(Cancel())))
+        if protocol is not None and transport is not None and not transport.is_closing():
+            transport.write(protocol.channel.cancel(sid))
 
-    def _deliver(self, sid: int, flags: int, body: bytes) -> None:
-        if seq_of(sid) == CONTROL_SEQ:
-            self._control(channel_of(sid), flags, body)
+    def _control_reply(self, event: ControlReply, protocol: _Protocol) -> None:
+        """A reply on a channel's sequence 0: OpenChannel's answer (a refusal is logged),
+        or on channel 0 the server's refusal of the credential before it closes."""
+        message = event.reply
+        if not message.exitcode:
             return
-        call = self._pending.get(sid)
-        if call is not None:
-            call.add(flags, body)
-
-    def _control(
-        self, channel: int, flags: int, body: bytes, protocol: _Protocol | None = None
-    ) -> None:
-        try:
-            if flags & framing.FLAG_COMPRESSED:
-                body = framing.decompress(body)
-            message = codec.decode_msgpack(body)
-        except (framing.ProtocolError, codec.DecodeError) as exc:
-            log.warning("bad control message on channel %d: %s", channel, exc)
-            return
-        if type(message) is Event:
-            if self.on_event is not None:
-                self.on_event(channel, message)
-        elif type(message) is Reply and message.exitcode:
-            if protocol is not None and refusal_kind(message):
-                protocol.refusal = message  # the connection ends: _lost says why
-            else:
-                log.warning("channel %d: %s", channel, message.error)
+        if event.channel == 0 and refusal_kind(message):
+            protocol.refusal = message  # the connection ends: _lost says why
+        else:
+            log.warning("channel %d: %s", event.channel, message.error)
 
 
 def _describe(exc: BaseException | None) -> str:
