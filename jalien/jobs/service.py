@@ -32,6 +32,7 @@ from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
 from jalien.jobs.queue import JobRow, NewJob, TaskQueue
 from jalien.jobs.requirements import compile_requirements
 from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobState, parse_state
+from jalien.loops import Loop
 from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Event
 from jalien.wire.site_api import MAX_TEXT, JobOffer, MatchedJob, StatusChange
@@ -118,13 +119,10 @@ class JobService:
         self.live = await self.store.live_jobs()
         self._dead.clear()
 
-    async def keep_live(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh_live()
-            except Exception:  # the task queue away: keep the map we have
-                log.exception("reading the live jobs failed")
+    def keep_live(self, interval: float) -> Loop:
+        """Re-reads the live jobs every *interval* seconds; a failure (the task queue away)
+        keeps the map we have and is retried with back-off (jalien.loops)."""
+        return Loop("live-jobs", self.refresh_live, interval, jitter=0.1, logger=log)
 
     async def check_job_token(self, identity: Any, job_id: str, user: str) -> None:
         """``token -t job``: only for a live job of *user* matched to this JobAgent token."""

@@ -17,7 +17,6 @@ so a heartbeat or a kill that races with a sweep wins cleanly.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from jalien.jobs.queue import JobRow
 from jalien.jobs.service import JobService
 from jalien.jobs.states import ACTIVE, JobState
+from jalien.loops import Loop
 from jalien.wire.errors import RequestError
 
 log = logging.getLogger("jalien.jobs.watchdog")
@@ -90,14 +90,14 @@ class Watchdog:
             )
         return report
 
-    async def run(self, interval: float = 60.0) -> None:
-        """Sweep forever; a failed sweep is logged and retried at the next interval."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("watchdog sweep failed")
+    def loop(self, interval: float = 60.0) -> Loop:
+        """Sweeps every *interval* seconds (the first after one interval); a failed sweep
+        is logged and retried with back-off (jalien.loops)."""
+
+        async def step() -> None:
+            await self.sweep()
+
+        return Loop("job-watchdog", step, interval, jitter=0.1, logger=log)
 
     async def _silent(self, states: frozenset[JobState], before_ms: int) -> list[JobRow]:
         return await self.jobs.store.query(states=states, silent_since=before_ms, limit=BATCH)

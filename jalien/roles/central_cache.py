@@ -14,8 +14,6 @@ Other namespaces are made on demand by TextCache and ``cache.set`` users.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -27,6 +25,7 @@ from jalien.cache.textcache import TextCache
 from jalien.cache.typed import Typed, TypedCache
 from jalien.catalogue.model import Entry, Replica
 from jalien.config import Settings
+from jalien.loops import Loop
 from jalien.net.http import HttpServer
 from jalien.net.identity import Identity
 
@@ -92,10 +91,11 @@ async def serve_textcache(settings: Settings, store: CacheStore) -> HttpServer |
     return server
 
 
-async def release_readers(store: CacheStore, every: float = 1.0) -> None:
+def release_readers(store: CacheStore, every: float = 1.0) -> Loop:
     """End the event loop's read transaction now and then, so that an idle loop does not
     keep old pages of the shared file from being reused."""
-    with contextlib.suppress(asyncio.CancelledError):
-        while True:
-            await asyncio.sleep(every)
-            store.release()
+
+    async def step() -> None:
+        store.release()
+
+    return Loop("cache-readers", step, every, logger=log)

@@ -38,6 +38,7 @@ from jalien.jobs.queue import TaskQueue
 from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
 from jalien.jobs.watchdog import Watchdog
+from jalien.loops import LoopRegistry
 from jalien.net.audit import AuditLog
 from jalien.net.identity import AccountsAuthenticator, Identity
 from jalien.net.limits import Limits
@@ -199,19 +200,19 @@ async def serve(settings: Settings) -> None:
     jobs = build_jobs(settings, tokens)
     server = build_server(settings, catalogue, jobs, tokens, cache)
     textcache = await serve_textcache(settings, cache)
-    janitor = asyncio.create_task(release_readers(cache))
+    loops = LoopRegistry()  # jcentral's background loops (a later issue shows them to admins)
+    loops.start(release_readers(cache))
     await catalogue.backend.start()
     await jobs.store.start()
     se = None
-    watchdog = asyncio.create_task(
-        Watchdog(
-            jobs,
-            heartbeat_timeout=settings.job_heartbeat_timeout,
-            zombie_timeout=settings.job_zombie_timeout,
-            max_resubmits=settings.job_max_resubmits,
-        ).run(settings.job_watchdog_interval)
+    watchdog = Watchdog(
+        jobs,
+        heartbeat_timeout=settings.job_heartbeat_timeout,
+        zombie_timeout=settings.job_zombie_timeout,
+        max_resubmits=settings.job_max_resubmits,
     )
-    live = asyncio.create_task(jobs.keep_live(settings.job_live_refresh))
+    loops.start(watchdog.loop(settings.job_watchdog_interval))
+    loops.start(jobs.keep_live(settings.job_live_refresh))
     try:
         await jobs.start()
         if settings.embedded_se:
@@ -219,13 +220,11 @@ async def serve(settings: Settings) -> None:
         await _run(settings, server)
     finally:
         server.audit.close()  # what is pending is written
-        watchdog.cancel()
-        live.cancel()
+        await loops.stop_all(timeout=5.0)
         if se is not None:
             await se.close()
         await jobs.store.close()
         await catalogue.backend.close()
-        janitor.cancel()
         if textcache is not None:
             await textcache.close()
         await asyncio.to_thread(cache.close)
