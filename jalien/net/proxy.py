@@ -3,7 +3,9 @@ clients on either personality and forwards their requests over one upstream bina
 connection, one channel (session) per client.
 
 Request bodies from binary clients are forwarded as they arrived and replies come back
-raw (still compressed, never decoded) - only the frame header is rewritten. A WebSocket
+raw (still compressed, never decoded) - only the frame header is rewritten (by the
+level's ``wire.channel.ServerChannel``, which also ends a stream upstream left without
+its last frame). A WebSocket
 client's request is encoded once and its reply decoded once to render JAliEn's JSON.
 A per-level cache (``ReplyCache``) may answer repeated read-only requests locally.
 """
@@ -17,10 +19,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jalien.net.client import Channel, Client, ConnectionLost, decode_reply
+from jalien.net.client import Channel, Client, ConnectionLost
 from jalien.net.handler import Pusher
 from jalien.net.identity import Identity
 from jalien.wire import codec, framing
+from jalien.wire.channel import decode_reply
 from jalien.wire.errors import RequestError
 from jalien.wire.messages import Event, Reply, Request
 

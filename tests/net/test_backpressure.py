@@ -116,3 +116,18 @@ async def test_a_stream_that_produces_nothing_still_answers(make_server, connect
     assert reply == Reply()
     pages = [p async for p in client.main.stream(Request(command="find"), timeout=5)]
     assert pages == [Reply()]
+
+
+async def test_an_empty_stream_answers_through_a_level(make_server, connect, grid_pki):
+    """Central's stream produces nothing: its empty final reply crosses the level (raw
+    frames) to a binary client, and a WebSocket client gets one JSON answer."""
+    from tests.net.test_proxy import start_level
+
+    central = await make_server(handler=_Silent())
+    level, _, upstream = await start_level(make_server, grid_pki, central, "jdoe")
+    try:
+        client = await connect(level)
+        reply = await asyncio.wait_for(client.call("find", "/x", "*.root", timeout=5), 10)
+        assert (reply.exitcode, reply.results, reply.entries) == (0, [], [])
+    finally:
+        await upstream.close()
