@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from typing import Any
 
 from jalien.auth.policy import Action as A
 from jalien.auth.policy import ByFirstWord
@@ -24,6 +25,7 @@ from jalien.catalogue.model import StorageElement, new_guid
 from jalien.catalogue.paths import BadPath, resolve, split
 from jalien.catalogue.permissions import READ, WRITE, require
 from jalien.catalogue.service import Catalogue
+from jalien.commands.dispatch import GLOBAL_FLAGS, HELP_FLAGS
 from jalien.commands.errno import EBADFD, EBADR, EINVAL, EIO, ENOENT, jalien_error
 from jalien.commands.options import parse
 from jalien.commands.session import Session
@@ -41,20 +43,47 @@ from jalien.storage.envelope import (
 from jalien.storage.fetch import FetchError, fetch_small
 from jalien.storage.quota import NoQuota, QuotaCheck, QuotaExceeded
 from jalien.storage.replica_check import ReplicaChecker, ReplicaProblem, verdict
-from jalien.wire.messages import Record
+from jalien.wire import site_api
+from jalien.wire.messages import Record, Reply, Request
+from jalien.wire.site_api import AccessGrant, AccessRequest
 
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 DEFAULT_WRITE_SPECS = "disk:1"
 COMMIT_GRACE = 24 * 3600.0  # a long upload may finish after its envelope expired
 ACCESS_ACTION = ByFirstWord(A.READ, write=A.WRITE)  # access read|write[-once|-version]
+ACCESS_USAGE = "access [-s size -m md5 -j job -f -u] read|write lfn"
+
+
+def _words(session: Session, options: list[str]) -> list[str]:
+    """A raw command's words without the global options, ``-pwd=`` applied as the
+    dispatcher does for the others."""
+    words = []
+    for word in options:
+        if word.startswith("-pwd="):
+            session.cwd = word[len("-pwd=") :].rstrip("/") + "/"
+        elif word not in GLOBAL_FLAGS and not word.startswith("-debug="):
+            words.append(word)
+    return words
 
 
 def _not_committed(lfn: str, why: str):
     return jalien_error(EBADR, f"Nothing was registered ({lfn}: {why})")
 
 
-def _java_set(values: list[str]) -> str:
-    return "[" + ", ".join(sorted(v.lower() for v in values)) + "]"
+def _typed_access(request: Request) -> AccessRequest | None:
+    """A typed access (wire.site_api) or None for JAliEn's words. Its kind is also its
+    first option, which the policy reads (read or write): the two must agree."""
+    if not request.data:
+        return None
+    try:
+        typed = site_api.decode(request.data[0], AccessRequest)
+    except site_api.SiteApiError as exc:
+        raise jalien_error(EINVAL, f"access: {exc}") from None
+    if list(request.options) != [typed.access]:
+        raise jalien_error(
+            EINVAL, f"a typed access names its kind as its one option, not {request.options[:3]}"
+        )
+    return typed
 
 
 class StorageCommands:
@@ -84,14 +113,18 @@ class StorageCommands:
         replica that answers (a JDL given to submit); the session's read rights apply."""
         replicas = await self._access_read(session, lfn, placement.parse_specs([]), False)
         try:
-            return await fetch_small(
-                ((r["url"], r["envelope"], r["se"]) for r in replicas), self.ca_dir
-            )
+            return await fetch_small(((g.url, g.envelope, g.se) for g in replicas), self.ca_dir)
         except FetchError as exc:
             raise jalien_error(EIO, f"cannot read {lfn}: {exc}") from None
 
+    def _add(self, name: str, fn: Any, summary: str, **how: Any) -> None:
+        """The table's add; access is raw: it reads a typed AccessRequest in Request.data."""
+        if name == "access":
+            how["raw"] = True
+        self.table.add(name, fn, summary, **how)
+
     def register(self) -> None:
-        add = self.table.add
+        add = self._add
         add(
             "access",
             self.access,
@@ -123,30 +156,56 @@ class StorageCommands:
             raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
 
     # -- access
-    async def access(self, session: Session, args: list[str]) -> list[Record]:
+    async def access(self, session: Session, request: Request) -> Reply:
+        """A raw command: a typed AccessRequest is answered with typed grants (Reply.data),
+        JAliEn's words (alien.py, ROOT, previous versions) with JAliEn's records."""
+        typed = _typed_access(request)
+        if typed is None:
+            words = _words(session, request.options)
+            if any(w in HELP_FLAGS for w in words):
+                return Reply(results=[{"message": f"usage: access: {ACCESS_USAGE}"}])
+            wanted = self._access_words(words)
+        else:
+            wanted = typed
         await self.cat.ensure_home(session.identity.login)
-        opts = parse(args, flags="fu", valued=("s", "m", "j"))
-        if len(opts.args) < 2:
-            raise jalien_error(EINVAL, "Command requires an argument")
-        kind, name = opts.args[0], opts.args[1]
         try:
-            specs = placement.parse_specs(opts.args[2:])
+            specs = placement.parse_specs(wanted.specs)
         except placement.SpecError as exc:
             raise jalien_error(EINVAL, str(exc)) from None
-        if kind.startswith("write"):
-            return await self._access_write(session, name, specs, opts)
-        if kind == "read":
-            return await self._access_read(session, name, specs, "f" in opts)
-        raise jalien_error(EINVAL, f"Invalid access type requested: {kind}")
+        if wanted.access.startswith("write"):
+            grants = await self._access_write(session, wanted.lfn, specs, wanted)
+        elif wanted.access == "read":
+            grants = await self._access_read(session, wanted.lfn, specs, wanted.strict)
+        else:
+            raise jalien_error(EINVAL, f"Invalid access type requested: {wanted.access}")
+        if typed is not None:
+            return Reply(data=[site_api.encode(g) for g in grants])
+        return Reply(results=[g.record() for g in grants])
 
-    async def _access_write(self, session, name, specs, opts) -> list[Record]:
+    @staticmethod
+    def _access_words(words: list[str]) -> AccessRequest:
+        opts = parse(words, flags="fu", valued=("s", "m", "j"))
+        if len(opts.args) < 2:
+            raise jalien_error(EINVAL, "Command requires an argument")
+        return AccessRequest(
+            access=opts.args[0],
+            lfn=opts.args[1],
+            size=opts.number("s", -1),
+            md5=opts.value("m"),
+            specs=opts.args[2:],
+            strict="f" in opts,
+        )
+
+    async def _access_write(
+        self, session: Session, name: str, specs: Any, wanted: AccessRequest
+    ) -> list[AccessGrant]:
         path = self._abs(session, name)
-        size = opts.number("s", -1)
+        size = wanted.size
         if size < 0:  # the envelope books the size: the SE takes no byte beyond it
             raise jalien_error(
                 EINVAL, "access write needs the size of the file: -s SIZE (bytes, >= 0)"
             )
-        md5 = opts.value("m").lower()
+        md5 = wanted.md5.lower()
         entry = await self.cat.get(path)
         if entry is not None:
             if entry.is_dir:
@@ -176,7 +235,7 @@ class StorageCommands:
             chosen = [se for se in chosen if se.name.upper() not in have]
         if not chosen:
             raise jalien_error(EBADFD, "No write PFNs")
-        records = []
+        grants: list[AccessGrant] = []
         for se in chosen:
             url = pfn_for(se.url, guid)
             grant = Grant(
@@ -190,10 +249,12 @@ class StorageCommands:
                 se=se.name,
                 user=session.identity.login,
             )
-            records.append(self._record(grant, se, len(chosen)))
-        return records
+            grants.append(self._grant(grant, se, len(chosen)))
+        return grants
 
-    async def _access_read(self, session, name, specs, strict) -> list[Record]:
+    async def _access_read(
+        self, session: Session, name: str, specs: Any, strict: bool
+    ) -> list[AccessGrant]:
         path = self._abs(session, name)
         entry = await self.cat.get(path)
         if entry is None and UUID_RE.fullmatch(name):
@@ -211,7 +272,7 @@ class StorageCommands:
         pairs = [p for p in pairs if p[0].upper() in by_name]
         if not pairs:
             raise jalien_error(EBADFD, "No read PFNs")
-        records = []
+        grants: list[AccessGrant] = []
         for se_name, url in pairs:
             se = by_name[se_name.upper()]
             grant = Grant(
@@ -225,24 +286,21 @@ class StorageCommands:
                 se=se.name,
                 user=session.identity.login,
             )
-            records.append(self._record(grant, se, len(pairs)))
-        return records
+            grants.append(self._grant(grant, se, len(pairs)))
+        return grants
 
-    def _record(self, grant: Grant, se: StorageElement, count: int) -> Record:
-        envelope = self.signer.sign(grant)
-        return {
-            "url": grant.turl,
-            "envelope": envelope,
-            "se": se.name,
-            "tags": _java_set(se.qos),
-            "nSEs": str(count),
-            "guid": grant.guid,
-            "md5": grant.md5,
-            "size": str(grant.size),
-            "lfn": grant.lfn,
-            "message": f"{grant.turl}\nSE: {se.name} (doesn't need encrypted envelopes)\n"
-            f"Signed envelope:\n{envelope}",
-        }
+    def _grant(self, grant: Grant, se: StorageElement, count: int) -> AccessGrant:
+        return AccessGrant(
+            url=grant.turl,
+            envelope=self.signer.sign(grant),
+            se=se.name,
+            guid=grant.guid,
+            lfn=grant.lfn,
+            size=grant.size,
+            md5=grant.md5,
+            tags=list(se.qos),
+            n_ses=count,
+        )
 
     # -- commit
     async def commit(self, session: Session, args: list[str]) -> list[Record]:

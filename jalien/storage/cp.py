@@ -41,7 +41,9 @@ import aiohttp
 
 from jalien.storage.xrd import XrdcpError, is_xrootd, transfer_url, xrdcp
 from jalien.storage.xrd_batch import XrdBatcher
-from jalien.wire.messages import Reply
+from jalien.wire import site_api
+from jalien.wire.messages import Reply, Request
+from jalien.wire.site_api import AccessGrant, AccessRequest
 
 CHUNK = 1 << 20
 PART = ".jalien-part"
@@ -55,6 +57,38 @@ _BATCHER: contextvars.ContextVar[XrdBatcher | None] = contextvars.ContextVar(
 
 class Central(Protocol):
     async def call(self, command: str, *options: str, timeout: float | None = None) -> Reply: ...
+    async def request(self, request: Request, timeout: float | None = None) -> Reply: ...
+
+
+@dataclass
+class Granted:
+    """central's answer to a typed access: the grants, or the exit code and error."""
+
+    grants: list[AccessGrant]
+    exitcode: int = 0
+    error: str = ""
+
+
+async def _access(central: Central, wanted: AccessRequest) -> Granted:
+    """``access`` as a typed site call (wire.site_api): its kind is also its one option,
+    which central's policy reads."""
+    request = Request(command="access", options=[wanted.access], data=[site_api.encode(wanted)])
+    reply = await central.request(request)
+    if reply.exitcode:
+        return Granted([], reply.exitcode, reply.error)
+    try:
+        return Granted([site_api.decode(d, AccessGrant) for d in reply.data if d is not None])
+    except site_api.SiteApiError as exc:
+        return Granted([], 22, f"central's access answer: {exc}")
+
+
+def _read(central: Central, lfn: str) -> Awaitable[Granted]:
+    return _access(central, AccessRequest(access="read", lfn=lfn))
+
+
+def _write(job: _Job, opts: Options) -> AccessRequest:
+    specs = [opts.specs] if opts.specs else []
+    return AccessRequest(access="write", lfn=job.dst, size=job.size, md5=job.md5, specs=specs)
 
 
 class Progress(Protocol):
@@ -201,7 +235,7 @@ async def copy(
             async with window:
                 ahead = None
                 if work is _download:
-                    ahead = asyncio.ensure_future(central.call("access", "read", job.src))
+                    ahead = asyncio.ensure_future(_read(central, job.src))
                 try:
                     async with limit:
                         if ahead is not None:
@@ -295,21 +329,21 @@ async def _same_file(path: str, size: int, md5: str) -> bool:
 
 
 async def _download(
-    central, http, job: _Job, opts: Options, progress, ahead: Awaitable[Reply] | None = None
+    central, http, job: _Job, opts: Options, progress, ahead: Awaitable[Granted] | None = None
 ) -> FileResult:
     """One file; *ahead* is its ``access read`` already on its way (see ``copy``)."""
     if await _same_file(job.dst, job.size, job.md5):
         return FileResult(job.src, job.dst, "skipped", job.size)
-    access = await (ahead if ahead is not None else central.call("access", "read", job.src))
-    if access.exitcode != 0 or not access.results:
+    access = await (ahead if ahead is not None else _read(central, job.src))
+    if access.exitcode != 0 or not access.grants:
         raise TransferError(access.error or "no replica to read", False)
     os.makedirs(os.path.dirname(job.dst) or ".", exist_ok=True)
     part = job.dst + PART
     notes: list[str] = []
     progress.add(job.src, job.size)
     try:
-        for replica in access.results:
-            where = replica.get("se", "?")
+        for replica in access.grants:
+            where = replica.se
             try:
                 await _fetch_replica(http, replica, part, job, opts, progress)
             except TransferError as exc:
@@ -347,7 +381,7 @@ async def _verify_md5(part: str, md5: str) -> None:
 
 
 async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, progress) -> None:
-    if is_xrootd(replica["url"]):
+    if is_xrootd(replica.url):
         batcher = _BATCHER.get()
         if (
             batcher is not None
@@ -357,7 +391,7 @@ async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, pro
         ):
             return
         return await _fetch_xrootd(replica, part, job, opts, progress)
-    url = f"{replica['url']}?authz={replica['envelope']}"
+    url = f"{replica.url}?authz={replica.envelope}"
     last = ""
     async for _ in _attempts(opts):
         have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -406,7 +440,7 @@ class _Advance:
 async def _fetch_batched(batcher: XrdBatcher, replica, part: str, job: _Job, progress) -> bool:
     """The first try at an XRootD replica, in a batch; False: try it alone (retries, resume)."""
     try:
-        got = await batcher.fetch(transfer_url(replica["url"], replica["envelope"]), job.size, part)
+        got = await batcher.fetch(transfer_url(replica.url, replica.envelope), job.size, part)
     except XrdcpError:
         return False
     shutil.move(got, part)
@@ -421,7 +455,7 @@ async def _fetch_batched(batcher: XrdBatcher, replica, part: str, job: _Job, pro
 async def _fetch_xrootd(replica, part: str, job: _Job, opts: Options, progress) -> None:
     """A download with xrdcp: md5 checked by xrdcp while it writes, resumed with
     ``--continue``, retried with backoff (jalien.storage.xrd says why)."""
-    url = transfer_url(replica["url"], replica["envelope"])
+    url = transfer_url(replica.url, replica.envelope)
     last = ""
     async for _ in _attempts(opts):
         have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -515,20 +549,18 @@ async def _upload(central, http, job: _Job, opts: Options, progress) -> FileResu
         if rec.get("size") == str(job.size) and rec.get("md5", "").lower() == job.md5:
             return FileResult(job.src, job.dst, "skipped", job.size)
         raise TransferError(f"{job.dst} exists with other contents", False)
-    access = await central.call(
-        "access", "-s", str(job.size), "-m", job.md5, "write", job.dst, opts.specs
-    )
-    if access.exitcode != 0 or not access.results:
+    access = await _access(central, _write(job, opts))
+    if access.exitcode != 0 or not access.grants:
         raise TransferError(access.error or "no SE to write to", False)
-    progress.add(job.src, job.size * len(access.results))
+    progress.add(job.src, job.size * len(access.grants))
     try:
         outcomes = await asyncio.gather(
-            *(_put(http, r, job, opts, progress) for r in access.results), return_exceptions=True
+            *(_put(http, r, job, opts, progress) for r in access.grants), return_exceptions=True
         )
     finally:
         progress.done(job.src)
     notes: list[str] = []
-    committed = await _commit_all(central, access.results, outcomes, job, notes)
+    committed = await _commit_all(central, access.grants, outcomes, job, notes)
     if not committed:
         raise TransferError("; ".join(notes) or "no replica was stored", False)
     return FileResult(job.src, job.dst, "copied", job.size, notes=notes)
@@ -540,24 +572,24 @@ async def _commit_all(central, replicas, outcomes, job: _Job, notes: list[str]) 
     committed = 0
     for replica, outcome in zip(replicas, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            notes.append(f"{replica['se']}: {_describe(outcome)}")
+            notes.append(f"{replica.se}: {_describe(outcome)}")
             continue
-        notes.extend(f"{replica['se']}: {note}" for note in outcome or ())
+        notes.extend(f"{replica.se}: {note}" for note in outcome or ())
         done = await central.call(
-            "commit", replica["envelope"], str(job.size), replica["lfn"], "644", "0",
-            replica["url"], replica["se"], replica["guid"], job.md5,
+            "commit", replica.envelope, str(job.size), replica.lfn, "644", "0",
+            replica.url, replica.se, replica.guid, job.md5,
         )  # fmt: skip
         if done.exitcode == 0:
             committed += 1
         else:
-            notes.append(f"{replica['se']}: commit failed: {done.error}")
+            notes.append(f"{replica.se}: commit failed: {done.error}")
     return committed
 
 
 async def _put(http, replica, job: _Job, opts: Options, progress) -> list[str]:
-    if is_xrootd(replica["url"]):
+    if is_xrootd(replica.url):
         return await _put_xrootd(replica, job, opts, progress)
-    url = f"{replica['url']}?authz={replica['envelope']}"
+    url = f"{replica.url}?authz={replica.envelope}"
 
     async def body():
         with open(job.src, "rb") as fh:
@@ -580,7 +612,7 @@ async def _put(http, replica, job: _Job, opts: Options, progress) -> list[str]:
 async def _put_xrootd(replica, job: _Job, opts: Options, progress) -> list[str]:
     """An upload with xrdcp: the SE checks the md5 of what it stored; a broken attempt
     leaves nothing (``--posc``) and is retried from the start with backoff."""
-    url = transfer_url(replica["url"], replica["envelope"])
+    url = transfer_url(replica.url, replica.envelope)
     last = ""
     async for _ in _attempts(opts):
         try:
@@ -624,48 +656,46 @@ async def _replicate(central, http, job: _Job, opts: Options, progress) -> FileR
         if rec.get("size") == str(job.size) and rec.get("md5", "").lower() == job.md5.lower():
             return FileResult(job.src, job.dst, "skipped", job.size)
         raise TransferError(f"{job.dst} exists with other contents", False)
-    write = await central.call(
-        "access", "-s", str(job.size), "-m", job.md5, "write", job.dst, opts.specs
-    )
-    if write.exitcode != 0 or not write.results:
+    write = await _access(central, _write(job, opts))
+    if write.exitcode != 0 or not write.grants:
         raise TransferError(write.error or "no SE to write to", False)
-    read = await central.call("access", "read", job.src)
-    if read.exitcode != 0 or not read.results:
+    read = await _read(central, job.src)
+    if read.exitcode != 0 or not read.grants:
         raise TransferError(read.error or "no replica to read", False)
-    sources = [r for r in read.results if is_xrootd(r["url"])]
-    progress.add(job.src, job.size * len(write.results))
+    sources = [r for r in read.grants if is_xrootd(r.url)]
+    progress.add(job.src, job.size * len(write.grants))
     local: list[str] = []  # the temporary copy, made once when a target needs it
     fetch_lock = asyncio.Lock()
 
     async def via_local(replica) -> list[str]:
         async with fetch_lock:
             if not local:
-                local.append(await _fetch_to_temp(http, read.results, job, opts))
+                local.append(await _fetch_to_temp(http, read.grants, job, opts))
         return await _put(http, replica, _Job(local[0], job.dst, job.size, job.md5), opts, progress)
 
     async def one(replica) -> list[str]:
         notes: list[str] = []
-        if is_xrootd(replica["url"]):
+        if is_xrootd(replica.url):
             for src in sources:
                 try:
                     return notes + await xrdcp(
-                        transfer_url(src["url"], src["envelope"]),
-                        transfer_url(replica["url"], replica["envelope"]),
+                        transfer_url(src.url, src.envelope),
+                        transfer_url(replica.url, replica.envelope),
                         md5=job.md5, write=True, tpc=True, size=job.size,
                         timeout=_timeout_for(job.size, opts), on_bytes=_Advance(progress, job.src),
                     )  # fmt: skip
                 except XrdcpError as exc:
-                    notes.append(f"third-party copy from {src['se']} failed: {exc}")
+                    notes.append(f"third-party copy from {src.se} failed: {exc}")
         return notes + await via_local(replica)
 
     try:
-        outcomes = await asyncio.gather(*(one(r) for r in write.results), return_exceptions=True)
+        outcomes = await asyncio.gather(*(one(r) for r in write.grants), return_exceptions=True)
     finally:
         progress.done(job.src)
         if local:
             shutil.rmtree(os.path.dirname(local[0]), ignore_errors=True)
     notes: list[str] = []
-    if not await _commit_all(central, write.results, outcomes, job, notes):
+    if not await _commit_all(central, write.grants, outcomes, job, notes):
         raise TransferError("; ".join(notes) or "no replica was stored", False)
     return FileResult(job.src, job.dst, "copied", job.size, notes=notes)
 
@@ -679,7 +709,7 @@ async def _fetch_to_temp(http, replicas, job: _Job, opts: Options) -> str:
         try:
             await _fetch_replica(http, replica, path + PART, job, opts, _NoProgress())
         except TransferError as exc:
-            errors.append(f"{replica.get('se', '?')}: {exc}")
+            errors.append(f"{replica.se}: {exc}")
             continue
         os.replace(path + PART, path)
         return path
