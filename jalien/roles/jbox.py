@@ -51,6 +51,7 @@ from jalien.auth.files import write_file
 from jalien.auth.tls import context_from_pem
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import Settings
+from jalien.loops import Loop, LoopRegistry
 from jalien.net import discovery
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
@@ -126,7 +127,7 @@ def renew_at(token: Token) -> float:
 class TokenKeeper:
     """Keeps a valid token: ``run_once`` fetches one when there is none or it is due, and
     says how long to sleep; failures are retried with backoff (central may be down).
-    The clock and sleep are injectable so tests can jump past an expiry."""
+    The clock is injectable so tests can jump past an expiry."""
 
     def __init__(
         self,
@@ -134,13 +135,11 @@ class TokenKeeper:
         install: Callable[[Token], None],
         *,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         retry: tuple[float, float] = (2.0, 300.0),
     ) -> None:
         self.fetch = fetch
         self.install = install
         self.clock = clock
-        self.sleep = sleep
         self.retry = retry
         self.token: Token | None = None
         self.failures = 0
@@ -174,9 +173,9 @@ class TokenKeeper:
         self.install(self.token)
         return self.token
 
-    async def run(self) -> None:
-        while True:
-            await self.sleep(await self.run_once())
+    def runner(self) -> Loop:
+        """``run_once`` again after the seconds it returns (it retries failures itself)."""
+        return Loop("token-renewal", self.run_once, MIN_INTERVAL, first=0, logger=log)
 
 
 class JBox:
@@ -199,7 +198,7 @@ class JBox:
         self.owner: Identity | None = None
         self.authenticator: OwnerAuthenticator | None = None
         self.keeper: TokenKeeper | None = None
-        self._keeper_task: asyncio.Task[None] | None = None
+        self.loops = LoopRegistry()  # the jBox's background loops: token renewal
         self.token_files: list[os.PathLike[str]] = []
         # the end of the certificate (or proxy chain) the jBox connects with: central
         # closes the upstream connection then, and nothing here can renew it
@@ -252,7 +251,7 @@ class JBox:
             home=self.owner.home or "/",
         )
         self.token_files = list(discovery.write_token_files(text))
-        self._keeper_task = asyncio.get_running_loop().create_task(self.keeper.run())
+        self.loops.start(self.keeper.runner())
 
     async def fetch_token(self) -> Token:
         assert self.upstream is not None
@@ -303,10 +302,7 @@ class JBox:
 
     async def close(self) -> None:
         discovery.remove_token_files(os.getpid())
-        if self._keeper_task is not None:
-            self._keeper_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper_task
+        await self.loops.stop_all(timeout=0)  # a renewal in progress is cancelled
         if self.server is not None:
             await self.server.close()
             self.server.audit.close()

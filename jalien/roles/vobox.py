@@ -45,6 +45,7 @@ from jalien.auth.errors import AuthError
 from jalien.auth.tls import client_context, server_context
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import ConfigError, Settings
+from jalien.loops import LoopRegistry
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import LevelAuthenticator
@@ -227,7 +228,7 @@ class VoBox:
         self.cache = TTLReplyCache(CACHE_TTL)
         self.loop: VoBoxLoop | None = None
         self._stop = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        self.loops = LoopRegistry()  # the VoBox's background loops: its cycle
         self._cert_stamp: tuple[int, int] | None = None
         self._rotation: asyncio.Task[None] | None = None  # to a renewed certificate
 
@@ -301,11 +302,7 @@ class VoBox:
         self.loop.extra_status = self._status
         if isinstance(self.batch, ForkBatch):
             self.batch.adopt(int(i) for i in self.loop.known_batch_ids() if i.isdigit())
-        self._loop_task = asyncio.get_running_loop().create_task(self._run_loop())
-
-    async def _run_loop(self) -> None:
-        assert self.loop is not None
-        await self.loop.run(self._stop)
+        self.loops.start(self.loop.runner(self._stop))
 
     def _status(self) -> dict[str, object]:
         """What the loop's status.json adds about the level: its ports, the cache, the
@@ -378,9 +375,7 @@ class VoBox:
 
     async def close(self) -> None:
         self._stop.set()
-        if self._loop_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._loop_task, 30)
+        await self.loops.stop_all(timeout=30)
         if self._rotation is not None:
             self._rotation.cancel()
         if self.server is not None:

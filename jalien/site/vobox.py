@@ -29,6 +29,7 @@ from typing import Protocol
 
 import msgspec
 
+from jalien.loops import Loop
 from jalien.site.batch import AgentState, BatchError, BatchInterface, BatchJob, count
 from jalien.site.slots import SlotCount
 from jalien.site.startup_script import LOG_NAME, AgentConfig, write_agent_dir, write_private
@@ -350,13 +351,20 @@ class VoBoxLoop:
         except OSError as exc:
             log.warning("cannot write %s: %s", path, exc.strerror)
 
+    def runner(self, stop: asyncio.Event | None = None) -> Loop:
+        """The cycle every ``interval`` seconds, the first at once, until *stop* is set (a
+        cycle in progress finishes first); a failing cycle (a bug must not stop the site) is
+        logged and retried with back-off (jalien.loops)."""
+        made: list[bool] = []
+
+        async def step() -> None:
+            if not made:
+                await asyncio.to_thread(self.options.agents_dir.mkdir, parents=True, exist_ok=True)
+                made.append(True)
+            await self.cycle()
+
+        return Loop("vobox-cycle", step, self.options.interval, first=0, stop=stop, logger=log)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Cycles until *stop* is set (a cycle in progress finishes first)."""
-        await asyncio.to_thread(self.options.agents_dir.mkdir, parents=True, exist_ok=True)
-        while not stop.is_set():
-            try:
-                await self.cycle()
-            except Exception:  # a bug must not stop the site: log it, try again next time
-                log.exception("VoBox cycle failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.options.interval)
+        """Cycles until *stop* is set."""
+        await self.runner(stop).run()
