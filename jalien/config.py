@@ -37,6 +37,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # for mariadb: a [catalogue_mariadb] table, see jalien.catalogue.mariadb_backend
     # (hosts = ["mysql://root@127.0.0.1:3306/alice_data"], prefixes = {"/alice/data/" = 1})
     catalogue_mariadb: dict[str, Any] = {}
+    # short SQLite reads (point lookups, a page of a listing) on the event loop's thread:
+    # cheaper than the hop to a reader thread (bench/bench_requests.py)
+    sqlite_inline_reads: bool = True
     taskqueue_backend: str = "sqlite"  # "sqlite" (embedded) or "mariadb" (one server)
     # for mariadb: a [taskqueue_mariadb] table, see jalien.jobs.mariadb_store
     # (dsn = "mysql://root@127.0.0.1:3306/alice_queue", readers = 2)

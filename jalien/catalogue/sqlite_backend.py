@@ -6,6 +6,7 @@ are keyed (dir, name), so a listing is a range scan of the primary key and a sub
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
 from collections.abc import AsyncIterator
@@ -45,10 +46,14 @@ CREATE TABLE IF NOT EXISTS ses (name TEXT PRIMARY KEY, doc BLOB NOT NULL);
 
 
 class SQLiteBackend:
-    def __init__(self, path: str | Path, readers: int = 2) -> None:
+    def __init__(self, path: str | Path, readers: int = 2, *, inline_reads: bool = False) -> None:
         self.path = str(path)
-        self._store = SQLiteStore(path, SCHEMA, readers=readers, name="catalogue")
+        self._store = SQLiteStore(
+            path, SCHEMA, readers=readers, name="catalogue", inline_reads=inline_reads
+        )
         self._read = self._store.read
+        # point lookups and one page of a listing: on the loop's thread with inline_reads
+        self._short = functools.partial(self._store.read, short=True)
         self._write = self._store.write
 
     async def start(self) -> None:
@@ -60,7 +65,7 @@ class SQLiteBackend:
     # -- reads
     async def get(self, path: str) -> Entry | None:
         d, n = split(path)
-        row = await self._read(
+        row = await self._short(
             lambda c: c.execute(
                 f"SELECT dir, {COLUMNS} FROM entries WHERE dir=? AND name=?", (d, n)
             ).fetchone()
@@ -79,7 +84,7 @@ class SQLiteBackend:
                     out.append(row)
             return out
 
-        return {e.path: e for e in itertools.starmap(Entry, await self._read(run))}
+        return {e.path: e for e in itertools.starmap(Entry, await self._short(run))}
 
     async def list_dir(self, directory: str, page: int = PAGE) -> AsyncIterator[list[DirEntry]]:
         after = ""
@@ -89,7 +94,7 @@ class SQLiteBackend:
             def run(c: sqlite3.Connection, a: str = after) -> list[Any]:
                 return c.execute(sql, (directory, a, page)).fetchall()
 
-            rows = await self._read(run)
+            rows = await self._short(run)
             if not rows:
                 return
             yield list(itertools.starmap(DirEntry, rows))
@@ -98,7 +103,7 @@ class SQLiteBackend:
             after = rows[-1][0]
 
     async def has_children(self, directory: str) -> bool:
-        row = await self._read(
+        row = await self._short(
             lambda c: c.execute(
                 "SELECT 1 FROM entries WHERE dir=? LIMIT 1", (directory,)
             ).fetchone()
@@ -160,7 +165,7 @@ class SQLiteBackend:
         return await self._read(run)
 
     async def by_guid(self, guid: str) -> list[Entry]:
-        rows = await self._read(
+        rows = await self._short(
             lambda c: c.execute(
                 f"SELECT dir, {COLUMNS} FROM entries WHERE guid=?", (guid,)
             ).fetchall()
@@ -266,7 +271,7 @@ class SQLiteBackend:
         await self._write(run)
 
     async def replicas(self, guid: str) -> list[Replica]:
-        rows = await self._read(
+        rows = await self._short(
             lambda c: c.execute(
                 "SELECT guid, se, pfn FROM replicas WHERE guid=? ORDER BY se", (guid,)
             ).fetchall()
@@ -283,7 +288,9 @@ class SQLiteBackend:
         )
 
     async def list_ses(self) -> list[StorageElement]:
-        rows = await self._read(lambda c: c.execute("SELECT doc FROM ses ORDER BY name").fetchall())
+        rows = await self._short(
+            lambda c: c.execute("SELECT doc FROM ses ORDER BY name").fetchall()
+        )
         return [msgspec.msgpack.decode(doc, type=StorageElement) for (doc,) in rows]
 
     async def put_se(self, se: StorageElement) -> None:

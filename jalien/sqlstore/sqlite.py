@@ -1,9 +1,14 @@
 """One SQLite file served to an asyncio program without blocking its loop.
 
 Reads run on a small pool of reader threads, each with its own connection (WAL lets them
-read while the writer writes). Writes go to one writer thread that commits everything
-queued in one transaction (group commit), each operation in a savepoint of its own so
-that one failure does not undo the others; a write is acknowledged only once committed.
+read while the writer writes). A read its caller knows to be short (a point lookup, a page
+of a listing: ``read(fn, short=True)``) runs on the calling (event loop) thread instead, with
+a connection of its own, when the store has ``inline_reads``: the hop to a pool thread and
+back costs ~100 us of CPU, twenty times such a SELECT (bench/bench_requests.py measures both);
+a read that finds the database locked there goes to the pool. Writes go to one writer
+thread that commits everything queued in one transaction (group commit), each operation in
+a savepoint of its own so that one failure does not undo the others; a write is
+acknowledged only once committed.
 """
 
 from __future__ import annotations
@@ -100,9 +105,17 @@ class _Writer(threading.Thread):
 
 class SQLiteStore:
     def __init__(
-        self, path: str | Path, schema: str, *, readers: int = 2, name: str = "sqlite"
+        self,
+        path: str | Path,
+        schema: str,
+        *,
+        readers: int = 2,
+        name: str = "sqlite",
+        inline_reads: bool = False,
     ) -> None:
         self.path = str(path)
+        self.inline_reads = inline_reads
+        self._inline: sqlite3.Connection | None = None
         self.schema = schema
         self.name = name
         self._readers = concurrent.futures.ThreadPoolExecutor(
@@ -118,6 +131,10 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = await asyncio.to_thread(_Writer, self.path, self.schema, self.name)
         self._writer.start()
+        if self.inline_reads:
+            inline = connect(self.path)
+            inline.execute("PRAGMA busy_timeout=0")  # never wait on the loop's thread
+            self._inline = inline
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -125,6 +142,9 @@ class SQLiteStore:
             await asyncio.to_thread(self._writer.join, 30)
             self._writer = None
         self._readers.shutdown(wait=True)
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         with self._lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -139,7 +159,14 @@ class SQLiteStore:
                 self._reader_conns.append(conn)
         return conn
 
-    async def read(self, fn: Job) -> Any:
+    async def read(self, fn: Job, *, short: bool = False) -> Any:
+        inline = self._inline
+        if short and inline is not None:
+            try:
+                return _settled(fn(inline))
+            except sqlite3.OperationalError as exc:  # locked, busy: the pool may wait
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: _settled(fn(self._conn())))
 

@@ -1,0 +1,328 @@
+"""The request path end to end: real jcentral processes over mutual TLS, load from another
+process, figures per server core (the server's CPU time), the median of several rounds.
+
+    python bench/bench_requests.py [--scale 1.0] [--no-spin]
+
+Two jcentrals start from copies of one grid home (`jalien-bin setup`, a catalogue filled
+before they start): one with the short SQLite reads on the event loop's thread
+(``JALIEN_SQLITE_INLINE_READS=1``, the default), one with every read hopping to a reader
+thread (``=0``), the baseline of the same run. The server is pinned to one core, the load
+generator of bench_net.py to the other; the scenarios take turns round by round.
+
+Goals (issue 15):
+1. ``ls`` of a small directory over WebSocket JSON, 8 x 1: >= 20k requests/s per core.
+2. ``pwd`` over WebSocket JSON, 8 connections x 16 in flight: >= 100k/s per core.
+3. Binary RPC (``ping``) 8 x 64: >= 500k/s per core.
+4. ``ls -l`` of 100k entries <= 150 ms on the binary channel (first page <= 20 ms),
+   <= 250 ms as WebSocket JSON; ``stat`` of 1000 LFNs <= 15 ms (wall time seen by a client).
+
+Figures are reported, never asserted. ``--scale`` scales the windows and the big directory
+(100k entries at 1.0); CI runs ``--scale 0.001``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_net  # bench/
+from loadlib import pin
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = "/alice/bench/small/"
+BIG = "/alice/bench/big/"
+SMALL_FILES = 10
+
+
+def jalien(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jalien", *args]
+
+
+def make_grid(tmp: Path, n_big: int) -> tuple[Path, Path]:
+    home, globus = tmp / "home", tmp / "globus"
+    subprocess.run(
+        jalien("setup", "--home", str(home), "--globus-dir", str(globus), "--no-password"),
+        check=True,
+        capture_output=True,
+    )
+    asyncio.run(fill(home / "catalogue.db", n_big))
+    return home, globus
+
+
+async def fill(db: Path, n_big: int) -> None:
+    from catalogue_benchlib import Caller, row  # bench/
+
+    from jalien.catalogue.service import Catalogue
+    from jalien.catalogue.sqlite_backend import SQLiteBackend
+
+    backend = SQLiteBackend(db)
+    await backend.start()
+    try:
+        cat = Catalogue(backend)
+        for d in (SMALL, BIG):
+            await cat.mkdir(Caller(), d.rstrip("/"), parents=True)
+        await backend.insert([row(SMALL, i) for i in range(SMALL_FILES)])
+        big = [row(BIG, i) for i in range(n_big)]
+        for i in range(0, len(big), 5000):
+            await backend.insert(big[i : i + 5000])
+    finally:
+        await backend.close()
+
+
+class Central:
+    def __init__(self, name: str, home: Path, inline: bool) -> None:
+        self.name = name
+        self.home = home
+        self.ws_port = bench_free_port()
+        self.binary_port = bench_free_port()
+        self.log = home.parent / f"{name}.log"
+        env = {
+            **os.environ,
+            "JALIEN_SQLITE_INLINE_READS": "1" if inline else "0",
+            "JALIEN_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        args = ["--home", str(home), "--role", "jcentral"]
+        args += ["--ws-port", str(self.ws_port), "--binary-port", str(self.binary_port)]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                jalien(*args), stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        deadline = time.monotonic() + 60
+        while "jcentral ready" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(tid), {cpus[bench_net.SERVER_SLOT]})
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def bench_free_port() -> int:
+    sys.path.insert(0, str(ROOT))
+    from tests.integration.conftest import free_port
+
+    return free_port()
+
+
+class Scenario(bench_net.Scenario):
+    def __init__(
+        self, name: str, mode: str, depth: int, command: str, options: list[str], **kw: Any
+    ):
+        super().__init__(
+            name, "jcentral", mode, depth, "binary" if mode == "binary" else "json", **kw
+        )
+        self.command = command
+        self.options = options
+
+
+def scenarios() -> list[Scenario]:
+    out: list[Scenario] = []
+    for inline in (True, False):
+        tag = "inline" if inline else "pool"
+        goal = {"target": ">=20k/core", "per_core_min": 20e3} if inline else {}
+        out.append(Scenario(f"ws ls small {tag}", "ws", 1, "ls", ["-l", SMALL], **goal))
+        out[-1].inline = inline  # type: ignore[attr-defined]
+        out.append(Scenario(f"bin ls small {tag}", "binary", 1, "ls", ["-l", SMALL]))
+        out[-1].inline = inline  # type: ignore[attr-defined]
+    out.append(
+        Scenario("ws pwd 8x16", "ws", 16, "pwd", [], target=">=100k/core", per_core_min=100e3)
+    )
+    out[-1].inline = True  # type: ignore[attr-defined]
+    out.append(
+        Scenario(
+            "bin ping 8x64", "binary", 64, "ping", [], target=">=500k/core", per_core_min=500e3
+        )
+    )
+    out[-1].inline = True  # type: ignore[attr-defined]
+    for s in out:
+        if s.name.endswith("inline"):
+            s.baseline = s.name.replace("inline", "pool")
+    return out
+
+
+def run_load(
+    gen_conn: Any,
+    centrals: dict[bool, Central],
+    tls: dict[str, str],
+    timing: dict[str, Any],
+    spin_pids: list[int],
+    found: list[Scenario],
+) -> None:
+    for round_ in range(timing["rounds"]):
+        for s in found:
+            central = centrals[s.inline]  # type: ignore[attr-defined]
+            job = {
+                "mode": s.mode,
+                "port": central.binary_port if s.mode == "binary" else central.ws_port,
+                "connections": bench_net.CONNECTIONS,
+                "depth": s.depth,
+                "warmup": timing["warmup"],
+                "duration": timing["window"],
+                "tls": tls,
+                "server_pid": central.proc.pid,
+                "check": s.check,
+                "command": s.command,
+                "options": s.options,
+                "spin_pids": spin_pids,
+                "timeout": timing["window"] + timing["warmup"] + 30,
+            }
+            gen_conn.send(job)
+            if not gen_conn.poll(job["timeout"] + 10):
+                raise RuntimeError(f"{s.name}: load generator does not answer")
+            s.rounds.append(gen_conn.recv())
+        print(f"  round {round_ + 1}/{timing['rounds']} done", file=sys.stderr, flush=True)
+    for s in found:
+        good = [r for r in s.rounds if "error" not in r and r["wall"] > 0]
+        ordered = sorted(good, key=lambda r: r["count"] / r["wall"])
+        s.result = ordered[len(ordered) // 2] if good else s.rounds[-1]
+        rates = [r["count"] / r["wall"] for r in good]
+        s.spread = (max(rates) - min(rates)) / max(rates) if len(rates) > 1 and max(rates) else 0.0
+
+
+async def latencies(
+    central: Central, globus: Path, ca_dir: Path, rounds: int, n_stat: int
+) -> dict[str, float]:
+    """Wall times a client sees (median of rounds, ms): ls -l of the big directory on the
+    binary channel (whole and first page) and as WebSocket JSON, stat of 1000 LFNs."""
+    from picows import WSListener, WSMsgType, ws_connect
+
+    from jalien.auth.tls import client_context
+    from jalien.net.client import Client
+    from jalien.wire.messages import Request
+
+    context = client_context(globus / "usercert.pem", globus / "userkey.pem", ca_dir)
+    client = Client("127.0.0.1", central.binary_port, context, reconnect=False)
+    await client.connect()
+
+    class Ws(WSListener):
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+            self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type in (WSMsgType.TEXT, WSMsgType.CONTINUATION):
+                self.parts.append(frame.get_payload_as_bytes())
+                if frame.fin and not self.done.done():
+                    self.done.set_result(b"".join(self.parts))
+
+    url = f"wss://127.0.0.1:{central.ws_port}/websocket/json"
+    times: dict[str, list[float]] = {"ls_bin": [], "ls_bin_first": [], "ls_ws": [], "stat": []}
+    names = [f"{BIG}AO2D_{i:07d}.root" for i in range(min(1000, n_stat))]
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            first = 0.0
+            count = 0
+            async for reply in client.main.stream(Request(command="ls", options=["-l", BIG]), 120):
+                if not first:
+                    first = time.perf_counter() - t0
+                count += len(reply.entries)
+            times["ls_bin"].append(time.perf_counter() - t0)
+            times["ls_bin_first"].append(first)
+            transport, ws = await ws_connect(Ws, url, ssl_context=context)
+            t0 = time.perf_counter()
+            transport.send(
+                WSMsgType.TEXT, json.dumps({"command": "ls", "options": ["-l", BIG]}).encode()
+            )
+            body = await asyncio.wait_for(ws.done, 120)
+            times["ls_ws"].append(time.perf_counter() - t0)
+            transport.disconnect()
+            assert len(json.loads(body)["results"]) == count, "WebSocket ls lost entries"
+            t0 = time.perf_counter()
+            reply = await client.call("stat", *names, timeout=60)
+            times["stat"].append(time.perf_counter() - t0)
+            assert reply.exitcode in (0, 2), reply.error
+    finally:
+        await client.close()
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--no-spin", action="store_true")
+    args = parser.parse_args()
+    n_big = max(1000, int(100_000 * args.scale))
+    duration = max(0.2, 3.0 * args.scale)
+    rounds = max(1, min(5, int(duration / 0.6)))
+    window = duration / rounds
+    timing = {"rounds": rounds, "window": window, "warmup": max(0.05, min(0.2, window / 4))}
+    found = scenarios()
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="bench_requests_") as tmp:
+        home, globus = make_grid(Path(tmp), n_big)
+        pool_home = Path(tmp) / "home-pool"
+        shutil.copytree(home, pool_home, symlinks=True)
+        centrals = {True: Central("inline", home, True), False: Central("pool", pool_home, False)}
+        tls = {
+            "cert": str(globus / "usercert.pem"),
+            "key": str(globus / "userkey.pem"),
+            "ca_dir": str(home / "certificates"),
+        }
+        gen_parent, gen_child = ctx.Pipe()
+        gen = ctx.Process(target=bench_net.loadgen_main, args=(gen_child,), daemon=True)
+        try:
+            lifetime = 60 + rounds * len(found) * (window + 15)
+            with bench_net.spinning(not args.no_spin, lifetime) as spin_pids:
+                gen.start()
+                if not gen_parent.poll(60):
+                    raise RuntimeError("load generator did not start")
+                _ready, gen_where, clock = gen_parent.recv()
+                print(
+                    f"== request path: real jcentral over TLS, {bench_net.CONNECTIONS} "
+                    f"connections, median of {rounds} x {window:.2f} s windows; server pinned "
+                    f"to one core, load generator on {gen_where}; CPU clock {clock}; big "
+                    f"directory {n_big:,} entries"
+                )
+                run_load(gen_parent, centrals, tls, timing, spin_pids, found)
+                gen_parent.send(None)
+            bench_net.report(found)
+            print("\nlatency seen by a client (median of rounds, ms):")
+            goals = {"ls_bin": 150, "ls_bin_first": 20, "ls_ws": 250, "stat": 15}
+            lat_rounds = max(1, min(5, rounds))
+            for inline in (True, False):
+                pin(bench_net.LOADGEN_SLOT)
+                got = asyncio.run(
+                    latencies(centrals[inline], globus, home / "certificates", lat_rounds, n_big)
+                )
+                tag = "inline" if inline else "pool  "
+                cells = "  ".join(
+                    f"{k} {v:7.1f} (goal <= {goals[k]}{', met' if v <= goals[k] else ''})"
+                    for k, v in got.items()
+                )
+                print(f"  {tag} {cells}")
+            if n_big < 100_000:
+                print(f"  (the goals are for 100k entries; this run had {n_big:,})")
+        finally:
+            for central in centrals.values():
+                central.stop()
+            gen.join(10)
+            if gen.is_alive():
+                gen.kill()
+
+
+if __name__ == "__main__":
+    main()
