@@ -20,11 +20,10 @@ from jalien.config import ConfigError, load_settings
 from jalien.net import discovery
 from jalien.net.client import Client, ConnectionLost
 from jalien.storage.cp import Options, copy
+from jalien.wire.errors import EXIT_NO_CONNECTION
 
 if TYPE_CHECKING:
     from rich.progress import TaskID  # rich itself is imported when bars are drawn
-
-EXIT_NO_CONNECTION = 107
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,9 +18,9 @@ import sys
 from collections.abc import Sequence
 
 from jalien.version import __version__
+from jalien.wire.errors import EXIT_USAGE
 
 ROLES = ("jcentral", "jbox", "se", "jobagent", "vobox")
-EXIT_USAGE = 2
 
 
 class CliError(Exception):

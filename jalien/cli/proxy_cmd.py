@@ -28,8 +28,7 @@ from jalien.auth.names import dn_string
 from jalien.auth.proxy import is_limited, is_proxy, make_proxy, time_left, write_proxy_file
 from jalien.cli.credentials import load_user_credentials
 from jalien.net.discovery import proxy_path
-
-EXIT_USAGE = 2
+from jalien.wire.errors import EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):

@@ -36,14 +36,13 @@ from jalien.cli.credentials import read_password
 from jalien.config import ConfigError, Settings, load_settings
 from jalien.net import discovery
 from jalien.net.client import ConnectionLost, Refused, SyncClient
-from jalien.wire.errors import EXIT_INVALID, EXIT_NO_CONNECTION, RequestError
+from jalien.wire.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_NO_CONNECTION, RequestError
 from jalien.wire.jalien_json import OutputMode, records, render_reply
 from jalien.wire.messages import Reply
 
 if TYPE_CHECKING:
     import ssl
 
-EXIT_INTERRUPTED = 130
 LOCAL_COMMANDS = ("exit", "quit", "help", "token-init", "cp")
 
 

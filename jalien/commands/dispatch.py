@@ -16,12 +16,11 @@ from jalien.commands.session import Session
 from jalien.commands.table import CommandTable, Result
 from jalien.net.audit import bound_args
 from jalien.net.identity import Identity
-from jalien.wire.errors import EXIT_NOT_FOUND, EXIT_PERMISSION, RequestError
+from jalien.wire.errors import EXIT_NOT_FOUND, EXIT_PERMISSION, EXIT_REMOTE_IO, RequestError
 from jalien.wire.messages import Reply, Request
 
 log = logging.getLogger("jalien.commands")
 
-EXIT_REMOTE_IO = 121  # JAliEn's EREMOTEIO for a command that failed unexpectedly
 # options JAliEn's commander takes out before a command parses its own
 GLOBAL_FLAGS = frozenset({"-nomsg", "-nokeys", "-silent"})
 HELP_FLAGS = frozenset({"-h", "--h", "-help", "--help"})

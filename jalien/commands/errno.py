@@ -3,12 +3,28 @@
 
 from __future__ import annotations
 
-from jalien.wire.errors import RequestError
+from jalien.wire.errors import (
+    EACCES,
+    EBADFD,
+    EBADR,
+    EEXIST,
+    EINVAL,
+    EIO,
+    EISDIR,
+    ENODATA,
+    ENOENT,
+    ENOLINK,
+    ENOTDIR,
+    ENOTEMPTY,
+    EPERM,
+    EREMOTEIO,
+    RequestError,
+)
 
-EPERM, ENOENT, EIO, EACCES, EEXIST = 1, 2, 5, 13, 17
-ENOTDIR, EISDIR, EINVAL, ENOTEMPTY = 20, 21, 22, 39
-ENODATA, ENOLINK, EBADFD, EREMOTEIO = 61, 67, 77, 121
-EBADR = 53
+__all__ = [  # the numbers live in jalien.wire.errors, the one table of exit codes
+    "EACCES", "EBADFD", "EBADR", "EEXIST", "EINVAL", "EIO", "EISDIR", "ENODATA", "ENOENT",
+    "ENOLINK", "ENOTDIR", "ENOTEMPTY", "EPERM", "EREMOTEIO", "TEXT", "jalien_error",
+]  # fmt: skip
 
 TEXT = {
     EPERM: "Operation not permitted",

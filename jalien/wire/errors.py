@@ -1,5 +1,11 @@
-"""The exception a command raises to answer with an exit code; mapped to a Reply in one
-place (jalien.commands.dispatch)."""
+"""The one table of exit codes (tests/wire/test_exit_codes.py: no other module defines
+one), and the exception a command raises to answer with an exit code; mapped to a Reply in
+one place (jalien.commands.dispatch).
+
+A command's exit code travels in its Reply and becomes the exit status of ``jalien-bin
+<command>``, so both kinds share one number space: JAliEn's errno-like codes, and a few
+that only a process of ``jalien-bin`` ends with.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,17 @@ EXIT_TIMEOUT = 62
 EXIT_UNKNOWN_COMMAND = 64
 EXIT_TOO_BIG = 90
 EXIT_NO_CONNECTION = 107
+EXIT_REMOTE_IO = 121  # JAliEn's EREMOTEIO for a command that failed unexpectedly
+
+# how a jalien-bin process ends besides a command's code
+EXIT_USAGE = 2  # bad arguments or configuration (argparse's code; a role's ConfigError)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: the shell or a command stopped by Ctrl-C
+
+# JAliEn's ErrNo numbers (jalien.commands.errno gives each its standard text)
+EPERM, ENOENT, EIO, EACCES, EEXIST = 1, 2, 5, 13, 17
+ENOTDIR, EISDIR, EINVAL, ENOTEMPTY = 20, 21, 22, 39
+ENODATA, ENOLINK, EBADFD, EREMOTEIO = 61, 67, 77, 121
+EBADR = 53
 
 
 class RequestError(Exception):
