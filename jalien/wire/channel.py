@@ -41,6 +41,10 @@ from jalien.wire.messages import (
 from jalien.wire.streams import CONTROL_SEQ, SEQ_BITS, SEQ_MASK, stream_id
 
 _FLAGS = 3  # offset of the flags byte in a frame header
+_encode = codec.msgpack_encoder.encode
+_decode_msgpack = codec.decode_msgpack
+_CODEC_MASK = framing.CODEC_MASK
+_CODEC_JSON = framing.CODEC_JSON
 
 __all__ = [
     "CancelReceived",
@@ -128,7 +132,7 @@ ServerEvent = RequestReceived | CancelReceived | OpenRequested | ChannelClosed |
 class ServerChannel:
     """A server's side of one binary connection. Channel 0 is open from the start."""
 
-    __slots__ = ("_by_channel", "_decoder", "_frames", "_held", "_threshold", "streams")
+    __slots__ = ("_decoder", "_frames", "_held", "_open", "_threshold", "streams")
 
     def __init__(
         self,
@@ -139,7 +143,7 @@ class ServerChannel:
         self._frames: collections.deque[tuple[int, int, bytes]] = collections.deque()
         self._threshold = compress_threshold
         self.streams: set[int] = set()  # requests in flight: no final frame sent yet
-        self._by_channel: dict[int, set[int]] = {0: set()}  # open channels, their streams
+        self._open: set[int] = {0}  # open channels
         # a stream's latest page, encoded, held back until the next one says whether it
         # was the last (the last page's exit code, error and metadata count)
         self._held: dict[int, bytearray] = {}
@@ -150,7 +154,7 @@ class ServerChannel:
         return self._decoder.buffered
 
     def is_open(self, channel: int) -> bool:
-        return channel in self._by_channel
+        return channel in self._open
 
     # -- bytes in
     def feed(self, data: bytes) -> None:
@@ -174,38 +178,38 @@ class ServerChannel:
         if not frames:
             return None
         sid, flags, body = frames.popleft()
-        return self._event(sid, flags, body)
+        try:
+            if flags & _CODEC_MASK == _CODEC_JSON:
+                message: Message = codec.decode_json(body)
+            else:
+                message = _decode_msgpack(body)
+        except DecodeError as exc:
+            return Invalid(sid, str(exc), True)
+        channel = sid >> SEQ_BITS
+        kind = type(message)
+        if kind is Request:  # the hot path first
+            if channel not in self._open:
+                return Invalid(sid, f"channel {channel} not open")
+            if not sid & SEQ_MASK:
+                return Invalid(sid, "requests need a sequence > 0")
+            streams = self.streams
+            if sid in streams:
+                return Invalid(sid, "stream id already in use")
+            streams.add(sid)
+            return RequestReceived(sid, message, flags, body)  # type: ignore[arg-type]
+        return self._control(sid, channel, kind, message)
 
     def receive(self, data: bytes) -> list[ServerEvent]:
         """``feed`` then every event (the channel's state as it is now judges them all)."""
         self.feed(data)
         events: list[ServerEvent] = []
-        while self._frames:
-            sid, flags, body = self._frames.popleft()
-            events.append(self._event(sid, flags, body))
-        return events
+        while True:
+            event = self.next_event()
+            if event is None:
+                return events
+            events.append(event)
 
-    def _event(self, sid: int, flags: int, body: bytes) -> ServerEvent:
-        try:
-            if flags & framing.CODEC_MASK == framing.CODEC_JSON:
-                message: Message = codec.decode_json(body)
-            else:
-                message = codec.decode_msgpack(body)
-        except DecodeError as exc:
-            return Invalid(sid, str(exc), True)
-        channel = sid >> SEQ_BITS
-        kind = type(message)
-        if kind is Request:
-            streams = self._by_channel.get(channel)
-            if streams is None:
-                return Invalid(sid, f"channel {channel} not open")
-            if not sid & SEQ_MASK:
-                return Invalid(sid, "requests need a sequence > 0")
-            if sid in self.streams:
-                return Invalid(sid, "stream id already in use")
-            self.streams.add(sid)
-            streams.add(sid)
-            return RequestReceived(sid, message, flags, body)  # type: ignore[arg-type]
+    def _control(self, sid: int, channel: int, kind: type, message: Message) -> ServerEvent:
         if kind is Cancel:
             return CancelReceived(sid)
         if kind is OpenChannel:
@@ -220,35 +224,35 @@ class ServerChannel:
     def open(self, channel: int) -> list[int]:
         """Open *channel* (again): the streams of its earlier session, which end."""
         dropped = self.close(channel)
-        self._by_channel[channel] = set()
+        self._open.add(channel)
         return dropped
 
     def close(self, channel: int) -> list[int]:
         """Forget *channel*; the streams still in flight on it (their replies may still be
         written: the client ignores them)."""
-        streams = self._by_channel.pop(channel, None)
-        if not streams:
+        if channel not in self._open:
             return []
+        self._open.discard(channel)
+        streams = [sid for sid in self.streams if sid >> SEQ_BITS == channel]  # rare: a scan
         self.streams.difference_update(streams)
         for sid in streams:
             self._held.pop(sid, None)
-        return list(streams)
+        return streams
 
     def _ended(self, sid: int) -> None:
-        self._held.pop(sid, None)
-        if sid in self.streams:
-            self.streams.discard(sid)
-            streams = self._by_channel.get(sid >> SEQ_BITS)
-            if streams is not None:
-                streams.discard(sid)
+        if self._held:
+            self._held.pop(sid, None)
+        self.streams.discard(sid)
 
     # -- bytes out
     def reply(self, sid: int, message: Reply | Event, more: bool = False) -> bytes:
         """A frame for *message* on *sid*; the stream ends unless *more*."""
-        if not more:
-            self._ended(sid)
-        flags = framing.FLAG_MORE if more else 0
-        return framing.encode_frame(sid, codec.encode_msgpack(message), flags, self._threshold)
+        if more:
+            return framing.encode_frame(sid, _encode(message), framing.FLAG_MORE, self._threshold)
+        if self._held:
+            self._held.pop(sid, None)
+        self.streams.discard(sid)
+        return framing.encode_frame(sid, _encode(message), 0, self._threshold)
 
     def reply_raw(self, sid: int, flags: int, body: bytes) -> bytes:
         """A reply frame as it came from upstream (a level): only the header changes; the
