@@ -41,7 +41,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import uvloop
 from cryptography import x509
 
 from jalien.auth.cadir import find_issuer
@@ -59,7 +58,8 @@ from jalien.net.identity import Identity, OwnerAuthenticator
 from jalien.net.limits import Limits
 from jalien.net.proxy import TTLReplyCache, UpstreamProxy
 from jalien.net.server import Server
-from jalien.wire.errors import RequestError
+from jalien.roles.start import STOP_SIGNALS, SYSTEM, Failure, run_role, stop_event
+from jalien.wire.errors import EXIT_FAILED, RequestError
 
 log = logging.getLogger("jalien.jbox")
 
@@ -322,11 +322,8 @@ async def serve(
     """Run until a signal (exit code 0) or the end of the jBox's own credential (1)."""
     jbox = JBox(settings, options, cert_chain_pem, key_pem)
     del key_pem
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if stop_on_hup else [])
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event([*STOP_SIGNALS, *([signal.SIGHUP] if stop_on_hup else [])])
     ended: list[bool] = []
 
     def credential_ended() -> None:
@@ -381,11 +378,6 @@ def run_jbox(
         os.close(read_fd)
         os.setsid()
         _redirect(log_file)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
     def ready(text: str) -> None:
         print(text, flush=True)
@@ -393,21 +385,18 @@ def run_jbox(
             os.write(notify_fd, text.encode())
             os.close(notify_fd)
 
-    def failed(text: str) -> int:
-        print(f"jalien-bin: cannot start jBox: {text}", file=sys.stderr, flush=True)
+    def failed(text: str) -> None:
         if notify_fd >= 0:
             with contextlib.suppress(OSError):
                 os.write(notify_fd, text.encode())
-        return 1
 
-    try:
-        return uvloop.run(
-            serve(settings, options, cert_chain_pem, key_pem, ready, stop_on_hup=not detach)
-        )
-    except (AuthError, RequestError) as exc:
-        return failed(str(exc))
-    except OSError as exc:
-        return failed(exc.strerror or str(exc))
+    return run_role(
+        lambda: serve(settings, options, cert_chain_pem, key_pem, ready, stop_on_hup=not detach),
+        log_level=settings.log_level,
+        prefix="jalien-bin: cannot start jBox: ",
+        failures=[Failure((AuthError, RequestError), EXIT_FAILED), SYSTEM],
+        report=failed,
+    )
 
 
 def _redirect(log_file: str | None) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-import uvloop
 
 from jalien.auth.cadir import write_ca_dir
 from jalien.auth.errors import AuthError
@@ -50,6 +47,7 @@ from jalien.roles.central_cache import (
     release_readers,
     serve_textcache,
 )
+from jalien.roles.start import run_role, stop_event
 from jalien.storage.envelope import EnvelopeSigner
 
 log = logging.getLogger("jalien.jcentral")
@@ -265,34 +263,15 @@ async def _run(settings: Settings, server: Server) -> None:
         f"binary channel on port {settings.binary_port}",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     await stop.wait()
     log.info("stopping")
     await server.close()
 
 
 def run_jcentral(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    return run_role(
+        lambda: serve(settings),
+        log_level=settings.log_level,
+        prefix="jalien-bin: cannot start jcentral: ",
     )
-    try:
-        uvloop.run(serve(settings))
-    except ConfigError as exc:
-        print(f"jalien-bin: cannot start jcentral: {exc}", file=sys.stderr)
-        return 2
-    except AuthError as exc:
-        print(f"jalien-bin: cannot start jcentral: {exc}", file=sys.stderr)
-        print(
-            "hint: run `jalien-bin setup` to create a development CA and credentials",
-            file=sys.stderr,
-        )
-        return 1
-    except OSError as exc:
-        print(f"jalien-bin: cannot start jcentral: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -15,18 +15,13 @@ configuration or the credentials cannot work.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shlex
-import signal
 import socket
 import ssl
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import uvloop
 
 from jalien.agent.agent import AgentConfig, AgentError, JobAgent
 from jalien.agent.job import JobSpec, OutputItem
@@ -38,8 +33,9 @@ from jalien.jobs.jdl import JdlError, OutputSpec, parse_jdl, parse_size
 from jalien.net import discovery
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
+from jalien.roles.start import Failure, on_signals, run_role
 from jalien.storage.cp import Options, copy
-from jalien.wire.errors import RequestError
+from jalien.wire.errors import EXIT_FAILED, RequestError
 from jalien.wire.site_api import MatchedJob
 
 log = logging.getLogger("jalien.jobagent")
@@ -215,9 +211,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         connect_job,
         parse_job,
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, agent.stop, f"the JobAgent got signal {sig.name}")
+    on_signals(lambda sig: agent.stop(f"the JobAgent got signal {sig.name}"))
     log.info(
         "jobagent ready: upstream %s:%d, site %s, ce %s, ttl %d s, workdir %s",
         host, port, settings.site, settings.ce or "-", settings.jobagent_ttl, workdir,
@@ -231,13 +225,9 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
 
 def run_jobagent(settings: Settings, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    return run_role(
+        lambda: serve(settings, env),
+        log_level=settings.log_level,
+        prefix="jalien-bin: jobagent: ",
+        failures=[Failure((ConfigProblem, AuthError, AgentError, ConnectionLost), EXIT_FAILED)],
     )
-    try:
-        return uvloop.run(serve(settings, env))
-    except (ConfigProblem, AuthError, AgentError, ConnectionLost) as exc:
-        print(f"jalien-bin: jobagent: {exc}", file=sys.stderr, flush=True)
-        return 1

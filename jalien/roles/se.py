@@ -3,16 +3,13 @@ starts inside itself on a single machine (``embedded_se = true``)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-import sys
-
-import uvloop
 
 from jalien.config import Settings
+from jalien.roles.start import Failure, run_role, stop_event
 from jalien.storage.envelope import EnvelopeVerifier
 from jalien.storage.se_server import StorageServer, se_context
+from jalien.wire.errors import EXIT_FAILED
 
 log = logging.getLogger("jalien.se")
 
@@ -28,29 +25,23 @@ async def start_se(settings: Settings, verifier: EnvelopeVerifier) -> tuple[Stor
 async def serve(settings: Settings) -> None:
     verifier = EnvelopeVerifier.from_file(settings.envelope_key_path)
     server, _ = await start_se(settings, verifier)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     await stop.wait()
     await server.close()
 
 
 def run_se(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    def hint() -> str:
+        if settings.envelope_key_path.exists():
+            return ""
+        return (
+            f"hint: copy central's {settings.envelope_key_path.name} there "
+            "(jcentral makes it under its home, in envelope/)"
+        )
+
+    return run_role(
+        lambda: serve(settings),
+        log_level=settings.log_level,
+        prefix="jalien-bin: cannot start the SE: ",
+        failures=[Failure((OSError, ValueError), EXIT_FAILED, hint=hint)],
     )
-    try:
-        uvloop.run(serve(settings))
-    except (OSError, ValueError) as exc:
-        print(f"jalien-bin: cannot start the SE: {exc}", file=sys.stderr)
-        if not settings.envelope_key_path.exists():
-            print(
-                f"hint: copy central's {settings.envelope_key_path.name} there "
-                "(jcentral makes it under its home, in envelope/)",
-                file=sys.stderr,
-            )
-        return 1
-    return 0

@@ -31,12 +31,10 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import ssl
 import sys
 from pathlib import Path
 
-import uvloop
 from cryptography import x509
 
 from jalien.auth.cadir import find_issuer
@@ -52,13 +50,14 @@ from jalien.net.identity import LevelAuthenticator
 from jalien.net.limits import Limits
 from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
+from jalien.roles.start import CONFIG, SYSTEM, Failure, run_role, stop_event
 from jalien.site.batch import BatchInterface
 from jalien.site.fork import ForkBatch
 from jalien.site.slurm import SlurmBatch
 from jalien.site.startup_script import AgentConfig
 from jalien.site.vobox import AgentToken, CentralError, LoopOptions, VoBoxLoop
 from jalien.wire import site_api
-from jalien.wire.errors import RequestError
+from jalien.wire.errors import EXIT_FAILED, RequestError
 from jalien.wire.messages import Reply, Request
 from jalien.wire.site_api import JobOffer, WaitingJobs
 
@@ -399,10 +398,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 async def serve(settings: Settings, central: tuple[str, int]) -> None:
     vobox = VoBox(settings, central)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_event()
     try:
         await vobox.start()
         print(vobox.describe(), flush=True)
@@ -413,20 +409,9 @@ async def serve(settings: Settings, central: tuple[str, int]) -> None:
 
 
 def run_vobox(settings: Settings, central: str | None = None) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    return run_role(
+        lambda: serve(settings, parse_central(central, settings)),
+        log_level=settings.log_level,
+        prefix="jalien-bin: cannot start the VoBox: ",
+        failures=[CONFIG, Failure((AuthError, CentralError, RequestError), EXIT_FAILED), SYSTEM],
     )
-    try:
-        uvloop.run(serve(settings, parse_central(central, settings)))
-    except ConfigError as exc:
-        print(f"jalien-bin: cannot start the VoBox: {exc}", file=sys.stderr)
-        return 2
-    except (AuthError, CentralError, RequestError) as exc:
-        print(f"jalien-bin: cannot start the VoBox: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"jalien-bin: cannot start the VoBox: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0
