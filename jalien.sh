@@ -8,13 +8,62 @@ VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 export PATH="$VENV/bin:$PATH"
 
-ensure_env() {
-  local stamp="$VENV/.jalien-installed"
-  if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$stamp" -nt meson.build ]] \
-     && "$VENV/bin/python" -c "import jalien" 2>/dev/null; then
+# System packages (Debian names), checked with dpkg-query; installed through apt-get when this
+# runs as root, else printed for the user to install. `run` needs only what builds the package:
+# a C compiler and zlib's headers for the Cython extensions (meson finds zlib without
+# pkg-config), venv for .venv. The tests need the rest: pkg-config and libmariadb-dev build the
+# MariaDB driver (the `mariadb` extra), mariadb-server and openssl serve the catalogue and
+# credential tests, patchelf..ccache the single binary (packaging/build_binary.sh), xrootd the
+# XRootD SE tests and alien.py's cp, slurm + munge the VoBox's Slurm batch interface.
+RUN_PACKAGES=(gcc zlib1g-dev python3-venv)
+TEST_PACKAGES=("${RUN_PACKAGES[@]}" pkg-config libmariadb-dev mariadb-server openssl
+  patchelf binutils ccache xrootd-server xrootd-client python3-xrootd
+  slurm-wlm slurmctld slurmd munge)
+
+ensure_system() {  # ensure_system PACKAGE...
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "jalien.sh: needs Python >= 3.11 as $PY (set PYTHON=/path/to/python3.11 or newer)" >&2
+    exit 1
+  fi
+  [[ "${JALIEN_SKIP_SYSTEM_CHECK:-}" == 1 ]] && return
+  if ! command -v dpkg-query >/dev/null; then
+    echo "==> not a Debian system: make sure the equivalents of these are installed: $*" >&2
     return
   fi
-  echo "==> setting up $VENV (first run, or pyproject.toml/meson.build changed)" >&2
+  local need=() pkg
+  for pkg in "$@"; do
+    [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] \
+      || need+=("$pkg")
+  done
+  # the headers of the Python that builds the extensions (a Debian Python: python3-dev)
+  "$PY" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || need+=(python3-dev)
+  ((${#need[@]})) || return 0
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    echo "==> apt-get install ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "jalien.sh $cmd: missing system packages; install them, then run this again:" >&2
+    echo "  sudo apt-get install ${need[*]}" >&2
+    echo "(JALIEN_SKIP_SYSTEM_CHECK=1 skips this check)" >&2
+    exit 1
+  fi
+}
+
+ensure_env() {  # ensure_env [EXTRA,...]: the venv with jalien and these extras installed
+  local extras="${1:-}" stamp="$VENV/.jalien-installed" have extra fresh=1
+  [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$stamp" -nt meson.build ]] || fresh=0
+  "$VENV/bin/python" -c "import jalien" 2>/dev/null || fresh=0
+  # the stamp lists the extras installed: asking for one it lacks installs again
+  have=",$(cat "$stamp" 2>/dev/null || true),"
+  for extra in ${extras//,/ }; do
+    [[ "$have" == *",$extra,"* ]] || fresh=0
+  done
+  ((fresh)) && return
+  echo "==> setting up $VENV (first run, pyproject.toml/meson.build changed, or extras [$extras])" >&2
   [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   # build requirements first (setuptools for the sdists the install builds, e.g. mysqlclient,
@@ -23,8 +72,8 @@ ensure_env() {
   "$VENV/bin/python" -m pip install -q "meson-python>=0.16" "meson>=1.4" ninja "cython>=3.0" "setuptools>=77" >&2
   # an absolute cython path lets the editable loader rebuild without the venv on PATH
   CYTHON="$VENV/bin/cython" "$VENV/bin/python" -m pip install -q --no-build-isolation \
-      -Cbuild-dir=.mesonpy-build -e ".[test]" >&2
-  touch "$stamp"
+      -Cbuild-dir=.mesonpy-build -e ".${extras:+[$extras]}" >&2
+  echo "$extras" >"$stamp"
 }
 
 ensure_alienpy() {
@@ -53,6 +102,8 @@ case "$cmd" in
   run)
     # The single-machine grid on embedded defaults: a dev identity (once), jcentral with its
     # embedded SE, and a VoBox that runs JobAgents on this host (fork). Ctrl-C stops both.
+    # Runtime dependencies only: no test tools, no MariaDB driver (the `mariadb` extra)
+    ensure_system "${RUN_PACKAGES[@]}"
     ensure_env
     export JALIEN_STATE_DIR="${JALIEN_STATE_DIR:-$ROOT/run/home}"
     # setup never overwrites: the first run creates, later runs add what newer versions need
@@ -80,6 +131,7 @@ case "$cmd" in
     ;;
   client)
     # jalien-bin as the run grid's user: ./jalien.sh client submit file:docs/examples/hello.jdl
+    ensure_system "${RUN_PACKAGES[@]}"
     ensure_env
     home="${JALIEN_STATE_DIR:-$ROOT/run/home}"
     globus="${JALIEN_GLOBUS_DIR:-$home/globus}"
@@ -88,20 +140,29 @@ case "$cmd" in
       exec jalien-bin "$@"
     ;;
   test)
-    ensure_env
+    # everything the suite needs, from a bare machine on: system packages, the test and mariadb
+    # extras, alien.py, and the machine's MariaDB (the catalogue tests; it needs root to start)
+    ensure_system "${TEST_PACKAGES[@]}"
+    ensure_env test,mariadb
     ensure_alienpy
+    if [[ "$(id -u)" == 0 ]]; then
+      build/ensure_mariadb.sh >&2
+    else
+      build/ensure_mariadb.sh >&2 || echo "==> no MariaDB at 127.0.0.1:3306: its tests skip" >&2
+    fi
+    export PYTHONUNBUFFERED=1
     exec "$ROOT/build/run_tests.sh" "$@"
     ;;
   dev)
-    ensure_env
+    ensure_env test,mariadb
     echo "activate with: source $VENV/bin/activate"
     ;;
   lint)
-    ensure_env
+    ensure_env test
     ruff check . && ruff format --check . && mypy
     ;;
   bench)
-    ensure_env
+    ensure_env test,mariadb
     for b in bench/bench_*.py; do python "$b" "$@"; done
     ;;
   build-binary)

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from tests.integration.conftest import free_port
+from tests.readme import run_command
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,8 @@ def test_run_then_a_first_job(tmp_path):
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
         run = subprocess.Popen(
-            [str(ROOT / "jalien.sh"), "run"],
+            run_command(),  # the README's first command, as typed in the clone
+            cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
