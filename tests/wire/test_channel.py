@@ -269,3 +269,77 @@ def test_held_pages_the_last_one_is_final(counts, error_after, cuts):
             assert replies[-1].metadata == {"p": str(count - 1)} and len(replies) == count
         else:
             assert replies == [Reply()]
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("open"), st.integers(1, 3)),
+        st.tuples(st.just("close"), st.integers(0, 3)),
+        st.tuples(st.just("request"), st.integers(0, 3)),
+        st.tuples(st.just("cancel"), st.integers(0, 30)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(script=ops, cuts=cuts)
+def test_both_sides_follow_one_script(script, cuts):
+    """A client's script of opens, requests, cancels and closes, read by a server that
+    takes events one at a time (a request right behind its OpenChannel finds the channel
+    open) and answers every request it was given: a model of the channel says which are
+    served and which refused; the client gets exactly one final frame for each, and the
+    requests of a channel closed or opened again end with it."""
+    client, server = ClientChannel(), ServerChannel()
+    wire = bytearray()
+    model_open = {0}
+    seqs: dict[int, int] = {}
+    fate: dict[int, str] = {}  # stream -> served | refused | dropped (its channel ended)
+    cancelled: set[int] = set()
+    for op, n in script:
+        if op in ("open", "close"):
+            wire += client.open_channel(n) if op == "open" else client.close_channel(n)
+            if op == "close":  # the client forgets the channel's requests at once
+                cancelled.update(sid for sid in fate if sid >> 20 == n)
+            if n and n in model_open:
+                for sid, what in fate.items():
+                    if sid >> 20 == n and what == "served":
+                        fate[sid] = "dropped"
+            if op == "open":
+                model_open.add(n)
+            elif n:
+                model_open.discard(n)
+        elif op == "request":
+            seqs[n] = seqs.get(n, 0) + 1
+            sid = stream_id(n, seqs[n])
+            wire += client.send_request(sid, Request(command="x"))
+            fate[sid] = "served" if n in model_open else "refused"
+        elif fate:
+            sid = list(fate)[n % len(fate)]
+            wire += client.cancel(sid)
+            cancelled.add(sid)
+    for piece in chunked(bytes(wire), cuts):
+        server.feed(piece)
+    answers = bytearray()
+    served, refused = [], []
+    while (event := server.next_event()) is not None:
+        if type(event) is OpenRequested:
+            server.open(event.channel)
+        elif type(event) is RequestReceived:
+            served.append(event.stream)
+        elif type(event) is Invalid:
+            refused.append(event.stream)
+            answers += server.invalid(event)
+    assert sorted(refused) == sorted(s for s, f in fate.items() if f == "refused")
+    assert sorted(served) == sorted(s for s, f in fate.items() if f != "refused")
+    for sid in served:
+        data = server.end(sid)  # every request still in flight answered
+        assert bool(data) == (fate[sid] == "served")
+        answers += data
+    assert not server.streams
+    events = client.receive(bytes(answers))
+    assert all(type(e) is ReplyFrame and e.final for e in events)
+    got = sorted(e.stream for e in events)
+    expected = sorted(s for s, f in fate.items() if f != "dropped" and s not in cancelled)
+    assert got == expected
+    assert client.streams <= {s for s, f in fate.items() if f == "dropped"}
