@@ -213,8 +213,17 @@ def run_setup(
     ca = _ca(settings.home_path / "ca", report, force)
     _host(settings, ca, list(hostnames or DEFAULT_HOSTNAMES), report, force)
     token_ca = _token_ca(settings.home_path / "ca", report)
-    ca_dir = settings.ca_dir_path
+    # jalien's own CA dir under the home unless one was asked for (ca_dir in the config, flags or
+    # JALIEN_CA_DIR): an X509_CERT_DIR in the environment is some grid's trust store to read, not
+    # a place to add a development CA to
+    ca_dir = settings.path(settings.ca_dir, "certificates")
     created = write_ca_dir(ca_dir, [ca[0], token_ca])
+    outside = os.environ.get("X509_CERT_DIR", "")
+    if outside and Path(os.path.expanduser(outside)) != ca_dir:
+        report.notes.append(
+            f"note: X509_CERT_DIR={outside} was left alone; the dev CA is in {ca_dir}"
+            f" (use X509_CERT_DIR={ca_dir} for this grid)"
+        )
     report.created += created
     if not created:
         report.kept.append(ca_dir)

@@ -159,3 +159,24 @@ async def test_setup_output_works_for_tls(settings, globus, handshake):
         globus / "usercert.pem", globus / "userkey.pem", settings.ca_dir_path, password=b"pw"
     )
     assert (await handshake(server, client)).server_dns == [USER]
+
+
+def test_dev_ca_goes_to_the_home_not_to_x509_cert_dir(settings, globus, tmp_path, monkeypatch):
+    """An X509_CERT_DIR in the environment (some grid's trust store) is not written to."""
+    outside = tmp_path / "grid-security-certificates"
+    outside.mkdir()
+    monkeypatch.setenv("X509_CERT_DIR", str(outside))
+    report = run_setup(settings, globus_dir=globus, password=None, login="jdoe")
+    assert list(outside.iterdir()) == []
+    own = settings.home_path / "certificates"
+    assert any(p.name.endswith(".0") for p in own.iterdir())
+    assert any("X509_CERT_DIR" in line and str(own) in line for line in report.lines())
+
+
+def test_dev_ca_goes_to_the_ca_dir_asked_for(tmp_path, globus, monkeypatch):
+    monkeypatch.setenv("X509_CERT_DIR", str(tmp_path / "elsewhere"))
+    asked = tmp_path / "asked"
+    settings = Settings(home=str(tmp_path / "jhome"), ca_dir=str(asked))
+    run_setup(settings, globus_dir=globus, password=None, login="jdoe")
+    assert any(p.name.endswith(".0") for p in asked.iterdir())
+    assert not (tmp_path / "elsewhere").exists()
