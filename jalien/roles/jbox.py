@@ -272,8 +272,9 @@ class JBox:
         """Publish a new token: the files alien.py reads, our TLS certificate, and the
         token CA that local clients' tokens must come from."""
         cert_path, key_path = discovery.token_cert_paths()
+        # both read-only for the owner alone, as alien.py writes them itself
         write_file(key_path, token.key_pem, 0o400, overwrite=True)
-        write_file(cert_path, token.cert_pem, 0o440, overwrite=True)
+        write_file(cert_path, token.cert_pem, 0o400, overwrite=True)
         issuer = find_issuer(self.ca_dir, token.cert)
         if issuer is None:
             log.warning(

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import stat
 import time
 
 import pytest
@@ -243,3 +244,10 @@ def test_no_token_from_a_wrong_record():
     with pytest.raises(AuthError):
         Token.from_record({"tokencert": "junk", "tokenkey": "junk"})
     assert utcnow()
+
+
+async def test_token_files_are_the_owners_alone(central, make_jbox):
+    """tokencert_<uid>.pem and tokenkey_<uid>.pem as alien.py writes them: 0400 each."""
+    await make_jbox()
+    for path in discovery.token_cert_paths():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o400, path
