@@ -101,7 +101,7 @@ def main() -> int:
     args = parser.parse_args()
     window = max(1.0, 30.0 * args.scale)
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
-        proc, log = start_jcentral(Path(tmp))
+        proc, _log = start_jcentral(Path(tmp))
         try:
             time.sleep(min(args.settle, window))
             result = measure(proc.pid, window)
