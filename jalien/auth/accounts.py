@@ -27,6 +27,11 @@ import msgspec
 from .errors import AuthError
 from .files import StrPath, read_file, write_file
 
+# Logins no account may have. "admin" owns the catalogue's top directories, as in AliEn
+# (jalien.catalogue.service.ROOT_OWNER): an account of that name would own them and could write
+# anywhere without the admin role.
+RESERVED_LOGINS = frozenset({"admin"})
+
 
 class Account(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One DN's grid account."""
@@ -89,6 +94,8 @@ class AccountMap:
         """Add or replace the account of ``account.dn``."""
         if not account.login or not account.dn.startswith("/"):
             raise AuthError(f"an account needs a login and a slash DN, got {account!r}")
+        if account.login in RESERVED_LOGINS:
+            raise AuthError(f"login {account.login!r} is reserved (the catalogue's own owner)")
         self._by_dn[account.dn] = account
 
     def remove(self, dn: str) -> None:

@@ -17,7 +17,7 @@ from cryptography import x509
 
 from jalien.config import Settings
 
-from .accounts import Account, AccountMap
+from .accounts import RESERVED_LOGINS, Account, AccountMap
 from .cadir import write_ca_dir
 from .certs import (
     PrivateKey,
@@ -207,6 +207,8 @@ def run_setup(
 ) -> SetupReport:
     """Create (or keep) the dev CA, host and user credentials, CA dir and user account."""
     check_login(login)
+    if login in RESERVED_LOGINS:
+        raise AuthError(f"login {login!r} is reserved (the catalogue's own owner): choose another")
     globus = Path(os.path.expanduser(globus_dir)) if globus_dir else Path.home() / ".globus"
     report = SetupReport(login=login)
     _refuse_half_pairs(settings, globus, force)  # before writing anything

@@ -38,8 +38,11 @@ from jalien.catalogue.permissions import (
 from jalien.wire.errors import EXIT_INVALID, RequestError
 from jalien.wire.messages import DirEntry
 
-ROOT = Entry("", "/", DIRECTORY, "755", "admin", "admin")
-ADMIN = "admin"
+# The owner of "/" and of the directories above the homes: AliEn's "admin", a login no account
+# may have (jalien.auth.accounts.RESERVED_LOGINS refuses it), so only the admin role writes there.
+ROOT_OWNER = "admin"
+ROOT = Entry("", "/", DIRECTORY, "755", ROOT_OWNER, ROOT_OWNER)
+ADMIN = ROOT_OWNER
 
 
 class NotADirectory(RequestError):

@@ -1,6 +1,6 @@
 import pytest
 
-from jalien.auth.accounts import Account, AccountMap
+from jalien.auth.accounts import RESERVED_LOGINS, Account, AccountMap
 from jalien.auth.errors import AuthError
 
 JDOE = "/C=ch/O=jalien/OU=Users/CN=jdoe"
@@ -76,3 +76,16 @@ def test_bad_files(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(AuthError, match="does not exist"):
         AccountMap.load(tmp_path / "none.toml")
+
+
+def test_the_catalogue_owner_is_no_account(tmp_path):
+    from jalien.catalogue.service import ROOT, ROOT_OWNER
+
+    assert ROOT.owner == ROOT.gowner == ROOT_OWNER
+    assert ROOT_OWNER in RESERVED_LOGINS
+    with pytest.raises(AuthError, match="reserved"):
+        AccountMap().add(Account(login=ROOT_OWNER, dn="/CN=admin"))
+    path = tmp_path / "accounts.toml"
+    path.write_text('[[account]]\nlogin = "admin"\ndn = "/CN=admin"\n')
+    with pytest.raises(AuthError, match="reserved"):
+        AccountMap.load(path)

@@ -180,3 +180,10 @@ def test_dev_ca_goes_to_the_ca_dir_asked_for(tmp_path, globus, monkeypatch):
     run_setup(settings, globus_dir=globus, password=None, login="jdoe")
     assert any(p.name.endswith(".0") for p in asked.iterdir())
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_login_admin_is_refused(settings, globus):
+    """The login "admin" owns the catalogue's top directories: no account may have it."""
+    with pytest.raises(AuthError, match="reserved"):
+        run_setup(settings, globus_dir=globus, password=None, login="admin")
+    assert not (settings.home_path / "accounts.toml").exists()
