@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -460,6 +461,10 @@ def shell_command(argv: Sequence[str]) -> int:
                 if not shell.run_line(line):
                     break
             return shell.exitcode
+        # Ctrl-C cancels the command, at the prompt it starts a new line: whatever SIGINT's
+        # disposition at start (a background job of a script inherits it ignored, and Python
+        # then leaves it ignored), the interactive shell takes SIGINT itself
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         save = _setup_readline(shell, str(settings.home_path / "history"))
         try:
             while True:

@@ -39,9 +39,21 @@ def client_env(grid_pki, server, tmp_path, login="jdoe") -> dict[str, str]:
     return env
 
 
-async def test_ctrl_c_cancels_the_command_not_the_shell(make_server, grid_pki, tmp_path):
+# started as a background job of a non-interactive shell does: SIGINT ignored, then exec
+IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'jalien', 'shell'])"
+)
+
+
+@pytest.mark.parametrize("sigint", ["default", "ignored by the parent"])
+async def test_ctrl_c_cancels_the_command_not_the_shell(make_server, grid_pki, tmp_path, sigint):
+    """Ctrl-C cancels the running command, whatever SIGINT's disposition at start (a background
+    job of a script starts with SIGINT ignored: the shell installs its own handling)."""
     server = await make_server()
     argv = [sys.executable, "-m", "jalien", "shell"]
+    if sigint != "default":
+        argv = [sys.executable, "-c", IGNORING_SIGINT]
     shell = PtyProcess(argv, client_env(grid_pki, server, tmp_path))
     expect = lambda *a, **k: asyncio.to_thread(shell.expect, *a, **k)  # noqa: E731
     try:
