@@ -30,6 +30,7 @@ from cryptography import x509
 from jalien.agent.job import JobSpec
 from jalien.agent.runner import CopyEngine, JobRunner, RunConfig
 from jalien.auth.certs import dn_of
+from jalien.loops import Loop, LoopDone
 from jalien.net.client import Client
 from jalien.net.identity import Identity
 from jalien.wire import site_api
@@ -91,6 +92,7 @@ class JobAgent:
         self.current: JobRunner | None = None
         self.finished: list[tuple[int, str]] = []  # (queueId, final state)
         self._stop = asyncio.Event()
+        self.loop: Loop | None = None  # the job loop, once ``run`` started it
         upstream.on_event = self._event
 
     @property
@@ -116,31 +118,39 @@ class JobAgent:
             log.info("kill for job %s, which this agent is not running", queue_id)
 
     async def run(self) -> int:
-        """The loop; 0 when the TTL, the job cap or the idle wait ends it."""
+        """The loop; 0 when the TTL, the job cap or the idle wait ends it. It runs on
+        jalien.loops (``self.loop``: jobs back to back, a poll interval while idle, the stop
+        event); any error but a failed match ends it as before (``fatal``)."""
         config = self.config
         idle_since: float | None = None
         poll = max(0.05, min(self.run_config.interval, MAX_POLL))
         idle_limit = min(IDLE_POLLS * self.run_config.interval, MAX_IDLE)
-        while not self._stop.is_set():
+
+        async def step() -> float:
+            nonlocal idle_since
             if config.max_jobs and len(self.finished) >= config.max_jobs:
                 log.info("done: %d job(s), the configured maximum", len(self.finished))
-                break
+                raise LoopDone
             left = self.ttl_left
             if left < MIN_TTL_LEFT:
                 log.info("done: the TTL is spent after %d job(s)", len(self.finished))
-                break
+                raise LoopDone
             found = await self._match(match_ttl(left, config.ttl))
             if found is None:
                 now = self.clock()
                 idle_since = now if idle_since is None else idle_since
                 if now - idle_since >= idle_limit:
                     log.info("done: no job matched for %.0f s", now - idle_since)
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), poll)
-                continue
+                    raise LoopDone
+                return poll
             idle_since = None
             await self._run_job(found)
+            return 0.0
+
+        self.loop = Loop(
+            "job-agent", step, poll, first=0, stop=self._stop, fatal=(Exception,), logger=log
+        )
+        await self.loop.run()
         return 0
 
     async def _match(self, left: int) -> MatchedJob | None:
