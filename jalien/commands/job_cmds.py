@@ -9,24 +9,85 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from jalien.auth.policy import Action as A
-from jalien.commands.errno import EINVAL, ENOENT, jalien_error
-from jalien.commands.options import parse
+from jalien.commands.errno import EINVAL, ENODATA, ENOENT, jalien_error
+from jalien.commands.options import Options, parse
 from jalien.commands.session import Session
-from jalien.commands.table import CommandTable
-from jalien.jobs.broker import Agent
+from jalien.commands.table import Args, CommandTable
+from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import parse_jdl
 from jalien.jobs.service import JobService
-from jalien.jobs.states import JobState, parse_state
+from jalien.jobs.states import FINAL, JobState, parse_state
 from jalien.jobs.store import JobRow
 from jalien.wire import site_api
 from jalien.wire.errors import RequestError
 from jalien.wire.messages import Record, Reply, Request
 from jalien.wire.site_api import JobOffer, StatusChange, WaitingJobs
 
-STATE_GROUPS = {
-    "-W": frozenset({JobState.WAITING, JobState.INSERTING}),
-    "-E": frozenset(s for s in JobState if s.value.startswith("ERROR_")),
+S = JobState
+WAITING_STATES = frozenset({S.INSERTING, S.SPLITTING, S.WAITING, S.TO_STAGE})
+RUNNING_STATES = frozenset({S.ASSIGNED, S.STARTED, S.RUNNING, S.SAVING, S.SAVED})
+DONE_STATES = frozenset({S.DONE, S.DONE_WARN})
+ERROR_STATES = frozenset(s for s in JobState if s.is_error)
+FLAG_GROUPS: dict[str, frozenset[JobState]] = {
+    # JAliEn's ps -f letters: running, queued, failed, done, terminated, waiting
+    "r": RUNNING_STATES,
+    "q": WAITING_STATES | {S.ASSIGNED},
+    "f": ERROR_STATES,
+    "d": DONE_STATES,
+    "t": FINAL,
+    "s": WAITING_STATES,
 }
+STATE_GROUPS = {"-W": WAITING_STATES, "-E": ERROR_STATES}
+
+SHORT_CODES: dict[JobState, str] = {
+    # JAliEn's abbreviations of the states (JAliEnCommandps's abbrvStatus)
+    S.KILLED: "K", S.RUNNING: "R", S.STARTED: "ST", S.DONE: "D", S.DONE_WARN: "DW",
+    S.WAITING: "W", S.INSERTING: "I", S.SPLIT: "S", S.SPLITTING: "SP", S.SAVING: "SV",
+    S.SAVED: "SVD", S.ASSIGNED: "ASG", S.TO_STAGE: "TST", S.ERROR_A: "EA", S.ERROR_E: "EE",
+    S.ERROR_I: "EI", S.ERROR_IB: "EIB", S.ERROR_S: "ES", S.ERROR_SV: "ESV", S.ERROR_V: "EV",
+    S.ERROR_VN: "EVN", S.ERROR_SPLT: "ESP", S.ERROR_EW: "EW", S.FAILED: "FF", S.ZOMBIE: "Z",
+    S.EXPIRED: "XP",
+}  # fmt: skip
+BY_CODE = {code: state for state, code in reversed(SHORT_CODES.items())}
+
+
+def short_code(state: str) -> str:
+    """A state as ps prints it: JAliEn's code right-aligned in 3 columns."""
+    try:
+        return f"{SHORT_CODES[JobState(state)]:>3}"
+    except (ValueError, KeyError):
+        return "NUL"
+
+
+def states_of(value: str) -> frozenset[JobState] | None:
+    """ps -f: JAliEn's letters (``a`` all, ``r`` ``q`` ``f`` ``d`` ``t`` ``s``, with or
+    without a dash, lower case) or a comma list of state names or short codes (``DONE``,
+    ``D``, ``ERROR_ALL``, ``DONE_ANY``, ``%``/``ANY``). None: any state."""
+    letters = value[1:] if value.startswith("-") else value
+    if value.startswith("-") or (letters and letters.islower() and set(letters) <= set("arqfdts")):
+        if not letters or "a" in letters:
+            return None
+        out: set[JobState] = set()
+        for letter in letters:
+            if letter not in FLAG_GROUPS:
+                raise jalien_error(EINVAL, f"unknown state letter {letter!r} in -f {value}")
+            out |= FLAG_GROUPS[letter]
+        return frozenset(out)
+    states: set[JobState] = set()
+    for word in (w.strip().upper() for w in value.split(",")):
+        if not word:
+            continue
+        if word in ("%", "ANY", "ALL"):
+            return None
+        if word in ("ERROR_ALL", "ERROR_ANY"):
+            states |= ERROR_STATES
+        elif word == "DONE_ANY":
+            states |= DONE_STATES
+        elif word in BY_CODE:
+            states.add(BY_CODE[word])
+        else:
+            states.add(parse_state(word))
+    return frozenset(states) or None
 
 
 def _ids(words: list[str]) -> list[int]:
@@ -51,21 +112,213 @@ def _name(job: JobRow) -> str:
         return "?"
 
 
-def _ps_record(job: JobRow) -> Record:
+def _priority(job: JobRow) -> str:
+    """JAliEn shows a priority only for jobs still to run, ``___`` for the others."""
+    if job.state in ("WAITING", "INSERTING"):
+        return f"{int(job.price):>3}"
+    return "___"
+
+
+def ps_line(job: JobRow, name: str, long: bool = False) -> str:
+    """One line of ps as JAliEn prints it (-L: with the site and the node)."""
+    if long:
+        return (
+            f"{job.user:>10}    {job.id:>10}  {_priority(job)}  {job.site:>38}  "
+            f"{job.node:>40}  {short_code(job.state)}  {name:>30}"
+        )
+    return f"{job.user:>10} {job.id:>10}  {_priority(job)}  {short_code(job.state)}  {name:>32}"
+
+
+def _ps_record(job: JobRow, long: bool = False) -> Record:
+    """JAliEn's ps record: owner, id, split (the master job), priority, status (the full
+    name), name, site, node; ``id `` as JAliEn spells it too (alien.py's jobList reads it)."""
     name = _name(job)
     return {
         "id": str(job.id),
+        "id ": str(job.id),
         "owner": job.user,
+        "split": str(job.master),
         "status": job.state,
         "name": name,
         "site": job.site,
         "node": job.node,
         "master": str(job.master),
-        "priority": str(job.price),
+        "priority": str(int(job.price)),
         "ce": job.ce,
-        "message": f"{job.user:>12} {job.id:>12} {job.state:<12} {job.site or '-':<24} {name}",
+        "message": ps_line(job, name, long),
     }
 
+
+def trace_text(rows: list[tuple[int, str, str]]) -> str:
+    """A job's trace as JAliEn's trace log: ``<seconds> [state     ]: Job state transition
+    from A to B`` for each state and ``[trace     ]: <message>`` for what came with it (the
+    tags alien.py's jobInfo sorts by)."""
+    lines: list[str] = []
+    previous = ""
+    for stamp, state, message in rows:
+        seconds = stamp // 1000
+        change = f"from {previous} to {state}" if previous and previous != state else f"to {state}"
+        lines.append(f"{seconds} [state     ]: Job state transition {change}")
+        if message:
+            lines.append(f"{seconds} [trace     ]: {message}")
+        previous = state
+    return "\n".join(lines)
+
+
+PS_FLAGS = ("M", "A", "W", "E", "a", "b", "X", "L", "Fl", "id")
+PS_VALUED = ("u", "f", "s", "j", "m", "l", "n", "o", "F", "q")
+PS_USAGE = (
+    "usage: ps [-options]\n"
+    "options:\n"
+    "    -F l | -Fl | -L     : long output format\n"
+    "    -f <flags|status>   : a|r|q|f|d|t|s (all, running, queued, failed, done, final, "
+    "waiting) or states (DONE, D, ERROR_ALL, ...)\n"
+    "    -u <userlist>\n    -s <sitelist>\n    -n <nodelist>\n    -m <masterjoblist>\n"
+    "    -o <sortkey>\n    -j <jobidlist>\n    -l <query-limit>\n"
+    "    -M                  : show only masterjobs\n"
+    "    -X                  : active jobs in extended format\n"
+    "    -A                  : select all owned jobs of you\n"
+    "    -W                  : select all jobs which are waiting for execution of you\n"
+    "    -E                  : select all jobs which are in error state of you\n"
+    "    -a                  : select jobs of all users\n"
+    "    -b                  : do only black-white output\n"
+    "    -id                 : only the job IDs\n"
+    "    -jdl [<jobid>]      : display the job jdl (with -j: in each job's record)\n"
+    "    -trace [<jobid>]    : display the job trace (with -j: in each job's record)"
+)
+
+
+def optional_values(words: list[str], names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    """Take out the options whose argument is optional (JAliEn's ps -trace [id], -jdl [id]):
+    a number after one is its value. The rest of the words and {name: value or ""}."""
+    rest: list[str] = []
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, inline = word.lstrip("-").partition("=")
+        if word.startswith("-") and name in names:
+            if eq:
+                found[name] = inline
+            elif i + 1 < len(words) and words[i + 1].replace(",", "").isdigit():
+                found[name] = words[i + 1]
+                i += 1
+            else:
+                found[name] = ""
+        else:
+            rest.append(word)
+        i += 1
+    return rest, found
+
+
+def with_usage(parse_: Callable[[], Options], usage: str) -> Options:
+    """Options parsed; a bad option is EINVAL with the command's usage, as JAliEn prints
+    its help when jopt refuses the options."""
+    try:
+        return parse_()
+    except RequestError as exc:
+        raise jalien_error(
+            EINVAL, f"{str(exc).removeprefix('Invalid argument : ')}\n{usage}"
+        ) from None
+
+
+def _list(opts: Options, name: str) -> list[str]:
+    return [part for value in opts.values.get(name, []) for part in value.split(",") if part]
+
+
+def ps_query(opts: Options, login: str) -> dict[str, Any]:
+    """ps's options as JAliEn reads them, made into a task queue query (with ``users`` and
+    ``sites``: lists filtered after the query when there is more than one)."""
+    states: frozenset[JobState] | None = None
+    users = _list(opts, "u")
+    everyone = "a" in opts or "%" in users
+    if "j" in opts:
+        everyone = True  # any user's job by its id, as JAliEn
+    if "X" in opts:
+        states = RUNNING_STATES | WAITING_STATES
+    for flag, group in STATE_GROUPS.items():
+        if flag[1:] in opts:
+            states = (states or frozenset()) | group
+    if "f" in opts:
+        states = states_of(opts.value("f"))
+    if "A" in opts:
+        states = None
+    sites = _list(opts, "s")
+    if everyone:
+        users = []
+    elif not users:
+        users = [login]
+    master: int | None = None
+    if "M" in opts:
+        master = 0
+    elif "m" in opts:
+        master = _ids(opts.values["m"])[0]
+    limit = opts.number("l", 2000)
+    query: dict[str, Any] = {
+        "user": users[0] if len(users) == 1 else "",
+        "states": states,
+        "site": sites[0] if len(sites) == 1 else "",
+        "master": master,
+        "ids": _ids(opts.values["j"]) if "j" in opts else None,
+        "limit": limit if limit > 0 else 2000,
+        "users": set(users) if len(users) > 1 else set(),
+        "sites": set(sites) if len(sites) > 1 else set(),
+    }
+    return query
+
+
+MASTERJOB_USAGE = (
+    "usage: masterjob <jobId> [-options]\n"
+    "options:\n"
+    "    -status <status>    : display only the subjobs with that status\n"
+    "    -site <site>        : display only the subjobs on that site\n"
+    "    -id <id>            : only these subjobs (comma separated)\n"
+    "    -printid            : print also the id of all the subjobs\n"
+    "    -printsite          : split the number of jobs according to the execution site"
+)
+
+
+def masterjob_records(
+    master: JobRow, subjobs: list[JobRow], printid: bool, printsite: bool
+) -> list[Record]:
+    """masterjob's answer as JAliEn gives it: the master, its subjobs counted by state
+    (with their ids: -printid), by site and state (-printsite)."""
+    by_state: dict[str, list[int]] = {}
+    for sub in sorted(subjobs, key=lambda s: s.id):
+        by_state.setdefault(sub.state, []).append(sub.id)
+    lines = [
+        f"Checking the masterjob {master.id}",
+        f"The job {master.id} is in status: {master.state}",
+    ]
+    lines.append(f"It has the following subjobs: {len(subjobs)}")
+    for state, ids in sorted(by_state.items()):
+        line = f"\t\tSubjobs in {state}: {len(ids)}"
+        if printid:
+            line += f" (ids: {','.join(map(str, ids))})"
+        lines.append(line)
+    record: Record = {
+        "id": str(master.id),
+        "status": master.state,
+        "subjobs": str(len(subjobs)),
+        **{f"count_{k}": str(len(v)) for k, v in by_state.items()},
+    }
+    if printid:
+        record.update({f"ids_{k}": ",".join(map(str, v)) for k, v in by_state.items()})
+    if printsite:
+        by_site: dict[str, dict[str, int]] = {}
+        for sub in subjobs:
+            counts = by_site.setdefault(sub.site or "-", {})
+            counts[sub.state] = counts.get(sub.state, 0) + 1
+        lines.append(f"In total, there are {len(by_site)} sites:")
+        for site, counts in sorted(by_site.items()):
+            states = ", ".join(f"{state}: {n}" for state, n in sorted(counts.items()))
+            lines.append(f"\t{site}: {sum(counts.values())} subjobs ({states})")
+            record[f"site_{site}"] = str(sum(counts.values()))
+    record["message"] = "\n".join(lines)
+    return [record]
+
+
+MAX_AGENTS = 10_000  # (site, CE) pairs remembered for jobListMatch
 
 SITE_CALLS = frozenset({"getNumberWaitingJobs", "getMatchJob", "setJobStatus"})
 """Raw commands (they see the Request): typed in Request.data on the binary channel
@@ -113,6 +366,14 @@ class JobCommands:
         self.table = table
         self.jobs = jobs
         self.read_file = read_file  # how a JDL named by its LFN is read (storage)
+        # the JobAgents that asked for work lately, by (site, CE): what jobListMatch checks
+        self.agents: dict[tuple[str, str], tuple[Agent, float]] = {}
+
+    def _seen(self, agent: Agent) -> None:
+        if len(self.agents) >= MAX_AGENTS:
+            oldest = min(self.agents, key=lambda k: self.agents[k][1])
+            del self.agents[oldest]
+        self.agents[(agent.site, agent.ce)] = (agent, time.time())
 
     def _add(self, name: str, fn: Any, summary: str, **how: Any) -> None:
         """The table's add; the site calls are raw: they read the typed Request.data."""
@@ -131,15 +392,24 @@ class JobCommands:
         add(
             "ps",
             self.ps,
-            "jobs: ps [-u user] [-f states] [-s site] [-j ids] [-M] [-A] [-trace id] [-jdl id]",
+            "jobs: ps [-u users] [-f a|r|q|f|d|t|s|states] [-s sites] [-j ids] [-m id] [-M] [-A] "
+            "[-a] [-W] [-E] [-X] [-L] [-id] [-l n] [-trace [id]] [-jdl [id]]",
             action=A.JOB_READ,
         )
         add("jobinfo", self.jobinfo, "a job's details: jobinfo id", action=A.JOB_READ)
         add(
             "masterjob",
             self.masterjob,
-            "a master job's subjobs by state: masterjob id",
+            "a master job's subjobs by state: masterjob id [-status s] [-site s] [-id ids] "
+            "[-printid] [-printsite]",
             action=A.JOB_READ,
+        )
+        add(
+            "jobListMatch",
+            self.job_list_match,
+            "the sites and CEs that asked lately and could run a job: jobListMatch id",
+            action=A.JOB_READ,
+            args=Args(min=1, max=1, words=True, usage="usage: jobListMatch <jobId>"),
         )
         add("kill", self.kill, "kill jobs: kill id...", action=A.JOB_CONTROL)
         add("resubmit", self.resubmit, "resubmit failed jobs: resubmit id...", action=A.JOB_CONTROL)
@@ -190,41 +460,41 @@ class JobCommands:
         return [{"jobId": str(i), "message": f"Your new job ID is {i}"} for i in ids]
 
     async def ps(self, session: Session, args: list[str]) -> list[Record]:
-        opts = parse(
-            args,
-            flags=["M", "A", "W", "E", "a", "b", "X"],
-            valued=["u", "f", "s", "j", "m", "l", "trace", "jdl", "n", "o", "F"],
-        )
-        if "trace" in opts:
-            job_id = _ids([opts.value("trace")])[0]
-            await self._visible(session, job_id)
-            lines = [
-                f"{stamp // 1000} [{state:<10}]: {message}"
-                for stamp, state, message in await self.jobs.store.trace(job_id)
-            ]
-            return [{"id": str(job_id), "message": "\n".join(lines)}]
-        if "jdl" in opts:
-            job = await self._visible(session, _ids([opts.value("jdl")])[0])
-            return [{"id": str(job.id), "jdl": job.jdl, "message": job.jdl.rstrip()}]
-        states: frozenset[JobState] | None = None
-        if "f" in opts:
-            names = [s for v in opts.values["f"] for s in v.split(",") if s]
-            states = frozenset(parse_state(n) for n in names if n.upper() != "ALL") or None
-        for flag, group in STATE_GROUPS.items():
-            if flag[1:] in opts:
-                states = (states or frozenset()) | group
-        user = opts.value("u") or ("" if "A" in opts else session.identity.login)
-        if user == "%":
-            user = ""
-        rows = await self.jobs.store.query(
-            user=user,
-            states=states,
-            site=opts.value("s"),
-            master=_ids([opts.value("m")])[0] if "m" in opts else (0 if "M" in opts else None),
-            ids=_ids(opts.values["j"]) if "j" in opts else None,
-            limit=opts.number("l", 2000),
-        )
-        return [_ps_record(r) for r in rows]
+        words, wanted = optional_values(args, ("trace", "jdl"))
+        opts = with_usage(lambda: parse(words, flags=PS_FLAGS, valued=PS_VALUED), PS_USAGE)
+        if opts.args:
+            raise jalien_error(EINVAL, f"ps takes no arguments: {' '.join(opts.args)}\n{PS_USAGE}")
+        for name in ("jdl", "trace"):
+            # JAliEn: -jdl ID / -trace ID answer that one job's JDL or trace
+            given = wanted.get(name)
+            if given:
+                job_id = _ids([given])[0]
+                job = await self._visible(session, job_id)
+                if name == "jdl":
+                    return [{"id": str(job.id), "jdl": job.jdl, "message": job.jdl.rstrip()}]
+                text = trace_text(await self.jobs.store.trace(job_id))
+                if not text:
+                    raise jalien_error(ENODATA, f"No trace information for {job_id}")
+                return [{"id": str(job_id), "trace": text, "message": text}]
+        query = ps_query(opts, session.identity.login)
+        users, sites = query.pop("users"), query.pop("sites")
+        rows = await self.jobs.store.query(**query)
+        if users:
+            rows = [r for r in rows if r.user in users]
+        if sites:
+            rows = [r for r in rows if r.site in sites]
+        long = bool(opts.flags & {"L", "Fl", "X"}) or opts.value("F") == "l"
+        records = [_ps_record(r, long) for r in rows]
+        if "id" in opts:
+            for record in records:
+                record["message"] = record["id"]
+        if wanted:  # ps -j ID -trace -jdl: the records carry them (alien.py's jobInfo)
+            for record, row in zip(records, rows, strict=True):
+                if "trace" in wanted:
+                    record["trace"] = trace_text(await self.jobs.store.trace(row.id))
+                if "jdl" in wanted:
+                    record["jdl"] = row.jdl
+        return records
 
     async def _visible(self, session: Session, job_id: int) -> JobRow:
         """Any user may look at any job, as in JAliEn; only owners change them."""
@@ -258,28 +528,47 @@ class JobCommands:
         return [record]
 
     async def masterjob(self, session: Session, args: list[str]) -> list[Record]:
-        opts = parse(args, valued=["status"])
-        job_id = _ids(opts.args)[0]
+        opts = with_usage(
+            lambda: parse(args, flags=("printid", "printsite"), valued=("status", "site", "id")),
+            MASTERJOB_USAGE,
+        )
+        if not opts.args:
+            raise jalien_error(EINVAL, f"Command requires a job id\n{MASTERJOB_USAGE}")
+        job_id = _ids(opts.args[:1])[0]
         master = await self._visible(session, job_id)
         subjobs = await self.jobs.store.query(master=job_id, limit=100_000)
-        wanted = parse_state(opts.value("status")) if "status" in opts else None
-        counts: dict[str, int] = {}
-        for sub in subjobs:
-            counts[sub.state] = counts.get(sub.state, 0) + 1
-        lines = [f"Job {job_id} ({master.state}) has {len(subjobs)} subjobs"]
-        lines += [f"  {state:<12} {n}" for state, n in sorted(counts.items())]
-        records: list[Record] = [
-            {
-                "id": str(job_id),
-                "status": master.state,
-                "subjobs": str(len(subjobs)),
-                "message": "\n".join(lines),
-                **{f"count_{k}": str(v) for k, v in counts.items()},
-            }
-        ]
-        if wanted is not None:
-            records += [_ps_record(s) for s in subjobs if s.job_state is wanted]
+        if "status" in opts:
+            wanted = states_of(opts.value("status"))
+            subjobs = [s for s in subjobs if wanted is None or s.job_state in wanted]
+        if "site" in opts:
+            subjobs = [s for s in subjobs if s.site in _list(opts, "site")]
+        if "id" in opts:
+            subjobs = [s for s in subjobs if s.id in _ids(opts.values["id"])]
+        records = masterjob_records(master, subjobs, "printid" in opts, "printsite" in opts)
+        if "status" in opts or "printid" in opts:  # the subjobs themselves, as ps lists them
+            records += [_ps_record(s) for s in subjobs]
         return records
+
+    async def job_list_match(self, session: Session, opts: Options) -> list[Record]:
+        job = await self._visible(session, _ids(opts.args)[0])
+        probe = Broker()  # the broker's own test, on this job alone
+        probe.add(job)
+        records: list[Record] = []
+        for (site, ce), (agent, seen) in sorted(self.agents.items()):
+            if probe.count(agent):
+                records.append(
+                    {
+                        "site": site,
+                        "ce": ce,
+                        "lastSeen": str(int(seen)),
+                        "message": f"{site:<30} {ce}",
+                    }
+                )
+        if not records:
+            text = f"No site has asked for a job like {job.id} lately ({len(self.agents)} asked)"
+            return [{"message": text, "id": str(job.id)}]
+        head: Record = {"message": f"Job {job.id} ({job.state}) could run on {len(records)} CEs:"}
+        return [head, *records]
 
     async def kill(self, session: Session, args: list[str]) -> list[Record]:
         records: list[Record] = []
@@ -312,13 +601,16 @@ class JobCommands:
     # -- site calls (raw: a typed request is answered typed, words with JAliEn's records)
     def waiting(self, session: Session, request: Request) -> Reply:
         offer, typed = _offer(request)
-        count = self.jobs.count_waiting(Agent.of(offer))
+        agent = Agent.of(offer)
+        self._seen(agent)
+        count = self.jobs.count_waiting(agent)
         if typed:
             return Reply(data=[site_api.encode(WaitingJobs(count=count))])
         return Reply(results=[{"count": str(count), "message": str(count)}])
 
     async def match(self, session: Session, request: Request) -> Reply:
         offer, typed = _offer(request)
+        self._seen(Agent.of(offer))
         found = await self.jobs.match(session.identity, offer, session.push)
         if typed:
             return Reply(data=[] if found is None else [site_api.encode(found)])

@@ -176,7 +176,7 @@ def test_job_runs_done_with_outputs(grid, tmp_path):
         trace = await user.call("ps", "-trace", str(job_id))
         text = trace.results[0]["message"]
         for state in ("ASSIGNED", "STARTED", "RUNNING", "SAVING", "SAVED", "DONE"):
-            assert f"[{state}" in text, text
+            assert f"to {state}" in text, text
         assert "maxrss=" in text, text  # the resource trace came with the final state
         dest = tmp_path / "dl"
         outdir = info["outputDir"] or f"{HOME}/alien-job-{job_id}/"  # central's default

@@ -59,7 +59,7 @@ def test_run_then_a_first_job(tmp_path):
         submitted = client("submit", f"file:{ROOT}/docs/examples/hello.jdl")
         assert submitted.returncode == 0, submitted.stderr
         assert "Your new job ID is 1" in submitted.stdout, submitted.stdout
-        _wait(lambda: " DONE " in client("ps").stdout, run, log)
+        _wait(lambda: "  D  " in client("ps").stdout, run, log)  # JAliEn's code for DONE
         copied = client("cp", "alien-job-1/*", f"file:{tmp_path}/hello/")
         assert copied.returncode == 0, copied.stdout + copied.stderr
         assert "hello from job 1" in (tmp_path / "hello" / "stdout").read_text()

@@ -51,7 +51,7 @@ async def test_typed_offer_match_and_status(job_server, connect):
     row = (await user.call("jobinfo", str(job))).results[0]
     assert row["status"] == "DONE" and row["exitcode"] == "0"
     lines = (await user.call("ps", "-trace", str(job))).results[0]["message"]
-    assert "[DONE      ]: cpu=1.25s wall=3.0s" in lines and "maxpss=8192kB" in lines
+    assert "[trace     ]: cpu=1.25s wall=3.0s" in lines and "maxpss=8192kB" in lines
 
 
 async def test_typed_failure_keeps_error_and_trace(job_server, connect):

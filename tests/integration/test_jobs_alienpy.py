@@ -1,0 +1,150 @@
+"""What users type every day about jobs and files, on a real jcentral with its embedded SE,
+through alien.py 1.7.0 and jalien-bin: jobInfo (``ps -j ID -trace -jdl``), ps with JAliEn's
+options and short codes, masterjob -printid, jobListMatch, w; with JAliEn's exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+
+import pytest
+
+from jalien.auth.tls import client_context
+from jalien.net.client import Client
+from tests.integration.conftest import Central, free_port, jalien_bin, run_setup, start_central
+from tests.integration.conftest import stop as stop_process
+from tests.integration.test_jcentral_process import alien
+
+pytestmark = pytest.mark.integration
+HOME = "/alice/cern.ch/user/j/jdoe/"
+JDL = 'Executable = "/bin/echo"; Arguments = "hello"; TTL = 600;'
+MASTER = 'Executable = "sim.sh"; Split = "production:1-2"; TTL = 100;'
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("daily")
+    home, globus = tmp / "home", tmp / "globus"
+    done = run_setup(home, globus)
+    assert done.returncode == 0, done.stderr
+    ws, binary, se = free_port(), free_port(), free_port()
+    env = {"JALIEN_EMBEDDED_SE": "1", "JALIEN_SE_NAME": "ALICE::LOCAL::SE"}
+    env["JALIEN_SE_PORT"] = str(se)
+    log = tmp / "jcentral.log"
+    proc = start_central(home, log, ws, binary, env)
+    yield Central(home, globus, ws, binary, log, proc)
+    stop_process(proc)
+
+
+def bin_env(grid, tmp_path):
+    return {
+        **os.environ,
+        "JALIEN_HOST": "127.0.0.1",
+        "JALIEN_PORT": str(grid.binary_port),
+        "X509_USER_CERT": str(grid.globus / "usercert.pem"),
+        "X509_USER_KEY": str(grid.globus / "userkey.pem"),
+        "X509_CERT_DIR": str(grid.ca_dir),
+        "JALIEN_STATE_DIR": str(grid.home),
+        "TMPDIR": str(tmp_path),
+        "X509_USER_PROXY": str(tmp_path / "no-proxy"),
+    }
+
+
+def jb(grid, tmp_path, *args):
+    done = subprocess.run(
+        [*jalien_bin(), *args],
+        env=bin_env(grid, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def call(grid, *words) -> list[dict[str, str]]:
+    """One command over the binary channel (what the test sets up before the clients)."""
+    context = client_context(
+        grid.globus / "usercert.pem", grid.globus / "userkey.pem", grid.ca_dir
+    )
+
+    async def run():
+        client = Client("127.0.0.1", grid.binary_port, context, reconnect=False)
+        await client.connect()
+        try:
+            reply = await client.call(*words)
+            assert reply.exitcode == 0, reply.error
+            return reply.results
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def jobs(grid):
+    job = int(call(grid, "submit", "=<", JDL)[0]["jobId"])
+    killed = int(call(grid, "submit", "=<", JDL)[0]["jobId"])
+    call(grid, "kill", str(killed))
+    master = int(call(grid, "submit", "=<", MASTER)[0]["jobId"])
+    return job, killed, master
+
+
+def test_alienpy_jobinfo(alienpy, grid, jobs, tmp_path):
+    job = jobs[0]
+    done = alien(alienpy, grid, "jobInfo", str(job), tmp_path=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert f"{job: <13}{0: <13}{'WAITING': <12}{'jdoe': <14}echo" in out, out
+    assert "State info:" in out
+    traced = alien(alienpy, grid, "jobInfo", str(job), "-trace", tmp_path=tmp_path)
+    assert traced.returncode == 0 and "submitted" in traced.stdout, traced.stdout
+    as_json = alien(alienpy, grid, "jobInfo", str(job), "-jdl", tmp_path=tmp_path)
+    assert as_json.returncode == 0 and '":"/bin/echo"' in as_json.stdout
+
+
+def test_alienpy_ps_jalien_options(alienpy, grid, jobs, tmp_path):
+    job, killed, _ = jobs
+
+    def a(*args):
+        done = alien(alienpy, grid, "ps", *args, tmp_path=tmp_path)
+        return done.returncode, done.stdout.strip(), done.stderr.strip()
+
+    code, out, _ = a("-f", "f")  # failed: KILLED is not an error
+    assert code == 0 and str(killed) not in out
+    code, out, _ = a("-f", "K")
+    assert code == 0 and str(killed) in out and "  K  " in out and "KILLED" not in out
+    code, out, _ = a("-f", "s", "-M")
+    assert code == 0 and str(job) in out and "  W  " in out and str(killed) not in out
+    code, out, _ = a("-L", "-id")
+    assert code == 0 and str(job) in out.split()
+    code, out, err = a("-nope")
+    assert code == 22 and "usage: ps" in out + err
+    trace = alien(alienpy, grid, "ps", "-trace", str(job), tmp_path=tmp_path)
+    assert trace.returncode == 0 and "[trace     ]: submitted" in trace.stdout
+
+
+def test_alienpy_masterjob_and_list_match(alienpy, grid, jobs, tmp_path):
+    master = jobs[2]
+    done = alien(alienpy, grid, "masterjob", str(master), "-printid", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Subjobs in WAITING: 2 (ids: " in done.stdout
+    sites = alien(alienpy, grid, "masterjob", str(master), "-printsite", tmp_path=tmp_path)
+    assert sites.returncode == 0 and "1 sites" in sites.stdout
+    match = alien(alienpy, grid, "jobListMatch", str(jobs[0]), tmp_path=tmp_path)
+    assert match.returncode == 0 and "No site has asked" in match.stdout
+    usage = alien(alienpy, grid, "jobListMatch", tmp_path=tmp_path)
+    assert usage.returncode == 22
+
+
+def test_jalien_bin_ps_and_masterjob(grid, jobs, tmp_path):
+    job, killed, master = jobs
+    code, out, err = jb(grid, tmp_path, "ps", "-f", "d")
+    assert code == 0 and str(job) not in out, out + err
+    code, out, err = jb(grid, tmp_path, "ps", "-j", str(job), "-trace", "-jdl")
+    assert code == 0 and str(job) in out and "  W  " in out, out + err
+    code, out, err = jb(grid, tmp_path, "masterjob", str(master), "-printid")
+    assert code == 0 and "Subjobs in WAITING: 2" in out, out + err
+    code, out, err = jb(grid, tmp_path, "ps", "-Q")
+    assert code == 22 and "usage: ps" in out + err
