@@ -310,12 +310,19 @@ class BinaryConnection(asyncio.Protocol):
         high = self.server.limits.write_buffer_high
         transport = self.transport
         next_event = self._channel.next_event
+        sessions = self._sessions
         try:
             while True:
                 event = next_event()
                 if event is None:
                     break
-                self._event(event)
+                if type(event) is RequestReceived:  # the hot path
+                    sid = event.stream
+                    self._request(
+                        sid, sessions[sid >> SEQ_BITS], event.request, event.flags, event.body
+                    )
+                else:
+                    self._event(event)
                 if self._out_size > high and transport is not None:
                     transport.write(b"".join(out))
                     out.clear()
@@ -570,7 +577,14 @@ class BinaryConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return 0
-        return self._write(self._channel.reply(sid, message, more))
+        data = self._channel.reply(sid, message, more)
+        out = self._out
+        if out is not None:
+            out.append(data)
+            self._out_size += len(data)
+        else:
+            transport.write(data)
+        return len(data)
 
     def send_raw(self, sid: int, flags: int, body: bytes) -> int:
         """Write a reply body as it came from upstream (a proxy level); the bytes."""
