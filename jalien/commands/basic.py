@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+from jalien.auth import policy
 from jalien.auth.policy import Action
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable
@@ -36,7 +37,16 @@ class BasicCommands:
         add("uptime", self.uptime, "how long the server has run and how busy it is", action=INFO)
 
     def commandlist(self, session: Session, args: list[str]) -> list[Record]:
-        return [{"commandlist": name, "message": name} for name in self.table.names()]
+        """The commands this caller may run (a user is not offered the site calls): those
+        with an action, or one of the actions its arguments may resolve to, the policy
+        allows for the caller's identity kind."""
+        identity = session.identity
+        names = []
+        for name in self.table.names():
+            command = self.table.get(name)
+            if command and any(policy.allows(identity, a) for a in policy.possible(command.action)):
+                names.append(name)
+        return [{"commandlist": name, "message": name} for name in names]
 
     def whoami(self, session: Session, args: list[str]) -> list[Record]:
         identity = session.identity
