@@ -15,6 +15,7 @@ from jalien.catalogue.model import Entry
 from jalien.catalogue.paths import BadPath, as_dir, resolve
 from jalien.catalogue.permissions import PermissionDenied
 from jalien.catalogue.service import Catalogue, NotADirectory
+from jalien.commands.collection_cmds import SaveCollection, WritesWith, entry_file
 from jalien.commands.errno import (
     EINVAL,
     EIO,
@@ -71,6 +72,8 @@ class CatalogueCommands:
     def __init__(self, table: CommandTable, catalogue: Catalogue) -> None:
         self.table = table
         self.cat = catalogue
+        # find -x: writes the XML collection (commands.collection_cmds, set by the role)
+        self.save_collection: SaveCollection | None = None
 
     def register(self) -> None:
         add = self.table.add
@@ -107,11 +110,13 @@ class CatalogueCommands:
             "file, directory or collection: type lfn",
             Args(flags="sz", min=1, max=1),
         )
-        read(
+        add(
             "find",
             self.find,
-            "search below a directory: find [-d -w -f -r -l N -o N] dir pat",
-            Args(flags="asdwhfrcyz", valued=("j", "l", "o", "x"), min=1),
+            "search below a directory: find [-d -w -f -r -l N -o N -x coll.xml] dir pat",
+            action=WritesWith("x"),  # -x writes the XML collection
+            args=Args(flags="asdwhfrcyz", valued=("j", "l", "o", "x"), min=1),
+            prepares=True,
         )
         read(
             "whereis",
@@ -437,6 +442,18 @@ class CatalogueCommands:
                 limit=limit + offset if limit > 0 else 0,
                 jobid=opts.number("j"),
             )
+        # JAliEn: -y searches OCDB metadata tag tables ("tag:condition" after the pattern)
+        # for the biggest version of each file; this catalogue has no tag tables, so like
+        # JAliEn for a path without them, nothing matches
+        if "y" in opts and ":" not in " ".join(words[2:]):
+            raise jalien_error(EINVAL, "-y needs a metadata query: find -y dir pat tag:cond")
+        if "x" in opts:
+            await self._find_to_collection(session, opts, query, base_dir, pattern)
+            return
+        if "y" in opts:
+            if "c" in opts:
+                yield [{"message": "Found 0 maching entries"}]
+            return
         wide, full, human = "w" in opts, "f" in opts, "h" in opts
         skipped = 0
         count = 0
@@ -450,6 +467,24 @@ class CatalogueCommands:
                 yield [_find_record(e, wide, full, human) for e in page]
         if "c" in opts:
             yield [{"message": f"Found {count} maching entries"}]
+
+    async def _find_to_collection(
+        self, session: Session, opts: Options, query: FindQuery, base_dir: str, pattern: str
+    ) -> None:
+        """find -x NAME: the matches (at most -l of them; -o applies to printed results
+        only, as in JAliEn) written as the XML collection NAME; find answers nothing."""
+        if self.save_collection is None:
+            raise jalien_error(EIO, "find -x: no storage to write the collection to")
+        target = self._abs(session, opts.value("x"))
+        limit = opts.number("l")
+        found: list[Entry] = []
+        if "y" not in opts:
+            async for page in self.cat.find(session.identity, query):
+                found.extend(page)
+        if limit > 0:
+            found = found[:limit]
+        command = f"find {base_dir} {pattern} -x {target}"
+        await self.save_collection(session, target, [entry_file(e) for e in found], command)
 
     async def whereis(self, session: Session, opts: Options) -> list[Record]:
         raw = opts.args[0]

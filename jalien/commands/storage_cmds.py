@@ -14,6 +14,7 @@ and the md5 the booked or stated one (or, stated nowhere, the SE's).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import time
 from typing import Any
@@ -40,7 +41,7 @@ from jalien.storage.envelope import (
     pfn_for,
     pfn_path,
 )
-from jalien.storage.fetch import FetchError, fetch_small
+from jalien.storage.fetch import FetchError, fetch_small, put_small
 from jalien.storage.quota import NoQuota, QuotaCheck, QuotaExceeded
 from jalien.storage.replica_check import ReplicaChecker, ReplicaProblem, verdict
 from jalien.wire import site_api
@@ -108,14 +109,36 @@ class StorageCommands:
         """Ends the connections kept to SEs (also done when the event loop ends)."""
         await self.checker.close()
 
-    async def read_small_file(self, session: Session, lfn: str) -> bytes:
+    async def read_small_file(self, session: Session, lfn: str, limit: int = 1 << 20) -> bytes:
         """A small catalogue file's content, read by central itself from the closest
         replica that answers (a JDL given to submit); the session's read rights apply."""
         replicas = await self._access_read(session, lfn, placement.parse_specs([]), False)
         try:
-            return await fetch_small(((g.url, g.envelope, g.se) for g in replicas), self.ca_dir)
+            return await fetch_small(
+                ((g.url, g.envelope, g.se) for g in replicas), self.ca_dir, limit
+            )
         except FetchError as exc:
             raise jalien_error(EIO, f"cannot read {lfn}: {exc}") from None
+
+    async def write_small_file(self, session: Session, lfn: str, data: bytes) -> str:
+        """Central writing a small file (an XML collection) as any client does: access
+        write with its size, the PUT to the chosen SE, commit (which checks what the SE
+        holds). The session's write rights apply; returns the LFN written."""
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        wanted = AccessRequest(access="write", lfn=lfn, size=len(data), md5=md5)
+        grants = await self._access_write(
+            session, lfn, placement.parse_specs(DEFAULT_WRITE_SPECS), wanted
+        )
+        errors: list[str] = []
+        for grant in grants:
+            try:
+                await put_small(grant.url, grant.envelope, data, self.ca_dir)
+            except FetchError as exc:
+                errors.append(f"{grant.se}: {exc}")
+                continue
+            await self.commit(session, [grant.envelope, str(len(data)), grant.lfn, *[""] * 5, md5])
+            return grant.lfn
+        raise jalien_error(EIO, f"cannot write {lfn}: {'; '.join(errors) or 'no SE'}")
 
     def _add(self, name: str, fn: Any, summary: str, **how: Any) -> None:
         """The table's add; access is raw: it reads a typed AccessRequest in Request.data."""

@@ -47,6 +47,8 @@ def is_admin(caller: Any) -> bool:
     return "admin" in caller.roles
 
 
+# an InputDataCollection's LFNs, read with the submitter's rights (caller, "LF:/a/c.xml")
+CollectionReader = Callable[[Any, str], Awaitable[list[str]]]
 DEAD_MEMORY = 10_000  # job tokens refused lately, remembered so that they cost no query
 
 
@@ -73,6 +75,7 @@ class JobService:
         # and matched again leaves its old tokens behind)
         self.job_tokens: dict[int, set[int]] = {}
         self._dead: OrderedDict[int, float] = OrderedDict()  # job id -> when found dead
+        self.collections: CollectionReader | None = None  # set by the role (storage)
 
     async def start(self) -> None:
         self.broker.add_many(await self.store.waiting())
@@ -179,6 +182,8 @@ class JobService:
             compile_requirements(jdl.requirements)
         except JdlError as exc:
             raise RequestError(f"bad JDL: Requirements: {exc}", EXIT_INVALID) from None
+        if jdl.input_data_collection:
+            jdl = await self._with_collections(caller, jdl)
         user = caller.login
         if not jdl.split:
             (job_id,) = await self.store.insert([self._new(user, jdl, render_jdl(jdl))])
@@ -224,6 +229,21 @@ class JobService:
             if job.job_state is S.WAITING:
                 self.broker.add(job)
 
+    async def _with_collections(self, caller: Any, jdl: Jdl) -> Jdl:
+        """The JDL with its InputDataCollection's files added to its InputData (as
+        ``LF:`` entries, each once), which the split then distributes."""
+        if self.collections is None:
+            raise RequestError("InputDataCollection: no storage to read it here", EXIT_INVALID)
+        inputs = dict.fromkeys(jdl.input_data)
+        for spec in jdl.input_data_collection:
+            for lfn in await self.collections(caller, spec):
+                inputs.setdefault("LF:" + lfn, None)
+        if len(inputs) > MAX_SUBJOBS:
+            raise RequestError(f"{len(inputs)} input files, more than {MAX_SUBJOBS}", EXIT_INVALID)
+        attributes = dict(jdl.attributes)
+        attributes["inputdata"] = list(inputs)
+        return _rebuild(jdl, attributes)
+
     def _split(self, jdl: Jdl) -> list[Jdl]:
         """Subjob JDLs by AliEn's strategies: production:A-B, file, directory, se."""
         strategy = jdl.split.lower()
@@ -235,7 +255,9 @@ class JobService:
             return [_with_counter(jdl, n) for n in range(first, last + 1)]
         inputs = jdl.input_data
         if not inputs:
-            raise RequestError(f"Split={jdl.split} needs InputData", EXIT_INVALID)
+            raise RequestError(
+                f"Split={jdl.split} needs InputData or InputDataCollection", EXIT_INVALID
+            )
         size = int(jdl.split_arguments.get("splitmaxinputfilenumber", "0") or 0)
         if strategy == "file":
             groups = [[lfn] for lfn in inputs]

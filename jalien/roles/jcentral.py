@@ -24,6 +24,7 @@ from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.basic import BasicCommands
 from jalien.commands.cache_cmds import CacheCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
+from jalien.commands.collection_cmds import CollectionCommands
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.job_cmds import JobCommands
 from jalien.commands.storage_cmds import StorageCommands
@@ -157,13 +158,19 @@ def build_commands(
     """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
     BasicCommands(table, motd=settings.motd).register()
-    CatalogueCommands(table, catalogue).register()
+    catalogue_commands = CatalogueCommands(table, catalogue)
+    catalogue_commands.register()
     signer, created = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
     if created:
         log.info("created the envelope signing key in %s", settings.home_path / "envelope")
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
     JobCommands(table, jobs, read_file=storage.read_small_file).register()
+    collections = CollectionCommands(
+        table, catalogue, storage.read_small_file, storage.write_small_file
+    )
+    collections.register()
+    catalogue_commands.save_collection, jobs.collections = collections.save, collections.lfns_of
     find_login: Callable[[str], Identity] = accounts.identify_login
     if cache is not None:
         CacheCommands(table, cache).register()

@@ -36,3 +36,21 @@ async def fetch_small(
                 raise FetchError(f"larger than {limit} bytes")
             return data
     raise FetchError("; ".join(errors) or "no replica")
+
+
+async def put_small(url: str, envelope: str, data: bytes, ca_dir: str = "") -> None:
+    """Central writing a small file (an XML collection) to one SE with its write envelope
+    (the SE takes exactly the booked size); FetchError naming the SE's answer if refused."""
+    context = ssl.create_default_context(capath=ca_dir or None)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context), timeout=aiohttp.ClientTimeout(total=60)
+    ) as http:
+        try:
+            async with http.put(
+                f"{url}?authz={envelope}", data=data, headers={"Content-Length": str(len(data))}
+            ) as resp:
+                if resp.status != 201:
+                    text = (await resp.text())[:200].strip()
+                    raise FetchError(f"HTTP {resp.status}: {text}")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise FetchError(type(exc).__name__) from None

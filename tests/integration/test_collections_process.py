@@ -1,0 +1,165 @@
+"""XML collections on a real jcentral with its embedded SE, through alien.py 1.7.0 and
+jalien-bin: find -x writes a collection to storage, listFilesFromCollection and toXml read
+and write them, and a JDL's InputDataCollection with Split=file gives each subjob a file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+
+import pytest
+
+from jalien.auth.tls import client_context
+from jalien.net.client import Client
+from tests.integration.conftest import Central, free_port, jalien_bin, run_setup, start_central
+from tests.integration.conftest import stop as stop_process
+from tests.integration.test_jcentral_process import alien
+
+pytestmark = pytest.mark.integration
+HOME = "/alice/cern.ch/user/j/jdoe/"
+FILES = [f"{HOME}ana/run{r}/AO2D_{i}.root" for r in (1, 2) for i in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("collections")
+    home, globus = tmp / "home", tmp / "globus"
+    done = run_setup(home, globus)
+    assert done.returncode == 0, done.stderr
+    ws, binary, se = free_port(), free_port(), free_port()
+    env = {"JALIEN_EMBEDDED_SE": "1", "JALIEN_SE_NAME": "ALICE::LOCAL::SE"}
+    env["JALIEN_SE_PORT"] = str(se)
+    log = tmp / "jcentral.log"
+    proc = start_central(home, log, ws, binary, env)
+    yield Central(home, globus, ws, binary, log, proc)
+    stop_process(proc)
+
+
+def bin_env(grid, tmp_path):
+    return {
+        **os.environ,
+        "JALIEN_HOST": "127.0.0.1",
+        "JALIEN_PORT": str(grid.binary_port),
+        "X509_USER_CERT": str(grid.globus / "usercert.pem"),
+        "X509_USER_KEY": str(grid.globus / "userkey.pem"),
+        "X509_CERT_DIR": str(grid.ca_dir),
+        "JALIEN_STATE_DIR": str(grid.home),
+        "TMPDIR": str(tmp_path),
+        "X509_USER_PROXY": str(tmp_path / "no-proxy"),
+    }
+
+
+def jb(grid, tmp_path, *args):
+    done = subprocess.run(
+        [*jalien_bin(), *args],
+        env=bin_env(grid, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_find_x_list_and_to_xml(alienpy, grid, tmp_path):
+    def a(*args):
+        done = alien(alienpy, grid, *args, tmp_path=tmp_path / "ap")
+        return done.returncode, done.stdout.strip(), done.stderr.strip()
+
+    assert a("mkdir", "-p", "ana/run1", "ana/run2")[0] == 0
+    for lfn in FILES:
+        assert a("touch", lfn)[0] == 0
+    assert a("touch", "ana/run1/log.txt")[0] == 0
+    # find -x writes the collection and answers nothing, as JAliEn does
+    code, out, err = a("find", "-x", "coll.xml", "ana", "*.root")
+    assert (code, out) == (0, ""), err
+    code, out, _ = a("type", "coll.xml")
+    assert code == 0 and "file" in out
+    code, out, err = a("whereis", "coll.xml")
+    assert code == 0 and "ALICE::LOCAL::SE" in out, err
+    code, out, err = a("listFilesFromCollection", "coll.xml")
+    assert code == 0, err
+    listed = [line.split("(from the file ")[1].rstrip(")") for line in out.splitlines()]
+    assert listed == FILES
+    code, out, err = a("listFilesFromCollection", "-z", "coll.xml")
+    assert code == 0 and "(size = 0) (md5 = " in out, err
+    # -l limits the collection
+    assert a("find", "-l", "1", "-x", "one.xml", "ana", "*.root")[0] == 0
+    code, out, _ = a("listFilesFromCollection", "one.xml")
+    assert code == 0 and len(out.splitlines()) == 1
+    # toXml prints the XML; toXml -x writes it; -a appends
+    code, out, err = a("toXml", "ana/run1/AO2D_1.root")
+    assert code == 0 and out.startswith('<?xml version="1.0"?>\n<alien>'), (out, err)
+    assert f'lfn="{FILES[0]}"' in out
+    assert a("toXml", "-x", "mine.xml", "ana/run1/AO2D_1.root")[0] == 0
+    assert a("toXml", "-a", "-x", "mine.xml", "ana/run2/AO2D_2.root")[0] == 0
+    code, out, _ = a("listFilesFromCollection", "mine.xml")
+    assert code == 0 and [line.split()[-1].rstrip(")") for line in out.splitlines()] == [
+        FILES[0],
+        FILES[3],
+    ]
+    # errors with JAliEn's exit codes
+    code, _, err = a("toXml", "ana/nothing.root")
+    assert code == 2 and "Only 0 out of 1 files could be resolved" in err
+    code, _, err = a("listFilesFromCollection", "missing.xml")
+    assert code == 1 and f'No such LFN "{HOME}missing.xml"' in err
+    code, _, err = a("listFilesFromCollection", "-v", "coll.xml")
+    assert code == 1 and "not an AliEn collection" in err
+    code, _, err = a("toXml", "-a", "ana/run1/AO2D_1.root")  # alien.py refuses it itself
+    assert code == 1 and "need -x" in err
+
+
+def test_jalien_bin_and_malformed_collections(grid, tmp_path):
+    code, out, err = jb(grid, tmp_path, "listFilesFromCollection", "coll.xml")
+    assert code == 0 and FILES[0] in out, err
+    code, _, err = jb(grid, tmp_path, "toXml", "-a", "ana/run1/AO2D_1.root")
+    assert code == 22 and "-x as well" in err, err
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<alien><collection><event>\n")
+    hostile = tmp_path / "hostile.xml"
+    hostile.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE alien [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>\n<alien><file lfn="/&b;"/></alien>\n'
+    )
+    for local in (bad, hostile):
+        code, _, err = jb(grid, tmp_path, "cp", f"file:{local}", local.name)
+        assert code == 0, err
+    code, _, err = jb(grid, tmp_path, "listFilesFromCollection", "bad.xml")
+    assert code == 22 and "not well-formed XML at line 2" in err, err
+    code, _, err = jb(grid, tmp_path, "listFilesFromCollection", "hostile.xml")
+    assert code == 22 and "not allowed" in err, err
+
+
+JDL = """Executable = "/bin/echo";
+Arguments = "analysis";
+InputDataCollection = {"LF:%scoll.xml,nodownload"};
+Split = "file";
+TTL = 300;
+"""
+
+
+def test_submit_with_input_data_collection(grid):
+    async def main():
+        context = client_context(
+            grid.globus / "usercert.pem", grid.globus / "userkey.pem", grid.ca_dir
+        )
+        client = Client("127.0.0.1", grid.binary_port, context, reconnect=False)
+        await client.connect()
+        try:
+            reply = await client.call("submit", "=<", JDL % HOME)
+            assert reply.exitcode == 0, reply.error
+            master = int(reply.results[0]["jobId"])
+            inputs = []
+            for sub in range(master + 1, master + 1 + len(FILES)):
+                shown = await client.call("ps", "-jdl", str(sub))
+                assert shown.exitcode == 0, shown.error
+                jdl = shown.results[0]["jdl"]
+                inputs.append([f for f in FILES if f'"LF:{f}"' in jdl])
+            assert sorted(inputs) == sorted([f] for f in FILES)
+            bad = await client.call("submit", "=<", JDL.replace("coll.xml", "nothing.xml") % HOME)
+            assert bad.exitcode == 1 and "No such LFN" in bad.error
+        finally:
+            await client.close()
+
+    asyncio.run(main())
