@@ -121,6 +121,7 @@ class VoBoxLoop:
         self.submitted_total = 0
         self.cycles = 0
         self.last: CycleReport | None = None
+        self._last_state: tuple[object, ...] | None = None  # what the last cycle logged
         # what the composing role adds to status() (its ports, its cache): called on the loop
         self.extra_status: Callable[[], dict[str, object]] | None = None
         self._started: dict[str, float] = {}  # batch id -> when we submitted it
@@ -326,7 +327,21 @@ class VoBoxLoop:
         }
 
     def _report(self, report: CycleReport) -> None:
-        log.info(
+        # a change of state at INFO, an idle cycle (the same counts, nothing done) at DEBUG:
+        # an idle VoBox's log stays quiet instead of a line every cycle
+        state = (
+            report.running,
+            report.starting,
+            report.queued,
+            report.waiting,
+            report.submitted,
+            report.removed_dirs,
+            report.error,
+        )
+        changed = state != self._last_state or report.submitted or report.removed_dirs
+        self._last_state = state
+        log.log(
+            logging.INFO if changed else logging.DEBUG,
             "cycle %d: %d running (%d starting), %d queued, %s waiting, %d submitted%s",
             self.cycles,
             report.running,
@@ -336,7 +351,7 @@ class VoBoxLoop:
             report.submitted,
             f"; {report.error}" if report.error else "",
         )
-        if report.error:
+        if report.error and changed:  # the same error again: in the DEBUG line above
             log.warning("cycle %d: %s", self.cycles, report.error)
         left = self.own_cert_expires - report.time
         if self.own_cert_expires and left < 7 * 86400:

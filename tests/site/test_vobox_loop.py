@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -185,3 +186,27 @@ async def test_a_long_queued_agent_counts_as_starting_once_it_runs(tmp_path):
     clock.now += 5
     report = await loop.cycle()
     assert (report.running, report.starting, report.submitted) == (1, 1, 0)
+
+
+async def test_idle_cycles_log_at_debug_changes_at_info(tmp_path, caplog):
+    """An idle VoBox does not log a line every cycle: the same counts again are DEBUG."""
+    loop, central, _, clock = make_loop(tmp_path, waiting=0)
+    caplog.set_level(logging.DEBUG, logger="jalien.vobox")
+
+    def cycle_lines(level):
+        return [r for r in caplog.records if r.levelno == level and r.msg.startswith("cycle")]
+
+    await loop.cycle()  # the first state: INFO
+    assert len(cycle_lines(logging.INFO)) == 1
+    for _ in range(5):
+        clock.now += 5
+        await loop.cycle()
+    assert len(cycle_lines(logging.INFO)) == 1
+    assert len(cycle_lines(logging.DEBUG)) == 5
+    central.waiting = 1  # work arrives: an agent is submitted, at INFO
+    await loop.cycle()
+    assert len(cycle_lines(logging.INFO)) == 2
+    central.down = True  # an error: INFO and a warning, once
+    for _ in range(3):
+        await loop.cycle()
+    assert len(cycle_lines(logging.WARNING)) == 1
