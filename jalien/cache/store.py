@@ -57,24 +57,25 @@ a queued invalidation dies with its process, so the catalogue's writes do not qu
   reaped at every start and sweep of any process on the host: its scopes dropped again.
 
 So a value survives a crash only if it was computed after the last write covering it had
-committed. The intent is as durable as the catalogue's commit that follows it: both survive
-a killed process (LMDB commits and SQLite's WAL with synchronous=NORMAL are in the page
-cache), neither is promised against a machine crash, so the namespaces named
-``after_reboot`` are emptied at the first start after the machine restarted (its boot id).
+committed. Commits are not flushed to disk (``sync`` off): a killed process loses nothing
+that was committed (it is in the page cache), as with the catalogue's SQLite WAL at
+synchronous=NORMAL, and neither is promised against a machine crash; so the store does not
+survive a reboot: the first process to open it after one (``boot_id`` in the directory,
+checked under a file lock) starts it empty. A torn file, or answers computed from catalogue
+commits a machine crash rolled back, never outlive the reboot.
 
 Chosen over "drop the catalogue namespaces at start unless shut down cleanly": several
 processes share one LMDB (the one that died may not restart, and the others would keep
 serving what its lost invalidations should have dropped) and every restart would empty the
-cache. The cost: a catalogue write waits for one cache commit, an fdatasync of LMDB's
-(group-committed with the other writes in flight: touch, one at a time, went from ~0.4-3.7k/s
-to ~0.2-0.9k/s here, 32 in flight from ~8-10k/s to ~2-4k/s, a loaded machine), and a lookup
-reads one key more.
+cache. The cost: a catalogue write waits for one cache commit (group-committed with the
+other writes in flight; ``bench/bench_cache_writes.py``), and a lookup reads one key more.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import fcntl
 import itertools
 import logging
 import math
@@ -111,7 +112,6 @@ _SPACE_PREFIX = b"ns/"
 _SET, _DELETE, _INVALIDATE, _CLEAR, _MATCH, _FLUSH, _OPEN, _SWEEP, _STOP, _BEGIN, _END = range(11)
 _BARRIERS = (_INVALIDATE, _CLEAR, _BEGIN, _END)  # operations that hide values until committed
 _GEN = b"gen"  # in meta: the generation, +1 per invalidation (u64)
-_BOOT = b"boot"  # in meta: the machine's boot id when a process last started
 LOG_KEEP = 1 << 16  # invalidations remembered in ``inv`` (a put older than that is refused)
 _OWNER = struct.Struct(">IQ")  # an intent's owner: pid, start time (clock ticks since boot)
 _unpack = _HEAD.unpack_from
@@ -313,7 +313,7 @@ class CacheStore:
         max_value_size: int = 4 << 20,
         clock: Callable[[], float] = time.time,
         readonly: bool = False,
-        sync: bool = True,
+        sync: bool = False,
         max_stale: float = 0.005,
         writer: bool = True,
         touch_interval: float = 0.05,
@@ -322,7 +322,6 @@ class CacheStore:
         sweep_chunk: int = 2000,
         max_batch: int = 4096,
         commit_delay: float = 0.0,
-        after_reboot: tuple[str, ...] = (),
     ) -> None:
         self.path = Path(path)
         self.policies = {check_namespace(n): p for n, p in (policies or {}).items()}
@@ -342,9 +341,6 @@ class CacheStore:
         self.sweep_chunk = sweep_chunk
         self.max_batch = max_batch
         self.commit_delay = commit_delay  # tests: each commit as slow as a busy disk's fsync
-        # namespaces emptied at the first start after the machine restarted: derived from a
-        # database that a machine crash may roll back (SQLite with synchronous=NORMAL)
-        self.after_reboot = after_reboot
         self._clock = clock
         self._commits = 0  # +1 per commit or handle opened: read transactions renew
         self._env = self._open_env()
@@ -369,6 +365,7 @@ class CacheStore:
         self._touches: list[tuple[_Space, bytes]] = []
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._owner = _OWNER.pack(os.getpid(), _start_time(os.getpid()))
+        self._own: dict[int, int] = {}  # generation -> seq of this process's committed ones
         self._intent_seq = itertools.count(1)
         self._last_touch = time.monotonic()
         self._next_sweep = time.monotonic() + sweep_interval
@@ -397,7 +394,7 @@ class CacheStore:
             readonly=self.readonly,
             lock=True,
             sync=self.sync,
-            metasync=False,  # a machine crash may undo the last commit, never corrupt
+            metasync=False,
             subdir=True,
             mode=0o600,
             max_spare_txns=4,
@@ -405,6 +402,7 @@ class CacheStore:
         )
         if not self.readonly:
             self.path.mkdir(parents=True, exist_ok=True)
+            self._fresh_after_reboot()
         try:
             env = lmdb.open(str(self.path), **options)
         except (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError) as exc:
@@ -416,6 +414,7 @@ class CacheStore:
             )
             os.rename(self.path, aside)
             self.path.mkdir(parents=True)
+            self._fresh_after_reboot()
             env = lmdb.open(str(self.path), **options)
         except lmdb.Error as exc:
             raise CacheError(f"cannot open cache {self.path}: {exc}", 1) from None
@@ -423,6 +422,26 @@ class CacheStore:
         if stale:
             log.info("cache %s: cleared %d reader slots of dead processes", self.path, stale)
         return env
+
+    def _fresh_after_reboot(self) -> None:
+        """The first opener after a reboot starts the store empty (see the module doc)."""
+        boot = _boot_id()
+        if not boot:
+            return
+        with open(self.path / "boot_id", "a+b") as marker:
+            fcntl.flock(marker, fcntl.LOCK_EX)  # openers after this one see the new boot
+            marker.seek(0)
+            seen = marker.read().strip()
+            if seen == boot:
+                return
+            data = self.path / "data.mdb"
+            if data.exists():
+                log.info("cache %s: the machine restarted since it was written: empty", self.path)
+                data.unlink()
+                (self.path / "lock.mdb").unlink(missing_ok=True)
+            marker.truncate(0)
+            marker.write(boot + b"\n")
+            marker.flush()
 
     def _open_meta(self) -> None:
         try:
@@ -639,13 +658,14 @@ class CacheStore:
         scope: str = "",
         *,
         if_absent: bool = False,
-        since: int | None = None,
+        since: tuple[int, int] | None = None,
     ) -> None:
         """Keep *value* under *key* for *ttl* seconds (None: the namespace's default; 0: no
         expiry), dropped by invalidate() of any path covering *scope*. With *if_absent*
-        only when no live value is there (JAliEn's ``ifnull``). With *since* (the
-        ``generation()`` read before the value was computed) the writer does not keep it if
-        an invalidation covering *scope* came after, or a write covering it is in flight."""
+        only when no live value is there (JAliEn's ``ifnull``). With *since* (``since()``
+        taken before the value was computed) the writer does not keep it if an invalidation
+        covering *scope* came after (but those this process queued before it: their writes
+        were over), or a write covering it is in flight."""
         policy = self._writable(ns)
         if type(key) is not bytes or not 0 < len(key) <= MAX_KEY:
             raise _bad_key(key)
@@ -699,6 +719,11 @@ class CacheStore:
             return 0
         raw = self._txn().get(_GEN, None, self._meta)
         return _STAMP.unpack(raw)[0] if raw else 0
+
+    def since(self) -> tuple[int, int]:
+        """Take it before computing a value to put with ``since``: the generation and a
+        place in this process's queue of operations."""
+        return self.generation(), next(self._seq)
 
     def begin_write(self, paths: Iterable[str]) -> WriteIntent:
         """A catalogue write at *paths* is about to commit: drop what covers them and record
@@ -847,6 +872,7 @@ class CacheStore:
         dirty: set[_Space] = set()
         spaces = self._spaces
         intents: list[bytes] | None = None  # the scopes of the writes in flight, when read
+        own: dict[int, int] = {}  # generation -> seq of this process's invalidations after a write
         with self._env.begin(write=True) as txn:
             stamp = self._tick(txn)
             for op in ops:
@@ -859,7 +885,7 @@ class CacheStore:
                     if op[7] is not None and op[5]:
                         if intents is None:
                             intents = list(txn.cursor(db=self._intents).iternext(keys=False))
-                        if self._outdated(txn, op[5], op[7], intents):
+                        if self._outdated(txn, op[5], op[7], intents, own):
                             self.outdated += 1
                             continue
                     self._put(txn, space, op[3], op[4], op[5], op[6], stamp)
@@ -873,14 +899,14 @@ class CacheStore:
                 elif code == _END:
                     for scope, key in zip(op[2], op[3], strict=True):
                         txn.delete(key, db=self._intents)
-                        self._invalidate(txn, scope)
+                        own[self._invalidate(txn, scope)] = op[1]
                     intents = None
                 elif code == _DELETE:
                     space = spaces.get(op[2])
                     if space is not None and self._remove(txn, space, op[3]):
                         space.deletes += 1
                 elif code == _INVALIDATE:
-                    self._invalidate(txn, op[2])
+                    own[self._invalidate(txn, op[2])] = op[1]
                 elif code == _CLEAR:
                     results.append((op[3], self._clear(txn, op[2])))
                 elif code == _MATCH:
@@ -894,13 +920,27 @@ class CacheStore:
             if sweep:
                 self._sweep(txn)
                 self._reap(txn)
+        if own:  # committed: remembered for the puts of later commits
+            mine = self._own
+            mine.update(own)
+            for _ in range(len(mine) - LOG_KEEP):
+                del mine[next(iter(mine))]
         return results
 
-    def _outdated(self, txn: Any, scope: bytes, since: int, intents: list[bytes]) -> bool:
-        """Does a write in flight, or an invalidation after generation *since*, cover
-        *scope*? (Then a value computed at *since* may contradict the catalogue.)"""
+    def _outdated(
+        self,
+        txn: Any,
+        scope: bytes,
+        taken: tuple[int, int],
+        intents: list[bytes],
+        own: dict[int, int],
+    ) -> bool:
+        """Does a write in flight, or an invalidation after *taken* cover *scope*? (Then a
+        value computed at *taken* may contradict the catalogue.) An invalidation this process
+        queued before *taken* does not count: it follows a write that was over."""
         if any(covers(scope, path) for path in intents):
             return True
+        since, seq = taken
         raw = txn.get(_GEN, None, self._meta)
         now = _STAMP.unpack(raw)[0] if raw else 0
         if now <= since:
@@ -910,8 +950,12 @@ class CacheStore:
         cursor = txn.cursor(db=self._log)
         try:
             if cursor.set_range(_STAMP.pack(since + 1)):
-                for path in cursor.iternext(keys=False):
+                for key, path in cursor:
                     if covers(scope, path):
+                        generation = _STAMP.unpack(key)[0]
+                        origin = own.get(generation) or self._own.get(generation)
+                        if origin is not None and origin < seq:
+                            continue
                         return True
         finally:
             cursor.close()
@@ -935,11 +979,6 @@ class CacheStore:
     def _reap_now(self) -> None:
         with self._env.begin(write=True) as txn:
             self._reap(txn)
-            boot = _boot_id()
-            if boot and txn.get(_BOOT, None, self._meta) != boot:
-                for name in self.after_reboot:
-                    self._clear(txn, name)
-                txn.put(_BOOT, boot, db=self._meta)
         self._commits += 1
 
     def _settle(self, ops: list[tuple[Any, ...]]) -> None:
@@ -1004,7 +1043,8 @@ class CacheStore:
         self._unlink(txn, space, key, raw)
         return True
 
-    def _invalidate(self, txn: Any, path: bytes) -> None:
+    def _invalidate(self, txn: Any, path: bytes) -> int:
+        """Drop what *path* covers; its generation (logged in ``inv``)."""
         raw = txn.get(_GEN, None, self._meta)
         generation = (_STAMP.unpack(raw)[0] if raw else 0) + 1
         txn.put(_GEN, _STAMP.pack(generation), db=self._meta)
@@ -1032,6 +1072,7 @@ class CacheStore:
             for key in keys:
                 if self._remove(txn, space, key):
                     space.invalidated += 1
+        return generation
 
     def _clear(self, txn: Any, ns: str | None) -> int:
         removed = 0

@@ -72,7 +72,7 @@ class TypedCache:
         self._generation = 0  # +1 per invalidation
         self._recent: collections.deque[tuple[int, bytes]] = collections.deque(maxlen=4096)
         # lookups waiting for their put: (this process's generation, the store's)
-        self._missed: dict[tuple[str, str], tuple[int, int]] = {}
+        self._missed: dict[tuple[str, str], tuple[int, tuple[int, int]]] = {}
         self.undecodable = 0
         self.refused = 0
         self.raced = 0  # answers not kept: a write covering them came in while computing
@@ -84,7 +84,7 @@ class TypedCache:
             if len(self._missed) > 10_000:  # puts that never came (errors, cancellations)
                 self._missed.clear()
             # the oldest miss wins: two lookups of one key put with the earlier generations
-            self._missed.setdefault((namespace, key), (self._generation, self.store.generation()))
+            self._missed.setdefault((namespace, key), (self._generation, self.store.since()))
             return None
         try:
             return codec.decoder.decode(raw)

@@ -48,8 +48,6 @@ def build_cache(settings: Settings) -> CacheStore:
         map_size=settings.cache_map_size,
         # fault injection for the crash tests: every commit as slow as a busy disk's fsync
         commit_delay=float(os.environ.get("JALIEN_CACHE_COMMIT_DELAY", "0") or 0),
-        # the catalogue's answers: a machine crash may roll back its last commits
-        after_reboot=("catalogue.find", "catalogue.whereis"),
     )
 
 
