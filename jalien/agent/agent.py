@@ -35,7 +35,7 @@ from jalien.net.client import Client
 from jalien.net.identity import Identity
 from jalien.wire import site_api
 from jalien.wire.errors import RequestError
-from jalien.wire.messages import Event, Request
+from jalien.wire.messages import Event, Reply, Request
 from jalien.wire.site_api import JobOffer, MatchedJob, StatusChange
 
 log = logging.getLogger("jalien.agent")
@@ -157,9 +157,11 @@ class JobAgent:
         offer = self.config.offer(left, self.run_config.node)
         request = Request(command="getMatchJob", data=[site_api.encode(offer)])
         try:
-            reply = await self.upstream.request(request, timeout=60)
+            reply = await self._unless_stopped(self.upstream.request(request, timeout=60))
         except RequestError as exc:  # central away: the client reconnects meanwhile
             log.warning("getMatchJob failed: %s", exc)
+            return None
+        if reply is None:  # stopped while asking (central away, the client reconnecting)
             return None
         if reply.exitcode in (13, 2):  # permission denied / no such command: not a site
             raise AgentError(f"central refused getMatchJob: {reply.error}")
@@ -172,6 +174,29 @@ class JobAgent:
             return site_api.decode(reply.data[0], MatchedJob)
         except site_api.SiteApiError as exc:  # a central this agent cannot understand
             raise AgentError(f"getMatchJob: {exc}") from None
+
+    async def _unless_stopped(self, call: Awaitable[Reply]) -> Reply | None:
+        """*call*'s reply, or None when the agent is stopped first (the call is cancelled):
+        a SIGTERM does not wait for a request held up by a reconnecting client."""
+        if self._stop.is_set():
+            if asyncio.iscoroutine(call):
+                call.close()
+            return None
+        task = asyncio.ensure_future(call)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled ourselves: so is the call
+            task.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if not task.done():  # stopped first
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RequestError):
+                await task
+            return None
+        return task.result()
 
     async def _run_job(self, matched: MatchedJob) -> None:
         queue_id = str(matched.queue_id)

@@ -162,3 +162,36 @@ def test_parse_job_reads_the_jdl():
     assert job.packages == ["VO_ALICE@ROOT::v6-30"]
     with pytest.raises(ValueError, match="bad JDL"):
         parse_job(MatchedJob(queue_id=1, user="jdoe", jdl="Executable = ", output_dir="/o/"))
+
+
+class ReconnectingCentral(FakeCentral):
+    """Central away: a request waits for a reconnection that does not come (the real client
+    waits up to the request's timeout, 60 s, while it retries with back-off)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.asked = asyncio.Event()
+        self.cancelled = False
+
+    async def request(self, request, timeout=None):
+        self.asked.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return Reply()
+
+
+async def test_stop_ends_an_idle_agent_waiting_on_a_reconnecting_central(tmp_path, job_token):
+    """SIGTERM (stop) while the match waits for central: the agent ends at once, the match
+    is dropped (an idle JobAgent ignored SIGTERM for over 17 s while reconnecting)."""
+    central = ReconnectingCentral()
+    agent = make_agent(tmp_path, job_token, central)
+    running = asyncio.ensure_future(agent.run())
+    await asyncio.wait_for(central.asked.wait(), 10)
+    began = time.monotonic()
+    agent.stop("the JobAgent got signal SIGTERM")
+    assert await asyncio.wait_for(running, 5) == 0
+    assert time.monotonic() - began < 1.0
+    assert central.cancelled
