@@ -37,40 +37,44 @@ MAX_NESTING = 64
 """Deepest nesting of JSON arrays/objects a decoder accepts (a request nests 2 levels, a
 reply 3 or 4)."""
 
-# a string, or an unterminated one up to the end (as msgspec reads it): every quote
-# starts one match, so the scan stays linear whatever the quotes and backslashes
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}\\')
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _FOLD = bytes.maketrans(b"{}", b"[]")
-_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
+_STEPS = bytes.maketrans(b"[]", b"\x01\xff")  # +1 / -1 as signed bytes
+_QUOTED = re.compile(rb'"[^"]*(?:"|\Z)')  # in a skeleton; unterminated: up to the end
 
 
 def nesting_exceeds(body: bytes, limit: int = MAX_NESTING) -> bool:
-    """True if the JSON text *body* nests arrays/objects deeper than *limit* anywhere that
-    a parser reaches (brackets inside strings do not count). Cheap for the usual body."""
-    if len(body) <= limit or body.count(b"[") + body.count(b"{") <= limit:
-        return False  # not enough brackets to nest that deep
-    # Brackets, quotes and backslashes alone. Without backslashes, a string holding no
-    # bracket is an empty pair of quotes: with those gone, a quote is left only if some
-    # string holds a bracket (or one is unterminated): then the exact scan below.
-    skeleton = body.translate(_FOLD, _NOT_STRUCTURE)
-    if b"\\" not in skeleton:
+    """True if the JSON text *body* nests arrays/objects deeper than *limit* anywhere a
+    parser reaches (brackets inside strings do not count). Exact, linear, and C-speed:
+    two ``bytes.count`` for the usual request, about a fifth of msgspec's decoding time
+    for a large body."""
+    if len(body) <= limit:
+        return False
+    if len(body) < 1024 and body.count(b"[") + body.count(b"{") <= limit:
+        return False  # not enough brackets to nest that deep (the usual request)
+    if b"\\" in body:  # only \\ and \" change where a string ends: take them away
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    skeleton = body.translate(_FOLD, _NOT_STRUCTURE)  # quotes and brackets alone
+    if len(skeleton) - skeleton.count(b'"') <= limit:
+        return False
+    if b'"' in skeleton:
+        # Two quotes side by side are an empty string or the end of one and the start of
+        # the next: taking them away leaves every bracket inside or outside as it was.
         skeleton = skeleton.replace(b'""', b"")
-        if b'"' not in skeleton:
-            # pass p takes away the pairs that hold p levels: a pair left for pass
-            # limit + 1 is too deep; an unbalanced rest goes to the exact scan
-            for _ in range(limit + 1):
-                if not skeleton:
-                    return False
-                inner = skeleton.replace(b"[]", b"")
-                if len(inner) == len(skeleton):
-                    break
-                skeleton = inner
-            else:
-                return True
-    steps = _STRING.sub(b"", body).translate(_STEPS, _NOT_BRACKET)
-    return max(itertools.accumulate(memoryview(steps).cast("b")), default=0) > limit
+        if b'"' in skeleton:  # strings holding brackets
+            skeleton = _QUOTED.sub(b"", skeleton)
+    brackets = skeleton
+    for _ in range(limit + 1):  # pass p takes away the pairs that hold p levels
+        if not skeleton:
+            return False
+        inner = skeleton.replace(b"[]", b"")
+        if len(inner) * 2 > len(skeleton):
+            break  # a pass takes little (deep or unbalanced): count instead
+        skeleton = inner
+    else:
+        return True
+    steps = memoryview(brackets.translate(_STEPS)).cast("b")
+    return max(itertools.accumulate(steps), default=0) > limit
 
 
 def _too_deep(kind: str) -> DecodeError:
