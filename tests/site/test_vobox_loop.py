@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -210,3 +211,29 @@ async def test_idle_cycles_log_at_debug_changes_at_info(tmp_path, caplog):
     for _ in range(3):
         await loop.cycle()
     assert len(cycle_lines(logging.WARNING)) == 1
+
+
+async def test_an_agents_directory_that_cannot_be_made_is_retried_not_the_end(tmp_path, caplog):
+    """It ended the loop's task for good (nothing logged, the VoBox idle until restarted)."""
+    loop, _, _, _ = make_loop(tmp_path, waiting=1, interval=0.01)
+    (tmp_path / "agents").write_text("a file where the directory goes")
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(loop.run(stop))
+
+    async def until(condition) -> None:
+        deadline = time.monotonic() + 20
+        while not condition() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def failures() -> int:
+        return sum("failed again" in r.getMessage() for r in caplog.records)
+
+    caplog.set_level(logging.WARNING)
+    await until(lambda: task.done() or failures() >= 2)
+    assert not task.done(), task.exception()
+    assert loop.cycles == 0
+    (tmp_path / "agents").unlink()
+    await until(lambda: task.done() or loop.cycles >= 1)
+    assert loop.cycles >= 1 and (tmp_path / "agents").is_dir()
+    stop.set()
+    await asyncio.wait_for(task, 10)
