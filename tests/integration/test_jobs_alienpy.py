@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 
 import pytest
@@ -65,9 +66,7 @@ def jb(grid, tmp_path, *args):
 
 def call(grid, *words) -> list[dict[str, str]]:
     """One command over the binary channel (what the test sets up before the clients)."""
-    context = client_context(
-        grid.globus / "usercert.pem", grid.globus / "userkey.pem", grid.ca_dir
-    )
+    context = client_context(grid.globus / "usercert.pem", grid.globus / "userkey.pem", grid.ca_dir)
 
     async def run():
         client = Client("127.0.0.1", grid.binary_port, context, reconnect=False)
@@ -139,7 +138,7 @@ def test_alienpy_masterjob_and_list_match(alienpy, grid, jobs, tmp_path):
 
 
 def test_jalien_bin_ps_and_masterjob(grid, jobs, tmp_path):
-    job, killed, master = jobs
+    job, _, master = jobs
     code, out, err = jb(grid, tmp_path, "ps", "-f", "d")
     assert code == 0 and str(job) not in out, out + err
     code, out, err = jb(grid, tmp_path, "ps", "-j", str(job), "-trace", "-jdl")
@@ -148,3 +147,68 @@ def test_jalien_bin_ps_and_masterjob(grid, jobs, tmp_path):
     assert code == 0 and "Subjobs in WAITING: 2" in out, out + err
     code, out, err = jb(grid, tmp_path, "ps", "-Q")
     assert code == 22 and "usage: ps" in out + err
+
+
+@pytest.fixture(scope="module")
+def notes(grid, tmp_path_factory):
+    """A small text file uploaded to the embedded SE: its LFN and GUID."""
+    local = tmp_path_factory.mktemp("notes") / "notes.txt"
+    local.write_text("alpha\nBeta run\ngamma beta\n")
+    code, out, err = jb(grid, local.parent, "cp", f"file:{local}", "notes.txt")
+    assert code == 0, out + err
+    found = call(grid, "lfn2guid", f"{HOME}notes.txt")
+    guid = next(v for r in found for v in r.values() if UUID.fullmatch(v))
+    return f"{HOME}notes.txt", guid
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def test_alienpy_information_commands(alienpy, grid, notes, tmp_path):
+    lfn, guid = notes
+
+    def a(*args):
+        done = alien(alienpy, grid, *args, tmp_path=tmp_path)
+        return done.returncode, done.stdout.strip(), done.stderr.strip()
+
+    assert a("echo", "hello", "grid") == (0, "hello grid", "")
+    code, out, _ = a("uuid", "notes.txt")
+    assert code == 0 and out.startswith("notes.txt : created on ") and " on " in out, out
+    code, out, err = a("uuid", "no-such-file")
+    assert code == 1 and "File does not exist: no-such-file" in out + err
+    code, out, _ = a("guidinfo", guid)
+    assert code == 0 and f"LFN: {lfn}" in out and "ALICE::LOCAL::SE" in out, out
+    code, out, err = a("guidinfo", "2a6f0c5e-9f3b-11ee-8c90-0242ac120002")
+    assert code == 2 and "Cannot find this GUID" in out + err
+    code, out, _ = a("df")
+    assert code == 0 and "ALICE::LOCAL::SE" in out and "Available" in out, out
+    code, out, _ = a("xrdstat", "notes.txt")
+    assert code == 0 and "ALICE::LOCAL::SE" in out and "OK" in out, out
+    code, out, _ = a("grep", "-i", "beta", "notes.txt")
+    assert (code, out) == (0, "Beta run\ngamma beta")
+    code, out, err = a("grep", "zeta", "notes.txt")
+    assert code == 1
+    code, out, err = a("grep", "beta")
+    assert code == 22 and "usage: grep" in out + err
+    code, out, _ = a("timing", "3", "ls")  # alien.py answers "time" itself
+    assert code == 0 and '"ls" with #3 tries,' in out, out
+    code, out, _ = a("w")
+    assert code == 0 and "jdoe" in out and "TOTAL" in out, out
+    code, out, _ = a("setSite", "GSI")
+    assert code == 0 and "Setting close site to GSI" in out
+
+
+def test_jalien_bin_information_commands(grid, notes, tmp_path):
+    _, guid = notes
+    code, out, err = jb(grid, tmp_path, "cat", "-n", "notes.txt")
+    assert code == 0 and out.strip() == "1\talpha\n     2\tBeta run\n     3\tgamma beta", out + err
+    code, out, err = jb(grid, tmp_path, "cat", "missing.txt")
+    assert code == 2, out + err
+    code, out, err = jb(grid, tmp_path, "grep", "-c", "a", "notes.txt")
+    assert code == 0 and out.strip() == "3", out + err
+    code, out, err = jb(grid, tmp_path, "uuid", guid)
+    assert code == 0 and f"{guid} : created on" in out, out + err
+    code, out, err = jb(grid, tmp_path, "timing", "2", "pwd")
+    assert code == 0 and '"pwd" with #2 tries' in out, out + err
+    code, out, err = jb(grid, tmp_path, "time", "x", "pwd")
+    assert code == 22 and "Usage: time <times>" in out + err
