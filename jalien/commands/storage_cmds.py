@@ -19,6 +19,8 @@ import re
 import time
 from typing import Any
 
+import msgspec
+
 from jalien.auth.policy import Action as A
 from jalien.auth.policy import ByFirstWord
 from jalien.catalogue.backend import Exists
@@ -32,6 +34,7 @@ from jalien.commands.options import parse
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable
 from jalien.storage import placement
+from jalien.storage.archive import ArchiveError, Member, ReadAt, list_members, split_member
 from jalien.storage.envelope import READ as ACCESS_READ
 from jalien.storage.envelope import WRITE as ACCESS_WRITE
 from jalien.storage.envelope import (
@@ -41,7 +44,7 @@ from jalien.storage.envelope import (
     pfn_for,
     pfn_path,
 )
-from jalien.storage.fetch import FetchError, fetch_small, put_small
+from jalien.storage.fetch import FetchError, fetch_range, fetch_small, put_small
 from jalien.storage.quota import NoQuota, QuotaCheck, QuotaExceeded
 from jalien.storage.replica_check import ReplicaChecker, ReplicaProblem, verdict
 from jalien.wire import site_api
@@ -139,6 +142,51 @@ class StorageCommands:
             await self.commit(session, [grant.envelope, str(len(data)), grant.lfn, *[""] * 5, md5])
             return grant.lfn
         raise jalien_error(EIO, f"cannot write {lfn}: {'; '.join(errors) or 'no SE'}")
+
+    def ranged(self, grants: list[AccessGrant]) -> ReadAt:
+        """Ranged reads of a replica (the first of *grants* that answers)."""
+
+        async def read_at(offset: int, length: int) -> bytes:
+            errors = []
+            for g in grants:
+                try:
+                    return await fetch_range(g.url, g.envelope, offset, length, self.ca_dir)
+                except FetchError as exc:
+                    errors.append(f"{g.se}: {exc}")
+            raise jalien_error(EIO, f"cannot read {grants[0].lfn}: {'; '.join(errors)}")
+
+        return read_at
+
+    async def archive_members(
+        self, session: Session, name: str
+    ) -> tuple[AccessGrant, list[Member]]:
+        """The files in the ZIP archive *name* (an OutputArchive), from its central
+        directory (ranged reads of the closest replica); ArchiveError if it is not one."""
+        grants = await self._access_read(session, name, placement.parse_specs([]), False)
+        return grants[0], await list_members(self.ranged(grants), grants[0].size)
+
+    async def _member_grants(
+        self, session: Session, name: str, specs: Any, strict: bool
+    ) -> list[AccessGrant]:
+        """``access read archive.zip#member``: the archive's replicas with ``#member`` on
+        their URLs, as JAliEn answers for an archive member (alien.py strips it and has
+        xrootd unzip the member; jalien's cp reads it out with ranged reads), and the
+        member's size (no md5: a ZIP member has its CRC, checked when it is read out)."""
+        archive, member = split_member(name)
+        grants = await self._access_read(session, archive, specs, strict)
+        try:
+            members = await list_members(self.ranged(grants), grants[0].size)
+        except ArchiveError as exc:
+            raise jalien_error(EINVAL, f"{grants[0].lfn}: {exc}") from None
+        found = next((m for m in members if m.name == member), None)
+        if found is None:
+            raise jalien_error(ENOENT, f"{name}: no member {member} in {grants[0].lfn}")
+        return [
+            msgspec.structs.replace(
+                g, url=f"{g.url}#{member}", lfn=f"{g.lfn}#{member}", size=found.size, md5=""
+            )
+            for g in grants
+        ]
 
     def _add(self, name: str, fn: Any, summary: str, **how: Any) -> None:
         """The table's add; access is raw: it reads a typed AccessRequest in Request.data."""
@@ -278,6 +326,8 @@ class StorageCommands:
     async def _access_read(
         self, session: Session, name: str, specs: Any, strict: bool
     ) -> list[AccessGrant]:
+        if "#" in name:
+            return await self._member_grants(session, name, specs, strict)
         path = self._abs(session, name)
         entry = await self.cat.get(path)
         if entry is None and UUID_RE.fullmatch(name):

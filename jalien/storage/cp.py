@@ -33,12 +33,14 @@ import shutil
 import ssl
 import tempfile
 import time
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
 
+from jalien.storage.archive import ArchiveError, read_member, split_member
 from jalien.storage.xrd import XrdcpError, is_xrootd, transfer_url, xrdcp
 from jalien.storage.xrd_batch import XrdBatcher
 from jalien.wire import site_api
@@ -290,6 +292,14 @@ async def _expand_grid(
                 below = lfn[len(prefix) :] if lfn.startswith(prefix) else lfn.lstrip("/")
                 jobs.append(_Job(lfn, below, int(rec["size"]), rec.get("md5", "")))
             continue
+        archive, member = split_member(src)
+        if member:  # archive.zip#member: read out of the archive (its size from access)
+            st = await central.call("stat", archive)
+            if st.exitcode != 0 or not st.results:
+                failed.append(FileResult(raw, "", "failed", error=st.error or "not found"))
+                continue
+            jobs.append(_Job(f"{st.results[0]['lfn']}#{member}", member.rsplit("/", 1)[-1]))
+            continue
         st = await central.call("stat", src)
         if st.exitcode != 0 or not st.results:
             failed.append(FileResult(raw, "", "failed", error=st.error or "not found"))
@@ -337,6 +347,8 @@ async def _download(
     access = await (ahead if ahead is not None else _read(central, job.src))
     if access.exitcode != 0 or not access.grants:
         raise TransferError(access.error or "no replica to read", False)
+    if "#" in job.src:  # an archive member: its size is known once central looked
+        job.size = access.grants[0].size
     os.makedirs(os.path.dirname(job.dst) or ".", exist_ok=True)
     part = job.dst + PART
     notes: list[str] = []
@@ -380,7 +392,48 @@ async def _verify_md5(part: str, md5: str) -> None:
         raise TransferError(f"checksum mismatch (md5 {got}, expected {md5})", False)
 
 
+async def _fetch_member(http, replica, part: str, job: _Job, progress) -> None:
+    """``archive.zip#member``: the member read out of the archive with ranged reads (the
+    archive's central directory, then the member; its CRC checked by zipfile)."""
+    url, _, member = replica.url.partition("#")
+    if is_xrootd(url):
+        raise TransferError("archive members are read over HTTPS only", False)
+    where = f"{url}?authz={replica.envelope}"
+
+    async def read_at(offset: int, length: int) -> bytes:
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        async with http.get(where, headers=headers) as resp:
+            if resp.status not in (200, 206):
+                raise TransferError(f"HTTP {resp.status}", resp.status >= 500)
+            if resp.status == 200 and offset:
+                raise TransferError("the SE ignored the byte range", False)
+            data = await resp.read()
+            return data[:length]
+
+    size = await _archive_size(http, where)
+    try:
+        data = await read_member(read_at, size, member)
+    except (ArchiveError, zipfile.BadZipFile) as exc:
+        raise TransferError(str(exc), False) from None
+    await asyncio.to_thread(_write_file, part, data)
+    progress.advance(job.src, len(data))
+
+
+async def _archive_size(http, where: str) -> int:
+    async with http.head(where) as resp:
+        if resp.status != 200 or resp.content_length is None:
+            raise TransferError(f"HTTP {resp.status} for the archive's size", False)
+        return resp.content_length
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+
+
 async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, progress) -> None:
+    if "#" in replica.url:
+        return await _fetch_member(http, replica, part, job, progress)
     if is_xrootd(replica.url):
         batcher = _BATCHER.get()
         if (

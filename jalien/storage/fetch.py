@@ -54,3 +54,24 @@ async def put_small(url: str, envelope: str, data: bytes, ca_dir: str = "") -> N
                     raise FetchError(f"HTTP {resp.status}: {text}")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise FetchError(type(exc).__name__) from None
+
+
+async def fetch_range(url: str, envelope: str, start: int, length: int, ca_dir: str = "") -> bytes:
+    """*length* bytes from *start* of a replica (an archive's central directory or one of
+    its members), read with its read envelope; FetchError if the SE refuses."""
+    context = ssl.create_default_context(capath=ca_dir or None)
+    headers = {"Range": f"bytes={start}-{start + length - 1}"}
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context), timeout=aiohttp.ClientTimeout(total=60)
+    ) as http:
+        try:
+            async with http.get(f"{url}?authz={envelope}", headers=headers) as resp:
+                if resp.status != 206 and not (resp.status == 200 and start == 0):
+                    raise FetchError(f"HTTP {resp.status}")
+                chunks, got = [], 0
+                while got < length and (block := await resp.content.read(length - got)):
+                    chunks.append(block)
+                    got += len(block)
+                return b"".join(chunks)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise FetchError(type(exc).__name__) from None

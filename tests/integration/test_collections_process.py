@@ -163,3 +163,36 @@ def test_submit_with_input_data_collection(grid):
             await client.close()
 
     asyncio.run(main())
+
+
+def test_archive_list_and_members(alienpy, grid, tmp_path):
+    import zipfile
+
+    local = tmp_path / "out.zip"
+    with zipfile.ZipFile(local, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("stdout", "hello from the job\n")
+        zf.writestr("sub/log.txt", "x" * 5000)
+    code, _, err = jb(grid, tmp_path, "cp", f"file:{local}", "job/out.zip")
+    assert code == 0, err
+    done = alien(alienpy, grid, "archiveList", "job/out.zip", tmp_path=tmp_path / "ap")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    size = local.stat().st_size
+    assert lines[0] == f"Content of: {HOME}job/out.zip ({size} bytes = {size} B)"
+    assert lines[1].startswith("  stdout\t , guid ") and "(19 bytes = 19 B = " in lines[1]
+    assert lines[2].startswith("  sub/log.txt\t , guid ")
+    code, out, err = jb(grid, tmp_path, "archiveList", "job/none.zip")
+    assert code == 2 and "job/none.zip does not exist in the catalogue" in err, (out, err)
+    (tmp_path / "plain.txt").write_text("not a zip, long enough to hold an end record\n")
+    assert jb(grid, tmp_path, "cp", f"file:{tmp_path}/plain.txt", "job/plain.txt")[0] == 0
+    code, out, _ = jb(grid, tmp_path, "archiveList", "job/plain.txt")
+    assert code == 0 and "looks like this is not a ZIP archive" in out
+    # access of archive.zip#member: the archive's URL with #member, the member's size
+    code, out, err = jb(grid, tmp_path, "access", "read", "job/out.zip#stdout")
+    assert code == 0 and "#stdout" in out, (out, err)
+    # cp reads the member out of the archive
+    code, _, err = jb(grid, tmp_path, "cp", "job/out.zip#sub/log.txt", f"file:{tmp_path}/got/")
+    assert code == 0, err
+    assert (tmp_path / "got" / "log.txt").read_text() == "x" * 5000
+    code, _, err = jb(grid, tmp_path, "cp", "job/out.zip#nothing", f"file:{tmp_path}/got/")
+    assert code != 0 and "no member nothing" in err, err
