@@ -27,6 +27,7 @@ from jalien.commands.cache_cmds import CacheCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
 from jalien.commands.collection_cmds import CollectionCommands
 from jalien.commands.dispatch import Dispatcher
+from jalien.commands.info_cmds import InfoCommands, bind_dispatcher
 from jalien.commands.job_cmds import JobCommands
 from jalien.commands.storage_cmds import StorageCommands
 from jalien.commands.table import CommandTable
@@ -131,6 +132,7 @@ def build_server(
         credential_check=jobs.token_alive,
         prepare=home_preparer(catalogue),
     )
+    bind_dispatcher(table, dispatcher)  # time runs commands through it, w lists its sessions
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
     limits = Limits(
         max_message_size=settings.max_message_size,
@@ -167,6 +169,9 @@ def build_commands(
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
     JobCommands(table, jobs, read_file=storage.read_small_file).register()
+    InfoCommands(
+        table, catalogue, read_file=storage.read_small_file, checker=storage.checker
+    ).register()
     collections = CollectionCommands(
         table, catalogue, storage.read_small_file, storage.write_small_file
     )
