@@ -14,10 +14,8 @@ and column. ``$1``..``$n`` in strings are the submit arguments.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -305,17 +303,76 @@ def _arg(args: list[str], digits: str) -> str:
     return arg
 
 
-@contextlib.contextmanager
-def _about(name: Tok | None) -> Iterator[None]:
-    """Errors about an attribute's value become JdlErrors at the attribute's name."""
-    try:
-        yield
-    except JdlError:
-        raise
-    except (ValueError, TypeError, OverflowError) as exc:
-        line, col = (name.line, name.col) if name is not None else (1, 1)
-        label = f"{name.text}: " if name is not None else ""
-        raise JdlError(f"{label}{exc}", line, col) from None
+class _Fields:
+    """The typed values of a JDL's attributes. ``at`` is the attribute being read: a
+    ValueError about its value becomes a JdlError at its name (``error``)."""
+
+    def __init__(self, values: dict[str, Any], attrs: dict[str, _Attr]) -> None:
+        self.values = values
+        self.attrs = attrs
+        self.at = ""
+
+    def name(self, key: str) -> Tok | None:
+        attr = self.attrs.get(key)
+        return attr.name if attr is not None else None
+
+    def error(self, exc: Exception) -> JdlError:
+        name = self.name(self.at)
+        if name is None:
+            return JdlError(str(exc), 1, 1)
+        return JdlError(f"{name.text}: {exc}", name.line, name.col)
+
+    def one(self, key: str, default: Any = None) -> Any:
+        self.at = key
+        value = self.values.get(key, default)
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError("expected one value, got a list")
+            value = value[0]
+        return value
+
+    def text(self, key: str) -> str:
+        return str(self.one(key, ""))
+
+    def strings(self, key: str) -> list[str]:
+        self.at = key
+        return _strings(self.values.get(key, []))
+
+    def outputs(self, key: str) -> list[OutputSpec]:
+        return [parse_output(spec) for spec in self.strings(key)]
+
+    def integer(self, key: str, default: int, low: int) -> int:
+        value = self.one(key, default)
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{value!r} is not a whole number")
+        if isinstance(value, str):
+            digits = value.strip().lstrip("+-")
+            if not digits.isdigit():
+                raise ValueError(f"{_cut(value)!r} is not a number")
+            if len(digits) > 19:
+                raise ValueError(f"{_cut(value)!r} is too large")
+        number = int(value)
+        if not low <= number <= MAX_NUMBER:
+            raise ValueError(f"must be from {low} to {MAX_NUMBER}, not {number}")
+        return number
+
+    def real(self, key: str, default: float) -> float:
+        value = float(self.one(key, default))
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a number")
+        return value
+
+    def size(self, key: str) -> int:
+        return parse_size(self.one(key, 0), "")
+
+    def split_arguments(self) -> dict[str, str]:
+        out = {}
+        for key in self.values:
+            if key == "splitmaxinputfilenumber":
+                out[key] = str(self.integer(key, 0, 0))
+            elif key.startswith("split") and key != "split":
+                out[key] = str(self.one(key))
+        return out
 
 
 def _text(text: str | bytes) -> str:
@@ -347,96 +404,45 @@ def parse_jdl(text: str | bytes, args: list[str] | None = None) -> Jdl:
     text = _text(text)
     attrs = _Parser(text).document()
     values: dict[str, Any] = {}
-    for key, attr in attrs.items():
-        with _about(attr.name):
+    fields = _Fields(values, attrs)
+    try:
+        for key, attr in attrs.items():
+            fields.at = key
             values[key] = attr.value if args is None else _substitute(attr.value, args)
-
-    def name(key: str) -> Tok | None:
-        attr = attrs.get(key)
-        return attr.name if attr is not None else None
-
-    def one(key: str, default: Any = None) -> Any:
-        value = values.get(key, default)
-        if isinstance(value, list):
-            if len(value) != 1:
-                raise ValueError("expected one value, got a list")
-            value = value[0]
-        return value
-
-    def integer(key: str, default: int, low: int) -> int:
-        value = one(key, default)
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"{value!r} is not a whole number")
-        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
-            raise ValueError(f"{_cut(value)!r} is not a number")
-        if isinstance(value, str) and len(value.strip()) > 19:
-            raise ValueError(f"{_cut(value)!r} is too large")
-        number = int(value)
-        if not low <= number <= MAX_NUMBER:
-            raise ValueError(f"must be from {low} to {MAX_NUMBER}, not {number}")
-        return number
-
-    def strings(key: str) -> list[str]:
-        with _about(name(key)):
-            return _strings(values.get(key, []))
-
-    with _about(name("executable")):
-        executable = one("executable")
-    if not executable or not isinstance(executable, str):
-        where = name("executable")
-        line, col = (where.line, where.col) if where else position(text, len(text))
-        raise JdlError("Executable: missing (every JDL names the program to run)", line, col)
-    with _about(name("ttl")):
-        ttl = integer("ttl", 3600, 1)
-    with _about(name("cpucores")):
-        cores = integer("cpucores", 1, 1)
-    with _about(name("price")):
-        price = float(one("price", 1.0))
-        if not math.isfinite(price):
-            raise ValueError(f"{price} is not a number")
-    with _about(name("memorysize")):
-        memory = parse_size(one("memorysize", 0), "")
-    split_args: dict[str, str] = {}
-    for key in values:
-        if key.startswith("split") and key != "split":
-            with _about(name(key)):
-                if key == "splitmaxinputfilenumber":
-                    split_args[key] = str(integer(key, 0, 0))
-                else:
-                    split_args[key] = str(one(key))
-    outputs: dict[str, list[OutputSpec]] = {}
-    for key in ("outputfile", "outputarchive"):
-        with _about(name(key)):
-            outputs[key] = [parse_output(s) for s in _strings(values.get(key, []))]
-    texts: dict[str, str] = {}
-    for key in ("outputdir", "requirements", "split", "validationcommand", "user", "email"):
-        with _about(name(key)):
-            texts[key] = str(one(key, ""))
-    with _about(name("requirements")):
-        _check_requirements(one("requirements", ""), name("requirements"))
-    return Jdl(
-        executable=str(executable),
-        arguments=" ".join(strings("arguments")),
-        input_file=strings("inputfile"),
-        input_data=strings("inputdata"),
-        input_data_collection=strings("inputdatacollection"),
-        output_file=outputs["outputfile"],
-        output_archive=outputs["outputarchive"],
-        output_dir=texts["outputdir"],
-        requirements=texts["requirements"],
-        ttl=ttl,
-        price=price,
-        packages=strings("packages"),
-        split=texts["split"],
-        split_arguments=split_args,
-        jdl_variables=strings("jdlvariables"),
-        memory_size=memory,
-        cpu_cores=cores,
-        validation_command=texts["validationcommand"],
-        user=texts["user"],
-        email=texts["email"],
-        attributes=values,
-    )
+        executable = fields.one("executable")
+        if not executable or not isinstance(executable, str):
+            where = fields.name("executable")
+            line, col = (where.line, where.col) if where else position(text, len(text))
+            raise JdlError("Executable: missing (every JDL names the program to run)", line, col)
+        jdl = Jdl(
+            executable=str(executable),
+            arguments=" ".join(fields.strings("arguments")),
+            input_file=fields.strings("inputfile"),
+            input_data=fields.strings("inputdata"),
+            input_data_collection=fields.strings("inputdatacollection"),
+            output_file=fields.outputs("outputfile"),
+            output_archive=fields.outputs("outputarchive"),
+            output_dir=fields.text("outputdir"),
+            requirements=fields.text("requirements"),
+            ttl=fields.integer("ttl", 3600, 1),
+            price=fields.real("price", 1.0),
+            packages=fields.strings("packages"),
+            split=fields.text("split"),
+            split_arguments=fields.split_arguments(),
+            jdl_variables=fields.strings("jdlvariables"),
+            memory_size=fields.size("memorysize"),
+            cpu_cores=fields.integer("cpucores", 1, 1),
+            validation_command=fields.text("validationcommand"),
+            user=fields.text("user"),
+            email=fields.text("email"),
+            attributes=values,
+        )
+    except JdlError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise fields.error(exc) from None
+    _check_requirements(fields.one("requirements", ""), fields.name("requirements"))
+    return jdl
 
 
 def _check_requirements(value: Any, name: Tok | None) -> None:
