@@ -20,7 +20,7 @@ from jalien.auth.policy import Action as A
 from jalien.catalogue.paths import BadPath, resolve
 from jalien.catalogue.service import Catalogue
 from jalien.commands.dispatch import Dispatcher
-from jalien.commands.errno import EINVAL, EIO, ENOENT, EREMOTEIO, jalien_error
+from jalien.commands.errno import EINVAL, EIO, ENOENT, EPERM, EREMOTEIO, jalien_error
 from jalien.commands.options import Options
 from jalien.commands.session import Session
 from jalien.commands.table import Args, CommandTable
@@ -175,6 +175,13 @@ class InfoCommands:
             args=Args(words=True, min=2, usage=TIME_USAGE),
         )
         add(
+            "shutdown",
+            self.shutdown,
+            "stop the jBox (its owner only; answered by the jBox itself)",
+            action=INFO,
+            args=Args(max=0, usage="usage: shutdown"),
+        )
+        add(
             "w",
             self.w,
             "who is connected: the accounts with sessions here",
@@ -230,6 +237,11 @@ class InfoCommands:
         )
 
     # -- session
+    def shutdown(self, session: Session, opts: Options) -> list[Record]:
+        """Listed so that alien.py sends it (it only sends the commands the server lists);
+        a jBox answers it itself and stops, central refuses it."""
+        raise jalien_error(EPERM, "shutdown stops a jBox; this is the central service")
+
     def echo(self, session: Session, opts: Options) -> list[Record]:
         return [{"message": " ".join(opts.args)}]
 

@@ -15,7 +15,9 @@ command line, and the decrypted key lives in memory only), it:
    gets in (``net.identity.OwnerAuthenticator``): their certificate, a proxy of it, or their
    user tokens;
 4. writes the token file (``$TMPDIR/jclient_token_<uid>`` and ``jalien_token_<uid>``, mode
-   0600) and removes it on exit.
+   0600) and removes it on exit: a signal, or ``shutdown`` from its owner (a command the
+   jBox answers itself, ``net.proxy.WithLocalCommands``; central lists it so that alien.py
+   sends it, and refuses it).
 
 Upstream drops are repaired in the background (the client reconnects with backoff and
 re-opens every channel); meanwhile requests fail within ``connect_wait`` seconds with exit
@@ -49,6 +51,7 @@ from jalien.auth.errors import AuthError
 from jalien.auth.files import write_file
 from jalien.auth.tls import context_from_pem
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
+from jalien.commands.dispatch import GLOBAL_FLAGS
 from jalien.config import Settings
 from jalien.loops import Loop, LoopRegistry
 from jalien.net import discovery
@@ -56,16 +59,18 @@ from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import Identity, OwnerAuthenticator
 from jalien.net.limits import Limits
-from jalien.net.proxy import TTLReplyCache, UpstreamProxy
+from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
 from jalien.roles.start import STOP_SIGNALS, SYSTEM, Failure, run_role, stop_event
-from jalien.wire.errors import EXIT_FAILED, RequestError
+from jalien.wire.errors import EINVAL, EXIT_FAILED, EXIT_PERMISSION, RequestError
+from jalien.wire.messages import Reply, Request
 
 log = logging.getLogger("jalien.jbox")
 
 LISTEN_HOST = "127.0.0.1"
 MIN_INTERVAL = 1.0  # never ask central for tokens in a tight loop
 CACHE_TTL = {"commandlist": 60.0, "version": 60.0, "motd": 60.0}
+SHUTDOWN_COMMAND = "shutdown"  # answered by the jBox itself: its owner stops it
 
 
 @dataclass
@@ -203,6 +208,8 @@ class JBox:
         # the end of the certificate (or proxy chain) the jBox connects with: central
         # closes the upstream connection then, and nothing here can renew it
         self.credential_end = chain_end(cert_chain_pem)
+        # called by the local command ``shutdown`` (serve: its stop event's set)
+        self.on_shutdown: Callable[[], None] | None = None
 
     async def start(self) -> None:
         options = self.options
@@ -234,7 +241,7 @@ class JBox:
         token = await self.keeper.prime()
         proxy = UpstreamProxy(self.upstream, TTLReplyCache(CACHE_TTL))
         self.server = Server(
-            proxy,
+            WithLocalCommands(proxy, {SHUTDOWN_COMMAND: self._shutdown_reply}),
             self._server_context(token),
             self.authenticator,
             limits=Limits(),
@@ -252,6 +259,24 @@ class JBox:
         )
         self.token_files = list(discovery.write_token_files(text))
         self.loops.start(self.keeper.runner())
+
+    def _shutdown_reply(self, session: ProxySession, request: Request) -> Reply:
+        """``shutdown``: the owner stops the jBox cleanly (its token files removed, as on
+        SIGTERM); answered before it stops."""
+        owner = self.owner
+        if [w for w in request.options if w not in GLOBAL_FLAGS and not w.startswith("-pwd=")]:
+            return Reply(exitcode=EINVAL, error="usage: shutdown", metadata=session.metadata)
+        if owner is None or session.identity.login != owner.login:
+            return Reply(
+                exitcode=EXIT_PERMISSION,
+                error="Permission denied : only the owner of this jBox may shut it down",
+                metadata=session.metadata,
+            )
+        log.info("shutdown asked by %s", session.identity.login)
+        if self.on_shutdown is not None:
+            asyncio.get_running_loop().call_soon(self.on_shutdown)
+        text = f"Shutting down the jBox (pid {os.getpid()}) of {owner.login}"
+        return Reply(results=[{"message": text}], metadata=session.metadata)
 
     async def fetch_token(self) -> Token:
         assert self.upstream is not None
@@ -325,6 +350,7 @@ async def serve(
     del key_pem
     loop = asyncio.get_running_loop()
     stop = stop_event([*STOP_SIGNALS, *([signal.SIGHUP] if stop_on_hup else [])])
+    jbox.on_shutdown = stop.set
     ended: list[bool] = []
 
     def credential_ended() -> None:
