@@ -9,6 +9,7 @@ IOUtils.upload); central reads and writes it through the storage service's own p
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -144,6 +145,23 @@ class CollectionCommands:
         session = Session(identity=identity, cwd=identity.home or "/", site="", personality="")
         path = self._abs(session, collection_path(spec))
         return (await self.load(session, path)).lfns
+
+    async def ses_of(self, identity: Any, lfns: list[str]) -> dict[str, tuple[str, ...]]:
+        """The SEs holding each LFN (Split=se at submit); an LFN not found or of no replica
+        is left out."""
+        found: dict[str, tuple[str, ...]] = {}
+
+        async def one(lfn: str) -> None:
+            try:
+                _, replicas = await self.cat.whereis(identity, lfn)
+            except (NotFound, PermissionDenied, RequestError, ValueError):
+                return
+            if replicas:
+                found[lfn] = tuple(sorted({r.se for r in replicas}))
+
+        for start in range(0, len(lfns), 64):
+            await asyncio.gather(*(one(lfn) for lfn in lfns[start : start + 64]))
+        return found
 
     async def save(
         self, session: Session, path: str, files: list[xml.CollectionFile], command: str

@@ -49,6 +49,8 @@ def is_admin(caller: Any) -> bool:
 
 # an InputDataCollection's LFNs, read with the submitter's rights (caller, "LF:/a/c.xml")
 CollectionReader = Callable[[Any, str], Awaitable[list[str]]]
+# the SE names holding each LFN (caller, LFNs), for Split=se
+Locator = Callable[[Any, list[str]], Awaitable[dict[str, tuple[str, ...]]]]
 DEAD_MEMORY = 10_000  # job tokens refused lately, remembered so that they cost no query
 
 
@@ -76,6 +78,7 @@ class JobService:
         self.job_tokens: dict[int, set[int]] = {}
         self._dead: OrderedDict[int, float] = OrderedDict()  # job id -> when found dead
         self.collections: CollectionReader | None = None  # set by the role (storage)
+        self.locations: Locator | None = None  # Split=se: the SEs of the input files
 
     async def start(self) -> None:
         self.broker.add_many(await self.store.waiting())
@@ -189,7 +192,10 @@ class JobService:
             (job_id,) = await self.store.insert([self._new(user, jdl, render_jdl(jdl))])
             await self._enqueue([job_id])
             return [job_id]
-        parts = self._split(jdl)
+        where: dict[str, tuple[str, ...]] = {}
+        if jdl.split.lower() == "se" and self.locations is not None:
+            where = await self.locations(caller, [i.removeprefix("LF:") for i in jdl.input_data])
+        parts = self._split(jdl, where)
         (master,) = await self.store.insert([self._new(user, jdl, render_jdl(jdl), S.SPLITTING)])
         subjobs = [
             self._new(user, part, render_jdl(part), master=master, index=i)
@@ -244,7 +250,7 @@ class JobService:
         attributes["inputdata"] = list(inputs)
         return _rebuild(jdl, attributes)
 
-    def _split(self, jdl: Jdl) -> list[Jdl]:
+    def _split(self, jdl: Jdl, where: dict[str, tuple[str, ...]] | None = None) -> list[Jdl]:
         """Subjob JDLs by AliEn's strategies: production:A-B, file, directory, se."""
         strategy = jdl.split.lower()
         m = re.fullmatch(r"production:(\d+)-(\d+)", strategy)
@@ -262,12 +268,15 @@ class JobService:
         if strategy == "file":
             groups = [[lfn] for lfn in inputs]
         elif strategy in ("directory", "parentdirectory", "se"):
-            # 'se' groups by storage once replicas are known; until then by directory,
-            # which keeps a dataset's files (and usually their SE) together
+            # 'se' groups the files by the SEs that hold them (*where*: LFN -> SE names);
+            # a file of no known replica goes by its directory, which keeps a dataset's
+            # files (and usually their SE) together
             keyed: dict[str, list[str]] = {}
             for lfn in inputs:
                 path = lfn.removeprefix("LF:")
                 key = os.path.dirname(path)
+                if strategy == "se" and where and where.get(path):
+                    key = "se:" + ",".join(sorted(where[path]))
                 if strategy == "parentdirectory":
                     key = os.path.dirname(key)
                 keyed.setdefault(key, []).append(lfn)

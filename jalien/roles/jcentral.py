@@ -177,6 +177,7 @@ def build_commands(
     )
     collections.register()
     catalogue_commands.save_collection, jobs.collections = collections.save, collections.lfns_of
+    jobs.locations = collections.ses_of  # Split=se groups the inputs by their SEs
     ArchiveCommands(table, storage.archive_members).register()
     find_login: Callable[[str], Identity] = accounts.identify_login
     if cache is not None:

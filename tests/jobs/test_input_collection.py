@@ -80,3 +80,16 @@ async def test_no_reader_is_a_clear_error(taskqueue):
     with pytest.raises(RequestError, match="InputDataCollection") as info:
         await service.submit(CALLER, jdl("file"), [])
     assert info.value.exitcode == 22
+
+
+async def test_split_se_groups_by_the_ses_holding_the_files(jobs):
+    async def locate(caller, lfns):
+        assert lfns == FILES
+        return {"/d/run1/a.root": ("A::B::C",), "/d/run2/c.root": ("A::B::C",)}
+
+    jobs.locations = locate
+    (master,) = await jobs.submit(CALLER, jdl("se"), [])
+    assert await _inputs(jobs, master, 2) == [
+        ["LF:/d/run1/a.root", "LF:/d/run2/c.root"],  # both on A::B::C
+        ["LF:/d/run1/b.root"],  # no replica known: by its directory
+    ]
