@@ -103,7 +103,7 @@ def raw_outcome(flags: int, body: bytes) -> tuple[int | str, str]:
             head = _head_json.decode(body)
         else:
             return FORWARDED, ""
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # a deep reply is not ours to judge
         return FORWARDED, ""
     return head.exitcode, head.error
 
