@@ -111,6 +111,10 @@ def test_find_x_list_and_to_xml(alienpy, grid, tmp_path):
 
 
 def test_jalien_bin_and_malformed_collections(grid, tmp_path):
+    code, out, err = jb(grid, tmp_path, "find", "-x", "bin.xml", "ana", "run2/*.root")
+    assert (code, out.strip()) == (0, ""), err
+    code, out, err = jb(grid, tmp_path, "listFilesFromCollection", "bin.xml")
+    assert code == 0 and FILES[2] in out and FILES[0] not in out, err
     code, out, err = jb(grid, tmp_path, "listFilesFromCollection", "coll.xml")
     assert code == 0 and FILES[0] in out, err
     code, _, err = jb(grid, tmp_path, "toXml", "-a", "ana/run1/AO2D_1.root")
