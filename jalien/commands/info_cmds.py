@@ -1,7 +1,8 @@
 """Information commands users type every day: echo, time/timing (a command N times), w (who
 is connected), setSite (the session's close site), uuid and guidinfo (what a GUID says:
 its time and MAC address, its file), df (SE space), cat and grep (a small file's content),
-xrdstat (what the SEs hold of a file's replicas).
+xrdstat (what the SEs hold of a file's replicas), lfnexpiretime (when files expire: stored
+and shown, catalogue.expiry).
 
 Output, usage text and exit codes follow JAliEn's commands (alien.shell.commands); where
 JAliEn has no implementation (df: "not implemented yet") the answer is made from what the
@@ -17,7 +18,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from jalien.auth.policy import Action as A
+from jalien.catalogue.expiry import LfnExpiry
 from jalien.catalogue.paths import BadPath, resolve
+from jalien.catalogue.permissions import READ as READ_BIT
+from jalien.catalogue.permissions import WRITE, require
 from jalien.catalogue.service import Catalogue
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.errno import EINVAL, EIO, ENOENT, EPERM, EREMOTEIO, jalien_error
@@ -37,6 +41,19 @@ MAX_TIMES = 10_000  # time N: at most this many runs
 TIME_USAGE = "Usage: time <times>  <command> [command_arguments] "
 GREP_USAGE = "usage: grep [-linux grep options] <pattern> [<filename>]+"
 GREP_FLAGS = frozenset("ivnchHwxlo")
+DAY_MS = 86_400_000
+EXPIRE_UNITS = {"d": DAY_MS, "w": 7 * DAY_MS, "m": 30 * DAY_MS, "y": 365 * DAY_MS}
+EXPIRE_USAGE = (
+    "usage: lfnexpiretime [-options] [<file>]\n"
+    "options:\n"
+    "    -r                  : removes the expire time set for an LFN\n"
+    "    -a                  : add a new expire time for the given LFN\n"
+    "    -e                  : extends the current expire time for the given LFN\n"
+    "    -d <number>         : specifies the number of days in the expire time\n"
+    "    -w <number>         : specifies the number of weeks in the expire time\n"
+    "    -m <number>         : specifies the number of months in the expire time\n"
+    "    -y <number>         : specifies the number of years in the expire time"
+)
 
 ReadFile = Callable[[Session, str], Any]  # StorageCommands.read_small_file
 RunCommand = Callable[[Session, Request], Any]  # Dispatcher.dispatch
@@ -139,11 +156,13 @@ class InfoCommands:
         *,
         read_file: ReadFile | None = None,
         checker: ReplicaChecker | None = None,
+        expiry: LfnExpiry | None = None,
     ) -> None:
         self.table = table
         self.cat = catalogue
         self.read_file = read_file
         self.checker = checker
+        self.expiry = expiry
         self.run_command: RunCommand | None = None
         self.sessions: Sessions = tuple
 
@@ -173,6 +192,13 @@ class InfoCommands:
             "as time: timing <times> <command> [args]",
             action=INFO,
             args=Args(words=True, min=2, usage=TIME_USAGE),
+        )
+        add(
+            "lfnexpiretime",
+            self.lfn_expire_time,
+            "when files expire: lfnexpiretime [-a|-e|-r] [-d n] [-w n] [-m n] [-y n] <lfn>...",
+            action=A.WRITE,
+            args=Args(flags="aer", valued=("d", "w", "m", "y"), min=1, usage=EXPIRE_USAGE),
         )
         add(
             "shutdown",
@@ -390,6 +416,45 @@ class InfoCommands:
             )
         if missing and not records:
             raise jalien_error(ENOENT, f"Cannot find this GUID in the catalogue: {missing[0]}")
+        return records
+
+    # -- expiry
+    async def lfn_expire_time(self, session: Session, opts: Options) -> list[Record]:
+        if self.expiry is None:
+            raise jalien_error(EIO, "no expiry store here")
+        amount = sum(opts.number(unit) * ms for unit, ms in EXPIRE_UNITS.items())
+        changing = bool(opts.flags & {"a", "e", "r"}) or amount != 0
+        if changing and "r" not in opts and amount <= 0:
+            raise jalien_error(EINVAL, f"no time given (-d, -w, -m or -y)\n{EXPIRE_USAGE}")
+        lfns: list[str] = []
+        for name in opts.args:
+            path = self._abs(session, name)
+            entry = await self.cat.get(path)
+            if entry is None:
+                raise jalien_error(ENOENT, name)
+            require(session.identity, entry, WRITE if changing else READ_BIT, "change")
+            lfns.append(entry.path)
+        current = await self.expiry.get(lfns)
+        if changing:
+            now = int(time.time() * 1000)
+            wanted: dict[str, int | None] = {}
+            for lfn in lfns:
+                if "r" in opts:
+                    wanted[lfn] = None
+                elif "e" in opts:
+                    wanted[lfn] = max(current.get(lfn, now), now) + amount
+                else:
+                    wanted[lfn] = now + amount
+            await self.expiry.set(wanted)
+            current = {k: v for k, v in wanted.items() if v is not None}
+        records: list[Record] = []
+        for lfn in lfns:
+            when = current.get(lfn)
+            if when is None:
+                records.append({"lfn": lfn, "expires": "", "message": f"{lfn}: no expire time"})
+            else:
+                text = f"{lfn}: expires on {java_date(when)} ({when})"
+                records.append({"lfn": lfn, "expires": str(when), "message": text})
         return records
 
     # -- storage

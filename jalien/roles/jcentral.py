@@ -19,6 +19,7 @@ from jalien.auth.tokens import TokenAuthority
 from jalien.cache.store import CacheStore
 from jalien.catalogue.backend import CatalogueBackend
 from jalien.catalogue.cache import MemoryCache
+from jalien.catalogue.expiry import LfnExpiry
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.archive_cmds import ArchiveCommands
@@ -169,8 +170,9 @@ def build_commands(
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
     JobCommands(table, jobs, read_file=storage.read_small_file).register()
+    expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")  # started at its first use
     InfoCommands(
-        table, catalogue, read_file=storage.read_small_file, checker=storage.checker
+        table, catalogue, read_file=storage.read_small_file, checker=storage.checker, expiry=expiry
     ).register()
     collections = CollectionCommands(
         table, catalogue, storage.read_small_file, storage.write_small_file

@@ -194,6 +194,19 @@ def test_alienpy_information_commands(alienpy, grid, notes, tmp_path):
     assert code == 0 and '"ls" with #3 tries,' in out, out
     code, out, _ = a("w")
     assert code == 0 and "jdoe" in out and "TOTAL" in out, out
+    code, out, _ = a("lfnexpiretime", "notes.txt")
+    assert (code, out) == (0, f"{lfn}: no expire time")
+    code, out, _ = a("lfnexpiretime", "-a", "-d", "2", "notes.txt")
+    assert code == 0 and out.startswith(f"{lfn}: expires on "), out
+    first = int(out.rsplit("(", 1)[1].rstrip(")"))
+    code, out, _ = a("lfnexpiretime", "-e", "-w", "1", "notes.txt")
+    assert code == 0 and int(out.rsplit("(", 1)[1].rstrip(")")) == first + 7 * 86_400_000
+    code, out, err = a("lfnexpiretime", "-a", "notes.txt")
+    assert code == 22 and "usage: lfnexpiretime" in out + err
+    code, out, err = a("lfnexpiretime", "-d", "1", "missing.txt")
+    assert code == 2
+    code, out, _ = a("lfnexpiretime", "-r", "notes.txt")
+    assert (code, out) == (0, f"{lfn}: no expire time")
     code, out, _ = a("setSite", "GSI")
     assert code == 0 and "Setting close site to GSI" in out
 
