@@ -1,5 +1,6 @@
-"""Job commands for users (submit, ps, jobinfo, masterjob, kill, resubmit, top) and the
-calls sites make (getNumberWaitingJobs, getMatchJob, setJobStatus, jobHeartbeat)."""
+"""Job commands for users (submit, ps, jobinfo, masterjob, jobListMatch, registerOutput,
+kill, resubmit, top) and the calls sites make (getNumberWaitingJobs, getMatchJob,
+setJobStatus, jobHeartbeat)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from jalien.auth.policy import Action as A
-from jalien.commands.errno import EINVAL, ENODATA, ENOENT, jalien_error
+from jalien.catalogue.service import Catalogue
+from jalien.commands.errno import EINVAL, ENODATA, ENOENT, EPERM, jalien_error
 from jalien.commands.options import Options, parse
 from jalien.commands.session import Session
 from jalien.commands.table import Args, CommandTable
@@ -318,6 +320,7 @@ def masterjob_records(
     return [record]
 
 
+REGISTERABLE = frozenset({"ERROR_V", "ERROR_E", "ERROR_S"})  # registerOutput's states
 MAX_AGENTS = 10_000  # (site, CE) pairs remembered for jobListMatch
 
 SITE_CALLS = frozenset({"getNumberWaitingJobs", "getMatchJob", "setJobStatus"})
@@ -361,11 +364,16 @@ ReadFile = Callable[[Session, str], Awaitable[bytes]]
 
 class JobCommands:
     def __init__(
-        self, table: CommandTable, jobs: JobService, read_file: ReadFile | None = None
+        self,
+        table: CommandTable,
+        jobs: JobService,
+        read_file: ReadFile | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.table = table
         self.jobs = jobs
         self.read_file = read_file  # how a JDL named by its LFN is read (storage)
+        self.catalogue = catalogue  # registerOutput looks at a job's output directory
         # the JobAgents that asked for work lately, by (site, CE): what jobListMatch checks
         self.agents: dict[tuple[str, str], tuple[Agent, float]] = {}
 
@@ -410,6 +418,13 @@ class JobCommands:
             "the sites and CEs that asked lately and could run a job: jobListMatch id",
             action=A.JOB_READ,
             args=Args(min=1, max=1, words=True, usage="usage: jobListMatch <jobId>"),
+        )
+        add(
+            "registerOutput",
+            self.register_output,
+            "the outputs of a failed job in its output directory: registerOutput <job ID>",
+            action=A.JOB_CONTROL,
+            args=Args(min=1, max=1, words=True, usage="usage: registerOutput <job ID>"),
         )
         add("kill", self.kill, "kill jobs: kill id...", action=A.JOB_CONTROL)
         add("resubmit", self.resubmit, "resubmit failed jobs: resubmit id...", action=A.JOB_CONTROL)
@@ -569,6 +584,55 @@ class JobCommands:
             return [{"message": text, "id": str(job.id)}]
         head: Record = {"message": f"Job {job.id} ({job.state}) could run on {len(records)} CEs:"}
         return [head, *records]
+
+    async def register_output(self, session: Session, opts: Options) -> list[Record]:
+        """JAliEn's checks (a subjob or single job, ERROR_V or ERROR_E - ERROR_S here too,
+        where an upload failed - of a user the caller may act for, with outputs in its
+        JDL), then the outputs found in its output directory. The JobAgent registers each
+        output as it uploads it (commit), so there is nothing booked and unregistered to
+        add: what is listed is what the job left registered."""
+        try:
+            job_id = int(opts.args[0])
+        except ValueError:
+            raise jalien_error(EINVAL, f"Invalid job ID: {opts.args[0]}") from None
+        job = await self._visible(session, job_id)
+        if await self.jobs.store.query(master=job_id, limit=1):
+            raise jalien_error(
+                EINVAL,
+                f"Job ID {job_id} is a masterjob, you can only register the output of a "
+                "failed (sub)job",
+            )
+        if job.state not in REGISTERABLE:
+            raise jalien_error(
+                EINVAL,
+                f"Job ID {job_id} is in state {job.state}. You can only register ERROR_V jobs "
+                "(or ERROR_E when OutputErrorE exists).",
+            )
+        identity = session.identity
+        if job.user != identity.login and "admin" not in identity.roles:
+            raise RequestError(
+                f"You ({identity.login}) are not allowed to work on {job.user}'s jobs", EPERM
+            )
+        try:
+            jdl = parse_jdl(job.jdl)
+        except ValueError:
+            raise jalien_error(EINVAL, f"Cannot parse the JDL of {job_id}") from None
+        names = [spec.name for spec in [*jdl.output_file, *jdl.output_archive]]
+        if not names:
+            raise jalien_error(
+                ENODATA,
+                f"No files are expected to be registered by job ID {job_id} according to its JDL",
+            )
+        directory = self.jobs.output_dir(job.user, job.id, job.output_dir)
+        found: list[str] = []
+        if self.catalogue is not None:
+            for name in names:
+                entry = await self.catalogue.get(directory + name)
+                if entry is not None and entry.type == "f":
+                    found.append(entry.path)
+        if not found:
+            raise jalien_error(ENODATA, f"No output of job {job_id} is in {directory}")
+        return [{"lfn": lfn, "message": f"  {lfn}"} for lfn in found]
 
     async def kill(self, session: Session, args: list[str]) -> list[Record]:
         records: list[Record] = []

@@ -169,7 +169,7 @@ def build_commands(
         log.info("created the envelope signing key in %s", settings.home_path / "envelope")
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
-    JobCommands(table, jobs, read_file=storage.read_small_file).register()
+    JobCommands(table, jobs, read_file=storage.read_small_file, catalogue=catalogue).register()
     expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")  # started at its first use
     InfoCommands(
         table, catalogue, read_file=storage.read_small_file, checker=storage.checker, expiry=expiry

@@ -151,3 +151,50 @@ async def test_job_list_match(job_server, connect):
     assert [r.get("ce") for r in found.results[1:]] == ["ALICE::CERN::Fork"]
     usage = await user.call("jobListMatch")
     assert usage.exitcode == 22 and "usage: jobListMatch" in usage.error
+
+
+class _Catalogue:
+    """The one call registerOutput makes: get(lfn)."""
+
+    def __init__(self, files: set[str]) -> None:
+        self.files = files
+
+    async def get(self, path):
+        from jalien.catalogue.model import Entry
+
+        if path not in self.files:
+            return None
+        directory, _, name = path.rpartition("/")
+        return Entry(dir=directory + "/", name=name)
+
+
+async def test_register_output(make_server, taskqueue, connect):
+    from jalien.commands.job_cmds import JobCommands
+    from jalien.jobs.broker import Broker
+    from jalien.jobs.service import JobService
+
+    jobs = JobService(taskqueue, Broker())
+    await jobs.start()
+    files = {"/alice/cern.ch/user/j/jdoe/alien-job-1/out.txt"}
+    server = await make_server(
+        add_commands=lambda t: JobCommands(t, jobs, catalogue=_Catalogue(files)).register()
+    )
+    user = await connect(server)
+    text = 'Executable = "/bin/echo"; OutputFile = {"out.txt", "log.txt"}; TTL = 600;'
+    job = await submit(user, text)
+    assert job == 1
+    waiting = await user.call("registerOutput", str(job))
+    assert waiting.exitcode == 22 and "is in state WAITING" in waiting.error
+    vobox = await connect(server, login="vobox")
+    await vobox.call("getMatchJob", "site=CERN", "ce=ALICE::CERN::Fork", "ttl=3600")
+    for state in ("STARTED", "RUNNING", "ERROR_V"):
+        assert (await vobox.call("setJobStatus", str(job), state)).exitcode == 0
+    done = await user.call("registerOutput", str(job))
+    assert done.exitcode == 0, done.error
+    assert [r["message"] for r in done.results] == [f"  {next(iter(files))}"]
+    alice = await connect(server, login="alice")
+    refused = await alice.call("registerOutput", str(job))
+    assert refused.exitcode == 1 and "not allowed to work on jdoe's jobs" in refused.error
+    assert (await user.call("registerOutput", "x")).exitcode == 22
+    assert (await user.call("registerOutput")).exitcode == 22
+    assert (await user.call("registerOutput", "999")).exitcode == 2
