@@ -44,6 +44,7 @@ from picows.picows import WSAutoPingStrategy, WSProtocol
 
 from jalien.auth import policy
 from jalien.auth.errors import AuthError
+from jalien.net import deflate
 from jalien.net.audit import AuditLog, raw_outcome
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
@@ -658,12 +659,22 @@ class _JsonStream:
 class JsonWebSocket(WSListener):
     """One alien.py/ROOT client: JAliEn JSON requests in, replies in request order."""
 
-    def __init__(self, server: Server, identity: Identity, where: str) -> None:
+    def __init__(
+        self,
+        server: Server,
+        identity: Identity,
+        where: str,
+        agreement: deflate.Agreement | None = None,
+    ) -> None:
         self.server = server
         self.identity = identity
         self.where = where
         self.transport: WSTransport | None = None
         self.session: Any = None
+        # permessage-deflate, when the client offered it (RFC 7692; net.deflate)
+        self._deflate = agreement
+        self._zipped = deflate.Stats()  # this connection's compressed replies
+        self._inflating = False  # the message being received was compressed (RSV1)
         # replies waiting for their turn: bytes when done, a Task while running
         self._queue: collections.deque[Any] = collections.deque()
         self._fragments: list[bytes] = []
@@ -679,6 +690,8 @@ class JsonWebSocket(WSListener):
         )
         self._arm_idle()
         self._ends = _at_credential_end(self.identity, self._credential_ended)
+        if self._deflate is not None:
+            log.info("%s (websocket, %s): permessage-deflate", self.where, self.identity.login)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.server.connections.discard(self)  # counted out by _CountedWSProtocol
@@ -695,7 +708,15 @@ class JsonWebSocket(WSListener):
         if self.session is not None:
             self.server.handler.close_session(self.session)
             self.session = None
-        log.info("disconnected %s (websocket, %s)", self.where, self.identity.login)
+        zipped = self._zipped
+        if self._deflate is None:
+            log.info("disconnected %s (websocket, %s)", self.where, self.identity.login)
+        else:
+            log.info(
+                "disconnected %s (websocket, %s): permessage-deflate, %d replies compressed, "
+                "%d -> %d bytes", self.where, self.identity.login, zipped.messages,
+                zipped.raw, zipped.sent,
+            )  # fmt: skip
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self._active = True
@@ -705,7 +726,16 @@ class JsonWebSocket(WSListener):
             transport.disconnect()
             return
         if kind not in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+            if frame.rsv1:
+                self._protocol_error("RSV1 on a control frame")
             return  # pings are answered by picows; pongs need nothing
+        if frame.rsv1:  # RSV1: the first frame of a compressed message (RFC 7692 6)
+            if self._deflate is None or kind is WSMsgType.CONTINUATION:
+                self._protocol_error("RSV1 without permessage-deflate on a message's first frame")
+                return
+            self._inflating = True
+        elif kind is not WSMsgType.CONTINUATION and not self._fragments:
+            self._inflating = False
         if not frame.fin or self._fragments:
             self._fragments.append(frame.get_payload_as_bytes())
             size = sum(map(len, self._fragments))
@@ -719,7 +749,24 @@ class JsonWebSocket(WSListener):
             self._fragments.clear()
         else:
             payload = frame.get_payload_as_memoryview()
+        if self._inflating:
+            self._inflating = False
+            try:
+                payload = deflate.inflate(payload, self.server.limits.max_message_size)
+            except deflate.TooBig:
+                self._enqueue(self._error(EXIT_TOO_BIG, "message too big"))
+                return
+            except deflate.BadData as exc:
+                self._enqueue(self._error(EXIT_INVALID, str(exc)))
+                return
         self._request(payload)
+
+    def _protocol_error(self, text: str) -> None:
+        transport = self.transport
+        log.warning("closing %s (websocket, %s): %s", self.where, self.identity.login, text)
+        if transport is not None and not transport.is_disconnected:
+            transport.send_close(WSCloseCode.PROTOCOL_ERROR, text.encode()[:120])
+            transport.disconnect()
 
     def _error(self, code: int, text: str) -> bytes:
         return error_reply_json(code, text, self._metadata())
@@ -831,6 +878,7 @@ class JsonWebSocket(WSListener):
         first = True
         started = False
         sent = pages = 0
+        zipper: deflate.MessageDeflater | None = None
         try:
             async for page in stream.pages:
                 if self.transport is None or self.transport.is_disconnected:
@@ -843,7 +891,11 @@ class JsonWebSocket(WSListener):
                 pages += 1
                 if text:
                     first = False
-                    self._send_fragment(STREAM_START + text if not started else text, started)
+                    if not started and self._compresses(len(text)):
+                        zipper = self._deflater()
+                    self._send_fragment(
+                        STREAM_START + text if not started else text, started, zipper=zipper
+                    )
                     sent += len(text) + (0 if started else len(STREAM_START))
                     started = True
                     await self._writable()
@@ -862,15 +914,39 @@ class JsonWebSocket(WSListener):
         if not started:
             self._send(STREAM_START + end)
         else:
-            self._send_fragment(end, True, fin=True)
+            self._send_fragment(end, True, fin=True, zipper=zipper)
         sent += len(end) + (0 if started else len(STREAM_START))
         self._audit(stream.request, stream.started, last.exitcode, last.error, sent, pages)
 
-    def _send_fragment(self, data: bytes, continuation: bool, fin: bool = False) -> None:
+    def _send_fragment(
+        self,
+        data: bytes,
+        continuation: bool,
+        fin: bool = False,
+        zipper: deflate.MessageDeflater | None = None,
+    ) -> None:
+        """A fragment of a streamed message; compressed by *zipper* when the stream's first
+        page decided so (RSV1 on the first frame only, RFC 7692 6.1)."""
         transport = self.transport
         if transport is not None and not transport.is_disconnected:
             kind = WSMsgType.CONTINUATION if continuation else WSMsgType.TEXT
-            transport.send(kind, data, fin=fin)
+            if zipper is None:
+                transport.send(kind, data, fin=fin)
+                return
+            packed = zipper.fragment(data, final=fin)
+            self._count(len(data), len(packed), fin)
+            transport.send(kind, packed, fin=fin, rsv1=not continuation)
+
+    def _count(self, raw: int, sent: int, final: bool) -> None:
+        self._zipped.count(raw, sent, final)
+        self.server.deflate_stats.count(raw, sent, final)
+
+    def _compresses(self, size: int) -> bool:
+        return self._deflate is not None and size >= self.server.limits.deflate_threshold
+
+    def _deflater(self) -> deflate.MessageDeflater:
+        window = self._deflate.server_max_window_bits if self._deflate is not None else 15
+        return deflate.MessageDeflater(self.server.limits.deflate_level, window)
 
     async def _writable(self) -> None:
         transport = self.transport
@@ -885,6 +961,11 @@ class JsonWebSocket(WSListener):
     def _send(self, text: bytes) -> None:
         transport = self.transport
         if transport is not None and not transport.is_disconnected:
+            if self._deflate is not None and len(text) >= self.server.limits.deflate_threshold:
+                packed = self._deflater().fragment(text, final=True)
+                self._count(len(text), len(packed), True)
+                transport.send(WSMsgType.TEXT, packed, rsv1=True)
+                return
             transport.send(WSMsgType.TEXT, text)
 
     def _push(self, event: Event) -> None:
@@ -960,6 +1041,7 @@ class Server:
             authenticator, "identify_forwarded", None
         )
         self.limits = limits or Limits()
+        self.deflate_stats = deflate.Stats()  # WebSocket messages compressed, bytes
         self.connections: set[Any] = set()
         self.connection_count = 0
         self._sockets: dict[str, list[socket.socket]] = {}
@@ -980,7 +1062,15 @@ class Server:
         def route(request: WSUpgradeRequest) -> Any:
             if request.path.split(b"?", 1)[0].rstrip(b"/") != WS_PATH:
                 return None  # picows answers 404
-            return JsonWebSocket(self, identity, where)
+            offer = ", ".join(request.headers.getall("Sec-WebSocket-Extensions", []))
+            agreement = deflate.negotiate(offer) if self.limits.deflate else None
+            listener = JsonWebSocket(self, identity, where, agreement)
+            if agreement is None:
+                return listener
+            response = WSUpgradeResponse.create_101_response(
+                {"Sec-WebSocket-Extensions": agreement.header}
+            )
+            return WSUpgradeResponseWithListener(response, listener)
 
         return self._ws_protocol(route)
 

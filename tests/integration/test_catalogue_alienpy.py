@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 
@@ -100,3 +101,36 @@ def test_kill9_loses_nothing_acknowledged(tmp_path):
         assert set(acknowledged) <= present
     finally:
         stop(proc)
+
+
+def test_alienpy_listing_compressed(alienpy, central, tmp_path):
+    """alien.py offers permessage-deflate: ls -l of a big directory comes back compressed
+    (the server's log counts the compressed replies of the connection) and complete."""
+    context = client_context(
+        central.globus / "usercert.pem", central.globus / "userkey.pem", central.ca_dir
+    )
+
+    async def fill():
+        client = Client("127.0.0.1", central.binary_port, context, reconnect=False)
+        await client.connect()
+        assert (await client.call("mkdir", "-p", "zbig")).exitcode == 0
+        replies = await asyncio.gather(
+            *(client.call("touch", f"zbig/file{i:04d}.root") for i in range(400))
+        )
+        assert all(r.exitcode == 0 for r in replies)
+        await client.close()
+
+    asyncio.run(fill())
+    done = alien(alienpy, central, "ls", "-l", "zbig", tmp_path=tmp_path)
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(lines) == 400 and lines[-1].endswith("file0399.root")
+    deadline = time.monotonic() + 20  # the server logs the close after alien.py's exit
+    while True:
+        log = central.log_text()
+        counted = [line for line in log.splitlines() if "replies compressed" in line]
+        if any(" 0 replies compressed" not in line for line in counted):
+            break
+        assert time.monotonic() < deadline, log[-2000:]
+        time.sleep(0.05)
+    assert "(websocket, jdoe): permessage-deflate" in log

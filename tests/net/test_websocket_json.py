@@ -94,8 +94,12 @@ async def test_too_big_message(make_server, ssl_for):
     from jalien.net.limits import Limits
 
     server = await make_server(limits=Limits(max_message_size=4096))
-    async with ws_connect(
-        url(server), ssl=ssl_for("jdoe"), server_hostname="localhost", max_size=None
+    async with ws_connect(  # uncompressed: a compressed one is test_deflate's
+        url(server),
+        ssl=ssl_for("jdoe"),
+        server_hostname="localhost",
+        max_size=None,
+        compression=None,
     ) as ws:
         await ws.send(json.dumps({"command": "ping", "options": ["x" * 10000]}))
         with pytest.raises(Exception):  # noqa: B017 - closed by the server, any close code
