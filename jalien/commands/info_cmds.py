@@ -41,6 +41,7 @@ MAX_TIMES = 10_000  # time N: at most this many runs
 TIME_USAGE = "Usage: time <times>  <command> [command_arguments] "
 GREP_USAGE = "usage: grep [-linux grep options] <pattern> [<filename>]+"
 GREP_FLAGS = frozenset("ivnchHwxlo")
+MAX_GREP_FILES = 100  # files one grep may read (central downloads each)
 DAY_MS = 86_400_000
 EXPIRE_UNITS = {"d": DAY_MS, "w": 7 * DAY_MS, "m": 30 * DAY_MS, "y": 365 * DAY_MS}
 EXPIRE_USAGE = (
@@ -519,6 +520,10 @@ class InfoCommands:
             if not expanded:
                 raise jalien_error(ENOENT, f"No such file or directory: {name}")
             paths += expanded
+        if len(paths) > MAX_GREP_FILES:  # central reads each one: a pattern stays small
+            raise jalien_error(
+                EINVAL, f"grep reads at most {MAX_GREP_FILES} files, not {len(paths)}"
+            )
         with_name = ("H" in flags or len(paths) > 1) and "h" not in flags
         out: list[str] = []
         matched = 0

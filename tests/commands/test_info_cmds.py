@@ -74,7 +74,9 @@ def wired():
     info.register()
     dispatcher = Dispatcher(table, site="CERN")
     bind_dispatcher(table, dispatcher)
-    jdoe = dispatcher.open_session(Identity(dn="/CN=jdoe", login="jdoe"), None, personality="binary")
+    jdoe = dispatcher.open_session(
+        Identity(dn="/CN=jdoe", login="jdoe"), None, personality="binary"
+    )
     dispatcher.open_session(Identity(dn="/CN=jdoe", login="jdoe"), None, personality="websocket")
     dispatcher.open_session(Identity(dn="/CN=alice", login="alice"), None, personality="binary")
     return dispatcher, jdoe
@@ -113,3 +115,18 @@ async def test_time_w_echo_setsite(wired):
     assert moved.metadata["site"] == "GSI" and jdoe.site == "GSI"
     auto = await run(dispatcher, jdoe, "setSite", "auto")
     assert auto.exitcode == 1 and jdoe.site == "GSI"
+
+
+async def test_grep_reads_at_most_100_files():
+    class Many:
+        async def expand(self, caller, path):
+            return [f"/f{i}" for i in range(101)]
+
+    from jalien.commands.info_cmds import MAX_GREP_FILES
+
+    table = CommandTable()
+    InfoCommands(table, catalogue=Many()).register()  # type: ignore[arg-type]
+    dispatcher = Dispatcher(table, site="CERN")
+    session = dispatcher.open_session(Identity(dn="/CN=jdoe", login="jdoe"), None, personality="x")
+    reply = await run(dispatcher, session, "grep", "a", "/f*")
+    assert reply.exitcode == 22 and f"at most {MAX_GREP_FILES} files, not 101" in reply.error

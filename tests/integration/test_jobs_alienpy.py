@@ -112,6 +112,8 @@ def test_alienpy_ps_jalien_options(alienpy, grid, jobs, tmp_path):
 
     code, out, _ = a("-f", "f")  # failed: KILLED is not an error
     assert code == 0 and str(killed) not in out
+    code, out, _ = a("-f", "d")  # nothing is done yet
+    assert (code, out) == (0, "")
     code, out, _ = a("-f", "K")
     assert code == 0 and str(killed) in out and "  K  " in out and "KILLED" not in out
     code, out, _ = a("-f", "s", "-M")
