@@ -18,3 +18,10 @@ class Limits(msgspec.Struct, kw_only=True, frozen=True):
     deflate: bool = True
     deflate_threshold: int = 8 * 1024
     deflate_level: int = 1
+    # fairness between identities (net.fairness): requests in flight of one identity
+    # (login) across its connections and channels: past soft its connections are not read,
+    # past hard a request is answered busy (EXIT_BUSY); pages of streamed replies produced
+    # at once (turns), waiters served round-robin by identity
+    identity_soft: int = 256
+    identity_hard: int = 1024
+    turns: int = 2

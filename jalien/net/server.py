@@ -46,6 +46,7 @@ from jalien.auth import policy
 from jalien.auth.errors import AuthError
 from jalien.net import deflate
 from jalien.net.audit import AuditLog, raw_outcome
+from jalien.net.fairness import InFlight, TurnGate, busy_text
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
@@ -69,6 +70,7 @@ from jalien.wire.channel import (
 )
 from jalien.wire.codec import DecodeError
 from jalien.wire.errors import (
+    EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_PERMISSION,
@@ -253,12 +255,14 @@ class BinaryConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.transport.set_write_buffer_limits(high=self.server.limits.write_buffer_high)
         self.server.connections.add(self)
+        self.server.join(self.identity.login, self)
         self._open_session(0, self.identity)
         self._arm_idle()
         self._ends = _at_credential_end(self.identity, self._credential_ended)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.server.leave(self.identity.login, self)
         self.server.connection_count -= 1
         if self._idle is not None:
             self._idle.cancel()
@@ -369,8 +373,16 @@ class BinaryConnection(asyncio.Protocol):
             self._audit(session.identity, sid, request, time.perf_counter(), 13, reply.error, sent)
             return
         started = time.perf_counter()
-        handler = self.server.handler
-        forward = self.server.forward_raw
+        server = self.server
+        key = session.identity.login
+        in_flight = server.in_flight
+        if not in_flight.admit(key):  # past the identity's hard bound: busy, at once
+            reply = Reply(exitcode=EXIT_BUSY, error=server.busy(key))
+            sent = self.send(sid, reply)
+            self._audit(session.identity, sid, request, started, EXIT_BUSY, reply.error, sent)
+            return
+        handler = server.handler
+        forward = server.forward_raw
         try:
             if forward is not None:  # a proxy level: the body goes upstream as it is
                 result: Any = forward(session.state, request, flags, body)
@@ -379,16 +391,19 @@ class BinaryConnection(asyncio.Protocol):
         except Exception as exc:  # the handler's own guard failed: a bug, keep serving
             result = _internal_error(exc)
         if type(result) is Reply:
+            in_flight.done(key)
             sent = self.send(sid, result)
             self._audit(
                 session.identity, sid, request, started, result.exitcode, result.error, sent
             )
             return
         if type(result) is tuple:  # a level's cached raw reply
+            in_flight.done(key)
             sent = self.send_raw(sid, *result)
             self._audit(session.identity, sid, request, started, *raw_outcome(*result), sent)
             return
         task = asyncio.ensure_future(self._finish(sid, result, session.identity, request, started))
+        task.add_done_callback(lambda _t: in_flight.done(key))
         self._tasks[sid] = task
         self._update_reading()
 
@@ -397,7 +412,7 @@ class BinaryConnection(asyncio.Protocol):
     ) -> None:
         try:
             if hasattr(pending, "__anext__"):
-                outcome = await self._stream(sid, pending)
+                outcome = await self._stream(sid, pending, identity.login)
                 self._audit(identity, sid, request, started, *outcome)
                 return
             reply = await pending
@@ -434,7 +449,7 @@ class BinaryConnection(asyncio.Protocol):
             exitcode, error, started, sent, frames,
         )  # fmt: skip
 
-    async def _stream(self, sid: int, pages: Any) -> tuple[int | str, str, int, int]:
+    async def _stream(self, sid: int, pages: Any, key: str) -> tuple[int | str, str, int, int]:
         """A reply in several frames: every one but the last carries FLAG_MORE (the
         channel holds each page back until the next), and a stream that produced nothing
         still ends with an empty final reply (``ServerChannel.end``). Items are Replies, or
@@ -446,6 +461,8 @@ class BinaryConnection(asyncio.Protocol):
         outcome: tuple[int | str, str] = (0, "")
         sent = frames = 0
         slots = self._slots if self.server.forward_raw is None else None
+        # a page is made in a turn (net.fairness): a level's raw frames wait for upstream
+        turns = self.server.turns if slots is not None else None
         try:
             if slots is not None:
                 await slots.acquire()
@@ -456,17 +473,24 @@ class BinaryConnection(asyncio.Protocol):
                     if self.transport is None or self.transport.is_closing():
                         channel.drop_held(sid)
                         return EXIT_FAILED, "client gone", sent, frames
+                    # a page is made and written in a turn (net.fairness)
+                    if turns is not None and not turns.try_enter():
+                        await turns.enter(key)  # other identities' pages first, in turn
                     try:
-                        item = await pages.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    frames += 1
-                    if type(item) is tuple:
-                        sent += self._write(channel.reply_raw(sid, *item))
-                        outcome = raw_outcome(*item)
-                    else:
-                        sent += self._write(channel.page(sid, item))
-                        outcome = (item.exitcode, item.error)
+                        try:
+                            item = await pages.__anext__()
+                        except StopAsyncIteration:
+                            break
+                        frames += 1
+                        if type(item) is tuple:
+                            sent += self._write(channel.reply_raw(sid, *item))
+                            outcome = raw_outcome(*item)
+                        else:
+                            sent += self._write(channel.page(sid, item))
+                            outcome = (item.exitcode, item.error)
+                    finally:
+                        if turns is not None:
+                            turns.leave()
             finally:
                 if slots is not None:
                     slots.release()
@@ -603,6 +627,7 @@ class BinaryConnection(asyncio.Protocol):
             self._write_paused
             or self._channel.pending > 0
             or len(self._tasks) >= self.server.limits.max_in_flight
+            or self.server.in_flight.saturated(self.identity.login)
         )
         if pause and not self._reading_paused:
             transport.pause_reading()
@@ -678,6 +703,7 @@ class JsonWebSocket(WSListener):
         # replies waiting for their turn: bytes when done, a Task while running
         self._queue: collections.deque[Any] = collections.deque()
         self._fragments: list[bytes] = []
+        self._reading_paused = False
         self._idle: asyncio.TimerHandle | None = None
         self._ends: asyncio.TimerHandle | None = None  # the credential's notAfter
         self._active = True
@@ -685,6 +711,7 @@ class JsonWebSocket(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         self.server.connections.add(self)
+        self.server.join(self.identity.login, self)
         self.session = self.server.handler.open_session(
             self.identity, self._push, personality=WEBSOCKET
         )
@@ -695,6 +722,7 @@ class JsonWebSocket(WSListener):
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.server.connections.discard(self)  # counted out by _CountedWSProtocol
+        self.server.leave(self.identity.login, self)
         if self._idle is not None:
             self._idle.cancel()
         if self._ends is not None:
@@ -702,8 +730,11 @@ class JsonWebSocket(WSListener):
         for item in self._queue:
             if isinstance(item, asyncio.Task):
                 item.cancel()
-            elif type(item) is _JsonStream and item.task is not None:
-                item.task.cancel()
+            elif type(item) is _JsonStream:
+                if item.task is not None:
+                    item.task.cancel()
+                else:  # never started: counted out here
+                    self.server.in_flight.done(self.identity.login)
         self._queue.clear()
         if self.session is not None:
             self.server.handler.close_session(self.session)
@@ -793,18 +824,47 @@ class JsonWebSocket(WSListener):
         if expires and expires <= time.time():  # before the close frame leaves
             self._enqueue(self._error(EXIT_PERMISSION, expired_text(self.identity.dn, expires)))
             return
+        server = self.server
+        key = self.identity.login
+        in_flight = server.in_flight
+        if not in_flight.admit(key):  # past the identity's hard bound: busy, at once
+            error = server.busy(key)
+            text = self._error(EXIT_BUSY, error)
+            self._enqueue(text)
+            self._audit(request, started, EXIT_BUSY, error, len(text))
+            return
         try:
-            result = self.server.handler.dispatch(self.session, request)
+            result = server.handler.dispatch(self.session, request)
         except Exception as exc:
             result = _internal_error(exc)
         if type(result) is Reply:
+            in_flight.done(key)
             text = render_reply(result, mode)
             self._enqueue(text)
             self._audit(request, started, result.exitcode, result.error, len(text))
-        elif hasattr(result, "__anext__"):
+            return
+        if hasattr(result, "__anext__"):
             self._enqueue(_JsonStream(result, mode, request, started))
         else:
-            self._enqueue(asyncio.ensure_future(self._finish(result, mode, request, started)))
+            task = asyncio.ensure_future(self._finish(result, mode, request, started))
+            task.add_done_callback(lambda _t: in_flight.done(key))
+            self._enqueue(task)
+        if in_flight.saturated(key):
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read this connection while its identity is below its bound (net.fairness)."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected:
+            return
+        pause = self.server.in_flight.saturated(self.identity.login)
+        if pause != self._reading_paused:
+            raw = transport.underlying_transport
+            if pause:
+                raw.pause_reading()
+            else:
+                raw.resume_reading()
+            self._reading_paused = pause
 
     async def _finish(
         self, pending: Awaitable[Reply], mode: OutputMode, request: Request, started: float
@@ -856,6 +916,9 @@ class JsonWebSocket(WSListener):
                 if head.task is None:  # its turn: start streaming its pages
                     head.task = asyncio.ensure_future(self._run_stream(head))
                     head.task.add_done_callback(lambda _t: self._stream_done())
+                    head.task.add_done_callback(
+                        lambda _t: self.server.in_flight.done(self.identity.login)
+                    )
                 return
             elif head.done():
                 if head.cancelled():
@@ -879,25 +942,40 @@ class JsonWebSocket(WSListener):
         started = False
         sent = pages = 0
         zipper: deflate.MessageDeflater | None = None
+        turns = self.server.turns
+        key = self.identity.login
+        pages_of = stream.pages
         try:
-            async for page in stream.pages:
-                if self.transport is None or self.transport.is_disconnected:
-                    self._audit(
-                        stream.request, stream.started, EXIT_FAILED, "client gone", sent, pages
-                    )
-                    return
-                text = render_page(page, stream.mode, first)
-                last = page
-                pages += 1
-                if text:
-                    first = False
-                    if not started and self._compresses(len(text)):
-                        zipper = self._deflater()
-                    self._send_fragment(
-                        STREAM_START + text if not started else text, started, zipper=zipper
-                    )
-                    sent += len(text) + (0 if started else len(STREAM_START))
-                    started = True
+            while True:
+                # a page is made, rendered and written in a turn (net.fairness)
+                if not turns.try_enter():
+                    await turns.enter(key)
+                try:
+                    try:
+                        page = await pages_of.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    if self.transport is None or self.transport.is_disconnected:
+                        self._audit(
+                            stream.request, stream.started, EXIT_FAILED, "client gone", sent,
+                            pages,
+                        )  # fmt: skip
+                        return
+                    text = render_page(page, stream.mode, first)
+                    last = page
+                    pages += 1
+                    if text:
+                        first = False
+                        if not started and self._compresses(len(text)):
+                            zipper = self._deflater()
+                        self._send_fragment(
+                            STREAM_START + text if not started else text, started, zipper=zipper
+                        )
+                        sent += len(text) + (0 if started else len(STREAM_START))
+                        started = True
+                finally:
+                    turns.leave()
+                if started:
                     await self._writable()
         except asyncio.CancelledError:
             self._audit(stream.request, stream.started, EXIT_FAILED, "cancelled", sent, pages)
@@ -1042,11 +1120,42 @@ class Server:
         )
         self.limits = limits or Limits()
         self.deflate_stats = deflate.Stats()  # WebSocket messages compressed, bytes
+        # fairness between identities (net.fairness): requests in flight per login, the
+        # turns of streamed pages, each login's connections (to resume reading them)
+        self.in_flight = InFlight(
+            self.limits.identity_soft, self.limits.identity_hard, on_resume=self._resume
+        )
+        self.turns = TurnGate(self.limits.turns)
+        self.busy_replies = 0
+        self._by_login: dict[str, set[Any]] = {}
         self.connections: set[Any] = set()
         self.connection_count = 0
         self._sockets: dict[str, list[socket.socket]] = {}
         self._accepting: set[asyncio.Task[None]] = set()
         self._handshakes: set[asyncio.Task[None]] = set()
+
+    def join(self, login: str, connection: Any) -> None:
+        self._by_login.setdefault(login, set()).add(connection)
+
+    def leave(self, login: str, connection: Any) -> None:
+        conns = self._by_login.get(login)
+        if conns is not None:
+            conns.discard(connection)
+            if not conns:
+                del self._by_login[login]
+
+    def _resume(self, login: str) -> None:
+        """*login* fell back below its bound: read its connections again."""
+        for connection in list(self._by_login.get(login, ())):
+            connection._update_reading()
+
+    def busy(self, login: str) -> str:
+        """The text of a busy reply (EXIT_BUSY), logged once per hundred."""
+        self.busy_replies += 1
+        limit = self.limits.identity_hard
+        if self.busy_replies % 100 == 1:
+            log.warning("%s past %d requests in flight: answered busy", login, limit)
+        return busy_text(login, self.in_flight.counts.get(login, 0), limit)
 
     def identify_dn(self, dn: str) -> Identity:
         if self._identify_dn is None:

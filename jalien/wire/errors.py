@@ -16,6 +16,7 @@ EXIT_NOT_FOUND = 2
 EXIT_PERMISSION = 13
 EXIT_EXISTS = 17
 EXIT_INVALID = 22
+EXIT_BUSY = 11  # EAGAIN: an identity past its bound of requests in flight (net.fairness)
 EXIT_TIMEOUT = 62
 EXIT_UNKNOWN_COMMAND = 64
 EXIT_TOO_BIG = 90

@@ -1,0 +1,159 @@
+"""Fairness between identities (jalien.net.fairness): the logic without sockets, then a
+server under a flood from one user, on both personalities."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from websockets.asyncio.client import connect as ws_connect
+
+from jalien.auth.policy import Action
+from jalien.net.fairness import InFlight, RoundRobin, TurnGate
+from jalien.net.limits import Limits
+from jalien.wire.errors import EXIT_BUSY
+
+
+def test_round_robin_takes_keys_in_turn():
+    ring: RoundRobin[str] = RoundRobin()
+    for i in range(4):
+        ring.push("a", f"a{i}")
+    ring.push("b", "b0")
+    ring.push("c", "c0")
+    got = []
+    while (item := ring.pop()) is not None:
+        got.append(item[1])
+    assert got == ["a0", "b0", "c0", "a1", "a2", "a3"]
+    assert not ring and len(ring) == 0
+
+
+def test_round_robin_remove():
+    ring: RoundRobin[int] = RoundRobin()
+    ring.push("a", 1)
+    assert ring.remove("a", 1) and not ring
+    assert not ring.remove("a", 1) and not ring.remove("x", 1)
+
+
+def test_in_flight_bounds_and_resume():
+    resumed = []
+    bound = InFlight(soft=4, hard=6, on_resume=resumed.append)
+    assert all(bound.admit("a") for _ in range(6))
+    assert not bound.admit("a")  # past hard: busy
+    assert bound.admit("b")  # another identity is not affected
+    assert bound.saturated("a") and not bound.saturated("b")
+    for _ in range(3):
+        bound.done("a")
+    assert not bound.saturated("a") and resumed == []
+    bound.done("a")  # down to soft // 2
+    assert resumed == ["a"]
+    bound.done("a")
+    bound.done("a")
+    assert "a" not in bound.counts
+
+
+async def test_turn_gate_serves_identities_in_turn():
+    gate = TurnGate(1)
+    order: list[str] = []
+
+    async def work(key: str, tag: str):
+        await gate.enter(key)
+        try:
+            order.append(tag)
+            await asyncio.sleep(0)
+        finally:
+            gate.leave()
+
+    assert gate.try_enter()  # a turn held: everyone else waits
+    tasks = [asyncio.ensure_future(work("a", f"a{i}")) for i in range(5)]
+    await asyncio.sleep(0)
+    tasks.append(asyncio.ensure_future(work("b", "b0")))
+    await asyncio.sleep(0)
+    gate.leave()
+    await asyncio.gather(*tasks)
+    assert order.index("b0") <= 1  # not behind a's queue
+    assert gate.try_enter()  # every turn given back
+    gate.leave()
+
+
+async def test_turn_gate_cancel_and_patience():
+    gate = TurnGate(1, patience=0.05)
+    assert gate.try_enter()
+    waiter = asyncio.ensure_future(gate.enter("a"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert gate.waiting == 0
+    await asyncio.wait_for(gate.enter("b"), 2)  # the holder never leaves: b takes one anyway
+    gate.leave()
+    gate.leave()
+    assert gate.try_enter() and not gate.try_enter()
+    gate.leave()
+
+
+def _recording(log: list[str]):
+    def add(table):
+        async def work(session, args):
+            for _ in range(int(args[0])):
+                await asyncio.sleep(0)  # a page: the loop turns between pages
+                log.append(session.identity.login)
+                yield [{"message": "x" * 100}]
+
+        table.add("work", work, "N pages, each recorded", action=Action.INFO)
+
+    return add
+
+
+async def test_flood_does_not_starve_another_user(make_server, connect):
+    """jdoe floods with streams on 4 connections; alice's one stream is served after at
+    most a few of jdoe's pages, not behind jdoe's queue."""
+    log: list[str] = []
+    server = await make_server(add_commands=_recording(log))
+    floods = [await connect(server, "jdoe") for _ in range(4)]
+    alice = await connect(server, "alice")
+    await alice.call("ping")
+    pending = [
+        asyncio.ensure_future(c.call("work", "20", timeout=30)) for c in floods for _ in range(16)
+    ]
+    while len(log) < 50:  # the flood is running
+        await asyncio.sleep(0.001)
+    sent_at = len(log)
+    reply = await alice.call("work", "1", timeout=30)
+    assert reply.exitcode == 0
+    before = log.index("alice", sent_at) - sent_at
+    assert before <= 6, before  # FIFO: behind a page of each of the 64 streams
+    for done in await asyncio.gather(*pending):
+        assert done.exitcode == 0
+
+
+async def test_busy_past_the_hard_bound_across_connections(make_server, connect):
+    """The bound counts an identity's requests on all its connections; past it a request is
+    answered busy at once, other identities are served."""
+    server = await make_server(Limits(identity_soft=4, identity_hard=6))
+    one, two = await connect(server, "jdoe"), await connect(server, "jdoe")
+    alice = await connect(server, "alice")
+    slow = [asyncio.ensure_future(c.call("sleep", "300")) for c in (one, two) for _ in range(3)]
+    while server.in_flight.counts.get("jdoe", 0) < 6:
+        await asyncio.sleep(0.005)
+    busy = await one.call("pwd")
+    assert busy.exitcode == EXIT_BUSY
+    assert "Server busy: jdoe has 6 requests in flight (at most 6)" in busy.error
+    assert (await alice.call("pwd")).exitcode == 0
+    assert all(r.exitcode == 0 for r in await asyncio.gather(*slow))
+    assert (await two.call("pwd")).exitcode == 0  # below the bound again
+    assert server.in_flight.counts.get("jdoe", 0) == 0
+
+
+async def test_busy_and_resume_on_websocket(make_server, ssl_for):
+    server = await make_server(Limits(identity_soft=2, identity_hard=3))
+    url = f"wss://127.0.0.1:{server.ports()['websocket']}/websocket/json"
+    async with ws_connect(url, ssl=ssl_for("jdoe"), server_hostname="localhost") as ws:
+        for ms in ("300", "300", "300", "0"):
+            await ws.send(json.dumps({"command": "sleep", "options": [ms]}))
+        replies = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(4)]
+        codes = [r["metadata"]["exitcode"] for r in replies]
+        assert codes[:3] == ["0", "0", "0"]
+        assert codes[3] == str(EXIT_BUSY)
+        assert "Server busy: jdoe" in replies[3]["metadata"]["error"]
+        await ws.send(json.dumps({"command": "pwd", "options": []}))  # read again
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["metadata"]["exitcode"] == "0"
+    assert server.in_flight.counts.get("jdoe", 0) == 0
