@@ -4,6 +4,8 @@
     jalien-bin setup [--login NAME] [--password-stdin | --no-password] [--force]
     jalien-bin proxy init|info|destroy|renew [options]
     jalien-bin shell
+    jalien-bin cp SRC... DST
+    jalien-bin completion bash|zsh
     jalien-bin [-json] <command> [args]     (one command on the server: whoami, ls -l, ...)
     jalien-bin --version
 
@@ -133,12 +135,36 @@ def debug_info() -> int:
     return 0
 
 
+def usage() -> str:
+    """``jalien-bin --help``: every subcommand and role with one line, as git and kubectl do."""
+    from jalien.cli.completion import ROLE_HELP, SUBCOMMANDS
+
+    lines = [
+        "usage: jalien-bin <command> [args]",
+        "       jalien-bin --role ROLE [options]",
+        "",
+        "jalien: ALICE's grid middleware (JAliEn) as one program.",
+        "",
+        "Commands:",
+        *(f"  {name:<12} {text}" for name, text in SUBCOMMANDS.items()),
+        f"  {'<command>':<12} any grid command, run once on the server: ls, find, stat, ps,",
+        f"  {'':<12} submit, whoami, ... (`jalien-bin commandlist` lists them; -json for JSON)",
+        "",
+        "Roles (jalien-bin --role ROLE --help lists a role's options):",
+        *(f"  {name:<12} {ROLE_HELP[name]}" for name in ROLES),
+        "",
+        "Options:",
+        f"  {'--version':<12} print the version",
+        f"  {'-h, --help':<12} this help; `jalien-bin COMMAND --help` for a command's",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if not argv or argv[0] in ("-h", "--help"):
-            _role_parser().print_help()
-            print("\ntools:  jalien-bin setup --help | proxy --help | shell | <command> [args]")
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(usage(), file=sys.stdout if argv else sys.stderr)
             return 0 if argv else EXIT_USAGE
         if argv[0] in ("--version", "-V"):
             print(f"jalien {__version__}")
@@ -159,6 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jalien.cli.cp_cmd import cp_command
 
             return cp_command(argv[1:])
+        if argv[0] == "completion":
+            from jalien.cli.completion import completion_command
+
+            return completion_command(argv[1:])
+        if argv[0] == "__complete":  # hidden: what the completion scripts ask
+            from jalien.cli.completion import complete_command
+
+            return complete_command(argv[1:])
         if any(a == "--role" or a.startswith("--role=") for a in argv):
             return run_role(argv)
         if argv[0] == "-json" or not argv[0].startswith("-"):
