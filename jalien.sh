@@ -14,11 +14,12 @@ export PATH="$VENV/bin:$PATH"
 # pkg-config), venv for .venv. The tests need the rest: pkg-config and libmariadb-dev build the
 # MariaDB driver (the `mariadb` extra), mariadb-server and openssl serve the catalogue and
 # credential tests, patchelf..ccache the single binary (packaging/build_binary.sh), xrootd the
-# XRootD SE tests and alien.py's cp, slurm + munge the VoBox's Slurm batch interface.
+# XRootD SE tests and alien.py's cp, slurm + munge the VoBox's Slurm batch interface, zsh the
+# zsh completion script.
 RUN_PACKAGES=(gcc zlib1g-dev python3-venv)
 TEST_PACKAGES=("${RUN_PACKAGES[@]}" pkg-config libmariadb-dev mariadb-server openssl
   patchelf binutils ccache xrootd-server xrootd-client python3-xrootd
-  slurm-wlm slurmctld slurmd munge)
+  slurm-wlm slurmctld slurmd munge zsh)
 
 ensure_system() {  # ensure_system PACKAGE...
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then

@@ -97,8 +97,18 @@ def test_bash_completes_subcommands_options_and_grid_paths(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="no zsh on this machine")
-def test_zsh_script_parses():
+def test_zsh_script_parses_and_registers(tmp_path):
     subprocess.run(["zsh", "-n", str(PACKAGED["zsh"])], check=True)
+    script = f"autoload -U compinit; compinit -u -D; source {PACKAGED['zsh']}; "
+    script += "echo ${_comps[jalien-bin]}"
+    done = subprocess.run(
+        ["zsh", "-f", "-c", script],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "_jalien_bin"
 
 
 class FakeCredentials:
