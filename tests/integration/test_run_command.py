@@ -75,7 +75,9 @@ def test_run_then_a_first_job(tmp_path):
             with contextlib.suppress(psutil.Error, TypeError):
                 if str(tmp_path) in (proc.info["environ"] or {}).get("JALIEN_WORKDIR", ""):
                     proc.kill()
-    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text
+    assert "was never awaited" not in text, text  # Ctrl-C ends every process cleanly
 
 
 def _wait(predicate, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
