@@ -192,3 +192,16 @@ async def test_empty_answers_still_answer_on_the_binary_channel(cat_server, conn
     assert (ls.exitcode, ls.entries) == (0, [])
     found = await c.call("find", "empty", "*.root", timeout=5)
     assert found.exitcode == 0 and not found.results
+
+
+async def test_du_h_is_help_as_in_jalien(cat_server, connect):
+    """JAliEn's commander takes -h (-help, --help) out of every command's arguments and prints
+    the command's help with exit 0: du has no human-readable -h (its sizes are human-readable
+    unless -n), so `du -h DIR` prints du's usage, exit 0, and lists nothing."""
+    c = await connect(cat_server)
+    for words in (("du", "-h"), ("du", "-h", "."), ("du", ".", "--help")):
+        reply = await run(c, *words)
+        assert reply.exitcode == 0, words
+        assert len(reply.results) == 1 and "du" in reply.results[0]["message"]
+        assert "logical_files_count" not in reply.results[0]
+    assert (await run(c, "du", "-x", ".")).exitcode == 22  # an unknown option: EINVAL
