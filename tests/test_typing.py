@@ -37,7 +37,7 @@ def test_the_test_command_runs_mypy_after_ruff() -> None:
     stubtest = next(i for i, line in enumerate(lines) if "mypy.stubtest" in line)
     assert lines.index("mypy") < stubtest < first_pytest
     lint = (ROOT / "jalien.sh").read_text()
-    assert re.search(r"lint\)\s*\n\s*ensure_env\s*\n.*&& mypy\n", lint)
+    assert re.search(r"lint\)\s*\n\s*ensure_env( test)?\s*\n.*&& mypy\n", lint)  # mypy: test extra
 
 
 def test_mypy_checks_the_package() -> None:
