@@ -12,7 +12,7 @@ from typing import Any
 from jalien.auth.policy import Action
 from jalien.catalogue.backend import FindQuery, NotFound
 from jalien.catalogue.model import Entry
-from jalien.catalogue.paths import BadPath, as_dir, resolve
+from jalien.catalogue.paths import as_dir
 from jalien.catalogue.permissions import PermissionDenied
 from jalien.catalogue.service import Catalogue, NotADirectory
 from jalien.commands.collection_cmds import SaveCollection, WritesWith, entry_file
@@ -161,23 +161,14 @@ class CatalogueCommands:
         )
 
     # -- helpers
-    def _abs(self, session: Session, path: str) -> str:
-        if path.startswith("alien://"):
-            path = path[len("alien://") :]
-        elif path.startswith("alien:"):
-            path = path[len("alien:") :]
-        try:
-            return resolve(path, session.cwd, session.identity.home)
-        except BadPath as exc:
-            raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
 
     async def _expand(self, session: Session, path: str) -> list[str]:
-        return await self.cat.expand(session.identity, self._abs(session, path))
+        return await self.cat.expand(session.identity, session.absolute(path))
 
     # -- navigation
     async def cd(self, session: Session, args: list[str]) -> Reply:
         words = args
-        target = self._abs(session, words[0]) if words else session.identity.home.rstrip("/")
+        target = session.absolute(words[0]) if words else session.identity.home.rstrip("/")
         entry = await self.cat.get(target or "/")
         if entry is None:
             raise jalien_error(ENOENT)
@@ -219,7 +210,7 @@ class CatalogueCommands:
     # -- changes
     async def mkdir(self, session: Session, opts: Options) -> Reply:
         for raw in opts.args:
-            path = self._abs(session, raw)
+            path = session.absolute(raw)
             existing = await self.cat.get(path)
             if existing is not None and existing.is_dir:
                 continue
@@ -234,7 +225,7 @@ class CatalogueCommands:
 
     async def rmdir(self, session: Session, opts: Options) -> Reply:
         for raw in opts.args:
-            path = self._abs(session, raw)
+            path = session.absolute(raw)
             entry = await self.cat.get(path)
             if entry is None:
                 raise jalien_error(ENOENT, raw)
@@ -281,7 +272,7 @@ class CatalogueCommands:
 
     async def mv(self, session: Session, opts: Options) -> Reply:
         *sources, target_raw = opts.args
-        target = self._abs(session, target_raw)
+        target = session.absolute(target_raw)
         target_entry = await self.cat.get(target)
         if len(sources) > 1 or target_raw.endswith("/"):
             if target_entry is None:
@@ -289,7 +280,7 @@ class CatalogueCommands:
             elif not target_entry.is_dir:
                 raise jalien_error(EINVAL, f"Target must be a directory: {target}")
         for raw in sources:
-            src = self._abs(session, raw)
+            src = session.absolute(raw)
             entry = await self.cat.get(src)
             if entry is None:
                 raise jalien_error(EINVAL, f"Source cannot be found: {src}")
@@ -312,7 +303,7 @@ class CatalogueCommands:
     async def touch(self, session: Session, opts: Options) -> Reply:
         args = opts.args
         for raw in args:
-            path = self._abs(session, raw)
+            path = session.absolute(raw)
             try:
                 entry = await self.cat.get(path)
                 if entry is None:
@@ -373,7 +364,7 @@ class CatalogueCommands:
     async def stat(self, session: Session, opts: Options) -> list[Record] | Reply:
         records: list[Record] = []
         error: RequestError | None = None
-        paths = [self._abs(session, a) for a in opts.args]
+        paths = [session.absolute(a) for a in opts.args]
         entries = await self.cat.stat_many(session.identity, paths)
         for raw, entry in zip(opts.args, entries, strict=True):
             if entry is None and UUID_RE.fullmatch(raw):
@@ -390,7 +381,7 @@ class CatalogueCommands:
         return records
 
     async def type(self, session: Session, opts: Options) -> list[Record]:
-        entry = await self.cat.get(self._abs(session, opts.args[0]))
+        entry = await self.cat.get(session.absolute(opts.args[0]))
         if entry is None:
             raise jalien_error(ENOENT, opts.args[0])
         word = TYPE_WORD.get(entry.type, "file")
@@ -410,7 +401,7 @@ class CatalogueCommands:
             head, _, _ = words[0][: words[0].index("*")].rpartition("/")
             words = [head or "/", words[0][len(head) + 1 :]]
         base_raw, pattern = words[0], words[1]
-        base = self._abs(session, base_raw)
+        base = session.absolute(base_raw)
         entry = await self.cat.get(base)
         if entry is None or not entry.is_dir:
             raise jalien_error(ENOTDIR, base_raw)
@@ -475,7 +466,7 @@ class CatalogueCommands:
         only, as in JAliEn) written as the XML collection NAME; find answers nothing."""
         if self.save_collection is None:
             raise jalien_error(EIO, "find -x: no storage to write the collection to")
-        target = self._abs(session, opts.value("x"))
+        target = session.absolute(opts.value("x"))
         limit = opts.number("l")
         found: list[Entry] = []
         if "y" not in opts:
@@ -497,7 +488,7 @@ class CatalogueCommands:
                 raise jalien_error(ENOENT, f"GUID {raw} does not exist in the catalogue")
             entry = found[0]
         else:
-            entry = await self.cat.get(self._abs(session, raw))
+            entry = await self.cat.get(session.absolute(raw))
             if entry is None and UUID_RE.fullmatch(raw):
                 found = await self.cat.by_guid(session.identity, raw)
                 entry = found[0] if found else None
@@ -526,7 +517,7 @@ class CatalogueCommands:
 
     async def lfn2guid(self, session: Session, opts: Options) -> list[Record]:
         args = opts.args
-        entry = await self.cat.get(self._abs(session, args[0]))
+        entry = await self.cat.get(session.absolute(args[0]))
         if entry is None:
             raise jalien_error(ENOENT, args[0])
         if entry.is_dir:
@@ -597,7 +588,7 @@ class CatalogueCommands:
         args = opts.args
         lines, records = [], []
         for raw in args:
-            entry = await self.cat.get(self._abs(session, raw))
+            entry = await self.cat.get(session.absolute(raw))
             if entry is None and UUID_RE.fullmatch(raw):
                 found = await self.cat.by_guid(session.identity, raw)
                 entry = found[0] if found else None
@@ -619,7 +610,7 @@ class CatalogueCommands:
         args = opts.args
         records: list[Record] = []
         for raw in args:
-            path = self._abs(session, raw)
+            path = session.absolute(raw)
             entry = await self.cat.get(path)
             if entry is None:
                 raise jalien_error(ENOENT, raw)

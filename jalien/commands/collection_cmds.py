@@ -17,7 +17,6 @@ from jalien.auth.policy import Action
 from jalien.catalogue import collections as xml
 from jalien.catalogue.backend import NotFound
 from jalien.catalogue.model import Entry
-from jalien.catalogue.paths import BadPath, resolve
 from jalien.catalogue.permissions import PermissionDenied
 from jalien.catalogue.service import Catalogue
 from jalien.commands.errno import EINVAL, EIO, ENODATA, ENOENT, jalien_error
@@ -107,15 +106,6 @@ class CollectionCommands:
         )
 
     # -- helpers
-    def _abs(self, session: Session, path: str) -> str:
-        for prefix in ("alien://", "alien:"):
-            if path.startswith(prefix):
-                path = path[len(prefix) :]
-                break
-        try:
-            return resolve(path, session.cwd, session.identity.home)
-        except BadPath as exc:
-            raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
 
     async def _read(self, session: Session, lfn: str) -> bytes:
         if self.read_file is None:
@@ -143,7 +133,7 @@ class CollectionCommands:
         """The LFNs of the collection a JDL's InputDataCollection names, read with the
         submitter's rights (the job service calls this at submit)."""
         session = Session(identity=identity, cwd=identity.home or "/", site="", personality="")
-        path = self._abs(session, collection_path(spec))
+        path = session.absolute(collection_path(spec))
         return (await self.load(session, path)).lfns
 
     async def ses_of(self, identity: Any, lfns: list[str]) -> dict[str, tuple[str, ...]]:
@@ -207,7 +197,7 @@ class CollectionCommands:
         return records
 
     async def to_xml(self, session: Session, opts: Options) -> Reply | list[Record]:
-        target = self._abs(session, opts.value("x")) if "x" in opts else ""
+        target = session.absolute(opts.value("x")) if "x" in opts else ""
         append = "a" in opts
         if append and not target:
             raise jalien_error(
@@ -216,16 +206,16 @@ class CollectionCommands:
             )
         wanted: dict[str, None] = {}
         for listed in opts.values.get("l", []):
-            list_path = self._abs(session, listed)
+            list_path = session.absolute(listed)
             try:
                 content = (await self._read(session, list_path)).decode()
             except (RequestError, UnicodeDecodeError):
                 raise jalien_error(EIO, f"Could not get the contents of {listed}") from None
             for line in content.splitlines():
                 if line.strip():
-                    wanted[self._abs(session, line.strip())] = None
+                    wanted[session.absolute(line.strip())] = None
         for arg in opts.args:
-            wanted[self._abs(session, arg)] = None
+            wanted[session.absolute(arg)] = None
         if not wanted:
             raise jalien_error(ENODATA, "Empty content")
         old = xml.Collection()

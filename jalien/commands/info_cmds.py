@@ -19,7 +19,6 @@ from typing import Any
 
 from jalien.auth.policy import Action as A
 from jalien.catalogue.expiry import LfnExpiry
-from jalien.catalogue.paths import BadPath, resolve
 from jalien.catalogue.permissions import READ as READ_BIT
 from jalien.catalogue.permissions import WRITE, require
 from jalien.catalogue.service import Catalogue
@@ -341,19 +340,13 @@ class InfoCommands:
         return [{"message": f"Setting close site to {target} (was {previous})", "site": target}]
 
     # -- GUIDs
-    def _abs(self, session: Session, path: str) -> str:
-        path = path.removeprefix("alien://").removeprefix("alien:")
-        try:
-            return resolve(path, session.cwd, session.identity.home)
-        except BadPath as exc:
-            raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
 
     async def uuid(self, session: Session, opts: Options) -> list[Record]:
         records: list[Record] = []
         error: RequestError | None = None
         for name in opts.args:
             try:
-                entry = await self.cat.get(self._abs(session, name))
+                entry = await self.cat.get(session.absolute(name))
             except RequestError:
                 entry = None
             if entry is None:
@@ -429,7 +422,7 @@ class InfoCommands:
             raise jalien_error(EINVAL, f"no time given (-d, -w, -m or -y)\n{EXPIRE_USAGE}")
         lfns: list[str] = []
         for name in opts.args:
-            path = self._abs(session, name)
+            path = session.absolute(name)
             entry = await self.cat.get(path)
             if entry is None:
                 raise jalien_error(ENOENT, name)
@@ -516,7 +509,7 @@ class InfoCommands:
         flags, pattern, rest = grep_words(words)
         paths: list[str] = []
         for name in rest:
-            expanded = await self.cat.expand(session.identity, self._abs(session, name))
+            expanded = await self.cat.expand(session.identity, session.absolute(name))
             if not expanded:
                 raise jalien_error(ENOENT, f"No such file or directory: {name}")
             paths += expanded
@@ -543,7 +536,7 @@ class InfoCommands:
         records: list[Record] = []
         bad = 0
         for name in opts.args:
-            entry, replicas = await self.cat.whereis(session.identity, self._abs(session, name))
+            entry, replicas = await self.cat.whereis(session.identity, session.absolute(name))
             lines = [f"Checking the replicas of {entry.path}"]
             found: list[Record] = []
             for replica in replicas:

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from jalien.catalogue.paths import BadPath, resolve
+from jalien.commands.errno import EINVAL, jalien_error
 from jalien.net.identity import Identity
 
 
@@ -23,6 +25,15 @@ class Session:
     @property
     def user(self) -> str:
         return self.identity.login
+
+    def absolute(self, path: str) -> str:
+        """A path a client gave (relative to the session's directory, ~ for its home, with or
+        without JAliEn's alien: prefix) as an absolute LFN; hostile input is EINVAL."""
+        path = path.removeprefix("alien://").removeprefix("alien:")
+        try:
+            return resolve(path, self.cwd, self.identity.home)
+        except BadPath as exc:
+            raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
 
     def metadata(self) -> dict[str, str]:
         """What JAliEn puts in every reply's metadata (alien.py needs user and currentdir)."""

@@ -25,7 +25,7 @@ from jalien.auth.policy import Action as A
 from jalien.auth.policy import ByFirstWord
 from jalien.catalogue.backend import Exists
 from jalien.catalogue.model import StorageElement, new_guid
-from jalien.catalogue.paths import BadPath, resolve, split
+from jalien.catalogue.paths import split
 from jalien.catalogue.permissions import READ, WRITE, require
 from jalien.catalogue.service import Catalogue
 from jalien.commands.dispatch import GLOBAL_FLAGS, HELP_FLAGS
@@ -216,16 +216,6 @@ class StorageCommands:
             action=A.ADMIN,
         )
 
-    def _abs(self, session: Session, path: str) -> str:
-        for prefix in ("alien://", "alien:"):
-            if path.startswith(prefix):
-                path = path[len(prefix) :]
-                break
-        try:
-            return resolve(path, session.cwd, session.identity.home)
-        except BadPath as exc:
-            raise jalien_error(EINVAL, f"{exc}: {path[:200]!r}") from None
-
     # -- access
     async def access(self, session: Session, request: Request) -> Reply:
         """A raw command: a typed AccessRequest is answered with typed grants (Reply.data),
@@ -270,7 +260,7 @@ class StorageCommands:
     async def _access_write(
         self, session: Session, name: str, specs: Any, wanted: AccessRequest
     ) -> list[AccessGrant]:
-        path = self._abs(session, name)
+        path = session.absolute(name)
         size = wanted.size
         if size < 0:  # the envelope books the size: the SE takes no byte beyond it
             raise jalien_error(
@@ -328,7 +318,7 @@ class StorageCommands:
     ) -> list[AccessGrant]:
         if "#" in name:
             return await self._member_grants(session, name, specs, strict)
-        path = self._abs(session, name)
+        path = session.absolute(name)
         entry = await self.cat.get(path)
         if entry is None and UUID_RE.fullmatch(name):
             found = await self.cat.by_guid(session.identity, name)
@@ -393,7 +383,7 @@ class StorageCommands:
             problem = f"the envelope grants {grant.access}, not write"
         elif grant.user != session.identity.login:
             problem = "the envelope was issued to another user"
-        elif lfn and self._abs(session, lfn) != grant.lfn:
+        elif lfn and session.absolute(lfn) != grant.lfn:
             problem = f"the envelope is for {grant.lfn}"
         elif grant.size < 0:  # an envelope of an older central, booking no size
             problem = "the envelope books no size"
