@@ -145,3 +145,44 @@ def alienpy() -> Path:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(f"SKIPPED LOUDLY: {message}")
+
+
+def start_embedded_grid(tmp: Path) -> Central:
+    """A test grid (setup) and its jcentral with the embedded SE ALICE::LOCAL::SE."""
+    home, globus = tmp / "home", tmp / "globus"
+    done = run_setup(home, globus)
+    assert done.returncode == 0, done.stderr
+    ws, binary = free_port(), free_port()
+    env = {"JALIEN_EMBEDDED_SE": "1", "JALIEN_SE_NAME": "ALICE::LOCAL::SE"}
+    env["JALIEN_SE_PORT"] = str(free_port())
+    log = tmp / "jcentral.log"
+    proc = start_central(home, log, ws, binary, env)
+    return Central(home, globus, ws, binary, log, proc)
+
+
+def user_env(grid: Central, tmp_path: Path) -> dict[str, str]:
+    """jalien-bin's environment as the grid's user, straight to its jcentral."""
+    return {
+        **os.environ,
+        "JALIEN_HOST": "127.0.0.1",
+        "JALIEN_PORT": str(grid.binary_port),
+        "X509_USER_CERT": str(grid.globus / "usercert.pem"),
+        "X509_USER_KEY": str(grid.globus / "userkey.pem"),
+        "X509_CERT_DIR": str(grid.ca_dir),
+        "JALIEN_STATE_DIR": str(grid.home),
+        "TMPDIR": str(tmp_path),
+        "X509_USER_PROXY": str(tmp_path / "no-proxy"),
+    }
+
+
+def run_user(grid: Central, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """`jalien-bin ARGS...` as the grid's user: exit code, stdout, stderr."""
+    done = subprocess.run(
+        [*jalien_bin(), *args],
+        env=user_env(grid, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr

@@ -5,15 +5,13 @@ options and short codes, masterjob -printid, jobListMatch, w; with JAliEn's exit
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
 
 import pytest
 
 from jalien.auth.tls import client_context
 from jalien.net.client import Client
-from tests.integration.conftest import Central, free_port, jalien_bin, run_setup, start_central
+from tests.integration.conftest import run_user, start_embedded_grid
 from tests.integration.conftest import stop as stop_process
 from tests.integration.test_jcentral_process import alien
 
@@ -25,43 +23,13 @@ MASTER = 'Executable = "sim.sh"; Split = "production:1-2"; TTL = 100;'
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("daily")
-    home, globus = tmp / "home", tmp / "globus"
-    done = run_setup(home, globus)
-    assert done.returncode == 0, done.stderr
-    ws, binary, se = free_port(), free_port(), free_port()
-    env = {"JALIEN_EMBEDDED_SE": "1", "JALIEN_SE_NAME": "ALICE::LOCAL::SE"}
-    env["JALIEN_SE_PORT"] = str(se)
-    log = tmp / "jcentral.log"
-    proc = start_central(home, log, ws, binary, env)
-    yield Central(home, globus, ws, binary, log, proc)
-    stop_process(proc)
-
-
-def bin_env(grid, tmp_path):
-    return {
-        **os.environ,
-        "JALIEN_HOST": "127.0.0.1",
-        "JALIEN_PORT": str(grid.binary_port),
-        "X509_USER_CERT": str(grid.globus / "usercert.pem"),
-        "X509_USER_KEY": str(grid.globus / "userkey.pem"),
-        "X509_CERT_DIR": str(grid.ca_dir),
-        "JALIEN_STATE_DIR": str(grid.home),
-        "TMPDIR": str(tmp_path),
-        "X509_USER_PROXY": str(tmp_path / "no-proxy"),
-    }
+    central = start_embedded_grid(tmp_path_factory.mktemp("daily"))
+    yield central
+    stop_process(central.proc)
 
 
 def jb(grid, tmp_path, *args):
-    done = subprocess.run(
-        [*jalien_bin(), *args],
-        env=bin_env(grid, tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done.returncode, done.stdout, done.stderr
+    return run_user(grid, tmp_path, *args)
 
 
 def call(grid, *words) -> list[dict[str, str]]:
