@@ -725,7 +725,12 @@ def run_all(
                     raise RuntimeError(f"{s.name}: load generator does not answer")
                 s.rounds.append(gen_conn.recv())
             print(f"  round {round_ + 1}/{timing['rounds']} done", file=sys.stderr, flush=True)
-    for s in SCENARIOS:
+    settle(SCENARIOS)
+
+
+def settle(scenarios: list[Scenario]) -> None:
+    """Each scenario's figure: its median round by req/s, and the spread of its rounds."""
+    for s in scenarios:
         good = [r for r in s.rounds if "error" not in r and r["wall"] > 0]
         ordered = sorted(good, key=lambda r: r["count"] / r["wall"])
         s.result = ordered[len(ordered) // 2] if good else s.rounds[-1]

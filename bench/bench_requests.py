@@ -194,12 +194,7 @@ def run_load(
                 raise RuntimeError(f"{s.name}: load generator does not answer")
             s.rounds.append(gen_conn.recv())
         print(f"  round {round_ + 1}/{timing['rounds']} done", file=sys.stderr, flush=True)
-    for s in found:
-        good = [r for r in s.rounds if "error" not in r and r["wall"] > 0]
-        ordered = sorted(good, key=lambda r: r["count"] / r["wall"])
-        s.result = ordered[len(ordered) // 2] if good else s.rounds[-1]
-        rates = [r["count"] / r["wall"] for r in good]
-        s.spread = (max(rates) - min(rates)) / max(rates) if len(rates) > 1 and max(rates) else 0.0
+    bench_net.settle(found)  # type: ignore[arg-type]
 
 
 async def latencies(
