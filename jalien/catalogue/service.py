@@ -149,6 +149,26 @@ class Catalogue:
         await self.directory(caller, path, READ, "read")
         return await self.backend.du(as_dir(path))
 
+    async def entry_for(self, caller: Caller, path: str, bit: int, action: str) -> Entry | None:
+        """The entry at *path* if the caller has *bit* on it (PermissionDenied saying the
+        *action* otherwise); None when there is none."""
+        entry = await self.get(path)
+        if entry is not None:
+            require(caller, entry, bit, action)
+        return entry
+
+    async def writable(self, caller: Caller, path: str) -> Entry | None:
+        """Where a file is to be written: its entry, when it exists (a directory is returned
+        as it is, a file only if the caller may add a replica to it), else None once the
+        caller may write into its parent (a parent still to be made is the commit's)."""
+        entry = await self.get(path)
+        if entry is not None:
+            if not entry.is_dir:
+                require(caller, entry, WRITE, "add a replica to")
+            return entry
+        await self.entry_for(caller, split(path)[0].rstrip("/") or "/", WRITE, "write into")
+        return None
+
     async def whereis(self, caller: Caller, path: str) -> tuple[Entry, list[Replica]]:
         entry = await self.stat(caller, path)
         require(caller, entry, READ, "read")

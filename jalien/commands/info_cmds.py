@@ -20,7 +20,7 @@ from typing import Any
 from jalien.auth.policy import Action as A
 from jalien.catalogue.expiry import LfnExpiry
 from jalien.catalogue.permissions import READ as READ_BIT
-from jalien.catalogue.permissions import WRITE, require
+from jalien.catalogue.permissions import WRITE
 from jalien.catalogue.service import Catalogue
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.errno import EINVAL, EIO, ENOENT, EPERM, EREMOTEIO, jalien_error
@@ -423,10 +423,10 @@ class InfoCommands:
         lfns: list[str] = []
         for name in opts.args:
             path = session.absolute(name)
-            entry = await self.cat.get(path)
+            bit = WRITE if changing else READ_BIT
+            entry = await self.cat.entry_for(session.identity, path, bit, "change")
             if entry is None:
                 raise jalien_error(ENOENT, name)
-            require(session.identity, entry, WRITE if changing else READ_BIT, "change")
             lfns.append(entry.path)
         current = await self.expiry.get(lfns)
         if changing:

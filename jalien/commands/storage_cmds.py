@@ -26,7 +26,6 @@ from jalien.auth.policy import ByFirstWord
 from jalien.catalogue.backend import Exists
 from jalien.catalogue.model import StorageElement, new_guid
 from jalien.catalogue.paths import split
-from jalien.catalogue.permissions import READ, WRITE, require
 from jalien.catalogue.service import Catalogue
 from jalien.commands.dispatch import GLOBAL_FLAGS, HELP_FLAGS
 from jalien.commands.errno import EBADFD, EBADR, EINVAL, EIO, ENOENT, jalien_error
@@ -267,20 +266,16 @@ class StorageCommands:
                 EINVAL, "access write needs the size of the file: -s SIZE (bytes, >= 0)"
             )
         md5 = wanted.md5.lower()
-        entry = await self.cat.get(path)
+        entry = await self.cat.writable(session.identity, path)
         if entry is not None:
             if entry.is_dir:
                 raise jalien_error(EINVAL, f"Cannot write to a directory: {entry.lfn}")
-            require(session.identity, entry, WRITE, "add a replica to")
             if entry.size != size or (md5 and entry.md5 and md5 != entry.md5):
                 raise jalien_error(
                     EINVAL, "You seem to want to write a different file from the existing one"
                 )
             guid, size, md5 = entry.guid, entry.size, entry.md5 or md5
         else:
-            parent = await self.cat.get(split(path)[0].rstrip("/") or "/")
-            if parent is not None:
-                require(session.identity, parent, WRITE, "write into")
             guid = new_guid()
         try:  # the per-user file quota (a no-op until it is implemented)
             await self.quota.check_write(session.identity.login, size, 1)
@@ -325,8 +320,7 @@ class StorageCommands:
             entry = found[0] if found else None
         if entry is None or entry.type != "f":
             raise jalien_error(ENOENT, name)
-        require(session.identity, entry, READ, "read")
-        _, replicas = await self.cat.whereis(session.identity, entry.path)
+        _, replicas = await self.cat.whereis(session.identity, entry.path)  # needs read
         ses = await self.cat.list_ses()
         by_name = {se.name.upper(): se for se in ses}
         pairs = placement.order_read(
