@@ -156,6 +156,12 @@ def allows(caller: Caller, action: Action) -> bool:
     return any(action in BY_ROLE.get(role, ()) for role in caller.roles)
 
 
+def is_admin(caller: Caller) -> bool:
+    """An administrator's identity (not a limited proxy of one, not a token of a job): what
+    lifts a command's per-request limits (tokens for other users, longer lifetimes)."""
+    return caller.kind is K.ADMIN
+
+
 def may_forward(opener: Caller, forwarded: Caller) -> bool:
     """Whose certificate a level may forward (``Action.FORWARD``): a host (VoBox) anyone's;
     a JobAgent only its payloads' job tokens."""

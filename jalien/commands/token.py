@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from jalien.auth import policy
 from jalien.auth.certs import certs_pem, dn_of
 from jalien.auth.errors import AuthError
 from jalien.auth.policy import Action
@@ -183,7 +184,7 @@ class TokenCommands:
     def _request(
         self, identity: Identity, options: dict[str, str]
     ) -> tuple[TokenSubject, dt.timedelta | None, bool]:
-        admin = identity.has_role("admin")
+        admin = policy.is_admin(identity)
         kind = _kind(options)
         hours, days = _number(options, "-hours"), _number(options, "-v")
         requested = None

@@ -36,3 +36,12 @@ def test_kinds():
     assert kind_of(roles=("users",), token="user") is K.JBOX
     assert kind_of(roles=("users",), proxy=True) is K.PROXY
     assert kind_of(roles=("users",)) is K.USER
+
+
+def test_no_command_checks_rights_itself():
+    """Commands declare their action; per-entry bits are the catalogue's, never a command's."""
+    commands = Path(__file__).resolve().parents[2] / "jalien" / "commands"
+    for source in commands.glob("*.py"):
+        text = source.read_text()
+        for needle in ("require(", "has_role(", " is_admin("):  # policy.is_admin is the one
+            assert needle not in text, f"{source.name} calls {needle.strip()}...)"
