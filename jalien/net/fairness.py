@@ -36,13 +36,16 @@ def busy_text(login: str, count: int, limit: int) -> str:
 
 
 class RoundRobin(Generic[T]):
-    """Items queued per key, taken one key at a time in turn (FIFO within a key)."""
+    """Items queued per key; each pop serves the waiting key served least recently (a key
+    new to the queue first), FIFO within a key: a user asking once is next, whatever the
+    depth of another's queue."""
 
-    __slots__ = ("_queues",)
+    __slots__ = ("_queues", "_served", "_tick")
 
     def __init__(self) -> None:
-        # keys with something queued, in turn order (dicts keep insertion order)
         self._queues: dict[Hashable, collections.deque[T]] = {}
+        self._served: dict[Hashable, int] = {}  # the pop that last served a waiting key
+        self._tick = 0
 
     def __len__(self) -> int:
         return sum(map(len, self._queues.values()))
@@ -57,14 +60,20 @@ class RoundRobin(Generic[T]):
         queue.append(item)
 
     def pop(self) -> tuple[Hashable, T] | None:
-        """The next key's first item; the key goes to the back of the turn order."""
-        for key in self._queues:
-            queue = self._queues.pop(key)
-            item = queue.popleft()
-            if queue:
-                self._queues[key] = queue  # re-inserted: last in turn
-            return key, item
-        return None
+        """The first item of the key served least recently."""
+        if not self._queues:
+            return None
+        served = self._served
+        key = min(self._queues, key=lambda k: served.get(k, -1))
+        queue = self._queues[key]
+        item = queue.popleft()
+        self._tick += 1
+        if queue:
+            served[key] = self._tick
+        else:
+            del self._queues[key]
+            served.pop(key, None)
+        return key, item
 
     def remove(self, key: Hashable, item: T) -> bool:
         queue = self._queues.get(key)
@@ -76,6 +85,7 @@ class RoundRobin(Generic[T]):
             return False
         if not queue:
             del self._queues[key]
+            self._served.pop(key, None)
         return True
 
 
@@ -116,15 +126,19 @@ class InFlight:
 
 
 class TurnGate:
-    """At most *slots* turns at once; waiters served round-robin by key. A waiter that
-    waited *patience* seconds takes a turn anyway (slots over-subscribed): a turn held
-    across a slow wait (a long database query) delays the others by that much at most."""
+    """At most *slots* turns at once; waiters served round-robin by key. When no turn has
+    ended for *patience* seconds while some wait (the holders wait on something slow: a
+    long database query), one more turn is given, in turn: slow holders delay the others
+    by about that much at most, and a busy gate is never over-subscribed."""
 
-    __slots__ = ("_free", "_waiting", "patience")
+    __slots__ = ("_ending", "_free", "_moved", "_timer", "_waiting", "patience")
 
-    def __init__(self, slots: int, patience: float = 1.0) -> None:
+    def __init__(self, slots: int, patience: float = 0.5) -> None:
         self._free = slots
         self._waiting: RoundRobin[asyncio.Future[None]] = RoundRobin()
+        self._timer: asyncio.TimerHandle | None = None
+        self._moved = False
+        self._ending = 0  # turns ended in this loop iteration, freed at its end
         self.patience = patience
 
     @property
@@ -141,32 +155,55 @@ class TurnGate:
         """Wait for a turn (none when a slot is free and no one waits)."""
         if self.try_enter():
             return
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.push(key, future)
-        timer = loop.call_later(self.patience, self._impatient, key, future)
+        if self._timer is None:
+            self._moved = False
+            self._timer = asyncio.get_running_loop().call_later(self.patience, self._watch)
         try:
             await future
         except asyncio.CancelledError:
             if not self._waiting.remove(key, future) and future.done() and not future.cancelled():
                 self.leave()  # handed a turn as it was cancelled: pass it on
             raise
-        finally:
-            timer.cancel()
 
-    def _impatient(self, key: Hashable, future: asyncio.Future[None]) -> None:
-        if self._waiting.remove(key, future) and not future.done():
-            self._free -= 1  # over-subscribed: given back by its leave()
-            future.set_result(None)
+    def _watch(self) -> None:
+        self._timer = None
+        if not self._waiting:
+            return
+        if not self._moved:  # stuck: one turn more
+            self._free -= 1
+            self._hand_on()
+        self._moved = False
+        self._timer = asyncio.get_running_loop().call_later(self.patience, self._watch)
 
-    def leave(self) -> None:
-        """End a turn: the next identities waiting get the free slots."""
-        self._free += 1
-        while self._free > 0:
+    def _hand_on(self) -> bool:
+        """Give a free turn to the next identity waiting; False when none waits."""
+        while True:
             nxt = self._waiting.pop()
             if nxt is None:
-                return
+                self._free += 1
+                return False
             future = nxt[1]
             if not future.done():
-                self._free -= 1
                 future.set_result(None)
+                return True
+
+    def leave(self) -> None:
+        """End a turn. Its slot is free only after the tasks already ready have run (a
+        call_soon): a page made in one step of a task ends its turn in that step, and the
+        flooder's tasks queued behind it on the loop would otherwise each find the slot free
+        and run before another identity's task queued after them; this way they wait at the
+        gate, where identities take turns."""
+        self._moved = True
+        if not self._ending:
+            asyncio.get_running_loop().call_soon(self._freed)
+        self._ending += 1
+
+    def _freed(self) -> None:
+        self._free += self._ending
+        self._ending = 0
+        while self._free > 0:
+            self._free -= 1
+            if not self._hand_on():
+                return

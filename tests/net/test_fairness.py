@@ -71,6 +71,7 @@ async def test_turn_gate_serves_identities_in_turn():
     gate.leave()
     await asyncio.gather(*tasks)
     assert order.index("b0") <= 1  # not behind a's queue
+    await asyncio.sleep(0)
     assert gate.try_enter()  # every turn given back
     gate.leave()
 
@@ -86,8 +87,28 @@ async def test_turn_gate_cancel_and_patience():
     await asyncio.wait_for(gate.enter("b"), 2)  # the holder never leaves: b takes one anyway
     gate.leave()
     gate.leave()
+    assert not gate.try_enter()  # freed once the ready tasks have run
+    await asyncio.sleep(0)
     assert gate.try_enter() and not gate.try_enter()
     gate.leave()
+
+
+async def test_turn_ended_in_a_step_is_free_after_the_ready_tasks():
+    """Pages made without a yield: the flooder's tasks already queued on the loop wait at
+    the gate, so another identity's task queued after them is next, not last."""
+    gate = TurnGate(1)
+    order: list[str] = []
+
+    async def page(key: str) -> None:
+        if not gate.try_enter():
+            await gate.enter(key)
+        order.append(key)  # the whole page in this step
+        gate.leave()
+
+    tasks = [asyncio.ensure_future(page("a")) for _ in range(20)]
+    tasks.append(asyncio.ensure_future(page("b")))
+    await asyncio.gather(*tasks)
+    assert order.index("b") <= 2, order
 
 
 def _recording(log: list[str]):
