@@ -16,6 +16,12 @@ Goals (issue 15):
 4. ``ls -l`` of 100k entries <= 150 ms on the binary channel (first page <= 20 ms),
    <= 250 ms as WebSocket JSON; ``stat`` of 1000 LFNs <= 15 ms (wall time seen by a client).
 
+5. Fairness (item 8): a flood from one user (16 x 64 ``ls -l`` of 2000 entries) leaves
+   another user's ``ls`` p99 within 2x of its p99 alone.
+6. permessage-deflate (item 9): the server's CPU per reply and the bytes on the wire for
+   ``ls -l`` of the big directory as WebSocket JSON, offered and not
+   (``--only fairness|deflate`` runs one of these two alone).
+
 Figures are reported, never asserted. ``--scale`` scales the windows and the big directory
 (100k entries at 1.0); CI runs ``--scale 0.001``.
 """
@@ -44,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SMALL = "/alice/bench/small/"
 BIG = "/alice/bench/big/"
 SMALL_FILES = 10
+MID = "/alice/bench/mid/"  # the fairness section's flood lists it (ls -l)
+MID_FILES = 2000
 
 
 def jalien(*args: str) -> list[str]:
@@ -71,9 +79,10 @@ async def fill(db: Path, n_big: int) -> None:
     await backend.start()
     try:
         cat = Catalogue(backend)
-        for d in (SMALL, BIG):
+        for d in (SMALL, BIG, MID):
             await cat.mkdir(Caller(), d.rstrip("/"), parents=True)
         await backend.insert([row(SMALL, i) for i in range(SMALL_FILES)])
+        await backend.insert([row(MID, i) for i in range(MID_FILES)])
         big = [row(BIG, i) for i in range(n_big)]
         for i in range(0, len(big), 5000):
             await backend.insert(big[i : i + 5000])
@@ -255,10 +264,115 @@ async def latencies(
     return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
 
+def fairness(central: Central, home: Path, globus: Path, rounds: int, n: int) -> None:
+    """Issue 15 item 8: bob floods (16 connections x 64 pipelined ``ls -l`` of a directory
+    of 2000 entries, replies taken raw, in a niced process), jdoe asks ``ls`` of a small
+    directory one at a time: jdoe's p50/p99 alone and during the flood (median of rounds);
+    goal: the p99 during the flood within 2x of the p99 alone."""
+    from tests.integration.flood import Pems, measure
+    from tests.integration.trustgrid import add_bob
+
+    ca = str(home / "certificates")
+    bob = add_bob(home)  # already registered before jcentral started: read back here
+    jdoe = Pems((globus / "usercert.pem").read_bytes(), (globus / "userkey.pem").read_bytes(), ca)
+    got = [
+        measure(
+            central.binary_port,
+            jdoe,
+            Pems(bob.cert, bob.key, ca),
+            ["ls", SMALL],
+            ["ls", "-l", MID],
+            n=n,
+        )
+        for _ in range(rounds)
+    ]
+
+    def med(attr: str) -> float:
+        return statistics.median(getattr(g, attr) for g in got)
+
+    ratio = statistics.median(g.ratio for g in got)
+    flood_rate = statistics.median(g.flood_replies / g.flood_seconds for g in got)
+    busy = sum(g.flood_busy for g in got)
+    print(
+        f"\nfairness ({central.name}, median of {rounds} rounds of {n} ls of {SMALL}; bob: 16 x 64"
+        f" ls -l of {MID_FILES} entries):\n"
+        f"  jdoe alone     p50 {med('alone_p50'):7.2f} ms  p99 {med('alone_p99'):7.2f} ms\n"
+        f"  during flood   p50 {med('flood_p50'):7.2f} ms  p99 {med('flood_p99'):7.2f} ms  "
+        f"p99 ratio {ratio:.1f}x (goal <= 2x{', met' if ratio <= 2 else ''})\n"
+        f"  bob's flood    {flood_rate:7.0f} replies/s, {busy} answered busy"
+    )
+
+
+async def deflate_figures(central: Central, globus: Path, ca_dir: Path, n: int) -> None:
+    """Issue 15 item 9: ``ls -l`` of the big directory as WebSocket JSON, with and without
+    permessage-deflate offered: the server's CPU per reply and the bytes on the wire."""
+    import zlib
+
+    from picows import WSListener, WSMsgType, ws_connect
+
+    from jalien.auth.tls import client_context
+
+    context = client_context(globus / "usercert.pem", globus / "userkey.pem", ca_dir)
+    url = f"wss://127.0.0.1:{central.ws_port}/websocket/json"
+    request = json.dumps({"command": "ls", "options": ["-l", BIG]}).encode()
+
+    class Ws(WSListener):
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+            self.wire = 0
+            self.compressed = False
+            self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type in (WSMsgType.TEXT, WSMsgType.CONTINUATION):
+                if frame.msg_type is WSMsgType.TEXT:
+                    self.compressed = bool(frame.rsv1)
+                self.wire += frame.payload_size
+                self.parts.append(frame.get_payload_as_bytes())
+                if frame.fin and not self.done.done():
+                    data = b"".join(self.parts)
+                    if self.compressed:
+                        data = zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+                    self.done.set_result(data)
+
+    def cpu() -> float:  # the loop thread's CPU time (ns, the scheduler's count)
+        return int(Path(f"/proc/{central.proc.pid}/schedstat").read_text().split()[0]) / 1e9
+
+    print(f"\npermessage-deflate: ls -l of {BIG} as WebSocket JSON ({n} replies each, median):")
+    for offer in (False, True):
+        headers = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+        cpus, wires, walls, sizes = [], [], [], []
+        for _ in range(n):
+            transport, ws = await ws_connect(
+                Ws, url, ssl_context=context, extra_headers=headers if offer else None,
+                max_frame_size=256 * 1024 * 1024,
+            )  # fmt: skip
+            c0, t0 = cpu(), time.perf_counter()
+            transport.send(WSMsgType.TEXT, request)
+            body = await asyncio.wait_for(ws.done, 120)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(cpu() - c0)
+            transport.disconnect()
+            assert ws.compressed == offer, "compression not as offered"
+            wires.append(ws.wire)
+            sizes.append(len(body))
+        print(
+            f"  {'offered    ' if offer else 'not offered'}  server CPU "
+            f"{statistics.median(cpus) * 1000:7.1f} ms/reply (loop thread)  wire "
+            f"{statistics.median(wires) / 1e6:7.2f} MB of {statistics.median(sizes) / 1e6:.2f} MB"
+            f" JSON  wall {statistics.median(walls) * 1000:7.1f} ms"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--no-spin", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=["fairness", "deflate"],
+        help="run only this section (issue 15 items 8 and 9), on the inline jcentral",
+    )
     args = parser.parse_args()
     n_big = max(1000, int(100_000 * args.scale))
     duration = max(0.2, 3.0 * args.scale)
@@ -269,6 +383,21 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_requests_") as tmp:
         home, globus = make_grid(Path(tmp), n_big)
+        sys.path.insert(0, str(ROOT))
+        from tests.integration.trustgrid import add_bob
+
+        add_bob(home)  # the fairness section's flooder
+        if args.only:
+            central = Central("inline", home, True)
+            try:
+                if args.only == "fairness":
+                    fairness(central, home, globus, rounds, max(100, int(1000 * args.scale)))
+                else:
+                    got = deflate_figures(central, globus, home / "certificates", 3 * rounds)
+                    asyncio.run(got)
+            finally:
+                central.stop()
+            return
         pool_home = Path(tmp) / "home-pool"
         shutil.copytree(home, pool_home, symlinks=True)
         centrals = {True: Central("inline", home, True), False: Central("pool", pool_home, False)}
@@ -311,6 +440,8 @@ def main() -> None:
                 print(f"  {tag} {cells}")
             if n_big < 100_000:
                 print(f"  (the goals are for 100k entries; this run had {n_big:,})")
+            fairness(centrals[True], home, globus, rounds, max(100, int(1000 * args.scale)))
+            asyncio.run(deflate_figures(centrals[True], globus, home / "certificates", 3 * rounds))
         finally:
             for central in centrals.values():
                 central.stop()
