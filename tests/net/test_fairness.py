@@ -178,3 +178,18 @@ async def test_busy_and_resume_on_websocket(make_server, ssl_for):
         await ws.send(json.dumps({"command": "pwd", "options": []}))  # read again
         assert json.loads(await asyncio.wait_for(ws.recv(), 10))["metadata"]["exitcode"] == "0"
     assert server.in_flight.counts.get("jdoe", 0) == 0
+
+
+async def test_a_levels_channel_counts_for_its_own_identity(make_server, connect, grid_pki):
+    """A VoBox's channel acting for alice counts toward alice's bound, not the VoBox's."""
+    server = await make_server(Limits(identity_soft=2, identity_hard=2))
+    alice, vobox = await connect(server, "alice"), await connect(server, "vobox")
+    for_alice = await vobox.open_channel(grid_pki.users["alice"].dn)
+    assert (await for_alice.call("whoami")).exitcode == 0
+    slow = [asyncio.ensure_future(alice.call("sleep", "300")) for _ in range(2)]
+    while server.in_flight.counts.get("alice", 0) < 2:
+        await asyncio.sleep(0.005)
+    assert (await for_alice.call("pwd")).exitcode == EXIT_BUSY
+    assert (await vobox.call("pwd")).exitcode == 0  # the level itself is not alice
+    assert all(r.exitcode == 0 for r in await asyncio.gather(*slow))
+    assert (await for_alice.call("pwd")).exitcode == 0
