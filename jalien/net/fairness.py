@@ -56,7 +56,8 @@ class RoundRobin(Generic[T]):
     def push(self, key: Hashable, item: T) -> None:
         queue = self._queues.get(key)
         if queue is None:
-            self._queues[key] = queue = collections.deque()
+            queue = collections.deque()  # not chained: Nuitka folds a later `if queue`
+            self._queues[key] = queue
         queue.append(item)
 
     def pop(self) -> tuple[Hashable, T] | None:
