@@ -1,7 +1,7 @@
 """The typing rule (docs/ARCHITECTURE.md, "Invariants"): the README's test command runs mypy
-(then mypy.stubtest: each Cython extension against its .pyi), and the wire and its hot twins
-are checked with the flags of --strict. mypy itself runs in build/run_tests.sh; this keeps its
-configuration from being quietly loosened."""
+(then mypy.stubtest: each Cython extension against its .pyi), and the wire, its hot twins,
+net and auth are checked with the flags of --strict. mypy itself runs in build/run_tests.sh;
+this keeps its configuration from being quietly loosened."""
 
 import re
 import tomllib
@@ -20,7 +20,7 @@ STRICT = {
     "no_implicit_reexport",
     "extra_checks",
 }
-STRICT_PACKAGES = ("jalien._fast.*", "jalien.auth.*", "jalien.wire.*")
+STRICT_PACKAGES = ("jalien._fast.*", "jalien.auth.*", "jalien.net.*", "jalien.wire.*")
 
 
 def _mypy() -> dict:

@@ -32,7 +32,8 @@ import time
 from collections.abc import Sequence
 from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from queue import SimpleQueue
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -253,11 +254,13 @@ class _File(RotatingFileHandler):
     encoded lines as bytes: no text decoding and encoding back. Created 0600 (DNs are
     personal data); write errors are logged once in a while, not a traceback per batch."""
 
+    stream: BinaryIO  # type: ignore[assignment]  # typeshed: a text file; "ab" here
+
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         self.failures = 0
         super().__init__(path, mode="ab", maxBytes=max_bytes, backupCount=backups)
 
-    def _open(self):  # the stdlib's, binary, with a 0600 opener
+    def _open(self) -> BinaryIO:  # type: ignore[override]  # the stdlib's, binary, 0600
         def opener(path: str, flags: int) -> int:
             return os.open(path, flags, 0o600)
 
@@ -303,8 +306,11 @@ class _Writer(QueueListener):
     loop, and one write to the rotating file."""
 
     _stopping = False
+    # the base class's, as typeshed does not declare them (its queue protocol has no get_nowait)
+    _sentinel: None
+    queue: SimpleQueue[Any]
 
-    def __init__(self, queue_: queue.SimpleQueue[Any], handler: _File, level: str) -> None:
+    def __init__(self, queue_: SimpleQueue[Any], handler: _File, level: str) -> None:
         super().__init__(queue_, handler)
         self.builder = _Builder(level)
         self.encode_into = msgspec.json.Encoder().encode_into

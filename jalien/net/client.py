@@ -24,7 +24,7 @@ import random
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from jalien.net.refusal import EXPIRED, refusal_kind
 from jalien.wire import codec, framing
@@ -38,6 +38,7 @@ from jalien.wire.streams import (
 )
 
 log = logging.getLogger("jalien.net.client")
+T = TypeVar("T")
 
 EventCallback = Callable[[int, Event], None]
 RawReply = tuple[int, bytes]  # (flags, body as on the wire)
@@ -602,7 +603,7 @@ class SyncClient:
     async def _make(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Client:
         return Client(*args, **kwargs)
 
-    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()

@@ -194,7 +194,7 @@ class _HttpConnection(asyncio.Protocol):
             error = None
         except HttpError as exc:
             requests, error = [], exc
-        out = []  # not `self._out = out = []`: Nuitka folds `if out` to False (its bug)
+        out: list[bytes] = []  # not `self._out = out = []`: Nuitka folds `if out` to False
         self._out = out
         try:
             for request in requests:
@@ -287,7 +287,7 @@ class HttpServer:
         self.max_body = max_body
         self.idle_timeout = idle_timeout
         self.connections: set[_HttpConnection] = set()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
 
     async def start(self, hosts: list[str], port: int) -> None:
         """Listen on every host (port 0: the first host picks, the others follow)."""

@@ -40,7 +40,7 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
-from picows.picows import WSAutoPingStrategy, WSProtocol
+from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from jalien.auth import policy
 from jalien.auth.errors import AuthError
@@ -180,7 +180,7 @@ class _Handover(asyncio.Protocol):
             protocol.connection_made(transport)
         except Exception:
             log.exception("closing %s (%s): session setup failed", where, self._personality)
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]  # a TCP/TLS transport has it
             return
         log.info("connected %s (%s) as %s", where, self._personality, identity.login)
 
@@ -253,7 +253,8 @@ class BinaryConnection(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.transport.set_write_buffer_limits(high=self.server.limits.write_buffer_high)
+        high = self.server.limits.write_buffer_high
+        transport.set_write_buffer_limits(high=high)  # type: ignore[attr-defined]
         self.server.connections.add(self)
         self.server.join(self.identity.login, self)
         self._open_session(0, self.identity)
@@ -309,7 +310,7 @@ class BinaryConnection(asyncio.Protocol):
         write; past the high-water mark the write goes out and, if the transport pauses,
         the rest waits in the channel (reading is paused meanwhile): inline replies are
         bounded too."""
-        out = []  # not `self._out = out = []`: Nuitka folds `if out` to False (its bug)
+        out: list[bytes] = []  # not `self._out = out = []`: Nuitka folds `if out` to False
         self._out = out
         self._out_size = 0
         high = self.server.limits.write_buffer_high
@@ -664,8 +665,9 @@ class BinaryConnection(asyncio.Protocol):
 def _close_answer(frame: WSFrame) -> WSCloseCode:
     """The code that answers a peer's close frame (RFC 6455 7.4): its own code echoed, or
     1000 when it gave none (picows reports 0 then, which no endpoint may send)."""
-    code = frame.get_close_code() if frame.payload_size >= 2 else 0
-    return code if code >= 1000 else WSCloseCode.OK
+    # picows.pyi says Enum: at run time an IntEnum, or an int for a code it does not name
+    code: int = frame.get_close_code() if frame.payload_size >= 2 else 0  # type: ignore[assignment]
+    return code if code >= 1000 else WSCloseCode.OK  # type: ignore[return-value]
 
 
 class _JsonStream:
@@ -803,7 +805,9 @@ class JsonWebSocket(WSListener):
         return error_reply_json(code, text, self._metadata())
 
     def _metadata(self) -> dict[str, str]:
-        describe = getattr(self.server.handler, "describe_session", None)
+        describe: Callable[[Any], dict[str, str]] | None = getattr(
+            self.server.handler, "describe_session", None
+        )
         if describe is not None and self.session is not None:
             return describe(self.session)
         return {"user": self.identity.login, "currentdir": self.identity.home or "/"}
@@ -846,7 +850,8 @@ class JsonWebSocket(WSListener):
         if hasattr(result, "__anext__"):
             self._enqueue(_JsonStream(result, mode, request, started))
         else:
-            task = asyncio.ensure_future(self._finish(result, mode, request, started))
+            # neither a Reply nor a stream: an awaitable (type() is not narrowed by mypy)
+            task = asyncio.ensure_future(self._finish(result, mode, request, started))  # type: ignore[arg-type]
             task.add_done_callback(lambda _t: in_flight.done(key))
             self._enqueue(task)
         if in_flight.saturated(key):
@@ -1075,7 +1080,7 @@ class JsonWebSocket(WSListener):
         transport.disconnect()
 
 
-class _CountedWSProtocol(WSProtocol):
+class _CountedWSProtocol(WSProtocol):  # type: ignore[misc]  # WSProtocol: not in picows.pyi
     """picows' protocol, counted out when its connection ends, whether the upgrade was
     answered with a listener or not (a 401 or a 404 never reaches one)."""
 
