@@ -74,6 +74,10 @@ COMMON = [
     "--lto=no",  # a shorter C build (CI builds at every run); start-up is imports, not code
     "--jobs=2",
     "--python-flag=no_site",
+    # Nuitka refuses arguments that look like `python -c CODE` (against programs that run
+    # sys.executable -c by mistake), but users type -c in grid commands (`grep -c`, `find -c`)
+    # and jalien never runs sys.executable with -c
+    "--no-deployment-flag=self-execution",
     "--assume-yes-for-downloads",
     "--output-filename=jalien-bin",
     "--product-name=jalien",

@@ -50,6 +50,8 @@ def test_options_take_the_whole_package_and_no_test_code(mode, stage, tmp_path):
     assert set(NEVER_IN_BINARY) <= set(nofollow)
     assert args[-1] == str(stage / "jalien_bin.py")
     assert any(a.startswith("--mode=") for a in args)
+    # `jalien-bin grep -c a notes.txt` is a grid command, not `python -c`
+    assert "--no-deployment-flag=self-execution" in args
 
 
 def test_cached_unpacking_is_per_user_version_and_build(stage):
