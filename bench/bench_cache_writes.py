@@ -1,6 +1,6 @@
 """The cost of a crash-consistent cache on the catalogue's writes.
 
-    python bench/bench_cache_writes.py [--files 600] [--rounds 5]
+    python bench/bench_cache_writes.py [--scale 1.0] [--files N] [--rounds 5]
 
 ``touch`` of new files through ``Catalogue`` on SQLite with the LMDB catalogue cache of
 jcentral, one at a time and 32 in flight, two ways:
@@ -75,9 +75,12 @@ async def one_round(kind: str, files: int, in_flight: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=600)
+    parser.add_argument("--scale", type=float, default=1.0, help="files = 600 * scale")
+    parser.add_argument("--files", type=int, default=0, help="files per round (overrides)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if not args.files:
+        args.files = max(1, int(600 * args.scale))
     if args.files < 1 or args.rounds < 1:
         parser.error("--files and --rounds must be >= 1")
     for in_flight in (1, 32):

@@ -303,7 +303,7 @@ PATCHED_SERVER = (
     "    TokenAuthority.key_type = TokenKeyType.RSA_2048\n"
     "if mode == 'none':\n"
     "    async def no_token(self, row):\n"
-    "        return {}\n"
+    "        return '', ''\n"
     "    JobService._token = no_token\n"
     "sys.argv[0] = 'jalien'\n"
     "runpy.run_module('jalien', run_name='__main__', alter_sys=True)\n"
