@@ -118,3 +118,9 @@ def test_no_chained_assignment_of_a_new_container():
                 rel = path.relative_to(ROOT)
                 problems.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
     assert not problems, "chained assignment of a new container:\n" + "\n".join(problems)
+
+
+def test_every_bench_takes_the_ci_scale():
+    """.ci/run calls every bench/bench_*.py with --scale 0.001 (a smoke run)."""
+    for bench in sorted((ROOT / "bench").glob("bench_*.py")):
+        assert '"--scale"' in bench.read_text(), f"{bench.name} takes no --scale"
