@@ -17,30 +17,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from jalien.cache.store import CacheStore
 from jalien.cache.typed import TypedCache
+from jalien.catalogue.cache import MemoryCache
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.roles.central_cache import NAMESPACES, catalogue_cache
 
 
 class Queued(TypedCache):
-    """The old hook: invalidate after the write, queued behind the cache's writer."""
+    """The old hook: invalidate after the write, queued behind the cache's writer (what the
+    in-memory cache still does)."""
 
-    @contextlib.asynccontextmanager
-    async def writing(self, *paths: str) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            for path in paths:
-                self.invalidate(path)
+    writing = MemoryCache.writing
 
 
 class Admin:
