@@ -17,9 +17,13 @@ export PATH="$VENV/bin:$PATH"
 # XRootD SE tests and alien.py's cp, slurm + munge the VoBox's Slurm batch interface, zsh the
 # zsh completion script.
 RUN_PACKAGES=(gcc zlib1g-dev python3-venv)
-TEST_PACKAGES=("${RUN_PACKAGES[@]}" pkg-config libmariadb-dev mariadb-server openssl
-  patchelf binutils ccache xrootd-server xrootd-client python3-xrootd
-  slurm-wlm slurmctld slurmd munge zsh)
+# one line per purpose (add a line for a new one; say what needs it)
+TEST_PACKAGES=("${RUN_PACKAGES[@]}")
+TEST_PACKAGES+=(pkg-config libmariadb-dev mariadb-server openssl)  # catalogue, credentials
+TEST_PACKAGES+=(patchelf binutils ccache)                          # the single binary
+TEST_PACKAGES+=(xrootd-server xrootd-client python3-xrootd)        # XRootD SEs, alien.py cp
+TEST_PACKAGES+=(slurm-wlm slurmctld slurmd munge)                  # the VoBox's Slurm
+TEST_PACKAGES+=(zsh)                                               # zsh completion
 
 ensure_system() {  # ensure_system PACKAGE...
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
