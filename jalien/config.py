@@ -48,6 +48,16 @@ class Settings(msgspec.Struct, kw_only=True):
     max_connections: int = 10_000
     idle_timeout: float = 3600.0
     write_buffer_high: int = 4 * 1024 * 1024
+    # the rest of net.limits.Limits (same names, same defaults: tests/net/test_limits_settings.py)
+    max_in_flight: int = 1024
+    handshake_timeout: float = 15.0
+    compress_threshold: int = 8 * 1024
+    deflate: bool = True
+    deflate_threshold: int = 8 * 1024
+    deflate_level: int = 1
+    identity_soft: int = 256
+    identity_hard: int = 1024
+    turns: int = 2
     motd: str = "Welcome to jalien, a JAliEn-compatible grid middleware."
     log_level: str = "INFO"
     # the audit log: one JSON line per request served (docs/audit.md), rotated at

@@ -25,3 +25,14 @@ class Limits(msgspec.Struct, kw_only=True, frozen=True):
     identity_soft: int = 256
     identity_hard: int = 1024
     turns: int = 2
+
+
+def limits_from(settings: object) -> Limits:
+    """The limits a role's settings give: each field of Limits is a setting of the same name
+    (jalien.config.Settings; JALIEN_IDENTITY_SOFT=64 ...), missing ones keep their default."""
+    given = {
+        name: getattr(settings, name)
+        for name in Limits.__struct_fields__
+        if hasattr(settings, name)
+    }
+    return Limits(**given)

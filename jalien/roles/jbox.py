@@ -58,7 +58,7 @@ from jalien.net import discovery
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import Identity, OwnerAuthenticator
-from jalien.net.limits import Limits
+from jalien.net.limits import limits_from
 from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
 from jalien.roles.start import STOP_SIGNALS, SYSTEM, Failure, run_role, stop_event
@@ -244,7 +244,7 @@ class JBox:
             WithLocalCommands(proxy, {SHUTDOWN_COMMAND: self._shutdown_reply}),
             self._server_context(token),
             self.authenticator,
-            limits=Limits(),
+            limits=limits_from(self.settings),
             audit=AuditLog.from_settings(self.settings, "jbox"),
         )
         await self.server.start([LISTEN_HOST], 0, 0)

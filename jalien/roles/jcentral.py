@@ -42,7 +42,7 @@ from jalien.jobs.watchdog import Watchdog
 from jalien.loops import LoopRegistry
 from jalien.net.audit import AuditLog
 from jalien.net.identity import AccountsAuthenticator, Identity
-from jalien.net.limits import Limits
+from jalien.net.limits import limits_from
 from jalien.net.server import Server
 from jalien.roles.central_cache import (
     build_cache,
@@ -135,12 +135,7 @@ def build_server(
     )
     bind_dispatcher(table, dispatcher)  # time runs commands through it, w lists its sessions
     context = server_context(settings.host_cert_path, settings.host_key_path, settings.ca_dir_path)
-    limits = Limits(
-        max_message_size=settings.max_message_size,
-        max_connections=settings.max_connections,
-        idle_timeout=settings.idle_timeout,
-        write_buffer_high=settings.write_buffer_high,
-    )
+    limits = limits_from(settings)
     return Server(
         dispatcher,
         context,

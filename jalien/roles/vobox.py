@@ -47,7 +47,7 @@ from jalien.loops import LoopRegistry
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import LevelAuthenticator
-from jalien.net.limits import Limits
+from jalien.net.limits import limits_from
 from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
 from jalien.roles.start import CONFIG, SYSTEM, Failure, run_role, stop_event
@@ -256,12 +256,7 @@ class VoBox:
         authenticator = LevelAuthenticator(
             self.ca_dir, TokenVerifier(issuer) if issuer is not None else None
         )
-        limits = Limits(
-            max_message_size=settings.max_message_size,
-            max_connections=settings.max_connections,
-            idle_timeout=settings.idle_timeout,
-            write_buffer_high=settings.write_buffer_high,
-        )
+        limits = limits_from(settings)
         self.server = Server(
             WithLocalCommands(
                 UpstreamProxy(self.upstream, self.cache), {STATUS_COMMAND: self._status_reply}
