@@ -60,6 +60,9 @@ class StorageElement(msgspec.Struct, kw_only=True):
     used: int = 0
     protocols: list[str] = []
     number: int = 0  # AliEn's seNumber
+    # other URLs of this SE (another protocol): the same path below each names the same file
+    # (the embedded SE: root://h:8094//se and https://h:8099/se)
+    endpoints: list[str] = []
 
 
 def now_ms() -> int:
