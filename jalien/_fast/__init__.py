@@ -7,7 +7,7 @@ pure-Python ones (as aiohttp's AIOHTTP_NO_EXTENSIONS does); so does a missing bu
 import os
 from typing import TYPE_CHECKING
 
-from jalien._fast import framing_py
+from jalien._fast import framing_py, sandwich_py
 
 NO_EXTENSIONS = os.environ.get("JALIEN_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -21,6 +21,15 @@ if not NO_EXTENSIONS and not TYPE_CHECKING:
     else:
         framing = framing_c
 
+sandwich = sandwich_py  # the dark-data compare (datamovers/darkdata.py)
+if not NO_EXTENSIONS and not TYPE_CHECKING:
+    try:
+        from jalien._fast import sandwich_c
+    except ImportError:
+        pass
+    else:
+        sandwich = sandwich_c
+
 IMPLEMENTATION: str = framing.IMPLEMENTATION
 
-__all__ = ["IMPLEMENTATION", "NO_EXTENSIONS", "framing", "framing_py"]
+__all__ = ["IMPLEMENTATION", "NO_EXTENSIONS", "framing", "framing_py", "sandwich", "sandwich_py"]

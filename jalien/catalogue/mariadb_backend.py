@@ -1172,6 +1172,25 @@ class MariaDBBackend:
             sql, args = sql + " AND se=%s", (guid, se)
         return await self._write({shard.host}, lambda tx: tx.cursor(shard.host).execute(sql, args))
 
+    async def replicas_on(self, se: str, page: int = PAGE) -> AsyncIterator[list[Replica]]:
+        # each GUID table in turn, keyset pages along its unique key (guid, se, pfn)
+        for shard in list(self._guids().shards):
+            last = ("", "", "")
+            while True:
+                rows = await self._hosts[shard.host].read(
+                    _fetchall(
+                        f"SELECT guid, pfn FROM {shard.pfn_table}"
+                        " WHERE (guid, se, pfn) > (%s, %s, %s) AND se = %s"
+                        " ORDER BY guid, se, pfn LIMIT %s",
+                        (*last, se, page),
+                    )
+                )
+                if rows:
+                    yield [Replica(guid=g, se=se, pfn=p) for g, p in rows]
+                if len(rows) < page:
+                    break
+                last = (rows[-1][0], se, rows[-1][1])
+
     async def list_ses(self) -> list[StorageElement]:
         rows = await self._hosts[self.index_host].read(
             _fetchall("SELECT doc FROM SE ORDER BY name", ())

@@ -187,6 +187,11 @@ class Catalogue:
     async def list_ses(self) -> list[StorageElement]:
         return await self.backend.list_ses()
 
+    def replicas_on(self, se: str) -> AsyncIterator[list[Replica]]:
+        """Pages of every replica on SE *se*, in no promised order (central's own use: the
+        dark-data crawl, decommissioning; no caller's permissions apply)."""
+        return self.backend.replicas_on(se)
+
     async def put_se(self, caller: Caller, se: StorageElement) -> StorageElement:
         """Add or update a storage element (admins only); a new one gets the next number."""
         if not is_admin(caller):

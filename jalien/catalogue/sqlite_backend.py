@@ -287,6 +287,26 @@ class SQLiteBackend:
             lambda c: c.execute("DELETE FROM replicas WHERE guid=? AND se=?", (guid, se)).rowcount
         )
 
+    async def replicas_on(self, se: str, page: int = PAGE) -> AsyncIterator[list[Replica]]:
+        # keyset pages along the primary key (guid, se, pfn): one scan of it in all
+        last = ("", "", "")
+        while True:
+
+            def run(c: sqlite3.Connection, k: tuple[str, str, str] = last) -> list[Any]:
+                return c.execute(
+                    "SELECT guid, pfn FROM replicas WHERE (guid, se, pfn) > (?, ?, ?)"
+                    " AND se = ? ORDER BY guid, se, pfn LIMIT ?",
+                    (*k, se, page),
+                ).fetchall()
+
+            rows = await self._read(run)
+            if not rows:
+                return
+            yield [Replica(guid=g, se=se, pfn=p) for g, p in rows]
+            if len(rows) < page:
+                return
+            last = (rows[-1][0], se, rows[-1][1])
+
     async def list_ses(self) -> list[StorageElement]:
         rows = await self._short(
             lambda c: c.execute("SELECT doc FROM ses ORDER BY name").fetchall()

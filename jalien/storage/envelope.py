@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 READ, WRITE, DELETE, STAT = "read", "write", "delete", "stat"
-ACCESS_TYPES = (READ, WRITE, DELETE, STAT)
+LIST = "list"  # central's: an SE's listing of everything under the PFN path (dark data)
+ACCESS_TYPES = (READ, WRITE, DELETE, STAT, LIST)
 DEFAULT_LIFETIME = 3600.0  # seconds; a transfer must start before its envelope expires
 STAT_LIFETIME = 120.0  # seconds; central's stat envelopes are used at once
 KEY_FILE, PUB_FILE = "envelope.key", "envelope.pub"
@@ -142,6 +143,12 @@ class EnvelopeSigner:
         ``stat`` envelope for the same PFN (never given to a client)."""
         question = Grant(access=STAT, pfn=grant.pfn, turl=grant.turl, guid=grant.guid, se=grant.se)
         return self.sign(question, now, STAT_LIFETIME)
+
+    def list_envelope(self, se: str, path: str, now: float | None = None) -> str:
+        """Central's request for an SE's listing of every file under *path* (a PFN path,
+        e.g. the path of the SE's URL); never given to a client. It lives an hour: a
+        listing of millions of files streams for a while, but it is checked at its start."""
+        return self.sign(Grant(access=LIST, pfn=path, se=se), now, DEFAULT_LIFETIME)
 
 
 def public_pem(key: Ed25519PublicKey) -> bytes:

@@ -17,6 +17,9 @@ checked against its envelope (``?authz=<envelope>``: signature, expiry, PFN, acc
   checks before it registers a replica. A file without a recorded md5 (stored before
   records, or on a filesystem without user extended attributes) is hashed then.
 - ``DELETE`` needs a delete envelope.
+- ``GET`` with a ``list`` envelope (central's) on a directory streams the PFN paths of every
+  file below it, one per line, unsorted (``se_listing.py``): the SE side of the dark-data
+  crawl.
 
 Refusals are plain text ``jalien SE: <reason>`` with 401 (no or malformed envelope), 403
 (forged, expired, out of scope, a write booking no size), 404, 409 (exists), 413 (more than
@@ -39,8 +42,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from jalien.storage.envelope import READ, STAT, WRITE, EnvelopeError, EnvelopeVerifier, Grant
+from jalien.storage.envelope import (
+    LIST,
+    READ,
+    STAT,
+    WRITE,
+    EnvelopeError,
+    EnvelopeVerifier,
+    Grant,
+)
 from jalien.storage.replica_check import StoredReplica, encode_stored
+from jalien.storage.se_listing import listing_response
 
 log = logging.getLogger("jalien.se")
 CHUNK = 1 << 20
@@ -166,13 +178,15 @@ class StorageServer:
 
     # -- handlers
     async def get(self, request: web.Request) -> web.StreamResponse:
-        allowed = (READ, WRITE) if request.method == "HEAD" else (READ, STAT)
+        allowed = (READ, WRITE) if request.method == "HEAD" else (READ, STAT, LIST)
         try:
             grant = self._grant(request, allowed)
             local = self._local(request)
         except EnvelopeError as exc:
             log.info("refused %s %s: %s", request.method, request.path, exc)
             return _fail(exc.status, str(exc))
+        if grant.access == LIST:  # central's listing of the files below (dark data)
+            return await listing_response(request, local)
         if not local.is_file():
             return _fail(404, f"no such file {request.path}")
         if grant.access == STAT:

@@ -118,3 +118,28 @@ async def test_concurrent_writers(backend):
     await backend.insert([d("/c")])
     await asyncio.gather(*(backend.insert([f(f"/c/{i}")]) for i in range(200)))
     assert len(await collect(backend.list_dir("/c/"))) == 200
+
+
+async def test_replicas_on_an_se_in_pages(backend):
+    """Every replica on one SE, page by page, the other SEs' left out (the dark-data dumps
+    and decommissioning walk an SE this way)."""
+    import uuid
+
+    guids = [str(uuid.uuid1()) for _ in range(23)]
+    await backend.add_replicas(
+        [
+            Replica(guid=g, se="ALICE::A::SE", pfn=f"root://a//{i:03d}/{g}")
+            for i, g in enumerate(guids)
+        ]
+        + [Replica(guid=g, se="ALICE::A::SE", pfn=f"root://a//copy/{g}") for g in guids[:2]]
+        + [Replica(guid=g, se="ALICE::B::SE", pfn=f"root://b//{g}") for g in guids]
+    )
+    pages = [p async for p in backend.replicas_on("ALICE::A::SE", page=5)]
+    assert all(len(p) <= 5 for p in pages)
+    got = sorted((r.guid, r.pfn) for p in pages for r in p)
+    want = sorted(
+        [(g, f"root://a//{i:03d}/{g}") for i, g in enumerate(guids)]
+        + [(g, f"root://a//copy/{g}") for g in guids[:2]]
+    )
+    assert got == want and {r.se for p in pages for r in p} == {"ALICE::A::SE"}
+    assert [p async for p in backend.replicas_on("ALICE::NONE::SE")] == []
