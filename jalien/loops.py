@@ -16,18 +16,29 @@ A ``Loop`` calls an async *step* again and again until it is stopped:
   cancelling the task ends it at once.
 
 ``LoopRegistry`` holds a process's loops by name: list their state, pause, resume, run one
-now, change the interval at run time, stop them all. A later issue exposes it to admins;
-nothing here listens on the network.
+now, change the interval at run time, stop them all. It also lists the process's thread
+pools (``Pool``: the stores' reader pools and writers, the cache writer, the audit thread):
+a pool reports to the registry through the object that owns it (``add_pools(provider)``),
+so that sqlstore and the services need no role to be seen. ``WorkPool`` is the resizable,
+pausable thread pool they run on; ``PoolGauge`` the counters and pause gate of a pool of
+one thread that runs its own loop (a group-commit writer). Admins see and steer both
+through the ``background`` command (jalien.commands.background_cmds).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import collections
+import concurrent.futures
 import contextlib
+import itertools
 import logging
 import random
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 import msgspec
 
@@ -233,11 +244,313 @@ class Loop:
             )
 
 
+# -- thread pools
+
+
+class PoolState(msgspec.Struct, frozen=True):
+    """What a thread pool says about itself (what an admin sees)."""
+
+    name: str
+    kind: str  # "threads": a WorkPool; "writer": one thread with its own loop
+    size: int  # threads it may run
+    threads: int  # threads alive now
+    paused: bool
+    queued: int  # jobs waiting
+    active: int  # jobs in progress
+    done: int  # jobs that ended, well or not
+    errors: int  # jobs that raised
+    last_run: float  # seconds since the epoch the last job started; 0: never
+    can_pause: bool
+    can_resize: bool
+
+
+class Pool(Protocol):
+    """A thread pool as the registry sees it (WorkPool, PoolGauge)."""
+
+    name: str
+
+    def state(self) -> PoolState: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def resize(self, size: int) -> None: ...
+
+
+class PoolError(ValueError):
+    """A control a pool does not take (resizing a writer, pausing the audit thread)."""
+
+
+class WorkPool(concurrent.futures.Executor):
+    """Threads that run submitted jobs, resizable and pausable while they work.
+
+    Threads start on demand up to *size*; a smaller size ends idle threads as they come
+    back (a job in progress is never interrupted); paused, queued jobs wait until resumed
+    (or until shutdown, which resumes). *on_thread_exit* runs in each thread as it ends
+    (a reader pool closes the thread's connection). A drop-in for ThreadPoolExecutor
+    (``loop.run_in_executor`` takes it)."""
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        *,
+        on_thread_exit: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if size < 1:
+            raise PoolError(f"pool {name}: the size must be >= 1")
+        self.name = name
+        self.size = size
+        self._on_exit = on_thread_exit
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._queue: collections.deque[tuple[concurrent.futures.Future, Callable, tuple, dict]]
+        self._queue = collections.deque()
+        self._threads: set[threading.Thread] = set()
+        self._serial = itertools.count()
+        self._idle = 0
+        self._active = 0
+        self._done = 0
+        self._errors = 0
+        self._last_run = 0.0
+        self._paused = False
+        self._closed = False
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"pool {self.name} is shut down")
+            self._queue.append((future, fn, args, kwargs))
+            if not self._paused and self._idle == 0 and len(self._threads) < self.size:
+                self._spawn()
+            else:
+                self._cond.notify()
+        return future
+
+    def _spawn(self) -> None:  # under the lock
+        thread = threading.Thread(
+            target=self._work, name=f"{self.name}_{next(self._serial)}", daemon=True
+        )
+        self._threads.add(thread)
+        thread.start()
+
+    def _grow(self) -> None:  # under the lock: threads for what waits, up to the size
+        missing = min(self.size - len(self._threads), len(self._queue) - self._idle)
+        for _ in range(max(0, missing)):
+            self._spawn()
+        self._cond.notify_all()
+
+    def _take(self) -> tuple[concurrent.futures.Future, Callable, tuple, dict] | None:
+        """The next job for this thread; None when it is to end."""
+        me = threading.current_thread()
+        with self._cond:
+            self._idle += 1
+            try:
+                while True:
+                    if len(self._threads) > self.size or (self._closed and not self._queue):
+                        self._threads.discard(me)
+                        return None
+                    if self._queue and not self._paused:
+                        job = self._queue.popleft()
+                        self._active += 1
+                        self._last_run = self._clock()
+                        return job
+                    self._cond.wait()
+            finally:
+                self._idle -= 1
+
+    def _work(self) -> None:
+        try:
+            while True:
+                job = self._take()
+                if job is None:
+                    return
+                self._run(*job)
+                del job  # nothing of the job outlives it here
+        finally:
+            with self._cond:
+                self._threads.discard(threading.current_thread())
+            if self._on_exit is not None:
+                try:
+                    self._on_exit()
+                except Exception:
+                    log.exception("pool %s: a thread's exit hook failed", self.name)
+
+    def _run(
+        self, future: concurrent.futures.Future, fn: Callable, args: tuple, kwargs: dict
+    ) -> None:
+        """One job, counted before its future is settled (whoever awaits it sees it done)."""
+        if not future.set_running_or_notify_cancel():
+            self._count(False)
+            return
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._count(True)
+            future.set_exception(exc)
+        else:
+            self._count(False)
+            future.set_result(result)
+
+    def _count(self, failed: bool) -> None:
+        with self._cond:
+            self._active -= 1
+            self._done += 1
+            self._errors += failed
+
+    # -- control (from any thread)
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._grow()
+
+    def resize(self, size: int) -> None:
+        if size < 1:
+            raise PoolError(f"pool {self.name}: the size must be >= 1")
+        with self._cond:
+            self.size = size
+            if not self._paused:
+                self._grow()
+            self._cond.notify_all()  # threads beyond the size end as they come back
+
+    def state(self) -> PoolState:
+        with self._cond:
+            return PoolState(
+                name=self.name,
+                kind="threads",
+                size=self.size,
+                threads=len(self._threads),
+                paused=self._paused,
+                queued=len(self._queue),
+                active=self._active,
+                done=self._done,
+                errors=self._errors,
+                last_run=self._last_run,
+                can_pause=True,
+                can_resize=True,
+            )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._cond:
+            self._closed = True
+            self._paused = False
+            if cancel_futures:
+                while self._queue:
+                    self._queue.popleft()[0].cancel()
+            self._grow()
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+
+class PoolGauge:
+    """The counters and pause gate of a pool that runs its own loop (a writer thread):
+    the thread calls ``gate()`` before it takes work, ``began(n)``/``ended(n, errors)``
+    around it; *queued* says how many jobs wait. ``release()`` (at stop) opens the gate for
+    good, so that a paused writer still drains and ends."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        queued: Callable[[], int] = lambda: 0,
+        threads: int = 1,
+        can_pause: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self._queued = queued
+        self._threads = threads
+        self.can_pause = can_pause
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._paused = False
+        self._released = False
+        self._held = 0
+        self._active = 0
+        self._done = 0
+        self._errors = 0
+        self._last_run = 0.0
+
+    def gate(self, held: int = 0) -> None:
+        """In the pool's thread: wait while paused; the *held* jobs it took count as
+        queued meanwhile."""
+        if self._paused:
+            with self._cond:
+                self._held = held
+                while self._paused and not self._released:
+                    self._cond.wait()
+                self._held = 0
+
+    def began(self, jobs: int = 1) -> None:
+        with self._cond:
+            self._active += jobs
+            self._last_run = self._clock()
+
+    def ended(self, jobs: int = 1, errors: int = 0) -> None:
+        with self._cond:
+            self._active -= jobs
+            self._done += jobs
+            self._errors += errors
+
+    def release(self) -> None:
+        with self._cond:
+            self._released = True
+            self._paused = False
+            self._cond.notify_all()
+
+    def pause(self) -> None:
+        if not self.can_pause:
+            raise PoolError(f"{self.name} cannot be paused")
+        with self._cond:
+            self._paused = not self._released
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def resize(self, size: int) -> None:
+        raise PoolError(
+            f"{self.name} is {self._threads} thread(s) of its own: it has no size to change"
+        )
+
+    def state(self) -> PoolState:
+        try:
+            queued = int(self._queued())
+        except Exception:  # a closed queue: nothing waits
+            queued = 0
+        with self._cond:
+            return PoolState(
+                name=self.name,
+                kind="writer",
+                size=self._threads,
+                threads=self._threads,
+                paused=self._paused,
+                queued=queued + self._held,
+                active=self._active,
+                done=self._done,
+                errors=self._errors,
+                last_run=self._last_run,
+                can_pause=self.can_pause,
+                can_resize=False,
+            )
+
+
 class LoopRegistry:
-    """A process's loops by name (one registry per role process)."""
+    """A process's loops by name, and its thread pools (one registry per role process)."""
 
     def __init__(self) -> None:
         self._loops: dict[str, Loop] = {}
+        self._pools: list[Callable[[], Iterable[Pool]]] = []
 
     def add(self, loop: Loop) -> Loop:
         if loop.name in self._loops:
@@ -275,6 +588,33 @@ class LoopRegistry:
 
     def set_interval(self, name: str, seconds: float) -> None:
         self.get(name).set_interval(seconds)
+
+    # -- thread pools
+    def add_pool(self, pool: Pool) -> Pool:
+        """Register one pool that lives as long as the process."""
+        self._pools.append(lambda: (pool,))
+        return pool
+
+    def add_pools(self, provider: Callable[[], Iterable[Pool]]) -> None:
+        """Register an owner's pools: *provider* is asked each time (a store that is not
+        started yet has none, a catalogue host added later shows up)."""
+        self._pools.append(provider)
+
+    def pools(self) -> builtins.list[Pool]:
+        found: dict[str, Pool] = {}
+        for provider in self._pools:
+            for pool in provider():
+                found.setdefault(pool.name, pool)
+        return sorted(found.values(), key=lambda p: p.name)
+
+    def pool(self, name: str) -> Pool:
+        for pool in self.pools():
+            if pool.name == name:
+                return pool
+        raise KeyError(f"no thread pool named {name!r}")
+
+    def pool_states(self) -> builtins.list[PoolState]:
+        return [pool.state() for pool in self.pools()]
 
     async def stop_all(self, timeout: float = 30.0) -> None:
         """Stop every loop; a step still running after *timeout* seconds is cancelled."""

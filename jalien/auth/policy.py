@@ -63,6 +63,7 @@ class Action(enum.Enum):
     FORWARD = "forward"  # open a channel for a certificate a lower level forwards
     ACT_FOR = "act-for"  # open a channel for another DN (a VoBox for its users)
     ADMIN = "admin"  # administration: SEs, cache statistics
+    BACKGROUND = "background"  # see and steer background loops and thread pools, optimizers
 
 
 K, A = IdentityKind, Action
@@ -110,6 +111,7 @@ WHY: dict[Action, str] = {
     A.FORWARD: "forward certificates",
     A.ACT_FOR: "act for other users",
     A.ADMIN: "administer this grid",
+    A.BACKGROUND: "see or steer background work",
 }
 
 HOST_ROLES = frozenset({"proxy", "vobox"})

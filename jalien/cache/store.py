@@ -92,6 +92,7 @@ from typing import Any
 
 import lmdb
 
+from jalien.loops import Pool, PoolGauge
 from jalien.wire.errors import EXIT_INVALID, EXIT_TOO_BIG, RequestError
 
 log = logging.getLogger("jalien.cache")
@@ -376,6 +377,8 @@ class CacheStore:
         self.commits = 0
         self.closed = False
         self._thread: threading.Thread | None = None
+        # what an admin sees of the writer; never paused: catalogue writes wait for it
+        self.gauge = PoolGauge("cache-writer", queued=self._queue.qsize, can_pause=False)
         # read transactions renew by age (max_stale): what other processes commit shows up
         # within that time, and no thread has to wake up to watch for it
         self._timed = True
@@ -840,6 +843,7 @@ class CacheStore:
         error: BaseException | None = None
         if self.commit_delay:
             time.sleep(self.commit_delay)
+        self.gauge.began(len(ops))
         try:
             try:
                 results = self._transaction(ops, touches, sweep)
@@ -854,6 +858,7 @@ class CacheStore:
         finally:
             self._commits += 1  # first: readers renew before the overlay goes
             self.commits += 1
+            self.gauge.ended(len(ops), len(ops) if error is not None else 0)
             self._settle(ops)
         if error is not None:
             for op in ops:
@@ -1271,6 +1276,10 @@ class CacheStore:
                 if sorted(scopes) != wanted:
                     problems.append(f"{name}: the scope index disagrees with the values")
         return problems
+
+    def pools(self) -> list[Pool]:
+        """The writer thread, for the role's registry (a read-only store has none)."""
+        return [self.gauge] if self._thread is not None else []
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, close the environment."""

@@ -13,6 +13,7 @@ from typing import Protocol
 import msgspec
 
 from jalien.catalogue.model import Entry, Replica, StorageElement
+from jalien.loops import Pool
 from jalien.wire.errors import EXIT_EXISTS, EXIT_NOT_FOUND, RequestError
 from jalien.wire.messages import DirEntry
 
@@ -49,6 +50,9 @@ class DiskUsage(msgspec.Struct, kw_only=True):
 class CatalogueBackend(Protocol):
     async def start(self) -> None: ...
     async def close(self) -> None: ...
+    def pools(self) -> list[Pool]:
+        """Its thread pools, for the role's registry (jalien.loops)."""
+        ...
 
     async def get(self, path: str) -> Entry | None: ...
     async def get_many(self, paths: list[str]) -> dict[str, Entry]: ...

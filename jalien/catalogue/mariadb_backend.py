@@ -69,6 +69,7 @@ from jalien.catalogue.sharding import (
     entry_key,
     merge_pages,
 )
+from jalien.loops import Pool, WorkPool
 from jalien.sqlstore.mysql import (
     CONNECTION_LOST,
     ER_DATA_TOO_LONG,
@@ -329,7 +330,7 @@ class _Writer(GroupWriter):
         super().__init__(dsn, f"mariadb{host}")
         self.host = host
         self.side = _Side(dsns)  # used on the helper thread only
-        self.helper = concurrent.futures.ThreadPoolExecutor(1, f"mariadb{host}-refs")
+        self.helper = WorkPool(f"mariadb{host}-refs", 1)
 
     def write_refs(self, refs: list[Ref]) -> concurrent.futures.Future:
         return self.helper.submit(self.side.write_refs, refs)
@@ -429,9 +430,11 @@ class _Host:
     async def read(self, fn: Callable[[Any], Any]) -> Any:
         return await self.readers.read(fn)
 
+    def pools(self) -> list[Pool]:
+        return [self.readers.pool, self.writer.gauge, self.writer.helper]
+
     def close(self) -> None:
-        self.writer.jobs.put(None)
-        self.writer.join(30)
+        self.writer.stop(30)
         self.readers.close()
 
 
@@ -524,13 +527,21 @@ class MariaDBBackend:
         self._lfn_tables: dict[int, LfnShard] = {}
         self._deadline = 0.0
         self._reloading: asyncio.Task | None = None
-        self._tx_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tx_pool: WorkPool | None = None
         self._tx_local = threading.local()
         self._tx_state: list[tuple[dict[int, MySQLdb.Connection], _Side]] = []
         self._log_lock = threading.Lock()
         self._log_conn: MySQLdb.Connection | None = None
 
     # -- plumbing
+    def pools(self) -> list[Pool]:
+        """Every host's readers, writer and GUID-reference helper, and the pool of
+        transactions over several hosts (for the role's registry)."""
+        out: list[Pool] = [] if self._tx_pool is None else [self._tx_pool]
+        for host in list(self._hosts.values()):
+            out.extend(host.pools())
+        return out
+
     def _dsn(self, host: int) -> Dsn:
         dsn = self._host_dsn.get(host)
         if dsn is None:
@@ -548,9 +559,7 @@ class MariaDBBackend:
 
     async def start(self) -> None:
         await asyncio.to_thread(self._init_index)
-        self._tx_pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="mariadb-tx"
-        )
+        self._tx_pool = WorkPool("mariadb-tx", 2)
         await self.reload()
         await self.recover(self.config.xa_recover_age)
 

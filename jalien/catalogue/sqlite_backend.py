@@ -25,6 +25,7 @@ from jalien.catalogue.backend import (
 )
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement
 from jalien.catalogue.paths import prefix_end, split
+from jalien.loops import Pool
 from jalien.sqlstore.sqlite import SQLiteStore
 from jalien.wire.messages import DirEntry
 
@@ -61,6 +62,10 @@ class SQLiteBackend:
 
     async def close(self) -> None:
         await self._store.close()
+
+    def pools(self) -> list[Pool]:
+        """The reader pool and the writer (for the role's registry)."""
+        return self._store.pools()
 
     # -- reads
     async def get(self, path: str) -> Entry | None:

@@ -47,6 +47,7 @@ from jalien.jobs.queue import (
     now_ms,
 )
 from jalien.jobs.states import JobState
+from jalien.loops import Pool
 from jalien.sqlstore.mysql import MySQLStore
 
 TEXT = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"
@@ -144,6 +145,9 @@ class MariaDBTaskQueue:
         mode, step = await self._db.read(settings)
         self._consecutive_ids = int(mode) in (0, 1)
         self._id_step = int(step)
+
+    def pools(self) -> list[Pool]:
+        return self._db.pools()
 
     async def close(self) -> None:
         await self._db.close()

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypedDict, Unpack
 import msgspec
 
 from jalien.jobs.states import JobState, check_transition
+from jalien.loops import Pool
 from jalien.wire.errors import EXIT_INVALID, EXIT_NOT_FOUND, RequestError
 
 # the columns `touch` and `transition(fields=...)` may set
@@ -160,6 +161,10 @@ class TaskQueue(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    def pools(self) -> list[Pool]:
+        """Its thread pools, for the role's registry (jalien.loops)."""
+        ...
 
     async def insert(self, jobs: list[NewJob]) -> list[int]:
         """New jobs (one trace line each, "submitted"); their ids in order."""

@@ -27,6 +27,7 @@ from jalien.jobs.queue import (
     now_ms,
 )
 from jalien.jobs.states import JobState
+from jalien.loops import Pool
 from jalien.sqlstore.sqlite import SQLiteStore
 
 __all__ = ["UPDATABLE", "JobRow", "NewJob", "NoSuchJob", "TaskQueue", "TaskQueueStore"]
@@ -89,6 +90,9 @@ class TaskQueueStore:
 
     async def start(self) -> None:
         await self._db.start()
+
+    def pools(self) -> list[Pool]:
+        return self._db.pools()
 
     async def close(self) -> None:
         await self._db.close()

@@ -23,6 +23,7 @@ from jalien.catalogue.expiry import LfnExpiry
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.archive_cmds import ArchiveCommands
+from jalien.commands.background_cmds import BackgroundCommands
 from jalien.commands.basic import BasicCommands
 from jalien.commands.cache_cmds import CacheCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
@@ -123,10 +124,11 @@ def build_server(
     jobs: JobService,
     tokens: TokenAuthority,
     cache: CacheStore | None = None,
+    loops: LoopRegistry | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
     accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
-    table = build_commands(settings, catalogue, jobs, tokens, accounts, cache)
+    table = build_commands(settings, catalogue, jobs, tokens, accounts, cache, loops)
     dispatcher = Dispatcher(
         table,
         site=settings.site,
@@ -153,9 +155,11 @@ def build_commands(
     tokens: TokenAuthority,
     accounts: AccountsAuthenticator,
     cache: CacheStore | None = None,
+    loops: LoopRegistry | None = None,
 ) -> CommandTable:
     """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
+    BackgroundCommands(table, loops if loops is not None else LoopRegistry()).register()
     BasicCommands(table, motd=settings.motd).register()
     catalogue_commands = CatalogueCommands(table, catalogue)
     catalogue_commands.register()
@@ -210,9 +214,12 @@ async def serve(settings: Settings) -> None:
     cache = build_cache(settings)
     catalogue = build_catalogue(settings, cache)
     jobs = build_jobs(settings, tokens)
-    server = build_server(settings, catalogue, jobs, tokens, cache)
+    loops = LoopRegistry()  # jcentral's loops and thread pools (admins: `background`)
+    loops.add_pools(catalogue.backend.pools)
+    loops.add_pools(jobs.store.pools)
+    loops.add_pools(cache.pools)
+    server = build_server(settings, catalogue, jobs, tokens, cache, loops)
     textcache = await serve_textcache(settings, cache)
-    loops = LoopRegistry()  # jcentral's background loops (a later issue shows them to admins)
     loops.start(release_readers(cache))
     await catalogue.backend.start()
     await jobs.store.start()

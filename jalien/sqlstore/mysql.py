@@ -11,6 +11,8 @@ during COMMIT, the outcome is unknown and the batch's operations fail.
 
 Also here: DSNs and the connection settings that every MariaDB user of jalien shares; the
 sharded catalogue's writers are GroupWriters with hooks (jalien.catalogue.mariadb_backend).
+Reader pools run on a ``jalien.loops.WorkPool`` and writers report to a ``PoolGauge``, which
+the role's registry lists for admins (pause, resume, resize the readers).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import MySQLdb
 from MySQLdb.constants import CLIENT
+
+from jalien.loops import Pool, PoolGauge, WorkPool
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +111,20 @@ class ReaderPool:
 
     def __init__(self, dsn: Dsn, readers: int, name: str) -> None:
         self.dsn = dsn
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=readers, thread_name_prefix=f"{name}-read"
-        )
+        self.pool = WorkPool(f"{name}-read", readers, on_thread_exit=self._drop_conn)
         self._local = threading.local()
         self._conns: list[MySQLdb.Connection] = []
         self._lock = threading.Lock()
+
+    def _drop_conn(self) -> None:
+        """A reader thread ends (the pool shrank or closes): its connection goes too."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            close_quietly(conn)
 
     def run(self, fn: Op) -> Any:
         """*fn* with a cursor of this thread's connection (on a reader thread)."""
@@ -177,6 +189,7 @@ class GroupWriter(threading.Thread):
         self.max_batch = max_batch
         self.jobs: queue.SimpleQueue[WriteJob | None] = queue.SimpleQueue()
         self.conn: MySQLdb.Connection | None = None
+        self.gauge = PoolGauge(f"{name}-write", queued=self.jobs.qsize)
 
     # -- hooks
     def op_argument(self, cur: Any) -> Any:
@@ -201,6 +214,7 @@ class GroupWriter(threading.Thread):
         return future
 
     def stop(self, timeout: float = 30.0) -> None:
+        self.gauge.release()  # a paused writer drains what is queued and ends
         self.jobs.put(None)
         self.join(timeout)
 
@@ -209,6 +223,7 @@ class GroupWriter(threading.Thread):
             first = self.jobs.get()
             if first is None:
                 break
+            self.gauge.gate(held=1)  # an admin paused the writer: the batch waits
             batch = [first]
             stop = False
             while len(batch) < self.max_batch:
@@ -227,6 +242,7 @@ class GroupWriter(threading.Thread):
         self.closing()
 
     def _run_batch(self, batch: list[WriteJob]) -> None:
+        self.gauge.began(len(batch))
         try:
             started = self.batch_started(batch)
             try:
@@ -243,11 +259,15 @@ class GroupWriter(threading.Thread):
                                 results.append((None, exc.__cause__))
         except BaseException as exc:
             results = [(None, exc)] * len(batch)
+        self.gauge.ended(len(batch), sum(error is not None for _, error in results))
         for job, (value, error) in zip(batch, results, strict=True):
-            if error is None:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(error)
+            if job.future.cancelled():  # the caller gave up: the thread must not die of it
+                continue
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                if error is None:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(error)
 
     def _attempt(self, batch: list[WriteJob], started: Any) -> list[Result]:
         """The batch in one transaction, again on a new connection when the old one was
@@ -340,6 +360,12 @@ class MySQLStore:
                 cur.execute(statement)
         finally:
             close_quietly(conn)
+
+    def pools(self) -> list[Pool]:
+        """The reader pool and the writer, for the role's registry."""
+        if self._pool is None or self._writer is None:
+            return []
+        return [self._pool.pool, self._writer.gauge]
 
     async def close(self) -> None:
         writer, pool = self._writer, self._pool

@@ -9,12 +9,16 @@ a read that finds the database locked there goes to the pool. Writes go to one w
 thread that commits everything queued in one transaction (group commit), each operation in
 a savepoint of its own so that one failure does not undo the others; a write is
 acknowledged only once committed.
+
+The reader pool is a ``jalien.loops.WorkPool`` and the writer reports to a ``PoolGauge``:
+``pools()`` hands both to the role's registry, where an admin sees and steers them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import re
 import sqlite3
@@ -22,6 +26,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from jalien.loops import Pool, PoolGauge, WorkPool
 
 Job = Callable[[sqlite3.Connection], Any]
 
@@ -49,9 +55,24 @@ def _settled(value: Any) -> Any:
     return value
 
 
+def _settle_future(
+    future: concurrent.futures.Future, value: Any, error: BaseException | None
+) -> None:
+    """The outcome to whoever waits; one who gave up (a cancelled request) is skipped: a
+    writer thread must not die of it."""
+    if future.cancelled():
+        return
+    with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+
 class _Writer(threading.Thread):
-    def __init__(self, path: str, schema: str, name: str) -> None:
+    def __init__(self, path: str, schema: str, name: str, gauge: PoolGauge) -> None:
         super().__init__(name=f"{name}-write", daemon=True)
+        self.gauge = gauge
         self.conn = connect(path)
         self.conn.executescript(schema)
         self.jobs: queue.Queue[tuple[Job, concurrent.futures.Future] | None] = queue.Queue()
@@ -67,6 +88,7 @@ class _Writer(threading.Thread):
             first = self.jobs.get()
             if first is None:
                 break
+            self.gauge.gate(held=1)  # an admin paused the writer: the batch waits
             batch = [first]
             while len(batch) < 1000:
                 try:
@@ -78,6 +100,7 @@ class _Writer(threading.Thread):
                     break
                 batch.append(job)
             results: list[tuple[concurrent.futures.Future, Any, BaseException | None]] = []
+            self.gauge.began(len(batch))
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for fn, future in batch:
@@ -95,11 +118,9 @@ class _Writer(threading.Thread):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 results = [(future, None, exc) for _, future in batch]
+            self.gauge.ended(len(batch), sum(error is not None for _, _, error in results))
             for future, value, error in results:  # acknowledged only once committed
-                if error is None:
-                    future.set_result(value)
-                else:
-                    future.set_exception(error)
+                _settle_future(future, value, error)
         conn.close()
 
 
@@ -118,18 +139,19 @@ class SQLiteStore:
         self._inline: sqlite3.Connection | None = None
         self.schema = schema
         self.name = name
-        self._readers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=readers, thread_name_prefix=f"{name}-read"
-        )
+        self._readers = WorkPool(f"{name}-read", readers, on_thread_exit=self._drop_conn)
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer: _Writer | None = None
+        self._gauge = PoolGauge(f"{name}-write", queued=self._queued)
 
     async def start(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await asyncio.to_thread(_Writer, self.path, self.schema, self.name)
+        self._writer = await asyncio.to_thread(
+            _Writer, self.path, self.schema, self.name, self._gauge
+        )
         self._writer.start()
         if self.inline_reads:
             inline = connect(self.path)
@@ -137,6 +159,7 @@ class SQLiteStore:
             self._inline = inline
 
     async def close(self) -> None:
+        self._gauge.release()  # a paused writer drains what is queued and ends
         if self._writer is not None:
             self._writer.jobs.put(None)
             await asyncio.to_thread(self._writer.join, 30)
@@ -149,6 +172,24 @@ class SQLiteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+
+    def _queued(self) -> int:
+        writer = self._writer
+        return writer.jobs.qsize() if writer is not None else 0
+
+    def pools(self) -> list[Pool]:
+        """The reader pool and the writer, for the role's registry."""
+        return [self._readers, self._gauge] if self._writer is not None else []
+
+    def _drop_conn(self) -> None:
+        """A reader thread ends (the pool shrank): its connection goes with it."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                if conn in self._reader_conns:
+                    self._reader_conns.remove(conn)
+            conn.close()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
