@@ -78,6 +78,11 @@ class Settings(msgspec.Struct, kw_only=True):
     cache_map_size: int = 1 << 30  # the most the store may take on disk
     cache_http_port: int = 8888  # JAliEn's TextCache shape over HTTP; -1: none
     cache_http_listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    # metrics (docs/monitoring.md): GET /metrics in the Prometheus text format on loopback
+    # HTTP; -1: none, 0: any free port (logged). Each process of a host needs its own port.
+    metrics_port: int = -1
+    metrics_listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    metrics_requests: bool = True  # count requests by command (bench_metrics' baseline: off)
     # jobagent (worker nodes; the VoBox's startup script sets these, see docs/site.md)
     ce: str = ""  # the computing element the agent matches for (JALIEN_CE)
     jobagent_ttl: int = 3600  # seconds this JobAgent may live

@@ -37,7 +37,7 @@ SERVICES = {
     "optimizers",
     "monitor",
 }
-BASE = {"config", "version", "loops", "__init__"}
+BASE = {"config", "version", "loops", "metrics", "__init__"}
 
 # Third-party I/O libraries and the one layer each may be imported from.
 HOMES = {
@@ -45,6 +45,7 @@ HOMES = {
     "uvloop": {"net", "roles", "cli"},
     "lmdb": {"cache"},
     "MySQLdb": {"catalogue", "sqlstore"},  # the MariaDB catalogue; sqlstore.mysql
+    "prometheus_client": {"metrics"},  # jalien/metrics.py: each process's registry
 }
 
 

@@ -7,7 +7,7 @@ pure-Python ones (as aiohttp's AIOHTTP_NO_EXTENSIONS does); so does a missing bu
 import os
 from typing import TYPE_CHECKING
 
-from jalien._fast import framing_py, sandwich_py
+from jalien._fast import framing_py, reqstats_py, sandwich_py
 
 NO_EXTENSIONS = os.environ.get("JALIEN_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -30,6 +30,24 @@ if not NO_EXTENSIONS and not TYPE_CHECKING:
     else:
         sandwich = sandwich_c
 
+reqstats = reqstats_py  # the request counters of the metrics (net/audit.py)
+if not NO_EXTENSIONS and not TYPE_CHECKING:
+    try:
+        from jalien._fast import reqstats_c
+    except ImportError:
+        pass
+    else:
+        reqstats = reqstats_c
+
 IMPLEMENTATION: str = framing.IMPLEMENTATION
 
-__all__ = ["IMPLEMENTATION", "NO_EXTENSIONS", "framing", "framing_py", "sandwich", "sandwich_py"]
+__all__ = [
+    "IMPLEMENTATION",
+    "NO_EXTENSIONS",
+    "framing",
+    "framing_py",
+    "reqstats",
+    "reqstats_py",
+    "sandwich",
+    "sandwich_py",
+]

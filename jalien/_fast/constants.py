@@ -17,3 +17,10 @@ DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 DEFAULT_COMPRESS_THRESHOLD = 8 * 1024
 DEFAULT_LEVEL = 1
 MAX_STREAM_ID = 0xFFFFFFFF
+
+# request counters (reqstats twins): latency buckets in seconds, from an inline cache hit
+# to a long find, and the most distinct command names kept (any more count as "other")
+REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # fmt: skip
+MAX_COMMANDS = 256
+OTHER_COMMAND = "other"

@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from jalien._fast import reqstats
 from jalien.config import ConfigError, Settings
 from jalien.wire import framing
 
@@ -384,6 +385,8 @@ class AuditLog:
         max_pending: int = 200_000,
     ) -> None:
         self.level = level
+        # the process's request counters (jalien.metrics reads them), fed from record()
+        self.requests: reqstats.RequestCounter | None = None
         self.path: Path | None = None
         self.dropped = 0
         self._dropped_said = -1e9
@@ -451,6 +454,10 @@ class AuditLog:
         pages: int = 1,
     ) -> None:
         """One request answered: *started* is its ``time.perf_counter()`` on arrival."""
+        elapsed = time.perf_counter() - started
+        requests = self.requests
+        if requests is not None:
+            requests.observe(command, exitcode, elapsed)
         if self._queue is None and not log.isEnabledFor(_DEBUG):
             return
         self._add(
@@ -465,7 +472,7 @@ class AuditLog:
                 options,
                 exitcode,
                 error,
-                time.perf_counter() - started,
+                elapsed,
                 bytes_out,
                 pages,
             )

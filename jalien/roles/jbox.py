@@ -57,10 +57,17 @@ from jalien.loops import Loop, LoopRegistry
 from jalien.net import discovery
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
+from jalien.net.http import HttpServer
 from jalien.net.identity import Identity, OwnerAuthenticator
 from jalien.net.limits import limits_from
 from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
+from jalien.roles.role_metrics import (
+    reply_cache_metrics,
+    role_metrics,
+    server_metrics,
+    start_metrics,
+)
 from jalien.roles.start import STOP_SIGNALS, SYSTEM, Failure, run_role, stop_event
 from jalien.wire.errors import EINVAL, EXIT_FAILED, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Reply, Request
@@ -204,6 +211,8 @@ class JBox:
         self.authenticator: OwnerAuthenticator | None = None
         self.keeper: TokenKeeper | None = None
         self.loops = LoopRegistry()  # the jBox's background loops: token renewal
+        self.metrics = role_metrics("jbox", self.loops)
+        self.metrics_http: HttpServer | None = None
         self.token_files: list[os.PathLike[str]] = []
         # the end of the certificate (or proxy chain) the jBox connects with: central
         # closes the upstream connection then, and nothing here can renew it
@@ -239,7 +248,8 @@ class JBox:
         self.authenticator = OwnerAuthenticator(self.owner)
         self.keeper = TokenKeeper(self.fetch_token, self.install_token)
         token = await self.keeper.prime()
-        proxy = UpstreamProxy(self.upstream, TTLReplyCache(CACHE_TTL))
+        replies = TTLReplyCache(CACHE_TTL)
+        proxy = UpstreamProxy(self.upstream, replies)
         self.server = Server(
             WithLocalCommands(proxy, {SHUTDOWN_COMMAND: self._shutdown_reply}),
             self._server_context(token),
@@ -259,6 +269,9 @@ class JBox:
         )
         self.token_files = list(discovery.write_token_files(text))
         self.loops.start(self.keeper.runner())
+        server_metrics(self.metrics, self.server)
+        reply_cache_metrics(self.metrics, replies)
+        self.metrics_http = await start_metrics(self.settings, self.metrics)
 
     def _shutdown_reply(self, session: ProxySession, request: Request) -> Reply:
         """``shutdown``: the owner stops the jBox cleanly (its token files removed, as on
@@ -334,6 +347,8 @@ class JBox:
             self.server.audit.close()
         if self.upstream is not None:
             await self.upstream.close()
+        if self.metrics_http is not None:
+            await self.metrics_http.close()
 
 
 async def serve(

@@ -23,7 +23,6 @@ from jalien.catalogue.expiry import LfnExpiry
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.archive_cmds import ArchiveCommands
-from jalien.commands.background_cmds import BackgroundCommands
 from jalien.commands.basic import BasicCommands
 from jalien.commands.cache_cmds import CacheCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
@@ -41,6 +40,7 @@ from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
 from jalien.jobs.watchdog import Watchdog
 from jalien.loops import LoopRegistry
+from jalien.metrics import Metrics
 from jalien.net.audit import AuditLog
 from jalien.net.identity import AccountsAuthenticator, Identity
 from jalien.net.limits import limits_from
@@ -52,6 +52,7 @@ from jalien.roles.central_cache import (
     release_readers,
     serve_textcache,
 )
+from jalien.roles.role_metrics import central_metrics, start_metrics
 from jalien.roles.start import run_role, stop_event
 from jalien.storage.envelope import EnvelopeSigner
 
@@ -124,11 +125,10 @@ def build_server(
     jobs: JobService,
     tokens: TokenAuthority,
     cache: CacheStore | None = None,
-    loops: LoopRegistry | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
     accounts = AccountsAuthenticator(settings.accounts_path, tokens=tokens)
-    table = build_commands(settings, catalogue, jobs, tokens, accounts, cache, loops)
+    table = build_commands(settings, catalogue, jobs, tokens, accounts, cache)
     dispatcher = Dispatcher(
         table,
         site=settings.site,
@@ -155,11 +155,9 @@ def build_commands(
     tokens: TokenAuthority,
     accounts: AccountsAuthenticator,
     cache: CacheStore | None = None,
-    loops: LoopRegistry | None = None,
 ) -> CommandTable:
     """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
-    BackgroundCommands(table, loops if loops is not None else LoopRegistry()).register()
     BasicCommands(table, motd=settings.motd).register()
     catalogue_commands = CatalogueCommands(table, catalogue)
     catalogue_commands.register()
@@ -214,12 +212,11 @@ async def serve(settings: Settings) -> None:
     cache = build_cache(settings)
     catalogue = build_catalogue(settings, cache)
     jobs = build_jobs(settings, tokens)
-    loops = LoopRegistry()  # jcentral's loops and thread pools (admins: `background`)
-    loops.add_pools(catalogue.backend.pools)
-    loops.add_pools(jobs.store.pools)
-    loops.add_pools(cache.pools)
-    server = build_server(settings, catalogue, jobs, tokens, cache, loops)
+    server = build_server(settings, catalogue, jobs, tokens, cache)
     textcache = await serve_textcache(settings, cache)
+    loops = LoopRegistry()  # jcentral's background loops (a later issue shows them to admins)
+    metrics = central_metrics(settings, server, jobs, cache, loops)
+    metrics_http = await start_metrics(settings, metrics)
     loops.start(release_readers(cache))
     await catalogue.backend.start()
     await jobs.store.start()
@@ -235,7 +232,7 @@ async def serve(settings: Settings) -> None:
     try:
         await jobs.start()
         if settings.embedded_se:
-            se = await embedded_se(settings, catalogue)
+            se = await embedded_se(settings, catalogue, metrics)
         await _run(settings, server)
     finally:
         server.audit.close()  # what is pending is written
@@ -246,16 +243,18 @@ async def serve(settings: Settings) -> None:
         await catalogue.backend.close()
         if textcache is not None:
             await textcache.close()
+        if metrics_http is not None:
+            await metrics_http.close()
         await asyncio.to_thread(cache.close)
 
 
-async def embedded_se(settings: Settings, catalogue: Catalogue):
+async def embedded_se(settings: Settings, catalogue: Catalogue, metrics: Metrics | None = None):
     """The single-machine SE inside jcentral, registered in the catalogue under se_name."""
     from jalien.catalogue.model import StorageElement
     from jalien.roles.se import start_se
 
     signer, _ = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
-    se, port = await start_se(settings, signer.verifier)
+    se, port = await start_se(settings, signer.verifier, metrics)
     record = StorageElement(
         name=settings.se_name,
         url=settings.se_url(port),

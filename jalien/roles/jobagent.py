@@ -33,6 +33,12 @@ from jalien.jobs.jdl import JdlError, OutputSpec, parse_jdl, parse_size
 from jalien.net import discovery
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
+from jalien.roles.role_metrics import (
+    jobagent_metrics,
+    request_counter,
+    role_metrics,
+    start_metrics,
+)
 from jalien.roles.start import Failure, on_signals, run_role
 from jalien.storage.cp import Options, copy
 from jalien.wire.errors import EXIT_FAILED, RequestError
@@ -211,6 +217,10 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         connect_job,
         parse_job,
     )
+    metrics = role_metrics("jobagent")
+    audit.requests = request_counter(metrics)  # the payload's local sockets count theirs
+    jobagent_metrics(metrics, agent)
+    metrics_http = await start_metrics(settings, metrics)
     on_signals(lambda sig: agent.stop(f"the JobAgent got signal {sig.name}"))
     log.info(
         "jobagent ready: upstream %s:%d, site %s, ce %s, ttl %d s, workdir %s",
@@ -221,6 +231,8 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     finally:
         await upstream.close()
         audit.close()
+        if metrics_http is not None:
+            await metrics_http.close()
 
 
 def run_jobagent(settings: Settings, env: Mapping[str, str] | None = None) -> int:

@@ -6,16 +6,23 @@ from __future__ import annotations
 import logging
 
 from jalien.config import Settings
+from jalien.metrics import Metrics
+from jalien.roles.role_metrics import start_metrics
 from jalien.roles.start import Failure, run_role, stop_event
 from jalien.storage.envelope import EnvelopeVerifier
+from jalien.storage.se_metrics import instrument
 from jalien.storage.se_server import StorageServer, se_context
 from jalien.wire.errors import EXIT_FAILED
 
 log = logging.getLogger("jalien.se")
 
 
-async def start_se(settings: Settings, verifier: EnvelopeVerifier) -> tuple[StorageServer, int]:
+async def start_se(
+    settings: Settings, verifier: EnvelopeVerifier, metrics: Metrics | None = None
+) -> tuple[StorageServer, int]:
     server = StorageServer(settings.se_root_path, verifier, settings.se_max_rate)
+    if metrics is not None:
+        instrument(server, metrics)
     context = se_context(settings.host_cert_path, settings.host_key_path)
     port = await server.start(settings.listen, settings.se_port, context)
     print(f"se ready: {settings.se_url(port)} serving {settings.se_root_path}", flush=True)
@@ -24,10 +31,14 @@ async def start_se(settings: Settings, verifier: EnvelopeVerifier) -> tuple[Stor
 
 async def serve(settings: Settings) -> None:
     verifier = EnvelopeVerifier.from_file(settings.envelope_key_path)
-    server, _ = await start_se(settings, verifier)
+    metrics = Metrics("se")
+    server, _ = await start_se(settings, verifier, metrics)
+    metrics_http = await start_metrics(settings, metrics)
     stop = stop_event()
     await stop.wait()
     await server.close()
+    if metrics_http is not None:
+        await metrics_http.close()
 
 
 def run_se(settings: Settings) -> int:

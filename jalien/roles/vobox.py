@@ -46,10 +46,18 @@ from jalien.config import ConfigError, Settings
 from jalien.loops import LoopRegistry
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
+from jalien.net.http import HttpServer
 from jalien.net.identity import LevelAuthenticator
 from jalien.net.limits import limits_from
 from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
+from jalien.roles.role_metrics import (
+    reply_cache_metrics,
+    role_metrics,
+    server_metrics,
+    start_metrics,
+    vobox_metrics,
+)
 from jalien.roles.start import CONFIG, SYSTEM, Failure, run_role, stop_event
 from jalien.site.batch import BatchInterface
 from jalien.site.fork import ForkBatch
@@ -228,6 +236,8 @@ class VoBox:
         self.loop: VoBoxLoop | None = None
         self._stop = asyncio.Event()
         self.loops = LoopRegistry()  # the VoBox's background loops: its cycle
+        self.metrics = role_metrics("vobox", self.loops)
+        self.metrics_http: HttpServer | None = None
         self._cert_stamp: tuple[int, int] | None = None
         self._rotation: asyncio.Task[None] | None = None  # to a renewed certificate
 
@@ -297,6 +307,10 @@ class VoBox:
         if isinstance(self.batch, ForkBatch):
             self.batch.adopt(int(i) for i in self.loop.known_batch_ids() if i.isdigit())
         self.loops.start(self.loop.runner(self._stop))
+        server_metrics(self.metrics, self.server)
+        reply_cache_metrics(self.metrics, self.cache)
+        vobox_metrics(self.metrics, self.loop)
+        self.metrics_http = await start_metrics(settings, self.metrics)
 
     def _status(self) -> dict[str, object]:
         """What the loop's status.json adds about the level: its ports, the cache, the
@@ -377,6 +391,8 @@ class VoBox:
             self.server.audit.close()
         if self.upstream is not None:
             await self.upstream.close()
+        if self.metrics_http is not None:
+            await self.metrics_http.close()
 
 
 def _path(value: str) -> Path | None:
