@@ -107,6 +107,14 @@ class Settings(msgspec.Struct, kw_only=True):
     vobox_host: str = ""  # the name worker nodes reach it by; default: the first listen address
     vobox_ws_port: int = 0  # its listeners for worker nodes (0: any free port; -1: none)
     vobox_binary_port: int = 0
+    # worker nodes without network (docs/relay.md): the VoBox relays a shared-filesystem
+    # spool (JALIEN_SPOOL_DIR) and its agents use it instead of a TCP port
+    spool_dir: str = ""  # VoBox: relay this spool; JobAgent: talk through it; "": TCP
+    spool_watch: str = "auto"  # "auto" (inotify + scan), "inotify", "poll" (scan only)
+    spool_poll: float = 0.1  # seconds between scans (NFS: what other hosts wrote)
+    spool_max_files: int = 256  # unanswered requests per connection; unread events
+    spool_stale: float = 6 * 3600.0  # a connection silent this long is removed
+    spool_fsync: bool = True  # fsync each file before its rename
     slurm_partition: str = ""
     slurm_options: list[str] = []  # more sbatch options, e.g. ["--time=02:00:00"]
     slurm_conf: str = ""  # SLURM_CONF for sbatch/squeue/scancel (default: Slurm's own)

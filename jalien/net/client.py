@@ -23,7 +23,7 @@ import logging
 import random
 import ssl
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from jalien.net.refusal import EXPIRED, refusal_kind
@@ -41,6 +41,8 @@ log = logging.getLogger("jalien.net.client")
 T = TypeVar("T")
 
 EventCallback = Callable[[int, Event], None]
+# makes a transport for a protocol factory, as loop.create_connection (net.spool.connector)
+Connector = Callable[[Callable[[], asyncio.Protocol]], Awaitable[tuple[asyncio.BaseTransport, Any]]]
 RawReply = tuple[int, bytes]  # (flags, body as on the wire)
 
 
@@ -237,8 +239,12 @@ class Client:
         max_message_size: int = framing.DEFAULT_MAX_FRAME,
         compress_threshold: int = framing.DEFAULT_COMPRESS_THRESHOLD,
         credentials: Callable[[], ssl.SSLContext] | None = None,
+        connector: Connector | None = None,
     ) -> None:
         self.host = host
+        # another transport than TCP+TLS (the filesystem spool, net.spool): it makes the
+        # transport for the protocol factory it is given, as loop.create_connection does
+        self.connector = connector
         self.port = port
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
@@ -307,6 +313,15 @@ class Client:
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
+        if self.connector is not None:
+            try:
+                _, made = await asyncio.wait_for(
+                    self.connector(lambda: _Protocol(self)), self.connect_timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                self.last_error = _describe(exc)
+                raise ConnectionLost(f"cannot connect to {self.host}: {self.last_error}") from None
+            return made  # type: ignore[no-any-return]
         try:
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(
