@@ -33,7 +33,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from jalien._fast import sandwich
@@ -257,10 +257,13 @@ class DarkDataCrawler:
         }
 
 
-def _merge(first: Path, listing: Path, second: Path, work: Path) -> tuple[int, int, int]:
-    """The sandwich over three sorted files; findings to work/dark and work/lost."""
+def _merge(
+    first: Path, listing: Path, second: Path, work: Path, kernel: Any = None
+) -> tuple[int, int, int]:
+    """The sandwich over three sorted files (*kernel*: a twin, for the benchmark; default
+    the one jalien._fast chose); findings to work/dark and work/lost."""
     with open(work / "dark", "wb") as dark, open(work / "lost", "wb") as lost:
-        return sandwich.merge3(
+        return (kernel or sandwich).merge3(
             read_batches(first),
             read_batches(listing),
             read_batches(second),
