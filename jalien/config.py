@@ -128,6 +128,19 @@ class Settings(msgspec.Struct, kw_only=True):
     # how often the live jobs (whose tokens work) are re-read from the task queue: what
     # another jcentral process sharing it ended is refused here after at most this long
     job_live_refresh: float = 10.0
+    # data movers (docs/datamovers.md): physical removal and transfers (mirror)
+    datamovers_db: str = ""  # their queues (SQLite); default: {home}/taskqueue.db
+    deletion_interval: float = 30.0  # seconds between passes of the deletion queue
+    deletion_parallel: int = 16  # deletions at once (deletion_per_se on one SE)
+    deletion_per_se: int = 8
+    deletion_attempts: int = 10  # then FAILED, listed by listDeletions
+    deletion_backoff: float = 30.0  # seconds after the first failure, doubled each time
+    transfer_interval: float = 10.0  # seconds between looks at the queue when idle
+    transfer_workers: int = 8  # copies at once (transfer_per_se to one destination SE)
+    transfer_per_se: int = 2
+    transfer_backoff: float = 10.0  # seconds after a failed attempt, doubled each time
+    transfer_timeout: float = 3600.0  # seconds one copy may take
+    lfn_expiry_interval: float = 60.0  # seconds between removals of expired LFNs
 
     @property
     def home_path(self) -> Path:

@@ -1,5 +1,5 @@
 """When LFNs expire (JAliEn's ``lfnexpiretime``): the time is stored, extended, removed
-and shown here; nothing acts on it yet (a later issue removes expired files).
+and shown here; ``catalogue/expiry_reaper.py`` removes the files whose time has passed.
 
 Kept in a SQLite file of its own beside the catalogue (``lfnexpiry.db`` in jcentral's
 home), started at its first use: one jcentral's view. An LFN that is moved or removed keeps
@@ -60,3 +60,16 @@ class LfnExpiry:
                     )
 
         await self._db.write(run)
+
+    async def due(self, now_ms: int, limit: int = 500) -> list[str]:
+        """LFNs whose expiry (ms since the epoch) is at or before *now_ms*, soonest first."""
+        await self._ready()
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            rows = c.execute(
+                "SELECT lfn FROM lfn_expiry WHERE expires<=? ORDER BY expires LIMIT ?",
+                (now_ms, limit),
+            )
+            return [lfn for (lfn,) in rows.fetchall()]
+
+        return await self._db.read(run)

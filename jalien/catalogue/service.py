@@ -35,6 +35,7 @@ from jalien.catalogue.permissions import (
     require,
     valid_mode,
 )
+from jalien.catalogue.removals import Held, NoRemovals, RemovalQueue
 from jalien.wire.errors import EXIT_INVALID, RequestError
 from jalien.wire.messages import DirEntry
 
@@ -62,6 +63,8 @@ class Catalogue:
         self.home_template = home_template
         self.cache = cache or NoCache()
         self._homes_done: set[str] = set()
+        # where the replicas of removed files go (the role wires the data movers' queue)
+        self.removals: RemovalQueue = NoRemovals()
 
     # -- lookups
     def home_of(self, login: str) -> str:
@@ -303,14 +306,81 @@ class Catalogue:
             if not recursive:
                 raise RequestError(f"{entry.lfn}: is a directory, use rm -r", 21)
             require(caller, entry, WRITE, "remove from")
-            async with self._writing(path):
-                count = await self.backend.delete_tree(as_dir(path))
+            guids = await self._guids_under(as_dir(path))
+            held = await self._hold(guids)
+            try:
+                async with self._writing(path):
+                    count = await self.backend.delete_tree(as_dir(path))
+                    orphans = await self._orphans(guids)
+            except BaseException:
+                self.removals.abandon(held.ids)
+                raise
         else:
-            async with self._writing(path):
-                count = await self.backend.delete([path])
-                if entry.guid and not await self.backend.by_guid(entry.guid):
-                    await self.backend.delete_replicas(entry.guid)
+            guids = [entry.guid] if entry.guid else []
+            held = await self._hold(guids)
+            try:
+                async with self._writing(path):
+                    count = await self.backend.delete([path])
+                    orphans = await self._orphans(guids)
+            except BaseException:
+                self.removals.abandon(held.ids)
+                raise
+        release, drop = held.split(orphans)
+        await self.removals.release(release)
+        await self.removals.drop(drop)
         return count
+
+    async def _guids_under(self, directory: str) -> list[str]:
+        guids: set[str] = set()
+        async for page in self.backend.find(FindQuery(base=directory, types=frozenset("fc"))):
+            guids.update(e.guid for e in page if e.guid)
+        return sorted(guids)
+
+    async def _hold(self, guids: list[str]) -> Held:
+        """The replicas of *guids*, held in the removal queue before a removal commits."""
+        replicas = [r for g in guids for r in await self.backend.replicas(g)]
+        ids = await self.removals.hold(replicas) if replicas else []
+        return Held(ids, [r.guid for r in replicas] if ids else [])
+
+    async def _orphans(self, guids: list[str]) -> set[str]:
+        """Of *guids* (their LFNs just removed), those no LFN points to any more: their
+        replica rows go (inside the removal's write)."""
+        orphans = set()
+        for guid in guids:
+            if not await self.backend.by_guid(guid):
+                await self.backend.delete_replicas(guid)
+                orphans.add(guid)
+        return orphans
+
+    # -- replicas (central's own: the data movers; no caller's permissions apply)
+    async def _paths_of(self, guid: str) -> list[str]:
+        return [e.path for e in await self.backend.by_guid(guid)]
+
+    async def commit_replica(self, replica: Replica) -> bool:
+        """Register a replica made by central (a transfer); once only (a replica the
+        catalogue has is not added again). False when no LFN has the GUID any more."""
+        paths = await self._paths_of(replica.guid)
+        if not paths:
+            return False
+        if replica in await self.backend.replicas(replica.guid):
+            return True
+        async with self._writing(*paths):
+            await self.backend.add_replicas([replica])
+        return True
+
+    async def drop_replica(self, guid: str, se: str) -> list[Replica]:
+        """Unregister the replicas of *guid* on *se*; the ones dropped."""
+        gone = [r for r in await self.backend.replicas(guid) if r.se == se]
+        if gone:
+            async with self._writing(*await self._paths_of(guid)):
+                await self.backend.delete_replicas(guid, se)
+        return gone
+
+    async def forget_orphan(self, guid: str) -> None:
+        """Drop the replica rows of a GUID no LFN points to (a removal cut short)."""
+        if not await self.backend.by_guid(guid):
+            async with self._writing():
+                await self.backend.delete_replicas(guid)
 
     async def mv(self, caller: Caller, src: str, dst: str) -> Entry:
         entry = await self.stat(caller, src)

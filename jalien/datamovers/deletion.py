@@ -94,6 +94,11 @@ class DeletionService:
         await self.store.drop_deletions(ids)
         self._holding.difference_update(ids)
 
+    def abandon(self, ids: Sequence[int]) -> None:
+        """A removal that raised: whether it committed is unknown, the recovery decides
+        (after ``hold_grace``) as for a process that died."""
+        self._holding.difference_update(ids)
+
     async def retry(self, ids: Sequence[int] = ()) -> int:
         """FAILED rows (all of them without *ids*) are queued again, due at once."""
         if not ids:

@@ -23,8 +23,9 @@ ACTIVE = frozenset({WAITING, TRANSFERRING})
 FINAL = frozenset({DONE, FAILED_T, KILLED})
 TRANSFER_MOVES: dict[str, frozenset[str]] = {
     WAITING: frozenset({TRANSFERRING, KILLED, DONE}),  # DONE: the SE already had it
-    # WAITING again: an attempt failed and another is left, or jcentral restarted
-    TRANSFERRING: frozenset({WAITING, DONE, FAILED_T, KILLED}),
+    # WAITING again: an attempt failed and another is left, or jcentral restarted;
+    # TRANSFERRING: its source and target recorded as an attempt goes
+    TRANSFERRING: frozenset({TRANSFERRING, WAITING, DONE, FAILED_T, KILLED}),
     DONE: frozenset(),
     FAILED_T: frozenset({WAITING}),  # resubmitted
     KILLED: frozenset(),

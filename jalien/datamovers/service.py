@@ -27,6 +27,7 @@ class DataMovers:
         transfer_per_se: int = 2,
         transfer_backoff: float = 10.0,
     ) -> None:
+        self.files = files
         self.store = DataMoverStore(path)
         self.deletions = DeletionService(
             self.store, files, storage, parallel=deletion_parallel, per_se=deletion_per_se,

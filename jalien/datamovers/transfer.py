@@ -21,9 +21,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 
+from jalien.auth.policy import Caller, is_admin
 from jalien.datamovers.deletion import DeletionService
 from jalien.datamovers.model import (
     DONE,
@@ -48,6 +50,13 @@ from jalien.wire.errors import (
 )
 
 log = logging.getLogger("jalien.datamovers.transfer")
+
+
+class Requester(Caller, Protocol):
+    """Who asks (a session's identity): its login and what the policy says of its kind."""
+
+    @property
+    def login(self) -> str: ...
 
 
 class Queued(msgspec.Struct, kw_only=True):
@@ -90,8 +99,7 @@ class TransferService:
     # -- what users and other services call
     async def mirror(
         self,
-        user: str,
-        admin: bool,
+        caller: Requester,
         lfn: str,
         se: str,
         *,
@@ -101,6 +109,7 @@ class TransferService:
         """Queue a copy to *se* of the file at *lfn*, or of each file of a directory or
         collection. RequestError (nothing queued) for an unknown SE, a missing LFN, a file
         the caller does not own, or a single file that the SE already holds."""
+        user, admin = caller.login, is_admin(caller)
         if attempts < 1:
             raise RequestError("-try wants a number of attempts >= 1", EXIT_INVALID)
         destination = await self._se(se)
@@ -144,6 +153,30 @@ class TransferService:
         self._wake()
         return queued.id
 
+    async def delete_mirror(self, caller: Requester, lfn: str, se: str) -> list[PfnRef]:
+        """JAliEn's deleteMirror: the file's replica on *se* leaves the catalogue and its
+        PFN is queued for removal from the SE. Not the last replica (that is ``rm``)."""
+        user, admin = caller.login, is_admin(caller)
+        name = await self._se(se)
+        record = await self.files.file(lfn)
+        if record is None:
+            raise RequestError(f"{lfn}: No such file", EXIT_NOT_FOUND)
+        if not admin and record.owner != user:
+            raise RequestError(f"Permission denied: {user} does not own {lfn}", EXIT_PERMISSION)
+        there = [r for r in record.replicas if r.se == name]
+        if not there:
+            raise RequestError(f"{lfn} has no replica on {name}", EXIT_NOT_FOUND)
+        if len({r.se for r in record.replicas}) == 1:
+            raise RequestError(f"{lfn}: {name} holds its last replica (use rm)", EXIT_INVALID)
+        held = await self.deletions.hold(there)
+        try:
+            dropped = await self.files.drop_replica(record.guid, name)
+        except BaseException:
+            self.deletions.abandon(held)
+            raise
+        await self.deletions.release(held)
+        return dropped
+
     async def get(self, transfer_id: int) -> Transfer | None:
         return await self.store.get_transfer(transfer_id)
 
@@ -162,8 +195,9 @@ class TransferService:
             limit=limit, descending=descending,
         )  # fmt: skip
 
-    async def kill(self, user: str, admin: bool, transfer_id: int) -> Transfer:
+    async def kill(self, caller: Requester, transfer_id: int) -> Transfer:
         """Cancel a transfer that has not ended (its owner or an admin)."""
+        user, admin = caller.login, is_admin(caller)
         t = await self.store.get_transfer(transfer_id)
         if t is None:
             raise RequestError(f"no transfer {transfer_id}", EXIT_NOT_FOUND)
@@ -292,12 +326,12 @@ class TransferService:
         target = PfnRef(guid=t.guid, se=t.destination, pfn=pfn)
         errors = []
         for source in sources:  # the catalogue's order; the next replica when one fails
+            await self.store.move_transfer(t, TRANSFERRING, source=source.se, pfn=pfn)
             try:
                 await self.storage.copy(source, target, t.size, t.md5)
             except StorageError as exc:
                 errors.append(f"from {source.se}: {exc}")
                 continue
-            await self.store.move_transfer(t, TRANSFERRING, source=source.se, pfn=pfn)
             break
         else:
             raise StorageError("; ".join(errors), permanent=False)
