@@ -35,10 +35,12 @@ CREATE TABLE IF NOT EXISTS rules (
 CREATE TABLE IF NOT EXISTS decommissions (
     se TEXT PRIMARY KEY, doc BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS decommission_stuck (
-    se TEXT NOT NULL, lfn TEXT NOT NULL, guid TEXT NOT NULL, reason TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS decommission_files (
+    se TEXT NOT NULL, guid TEXT NOT NULL, lfn TEXT NOT NULL, state TEXT NOT NULL,
+    transfers TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (se, guid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS decommission_files_state ON decommission_files (se, state);
 """
 
 QUARANTINED, REMOVED = "QUARANTINED", "REMOVED"
@@ -244,24 +246,73 @@ class LifecycleStore:
         )
         return [(str(k), bytes(d)) for k, d in rows]
 
-    # -- decommissioning's stuck files
-    async def set_stuck(self, se: str, stuck: Sequence[tuple[str, str, str]]) -> None:
-        """The files (lfn, guid, reason) a decommission cannot move, replacing the list."""
+    # -- the files of a decommission (one row per GUID on the SE, once decided)
+    async def decided(self, se: str, guids: Sequence[str]) -> set[str]:
+        """Which of *guids* have a row already (a walk resumed after a restart skips them)."""
+        marks = ",".join("?" * len(guids))
+        if not guids:
+            return set()
+        rows = await self._db.read(
+            lambda c: c.execute(
+                f"SELECT guid FROM decommission_files WHERE se=? AND guid IN ({marks})",
+                (se, *guids),
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
 
+    async def put_files(self, se: str, rows: Sequence[DecommissionFile]) -> None:
         def run(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM decommission_stuck WHERE se=?", (se,))
             c.executemany(
-                "INSERT OR REPLACE INTO decommission_stuck VALUES (?,?,?,?)",
-                [(se, lfn, guid, reason) for lfn, guid, reason in stuck],
+                "INSERT OR REPLACE INTO decommission_files VALUES (?,?,?,?,?,?)",
+                [
+                    (se, r.guid, r.lfn, r.state, ",".join(map(str, r.transfers)), r.reason)
+                    for r in rows
+                ],
             )
 
         await self._db.write(run)
 
-    async def stuck(self, se: str, limit: int = 0) -> list[tuple[str, str, str]]:
-        sql = "SELECT lfn, guid, reason FROM decommission_stuck WHERE se=? ORDER BY lfn"
-        sql += f" LIMIT {int(limit)}" if limit else ""
-        rows = await self._db.read(lambda c: c.execute(sql, (se,)).fetchall())
-        return [(r[0], r[1], r[2]) for r in rows]
+    async def files(self, se: str, state: str = "", limit: int = 0) -> list[DecommissionFile]:
+        sql = "SELECT guid, lfn, state, transfers, reason FROM decommission_files WHERE se=?"
+        args: list[object] = [se]
+        if state:
+            sql, args = sql + " AND state=?", [*args, state]
+        sql += " ORDER BY lfn" + (f" LIMIT {int(limit)}" if limit else "")
+        rows = await self._db.read(lambda c: c.execute(sql, args).fetchall())
+        return [
+            DecommissionFile(
+                guid=r[0],
+                lfn=r[1],
+                state=r[2],
+                transfers=[int(t) for t in r[3].split(",") if t],
+                reason=r[4],
+            )
+            for r in rows
+        ]
+
+    async def file_counts(self, se: str) -> dict[str, int]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT state, COUNT(*) FROM decommission_files WHERE se=? GROUP BY state", (se,)
+            ).fetchall()
+        )
+        return {str(s): int(n) for s, n in rows}
+
+    async def forget_files(self, se: str, state: str = "") -> int:
+        sql, args = "DELETE FROM decommission_files WHERE se=?", [se]
+        if state:
+            sql, args = sql + " AND state=?", [se, state]
+        return await self._db.write(lambda c: c.execute(sql, args).rowcount)
+
+
+class DecommissionFile(msgspec.Struct, kw_only=True):
+    """A file of an SE being decommissioned and what became of it."""
+
+    guid: str
+    lfn: str
+    state: str  # decommission.OK, WAITING, STUCK, LOST, DROPPED
+    transfers: list[int] = []
+    reason: str = ""
 
 
 def _key(table: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from jalien.datamovers.darkdata import key_of
 from jalien.datamovers.lifecycle_ports import FileInfo, SeInfo
-from jalien.datamovers.model import PfnRef
+from jalien.datamovers.model import DONE, FAILED_T, WAITING, PfnRef, Transfer
 
 
 class FakeCatalogue:
@@ -80,3 +80,39 @@ class Deletions:
     async def __call__(self, refs: Sequence[PfnRef]) -> list[int]:
         self.queued.extend(refs)
         return list(range(len(refs)))
+
+
+class FakeTransfers:
+    """A transfer queue: submit() queues, finish() copies (adds the replica) or fails them."""
+
+    def __init__(self, catalogue: FakeCatalogue) -> None:
+        self.catalogue = catalogue
+        self.queue: dict[int, Transfer] = {}
+
+    async def submit(self, lfn: str, se: str, *, user: str = "admin", attempts: int = 5) -> int:
+        info = self.catalogue.files[lfn]
+        for t in self.queue.values():
+            if t.guid == info.guid and t.destination == se and t.state == WAITING:
+                return t.id
+        tid = len(self.queue) + 1
+        self.queue[tid] = Transfer(
+            id=tid, lfn=lfn, guid=info.guid, size=info.size, md5=info.md5, user=user,
+            destination=se, state=WAITING,
+        )  # fmt: skip
+        return tid
+
+    async def get(self, transfer_id: int) -> Transfer | None:
+        return self.queue.get(transfer_id)
+
+    def finish(self, fail: set[str] = frozenset()) -> None:
+        by = {s.name: s for s in self.catalogue.se_list}
+        for t in self.queue.values():
+            if t.state != WAITING:
+                continue
+            if t.destination in fail:
+                t.state, t.reason = FAILED_T, "the SE refused it"
+                continue
+            info = self.catalogue.files[t.lfn]
+            pfn = f"{by[t.destination].url}/00/00000/{t.guid}"
+            info.replicas.append(PfnRef(guid=t.guid, se=t.destination, pfn=pfn))
+            t.state = DONE
