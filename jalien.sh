@@ -24,6 +24,7 @@ TEST_PACKAGES+=(patchelf binutils ccache)                          # the single 
 TEST_PACKAGES+=(xrootd-server xrootd-client python3-xrootd)        # XRootD SEs, alien.py cp
 TEST_PACKAGES+=(slurm-wlm slurmctld slurmd munge)                  # the VoBox's Slurm
 TEST_PACKAGES+=(zsh)                                               # zsh completion
+TEST_PACKAGES+=(slapd ldap-utils)                                  # central configuration in LDAP
 
 ensure_system() {  # ensure_system PACKAGE...
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -117,6 +118,8 @@ case "$cmd" in
       | grep -v '^kept existing' || true
     # the embedded SE (https://127.0.0.1:8099/se, files under run/home/se), so cp works
     export JALIEN_EMBEDDED_SE="${JALIEN_EMBEDDED_SE:-1}"
+    # and over XRootD (root://127.0.0.1:8094//se), the URL it is registered with: alien.py's grid
+    export JALIEN_SE_XROOTD_PORT="${JALIEN_SE_XROOTD_PORT:-8094}"
     jalien-bin --role jcentral --home "$JALIEN_STATE_DIR" "$@" &
     central=$!
     trap 'kill $central ${vobox:-} 2>/dev/null; wait' EXIT

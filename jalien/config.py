@@ -128,19 +128,17 @@ class Settings(msgspec.Struct, kw_only=True):
     # how often the live jobs (whose tokens work) are re-read from the task queue: what
     # another jcentral process sharing it ended is refused here after at most this long
     job_live_refresh: float = 10.0
-    # data movers (docs/datamovers.md): physical removal and transfers (mirror)
-    datamovers_db: str = ""  # their queues (SQLite); default: {home}/taskqueue.db
-    deletion_interval: float = 30.0  # seconds between passes of the deletion queue
-    deletion_parallel: int = 16  # deletions at once (deletion_per_se on one SE)
-    deletion_per_se: int = 8
-    deletion_attempts: int = 10  # then FAILED, listed by listDeletions
-    deletion_backoff: float = 30.0  # seconds after the first failure, doubled each time
-    transfer_interval: float = 10.0  # seconds between looks at the queue when idle
-    transfer_workers: int = 8  # copies at once (transfer_per_se to one destination SE)
-    transfer_per_se: int = 2
-    transfer_backoff: float = 10.0  # seconds after a failed attempt, doubled each time
-    transfer_timeout: float = 3600.0  # seconds one copy may take
-    lfn_expiry_interval: float = 60.0  # seconds between removals of expired LFNs
+    # the central configuration (docs/ldap.md): "files" (accounts.toml and directory.json
+    # in the home: the single-machine grid) or "ldap" (OpenLDAP at ldap_uri)
+    config_backend: str = "files"
+    ldap_uri: str = ""  # ldap://host:389
+    ldap_base: str = "o=alice,dc=cern,dc=ch"
+    ldap_bind_dn: str = ""  # who writes (setCEstatus, fquota/jquota set, addSE); "": anonymous
+    ldap_password_file: str = ""  # ldap_bind_dn's password, alone in a file
+    ldap_timeout: float = 5.0  # seconds to connect or answer
+    config_ttl: float = 300.0  # seconds the configuration is used before it is read again
+    quota_usage_refresh: float = 30.0  # seconds a user's file and job usage is kept
+    job_quota_interval: float = 60.0  # how often users with waiting jobs are re-checked
 
     @property
     def home_path(self) -> Path:

@@ -36,6 +36,7 @@ SERVICES = {
     "datamovers",
     "optimizers",
     "monitor",
+    "directory",
 }
 BASE = {"config", "version", "loops", "metrics", "__init__"}
 
@@ -45,6 +46,7 @@ HOMES = {
     "uvloop": {"net", "roles", "cli"},
     "lmdb": {"cache"},
     "MySQLdb": {"catalogue", "sqlstore"},  # the MariaDB catalogue; sqlstore.mysql
+    "ldap3": {"directory"},  # the central configuration in OpenLDAP
     "prometheus_client": {"metrics"},  # jalien/metrics.py: each process's registry
 }
 

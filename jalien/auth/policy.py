@@ -62,7 +62,9 @@ class Action(enum.Enum):
     CACHE = "cache"  # the raw cache commands of the shared cache
     FORWARD = "forward"  # open a channel for a certificate a lower level forwards
     ACT_FOR = "act-for"  # open a channel for another DN (a VoBox for its users)
-    ADMIN = "admin"  # administration: SEs, cache statistics
+    ADMIN = "admin"  # administration: SEs, cache statistics, CEs, quotas, resyncLDAP
+    CONFIG_READ = "config-read"  # the grid's configuration: whois, groups, listCEs, quotas
+    BECOME = "become"  # act as another account or role of one's own (``user``)
     BACKGROUND = "background"  # see and steer background loops and thread pools, optimizers
 
 
@@ -76,17 +78,28 @@ _USER_ACTIONS = frozenset(
         A.JOB_READ,
         A.JOB_CONTROL,
         A.TOKEN_USER,
+        A.CONFIG_READ,
+        A.BECOME,
     }
 )
 ALLOWED: dict[IdentityKind, frozenset[Action]] = {
     K.USER: _USER_ACTIONS,
     K.PROXY: _USER_ACTIONS,
     K.JBOX: _USER_ACTIONS,
-    K.LIMITED_PROXY: frozenset({A.INFO, A.READ, A.WRITE, A.JOB_READ}),
+    K.LIMITED_PROXY: frozenset({A.INFO, A.READ, A.WRITE, A.JOB_READ, A.CONFIG_READ}),
     # everything but what only a service host does (a level acting for its clients)
     K.ADMIN: frozenset(Action) - {A.FORWARD, A.ACT_FOR},
     K.HOST: frozenset(
-        {A.INFO, A.MATCH, A.JOB_STATE, A.JOB_READ, A.TOKEN_JOBAGENT, A.FORWARD, A.ACT_FOR}
+        {
+            A.INFO,
+            A.MATCH,
+            A.JOB_STATE,
+            A.JOB_READ,
+            A.TOKEN_JOBAGENT,
+            A.FORWARD,
+            A.ACT_FOR,
+            A.CONFIG_READ,
+        }
     ),
     K.JOBAGENT: frozenset({A.INFO, A.MATCH, A.JOB_STATE, A.TOKEN_JOB, A.FORWARD}),
     K.JOB: frozenset({A.INFO, A.READ, A.WRITE, A.JOB_READ, A.JOB_STATE}),
@@ -111,6 +124,8 @@ WHY: dict[Action, str] = {
     A.FORWARD: "forward certificates",
     A.ACT_FOR: "act for other users",
     A.ADMIN: "administer this grid",
+    A.CONFIG_READ: "read the grid's configuration",
+    A.BECOME: "act as another account",
     A.BACKGROUND: "see or steer background work",
 }
 

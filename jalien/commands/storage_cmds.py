@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -106,6 +107,8 @@ class StorageCommands:
         self.ca_dir = ca_dir
         self.checker = checker if checker is not None else ReplicaChecker(signer, ca_dir)
         self.quota: QuotaCheck = quota if quota is not None else NoQuota()
+        # where addSE also writes an SE when central's configuration keeps them (LDAP)
+        self.se_directory: Callable[[StorageElement], Awaitable[object]] | None = None
 
     async def close(self) -> None:
         """Ends the connections kept to SEs (also done when the event loop ends)."""
@@ -457,6 +460,8 @@ class StorageCommands:
             number=opts.number("number", 0),
         )
         se = await self.cat.put_se(session.identity, se)
+        if self.se_directory is not None:  # the central configuration's copy (LDAP)
+            await self.se_directory(se)
         verb = "updated" if old else "added"
         return [
             {

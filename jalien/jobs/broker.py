@@ -11,7 +11,7 @@ unit of share goes first.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,8 @@ class Broker:
         self._where: dict[int, _Bucket] = {}
         self._fits: dict[tuple, list[_Bucket]] = {}
         self.running: collections.Counter[str] = collections.Counter()
+        # users whose jobs wait this match out: (user, running) -> held (job quotas)
+        self.held: Callable[[str, int], bool] | None = None
 
     def __len__(self) -> int:
         return len(self._where)
@@ -176,9 +178,12 @@ class Broker:
         """The id of the job this agent should run (removed from the index), or None."""
         best: tuple[float, int, _Bucket, str] | None = None
         users = agent.users
+        held = self.held
         for bucket in self._fitting(agent):
             for user, queue in bucket.queues.items():
                 if users is not None and user not in users:
+                    continue
+                if held is not None and held(user, self.running[user]):
                     continue
                 load = self.running[user] / self.shares.get(user, 1.0)
                 candidate = (load, queue[0], bucket, user)
@@ -195,6 +200,14 @@ class Broker:
         del self._where[job_id]
         self.running[user] += 1
         return job_id
+
+    def waiting_of(self, user: str) -> int:
+        """How many jobs of *user* wait."""
+        return sum(len(b.queues.get(user, ())) for b in self._buckets.values())
+
+    def users(self) -> set[str]:
+        """The users with waiting jobs."""
+        return {user for bucket in self._buckets.values() for user in bucket.queues}
 
     def resumed(self, user: str) -> None:
         """A job of *user* came back to the active states (its lost agent reported again)."""

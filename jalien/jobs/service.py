@@ -27,13 +27,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from jalien.auth.policy import IdentityKind
 from jalien.auth.tokens import TokenAuthority, TokenKind, TokenSubject, token_key_pem
+from jalien.jobs.admission import Admission, JobUsage
 from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
 from jalien.jobs.queue import JobRow, NewJob, TaskQueue
 from jalien.jobs.requirements import compile_requirements
 from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobState, parse_state
 from jalien.loops import Loop
-from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, RequestError
+from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, EXIT_QUOTA, RequestError
 from jalien.wire.messages import Event
 from jalien.wire.site_api import MAX_TEXT, JobOffer, MatchedJob, StatusChange
 
@@ -79,6 +80,10 @@ class JobService:
         self._dead: OrderedDict[int, float] = OrderedDict()  # job id -> when found dead
         self.collections: CollectionReader | None = None  # set by the role (storage)
         self.locations: Locator | None = None  # Split=se: the SEs of the input files
+        # job quotas and CE status (jobs.admission), set by the role; None: no limits
+        self.admission: Admission | None = None
+        self.usage_refresh = 30.0  # seconds a user's 24 h job usage is kept
+        self._usage: dict[str, tuple[float, int, int]] = {}  # user -> (when, cost, wall)
 
     async def start(self) -> None:
         self.broker.add_many(await self.store.waiting())
@@ -189,6 +194,7 @@ class JobService:
             jdl = await self._with_collections(caller, jdl)
         user = caller.login
         if not jdl.split:
+            await self._admit(user, 1)
             (job_id,) = await self.store.insert([self._new(user, jdl, render_jdl(jdl))])
             await self._enqueue([job_id])
             return [job_id]
@@ -196,6 +202,7 @@ class JobService:
         if jdl.split.lower() == "se" and self.locations is not None:
             where = await self.locations(caller, [i.removeprefix("LF:") for i in jdl.input_data])
         parts = self._split(jdl, where)
+        await self._admit(user, len(parts))
         (master,) = await self.store.insert([self._new(user, jdl, render_jdl(jdl), S.SPLITTING)])
         subjobs = [
             self._new(user, part, render_jdl(part), master=master, index=i)
@@ -205,6 +212,51 @@ class JobService:
         await self.store.transition(master, S.SPLIT, message=f"split into {len(ids)} subjobs")
         await self._enqueue(ids)
         return [master]
+
+    async def _admit(self, user: str, new: int) -> None:
+        """Refuse the submission (EXIT_QUOTA, nothing inserted) when *user*'s job quota
+        does not allow *new* more jobs."""
+        if self.admission is None:
+            return
+        why = self.admission.submit_refusal(user, await self.job_usage(user), new)
+        if why:
+            raise RequestError(why, EXIT_QUOTA)
+
+    async def job_usage(self, user: str, *, fresh: bool = False) -> JobUsage:
+        """*user*'s waiting and running jobs (the broker's counts, exact) and the CPU cost
+        (cores x wall x price) and wall time of their jobs in the last 24 h (read from the
+        task queue when older than ``usage_refresh`` seconds, or *fresh*)."""
+        known = self._usage.get(user)
+        now = time.time()
+        if fresh or known is None or now - known[0] >= self.usage_refresh:
+            since = now - 86400
+            cost = wall_total = 0
+            for row in await self.store.query(user=user, limit=100_000):
+                if row.started:
+                    end = row.finished / 1000 if row.finished else now
+                    wall = end - max(row.started / 1000, since)
+                    if wall > 0:
+                        wall_total += int(wall)
+                        cost += int(wall * max(row.cores, 1) * (row.price or 1.0))
+            known = (now, cost, wall_total)
+            self._usage[user] = known
+        return JobUsage(
+            waiting=self.broker.waiting_of(user),
+            running=self.broker.running[user],
+            cpu_cost=known[1],
+            running_time=known[2],
+        )
+
+    def quota_loop(self, interval: float) -> Loop:
+        """Re-reads the 24 h usage of the users with waiting jobs (who is over a limit
+        and held back from matching)."""
+
+        async def step() -> None:
+            if self.admission is not None:
+                for user in self.broker.users():
+                    self.admission.note(user, await self.job_usage(user, fresh=True))
+
+        return Loop("job-quota", step, interval, logger=log)
 
     def _new(
         self,
@@ -368,6 +420,8 @@ class JobService:
 
     # -- the sites' calls
     def count_waiting(self, agent: Agent) -> int:
+        if self.admission is not None and self.admission.ce_refusal(agent.ce):
+            return 0  # a closed CE: nothing for it
         return self.broker.count(agent)
 
     async def match(
@@ -375,6 +429,10 @@ class JobService:
     ) -> MatchedJob | None:
         """The job for a site's offer, moved to ASSIGNED, with its job token; None: none."""
         agent = Agent.of(offer) if isinstance(offer, JobOffer) else offer
+        if self.admission is not None:
+            why = self.admission.ce_refusal(agent.ce)
+            if why:
+                raise RequestError(why)
         for _ in range(100):
             job_id = self.broker.match(agent)
             if job_id is None:

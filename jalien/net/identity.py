@@ -96,13 +96,22 @@ class AccountsAuthenticator:
     `jalien-bin setup` or an admin edit takes effect without a restart. With *tokens*, token
     certificates of that CA are accepted too."""
 
-    def __init__(self, path: Path, tokens: TokenVerifier | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        tokens: TokenVerifier | None = None,
+        source: Callable[[], AccountMap] | None = None,
+    ) -> None:
         self._path = path
         self._stamp: tuple[int, int] | None = None
         self._accounts = AccountMap()
         self.tokens = tokens
+        self._source = source  # instead of the file: the central configuration's map
 
     def _refresh(self) -> None:
+        if self._source is not None:
+            self._accounts = self._source()
+            return
         try:
             st = os.stat(self._path)
         except FileNotFoundError:

@@ -35,6 +35,8 @@ NAMESPACES = {
     "catalogue.find": Policy(max_entries=20_000, max_bytes=256 << 20, ttl=600.0, private=True),
     "catalogue.whereis": Policy(max_entries=200_000, ttl=3600.0, private=True),
     "auth.logins": Policy(max_entries=50_000, ttl=300.0, private=True),
+    # the central configuration's last snapshot (jalien.directory.service)
+    "config.snapshot": Policy(max_entries=4, max_bytes=256 << 20, ttl=300.0, private=True),
 }
 
 

@@ -22,6 +22,7 @@ EXIT_UNKNOWN_COMMAND = 64
 EXIT_TOO_BIG = 90
 EXIT_NO_CONNECTION = 107
 EXIT_REMOTE_IO = 121  # JAliEn's EREMOTEIO for a command that failed unexpectedly
+EXIT_QUOTA = 122  # EDQUOT: over a file or job quota (storage.quota, jobs.admission)
 
 # how a jalien-bin process ends besides a command's code
 EXIT_USAGE = 2  # bad arguments or configuration (argparse's code; a role's ConfigError)
