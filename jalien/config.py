@@ -72,6 +72,10 @@ class Settings(msgspec.Struct, kw_only=True):
     se_port: int = 8099
     se_host: str = ""  # the host in the SE's URL (default: the first listen address)
     se_max_rate: int = 0  # bytes/s per download (0: unlimited); for tests and shared links
+    # the same SE over XRootD (root://host:port//se, docs/se-xrootd.md) beside HTTPS;
+    # -1: none (the default: every test's jcentral would want the port), 0: any free port
+    # (printed; registered PFNs name it, so a lasting grid fixes it: ./jalien.sh run uses 8094)
+    se_xrootd_port: int = -1
     envelope_key: str = ""  # the SE's copy of central's public key: {home}/envelope/envelope.pub
     # cache: the LMDB store the central processes of a host share, and its TextCache port
     cache_dir: str = ""  # default: {home}/cache
@@ -83,6 +87,10 @@ class Settings(msgspec.Struct, kw_only=True):
     metrics_port: int = -1
     metrics_listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
     metrics_requests: bool = True  # count requests by command (bench_metrics' baseline: off)
+    # reports upstream (docs/monitoring.md): a JobAgent's and a VoBox's every this many
+    # seconds (a VoBox's at least once per cycle); central's minutes of the grid
+    monitor_report_interval: float = 60.0
+    monitor_rollup_interval: float = 60.0
     # jobagent (worker nodes; the VoBox's startup script sets these, see docs/site.md)
     ce: str = ""  # the computing element the agent matches for (JALIEN_CE)
     jobagent_ttl: int = 3600  # seconds this JobAgent may live
@@ -125,6 +133,12 @@ class Settings(msgspec.Struct, kw_only=True):
     job_zombie_timeout: float = 600.0  # ZOMBIE this much longer -> WAITING again or EXPIRED
     job_max_resubmits: int = 1  # times a lost job is put back to WAITING by the watchdog
     job_watchdog_interval: float = 60.0
+    # the catalogue's optimizers (docs/optimizers.md): GUID tables switched by size, LFN
+    # tables' growth alarms; intervals in seconds (optimiserLogs -f changes them live)
+    guid_table_max_rows: int = 50_000_000  # the newest GUID table past this: a new one
+    lfn_table_max_rows: int = 50_000_000  # an LFN table past this: an alarm
+    optimizer_guid_interval: float = 3600.0
+    optimizer_lfn_interval: float = 3600.0
     # how often the live jobs (whose tokens work) are re-read from the task queue: what
     # another jcentral process sharing it ended is refused here after at most this long
     job_live_refresh: float = 10.0
@@ -139,6 +153,27 @@ class Settings(msgspec.Struct, kw_only=True):
     config_ttl: float = 300.0  # seconds the configuration is used before it is read again
     quota_usage_refresh: float = 30.0  # seconds a user's file and job usage is kept
     job_quota_interval: float = 60.0  # how often users with waiting jobs are re-checked
+    # data movers (docs/datamovers.md): physical removal and transfers (mirror)
+    datamovers_db: str = ""  # their queues (SQLite); default: {home}/taskqueue.db
+    deletion_interval: float = 30.0  # seconds between passes of the deletion queue
+    deletion_parallel: int = 16  # deletions at once (deletion_per_se on one SE)
+    deletion_per_se: int = 8
+    deletion_attempts: int = 10  # then FAILED, listed by listDeletions
+    deletion_backoff: float = 30.0  # seconds after the first failure, doubled each time
+    transfer_interval: float = 10.0  # seconds between looks at the queue when idle
+    transfer_workers: int = 8  # copies at once (transfer_per_se to one destination SE)
+    transfer_per_se: int = 2
+    transfer_backoff: float = 10.0  # seconds after a failed attempt, doubled each time
+    transfer_timeout: float = 3600.0  # seconds one copy may take
+    # placement rules, SE decommissioning, dark data (docs/datamovers.md)
+    lifecycle_db: str = ""  # rules, decommissions, quarantine (SQLite); {home}/lifecycle.db
+    rules_interval: float = 600.0  # seconds between checks of every placement rule (0: off)
+    decommission_interval: float = 10.0  # seconds between steps of running decommissions
+    darkdata_interval: float = 3600.0  # seconds between crawls (one SE per crawl; 0: off)
+    darkdata_grace: float = 7 * 86400.0  # seconds a dark file stays quarantined
+    darkdata_workdir: str = ""  # the crawl's sorted dumps and listings; {home}/darkdata
+    darkdata_sort_run: int = 500_000  # keys sorted in memory at once (bounds the crawl's RAM)
+    lfn_expiry_interval: float = 60.0  # seconds between removals of expired LFNs
 
     @property
     def home_path(self) -> Path:
@@ -174,6 +209,12 @@ class Settings(msgspec.Struct, kw_only=True):
         host = self.se_host or self.listen[0]
         host = f"[{host}]" if ":" in host else host
         return f"https://{host}:{port}/se"
+
+    def se_xrootd_url(self, port: int) -> str:
+        """The SE's root:// URL: the same files as se_url's, XRootD's ``//`` absolute path."""
+        host = self.se_host or self.listen[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"root://{host}:{port}//se"
 
     @property
     def accounts_path(self) -> Path:

@@ -7,7 +7,7 @@ pure-Python ones (as aiohttp's AIOHTTP_NO_EXTENSIONS does); so does a missing bu
 import os
 from typing import TYPE_CHECKING
 
-from jalien._fast import framing_py, reqstats_py, sandwich_py
+from jalien._fast import framing_py, reqstats_py, sandwich_py, xrdproto_py
 
 NO_EXTENSIONS = os.environ.get("JALIEN_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -30,6 +30,15 @@ if not NO_EXTENSIONS and not TYPE_CHECKING:
     else:
         sandwich = sandwich_c
 
+xrdproto = xrdproto_py  # the XRootD request decoder (storage/xrd_session.py)
+if not NO_EXTENSIONS and not TYPE_CHECKING:
+    try:
+        from jalien._fast import xrdproto_c
+    except ImportError:
+        pass
+    else:
+        xrdproto = xrdproto_c
+
 reqstats = reqstats_py  # the request counters of the metrics (net/audit.py)
 if not NO_EXTENSIONS and not TYPE_CHECKING:
     try:
@@ -50,4 +59,6 @@ __all__ = [
     "reqstats_py",
     "sandwich",
     "sandwich_py",
+    "xrdproto",
+    "xrdproto_py",
 ]

@@ -12,6 +12,7 @@ from jalien.roles.start import Failure, run_role, stop_event
 from jalien.storage.envelope import EnvelopeVerifier
 from jalien.storage.se_metrics import instrument
 from jalien.storage.se_server import StorageServer, se_context
+from jalien.storage.xrd_server import XRootDServer
 from jalien.wire.errors import EXIT_FAILED
 
 log = logging.getLogger("jalien.se")
@@ -29,10 +30,37 @@ async def start_se(
     return server, port
 
 
+async def start_se_xrootd(
+    settings: Settings, verifier: EnvelopeVerifier
+) -> tuple[XRootDServer | None, int]:
+    """The same SE over XRootD on se_xrootd_port (None with -1)."""
+    if settings.se_xrootd_port < 0:
+        return None, -1
+    server = XRootDServer(settings.se_root_path, verifier)
+    port = await server.start(settings.listen, settings.se_xrootd_port)
+    print(f"se xrootd ready: {settings.se_xrootd_url(port)}", flush=True)
+    return server, port
+
+
+class SEListeners:
+    """The SE's HTTPS and XRootD servers, closed together."""
+
+    def __init__(self, https: StorageServer, xrootd: XRootDServer | None) -> None:
+        self.https = https
+        self.xrootd = xrootd
+
+    async def close(self) -> None:
+        if self.xrootd is not None:
+            await self.xrootd.close()
+        await self.https.close()
+
+
 async def serve(settings: Settings) -> None:
     verifier = EnvelopeVerifier.from_file(settings.envelope_key_path)
     metrics = Metrics("se")
-    server, _ = await start_se(settings, verifier, metrics)
+    https, _ = await start_se(settings, verifier, metrics)
+    xrootd, _ = await start_se_xrootd(settings, verifier)
+    server = SEListeners(https, xrootd)
     metrics_http = await start_metrics(settings, metrics)
     stop = stop_event()
     await stop.wait()

@@ -32,7 +32,6 @@ well kept (C parser with a pure-Python twin, as our own _fast modules).
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import os
@@ -51,12 +50,11 @@ from jalien.storage.envelope import (
     EnvelopeVerifier,
     Grant,
 )
-from jalien.storage.replica_check import StoredReplica, encode_stored
+from jalien.storage.replica_check import encode_stored
+from jalien.storage.se_access import CHUNK, grant_for, local_path, record_md5, stored_replica
 from jalien.storage.se_listing import listing_response
 
 log = logging.getLogger("jalien.se")
-CHUNK = 1 << 20
-MD5_XATTR = "user.jalien.md5"
 
 
 def _fail(status: int, reason: str) -> web.Response:
@@ -65,38 +63,6 @@ def _fail(status: int, reason: str) -> web.Response:
 
 class _TooLarge(ValueError):
     """More bytes than the envelope books (413)."""
-
-
-def _recorded_md5(path: Path) -> str:
-    """The md5 recorded with a stored file ("" when there is none)."""
-    try:
-        return os.getxattr(path, MD5_XATTR).decode("ascii", "replace")
-    except OSError:
-        return ""
-
-
-def _record_md5(path: Path, md5: str) -> bool:
-    """Records *md5* with the file; False where the filesystem keeps no user attributes."""
-    try:
-        os.setxattr(path, MD5_XATTR, md5.encode("ascii"))
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
-            return False
-        raise
-    return True
-
-
-def _stored(path: Path) -> StoredReplica:
-    """The SE's record of a stored file (on a worker thread: it may hash the file)."""
-    md5 = _recorded_md5(path)
-    if not md5:
-        digest = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as fh:
-            while block := fh.read(CHUNK):
-                digest.update(block)
-        md5 = digest.hexdigest()
-        _record_md5(path, md5)
-    return StoredReplica(size=path.stat().st_size, md5=md5)
 
 
 class _Upload:
@@ -120,7 +86,7 @@ class _Upload:
         return self.md5.hexdigest()
 
     def record(self, md5: str) -> None:
-        if not _record_md5(self.path, md5):
+        if not record_md5(self.path, md5):
             log.warning("cannot record md5s on %s: commit will hash the file", self.path.parent)
 
     def abort(self) -> None:
@@ -159,22 +125,10 @@ class StorageServer:
 
     # -- checks
     def _local(self, request: web.Request) -> Path:
-        parts = request.path.split("/")
-        if any(p.startswith(".") for p in parts) or "\\" in request.path:
-            raise EnvelopeError("bad path", 404)  # also our temporary names (.<name>.part)
-        local = (self.root / request.path.lstrip("/")).resolve()
-        if self.root not in local.parents:
-            raise EnvelopeError("bad path", 404)
-        return local
+        return local_path(self.root, request.path)  # refuses our .<name>.part names too
 
-    def _grant(self, request: web.Request, access: tuple[str, ...]):
-        envelope = request.query.get("authz", "")
-        grant = self.verifier.open(envelope)
-        if grant.pfn != request.path:
-            raise EnvelopeError(f"envelope is for {grant.pfn}, not {request.path}")
-        if grant.access not in access:
-            raise EnvelopeError(f"envelope grants {grant.access}, not {'/'.join(access)}")
-        return grant
+    def _grant(self, request: web.Request, access: tuple[str, ...]) -> Grant:
+        return grant_for(self.verifier, request.query.get("authz", ""), request.path, access)
 
     # -- handlers
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -192,7 +146,7 @@ class StorageServer:
         if grant.access == STAT:
             loop = asyncio.get_running_loop()
             try:
-                stored = await loop.run_in_executor(None, _stored, local)
+                stored = await loop.run_in_executor(None, stored_replica, local)
             except FileNotFoundError:
                 return _fail(404, f"no such file {request.path}")
             return web.Response(body=encode_stored(stored), content_type="application/json")
