@@ -71,8 +71,10 @@ class Directory:
         cache: SnapshotCache | None = None,
         last_good: Path | None = None,
         clock: Callable[[], float] = time.time,
+        home_of: Callable[[str], str] | None = None,
     ) -> None:
         self.source = source
+        self.home_of = home_of  # a person's home when the entry names none
         self.ttl = ttl
         self.cache = cache
         self.last_good = last_good
@@ -93,7 +95,13 @@ class Directory:
             for dn in person.dns:
                 try:
                     accounts.add(
-                        Account(login=person.login, dn=dn, roles=person.roles, home=person.home)
+                        Account(
+                            login=person.login,
+                            dn=dn,
+                            roles=person.roles,
+                            home=person.home
+                            or (self.home_of(person.login) if self.home_of else ""),
+                        )
                     )
                 except AuthError as exc:
                     log.error("central configuration: %s", exc)

@@ -78,6 +78,7 @@ def build_directory(settings: Settings, cache: CacheStore | None = None) -> Dire
         ttl=settings.config_ttl,
         cache=_SharedSnapshot(cache) if cache is not None else None,
         last_good=settings.home_path / "directory.last",
+        home_of=lambda login: settings.user_home_template.format(initial=login[0], login=login),
     )
 
 

@@ -1,0 +1,119 @@
+"""jcentral configured from a real OpenLDAP (slapd on loopback): users with two DNs and
+their roles, CEs closed and reopened, a file quota that refuses a write with nothing
+written, and LDAP killed while jcentral keeps serving its last good configuration."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import (
+    Central,
+    free_port,
+    run_setup,
+    run_user,
+    start_central,
+    stop,
+)
+from tests.ldap_server import CeEntry, Person, Slapd, binaries, tree_ldif, unavailable
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    if binaries() is None:
+        unavailable("slapd/slapadd not installed (apt-get install slapd ldap-utils)")
+    tmp = tmp_path_factory.mktemp("ldapgrid")
+    home, globus = tmp / "home", tmp / "globus"
+    done = run_setup(home, globus)
+    assert done.returncode == 0, done.stderr
+    accounts = tomllib.loads((home / "accounts.toml").read_text())["account"]
+    people, roles = [], {}
+    for account in accounts:  # setup's accounts, now in LDAP (jdoe gets a second DN)
+        dns = [account["dn"]] + (
+            ["/C=ch/O=elsewhere/CN=John Doe"] if account["login"] == "jdoe" else []
+        )
+        people.append(Person(account["login"], dns, name=account["login"].title()))
+        for role in account.get("roles", []):
+            roles.setdefault(role, []).append(account["login"])
+    roles.setdefault("admin", []).append("jdoe")  # so that jdoe may change the configuration
+    people.append(Person("alice", ["/C=ch/O=jalien/OU=Users/CN=alice"]))
+    ces = [CeEntry("CERN", "LOCAL", {"maxjobs": "3", "TTL": "600"})]
+    slapd = Slapd(tmp / "slapd", tree_ldif(people, roles, ces, {"default": ["ALICE::CERN::LOCAL"]}))
+    slapd.start()
+    (tmp / "ldap.pw").write_text(slapd.password)
+    (home / "accounts.toml").unlink()  # nothing from the file: LDAP only
+    ws, binary = free_port(), free_port()
+    env = {
+        "JALIEN_CONFIG_BACKEND": "ldap",
+        "JALIEN_LDAP_URI": slapd.uri,
+        "JALIEN_LDAP_BASE": slapd.base,
+        "JALIEN_LDAP_BIND_DN": slapd.root_dn,
+        "JALIEN_LDAP_PASSWORD_FILE": str(tmp / "ldap.pw"),
+        "JALIEN_LDAP_TIMEOUT": "2",
+        "JALIEN_EMBEDDED_SE": "1",
+        "JALIEN_SE_PORT": str(free_port()),
+    }
+    log = tmp / "jcentral.log"
+    proc = start_central(home, log, ws, binary, env)
+    central = Central(home, globus, ws, binary, log, proc)
+    yield central, slapd
+    stop(proc)
+    slapd.stop()
+
+
+def test_users_roles_and_quotas_from_ldap(grid, tmp_path):
+    central, _slapd = grid
+    code, out, err = run_user(central, tmp_path, "whois", "jdoe")
+    assert code == 0, err
+    assert "Username: jdoe" in out and "/C=ch/O=elsewhere/CN=John Doe" in out
+    code, out, _ = run_user(central, tmp_path, "groupmembers", "admin")
+    assert code == 0 and "jdoe" in out
+    code, out, _ = run_user(central, tmp_path, "groups")
+    assert code == 0 and "admin" in out
+    code, out, _ = run_user(central, tmp_path, "listCEs")
+    assert code == 0 and "ALICE::CERN::LOCAL" in out and "open" in out
+    # a file quota of one file: the first write is granted, the second refused
+    code, out, err = run_user(central, tmp_path, "fquota", "set", "jdoe", "maxNbFiles", "1")
+    assert code == 0, err
+    local = tmp_path / "one.txt"
+    local.write_text("hello\n")
+    code, _, err = run_user(central, tmp_path, "cp", f"file:{local}", "quota1.txt")
+    assert code == 0, err
+    code, out, err = run_user(central, tmp_path, "cp", f"file:{local}", "quota2.txt")
+    assert code != 0 and "file quota exceeded for jdoe" in out + err
+    code, out, _ = run_user(central, tmp_path, "ls", "quota2.txt")
+    assert code != 0  # nothing was written
+    code, out, _ = run_user(central, tmp_path, "fquota", "list")
+    assert code == 0 and "1/1 files" in out
+    run_user(central, tmp_path, "fquota", "set", "jdoe", "maxNbFiles", "0")  # the default
+
+
+def test_a_closed_ce_gets_no_job_and_reopens(grid, tmp_path):
+    central, _slapd = grid
+    code, out, err = run_user(central, tmp_path, "setCEstatus", "closed", "ALICE::CERN::LOCAL")
+    assert code == 0 and "closed" in out, err
+    code, out, _ = run_user(central, tmp_path, "listCEs", "ALICE::CERN::LOCAL")
+    assert "closed" in out
+    code, out, err = run_user(central, tmp_path, "setCEstatus", "open", "ALICE::CERN::LOCAL")
+    assert code == 0 and "open" in out, err
+    code, out, err = run_user(central, tmp_path, "setCEstatus", "open", "ALICE::NOWHERE::X")
+    assert code != 0 and "no CE ALICE::NOWHERE::X" in out + err
+
+
+def test_ldap_killed_keeps_the_last_good_configuration(grid, tmp_path):
+    central, slapd = grid
+    slapd.stop()
+    try:
+        code, out, err = run_user(central, tmp_path, "resyncLDAP")
+        assert code != 0 and "could not be read" in out + err and "still serving" in out + err
+        code, out, err = run_user(central, tmp_path, "whois", "alice")  # still answered
+        assert code == 0 and "Username: alice" in out, err
+        assert "central configuration NOT refreshed" in Path(central.log).read_text()
+    finally:
+        slapd.start()
+    code, out, err = run_user(central, tmp_path, "resyncLDAP")
+    assert code == 0 and "users" in out, err
