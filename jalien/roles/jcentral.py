@@ -20,6 +20,7 @@ from jalien.cache.store import CacheStore
 from jalien.catalogue.backend import CatalogueBackend
 from jalien.catalogue.cache import MemoryCache
 from jalien.catalogue.expiry import LfnExpiry
+from jalien.catalogue.expiry_reaper import ExpiryReaper
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.archive_cmds import ArchiveCommands
@@ -27,6 +28,7 @@ from jalien.commands.basic import BasicCommands
 from jalien.commands.cache_cmds import CacheCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
 from jalien.commands.collection_cmds import CollectionCommands
+from jalien.commands.datamover_cmds import DataMoverCommands
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.info_cmds import InfoCommands, bind_dispatcher
 from jalien.commands.job_cmds import JobCommands
@@ -34,6 +36,7 @@ from jalien.commands.storage_cmds import StorageCommands
 from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
 from jalien.config import ConfigError, Settings
+from jalien.datamovers.service import DataMovers
 from jalien.directory.service import Directory
 from jalien.jobs.broker import Broker
 from jalien.jobs.queue import TaskQueue
@@ -54,6 +57,7 @@ from jalien.roles.central_cache import (
     serve_textcache,
 )
 from jalien.roles.central_config import SeSync, attach, build_directory, uses_ldap
+from jalien.roles.datamovers_wiring import build_datamovers, read_collections_with
 from jalien.roles.role_metrics import central_metrics, start_metrics
 from jalien.roles.start import run_role, stop_event
 from jalien.storage.envelope import EnvelopeSigner
@@ -128,6 +132,8 @@ def build_server(
     tokens: TokenAuthority,
     cache: CacheStore | None = None,
     directory: Directory | None = None,
+    movers: DataMovers | None = None,
+    expiry: LfnExpiry | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
     directory = directory or build_directory(settings, cache)
@@ -136,7 +142,17 @@ def build_server(
         tokens=tokens,
         source=directory.accounts if uses_ldap(settings) else None,  # LDAP: its people
     )
-    table = build_commands(settings, catalogue, jobs, tokens, accounts, cache, directory=directory)
+    table = build_commands(
+        settings,
+        catalogue,
+        jobs,
+        tokens,
+        accounts,
+        cache,
+        directory=directory,
+        movers=movers,
+        expiry=expiry,
+    )
     dispatcher = Dispatcher(
         table,
         site=settings.site,
@@ -164,6 +180,8 @@ def build_commands(
     accounts: AccountsAuthenticator,
     cache: CacheStore | None = None,
     directory: Directory | None = None,
+    movers: DataMovers | None = None,
+    expiry: LfnExpiry | None = None,
 ) -> CommandTable:
     """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
@@ -176,7 +194,8 @@ def build_commands(
     storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
     storage.register()
     JobCommands(table, jobs, read_file=storage.read_small_file, catalogue=catalogue).register()
-    expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")  # started at its first use
+    if expiry is None:
+        expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")  # started at its first use
     InfoCommands(
         table, catalogue, read_file=storage.read_small_file, checker=storage.checker, expiry=expiry
     ).register()
@@ -187,6 +206,10 @@ def build_commands(
     catalogue_commands.save_collection, jobs.collections = collections.save, collections.lfns_of
     jobs.locations = collections.ses_of  # Split=se groups the inputs by their SEs
     ArchiveCommands(table, storage.archive_members).register()
+    if movers is None:  # command_actions' throw-away table
+        movers, _ = build_datamovers(settings, catalogue)
+    read_collections_with(movers, collections.lfns_of)  # mirror of an XML collection
+    DataMoverCommands(table, catalogue, movers.transfers, movers.deletions).register()
     find_login: Callable[[str], Identity] = accounts.identify_login
     if cache is not None:
         CacheCommands(table, cache).register()
@@ -223,9 +246,13 @@ async def serve(settings: Settings) -> None:
     cache = build_cache(settings)
     catalogue = build_catalogue(settings, cache)
     jobs = build_jobs(settings, tokens)
+    movers, mover = build_datamovers(settings, catalogue)  # rm's PFNs go to its queue
+    expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")
     directory = build_directory(settings, cache)
     directory.on_change.append(SeSync(catalogue))  # LDAP's SEs into the catalogue
-    server = build_server(settings, catalogue, jobs, tokens, cache, directory)
+    server = build_server(
+        settings, catalogue, jobs, tokens, cache, directory, movers=movers, expiry=expiry
+    )
     textcache = await serve_textcache(settings, cache)
     loops = LoopRegistry()  # jcentral's background loops (a later issue shows them to admins)
     metrics = central_metrics(settings, server, jobs, cache, loops)
@@ -233,6 +260,10 @@ async def serve(settings: Settings) -> None:
     loops.start(release_readers(cache))
     await catalogue.backend.start()
     await jobs.store.start()
+    await movers.start()
+    for loop in movers.loops(settings.deletion_interval, settings.transfer_interval):
+        loops.start(loop)
+    loops.start(ExpiryReaper(catalogue, expiry, _CENTRAL).loop(settings.lfn_expiry_interval))
     se = None
     watchdog = Watchdog(
         jobs,
@@ -255,6 +286,8 @@ async def serve(settings: Settings) -> None:
         await loops.stop_all(timeout=5.0)
         if se is not None:
             await se.close()
+        await movers.close()
+        await mover.close()
         await jobs.store.close()
         await catalogue.backend.close()
         if textcache is not None:
