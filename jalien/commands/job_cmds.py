@@ -669,7 +669,8 @@ class JobCommands:
         self._seen(agent)
         count = self.jobs.count_waiting(agent)
         if typed:
-            return Reply(data=[site_api.encode(WaitingJobs(count=count))])
+            settings = self.jobs.ce_settings(offer.ce) if self.jobs.ce_settings else None
+            return Reply(data=[site_api.encode(WaitingJobs(count=count, ce=settings))])
         return Reply(results=[{"count": str(count), "message": str(count)}])
 
     async def match(self, session: Session, request: Request) -> Reply:

@@ -36,7 +36,7 @@ from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobStat
 from jalien.loops import Loop
 from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, EXIT_QUOTA, RequestError
 from jalien.wire.messages import Event
-from jalien.wire.site_api import MAX_TEXT, JobOffer, MatchedJob, StatusChange
+from jalien.wire.site_api import MAX_TEXT, CESettings, JobOffer, MatchedJob, StatusChange
 
 log = logging.getLogger("jalien.jobs")
 S = JobState
@@ -82,6 +82,8 @@ class JobService:
         self.locations: Locator | None = None  # Split=se: the SEs of the input files
         # job quotas and CE status (jobs.admission), set by the role; None: no limits
         self.admission: Admission | None = None
+        # central's settings of a CE (slots, TTL, open or closed) for its VoBox; by the role
+        self.ce_settings: Callable[[str], CESettings | None] | None = None
         self.usage_refresh = 30.0  # seconds a user's 24 h job usage is kept
         self._usage: dict[str, tuple[float, int, int]] = {}  # user -> (when, cost, wall)
 

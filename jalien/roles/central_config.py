@@ -28,6 +28,7 @@ from jalien.jobs.admission import Admission, JobLimits
 from jalien.jobs.service import JobService
 from jalien.storage.quota import FileQuotaCheck
 from jalien.wire.errors import RequestError
+from jalien.wire.site_api import CESettings
 
 log = logging.getLogger("jalien.jcentral")
 SNAPSHOT_NS = "config.snapshot"
@@ -113,6 +114,20 @@ def attach(
     jobs.admission = Admission(job_limits, directory.ce_refusal)
     jobs.broker.held = jobs.admission.held
     jobs.usage_refresh = settings.quota_usage_refresh
+
+    def ce_settings(name: str) -> CESettings | None:
+        ce = directory.ce(name)
+        if ce is None:
+            return None
+        return CESettings(
+            name=ce.name,
+            status=ce.status,
+            max_running=ce.max_running,
+            max_queued=ce.max_queued,
+            ttl=ce.ttl,
+        )
+
+    jobs.ce_settings = ce_settings  # the VoBox takes them with getNumberWaitingJobs
     if uses_ldap(settings):
 
         async def write_se(se: StorageElement) -> None:

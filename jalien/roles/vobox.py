@@ -119,8 +119,9 @@ class UpstreamCentral:
             raise CentralError(f"{words[0]}: {reply.error or 'empty answer'}")
         return reply.results[0]
 
-    async def waiting_jobs(self, *, site: str, ce: str, ttl: int, cores: int) -> int:
-        """The typed site call (wire.site_api): a JobOffer in, WaitingJobs out."""
+    async def waiting_jobs(self, *, site: str, ce: str, ttl: int, cores: int) -> WaitingJobs:
+        """The typed site call (wire.site_api): a JobOffer in, WaitingJobs out (with
+        central's settings of this CE: the loop takes its slots, TTL and status)."""
         offer = JobOffer(site=site, ce=ce, ttl=ttl, cores=cores)
         request = Request(command="getNumberWaitingJobs", data=[site_api.encode(offer)])
         try:
@@ -130,7 +131,7 @@ class UpstreamCentral:
         if reply.exitcode or not reply.data or reply.data[0] is None:
             raise CentralError(f"getNumberWaitingJobs: {reply.error or 'empty answer'}")
         try:
-            return site_api.decode(reply.data[0], WaitingJobs).count
+            return site_api.decode(reply.data[0], WaitingJobs)
         except site_api.SiteApiError as exc:
             raise CentralError(f"getNumberWaitingJobs: {exc}") from None
 

@@ -3,7 +3,10 @@
 1. keep a JobAgent token (``token -t jobagent``) that outlives the agents it is given to:
    renewed well before it expires (``renew_due``);
 2. ask the batch system which of our agents are queued or running;
-3. ask central how many waiting jobs match this CE (``getNumberWaitingJobs``);
+3. ask central how many waiting jobs match this CE (``getNumberWaitingJobs``); the same
+   answer carries central's settings of the CE (``site_api.CESettings``, docs/ldap.md):
+   a closed CE gets no new agent, and central's slots and agent TTL replace the VoBox's
+   own (its settings stay the fallback while central names none);
 4. submit ``SlotCount.to_submit`` agents, each from its own directory (startup script,
    token files, log: ``startup_script``);
 5. remove agent directories older than ``keep_dirs`` whose agent is gone;
@@ -33,6 +36,7 @@ from jalien.loops import Loop
 from jalien.site.batch import AgentState, BatchError, BatchInterface, BatchJob, count
 from jalien.site.slots import SlotCount
 from jalien.site.startup_script import LOG_NAME, AgentConfig, write_agent_dir, write_private
+from jalien.wire.site_api import CESettings, WaitingJobs
 
 log = logging.getLogger("jalien.vobox")
 
@@ -53,7 +57,9 @@ class CentralError(Exception):
 
 
 class Central(Protocol):
-    async def waiting_jobs(self, *, site: str, ce: str, ttl: int, cores: int) -> int: ...
+    async def waiting_jobs(
+        self, *, site: str, ce: str, ttl: int, cores: int
+    ) -> int | WaitingJobs: ...
     async def jobagent_token(self, hours: float) -> AgentToken: ...
 
 
@@ -97,6 +103,7 @@ class CycleReport(msgspec.Struct, kw_only=True):
     submitted: int = 0
     removed_dirs: int = 0
     error: str = ""
+    ce_status: str = ""  # central's word on this CE ("": it said nothing)
 
 
 class VoBoxLoop:
@@ -134,6 +141,8 @@ class VoBoxLoop:
         # site (bad workdir, missing binary) must not make the VoBox submit in a tight loop
         self.quick_exits = 0
         self.hold_until = 0.0
+        self.ce: CESettings | None = None  # central's settings of this CE, the last said
+        self._own_ttl = agent.ttl
 
     # -- the token
     async def ensure_token(self) -> None:
@@ -174,21 +183,29 @@ class VoBoxLoop:
             report.queued = count(jobs, AgentState.QUEUED)
             report.starting = self._starting(jobs, now)
         try:
-            report.waiting = await self.central.waiting_jobs(
+            answer = await self.central.waiting_jobs(
                 site=self.agent.site, ce=self.agent.ce, ttl=self.agent.ttl, cores=self.agent.cores
             )
         except CentralError as exc:
             errors.append(f"central: {exc}")
+        else:
+            if isinstance(answer, WaitingJobs):
+                report.waiting = answer.count
+                self._take(answer.ce)
+            else:
+                report.waiting = answer
+        closed = self.ce is not None and self.ce.status == "closed"
+        report.ce_status = self.ce.status if self.ce is not None else ""
         if jobs is not None and report.waiting >= 0:
             slots = SlotCount(
                 running=report.running,
                 queued=report.queued,
                 starting=report.starting,
                 waiting=report.waiting,
-                max_running=self.options.max_running,
-                max_queued=self.options.max_queued,
+                max_running=self.max_running,
+                max_queued=self.max_queued,
             )
-            wanted = slots.to_submit
+            wanted = 0 if closed else slots.to_submit
             if wanted and now < self.hold_until:
                 errors.append(
                     f"{self.quick_exits} agents in a row ended at once: holding submissions "
@@ -214,6 +231,35 @@ class VoBoxLoop:
         text = json.dumps(self.status(), indent=1).encode()
         await asyncio.to_thread(self._write_status, text)
         return report
+
+    def _take(self, ce: CESettings | None) -> None:
+        """Central's settings of this CE from now on: said when they change."""
+        if ce != self.ce:
+            if ce is None:
+                log.info(
+                    "central no longer configures CE %s: the VoBox's own settings", self.agent.ce
+                )
+            else:
+                log.info(
+                    "central's settings of CE %s: %s, %s running, %s queued, agent TTL %s",
+                    self.agent.ce,
+                    ce.status,
+                    ce.max_running or "own",
+                    ce.max_queued or "own",
+                    ce.ttl or "own",
+                )
+        self.ce = ce
+        ttl = (ce.ttl if ce is not None else 0) or self._own_ttl
+        if ttl != self.agent.ttl:  # the agents submitted from now on
+            self.agent = msgspec.structs.replace(self.agent, ttl=ttl)
+
+    @property
+    def max_running(self) -> int:
+        return (self.ce.max_running if self.ce else 0) or self.options.max_running
+
+    @property
+    def max_queued(self) -> int:
+        return (self.ce.max_queued if self.ce else 0) or self.options.max_queued
 
     def _forget_finished(self, jobs: list[BatchJob]) -> None:
         """Follow our agents from queued to running to gone: when each started running (a
@@ -319,8 +365,10 @@ class VoBoxLoop:
             "token_expires": int(token.not_after) if token else 0,
             "own_cert_expires": int(self.own_cert_expires),
             "last_cycle": msgspec.to_builtins(last) if last else None,
-            "max_running": self.options.max_running,
-            "max_queued": self.options.max_queued,
+            "max_running": self.max_running,
+            "max_queued": self.max_queued,
+            "ce_status": self.ce.status if self.ce is not None else "",
+            "agent_ttl": self.agent.ttl,
             "quick_exits": self.quick_exits,
             "held_until": int(self.hold_until),
             **(self.extra_status() if self.extra_status is not None else {}),
@@ -337,6 +385,7 @@ class VoBoxLoop:
             report.submitted,
             report.removed_dirs,
             report.error,
+            report.ce_status,
         )
         changed = state != self._last_state or report.submitted or report.removed_dirs
         self._last_state = state
@@ -349,7 +398,12 @@ class VoBoxLoop:
             report.queued,
             report.waiting if report.waiting >= 0 else "?",
             report.submitted,
-            f"; {report.error}" if report.error else "",
+            (f"; {report.error}" if report.error else "")
+            + (
+                "; CE closed by central services: no new agents"
+                if report.ce_status == "closed"
+                else ""
+            ),
         )
         if report.error and changed:  # the same error again: in the DEBUG line above
             log.warning("cycle %d: %s", self.cycles, report.error)

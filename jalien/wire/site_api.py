@@ -74,10 +74,23 @@ class JobOffer(msgspec.Struct, tag="offer", kw_only=True, omit_defaults=True):
         return words
 
 
+class CESettings(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Central's configuration of a CE (docs/ldap.md): whether it takes new jobs, and the
+    slots and agent TTL its VoBox uses (0: the VoBox's own setting)."""
+
+    name: str = ""
+    status: str = "open"  # or "closed": no new jobs, no new agents
+    max_running: int = 0
+    max_queued: int = 0
+    ttl: int = 0
+
+
 class WaitingJobs(msgspec.Struct, tag="waiting", kw_only=True):
-    """How many waiting jobs an offer could run."""
+    """How many waiting jobs an offer could run, and central's settings of its CE (what
+    the VoBox takes over its upstream connection; None: central has none for it)."""
 
     count: int
+    ce: CESettings | None = None
 
 
 class MatchedJob(msgspec.Struct, tag="job", kw_only=True, omit_defaults=True):

@@ -117,3 +117,29 @@ def test_ldap_killed_keeps_the_last_good_configuration(grid, tmp_path):
         slapd.start()
     code, out, err = run_user(central, tmp_path, "resyncLDAP")
     assert code == 0 and "users" in out, err
+
+
+def test_a_vobox_follows_its_ce_closed_and_reopened(grid, tmp_path):
+    """The VoBox reads its CE's settings on its upstream connection (no LDAP client on the
+    site): closed, it submits no agent for the waiting jobs; reopened, it does, within
+    the slots and agent TTL of the CE's LDAP entry (maxjobs 3, TTL 600)."""
+    from tests.integration.test_vobox_process import Grid, VoBoxProc, submit
+
+    central, _slapd = grid
+    site = Grid(central.home, central.globus, central.binary_port, tmp_path)
+    code, _, err = run_user(central, tmp_path, "setCEstatus", "closed", "ALICE::CERN::LOCAL")
+    assert code == 0, err
+    submit(site, 2)
+    box = VoBoxProc(site, JALIEN_CE="ALICE::CERN::LOCAL", JALIEN_MAX_RUNNING_AGENTS="10")
+    try:
+        box.wait(lambda: box.status().get("ce_status") == "closed", "the CE seen closed")
+        box.wait_cycles(3)
+        assert box.agent_dirs() == []  # jobs wait, but the CE is closed
+        assert box.status()["max_running"] == 3 and box.status()["agent_ttl"] == 600
+        code, _, err = run_user(central, tmp_path, "setCEstatus", "open", "ALICE::CERN::LOCAL")
+        assert code == 0, err
+        box.wait(lambda: len(box.agent_dirs()) == 2, "two agents once the CE is open")
+        assert box.status()["ce_status"] == "open"
+        assert "central's settings of CE ALICE::CERN::LOCAL: closed" in box.log_text()
+    finally:
+        box.close()

@@ -1,0 +1,104 @@
+"""The file-based source (several DNs per login in accounts.toml, directory.json written by
+the commands), the file quota at access write and the job quota at submit and match."""
+
+from __future__ import annotations
+
+import pytest
+
+from jalien.auth.accounts import Account, AccountMap
+from jalien.directory.model import CE, CLOSED, DirectoryError
+from jalien.directory.service import Directory
+from jalien.directory.source import FileSource
+from jalien.jobs.admission import Admission, JobLimits, JobUsage
+from jalien.jobs.broker import Agent, Broker
+from jalien.storage.quota import FileQuotaCheck, QuotaExceeded
+from jalien.wire.errors import EXIT_QUOTA
+
+
+def accounts_file(tmp_path):
+    path = tmp_path / "accounts.toml"
+    AccountMap(
+        [
+            Account(login="jdoe", dn="/CN=jdoe", roles=["users"]),
+            Account(login="jdoe", dn="/CN=jdoe-new-ca", roles=["users", "alidaq"]),
+            Account(login="boss", dn="/CN=boss", roles=["admin"]),
+        ]
+    ).save(path)
+    return path
+
+
+async def test_file_source_merges_dns_and_writes_its_state(tmp_path):
+    directory = Directory(FileSource(accounts_file(tmp_path), tmp_path / "directory.json"))
+    await directory.start()
+    jdoe = directory.person("jdoe")
+    assert jdoe is not None and jdoe.dns == ["/CN=jdoe", "/CN=jdoe-new-ca"]
+    assert jdoe.roles == ["alidaq", "users"] and directory.members("admin") == ["boss"]
+    await directory.set_quota("jdoe", "maxNbFiles", 7)
+    assert directory.file_quota("jdoe").max_nb_files == 7
+    with pytest.raises(DirectoryError, match="no CE"):
+        await directory.set_ce_status("ALICE::X::Y", CLOSED)
+    # a CE written by an admin into directory.json, then closed
+    source = directory.source
+    assert isinstance(source, FileSource)
+    source.set_ce_status(CE(name="ALICE::X::Y"), "open")
+    await directory.refresh(force=True)
+    await directory.set_ce_status("ALICE::X::Y", CLOSED)
+    assert "closed" in directory.ce_refusal("alice::x::y")
+    (tmp_path / "directory.json").write_text("{not json")
+    with pytest.raises(DirectoryError, match=r"directory\.json"):
+        await directory.refresh(force=True)
+    assert directory.person("jdoe") is not None  # the last good one
+
+
+async def test_file_quota_counts_writes_between_reads():
+    reads = []
+
+    async def usage(login):
+        reads.append(login)
+        return 900, 2
+
+    check = FileQuotaCheck(lambda login: (1000, 3), usage, refresh=3600)
+    await check.check_write("jdoe", 50, 1)  # 950 bytes, 3 files
+    with pytest.raises(QuotaExceeded, match="maxNbFiles") as refused:
+        await check.check_write("jdoe", 1, 1)
+    assert refused.value.exitcode == EXIT_QUOTA and "nothing was written" in str(refused.value)
+    assert reads == ["jdoe"]  # booked writes counted without asking again
+    fresh = FileQuotaCheck(lambda login: (1000, 100), usage)
+    with pytest.raises(QuotaExceeded, match="maxTotalSize"):
+        await fresh.check_write("jdoe", 101, 1)
+
+
+def limits(**over) -> JobLimits:
+    base = dict(
+        max_unfinished_jobs=5,
+        max_waiting_jobs=3,
+        max_parallel_jobs=1,
+        max_total_cpu_cost=100,
+        max_total_running_time=100,
+    )
+    return JobLimits(**{**base, **over})
+
+
+def test_job_quota_at_submit():
+    admission = Admission(lambda user: limits())
+    assert admission.submit_refusal("u", JobUsage(waiting=1, running=1), 1) == ""
+    why = admission.submit_refusal("u", JobUsage(waiting=2, running=2), 2)
+    assert "maxUnfinishedJobs" in why and "nothing was submitted" in why
+    assert "maxWaitingJobs" in admission.submit_refusal("u", JobUsage(waiting=3), 1)
+    assert "maxTotalCpuCost" in admission.submit_refusal("u", JobUsage(cpu_cost=100), 1)
+    assert "u" in admission.over  # held at match until its usage is under again
+
+
+def test_the_broker_holds_users_over_quota(tmp_path):
+    from tests.jobs.test_broker import job  # the broker tests' row maker
+
+    broker = Broker()
+    admission = Admission(lambda user: limits())
+    broker.held = admission.held
+    broker.add(job(1, "busy"))
+    broker.add(job(2, "busy"))
+    broker.add(job(3, "other"))
+    got = [broker.match(Agent()) for _ in range(3)]
+    assert got[2] is None  # each user runs at most one (maxParallelJobs 1)
+    assert sorted(got[:2]) in ([1, 3], [2, 3])
+    assert broker.waiting_of("busy") == 1 and broker.users() == {"busy"}
