@@ -139,7 +139,44 @@ def test_a_vobox_follows_its_ce_closed_and_reopened(grid, tmp_path):
         code, _, err = run_user(central, tmp_path, "setCEstatus", "open", "ALICE::CERN::LOCAL")
         assert code == 0, err
         box.wait(lambda: len(box.agent_dirs()) == 2, "two agents once the CE is open")
-        assert box.status()["ce_status"] == "open"
+        box.wait(lambda: box.status().get("ce_status") == "open", "the CE seen open")
         assert "central's settings of CE ALICE::CERN::LOCAL: closed" in box.log_text()
     finally:
         box.close()
+
+
+def test_alienpy_quota_whois_user_and_a_job_quota(grid, alienpy, tmp_path):
+    """alien.py 1.7.0 as a user would: its client-side quota (jquota + fquota), whois,
+    groups, user; then a job quota that refuses a submission with nothing submitted."""
+    from tests.integration.test_jcentral_process import alien
+
+    central, _slapd = grid
+
+    def a(*args: str):
+        done = alien(alienpy, central, *args, tmp_path=tmp_path / "alienpy")
+        return done.returncode, done.stdout + done.stderr
+
+    code, out = a("quota")
+    assert code == 0, out
+    assert "Quota report for user : jdoe" in out and "Number of files" in out
+    code, out = a("whois", "jdoe")
+    assert code == 0 and "Username: jdoe" in out, out
+    code, out = a("groupmembers", "proxy")
+    assert code == 0 and "vobox" in out, out
+    code, out = a("user", "alice")  # an admin may become anyone
+    assert code == 0, out
+    code, out = a("user", "nobody-here")
+    assert code != 0 and "cannot be found" in out
+    # the job quota: as many waiting jobs as jdoe has now, plus one
+    code, out, err = run_user(central, tmp_path, "jquota", "list")
+    assert code == 0, err
+    waiting = int(out.split(" waiting")[0].split("+ ")[-1])
+    limit = str(waiting + 1)
+    assert run_user(central, tmp_path, "jquota", "set", "jdoe", "maxWaitingJobs", limit)[0] == 0
+    jdl = 'Executable = "/bin/true"; TTL = 60;'
+    code, _, err = run_user(central, tmp_path, "submit", "=<", jdl)
+    assert code == 0, err
+    code, out, err = run_user(central, tmp_path, "submit", "=<", jdl)
+    assert code == 122 and "job quota exceeded for jdoe" in out + err
+    assert "maxWaitingJobs" in out + err and "nothing was submitted" in out + err
+    run_user(central, tmp_path, "jquota", "set", "jdoe", "maxWaitingJobs", "0")
