@@ -19,7 +19,8 @@ from tests.integration.conftest import (
 )
 from tests.ldap_server import CeEntry, Person, Slapd, binaries, tree_ldif, unavailable
 
-pytestmark = pytest.mark.integration
+# real processes, nothing twin-specific: run once, in the Cython pass (the suite's budget)
+pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
 
 
 @pytest.fixture(scope="module")
