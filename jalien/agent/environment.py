@@ -109,7 +109,7 @@ def payload_environment(
     queue_id: int,
     user: str,
     site: str,
-    endpoint: Endpoint,
+    endpoint: Endpoint | None,
     token_cert: str,
     token_key: str,
     packages_root: str = "",
@@ -125,10 +125,13 @@ def payload_environment(
     )
     if packages:
         package_environment(packages_root, packages, env)
+    if endpoint is not None:  # none on a node without network (the agent's spool)
+        env.update(
+            JALIEN_HOST=endpoint.host,
+            JALIEN_PORT=str(endpoint.port),
+            JALIEN_WSPORT=str(endpoint.ws_port),
+        )
     env.update(
-        JALIEN_HOST=endpoint.host,
-        JALIEN_PORT=str(endpoint.port),
-        JALIEN_WSPORT=str(endpoint.ws_port),
         JALIEN_TOKEN_CERT=token_cert,
         JALIEN_TOKEN_KEY=token_key,
         ALIEN_PROC_ID=str(queue_id),

@@ -77,6 +77,9 @@ class RunConfig:
     kill_grace: float = 5.0
     call_timeout: float = 60.0
     audit: AuditLog | None = None  # the local socket's requests (the role's audit log)
+    # the payload's local socket on 127.0.0.1; off on a node without network (the spool:
+    # no loopback either), where the payload gets no JALIEN_HOST/JALIEN_PORT
+    local_socket: bool = True
 
 
 STATUS_ATTEMPTS = 8  # about three minutes of backoff before a state is given up
@@ -281,16 +284,18 @@ class JobRunner:
             argv0 = str(self.sandbox.root / os.path.basename(exe))
             os.chmod(argv0, 0o755)
         config = self.config
-        self.socket = JobSocket(
-            self.job_conn,
-            job.token_cert,
-            job.token_key,
-            config.ca_dir,
-            self.identity,
-            self.spy,
-            audit=config.audit,
-        )
-        endpoint = await self.socket.start()
+        endpoint = None
+        if config.local_socket:
+            self.socket = JobSocket(
+                self.job_conn,
+                job.token_cert,
+                job.token_key,
+                config.ca_dir,
+                self.identity,
+                self.spy,
+                audit=config.audit,
+            )
+            endpoint = await self.socket.start()
         try:
             cert_path, key_path = await asyncio.to_thread(
                 self.sandbox.write_token, job.token_cert, job.token_key

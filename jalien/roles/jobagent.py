@@ -15,22 +15,25 @@ configuration or the credentials cannot work.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shlex
+import shutil
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from jalien.agent.agent import AgentConfig, AgentError, JobAgent
 from jalien.agent.job import JobSpec, OutputItem
-from jalien.agent.runner import RunConfig, Upstream
+from jalien.agent.runner import CopyEngine, RunConfig, Upstream
 from jalien.auth.errors import AuthError
 from jalien.auth.tls import context_from_pem
 from jalien.config import ConfigError, Settings
 from jalien.jobs.jdl import JdlError, OutputSpec, parse_jdl, parse_size
-from jalien.net import discovery
+from jalien.net import discovery, spool
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.roles.role_metrics import (
@@ -41,8 +44,10 @@ from jalien.roles.role_metrics import (
 )
 from jalien.roles.start import Failure, on_signals, run_role
 from jalien.storage.cp import Options, copy
+from jalien.wire import site_api
 from jalien.wire.errors import EXIT_FAILED, RequestError
-from jalien.wire.site_api import MatchedJob
+from jalien.wire.messages import Request
+from jalien.wire.site_api import MatchedJob, StagedFiles, StagedUpload
 
 log = logging.getLogger("jalien.jobagent")
 
@@ -126,6 +131,72 @@ class StorageCopier:
         return "; ".join(failed) if failed or not report.results else None
 
 
+class StagedCopier:
+    """The copy engine of a node without network (``JALIEN_SPOOL_DIR``): the relay on the
+    login node stages a job's inputs into the shared filesystem (``relay.staged`` waits
+    until they are there) and uploads its outputs from there (``relay.upload``), both with
+    the job's token; the agent only copies files between the spool and its sandbox."""
+
+    def __init__(self, call_timeout: float = 3600.0) -> None:
+        self.call_timeout = call_timeout  # staging a big input takes the time it takes
+
+    async def _staged(self, central: Upstream, lfns: Sequence[str]) -> StagedFiles:
+        ask = StagedFiles(inputs={lfn: "" for lfn in lfns})
+        reply = await central.request(
+            Request(command="relay.staged", data=[site_api.encode(ask)]), self.call_timeout
+        )
+        if reply.exitcode:
+            raise RequestError(reply.error or f"relay.staged: exit {reply.exitcode}")
+        if not reply.data or not reply.data[0]:
+            raise RequestError("relay.staged: the relay answered nothing")
+        return site_api.decode(reply.data[0], StagedFiles)
+
+    async def download(self, central: Upstream, lfns: Sequence[str], dest_dir: Path) -> list[str]:
+        try:
+            staged = await self._staged(central, lfns)
+        except (RequestError, site_api.SiteApiError) as exc:
+            return [str(exc)]
+        errors = [f"{lfn}: {why}" for lfn, why in staged.errors.items()]
+        pairs = [(staged.inputs[lfn], dest_dir / os.path.basename(lfn.rstrip("/")))
+                 for lfn in lfns if lfn in staged.inputs]  # fmt: skip
+        errors += [f"{lfn}: not staged" for lfn in lfns
+                   if lfn not in staged.inputs and lfn not in staged.errors]  # fmt: skip
+        try:
+            await asyncio.to_thread(_copy_files, pairs)
+        except OSError as exc:
+            errors.append(f"copy from the spool: {exc}")
+        return errors
+
+    async def upload(self, central: Upstream, path: Path, lfn: str, specs: str) -> str | None:
+        try:
+            staged = await self._staged(central, [])
+            if not staged.out_dir:
+                return "the relay gave no output directory"
+            name = path.name
+            await asyncio.to_thread(_copy_files, [(str(path), Path(staged.out_dir) / name)])
+            ask = StagedUpload(name=name, lfn=lfn, specs=specs)
+            reply = await central.request(
+                Request(command="relay.upload", data=[site_api.encode(ask)]), self.call_timeout
+            )
+        except (RequestError, site_api.SiteApiError) as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"copy to the spool: {exc}"
+        return reply.error or f"exit {reply.exitcode}" if reply.exitcode else None
+
+
+def _copy_files(pairs: Sequence[tuple[str, Path]]) -> None:
+    """Each file to its destination under a temporary name, fsync'ed, then renamed."""
+    for src, dest in pairs:
+        tmp = dest.with_name(f".tmp-{dest.name}.{os.getpid()}")
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())
+        shutil.copymode(src, tmp)
+        os.replace(tmp, dest)
+
+
 # -- the environment contract
 def _pem(env: Mapping[str, str], name: str) -> bytes:
     value = env.get(name, "")
@@ -158,33 +229,67 @@ def _workdir(settings: Settings, env: Mapping[str, str]) -> str:
     return workdir
 
 
+def _spool_client(settings: Settings, cert_pem: bytes, key_pem: bytes, **kw: Any) -> Client:
+    """A Client whose connections are directories of the spool (net.spool): the same
+    interface, frames as files; the key stays in memory to sign each connection's hello."""
+    root = Path(settings.spool_dir)
+    connect = spool.connector(
+        root,
+        cert_pem,
+        key_pem,
+        watch=settings.spool_watch,
+        poll=settings.spool_poll,
+        max_files=settings.spool_max_files,
+        sync=settings.spool_fsync,
+    )
+    return Client(f"spool {root}", 0, None, connector=connect, backoff=(0.5, 30.0), **kw)
+
+
 async def serve(settings: Settings, env: Mapping[str, str]) -> int:
-    host, port = upstream_address(settings, env)
     cert_pem, key_pem = _pem(env, "JALIEN_TOKEN_CERT"), _pem(env, "JALIEN_TOKEN_KEY")
     ca_dir = discovery.ca_dir(settings, env)
     workdir = _workdir(settings, env)
     if settings.monitor_interval <= 0 or settings.jobagent_ttl <= 0 or settings.cores <= 0:
         raise ConfigProblem("JALIEN_MONITOR_INTERVAL, _JOBAGENT_TTL and _CORES must be positive")
-    context = context_from_pem("client", cert_pem, key_pem, ca_dir)
-    del key_pem
     se_context = ssl.create_default_context(capath=str(ca_dir))
     se_context.check_hostname = False  # SEs are named by the URLs central hands out
-    upstream = Client(host, port, context, backoff=(0.5, 30.0), reconnect=True, connect_wait=30)
-    await upstream.connect()
+    copier: CopyEngine
+    if settings.spool_dir:  # no network: the relay's spool (docs/relay.md)
+        if not os.path.isdir(settings.spool_dir):
+            raise ConfigProblem(f"JALIEN_SPOOL_DIR {settings.spool_dir} is not a directory")
+        where = f"spool {settings.spool_dir}"
+        upstream = _spool_client(settings, cert_pem, key_pem, reconnect=True, connect_wait=30)
+        copier = StagedCopier()
+    else:
+        host, port = upstream_address(settings, env)
+        where = f"{host}:{port}"
+        context = context_from_pem("client", cert_pem, key_pem, ca_dir)
+        upstream = Client(host, port, context, backoff=(0.5, 30.0), reconnect=True, connect_wait=30)
+        copier = StorageCopier(se_context)
+    del key_pem
+    try:
+        await upstream.connect()
+    except spool.SpoolError as exc:
+        raise ConfigProblem(str(exc)) from None
     try:  # a refused identity shows as a closed connection: say so now, not after idling
         who = await upstream.call("whoami", timeout=30)
     except RequestError as exc:
         await upstream.close()
-        raise ConfigProblem(f"{host}:{port} did not accept the jobagent token: {exc}") from None
+        raise ConfigProblem(f"{where} did not accept the jobagent token: {exc}") from None
     if who.exitcode:
         await upstream.close()
-        raise ConfigProblem(f"{host}:{port} did not accept the jobagent token: {who.error}")
+        raise ConfigProblem(f"{where} did not accept the jobagent token: {who.error}")
 
     async def connect_job(job: JobSpec) -> Client:
-        job_context = context_from_pem(
-            "client", job.token_cert.encode(), job.token_key.encode(), ca_dir
-        )
-        client = Client(host, port, job_context, backoff=(0.5, 30.0), reconnect=True)
+        if settings.spool_dir:
+            client = _spool_client(
+                settings, job.token_cert.encode(), job.token_key.encode(), reconnect=True
+            )
+        else:
+            job_context = context_from_pem(
+                "client", job.token_cert.encode(), job.token_key.encode(), ca_dir
+            )
+            client = Client(host, port, job_context, backoff=(0.5, 30.0), reconnect=True)
         await client.connect()
         return client
 
@@ -211,9 +316,10 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
             packages_root=settings.packages_dir,
             base_env=dict(env),
             audit=audit,
+            local_socket=not settings.spool_dir,
         ),
         upstream,
-        StorageCopier(se_context),
+        copier,
         connect_job,
         parse_job,
     )
@@ -223,8 +329,8 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     metrics_http = await start_metrics(settings, metrics)
     on_signals(lambda sig: agent.stop(f"the JobAgent got signal {sig.name}"))
     log.info(
-        "jobagent ready: upstream %s:%d, site %s, ce %s, ttl %d s, workdir %s",
-        host, port, settings.site, settings.ce or "-", settings.jobagent_ttl, workdir,
+        "jobagent ready: upstream %s, site %s, ce %s, ttl %d s, workdir %s",
+        where, settings.site, settings.ce or "-", settings.jobagent_ttl, workdir,
     )  # fmt: skip
     try:
         return await agent.run()

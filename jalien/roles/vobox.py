@@ -51,6 +51,7 @@ from jalien.net.identity import LevelAuthenticator
 from jalien.net.limits import limits_from
 from jalien.net.proxy import ProxySession, TTLReplyCache, UpstreamProxy, WithLocalCommands
 from jalien.net.server import Server
+from jalien.net.spool_relay import SpoolRelay
 from jalien.roles.role_metrics import (
     reply_cache_metrics,
     role_metrics,
@@ -59,6 +60,7 @@ from jalien.roles.role_metrics import (
     vobox_metrics,
 )
 from jalien.roles.start import CONFIG, SYSTEM, Failure, run_role, stop_event
+from jalien.roles.vobox_spool import start_relay
 from jalien.site.batch import BatchInterface
 from jalien.site.fork import ForkBatch
 from jalien.site.slurm import SlurmBatch
@@ -241,6 +243,7 @@ class VoBox:
         self.metrics_http: HttpServer | None = None
         self._cert_stamp: tuple[int, int] | None = None
         self._rotation: asyncio.Task[None] | None = None  # to a renewed certificate
+        self.relay: SpoolRelay | None = None  # the spool of worker nodes without network
 
     async def start(self) -> None:
         settings = self.settings
@@ -268,10 +271,9 @@ class VoBox:
             self.ca_dir, TokenVerifier(issuer) if issuer is not None else None
         )
         limits = limits_from(settings)
+        proxy = UpstreamProxy(self.upstream, self.cache)
         self.server = Server(
-            WithLocalCommands(
-                UpstreamProxy(self.upstream, self.cache), {STATUS_COMMAND: self._status_reply}
-            ),
+            WithLocalCommands(proxy, {STATUS_COMMAND: self._status_reply}),
             server_context(settings.host_cert_path, settings.host_key_path, self.ca_dir),
             authenticator,
             limits=limits,
@@ -290,7 +292,17 @@ class VoBox:
             packages_dir=settings.packages_dir,
             command=tuple(self.command),
             extra_env=self.extra_env,
+            spool_dir=settings.spool_dir,
         )
+        if settings.spool_dir:  # worker nodes without network: the relay (docs/relay.md)
+            self.relay = await start_relay(
+                settings,
+                self.upstream,
+                proxy,
+                authenticator,
+                {STATUS_COMMAND: self._status_reply},
+                self.loops,
+            )
         options = LoopOptions(
             agents_dir=self.dir / "agents",
             job_name=settings.batch_job_name,
@@ -385,6 +397,8 @@ class VoBox:
     async def close(self) -> None:
         self._stop.set()
         await self.loops.stop_all(timeout=30)
+        if self.relay is not None:
+            await self.relay.close()
         if self._rotation is not None:
             self._rotation.cancel()
         if self.server is not None:

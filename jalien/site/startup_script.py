@@ -4,7 +4,8 @@ Worker nodes have no LDAP and no configuration of their own: everything comes th
 environment the script exports (see docs/site.md):
 
 ``JALIEN_HOST``/``JALIEN_PORT`` (the VoBox's binary listener: the agent's calls are relayed
-and cached there), ``X509_CERT_DIR``, ``JALIEN_TOKEN_CERT``/``JALIEN_TOKEN_KEY`` (a JobAgent
+and cached there; ``JALIEN_SPOOL_DIR`` instead on nodes without network, docs/relay.md),
+``X509_CERT_DIR``, ``JALIEN_TOKEN_CERT``/``JALIEN_TOKEN_KEY`` (a JobAgent
 token, files mode 0600 in the agent's directory), ``JALIEN_SITE``, ``JALIEN_CE``,
 ``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR`` (and
 ``JALIEN_STATE_DIR``, the agent's directory, plus the site's ``jobagent_env``), after unsetting
@@ -45,6 +46,7 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     packages_dir: str = ""
     command: tuple[str, ...]  # the jalien-bin command line, before ``--role jobagent``
     extra_env: tuple[tuple[str, str], ...] = ()
+    spool_dir: str = ""  # worker nodes without network: the relay's spool, not host:port
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -73,6 +75,9 @@ def agent_env(config: AgentConfig, token_cert: Path, token_key: Path) -> dict[st
         # beyond the contract: the agent's own state stays in its directory
         "JALIEN_STATE_DIR": str(token_cert.parent),
     }
+    if config.spool_dir:  # no network on the node: the shared filesystem instead
+        del env["JALIEN_HOST"], env["JALIEN_PORT"]
+        env["JALIEN_SPOOL_DIR"] = config.spool_dir
     env.update(dict(config.extra_env))
     return env
 

@@ -12,6 +12,8 @@ On the binary channel a typed site call carries its Struct as MessagePack in
     getMatchJob           data [JobOffer]      -> data [MatchedJob] (no job: data [])
     setJobStatus          data [StatusChange]  -> Reply() (exit code 0)
     access                data [AccessRequest] -> data [AccessGrant, ...] (one per replica)
+    relay.staged          data [StagedFiles]   -> data [StagedFiles] (the relay's own)
+    relay.upload          data [StagedUpload]  -> Reply() (the relay's own)
 
 Why ``data`` rather than a typed field of ``Request``/``Reply``: the envelope stays one
 small union that ``net`` decodes, audits and forwards without knowing the site API (a VoBox
@@ -265,7 +267,37 @@ class AccessGrant(msgspec.Struct, tag="grant", kw_only=True, omit_defaults=True)
         )
 
 
-SiteMessage = JobOffer | WaitingJobs | MatchedJob | StatusChange | AccessRequest | AccessGrant
+class StagedFiles(msgspec.Struct, tag="staged", kw_only=True, omit_defaults=True):
+    """A job's files on the shared filesystem of a node without network (docs/relay.md):
+    asked with ``relay.staged`` on the job token's spool connection (``inputs``: the LFNs,
+    paths empty), answered by the relay once they are there (``inputs``: LFN -> path, the
+    ones it could not stage in ``errors``) with the directory outputs go to."""
+
+    queue_id: int = 0
+    inputs: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    out_dir: str = ""
+
+
+class StagedUpload(msgspec.Struct, tag="upload", kw_only=True, omit_defaults=True):
+    """``relay.upload``: the relay uploads and registers *name* of the job's ``out_dir``
+    as *lfn* (``specs`` as cp's ``@SE``/``disk:N``), with the job's token."""
+
+    name: str
+    lfn: str
+    specs: str = ""
+
+
+SiteMessage = (
+    JobOffer
+    | WaitingJobs
+    | MatchedJob
+    | StatusChange
+    | AccessRequest
+    | AccessGrant
+    | StagedFiles
+    | StagedUpload
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[SiteMessage] = msgspec.msgpack.Decoder(SiteMessage)
