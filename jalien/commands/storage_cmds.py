@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import msgspec
@@ -109,6 +110,10 @@ class StorageCommands:
         self.quota: QuotaCheck = quota if quota is not None else NoQuota()
         # where addSE also writes an SE when central's configuration keeps them (LDAP)
         self.se_directory: Callable[[StorageElement], Awaitable[object]] | None = None
+        # placement rules and decommissioning (roles/lifecycle_wiring.py): the SEs that take
+        # no new file (upper case), and the rules' hook called with each committed LFN
+        self.read_only: Callable[[], Collection[str]] = frozenset
+        self.committed: Callable[[str], Awaitable[object]] | None = None
 
     async def close(self) -> None:
         """Ends the connections kept to SEs (also done when the event loop ends)."""
@@ -286,7 +291,8 @@ class StorageCommands:
             raise jalien_error(QuotaExceeded.exitcode, str(exc)) from None
         if not specs.replicas:
             specs = placement.parse_specs(DEFAULT_WRITE_SPECS)
-        ses = await self.cat.list_ses()
+        read_only = self.read_only()  # SEs being decommissioned
+        ses = [se for se in await self.cat.list_ses() if se.name.upper() not in read_only]
         chosen = placement.choose_write(ses, specs, session.site, size, key=guid)
         if entry is not None:  # never a second replica on an SE that has one
             _, existing = await self.cat.whereis(session.identity, path)
@@ -415,6 +421,11 @@ class StorageCommands:
         _, existing = await self.cat.whereis(session.identity, grant.lfn)
         if not any(r.se.upper() == grant.se.upper() for r in existing):
             await self.cat.add_replica(session.identity, grant.lfn, grant.se, grant.turl)
+        if self.committed is not None:  # the placement rules; their checker repairs a miss
+            try:
+                await self.committed(grant.lfn)
+            except Exception:
+                logging.getLogger("jalien.commands").exception("rules at commit of %s", grant.lfn)
         return [{"path": grant.lfn, "lfn": "1", "pfn": grant.turl, "message": f"{grant.lfn} 1"}]
 
     # -- SEs

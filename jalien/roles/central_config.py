@@ -106,8 +106,15 @@ def attach(
         used = await catalogue.backend.du(catalogue.home_of(login))
         return used.size, used.files
 
-    def job_limits(user: str) -> JobLimits:
-        return msgspec.convert(msgspec.structs.asdict(directory.job_quota(user)), JobLimits)
+    limits: dict[str, JobLimits] = {}  # per user, until the configuration changes
+    directory.on_change.append(lambda snapshot: limits.clear())
+
+    def job_limits(user: str) -> JobLimits:  # asked for each user a match looks at
+        found = limits.get(user)
+        if found is None:
+            quota = msgspec.structs.asdict(directory.job_quota(user))
+            found = limits[user] = msgspec.convert(quota, JobLimits)
+        return found
 
     file_quota = FileQuotaCheck(file_limits, home_usage, refresh=settings.quota_usage_refresh)
     storage.quota = file_quota

@@ -32,10 +32,12 @@ from jalien.commands.datamover_cmds import DataMoverCommands
 from jalien.commands.dispatch import Dispatcher
 from jalien.commands.info_cmds import InfoCommands, bind_dispatcher
 from jalien.commands.job_cmds import JobCommands
+from jalien.commands.lifecycle_cmds import LifecycleCommands
 from jalien.commands.storage_cmds import StorageCommands
 from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
 from jalien.config import ConfigError, Settings
+from jalien.datamovers.lifecycle import Lifecycle
 from jalien.datamovers.service import DataMovers
 from jalien.directory.service import Directory
 from jalien.jobs.broker import Broker
@@ -58,6 +60,7 @@ from jalien.roles.central_cache import (
 )
 from jalien.roles.central_config import SeSync, attach, build_directory, uses_ldap
 from jalien.roles.datamovers_wiring import build_datamovers, read_collections_with
+from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage
 from jalien.roles.role_metrics import central_metrics, start_metrics
 from jalien.roles.start import run_role, stop_event
 from jalien.storage.envelope import EnvelopeSigner
@@ -134,6 +137,7 @@ def build_server(
     directory: Directory | None = None,
     movers: DataMovers | None = None,
     expiry: LfnExpiry | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
     directory = directory or build_directory(settings, cache)
@@ -152,6 +156,7 @@ def build_server(
         directory=directory,
         movers=movers,
         expiry=expiry,
+        lifecycle=lifecycle,
     )
     dispatcher = Dispatcher(
         table,
@@ -182,6 +187,7 @@ def build_commands(
     directory: Directory | None = None,
     movers: DataMovers | None = None,
     expiry: LfnExpiry | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> CommandTable:
     """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
@@ -210,6 +216,10 @@ def build_commands(
         movers, _ = build_datamovers(settings, catalogue)
     read_collections_with(movers, collections.lfns_of)  # mirror of an XML collection
     DataMoverCommands(table, catalogue, movers.transfers, movers.deletions).register()
+    if lifecycle is None:  # command_actions' throw-away table
+        lifecycle = build_lifecycle(settings, catalogue, movers)
+    hook_storage(storage, lifecycle)  # decommissioned SEs read-only, the rules at commit
+    LifecycleCommands(table, lifecycle).register()  # rules, seDecommission, seCheck
     find_login: Callable[[str], Identity] = accounts.identify_login
     if cache is not None:
         CacheCommands(table, cache).register()
@@ -247,11 +257,20 @@ async def serve(settings: Settings) -> None:
     catalogue = build_catalogue(settings, cache)
     jobs = build_jobs(settings, tokens)
     movers, mover = build_datamovers(settings, catalogue)  # rm's PFNs go to its queue
+    lifecycle = build_lifecycle(settings, catalogue, movers)  # rules, decommissions, dark data
     expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")
     directory = build_directory(settings, cache)
     directory.on_change.append(SeSync(catalogue))  # LDAP's SEs into the catalogue
     server = build_server(
-        settings, catalogue, jobs, tokens, cache, directory, movers=movers, expiry=expiry
+        settings,
+        catalogue,
+        jobs,
+        tokens,
+        cache,
+        directory,
+        movers=movers,
+        expiry=expiry,
+        lifecycle=lifecycle,
     )
     textcache = await serve_textcache(settings, cache)
     loops = LoopRegistry()  # jcentral's background loops (a later issue shows them to admins)
@@ -262,6 +281,11 @@ async def serve(settings: Settings) -> None:
     await jobs.store.start()
     await movers.start()
     for loop in movers.loops(settings.deletion_interval, settings.transfer_interval):
+        loops.start(loop)
+    await lifecycle.start()
+    for loop in lifecycle.loops(
+        settings.rules_interval, settings.decommission_interval, settings.darkdata_interval
+    ):
         loops.start(loop)
     loops.start(ExpiryReaper(catalogue, expiry, _CENTRAL).loop(settings.lfn_expiry_interval))
     se = None
@@ -286,6 +310,7 @@ async def serve(settings: Settings) -> None:
         await loops.stop_all(timeout=5.0)
         if se is not None:
             await se.close()
+        await lifecycle.close()
         await movers.close()
         await mover.close()
         await jobs.store.close()

@@ -102,3 +102,44 @@ def test_the_broker_holds_users_over_quota(tmp_path):
     assert got[2] is None  # each user runs at most one (maxParallelJobs 1)
     assert sorted(got[:2]) in ([1, 3], [2, 3])
     assert broker.waiting_of("busy") == 1 and broker.users() == {"busy"}
+
+
+class _User:
+    login = "jdoe"
+    roles = ("users",)
+    kind = None
+    serial = 0
+
+
+async def test_the_job_service_refuses_over_quota_and_closed_ces(tmp_path):
+    from jalien.jobs.service import JobService
+    from jalien.jobs.store import TaskQueueStore
+    from jalien.wire.errors import RequestError
+    from jalien.wire.site_api import JobOffer
+
+    store = TaskQueueStore(tmp_path / "tq.db")
+    await store.start()
+    try:
+        jobs = JobService(store, Broker())
+        await jobs.start()
+        closed = {"ALICE::S::SHUT"}
+        jobs.admission = Admission(
+            lambda user: limits(max_waiting_jobs=1),
+            lambda ce: f"CE {ce} is closed" if ce.upper() in closed else "",
+        )
+        jdl = 'Executable = "/bin/true";'
+        await jobs.submit(_User(), jdl, [])
+        with pytest.raises(RequestError, match="maxWaitingJobs") as refused:
+            await jobs.submit(_User(), jdl, [])
+        assert refused.value.exitcode == EXIT_QUOTA
+        assert len(await store.query(user="jdoe")) == 1  # nothing more was inserted
+        shut = JobOffer(site="S", ce="ALICE::S::SHUT")
+        assert jobs.count_waiting(Agent.of(shut)) == 0
+        with pytest.raises(RequestError, match="CE ALICE::S::SHUT is closed"):
+            await jobs.match(_User(), shut, None)
+        found = await jobs.match(_User(), JobOffer(site="S", ce="ALICE::S::OPEN"), None)
+        assert found is not None and found.user == "jdoe"
+        usage = await jobs.job_usage("jdoe", fresh=True)
+        assert (usage.waiting, usage.running) == (0, 1)
+    finally:
+        await store.close()

@@ -43,7 +43,9 @@ def grid(tmp_path_factory):
     roles.setdefault("admin", []).append("jdoe")  # so that jdoe may change the configuration
     people.append(Person("alice", ["/C=ch/O=jalien/OU=Users/CN=alice"]))
     ces = [CeEntry("CERN", "LOCAL", {"maxjobs": "3", "TTL": "600"})]
-    slapd = Slapd(tmp / "slapd", tree_ldif(people, roles, ces, {"default": ["ALICE::CERN::LOCAL"]}))
+    ses = [{"name": "ALICE::CERN::EOS", "seURL": "root://eos.example.org:1094//eos/alice"}]
+    ldif = tree_ldif(people, roles, ces, {"default": ["ALICE::CERN::LOCAL"]}, ses)
+    slapd = Slapd(tmp / "slapd", ldif)
     slapd.start()
     (tmp / "ldap.pw").write_text(slapd.password)
     (home / "accounts.toml").unlink()  # nothing from the file: LDAP only
@@ -91,6 +93,27 @@ def test_users_roles_and_quotas_from_ldap(grid, tmp_path):
     code, out, _ = run_user(central, tmp_path, "fquota", "list")
     assert code == 0 and "1/1 files" in out
     run_user(central, tmp_path, "fquota", "set", "jdoe", "maxNbFiles", "0")  # the default
+
+
+def test_ses_come_from_ldap_and_add_se_writes_there(grid, tmp_path):
+    from jalien.directory.ldap_source import LdapSource
+
+    central, slapd = grid
+    code, out, err = run_user(central, tmp_path, "listSEs")
+    assert code == 0 and "ALICE::CERN::EOS" in out, err
+    code, out, err = run_user(
+        central,
+        tmp_path,
+        "addSE",
+        "-qos",
+        "tape",
+        "ALICE::CERN::TAPE",
+        "root://tape.example.org//alice",
+    )
+    assert code == 0, err
+    ses = {se.name: se for se in LdapSource(slapd.uri, slapd.base).load().ses}
+    assert ses["ALICE::CERN::TAPE"].qos == ["tape"]
+    assert ses["ALICE::CERN::TAPE"].url == "root://tape.example.org//alice"
 
 
 def test_a_closed_ce_gets_no_job_and_reopens(grid, tmp_path):
