@@ -13,8 +13,9 @@ from typing import Protocol
 import msgspec
 
 from jalien.catalogue.model import Entry, Replica, StorageElement
+from jalien.catalogue.table_counts import TableCount
 from jalien.loops import Pool
-from jalien.wire.errors import EXIT_EXISTS, EXIT_NOT_FOUND, RequestError
+from jalien.wire.errors import EXIT_EXISTS, EXIT_INVALID, EXIT_NOT_FOUND, RequestError
 from jalien.wire.messages import DirEntry
 
 PAGE = 5000
@@ -28,6 +29,13 @@ class Exists(RequestError):
 class NotFound(RequestError):
     def __init__(self, lfn: str) -> None:
         super().__init__(f"{lfn}: No such file or directory", EXIT_NOT_FOUND)
+
+
+class NotSharded(RequestError):
+    """An operation on tables that this backend does not have (the embedded catalogue)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: only the sharded MariaDB catalogue does this", EXIT_INVALID)
 
 
 class FindQuery(msgspec.Struct, kw_only=True, frozen=True):
@@ -52,6 +60,20 @@ class CatalogueBackend(Protocol):
     async def close(self) -> None: ...
     def pools(self) -> list[Pool]:
         """Its thread pools, for the role's registry (jalien.loops)."""
+        ...
+
+    async def table_counts(self) -> list[TableCount]:
+        """Its tables and their rows, kept current cheaply (the optimizers)."""
+        ...
+
+    async def rotate_guid_table(self) -> str:
+        """A new GUID table for GUIDs from shortly after now on (NotSharded: none)."""
+        ...
+
+    async def move_directory(self, directory: str, host: int | None = None) -> str:
+        """Split the populated *directory* into an LFN table of its own on config host
+        *host* (default: its table's), online; what was done, in words (NotSharded: one
+        table)."""
         ...
 
     async def get(self, path: str) -> Entry | None: ...

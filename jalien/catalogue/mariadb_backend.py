@@ -38,14 +38,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 import MySQLdb
@@ -59,6 +60,7 @@ from jalien.catalogue.backend import (
     FindQuery,
     NotFound,
 )
+from jalien.catalogue.mariadb_split import Splitter, is_moved, lock_name, reserve, settle
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement, now_ms
 from jalien.catalogue.paths import BadPath, as_dir, prefix_end, split
 from jalien.catalogue.sharding import (
@@ -69,6 +71,9 @@ from jalien.catalogue.sharding import (
     entry_key,
     merge_pages,
 )
+from jalien.catalogue.table_counts import COUNTS_DDL, Deltas, TableCount, start_at_zero
+from jalien.catalogue.table_counts import flush as flush_counts
+from jalien.catalogue.table_counts import stored as stored_counts
 from jalien.loops import Pool, WorkPool
 from jalien.sqlstore.mysql import (
     CONNECTION_LOST,
@@ -85,6 +90,7 @@ from jalien.sqlstore.mysql import (
 )
 from jalien.sqlstore.mysql import close_quietly as _close_quietly
 from jalien.sqlstore.mysql import error_code as _code
+from jalien.wire.errors import EXIT_INVALID, RequestError
 from jalien.wire.messages import DirEntry
 
 log = logging.getLogger(__name__)
@@ -120,6 +126,7 @@ INDEX_SCHEMA = [
         name VARCHAR(255) NOT NULL PRIMARY KEY, doc BLOB NOT NULL) {TEXT}""",
     f"""CREATE TABLE IF NOT EXISTS XALOG (
         gtrid VARCHAR(64) NOT NULL PRIMARY KEY, created BIGINT NOT NULL) {TEXT}""",
+    COUNTS_DDL,
 ]
 
 
@@ -151,6 +158,10 @@ class MariaDBConfig(msgspec.Struct, kw_only=True, frozen=True):
     prefixes: dict[str, int] = {}  # LFN prefix -> position in hosts; added at start if missing
     readers: int = 4  # reader threads (each with its connection) per host
     index_ttl: float = 300.0  # seconds before INDEXTABLE/GUIDINDEX are read again
+    # a new GUID table starts this long after every process has re-read the index (clocks)
+    guid_switch_margin: float = 60.0
+    split_chunk: int = 5000  # rows per step of moveDirectory's copy and clean-up
+    split_pause: float = 0.0  # seconds between two steps (a split that spares the server)
     xa_recover_age: float = 30.0  # start() settles prepared XA branches older than this
 
 
@@ -267,8 +278,9 @@ class _Side:
     """Autocommit-style connections of one thread to any host, for GUID references that
     must be committed before the entries that need them."""
 
-    def __init__(self, dsns: Callable[[int], Dsn]) -> None:
+    def __init__(self, dsns: Callable[[int], Dsn], deltas: Deltas | None = None) -> None:
         self._dsns = dsns
+        self._deltas = deltas  # references added, counted once committed
         self._conns: dict[int, MySQLdb.Connection] = {}
 
     def write_refs(self, refs: Iterable[Ref]) -> None:
@@ -282,13 +294,19 @@ class _Side:
                     conn = self._conns[host] = connect(self._dsns(host), autocommit=False)
                 try:
                     cur = conn.cursor()
+                    added: dict[str, int] = {}
                     for shard, rows in sorted(tables.items()):
-                        cur.executemany(
-                            f"INSERT IGNORE INTO {shard.refs_table} (guid, lfnTable) "
-                            "VALUES (%s, %s)",
-                            sorted(rows),
+                        added[shard.refs_table] = (
+                            cur.executemany(
+                                f"INSERT IGNORE INTO {shard.refs_table} (guid, lfnTable) "
+                                "VALUES (%s, %s)",
+                                sorted(rows),
+                            )
+                            or 0
                         )
                     conn.commit()
+                    if self._deltas is not None:
+                        self._deltas.add_all(added)
                     break
                 except MySQLdb.Error as exc:
                     if _code(exc) in CONNECTION_LOST:
@@ -326,10 +344,12 @@ class _Writer(GroupWriter):
     _HostTx, and the GUID references a batch declares are written by a helper thread while
     the batch runs, and committed before the batch is (no entry without its reference)."""
 
-    def __init__(self, host: int, dsn: Dsn, dsns: Callable[[int], Dsn]) -> None:
+    def __init__(
+        self, host: int, dsn: Dsn, dsns: Callable[[int], Dsn], deltas: Deltas | None = None
+    ) -> None:
         super().__init__(dsn, f"mariadb{host}")
         self.host = host
-        self.side = _Side(dsns)  # used on the helper thread only
+        self.side = _Side(dsns, deltas)  # used on the helper thread only
         self.helper = WorkPool(f"mariadb{host}-refs", 1)
 
     def write_refs(self, refs: list[Ref]) -> concurrent.futures.Future:
@@ -421,10 +441,17 @@ class _XaTx:
 class _Host:
     """One server (hostIndex): reader threads with a connection each, and the writer."""
 
-    def __init__(self, index: int, dsn: Dsn, readers: int, dsns: Callable[[int], Dsn]) -> None:
+    def __init__(
+        self,
+        index: int,
+        dsn: Dsn,
+        readers: int,
+        dsns: Callable[[int], Dsn],
+        deltas: Deltas | None = None,
+    ) -> None:
         self.index, self.dsn = index, dsn
         self.readers = ReaderPool(dsn, readers, f"mariadb{index}")
-        self.writer = _Writer(index, dsn, dsns)
+        self.writer = _Writer(index, dsn, dsns, deltas)
         self.writer.start()
 
     async def read(self, fn: Callable[[Any], Any]) -> Any:
@@ -436,6 +463,40 @@ class _Host:
     def close(self) -> None:
         self.writer.stop(30)
         self.readers.close()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _rerouted(
+    method: Callable[Concatenate[MariaDBBackend, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[MariaDBBackend, P], Coroutine[Any, Any, R]]:
+    """A write refused by a split's fence (its subtree moved, or is about to) runs again
+    with the index re-read: the split's last catch-up is short."""
+
+    @functools.wraps(method)
+    async def run(self: MariaDBBackend, *args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in itertools.count():
+            try:
+                return await method(self, *args, **kwargs)
+            except MySQLdb.Error as exc:
+                if not is_moved(exc) or attempt >= 100:
+                    raise
+            await self.reload()
+            await asyncio.sleep(min(0.01 * 2**attempt, 0.25))
+        raise AssertionError("unreachable")
+
+    return run
+
+
+def _execute(host: int, sql: str, args: Any) -> Callable[[Any], int]:
+    """An operation of one statement on *host*: its affected rows."""
+
+    def run(tx: Any) -> int:
+        return int(tx.cursor(host).execute(sql, args))
+
+    return run
 
 
 def _fetchall(sql: str, args: Any) -> Callable[[Any], tuple]:
@@ -481,6 +542,7 @@ class _Admin:
     def add_lfn_table(self, prefix: str, host: int) -> LfnShard:
         shard = LfnShard(prefix, host, self.next_table("INDEXTABLE"))
         self.host_cursor(host).execute(lfn_table_ddl(shard.sql_table))
+        start_at_zero(self.cur, [shard.sql_table])
         self.cur.execute(
             "INSERT INTO INDEXTABLE (hostIndex, tableName, lfn) VALUES (%s, %s, %s)",
             (host, shard.table, prefix),
@@ -492,6 +554,7 @@ class _Admin:
         cur = self.host_cursor(host)
         for ddl in guid_tables_ddl(shard):
             cur.execute(ddl)
+        start_at_zero(self.cur, [shard.refs_table, shard.pfn_table])
         self.cur.execute(
             "INSERT INTO GUIDINDEX (hostIndex, tableName, guidTime) VALUES (%s, %s, %s)",
             (host, shard.table, since),
@@ -532,6 +595,7 @@ class MariaDBBackend:
         self._tx_state: list[tuple[dict[int, MySQLdb.Connection], _Side]] = []
         self._log_lock = threading.Lock()
         self._log_conn: MySQLdb.Connection | None = None
+        self._deltas = Deltas()  # rows this process's commits added or removed, per table
 
     # -- plumbing
     def pools(self) -> list[Pool]:
@@ -562,6 +626,8 @@ class MariaDBBackend:
         self._tx_pool = WorkPool("mariadb-tx", 2)
         await self.reload()
         await self.recover(self.config.xa_recover_age)
+        if await asyncio.to_thread(settle, self):  # splits a killed process left
+            await self.reload()
 
     async def close(self) -> None:
         if self._reloading is not None:
@@ -650,7 +716,7 @@ class MariaDBBackend:
         for index in {s.host for s in lfns} | {s.host for s in guids}:
             if index not in self._hosts:
                 dsn = self._dsn(index)  # raises for a host missing from the configuration
-                self._hosts[index] = _Host(index, dsn, self.config.readers, self._dsn)
+                self._hosts[index] = _Host(index, dsn, self.config.readers, self._dsn, self._deltas)
         self._lfn_index = LfnIndex(lfns)
         self._guid_index = GuidIndex(guids)
         self._lfn_tables = {s.table: s for s in lfns}
@@ -684,7 +750,7 @@ class MariaDBBackend:
     def _tx_thread(self) -> tuple[dict[int, MySQLdb.Connection], _Side]:
         state = getattr(self._tx_local, "state", None)
         if state is None:
-            state = self._tx_local.state = ({}, _Side(self._dsn))
+            state = self._tx_local.state = ({}, _Side(self._dsn, self._deltas))
             self._tx_state.append(state)
         return state
 
@@ -847,7 +913,8 @@ class MariaDBBackend:
         process has re-read the index) on go to a new table on config.hosts[*host*]. A
         rotation never takes over times already handed out: *since* must lie ahead."""
         if since is None:
-            since = now_ms() + int((self.config.index_ttl + 60) * 1000)
+            margin = self.config.index_ttl + self.config.guid_switch_margin
+            since = now_ms() + int(margin * 1000)
 
         def run() -> GuidShard:
             with _Admin(self) as admin:
@@ -859,6 +926,109 @@ class MariaDBBackend:
         shard = await asyncio.to_thread(run)
         await self.reload()
         return shard
+
+    async def rotate_guid_table(self) -> str:
+        """A new GUID table on the newest one's server (the GUID-table optimizer, when the
+        newest one is full), starting once every process has re-read the index; what was
+        done, in words."""
+        newest = self._guids().newest
+        position = (
+            self._host_index.index(newest.host)
+            if newest.host in self._host_index
+            else self.config.index_host
+        )
+        shard = await self.add_guid_table(position)
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(shard.since / 1000))
+        return (
+            f"new GUID table {shard.refs_table}/{shard.pfn_table} on host {shard.host} "
+            f"for GUIDs from {start} UTC (after {newest.refs_table})"
+        )
+
+    async def table_counts(self) -> list[TableCount]:
+        """Every LFN and GUID table with its rows: this process's deltas are added to
+        TABLECOUNTS first; a table TABLECOUNTS does not know yet is counted once."""
+        lfn, guids = self._index()
+        deltas = self._deltas.take()
+        tables: dict[str, tuple[str, int, str, int]] = {
+            s.sql_table: ("lfn", s.host, s.prefix, 0) for s in lfn.shards
+        }
+        for g in guids.shards:
+            tables[g.refs_table] = ("guid", g.host, "", g.since)
+            tables[g.pfn_table] = ("pfn", g.host, "", g.since)
+
+        def run() -> dict[str, int]:
+            conn = connect(self._dsn(self.index_host))
+            try:
+                cur = conn.cursor()
+                flush_counts(cur, deltas)
+                counts = stored_counts(cur)
+                for table, (_, host, _, _) in tables.items():
+                    if table not in counts:  # older than TABLECOUNTS: counted once
+                        hcur = connect(self._dsn(host))
+                        try:
+                            c = hcur.cursor()
+                            c.execute(f"SELECT COUNT(*) FROM {table}")
+                            counts[table] = int(c.fetchone()[0])
+                        finally:
+                            _close_quietly(hcur)
+                        cur.execute(
+                            "INSERT IGNORE INTO TABLECOUNTS (tbl, nrows) VALUES (%s, %s)",
+                            (table, counts[table]),
+                        )
+                return counts
+            finally:
+                _close_quietly(conn)
+
+        try:
+            counts = await asyncio.to_thread(run)
+        except BaseException:
+            self._deltas.give_back(deltas)
+            raise
+        return [
+            TableCount(table=t, kind=k, host=h, rows=counts.get(t, 0), prefix=p, since=s)
+            for t, (k, h, p, s) in tables.items()
+        ]
+
+    async def move_directory(self, directory: str, host: int | None = None) -> str:
+        """moveDirectory: the populated *directory* gets an LFN table of its own on
+        config.hosts[*host*] (default: the server of the table it leaves), online
+        (jalien.catalogue.mariadb_split)."""
+        if host is not None and not 0 <= host < len(self.config.hosts):
+            raise RequestError(f"no host {host}: 0 to {len(self.config.hosts) - 1}", EXIT_INVALID)
+        lfn, guids = self._index()
+        prefix = as_dir(directory)
+        loop = asyncio.get_running_loop()
+
+        def switched() -> None:  # this process routes to the new table at once
+            asyncio.run_coroutine_threadsafe(self.reload(), loop).result(60)
+
+        def run() -> str:
+            index = connect(self._dsn(self.index_host))
+            cur = index.cursor()
+            cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(prefix),))
+            if cur.fetchone()[0] != 1:
+                _close_quietly(index)
+                raise ValueError(f"{prefix}: another process is splitting it")
+            try:
+                split = reserve(self, prefix, host)
+            except BaseException:
+                _close_quietly(index)
+                raise
+            splitter = Splitter(
+                self, split, lfn, guids, chunk=self.config.split_chunk,
+                pause=self.config.split_pause, switched=switched, index=index,
+            )  # fmt: skip
+            return splitter.run(self.config.index_ttl)
+
+        try:
+            return await asyncio.to_thread(run)
+        except ValueError as exc:
+            raise RequestError(str(exc), EXIT_INVALID) from None
+        except BaseException:
+            await asyncio.to_thread(settle, self)  # a failed split rolls back (or finishes)
+            raise
+        finally:
+            await self.reload()
 
     def route(self, path: str) -> LfnShard:
         """The shard holding the entry *path* (for tools and tests)."""
@@ -984,12 +1154,25 @@ class MariaDBBackend:
             usage.size += size
         return usage
 
+    def _guid_order(self, guid: str) -> list[GuidShard]:
+        """Every GUID table, the one *guid*'s time routes to first: a reference or replica
+        written by a process whose GUID index was older than a switch lies in another."""
+        guids = self._guids()
+        first = guids.route(guid)
+        return [first, *(s for s in reversed(guids.shards) if s != first)]
+
     async def by_guid(self, guid: str) -> list[Entry]:
-        shard = self._guids().route(guid)
-        refs = await self._hosts[shard.host].read(
-            _fetchall(f"SELECT lfnTable FROM {shard.refs_table} WHERE guid=%s", (guid,))
-        )
-        tables = [self._lfn_tables[t] for (t,) in refs if t in self._lfn_tables]
+        shards = self._guid_order(guid)
+        found_refs = await asyncio.gather(
+            *(
+                self._hosts[s.host].read(
+                    _fetchall(f"SELECT lfnTable FROM {s.refs_table} WHERE guid=%s", (guid,))
+                )
+                for s in shards
+            )
+        )  # every GUID table: references of one GUID may lie in several
+        refs = {t for (t,) in itertools.chain.from_iterable(found_refs)}
+        tables = [self._lfn_tables[t] for t in sorted(refs) if t in self._lfn_tables]
         found = await asyncio.gather(
             *(
                 self._hosts[t.host].read(
@@ -1005,6 +1188,7 @@ class MariaDBBackend:
         guids = self._guids()
         return [(guids.route(g), g, table) for g, table in set(pairs) if g]
 
+    @_rerouted
     async def insert(self, entries: list[Entry]) -> None:
         if not entries:
             return
@@ -1044,7 +1228,9 @@ class MariaDBBackend:
                     raise
 
         await self._write({s.host for s in groups}, run, refs)
+        self._deltas.add_all({s.sql_table: len(rows) for s, rows in groups.items()})
 
+    @_rerouted
     async def update(self, path: str, fields: dict[str, object]) -> None:
         allowed = {"type", "perm", "owner", "gowner", "size", "ctime", "md5", "guid", "jobid"}
         if not fields or set(fields) - allowed:
@@ -1061,6 +1247,7 @@ class MariaDBBackend:
 
         await self._write({shard.host}, run, refs)
 
+    @_rerouted
     async def delete(self, paths: list[str]) -> int:
         if not paths:
             return 0
@@ -1070,17 +1257,23 @@ class MariaDBBackend:
             d, n = split(p)
             groups.setdefault(lfn.route(d), []).append((d, n))
 
+        counts: dict[str, int] = {}
+
         def run(tx: Any) -> int:
-            count = 0
+            counts.clear()  # run again after a deadlock: counted afresh
             for shard, keys in groups.items():
                 cur = tx.cursor(shard.host)
                 for chunk in _chunks(keys, KEYS_PER_QUERY):
                     where, args = _where_keys(chunk)
-                    count += cur.execute(f"DELETE FROM {shard.sql_table} WHERE {where}", args)
-            return count
+                    gone = cur.execute(f"DELETE FROM {shard.sql_table} WHERE {where}", args)
+                    counts[shard.sql_table] = counts.get(shard.sql_table, 0) - gone
+            return -sum(counts.values())
 
-        return await self._write({s.host for s in groups}, run)
+        done = await self._write({s.host for s in groups}, run)
+        self._deltas.add_all(counts)
+        return done
 
+    @_rerouted
     async def delete_tree(self, directory: str) -> int:
         lfn = self._lfn()
         d, n = split(directory.rstrip("/") or "/")
@@ -1088,19 +1281,26 @@ class MariaDBBackend:
         below = lfn.below(directory)
         end = prefix_end(directory)
 
+        counts: dict[str, int] = {}
+
         def run(tx: Any) -> int:
-            count = 0
+            counts.clear()  # run again after a deadlock: counted afresh
             for shard in below:
-                count += tx.cursor(shard.host).execute(
+                counts[shard.sql_table] = -tx.cursor(shard.host).execute(
                     f"DELETE FROM {shard.sql_table} WHERE dir >= %s AND dir < %s",
                     (directory, end),
                 )
-            return count + tx.cursor(own.host).execute(
+            gone = tx.cursor(own.host).execute(
                 f"DELETE FROM {own.sql_table} WHERE dir=%s AND name=%s", (d, n)
             )
+            counts[own.sql_table] = counts.get(own.sql_table, 0) - gone
+            return -sum(counts.values())
 
-        return await self._write({own.host} | {s.host for s in below}, run)
+        done = await self._write({own.host} | {s.host for s in below}, run)
+        self._deltas.add_all(counts)
+        return done
 
+    @_rerouted
     async def move(self, src: str, dst: str) -> None:
         lfn, guids = self._index()
         sd, sn = split(src)
@@ -1110,8 +1310,10 @@ class MariaDBBackend:
         src_own, dst_own = lfn.route(sd), lfn.route(dd)
         sources, targets = lfn.below(old), lfn.below(new)
         hosts = {src_own.host, dst_own.host} | {s.host for s in sources + targets}
+        counts: dict[str, int] = {}
 
         def run(tx: Any) -> None:
+            counts.clear()  # run again after a deadlock: counted afresh
             scur = tx.cursor(src_own.host)
             scur.execute(
                 f"SELECT {ENTRY_COLUMNS} FROM {src_own.sql_table} "
@@ -1140,10 +1342,13 @@ class MariaDBBackend:
                     f"INSERT INTO {dst_own.sql_table} ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})",
                     (dd, dn, *row[2:]),
                 )
+                counts[src_own.sql_table] = -1
+                counts[dst_own.sql_table] = 1
             if row[2] == DIRECTORY:
-                _move_subtree(tx, lfn, guids, old, new, sources, targets)
+                _move_subtree(tx, lfn, guids, old, new, sources, targets, counts)
 
         await self._write(hosts, run)
+        self._deltas.add_all(counts)
 
     # -- replicas and storage elements
     async def add_replicas(self, replicas: list[Replica]) -> None:
@@ -1154,32 +1359,46 @@ class MariaDBBackend:
         if not groups:
             return
 
+        counts: dict[str, int] = {}
+
         def run(tx: Any) -> None:
+            counts.clear()
             for shard, rows in groups.items():
-                tx.cursor(shard.host).executemany(
-                    f"INSERT IGNORE INTO {shard.pfn_table} (guid, se, pfn) VALUES (%s, %s, %s)",
-                    rows,
+                counts[shard.pfn_table] = (
+                    tx.cursor(shard.host).executemany(
+                        f"INSERT IGNORE INTO {shard.pfn_table} (guid, se, pfn) VALUES (%s, %s, %s)",
+                        rows,
+                    )
+                    or 0
                 )
 
         await self._write({s.host for s in groups}, run)
+        self._deltas.add_all(counts)
 
     async def replicas(self, guid: str) -> list[Replica]:
-        shard = self._guids().route(guid)
-        rows = await self._hosts[shard.host].read(
-            _fetchall(
-                f"SELECT guid, se, pfn FROM {shard.pfn_table} WHERE guid=%s ORDER BY se, pfn",
-                (guid,),
+        # the table of the GUID's time, then (when it has none there) the others
+        for shard in self._guid_order(guid):
+            rows = await self._hosts[shard.host].read(
+                _fetchall(
+                    f"SELECT guid, se, pfn FROM {shard.pfn_table} WHERE guid=%s ORDER BY se, pfn",
+                    (guid,),
+                )
             )
-        )
-        return [Replica(guid=g, se=s, pfn=p) for g, s, p in rows]
+            if rows:
+                return [Replica(guid=g, se=s, pfn=p) for g, s, p in rows]
+        return []
 
     async def delete_replicas(self, guid: str, se: str | None = None) -> int:
-        shard = self._guids().route(guid)
-        sql = f"DELETE FROM {shard.pfn_table} WHERE guid=%s"
-        args: tuple[str, ...] = (guid,)
-        if se is not None:
-            sql, args = sql + " AND se=%s", (guid, se)
-        return await self._write({shard.host}, lambda tx: tx.cursor(shard.host).execute(sql, args))
+        for shard in self._guid_order(guid):  # where replicas() finds them
+            sql = f"DELETE FROM {shard.pfn_table} WHERE guid=%s"
+            args: tuple[str, ...] = (guid,)
+            if se is not None:
+                sql, args = sql + " AND se=%s", (guid, se)
+            gone = await self._write({shard.host}, _execute(shard.host, sql, args))
+            if gone:
+                self._deltas.add(shard.pfn_table, -gone)
+                return gone
+        return 0
 
     async def replicas_on(self, se: str, page: int = PAGE) -> AsyncIterator[list[Replica]]:
         # each GUID table in turn, keyset pages along its unique key (guid, se, pfn)
@@ -1225,9 +1444,11 @@ def _move_subtree(
     new: str,
     sources: list[LfnShard],
     targets: list[LfnShard],
+    counts: dict[str, int],
 ) -> None:
     """Rename every entry under *old* to lie under *new*: in place when the subtree stays
-    in one table, a copy and a delete when it lands in others."""
+    in one table, a copy and a delete when it lands in others (rows added and removed per
+    table go to *counts*)."""
     end = prefix_end(old)
     cut = len(old.encode()) + 1  # SUBSTRING counts bytes on VARBINARY
     if len(sources) == 1 and len(targets) == 1:
@@ -1247,13 +1468,17 @@ def _move_subtree(
                 (old, end),
             )
             tx.add_refs((guids.route(g), g, t.table) for (g,) in cur.fetchall())
-            cur.execute(
+            copied = cur.execute(
                 f"INSERT INTO {t.sql_table} ({INSERT_COLUMNS}) "
                 f"SELECT CONCAT(%s, SUBSTRING(dir, %s)), name, type, perm, owner, gowner, "
                 f"size, ctime, md5, guid, jobid FROM {s.sql_table} WHERE dir >= %s AND dir < %s",
                 (new, cut, old, end),
             )
-            cur.execute(f"DELETE FROM {s.sql_table} WHERE dir >= %s AND dir < %s", (old, end))
+            counts[t.sql_table] = counts.get(t.sql_table, 0) + copied
+            gone = cur.execute(
+                f"DELETE FROM {s.sql_table} WHERE dir >= %s AND dir < %s", (old, end)
+            )
+            counts[s.sql_table] = counts.get(s.sql_table, 0) - gone
             return
     # rows travel through here, each to the table its new dir routes to
     for s in sources:
@@ -1282,10 +1507,12 @@ def _move_subtree(
                     f"INSERT INTO {t.sql_table} ({INSERT_COLUMNS}) VALUES ({INSERT_VALUES})",
                     moved,
                 )
+                counts[t.sql_table] = counts.get(t.sql_table, 0) + len(moved)
             last = (rows[-1][0], rows[-1][0], rows[-1][1])
             if len(rows) < COPY_CHUNK:
                 break
-        cur.execute(f"DELETE FROM {s.sql_table} WHERE dir >= %s AND dir < %s", (old, end))
+        gone = cur.execute(f"DELETE FROM {s.sql_table} WHERE dir >= %s AND dir < %s", (old, end))
+        counts[s.sql_table] = counts.get(s.sql_table, 0) - gone
 
 
 if TYPE_CHECKING:  # mypy checks here that the class implements the Protocol

@@ -22,9 +22,11 @@ from jalien.catalogue.backend import (
     Exists,
     FindQuery,
     NotFound,
+    NotSharded,
 )
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement
 from jalien.catalogue.paths import prefix_end, split
+from jalien.catalogue.table_counts import TableCount
 from jalien.loops import Pool
 from jalien.sqlstore.sqlite import SQLiteStore
 from jalien.wire.messages import DirEntry
@@ -66,6 +68,26 @@ class SQLiteBackend:
     def pools(self) -> list[Pool]:
         """The reader pool and the writer (for the role's registry)."""
         return self._store.pools()
+
+    async def table_counts(self) -> list[TableCount]:
+        """One table of entries and one of replicas (counted: an embedded catalogue is
+        small enough for COUNT(*) at the optimizers' pace)."""
+
+        def run(c: sqlite3.Connection) -> tuple[int, int]:
+            entries = c.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            return entries, c.execute("SELECT COUNT(*) FROM replicas").fetchone()[0]
+
+        entries, replicas = await self._read(run)
+        return [
+            TableCount(table="entries", kind="lfn", host=0, rows=entries, prefix="/"),
+            TableCount(table="replicas", kind="pfn", host=0, rows=replicas),
+        ]
+
+    async def rotate_guid_table(self) -> str:
+        raise NotSharded("the embedded catalogue keeps its replicas in one table")
+
+    async def move_directory(self, directory: str, host: int | None = None) -> str:
+        raise NotSharded("the embedded catalogue keeps its entries in one table")
 
     # -- reads
     async def get(self, path: str) -> Entry | None:

@@ -21,9 +21,12 @@ from jalien.catalogue.backend import CatalogueBackend
 from jalien.catalogue.cache import MemoryCache
 from jalien.catalogue.expiry import LfnExpiry
 from jalien.catalogue.expiry_reaper import ExpiryReaper
+from jalien.catalogue.optimiser_log import MariaDBOptimiserLog, OptimiserLog, SQLiteOptimiserLog
+from jalien.catalogue.optimizers import CatalogueOptimizers
 from jalien.catalogue.service import Catalogue
 from jalien.catalogue.sqlite_backend import SQLiteBackend
 from jalien.commands.archive_cmds import ArchiveCommands
+from jalien.commands.background_cmds import BackgroundCommands
 from jalien.commands.basic import BasicCommands
 from jalien.commands.cache_cmds import CacheCommands
 from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
@@ -33,6 +36,7 @@ from jalien.commands.dispatch import Dispatcher
 from jalien.commands.info_cmds import InfoCommands, bind_dispatcher
 from jalien.commands.job_cmds import JobCommands
 from jalien.commands.lifecycle_cmds import LifecycleCommands
+from jalien.commands.optimizer_cmds import OptimizerCommands
 from jalien.commands.storage_cmds import StorageCommands
 from jalien.commands.table import CommandTable
 from jalien.commands.token import TokenCommands
@@ -123,6 +127,25 @@ def task_queue(settings: Settings) -> TaskQueue:
     )
 
 
+def optimiser_log(settings: Settings) -> OptimiserLog:
+    """Where optimiserLogs is kept: the sharded catalogue's index database, else the home."""
+    if settings.catalogue_backend == "mariadb":
+        from jalien.catalogue.mariadb_backend import MariaDBConfig
+
+        config = msgspec.convert(settings.catalogue_mariadb, MariaDBConfig)  # checked before
+        return MariaDBOptimiserLog(config.hosts[config.index_host])
+    return SQLiteOptimiserLog(settings.home_path / "optimiser.db")
+
+
+def catalogue_optimizers(settings: Settings, catalogue: Catalogue) -> CatalogueOptimizers:
+    return CatalogueOptimizers(
+        catalogue.backend,
+        optimiser_log(settings),
+        guid_max_rows=settings.guid_table_max_rows,
+        lfn_max_rows=settings.lfn_table_max_rows,
+    )
+
+
 def build_jobs(settings: Settings, tokens: TokenAuthority) -> JobService:
     store = task_queue(settings)
     return JobService(store, Broker(), tokens=tokens, home_template=settings.user_home_template)
@@ -138,6 +161,8 @@ def build_server(
     movers: DataMovers | None = None,
     expiry: LfnExpiry | None = None,
     lifecycle: Lifecycle | None = None,
+    loops: LoopRegistry | None = None,
+    optimizers: CatalogueOptimizers | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
     directory = directory or build_directory(settings, cache)
@@ -157,6 +182,8 @@ def build_server(
         movers=movers,
         expiry=expiry,
         lifecycle=lifecycle,
+        loops=loops,
+        optimizers=optimizers,
     )
     dispatcher = Dispatcher(
         table,
@@ -188,9 +215,19 @@ def build_commands(
     movers: DataMovers | None = None,
     expiry: LfnExpiry | None = None,
     lifecycle: Lifecycle | None = None,
+    loops: LoopRegistry | None = None,
+    optimizers: CatalogueOptimizers | None = None,
 ) -> CommandTable:
     """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
+    registry = loops if loops is not None else LoopRegistry()
+    BackgroundCommands(table, registry).register()
+    OptimizerCommands(
+        table,
+        optimizers.journal if optimizers is not None else optimiser_log(settings),
+        registry,
+        optimizers.move_directory if optimizers is not None else None,
+    ).register()
     BasicCommands(table, motd=settings.motd).register()
     catalogue_commands = CatalogueCommands(table, catalogue)
     catalogue_commands.register()
@@ -261,6 +298,12 @@ async def serve(settings: Settings) -> None:
     expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")
     directory = build_directory(settings, cache)
     directory.on_change.append(SeSync(catalogue))  # LDAP's SEs into the catalogue
+    loops = LoopRegistry()  # jcentral's loops and thread pools (admins: `background`)
+    loops.add_pools(catalogue.backend.pools)
+    loops.add_pools(jobs.store.pools)
+    loops.add_pools(cache.pools)
+    optimizers = catalogue_optimizers(settings, catalogue)
+    loops.add_pools(optimizers.journal.pools)
     server = build_server(
         settings,
         catalogue,
@@ -271,13 +314,17 @@ async def serve(settings: Settings) -> None:
         movers=movers,
         expiry=expiry,
         lifecycle=lifecycle,
+        loops=loops,
+        optimizers=optimizers,
     )
     textcache = await serve_textcache(settings, cache)
-    loops = LoopRegistry()  # jcentral's background loops (a later issue shows them to admins)
     metrics = central_metrics(settings, server, jobs, cache, loops)
     metrics_http = await start_metrics(settings, metrics)
     loops.start(release_readers(cache))
     await catalogue.backend.start()
+    await optimizers.journal.start()
+    for loop in optimizers.loops(settings.optimizer_guid_interval, settings.optimizer_lfn_interval):
+        loops.start(loop)
     await jobs.store.start()
     await movers.start()
     for loop in movers.loops(settings.deletion_interval, settings.transfer_interval):
@@ -314,6 +361,7 @@ async def serve(settings: Settings) -> None:
         await movers.close()
         await mover.close()
         await jobs.store.close()
+        await optimizers.journal.close()
         await catalogue.backend.close()
         if textcache is not None:
             await textcache.close()
