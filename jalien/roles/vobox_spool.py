@@ -312,6 +312,7 @@ async def start_relay(
         max_files=settings.spool_max_files,
         stale=settings.spool_stale,
         sync=settings.spool_fsync,
+        max_frame=settings.max_message_size,
     )
     try:
         await relay.start()
