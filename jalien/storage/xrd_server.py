@@ -13,7 +13,8 @@ SE (``se_access``: envelope, PFN path -> local file, recorded md5).
   beyond the booked size is refused at once; a connection that ends with a file open for
   writing leaves nothing (persist on successful close, always).
 - Reads of 16 KiB or more go by ``os.sendfile`` from the file to the socket (plain TCP);
-  ``kXR_readv`` reads its pieces on a worker thread. Other file operations (open, write,
+  ``kXR_readv`` reads its pieces on a worker thread (an element beyond the end of the
+  file is refused, "readv past EOF", as xrootd does). Other file operations (open, write,
   close, checksum, listing) run on worker threads; the event loop only moves bytes.
 - ``kXR_stat``, ``kXR_query`` checksum (``md5 <hex>``: the md5 the SE recorded) take a
   read, write or stat envelope, or none for a path this connection opened with one (xrdcp
@@ -186,8 +187,9 @@ def _abort(file: _File) -> None:
 def _readv(chunks: list[tuple[_File, int, int, int]]) -> bytes:
     parts: list[bytes] = []
     for file, fh, length, offset in chunks:
-        n = max(0, min(length, file.size - offset))
-        data = os.pread(file.fd, n, offset) if n else b""
+        data = os.pread(file.fd, length, offset) if length else b""
+        if len(data) < length:  # as xrootd: XrdCl waits for whole elements
+            raise _Refused(X.kXR_IOError, "jalien SE: readv past EOF")
         parts.append(xrdproto.readv_element(fh, len(data), offset))
         parts.append(data)
     return b"".join(parts)
