@@ -143,3 +143,39 @@ async def test_the_job_service_refuses_over_quota_and_closed_ces(tmp_path):
         assert (usage.waiting, usage.running) == (0, 1)
     finally:
         await store.close()
+
+
+class _SharedCache:
+    """Stands for the shared cache's config.snapshot namespace."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.ttl = 0.0
+
+    def get(self) -> bytes | None:
+        return self.data
+
+    def put(self, data: bytes, ttl: float) -> None:
+        self.data, self.ttl = data, ttl
+
+
+class _Down:
+    name = "ldap://down"
+
+    def load(self):
+        raise DirectoryError("LDAP ldap://down: Connection refused")
+
+
+async def test_processes_of_a_host_share_the_snapshot_through_the_cache(tmp_path):
+    shared = _SharedCache()
+    first = Directory(
+        FileSource(accounts_file(tmp_path), tmp_path / "directory.json"), cache=shared, ttl=60
+    )
+    await first.refresh()
+    assert shared.data is not None and shared.ttl == 60
+    second = Directory(_Down(), cache=shared, ttl=60)  # type: ignore[arg-type]
+    await second.refresh()  # from the cache: the source is not asked
+    assert second.person("jdoe") is not None and second.error == ""
+    with pytest.raises(DirectoryError):
+        await second.refresh(force=True)  # resyncLDAP asks the source itself
+    assert second.person("jdoe") is not None and "Connection refused" in second.status().error
