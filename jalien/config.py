@@ -173,14 +173,6 @@ class Settings(msgspec.Struct, kw_only=True):
     darkdata_grace: float = 7 * 86400.0  # seconds a dark file stays quarantined
     darkdata_workdir: str = ""  # the crawl's sorted dumps and listings; {home}/darkdata
     darkdata_sort_run: int = 500_000  # keys sorted in memory at once (bounds the crawl's RAM)
-    # placement rules, SE decommissioning, dark data (docs/datamovers.md)
-    lifecycle_db: str = ""  # rules, decommissions, quarantine (SQLite); {home}/lifecycle.db
-    rules_interval: float = 600.0  # seconds between checks of every placement rule (0: off)
-    decommission_interval: float = 10.0  # seconds between steps of running decommissions
-    darkdata_interval: float = 3600.0  # seconds between crawls (one SE per crawl; 0: off)
-    darkdata_grace: float = 7 * 86400.0  # seconds a dark file stays quarantined
-    darkdata_workdir: str = ""  # the crawl's sorted dumps and listings; {home}/darkdata
-    darkdata_sort_run: int = 500_000  # keys sorted in memory at once (bounds the crawl's RAM)
     lfn_expiry_interval: float = 60.0  # seconds between removals of expired LFNs
 
     @property

@@ -80,6 +80,12 @@ def pfn_at(se_url: str, path: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{sep}{path}"
 
 
+def listing_url(se: SeInfo) -> str:
+    """Where an SE is listed: its https:// endpoint when it has one (the embedded SE answers
+    central's list envelopes there, beside its root:// URL), else its URL."""
+    return next((u for u in [se.url, *se.endpoints] if u.lower().startswith("https://")), se.url)
+
+
 def _line(key: str) -> bytes:
     if "\n" in key:
         raise ValueError(f"a PFN path with a newline: {key!r}")
@@ -152,7 +158,7 @@ class DarkDataCrawler:
             listing = work / "listing"
             second = work / "second"
             await self._sorted(self._dump(se.name), first)
-            await self._sorted(self.lister.listing(se.name, se.url), listing)
+            await self._sorted(self.lister.listing(se.name, listing_url(se)), listing)
             await self._sorted(self._dump(se.name), second)
             counts = await asyncio.to_thread(_merge, first, listing, second, work)
             dark = await asyncio.to_thread(_read_keys, work / "dark")

@@ -22,6 +22,7 @@ class SeInfo(msgspec.Struct, kw_only=True):
     qos: list[str] = []
     capacity: int = 0  # bytes, 0: unknown
     used: int = 0
+    endpoints: list[str] = []  # other URLs of the same files (the embedded SE's https://)
 
     @property
     def free(self) -> int:
