@@ -61,11 +61,17 @@ def grid(tmp_path_factory):
         "JALIEN_SE_PORT": str(free_port()),
     }
     log = tmp / "jcentral.log"
-    proc = start_central(home, log, ws, binary, env)
+    try:
+        proc = start_central(home, log, ws, binary, env)
+    except BaseException:
+        slapd.stop()  # no slapd left behind by a jcentral that would not start
+        raise
     central = Central(home, globus, ws, binary, log, proc)
-    yield central, slapd
-    stop(proc)
-    slapd.stop()
+    try:
+        yield central, slapd
+    finally:
+        stop(proc)
+        slapd.stop()
 
 
 def test_users_roles_and_quotas_from_ldap(grid, tmp_path):
