@@ -29,13 +29,15 @@ from cryptography import x509
 
 from jalien.agent.job import JobSpec
 from jalien.agent.runner import CopyEngine, JobRunner, RunConfig
+from jalien.agent.spy import spy_answer
 from jalien.auth.certs import dn_of
 from jalien.loops import Loop, LoopDone
 from jalien.net.client import Client
 from jalien.net.identity import Identity
-from jalien.wire import site_api
+from jalien.wire import monitor_api, site_api
 from jalien.wire.errors import RequestError
 from jalien.wire.messages import Event, Reply, Request
+from jalien.wire.monitor_api import MAX_SPY_BYTES, SPY_TOPIC, SpyReport
 from jalien.wire.site_api import JobOffer, MatchedJob, StatusChange
 
 log = logging.getLogger("jalien.agent")
@@ -93,6 +95,9 @@ class JobAgent:
         self.finished: list[tuple[int, str]] = []  # (queueId, final state)
         self._stop = asyncio.Event()
         self.loop: Loop | None = None  # the job loop, once ``run`` started it
+        self._spies: set[asyncio.Future[None]] = set()  # spy answers being made
+        # called when a job starts or ends (the role reports upstream at once)
+        self.on_change: Callable[[], None] | None = None
         upstream.on_event = self._event
 
     @property
@@ -105,6 +110,11 @@ class JobAgent:
             self.current.abort(reason)
 
     def _event(self, channel: int, event: Event) -> None:
+        if event.topic == SPY_TOPIC:  # central asks for a spy report (docs/monitoring.md)
+            task = asyncio.ensure_future(self._spy(event))
+            self._spies.add(task)
+            task.add_done_callback(self._spies.discard)
+            return
         if event.topic != "kill":
             log.info("ignored pushed event %s", event.topic)
             return
@@ -116,6 +126,34 @@ class JobAgent:
             current.kill()
         else:
             log.info("kill for job %s, which this agent is not running", queue_id)
+
+    async def _spy(self, event: Event) -> None:
+        """Answer central's spy question with ``spyReport`` on the agent's connection."""
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        try:
+            ref, queue_id = int(payload.get("ref", "")), int(payload.get("queueId", ""))
+        except ValueError:
+            log.info("spy question without ref or job: %s", payload)
+            return
+        what = str(payload.get("what", ""))
+        current = self.current
+        text, error = "", ""
+        if current is None or current.job.queue_id != queue_id:
+            error = f"this JobAgent does not run job {queue_id} now"
+        else:
+            text, error = await asyncio.to_thread(
+                spy_answer, what, current.sandbox, current.last_sample, current.trace,
+                self.config.site, self.config.ce, MAX_SPY_BYTES,
+            )  # fmt: skip
+        report = SpyReport(ref=ref, queue_id=queue_id, what=what, text=text, error=error)
+        request = Request(command="spyReport", data=[monitor_api.encode(report)])
+        try:
+            reply = await self.upstream.request(request, timeout=30)
+        except RequestError as exc:
+            log.info("spy report for job %d not delivered: %s", queue_id, exc)
+            return
+        if reply.exitcode:
+            log.info("spy report for job %d refused: %s", queue_id, reply.error)
 
     async def run(self) -> int:
         """The loop; 0 when the TTL, the job cap or the idle wait ends it. It runs on
@@ -228,13 +266,19 @@ class JobAgent:
                 identity=identity,
             )
             self.current = runner
+            self._changed()
             log.info("job %d of %s: running", job.queue_id, job.user)
             state = await runner.run()
             self.finished.append((job.queue_id, state))
             log.info("job %d: ended %s", job.queue_id, state)
         finally:
             self.current = None
+            self._changed()
             await job_conn.close()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     async def _refuse(self, queue_id: str, error: str) -> None:
         log.error("job %s: %s", queue_id, error)

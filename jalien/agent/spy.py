@@ -80,3 +80,73 @@ def spy_record(
         "peaks": trace.describe(),
         "message": message,
     }
+
+
+# -- spy from outside: central's question (an Event pushed on the agent's connection)
+def _head(path: Path, limit: int) -> str:
+    """The last *limit* bytes of a file (a spy report carries at most that much)."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - limit))
+        data = fh.read(limit)
+    text = data.decode(errors="replace")
+    return text if size <= limit else f"[... last {limit} of {size} bytes]\n{text}"
+
+
+def workdir_listing(root: Path, limit: int = 2000) -> str:
+    """The sandbox's files, one line each: size and path (at most *limit* lines)."""
+    lines: list[str] = []
+    for path in sorted(root.rglob("*")):
+        if len(lines) >= limit:
+            lines.append("...")
+            break
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        kind = "d" if path.is_dir() and not path.is_symlink() else "-"
+        lines.append(f"{kind} {st.st_size:>12} {path.relative_to(root)}")
+    return "\n".join(lines)
+
+
+def node_info(sample: Sample, trace: Trace, site: str, ce: str) -> str:
+    """The worker node: host, CPUs, load, memory, disk of the sandbox, and the job's use."""
+    import socket
+
+    memory = psutil.virtual_memory()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "\n".join(
+        [
+            f"host: {socket.gethostname()}",
+            f"site: {site}  ce: {ce}",
+            f"cpus: {os.cpu_count()}  load: {load}",
+            f"memory: {memory.total // 2**20} MB total, {memory.available // 2**20} MB free",
+            f"job: processes={sample.processes} cpu={sample.cpu:.2f}s rss={sample.rss // 1024}kB"
+            f" pss={sample.pss // 1024}kB disk={sample.disk // 1024}kB wall={sample.wall:.1f}s",
+            f"peaks: {trace.describe()}",
+        ]
+    )
+
+
+def spy_answer(
+    what: str, sandbox: Sandbox, sample: Sample, trace: Trace, site: str, ce: str, limit: int
+) -> tuple[str, str]:
+    """(text, error) for central's question *what* (blocking: call it in a thread). A file
+    is read only inside the sandbox: a path that leaves it, through ``..`` or a symbolic
+    link, is refused."""
+    root = sandbox.root.resolve()
+    if what == "workdir":
+        return workdir_listing(root)[-limit:], ""
+    if what == "nodeinfo":
+        return node_info(sample, trace, site, ce), ""
+    path = sandbox.stdout if what == "stdout" else sandbox.stderr if what == "stderr" else None
+    if path is None:
+        path = (root / what).resolve()
+        if root not in path.parents:
+            return "", f"{what} is not in the job's sandbox"
+    if not path.is_file():
+        return "", f"no file {what} in the job's sandbox"
+    try:
+        return _head(path, limit), ""
+    except OSError as exc:
+        return "", f"{what}: {exc.strerror}"

@@ -66,6 +66,8 @@ class Action(enum.Enum):
     CONFIG_READ = "config-read"  # the grid's configuration: whois, groups, listCEs, quotas
     BECOME = "become"  # act as another account or role of one's own (``user``)
     BACKGROUND = "background"  # see and steer background loops and thread pools, optimizers
+    SPY = "spy"  # spy on a running job and watch the grid (the services check ownership)
+    REPORT = "report"  # a site level's monitoring reports and spy answers, sent upstream
 
 
 K, A = IdentityKind, Action
@@ -80,6 +82,7 @@ _USER_ACTIONS = frozenset(
         A.TOKEN_USER,
         A.CONFIG_READ,
         A.BECOME,
+        A.SPY,
     }
 )
 ALLOWED: dict[IdentityKind, frozenset[Action]] = {
@@ -99,9 +102,10 @@ ALLOWED: dict[IdentityKind, frozenset[Action]] = {
             A.FORWARD,
             A.ACT_FOR,
             A.CONFIG_READ,
+            A.REPORT,
         }
     ),
-    K.JOBAGENT: frozenset({A.INFO, A.MATCH, A.JOB_STATE, A.TOKEN_JOB, A.FORWARD}),
+    K.JOBAGENT: frozenset({A.INFO, A.MATCH, A.JOB_STATE, A.TOKEN_JOB, A.FORWARD, A.REPORT}),
     K.JOB: frozenset({A.INFO, A.READ, A.WRITE, A.JOB_READ, A.JOB_STATE}),
 }
 # actions also granted by an account role, whatever the kind (a service's account)
@@ -127,6 +131,8 @@ WHY: dict[Action, str] = {
     A.CONFIG_READ: "read the grid's configuration",
     A.BECOME: "act as another account",
     A.BACKGROUND: "see or steer background work",
+    A.SPY: "spy on jobs or watch the grid",
+    A.REPORT: "report monitoring upstream",
 }
 
 HOST_ROLES = frozenset({"proxy", "vobox"})

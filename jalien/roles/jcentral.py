@@ -63,6 +63,12 @@ from jalien.roles.central_cache import (
     serve_textcache,
 )
 from jalien.roles.central_config import SeSync, attach, build_directory, uses_ldap
+from jalien.roles.central_monitor import (
+    CentralMonitor,
+    build_monitor,
+    monitor_commands,
+    rollup_loop,
+)
 from jalien.roles.datamovers_wiring import build_datamovers, read_collections_with
 from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage
 from jalien.roles.role_metrics import central_metrics, start_metrics
@@ -163,6 +169,7 @@ def build_server(
     lifecycle: Lifecycle | None = None,
     loops: LoopRegistry | None = None,
     optimizers: CatalogueOptimizers | None = None,
+    monitor: CentralMonitor | None = None,
 ) -> Server:
     """The object graph of jcentral, in plain code."""
     directory = directory or build_directory(settings, cache)
@@ -184,6 +191,7 @@ def build_server(
         lifecycle=lifecycle,
         loops=loops,
         optimizers=optimizers,
+        monitor=monitor,
     )
     dispatcher = Dispatcher(
         table,
@@ -217,6 +225,7 @@ def build_commands(
     lifecycle: Lifecycle | None = None,
     loops: LoopRegistry | None = None,
     optimizers: CatalogueOptimizers | None = None,
+    monitor: CentralMonitor | None = None,
 ) -> CommandTable:
     """jcentral's command table (also what docs/permissions.md is generated from)."""
     table = CommandTable()
@@ -262,6 +271,7 @@ def build_commands(
         CacheCommands(table, cache).register()
         find_login = logins(cache, settings, accounts.identify_login)
     TokenCommands(table, tokens, find_login, job_tokens=jobs).register()
+    monitor_commands(table, jobs, monitor or build_monitor(jobs, None))  # spy, gridstatus
     # the central configuration: users, roles, CEs, quotas (docs/ldap.md)
     attach(settings, table, directory or build_directory(settings), catalogue, jobs, storage)
     return table
@@ -304,6 +314,7 @@ async def serve(settings: Settings) -> None:
     loops.add_pools(cache.pools)
     optimizers = catalogue_optimizers(settings, catalogue)
     loops.add_pools(optimizers.journal.pools)
+    monitor = build_monitor(jobs, cache)  # the grid as sites report it, spy
     server = build_server(
         settings,
         catalogue,
@@ -316,10 +327,12 @@ async def serve(settings: Settings) -> None:
         lifecycle=lifecycle,
         loops=loops,
         optimizers=optimizers,
+        monitor=monitor,
     )
     textcache = await serve_textcache(settings, cache)
     metrics = central_metrics(settings, server, jobs, cache, loops)
     metrics_http = await start_metrics(settings, metrics)
+    loops.start(rollup_loop(monitor, jobs, metrics, settings.monitor_rollup_interval))
     loops.start(release_readers(cache))
     await catalogue.backend.start()
     await optimizers.journal.start()

@@ -26,13 +26,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jalien.agent import reports as agent_reports
 from jalien.agent.agent import AgentConfig, AgentError, JobAgent
 from jalien.agent.job import JobSpec, OutputItem
+from jalien.agent.reports import ErrorNotes
 from jalien.agent.runner import CopyEngine, RunConfig, Upstream
 from jalien.auth.errors import AuthError
 from jalien.auth.tls import context_from_pem
 from jalien.config import ConfigError, Settings
 from jalien.jobs.jdl import JdlError, OutputSpec, parse_jdl, parse_size
+from jalien.loops import LoopRegistry
 from jalien.net import discovery, spool
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
@@ -44,9 +47,10 @@ from jalien.roles.role_metrics import (
 )
 from jalien.roles.start import Failure, on_signals, run_role
 from jalien.storage.cp import Options, copy
-from jalien.wire import site_api
+from jalien.wire import monitor_api, site_api
 from jalien.wire.errors import EXIT_FAILED, RequestError
 from jalien.wire.messages import Request
+from jalien.wire.monitor_api import AgentReport
 from jalien.wire.site_api import MatchedJob, StagedFiles, StagedUpload
 
 log = logging.getLogger("jalien.jobagent")
@@ -323,10 +327,24 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         connect_job,
         parse_job,
     )
-    metrics = role_metrics("jobagent")
+    reports = LoopRegistry()  # the monitoring report upstream (docs/monitoring.md)
+    metrics = role_metrics("jobagent", reports)
     audit.requests = request_counter(metrics)  # the payload's local sockets count theirs
     jobagent_metrics(metrics, agent)
     metrics_http = await start_metrics(settings, metrics)
+    notes = ErrorNotes()
+    logging.getLogger("jalien").addHandler(notes)
+
+    async def send_report(report: AgentReport) -> None:
+        request = Request(command="monitor.report", data=[monitor_api.encode(report)])
+        reply = await upstream.request(request, timeout=30)
+        if reply.exitcode:
+            raise RuntimeError(f"central refused the agent's report: {reply.error}")
+
+    every = settings.monitor_report_interval
+    report = agent_reports.report_loop(agent, node, send_report, every, notes)
+    reports.start(report)
+    agent.on_change = report.run_now  # a job's start and end are reported at once
     on_signals(lambda sig: agent.stop(f"the JobAgent got signal {sig.name}"))
     log.info(
         "jobagent ready: upstream %s, site %s, ce %s, ttl %d s, workdir %s",
@@ -337,6 +355,8 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     finally:
         await upstream.close()
         audit.close()
+        await reports.stop_all(timeout=1.0)
+        logging.getLogger("jalien").removeHandler(notes)
         if metrics_http is not None:
             await metrics_http.close()
 

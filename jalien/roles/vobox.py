@@ -61,14 +61,16 @@ from jalien.roles.role_metrics import (
 )
 from jalien.roles.start import CONFIG, SYSTEM, Failure, run_role, stop_event
 from jalien.roles.vobox_spool import start_relay
+from jalien.site import reports as site_reports
 from jalien.site.batch import BatchInterface
 from jalien.site.fork import ForkBatch
 from jalien.site.slurm import SlurmBatch
 from jalien.site.startup_script import AgentConfig
 from jalien.site.vobox import AgentToken, CentralError, LoopOptions, VoBoxLoop
-from jalien.wire import site_api
+from jalien.wire import monitor_api, site_api
 from jalien.wire.errors import EXIT_FAILED, RequestError
 from jalien.wire.messages import Reply, Request
+from jalien.wire.monitor_api import SiteReport
 from jalien.wire.site_api import JobOffer, WaitingJobs
 
 log = logging.getLogger("jalien.vobox")
@@ -324,6 +326,16 @@ class VoBox:
         reply_cache_metrics(self.metrics, self.cache)
         vobox_metrics(self.metrics, self.loop)
         self.metrics_http = await start_metrics(settings, self.metrics)
+        every = min(settings.submit_interval, settings.monitor_report_interval)
+        self.loops.start(site_reports.report_loop(self.loop, self._send_report, every))
+
+    async def _send_report(self, report: SiteReport) -> None:
+        """``monitor.report`` upstream (docs/monitoring.md): the site's slots and agents."""
+        assert self.upstream is not None
+        request = Request(command="monitor.report", data=[monitor_api.encode(report)])
+        reply = await self.upstream.request(request, timeout=30)
+        if reply.exitcode:
+            raise RuntimeError(f"central refused the site report: {reply.error}")
 
     def _status(self) -> dict[str, object]:
         """What the loop's status.json adds about the level: its ports, the cache, the

@@ -23,7 +23,8 @@ def test_written_rules():
     tokens = {A.TOKEN_USER, A.TOKEN_JOB, A.TOKEN_JOBAGENT, A.TOKEN_HOST}
     assert not tokens & ALLOWED[K.LIMITED_PROXY]
     assert not tokens & ALLOWED[K.JOB]
-    assert ALLOWED[K.JOBAGENT] == {A.INFO, A.MATCH, A.JOB_STATE, A.TOKEN_JOB, A.FORWARD}
+    assert ALLOWED[K.JOBAGENT] == {A.INFO, A.MATCH, A.JOB_STATE, A.TOKEN_JOB, A.FORWARD, A.REPORT}
+    assert A.REPORT not in ALLOWED[K.USER] | ALLOWED[K.JOB]  # reports come from site levels
     assert A.ACT_FOR not in ALLOWED[K.ADMIN]  # only a service host acts for others
 
 
