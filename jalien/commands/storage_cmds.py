@@ -34,7 +34,7 @@ from jalien.commands.errno import EBADFD, EBADR, EINVAL, EIO, ENOENT, jalien_err
 from jalien.commands.options import parse
 from jalien.commands.session import Session
 from jalien.commands.table import CommandTable
-from jalien.storage import placement
+from jalien.storage import endpoints, placement
 from jalien.storage.archive import ArchiveError, Member, ReadAt, list_members, split_member
 from jalien.storage.envelope import READ as ACCESS_READ
 from jalien.storage.envelope import WRITE as ACCESS_WRITE
@@ -89,6 +89,17 @@ def _typed_access(request: Request) -> AccessRequest | None:
             EINVAL, f"a typed access names its kind as its one option, not {request.options[:3]}"
         )
     return typed
+
+
+def _speaks(session: Session, typed: bool) -> frozenset[str]:
+    """What the client of an access reads and writes with: the typed access comes from
+    jalien's own clients (XRootD through the library, and HTTPS), and so do JAliEn's words
+    on a direct binary connection (jalien-bin's shell and tools); words from a WebSocket
+    (alien.py, ROOT) or through a level (the jBox, a JobAgent's payload) may come from JSON
+    clients, which speak XRootD only."""
+    if typed or session.personality == "binary":
+        return endpoints.JALIEN_CLIENTS
+    return endpoints.JSON_CLIENTS
 
 
 class StorageCommands:
@@ -173,14 +184,19 @@ class StorageCommands:
         return grants[0], await list_members(self.ranged(grants), grants[0].size)
 
     async def _member_grants(
-        self, session: Session, name: str, specs: Any, strict: bool
+        self,
+        session: Session,
+        name: str,
+        specs: Any,
+        strict: bool,
+        speaks: frozenset[str] = endpoints.JALIEN_CLIENTS,
     ) -> list[AccessGrant]:
         """``access read archive.zip#member``: the archive's replicas with ``#member`` on
         their URLs, as JAliEn answers for an archive member (alien.py strips it and has
         xrootd unzip the member; jalien's cp reads it out with ranged reads), and the
         member's size (no md5: a ZIP member has its CRC, checked when it is read out)."""
         archive, member = split_member(name)
-        grants = await self._access_read(session, archive, specs, strict)
+        grants = await self._access_read(session, archive, specs, strict, speaks)
         try:
             members = await list_members(self.ranged(grants), grants[0].size)
         except ArchiveError as exc:
@@ -240,10 +256,11 @@ class StorageCommands:
             specs = placement.parse_specs(wanted.specs)
         except placement.SpecError as exc:
             raise jalien_error(EINVAL, str(exc)) from None
+        speaks = _speaks(session, typed is not None)
         if wanted.access.startswith("write"):
-            grants = await self._access_write(session, wanted.lfn, specs, wanted)
+            grants = await self._access_write(session, wanted.lfn, specs, wanted, speaks)
         elif wanted.access == "read":
-            grants = await self._access_read(session, wanted.lfn, specs, wanted.strict)
+            grants = await self._access_read(session, wanted.lfn, specs, wanted.strict, speaks)
         else:
             raise jalien_error(EINVAL, f"Invalid access type requested: {wanted.access}")
         if typed is not None:
@@ -265,7 +282,12 @@ class StorageCommands:
         )
 
     async def _access_write(
-        self, session: Session, name: str, specs: Any, wanted: AccessRequest
+        self,
+        session: Session,
+        name: str,
+        specs: Any,
+        wanted: AccessRequest,
+        speaks: frozenset[str] = endpoints.JALIEN_CLIENTS,
     ) -> list[AccessGrant]:
         path = session.absolute(name)
         size = wanted.size
@@ -291,18 +313,31 @@ class StorageCommands:
             raise jalien_error(QuotaExceeded.exitcode, str(exc)) from None
         if not specs.replicas:
             specs = placement.parse_specs(DEFAULT_WRITE_SPECS)
+        every = await self.cat.list_ses()
         read_only = self.read_only()  # SEs being decommissioned
-        ses = [se for se in await self.cat.list_ses() if se.name.upper() not in read_only]
+        ses = [
+            se
+            for se in every
+            if endpoints.write_base(se, speaks) is not None and se.name.upper() not in read_only
+        ]
         chosen = placement.choose_write(ses, specs, session.site, size, key=guid)
         if entry is not None:  # never a second replica on an SE that has one
             _, existing = await self.cat.whereis(session.identity, path)
             have = {r.se.upper() for r in existing}
             chosen = [se for se in chosen if se.name.upper() not in have]
         if not chosen:
+            named = [se for se in every if se.name.upper() in specs.ses and se not in ses]
+            if named or (every and not ses):
+                which = named or every
+                raise jalien_error(
+                    EBADFD,
+                    f"No write PFNs: {', '.join(se.name for se in which)} speak "
+                    f"{endpoints.spoken(which)}, this client {', '.join(sorted(speaks))}",
+                )
             raise jalien_error(EBADFD, "No write PFNs")
         grants: list[AccessGrant] = []
         for se in chosen:
-            url = pfn_for(se.url, guid)
+            url = pfn_for(endpoints.write_base(se, speaks) or se.url, guid)
             grant = Grant(
                 access=ACCESS_WRITE,
                 pfn=pfn_path(url),
@@ -318,10 +353,15 @@ class StorageCommands:
         return grants
 
     async def _access_read(
-        self, session: Session, name: str, specs: Any, strict: bool
+        self,
+        session: Session,
+        name: str,
+        specs: Any,
+        strict: bool,
+        speaks: frozenset[str] = endpoints.JALIEN_CLIENTS,
     ) -> list[AccessGrant]:
         if "#" in name:
-            return await self._member_grants(session, name, specs, strict)
+            return await self._member_grants(session, name, specs, strict, speaks)
         path = session.absolute(name)
         entry = await self.cat.get(path)
         if entry is None and UUID_RE.fullmatch(name):
@@ -335,11 +375,24 @@ class StorageCommands:
         pairs = placement.order_read(
             [(r.se, r.pfn) for r in replicas], ses, session.site, specs, strict
         )
-        pairs = [p for p in pairs if p[0].upper() in by_name]
-        if not pairs:
+        known = [p for p in pairs if p[0].upper() in by_name]
+        usable = [
+            (se_name, url)
+            for se_name, pfn in known
+            if (url := endpoints.usable_url(pfn, by_name[se_name.upper()], speaks)) is not None
+        ]
+        if not usable:
+            if known:  # replicas there are, but none this client can read: say so
+                where = [by_name[n.upper()] for n, _ in known]
+                raise jalien_error(
+                    EBADFD,
+                    f"No read PFNs: the replicas of {entry.path} are on SEs that speak "
+                    f"{endpoints.spoken(where)}, not {', '.join(sorted(speaks))} "
+                    f"({', '.join(n for n, _ in known)})",
+                )
             raise jalien_error(EBADFD, "No read PFNs")
         grants: list[AccessGrant] = []
-        for se_name, url in pairs:
+        for se_name, url in usable:
             se = by_name[se_name.upper()]
             grant = Grant(
                 access=ACCESS_READ,
@@ -352,7 +405,7 @@ class StorageCommands:
                 se=se.name,
                 user=session.identity.login,
             )
-            grants.append(self._grant(grant, se, len(pairs)))
+            grants.append(self._grant(grant, se, len(usable)))
         return grants
 
     def _grant(self, grant: Grant, se: StorageElement, count: int) -> AccessGrant:

@@ -98,6 +98,9 @@ log = logging.getLogger("jalien.net.server")
 WS_PATH = b"/websocket/json"
 BINARY = "binary"
 WEBSOCKET = "websocket"
+# a session a level (jBox, VoBox, JobAgent) opened on its binary connection for one of its
+# own clients, which may be JSON clients (alien.py, ROOT): told apart for what they can use
+LEVEL = "level"
 
 
 def _reason(exc: BaseException) -> str:
@@ -569,7 +572,8 @@ class BinaryConnection(asyncio.Protocol):
             if transport is not None and not transport.is_closing():
                 self._write(self._channel.push(channel, event))
 
-        state = self.server.handler.open_session(identity, push, personality=BINARY)
+        personality = LEVEL if channel else BINARY
+        state = self.server.handler.open_session(identity, push, personality=personality)
         if channel:
             self._channel.open(channel)
         self._sessions[channel] = _Session(state, identity)

@@ -14,6 +14,9 @@ central only authorizing (``access``) and registering (``commit``).
   ``disk:2``), PUT to every SE at once and commit the replicas that landed.
 - A stall watchdog (no byte for *stall* seconds) and a timeout that grows with the size end a
   stuck transfer; before a file is declared failed the destination is looked at once more.
+- XRootD replicas (``root://``) move in this process through the XRootD client library
+  (jalien.storage.xrd): no process per file, the md5 computed while the bytes land; HTTPS
+  replicas through aiohttp. A grid -> grid copy between XRootD SEs is a third-party copy.
 
 ``copy()`` returns a CopyReport (per-file results, a summary line); ``progress`` is an
 optional object with ``add(name, total)``, ``advance(name, n)`` and ``done(name)`` (the CLI
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import glob
 import hashlib
 import os
@@ -40,9 +42,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from jalien.storage import xrd
 from jalien.storage.archive import ArchiveError, read_member, split_member
-from jalien.storage.xrd import XrdcpError, is_xrootd, transfer_url, xrdcp
-from jalien.storage.xrd_batch import XrdBatcher
+from jalien.storage.xrd import XrdError, is_xrootd, transfer_url
 from jalien.wire import site_api
 from jalien.wire.messages import Reply, Request
 from jalien.wire.site_api import AccessGrant, AccessRequest
@@ -50,11 +52,6 @@ from jalien.wire.site_api import AccessGrant, AccessRequest
 CHUNK = 1 << 20
 PART = ".jalien-part"
 LOOKAHEAD = 16  # downloads: access requests in flight beyond the transfer slots
-BATCH_MAX_SIZE = 4 << 20  # bytes: larger files are not slowed by xrdcp's start, and resume
-# this copy's batcher of small XRootD downloads (None with -T 1): see jalien.storage.xrd_batch
-_BATCHER: contextvars.ContextVar[XrdBatcher | None] = contextvars.ContextVar(
-    "jalien_cp_batcher", default=None
-)
 
 
 class Central(Protocol):
@@ -114,6 +111,8 @@ class Options:
     stall: float = 30.0  # seconds without a byte
     min_rate: float = 256 * 1024  # bytes/s: the timeout is 60 s + size / min_rate
     ssl: ssl.SSLContext | None = None
+    max_rate: int = 0  # bytes/s per XRootD download, 0: unlimited (as xrdcp's --xrate)
+    chunk: int = xrd.CHUNK  # bytes per XRootD request
 
 
 @dataclass
@@ -251,12 +250,7 @@ async def copy(
                     elif ahead is not None and not ahead.cancelled():
                         ahead.exception()  # looked at: a skipped file's unused answer
 
-        batcher = XrdBatcher(opts.stall, opts.min_rate) if opts.threads > 1 else None
-        token = _BATCHER.set(batcher)
-        try:
-            report.results.extend(await asyncio.gather(*(one(j) for j in jobs)))
-        finally:
-            _BATCHER.reset(token)
+        report.results.extend(await asyncio.gather(*(one(j) for j in jobs)))
     report.seconds = time.monotonic() - start
     if errors is not None:
         for result in report.results:
@@ -397,10 +391,22 @@ async def _fetch_member(http, replica, part: str, job: _Job, progress) -> None:
     archive's central directory, then the member; its CRC checked by zipfile)."""
     url, _, member = replica.url.partition("#")
     if is_xrootd(url):
-        raise TransferError("archive members are read over HTTPS only", False)
+        where = transfer_url(url, replica.envelope)
+
+        async def read_at(offset: int, length: int) -> bytes:
+            try:
+                return await xrd.read_range(where, offset, length)
+            except XrdError as exc:
+                raise TransferError(str(exc), exc.resumable) from None
+
+        try:
+            size = await xrd.size_of(where)
+        except XrdError as exc:
+            raise TransferError(str(exc), False) from None
+        return await _member_out(read_at, size, member, part, job, progress)
     where = f"{url}?authz={replica.envelope}"
 
-    async def read_at(offset: int, length: int) -> bytes:
+    async def read_http(offset: int, length: int) -> bytes:
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         async with http.get(where, headers=headers) as resp:
             if resp.status not in (200, 206):
@@ -411,6 +417,10 @@ async def _fetch_member(http, replica, part: str, job: _Job, progress) -> None:
             return data[:length]
 
     size = await _archive_size(http, where)
+    return await _member_out(read_http, size, member, part, job, progress)
+
+
+async def _member_out(read_at, size: int, member: str, part: str, job: _Job, progress) -> None:
     try:
         data = await read_member(read_at, size, member)
     except (ArchiveError, zipfile.BadZipFile) as exc:
@@ -435,14 +445,6 @@ async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, pro
     if "#" in replica.url:
         return await _fetch_member(http, replica, part, job, progress)
     if is_xrootd(replica.url):
-        batcher = _BATCHER.get()
-        if (
-            batcher is not None
-            and 0 <= job.size <= BATCH_MAX_SIZE
-            and not os.path.exists(part)
-            and await _fetch_batched(batcher, replica, part, job, progress)
-        ):
-            return
         return await _fetch_xrootd(replica, part, job, opts, progress)
     url = f"{replica.url}?authz={replica.envelope}"
     last = ""
@@ -479,7 +481,8 @@ async def _fetch_replica(http, replica, part: str, job: _Job, opts: Options, pro
 
 
 class _Advance:
-    """Turns xrdcp's running byte count into progress increments."""
+    """Turns a transfer's running byte count (of the whole file) into progress increments;
+    one per file, so that a resumed attempt does not count the bytes again."""
 
     def __init__(self, progress, name: str) -> None:
         self.progress, self.name, self.seen = progress, name, 0
@@ -490,25 +493,12 @@ class _Advance:
             self.seen = count
 
 
-async def _fetch_batched(batcher: XrdBatcher, replica, part: str, job: _Job, progress) -> bool:
-    """The first try at an XRootD replica, in a batch; False: try it alone (retries, resume)."""
-    try:
-        got = await batcher.fetch(transfer_url(replica.url, replica.envelope), job.size, part)
-    except XrdcpError:
-        return False
-    shutil.move(got, part)
-    if job.size >= 0 and os.path.getsize(part) != job.size:
-        os.unlink(part)
-        return False
-    await _verify_md5(part, job.md5)
-    progress.advance(job.src, max(job.size, 0))
-    return True
-
-
 async def _fetch_xrootd(replica, part: str, job: _Job, opts: Options, progress) -> None:
-    """A download with xrdcp: md5 checked by xrdcp while it writes, resumed with
-    ``--continue``, retried with backoff (jalien.storage.xrd says why)."""
+    """A download through the XRootD client library: the md5 computed while the bytes land
+    (a partial file's bytes hashed first), resumed from the part file, retried with
+    backoff (jalien.storage.xrd)."""
     url = transfer_url(replica.url, replica.envelope)
+    advance = _Advance(progress, job.src)
     last = ""
     async for _ in _attempts(opts):
         have = os.path.getsize(part) if os.path.exists(part) else 0
@@ -522,16 +512,22 @@ async def _fetch_xrootd(replica, part: str, job: _Job, opts: Options, progress) 
             have = 0
         left = job.size - have if job.size >= 0 else -1
         try:
-            await xrdcp(
-                url, part, md5=job.md5, resume=have > 0, size=left, stall=opts.stall,
-                timeout=_timeout_for(left, opts), on_bytes=_Advance(progress, job.src),
+            await asyncio.wait_for(
+                xrd.download(
+                    url, part, size=job.size, offset=have, md5=job.md5, stall=opts.stall,
+                    on_bytes=advance, chunk=opts.chunk, rate=opts.max_rate,
+                ),
+                _timeout_for(left, opts),
             )  # fmt: skip
-        except XrdcpError as exc:
+        except XrdError as exc:
             if exc.checksum or not exc.resumable:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(part)
                 raise TransferError(str(exc), False) from None
             last = str(exc)
+            continue
+        except (OSError, TimeoutError) as exc:
+            last = _describe(exc)
             continue
         got = os.path.getsize(part) if os.path.exists(part) else -1
         if job.size >= 0 and got != job.size:
@@ -663,20 +659,25 @@ async def _put(http, replica, job: _Job, opts: Options, progress) -> list[str]:
 
 
 async def _put_xrootd(replica, job: _Job, opts: Options, progress) -> list[str]:
-    """An upload with xrdcp: the SE checks the md5 of what it stored; a broken attempt
-    leaves nothing (``--posc``) and is retried from the start with backoff."""
+    """An upload through the XRootD client library: the SE's md5 of what it stored checked
+    against ours; a broken attempt leaves nothing (POSC) and is retried from the start."""
     url = transfer_url(replica.url, replica.envelope)
     last = ""
     async for _ in _attempts(opts):
         try:
-            return await xrdcp(
-                job.src, url, md5=job.md5, write=True, size=job.size, stall=opts.stall,
-                timeout=_timeout_for(job.size, opts), on_bytes=_Advance(progress, job.src),
+            return await asyncio.wait_for(
+                xrd.upload(
+                    job.src, url, size=job.size, md5=job.md5, stall=opts.stall,
+                    on_bytes=_Advance(progress, job.src), chunk=opts.chunk,
+                ),
+                _timeout_for(job.size, opts),
             )  # fmt: skip
-        except XrdcpError as exc:
+        except XrdError as exc:
             if not exc.resumable:
                 raise TransferError(str(exc), False) from None
             last = str(exc)
+        except (OSError, TimeoutError) as exc:
+            last = _describe(exc)
     raise TransferError(f"gave up after {opts.retries} attempts: {last}")
 
 
@@ -701,7 +702,8 @@ async def _plan_replicate(
 
 async def _replicate(central, http, job: _Job, opts: Options, progress) -> FileResult:
     """One LFN copied to another LFN (or to more SEs, when the destination is the same LFN):
-    XRootD to XRootD as a third-party copy (``xrdcp --tpc first``: the SEs move the bytes),
+    XRootD to XRootD as a third-party copy (the library's CopyProcess, ``thirdparty='first'``:
+    the SEs move the bytes where they can),
     anything else through a temporary local file; each stored replica is committed."""
     st = await central.call("stat", job.dst)
     if st.exitcode == 0 and st.results and st.results[0].get("lfn") != job.src:
@@ -731,13 +733,13 @@ async def _replicate(central, http, job: _Job, opts: Options, progress) -> FileR
         if is_xrootd(replica.url):
             for src in sources:
                 try:
-                    return notes + await xrdcp(
+                    return notes + await xrd.third_party(
                         transfer_url(src.url, src.envelope),
                         transfer_url(replica.url, replica.envelope),
-                        md5=job.md5, write=True, tpc=True, size=job.size,
-                        timeout=_timeout_for(job.size, opts), on_bytes=_Advance(progress, job.src),
+                        md5=job.md5, timeout=_timeout_for(job.size, opts),
+                        on_bytes=_Advance(progress, job.src),
                     )  # fmt: skip
-                except XrdcpError as exc:
+                except XrdError as exc:
                     notes.append(f"third-party copy from {src.se} failed: {exc}")
         return notes + await via_local(replica)
 

@@ -6,19 +6,20 @@ before it registers a replica, and its verdict.
   upload arrived). The stat envelope is signed with central's envelope key, the one SEs
   already verify, so an SE answers central only; it names the one PFN and lives two minutes
   (``envelope.STAT_LIFETIME``).
-- An XRootD SE (``root://``): ``xrdfs stat`` and ``xrdfs query checksum``
-  (``jalien.storage.xrd.xrd_stat``), the stat envelope in ``authz`` as for transfers.
+- An XRootD SE (``root://``): ``kXR_stat`` and ``kXR_query`` checksum through the XRootD
+  client library in process (``jalien.storage.xrd.stat``), the stat envelope in ``authz``
+  as for transfers.
 
 Each question is bounded by ``timeout`` seconds, plus one per ``HASH_RATE`` bytes of the
 file (an SE without a recorded md5 hashes the file to answer): an SE that is silent or
-unreachable, or an xrdfs that hangs, is a ``ReplicaProblem`` saying so (the xrdfs processes
-are killed). The event loop never waits: HTTP on aiohttp (one pooled session, closed by
-``close()`` or when the loop ends), xrdfs as child processes (at most ``xrd_parallel`` at
-once: alien.py pipelines 64 commits).
+unreachable is a ``ReplicaProblem`` saying so. The event loop never waits: HTTP on aiohttp
+(one pooled session, closed by ``close()`` or when the loop ends), XRootD through the
+library's callbacks (at most ``xrd_parallel`` questions at once: alien.py pipelines 64
+commits).
 
-Cost, measured here: a question to the embedded SE is one pooled HTTPS request; one to an
-XRootD SE is two xrdfs runs, ~8 ms of CPU each on central (a native XRootD client for
-``kXR_stat``/``kXR_query`` would make it cheap, if commits to XRootD SEs ever dominate).
+Cost: a question to the embedded SE is one pooled HTTPS request; one to an XRootD SE two
+requests on the library's one connection to that SE (it was two xrdfs processes, ~8 ms of
+CPU each, before).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from jalien.storage.xrd import XrdfsError, transfer_url, xrd_stat
 
 DEFAULT_TIMEOUT = 30.0  # seconds for one question, plus a second per HASH_RATE bytes
 HASH_RATE = 50_000_000  # bytes/s: an SE that has no md5 yet reads the whole file for it
-XRD_PARALLEL = 8  # xrdfs at once (one per question at a time); more lose DNS queries here
+XRD_PARALLEL = 16  # XRootD questions at once
 
 
 class StoredReplica(msgspec.Struct, frozen=True, kw_only=True):
