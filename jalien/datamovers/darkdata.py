@@ -119,6 +119,7 @@ class DarkDataCrawler:
         self.entries_merged = 0
         self.dark_removed = 0
         self.dark_released = 0
+        self.counts: dict[str, int] = {}  # quarantined, removed, lost: as of the last change
 
     # -- one crawl
     async def _se(self, name: str) -> SeInfo:
@@ -174,6 +175,7 @@ class DarkDataCrawler:
                 lost=len(lost),
             )
             await self.store.record_crawl(report, dark, lost)
+            await self._recount()
             self.crawls += 1
             self.entries_merged += sum(counts)
             log.info(
@@ -232,6 +234,7 @@ class DarkDataCrawler:
             for ref in refs:
                 await self.store.set_dark(ref.se, key_of(ref.pfn), REMOVED)
             self.dark_removed += len(refs)
+            await self._recount()
             log.info("queued %d dark files for removal after their grace period", len(refs))
         return len(refs)
 
@@ -249,12 +252,22 @@ class DarkDataCrawler:
     def loop(self, interval: float) -> Loop:
         return Loop("darkdata-crawl", self.step, interval, jitter=0.1, logger=log)
 
-    async def figures(self) -> dict[str, int]:
+    async def _recount(self) -> None:
         counts = await self.store.dark_counts()
-        return {
+        self.counts = {
             "quarantined": counts.get(QUARANTINED, 0),
             "removed": counts.get(REMOVED, 0),
             "lost": counts.get("LOST", 0),
+        }
+
+    async def figures(self) -> dict[str, int]:
+        await self._recount()
+        return self.figures_now()
+
+    def figures_now(self) -> dict[str, int]:
+        """The figures without a database read (those of the store as of the last change)."""
+        return {
+            **{k: self.counts.get(k, 0) for k in ("quarantined", "removed", "lost")},
             "crawls": self.crawls,
             "crawl_errors": self.crawl_errors,
             "entries_merged": self.entries_merged,

@@ -305,7 +305,7 @@ class Decommissioner:
     def loop(self, interval: float) -> Loop:
         return Loop("se-decommission", self.step, interval, jitter=0.1, logger=log)
 
-    async def figures(self) -> dict[str, int]:
+    def figures(self) -> dict[str, int]:
         by_state: dict[str, int] = {}
         for d in self.machines.values():
             by_state[d.state] = by_state.get(d.state, 0) + 1

@@ -60,11 +60,10 @@ class Lifecycle:
             out.append(self.crawler.loop(darkdata))
         return out
 
-    async def figures(self) -> dict[str, int]:
-        """Monitoring: rules, decommissions and dark data, one flat mapping."""
+    def figures(self) -> dict[str, int]:
+        """Monitoring: rules, decommissions and dark data, one flat mapping, from memory
+        (the dark-data counts as of the last crawl or purge)."""
         out = {f"rules_{k}": v for k, v in self.rules.figures().items()}
-        out.update(
-            {f"decommission_{k}": v for k, v in (await self.decommissions.figures()).items()}
-        )
-        out.update({f"darkdata_{k}": v for k, v in (await self.crawler.figures()).items()})
+        out.update({f"decommission_{k}": v for k, v in self.decommissions.figures().items()})
+        out.update({f"darkdata_{k}": v for k, v in self.crawler.figures_now().items()})
         return out

@@ -70,7 +70,7 @@ from jalien.roles.central_monitor import (
     rollup_loop,
 )
 from jalien.roles.datamovers_wiring import build_datamovers, read_collections_with
-from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage
+from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage, lifecycle_metrics
 from jalien.roles.role_metrics import central_metrics, start_metrics
 from jalien.roles.start import run_role, stop_event
 from jalien.storage.envelope import EnvelopeSigner
@@ -331,6 +331,7 @@ async def serve(settings: Settings) -> None:
     )
     textcache = await serve_textcache(settings, cache)
     metrics = central_metrics(settings, server, jobs, cache, loops)
+    lifecycle_metrics(metrics, lifecycle)  # rules, decommissions, dark data
     metrics_http = await start_metrics(settings, metrics)
     loops.start(rollup_loop(monitor, jobs, metrics, settings.monitor_rollup_interval))
     loops.start(release_readers(cache))

@@ -18,6 +18,7 @@ from jalien.datamovers.lifecycle_ports import CatalogueView, FileInfo, Lister, S
 from jalien.datamovers.model import PfnRef
 from jalien.datamovers.rules import TransferQueue
 from jalien.datamovers.service import DataMovers
+from jalien.metrics import Metrics
 from jalien.storage.envelope import EnvelopeSigner
 from jalien.storage.se_listing import SeLister
 
@@ -104,6 +105,18 @@ def build_lifecycle(settings: Settings, catalogue: Catalogue, movers: DataMovers
         workdir=settings.path(settings.darkdata_workdir, "darkdata"),
         dark_grace=settings.darkdata_grace,
         sort_run=settings.darkdata_sort_run,
+    )
+
+
+def lifecycle_metrics(metrics: Metrics, lifecycle: Lifecycle) -> None:
+    """Rules, decommissions and dark data in jcentral's metrics: one family,
+    ``jalien_lifecycle{figure="..."}`` (rules_files, decommission_active, darkdata_lost, ...),
+    read from memory at scrape time."""
+    metrics.add(
+        "jalien_lifecycle",
+        "Placement rules, SE decommissions and dark data (docs/datamovers.md)",
+        lambda: [((name,), float(value)) for name, value in lifecycle.figures().items()],
+        labels=("figure",),
     )
 
 

@@ -19,7 +19,9 @@ from tests.integration.conftest import stop
 from tests.integration.test_cp_process import FAR, NEAR, make_files, opts
 from tests.integration.test_cp_xrootd import XRD1, XRD2, XGrid
 
-pytestmark = pytest.mark.integration
+# real processes, nothing twin-specific (the sandwich twins are compared in tests/datamovers):
+# run once, in the Cython pass (the suite's budget)
+pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
 HOME = "/alice/cern.ch/user/j/jdoe/"
 FAST = {  # the loops this test follows, at test pace; the crawl only when asked
     "JALIEN_TRANSFER_INTERVAL": "0.3",
@@ -239,6 +241,37 @@ async def test_decommission_start_to_done_with_a_restart(registered, tmp_path):
         await until("PFNs removed", lambda: _none_left(xroot.data))
     finally:
         await client.close()
+
+
+async def test_recovery_of_a_lost_se(registered, tmp_path):
+    grid = registered
+    client = await connect(grid)
+    try:
+        await upload(client, grid, tmp_path, ["lost/only.root"], XRD2)
+        await upload(client, grid, tmp_path, ["lost/both.root"], f"{XRD2},{NEAR}")
+        for path in grid.xrd[XRD2].data.rglob("*"):  # the SE's disks are gone
+            if path.is_file():
+                path.unlink()
+        await ok(client, "addRule", "two-disks", HOME + "lost/*", "2", "-qos", "disk")
+        started = await ok(client, "seDecommission", "-lost", XRD2)
+        assert started.results[0]["mode"] == "lost"
+
+        async def done():
+            reply = await ok(client, "seDecommission", "-status", XRD2)
+            return reply if reply.results[1]["state"] == "DONE" else None
+
+        status = await until("recovered", done, timeout=60)
+        lost = [r["lfn"] for r in status.results[2:] if r["state"] == "LOST"]
+        assert lost == [HOME + "lost/only.root"], status.results
+        assert "lost/only.root" in status.results[0]["message"]
+        # the other file: its replica there unregistered, a new one made for the rule
+        await until("re-replicated", lambda: _ses_are(client, "lost/both.root", {NEAR, FAR}))
+    finally:
+        await client.close()
+
+
+async def _ses_are(client, lfn, wanted):
+    return await ses_of(client, lfn) == wanted
 
 
 async def _state_in(state, wanted):
