@@ -77,8 +77,11 @@ class Storage(Protocol):
         (permanent) for an SE the storage side does not know."""
         ...
 
-    async def copy(self, source: PfnRef, target: PfnRef, size: int, md5: str) -> None:
+    async def copy(
+        self, source: PfnRef, target: PfnRef, size: int, md5: str, fresh: bool = False
+    ) -> None:
         """Copy source -> target (third-party between XRootD SEs, streamed otherwise),
         verified at the target by size and md5; a target that already holds exactly this
-        file is success. StorageError otherwise."""
+        file is success (not asked when *fresh*: no attempt ever wrote there).
+        StorageError otherwise."""
         ...

@@ -15,7 +15,7 @@ from jalien.loops import Loop
 class DataMovers:
     def __init__(
         self,
-        path: str | Path,
+        store: DataMoverStore | str | Path,
         files: Files,
         storage: Storage,
         *,
@@ -28,7 +28,7 @@ class DataMovers:
         transfer_backoff: float = 10.0,
     ) -> None:
         self.files = files
-        self.store = DataMoverStore(path)
+        self.store = store if isinstance(store, DataMoverStore) else DataMoverStore(store)
         self.deletions = DeletionService(
             self.store, files, storage, parallel=deletion_parallel, per_se=deletion_per_se,
             max_attempts=deletion_attempts, backoff_base=deletion_backoff,

@@ -1,6 +1,8 @@
 """The data movers' queues, durable in a SQL database: the PFNs to delete and the
-transfers. SQLite (through jalien.sqlstore, in the task-queue database file by default);
-the statements are plain SQL of the same shape for MariaDB at scale.
+transfers. SQLite (jalien.sqlstore.sqlite, in the task-queue database file by default) or
+MariaDB at scale (jalien.sqlstore.mysql, the task queue's database): the same tables and the
+same statements (``?`` marks become ``%s`` on MariaDB), each operation a function of one
+``_Sql`` handle run by the store's reader pool or its group-commit writer.
 
 Every state change is a compare-and-set in the one writer thread (``UPDATE ... WHERE id=?
 AND state=?``): two workers never take the same row, and a move that is not legal
@@ -8,9 +10,8 @@ AND state=?``): two workers never take the same row, and a move that is not lega
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,70 @@ CREATE INDEX IF NOT EXISTS transfers_due ON transfers (state, next_try);
 CREATE UNIQUE INDEX IF NOT EXISTS transfers_active ON transfers (guid, destination)
     WHERE state IN ('WAITING', 'TRANSFERRING');
 """
+_MARIADB = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+MARIADB_SCHEMA = [
+    f"""CREATE TABLE IF NOT EXISTS pfn_deletions (
+        id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        guid VARCHAR(64) NOT NULL, se VARCHAR(128) NOT NULL, pfn VARCHAR(2048) NOT NULL,
+        state VARCHAR(16) NOT NULL, attempts INT NOT NULL DEFAULT 0,
+        next_try DOUBLE NOT NULL DEFAULT 0, created DOUBLE NOT NULL,
+        error VARCHAR(512) NOT NULL DEFAULT '',
+        KEY pfn_deletions_due (state, next_try)
+    ) {_MARIADB}""",
+    f"""CREATE TABLE IF NOT EXISTS transfers (
+        id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        lfn VARCHAR(2048) NOT NULL, guid VARCHAR(64) NOT NULL, size BIGINT NOT NULL,
+        md5 VARCHAR(64) NOT NULL, user VARCHAR(64) NOT NULL, destination VARCHAR(128) NOT NULL,
+        state VARCHAR(16) NOT NULL, attempts INT NOT NULL DEFAULT 0,
+        max_attempts INT NOT NULL DEFAULT 5, source VARCHAR(128) NOT NULL DEFAULT '',
+        pfn VARCHAR(2048) NOT NULL DEFAULT '', remove_source VARCHAR(128) NOT NULL DEFAULT '',
+        reason VARCHAR(512) NOT NULL DEFAULT '', created DOUBLE NOT NULL,
+        updated DOUBLE NOT NULL, next_try DOUBLE NOT NULL DEFAULT 0,
+        KEY transfers_due (state, next_try),
+        KEY transfers_active (guid, destination, state)
+    ) {_MARIADB}""",
+]
+
+
+class _Sql:
+    """One operation's access to the database: a SQLite connection or a MariaDB cursor."""
+
+    def __init__(self, handle: Any, mariadb: bool) -> None:
+        self.handle = handle
+        self.mariadb = mariadb
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.mariadb else sql
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """A statement; the rows it changed."""
+        if self.mariadb:
+            self.handle.execute(self._sql(sql), tuple(args))
+            return int(self.handle.rowcount)
+        cur = self.handle.execute(sql, tuple(args))
+        count = int(cur.rowcount)
+        cur.close()
+        return count
+
+    def insert(self, sql: str, args: Sequence[Any]) -> int:
+        """An INSERT; the id it made."""
+        if self.mariadb:
+            self.handle.execute(self._sql(sql), tuple(args))
+            return int(self.handle.lastrowid or 0)
+        cur = self.handle.execute(sql, tuple(args))
+        made = int(cur.lastrowid or 0)
+        cur.close()
+        return made
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self.mariadb:
+            self.handle.execute(self._sql(sql), tuple(args))
+            return list(self.handle.fetchall())
+        cur = self.handle.execute(sql, tuple(args))
+        found = cur.fetchall()
+        cur.close()
+        return found
+
 
 DELETION_COLUMNS = "id, guid, se, pfn, state, attempts, next_try, created, error"
 TRANSFER_COLUMNS = (
@@ -83,10 +148,19 @@ def _transfer(row: Sequence[Any]) -> Transfer:
 
 
 class DataMoverStore:
-    """Both queues in one SQLite database (a file of its own or the task queue's)."""
+    """Both queues in one database: SQLite (``DataMoverStore(path)``, a file of its own or
+    the task queue's) or MariaDB (``DataMoverStore.mariadb(dsn)``)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = SQLiteStore(path, SCHEMA, name="datamovers")
+    def __init__(self, path: str | Path = "", *, db: Any = None, mariadb: bool = False) -> None:
+        self._db = db if db is not None else SQLiteStore(path, SCHEMA, name="datamovers")
+        self._mariadb = mariadb
+
+    @classmethod
+    def mariadb(cls, dsn: str, readers: int = 2) -> DataMoverStore:
+        from jalien.sqlstore.mysql import MySQLStore
+
+        db = MySQLStore(dsn, MARIADB_SCHEMA, readers=readers, name="datamovers")
+        return cls(db=db, mariadb=True)
 
     async def start(self) -> None:
         await self._db.start()
@@ -94,24 +168,32 @@ class DataMoverStore:
     async def close(self) -> None:
         await self._db.close()
 
+    def pools(self) -> list[Any]:
+        """Its thread pools, for the role's registry (jalien.loops)."""
+        pools = getattr(self._db, "pools", None)
+        return list(pools()) if pools is not None else []
+
+    async def _read(self, fn: Callable[[_Sql], Any]) -> Any:
+        mariadb = self._mariadb
+        return await self._db.read(lambda handle: fn(_Sql(handle, mariadb)))
+
+    async def _write(self, fn: Callable[[_Sql], Any]) -> Any:
+        mariadb = self._mariadb
+        return await self._db.write(lambda handle: fn(_Sql(handle, mariadb)))
+
     # -- deletions
     async def add_deletions(self, refs: Sequence[PfnRef], state: str = QUEUED) -> list[int]:
         now = time.time()
         rows = [(r.guid, r.se, r.pfn, state, now, now) for r in refs]
 
-        def run(c: sqlite3.Connection) -> list[int]:
-            ids = []
-            for row in rows:
-                cur = c.execute(
-                    "INSERT INTO pfn_deletions (guid, se, pfn, state, next_try, created) "
-                    "VALUES (?,?,?,?,?,?)",
-                    row,
-                )
-                ids.append(int(cur.lastrowid or 0))
-                cur.close()
-            return ids
+        def run(q: _Sql) -> list[int]:
+            sql = (
+                "INSERT INTO pfn_deletions (guid, se, pfn, state, next_try, created) "
+                "VALUES (?,?,?,?,?,?)"
+            )
+            return [q.insert(sql, row) for row in rows]
 
-        return await self._db.write(run) if rows else []
+        return await self._write(run) if rows else []
 
     async def move_deletions(self, ids: Sequence[int], old: str, new: str) -> int:
         """Move the rows of *ids* that are in *old* to *new* (due at once); how many moved."""
@@ -119,24 +201,20 @@ class DataMoverStore:
         now = time.time()
         args = [(new, now, i, old) for i in ids]
 
-        def run(c: sqlite3.Connection) -> int:
-            moved = 0
-            for arg in args:
-                moved += c.execute(
-                    "UPDATE pfn_deletions SET state=?, next_try=? WHERE id=? AND state=?", arg
-                ).rowcount
-            return moved
+        def run(q: _Sql) -> int:
+            sql = "UPDATE pfn_deletions SET state=?, next_try=? WHERE id=? AND state=?"
+            return sum(q.run(sql, a) for a in args)
 
-        return await self._db.write(run) if args else 0
+        return await self._write(run) if args else 0
 
     async def drop_deletions(self, ids: Sequence[int]) -> int:
         """Forget rows: deleted on their SE, or held for a removal that did not happen."""
         args = [(i,) for i in ids]
 
-        def run(c: sqlite3.Connection) -> int:
-            return sum(c.execute("DELETE FROM pfn_deletions WHERE id=?", a).rowcount for a in args)
+        def run(q: _Sql) -> int:
+            return sum(q.run("DELETE FROM pfn_deletions WHERE id=?", a) for a in args)
 
-        return await self._db.write(run) if args else 0
+        return await self._write(run) if args else 0
 
     async def deletion_failed(
         self, row: Deletion, error: str, next_try: float, give_up: bool
@@ -144,38 +222,38 @@ class DataMoverStore:
         new = "FAILED" if give_up else QUEUED
         check_move(DELETION_MOVES, row.state, new)
 
-        def run(c: sqlite3.Connection) -> None:
-            c.execute(
+        def run(q: _Sql) -> None:
+            q.run(
                 "UPDATE pfn_deletions SET state=?, attempts=attempts+1, next_try=?, error=? "
                 "WHERE id=? AND state=?",
                 (new, next_try, error[:500], row.id, row.state),
-            ).close()
+            )
 
-        await self._db.write(run)
+        await self._write(run)
 
     async def due_deletions(self, now: float, limit: int) -> list[Deletion]:
-        def run(c: sqlite3.Connection) -> list[Deletion]:
-            rows = c.execute(
+        def run(q: _Sql) -> list[Deletion]:
+            rows = q.rows(
                 f"SELECT {DELETION_COLUMNS} FROM pfn_deletions WHERE state=? AND next_try<=? "
                 "ORDER BY next_try, id LIMIT ?",
                 (QUEUED, now, limit),
-            ).fetchall()
+            )
             return [_deletion(r) for r in rows]
 
-        return await self._db.read(run)
+        return await self._read(run)
 
     async def held_before(self, before: float, limit: int) -> list[Deletion]:
         """Rows held since before *before*: their removal's process may have died."""
 
-        def run(c: sqlite3.Connection) -> list[Deletion]:
-            rows = c.execute(
+        def run(q: _Sql) -> list[Deletion]:
+            rows = q.rows(
                 f"SELECT {DELETION_COLUMNS} FROM pfn_deletions WHERE state=? AND created<? "
                 "ORDER BY id LIMIT ?",
                 (HELD, before, limit),
-            ).fetchall()
+            )
             return [_deletion(r) for r in rows]
 
-        return await self._db.read(run)
+        return await self._read(run)
 
     async def list_deletions(self, state: str = "", se: str = "", limit: int = 0) -> list[Deletion]:
         where: list[str] = []
@@ -190,19 +268,11 @@ class DataMoverStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit > 0 else "")
-
-        def run(c: sqlite3.Connection) -> list[Deletion]:
-            return [_deletion(r) for r in c.execute(sql, args).fetchall()]
-
-        return await self._db.read(run)
+        return await self._read(lambda q: [_deletion(r) for r in q.rows(sql, args)])
 
     async def deletion_counts(self) -> dict[str, int]:
-        def run(c: sqlite3.Connection) -> dict[str, int]:
-            return dict(
-                c.execute("SELECT state, count(*) FROM pfn_deletions GROUP BY state").fetchall()
-            )
-
-        return await self._db.read(run)
+        sql = "SELECT state, count(*) FROM pfn_deletions GROUP BY state"
+        return await self._read(lambda q: {k: int(v) for k, v in q.rows(sql)})
 
     # -- transfers
     async def add_transfer(self, t: Transfer) -> int:
@@ -212,26 +282,24 @@ class DataMoverStore:
             t.lfn, t.guid, t.size, t.md5, t.user, t.destination, WAITING, t.max_attempts,
             t.remove_source, now, now, now,
         )  # fmt: skip
+        lock = " FOR UPDATE" if self._mariadb else ""  # MariaDB: other processes wait
 
-        def run(c: sqlite3.Connection) -> int:
-            found = c.execute(
+        def run(q: _Sql) -> int:
+            found = q.rows(
                 "SELECT id FROM transfers WHERE guid=? AND destination=? "
-                "AND state IN ('WAITING', 'TRANSFERRING')",
+                "AND state IN ('WAITING', 'TRANSFERRING')" + lock,
                 (t.guid, t.destination),
-            ).fetchone()
+            )
             if found:
-                raise AlreadyQueued(found[0])
-            cur = c.execute(
+                raise AlreadyQueued(int(found[0][0]))
+            return q.insert(
                 "INSERT INTO transfers (lfn, guid, size, md5, user, destination, state, "
                 "max_attempts, remove_source, created, updated, next_try) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 row,
             )
-            new = int(cur.lastrowid or 0)
-            cur.close()
-            return new
 
-        return await self._db.write(run)
+        return await self._write(run)
 
     async def move_transfer(self, t: Transfer, new: str, **fields: Any) -> bool:
         """Compare-and-set *t* from its state to *new*, with *fields*; False when the row was
@@ -240,13 +308,8 @@ class DataMoverStore:
         fields = {**fields, "state": new, "updated": time.time()}
         sets = ", ".join(f"{k}=?" for k in fields)
         args = [*fields.values(), t.id, t.state]
-
-        def run(c: sqlite3.Connection) -> bool:
-            return bool(
-                c.execute(f"UPDATE transfers SET {sets} WHERE id=? AND state=?", args).rowcount
-            )
-
-        moved = await self._db.write(run)
+        sql = f"UPDATE transfers SET {sets} WHERE id=? AND state=?"
+        moved = await self._write(lambda q: bool(q.run(sql, args)))
         if moved:
             for key, value in fields.items():
                 setattr(t, key, value)
@@ -255,35 +318,24 @@ class DataMoverStore:
     async def recover_transfers(self) -> int:
         """After a restart: what was TRANSFERRING was cut short and waits again."""
         now = time.time()
-
-        def run(c: sqlite3.Connection) -> int:
-            return c.execute(
-                "UPDATE transfers SET state=?, updated=?, next_try=?, "
-                "reason='interrupted (jcentral restarted)' WHERE state=?",
-                (WAITING, now, now, TRANSFERRING),
-            ).rowcount
-
-        return await self._db.write(run)
+        sql = (
+            "UPDATE transfers SET state=?, updated=?, next_try=?, "
+            "reason='interrupted (jcentral restarted)' WHERE state=?"
+        )
+        return await self._write(lambda q: q.run(sql, (WAITING, now, now, TRANSFERRING)))
 
     async def get_transfer(self, transfer_id: int) -> Transfer | None:
-        def run(c: sqlite3.Connection) -> Transfer | None:
-            row = c.execute(
-                f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id=?", (transfer_id,)
-            ).fetchone()
-            return _transfer(row) if row else None
-
-        return await self._db.read(run)
+        sql = f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id=?"
+        rows = await self._read(lambda q: q.rows(sql, (transfer_id,)))
+        return _transfer(rows[0]) if rows else None
 
     async def due_transfers(self, now: float, limit: int) -> list[Transfer]:
-        def run(c: sqlite3.Connection) -> list[Transfer]:
-            rows = c.execute(
-                f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE state=? AND next_try<=? "
-                "ORDER BY id LIMIT ?",
-                (WAITING, now, limit),
-            ).fetchall()
-            return [_transfer(r) for r in rows]
-
-        return await self._db.read(run)
+        sql = (
+            f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE state=? AND next_try<=? "
+            "ORDER BY id LIMIT ?"
+        )
+        rows = await self._read(lambda q: q.rows(sql, (WAITING, now, limit)))
+        return [_transfer(r) for r in rows]
 
     async def list_transfers(
         self,
@@ -309,18 +361,11 @@ class DataMoverStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id" + (" DESC" if descending else "")
         sql += f" LIMIT {int(limit)}" if limit > 0 else ""
-
-        def run(c: sqlite3.Connection) -> list[Transfer]:
-            return [_transfer(r) for r in c.execute(sql, args).fetchall()]
-
-        return await self._db.read(run)
+        return [_transfer(r) for r in await self._read(lambda q: q.rows(sql, args))]
 
     async def transfer_counts(self) -> dict[str, int]:
-        def run(c: sqlite3.Connection) -> dict[str, int]:
-            rows = c.execute("SELECT state, count(*) FROM transfers GROUP BY state").fetchall()
-            return dict(rows)
-
-        return await self._db.read(run)
+        sql = "SELECT state, count(*) FROM transfers GROUP BY state"
+        return await self._read(lambda q: {k: int(v) for k, v in q.rows(sql)})
 
 
 def is_active(state: str) -> bool:

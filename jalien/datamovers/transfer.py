@@ -325,10 +325,11 @@ class TransferService:
         pfn = await self.storage.destination(t.destination, t.guid)
         target = PfnRef(guid=t.guid, se=t.destination, pfn=pfn)
         errors = []
+        fresh = not t.pfn  # no attempt got as far as the target: nothing can be there
         for source in sources:  # the catalogue's order; the next replica when one fails
             await self.store.move_transfer(t, TRANSFERRING, source=source.se, pfn=pfn)
             try:
-                await self.storage.copy(source, target, t.size, t.md5)
+                await self.storage.copy(source, target, t.size, t.md5, fresh)
             except StorageError as exc:
                 errors.append(f"from {source.se}: {exc}")
                 continue

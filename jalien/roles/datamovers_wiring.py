@@ -8,16 +8,19 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from jalien.catalogue.backend import FindQuery
 from jalien.catalogue.model import COLLECTION, DIRECTORY, FILE, Replica
 from jalien.catalogue.paths import as_dir
 from jalien.catalogue.removals import RemovalQueue
 from jalien.catalogue.service import Catalogue
-from jalien.config import Settings
+from jalien.config import ConfigError, Settings
 from jalien.datamovers.deletion import DeletionService
 from jalien.datamovers.model import PfnRef
 from jalien.datamovers.ports import FileRecord, Files, Storage, StorageError
 from jalien.datamovers.service import DataMovers
+from jalien.datamovers.store import DataMoverStore
 from jalien.storage.envelope import EnvelopeSigner, pfn_for
 from jalien.storage.movers import MoveError, SEMover
 
@@ -106,11 +109,14 @@ class SEStorage:
             raise StorageError(f"unknown SE {se}", permanent=True)
         return pfn_for(url, guid)
 
-    async def copy(self, source: PfnRef, target: PfnRef, size: int, md5: str) -> None:
+    async def copy(
+        self, source: PfnRef, target: PfnRef, size: int, md5: str, fresh: bool = False
+    ) -> None:
         try:
             await self.mover.copy(
-                source.se, source.pfn, target.se, target.pfn, source.guid, size, md5
-            )
+                source.se, source.pfn, target.se, target.pfn, source.guid, size, md5,
+                check_first=not fresh,
+            )  # fmt: skip
         except MoveError as exc:
             raise StorageError(str(exc), exc.permanent) from None
 
@@ -136,13 +142,29 @@ class RemovalsToDeletions:
         self.deletions.abandon(ids)
 
 
+def datamovers_store(settings: Settings) -> DataMoverStore:
+    """The queues: in the task queue's MariaDB database when the task queue is on MariaDB
+    (and datamovers_db is not set), else in a SQLite file (the task queue's by default)."""
+    if settings.taskqueue_backend == "mariadb" and not settings.datamovers_db:
+        try:
+            from jalien.jobs.mariadb_store import MariaDBTaskQueueConfig
+        except ImportError as exc:
+            raise ConfigError(f"taskqueue_backend = mariadb: {exc} (install mysqlclient)") from None
+        try:
+            config = msgspec.convert(settings.taskqueue_mariadb, MariaDBTaskQueueConfig)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"[taskqueue_mariadb]: {exc}") from None
+        return DataMoverStore.mariadb(config.dsn, readers=config.readers)
+    return DataMoverStore(settings.path(settings.datamovers_db, "taskqueue.db"))
+
+
 def build_datamovers(settings: Settings, catalogue: Catalogue) -> tuple[DataMovers, SEMover]:
     """The data movers of jcentral, their queues in the task-queue database file; the
     catalogue's removals go to their deletion queue from now on."""
     signer, _ = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
     mover = SEMover(signer, str(settings.ca_dir_path), timeout=settings.transfer_timeout)
     movers = DataMovers(
-        settings.path(settings.datamovers_db, "taskqueue.db"),
+        datamovers_store(settings),
         CatalogueFiles(catalogue),
         SEStorage(mover, catalogue),
         deletion_parallel=settings.deletion_parallel,

@@ -23,8 +23,14 @@ import os
 import shutil
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
+
+try:  # the XRootD client library (PyPI xrootd): removals in process, one connection per SE
+    from XRootD import client as xrootd_client
+except ImportError:  # xrdfs then
+    xrootd_client = None  # type: ignore[assignment]  # the module or None, on purpose
 
 from jalien.storage.envelope import DELETE, READ, WRITE, EnvelopeSigner, Grant, is_xrootd, pfn_path
 from jalien.storage.replica_check import ReplicaChecker, ReplicaProblem, StoredReplica, verdict
@@ -82,6 +88,7 @@ class SEMover:
         self.checker = checker if checker is not None else ReplicaChecker(signer, ca_dir)
         self.timeout = timeout
         self._http: aiohttp.ClientSession | None = None
+        self._filesystems: dict[str, Any] = {}
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -108,7 +115,9 @@ class SEMover:
         _, envelope = self._envelope(DELETE, se, pfn, guid)
         try:
             async with asyncio.timeout(DELETE_TIMEOUT):
-                if is_xrootd(pfn):
+                if is_xrootd(pfn) and xrootd_client is not None:
+                    await self._library_rm(transfer_url(pfn, envelope))
+                elif is_xrootd(pfn):
                     await self._xrdfs_rm(transfer_url(pfn, envelope))
                 else:
                     await self._https_delete(pfn, envelope)
@@ -124,6 +133,29 @@ class SEMover:
         except (aiohttp.ClientError, OSError) as exc:
             raise MoveError(f"cannot reach the SE: {type(exc).__name__}: {exc}") from None
         raise MoveError(f"HTTP {resp.status}: {text}", permanent=resp.status in (401, 403))
+
+    async def _library_rm(self, url: str) -> None:
+        """``kXR_rm`` through the library: its callback (on a library thread) resolves a
+        future of this loop; the loop never waits on the network."""
+        scheme, _, rest = url.partition("://")
+        host, _, path = rest.partition("/")
+        server = f"{scheme}://{host}"
+        fs = self._filesystems.get(server)
+        if fs is None:
+            fs = self._filesystems[server] = xrootd_client.FileSystem(server)
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+
+        def done(status: Any, _response: Any, _hosts: Any) -> None:
+            loop.call_soon_threadsafe(_settle, answer, status)
+
+        sent = fs.rm("/" + path.lstrip("/"), timeout=int(DELETE_TIMEOUT), callback=done)
+        if not sent.ok:
+            raise MoveError(f"xrootd rm: {sent.message.strip()}")
+        status = await answer
+        if status.ok or status.errno == 3011:  # kXR_NotFound: nothing to remove
+            return
+        raise MoveError(f"xrootd rm: {status.message.strip()}")
 
     async def _xrdfs_rm(self, url: str) -> None:
         binary = _binary("xrdfs")
@@ -147,13 +179,24 @@ class SEMover:
 
     # -- copies
     async def copy(
-        self, src_se: str, src: str, dst_se: str, dst: str, guid: str, size: int, md5: str
+        self,
+        src_se: str,
+        src: str,
+        dst_se: str,
+        dst: str,
+        guid: str,
+        size: int,
+        md5: str,
+        *,
+        check_first: bool = True,
     ) -> None:
+        """Copy src -> dst; *check_first*: the target may hold it already (an attempt after
+        a restart), asked before copying."""
         _, read_env = self._envelope(READ, src_se, src, guid, size, md5)
         write_grant, write_env = self._envelope(WRITE, dst_se, dst, guid, max(size, 0), md5)
         try:
             async with asyncio.timeout(self.timeout):
-                if await self._already_there(write_grant, md5):
+                if check_first and await self._already_there(write_grant, md5):
                     return
                 if is_xrootd(src) and is_xrootd(dst):
                     await self._tpc(transfer_url(src, read_env), transfer_url(dst, write_env), md5)
@@ -285,3 +328,8 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+
+
+def _settle(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)

@@ -1,7 +1,7 @@
 """The data movers' queues and state machines with in-memory ports: deletions (hold,
 release, recovery after a crash, retries and backoff, FAILED), transfers (mirror's checks,
 the worker pool's limits per SE, retries, a restart mid-transfer: no loss, no double
-registration)."""
+registration); each on SQLite and on MariaDB."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from jalien.datamovers.ports import FileRecord, StorageError
 from jalien.datamovers.store import DataMoverStore
 from jalien.datamovers.transfer import TransferService
 from jalien.wire.errors import RequestError
+from tests.catalogue.mariadb_servers import mariadb_dsn, mariadb_system  # noqa: F401
 
 
 class Who:
@@ -111,7 +112,9 @@ class MemStorage:
     async def destination(self, se: str, guid: str) -> str:
         return f"{se}/{guid}"
 
-    async def copy(self, source: PfnRef, target: PfnRef, size: int, md5: str) -> None:
+    async def copy(
+        self, source: PfnRef, target: PfnRef, size: int, md5: str, fresh: bool = False
+    ) -> None:
         self.running[target.se] = self.running.get(target.se, 0) + 1
         self.most[target.se] = max(self.most.get(target.se, 0), self.running[target.se])
         try:
@@ -126,9 +129,12 @@ class MemStorage:
             self.running[target.se] -= 1
 
 
-@pytest.fixture
-async def parts(tmp_path):
-    store = DataMoverStore(tmp_path / "q.db")
+@pytest.fixture(params=["sqlite", "mariadb"])
+async def parts(request, tmp_path):
+    if request.param == "sqlite":
+        store = DataMoverStore(tmp_path / "q.db")
+    else:  # the same queues on MariaDB (at scale): a fresh database on the system server
+        store = DataMoverStore.mariadb(request.getfixturevalue("mariadb_dsn"))
     await store.start()
     files, storage = MemFiles(), MemStorage()
     deletions = DeletionService(store, files, storage, backoff_base=0.0, max_attempts=3)
@@ -243,6 +249,11 @@ async def test_transfers_limits_per_se_and_done(parts):
     assert len(transfers._running) == 3  # 2 to SE::B (per_se), 1 to SE::C
     states = [t.state for t in await transfers.listing()]
     assert states.count(TRANSFERRING) == 3
+    for _ in range(1000):  # the three copies reach the SEs (bounded)
+        if sum(storage.running.values()) == 3:
+            break
+        await asyncio.sleep(0.001)
+    assert storage.running == {"SE::B": 2, "SE::C": 1}
     storage.gate.set()
     for _ in range(20):
         await asyncio.sleep(0)
