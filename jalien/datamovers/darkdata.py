@@ -162,8 +162,8 @@ class DarkDataCrawler:
             await self._sorted(self.lister.listing(se.name, listing_url(se)), listing)
             await self._sorted(self._dump(se.name), second)
             counts = await asyncio.to_thread(_merge, first, listing, second, work)
-            dark = await asyncio.to_thread(_read_keys, work / "dark")
-            lost = [(k, guid_of(k)) for k in await asyncio.to_thread(_read_keys, work / "lost")]
+            found = await asyncio.to_thread(_lines_in, work / "dark")
+            missing = await asyncio.to_thread(_lines_in, work / "lost")
             report = CrawlReport(
                 se=se.name,
                 started=started,
@@ -171,10 +171,10 @@ class DarkDataCrawler:
                 first=counts[0],
                 listed=counts[1],
                 second=counts[2],
-                dark=len(dark),
-                lost=len(lost),
+                dark=found,
+                lost=missing,
             )
-            await self.store.record_crawl(report, dark, lost)
+            await self._record(report, work)
             await self._recount()
             self.crawls += 1
             self.entries_merged += sum(counts)
@@ -182,8 +182,8 @@ class DarkDataCrawler:
                 "checked %s: %d listed, %d dark, %d lost (%.1f s)",
                 se.name,
                 counts[1],
-                len(dark),
-                len(lost),
+                found,
+                missing,
                 report.seconds,
             )
             return report
@@ -206,6 +206,21 @@ class DarkDataCrawler:
         finally:
             self._busy.discard(se.name)
             await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _record(self, report: CrawlReport, work: Path) -> None:
+        """The findings into lifecycle.db a batch at a time (never all of them in memory)."""
+        crawl = await self.store.begin_crawl(report)
+        darks = _batches(work / "dark")
+        while (batch := await asyncio.to_thread(next, darks, None)) is not None:
+            await self.store.add_dark(report.se, crawl, batch)
+        losts = _batches(work / "lost")
+        first = True
+        while (batch := await asyncio.to_thread(next, losts, None)) is not None:
+            await self.store.add_lost(report.se, [(k, guid_of(k)) for k in batch], first)
+            first = False
+        if first:
+            await self.store.add_lost(report.se, [], True)
+        await self.store.end_crawl(report.se, crawl)
 
     # -- after the grace period
     async def purge(self, now: float | None = None) -> int:
@@ -295,6 +310,16 @@ def _writer(fh: BinaryIO):
     return fh.write
 
 
-def _read_keys(path: Path) -> list[str]:
+RECORD_BATCH = 10_000
+
+
+def _batches(path: Path):
+    """The keys of a findings file, RECORD_BATCH at a time."""
     with open(path, "rb") as fh:
-        return [line.rstrip(b"\n").decode("utf-8", "replace") for line in fh]
+        while batch := fh.readlines(RECORD_BATCH * 64):
+            yield [line.rstrip(b"\n").decode("utf-8", "replace") for line in batch]
+
+
+def _lines_in(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))

@@ -87,18 +87,23 @@ class LifecycleStore:
     async def record_crawl(
         self, report: CrawlReport, dark: Sequence[str], lost: Sequence[tuple[str, str]]
     ) -> int:
-        """A crawl's findings for its SE, in one transaction: dark files new to the
-        quarantine get *now* as their finding time, the ones not dark any more leave it
-        (registered meanwhile, or gone); the lost replicas of the SE are these. Returns the
-        crawl's id."""
-        se, now = report.se, time.time()
+        """A crawl's findings for its SE at once (small ones; a crawl streams its own with
+        begin_crawl, add_dark, add_lost and end_crawl). Returns the crawl's id."""
+        crawl = await self.begin_crawl(report)
+        await self.add_dark(report.se, crawl, dark)
+        await self.add_lost(report.se, lost, first=True)
+        await self.end_crawl(report.se, crawl)
+        return crawl
+
+    async def begin_crawl(self, report: CrawlReport) -> int:
+        """The crawl's row (its id marks the dark files it finds)."""
 
         def run(c: sqlite3.Connection) -> int:
             cur = c.execute(
                 "INSERT INTO crawls (se, started, seconds, first, listed, second, dark, lost,"
                 " error) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    se,
+                    report.se,
                     report.started,
                     report.seconds,
                     report.first,
@@ -109,24 +114,45 @@ class LifecycleStore:
                     report.error,
                 ),
             )
-            crawl = int(cur.lastrowid or 0)
-            c.executemany(
+            return int(cur.lastrowid or 0)
+
+        return await self._db.write(run)
+
+    async def add_dark(self, se: str, crawl: int, paths: Sequence[str]) -> None:
+        """Dark files found by *crawl*: new ones enter the quarantine now, known ones keep
+        the time they were first found."""
+        now = time.time()
+        await self._db.write(
+            lambda c: c.executemany(
                 "INSERT INTO dark_files (se, path, found, state, seen) VALUES (?,?,?,?,?)"
                 " ON CONFLICT (se, path) DO UPDATE SET seen = excluded.seen",
-                [(se, p, now, QUARANTINED, crawl) for p in dark],
+                [(se, p, now, QUARANTINED, crawl) for p in paths],
             )
-            c.execute(
-                "DELETE FROM dark_files WHERE se=? AND state=? AND seen != ?",
-                (se, QUARANTINED, crawl),
-            )
-            c.execute("DELETE FROM lost_replicas WHERE se=?", (se,))
+        )
+
+    async def add_lost(self, se: str, lost: Sequence[tuple[str, str]], first: bool) -> None:
+        """Lost replicas (path, guid) of the SE; *first*: the batch replacing the last
+        crawl's list."""
+        now = time.time()
+
+        def run(c: sqlite3.Connection) -> None:
+            if first:
+                c.execute("DELETE FROM lost_replicas WHERE se=?", (se,))
             c.executemany(
                 "INSERT OR IGNORE INTO lost_replicas (se, path, guid, found) VALUES (?,?,?,?)",
                 [(se, p, g, now) for p, g in lost],
             )
-            return crawl
 
-        return await self._db.write(run)
+        await self._db.write(run)
+
+    async def end_crawl(self, se: str, crawl: int) -> None:
+        """Quarantined files *crawl* did not find dark leave the quarantine."""
+        await self._db.write(
+            lambda c: c.execute(
+                "DELETE FROM dark_files WHERE se=? AND state=? AND seen != ?",
+                (se, QUARANTINED, crawl),
+            )
+        )
 
     async def record_failed_crawl(self, report: CrawlReport) -> None:
         await self._db.write(

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from jalien.datamovers import darkdata
 from jalien.datamovers.darkdata import DarkDataCrawler, UnknownSE, guid_of, key_of, pfn_at
 from jalien.datamovers.lifecycle_ports import SeInfo
 from jalien.datamovers.lifecycle_store import QUARANTINED, REMOVED, LifecycleStore
@@ -36,8 +37,9 @@ async def world(tmp_path):
     await store.close()
 
 
-async def test_finds_exactly_the_injected(world):
+async def test_finds_exactly_the_injected(world, monkeypatch):
     catalogue, ses, store, deletions, crawler = world
+    monkeypatch.setattr(darkdata, "RECORD_BATCH", 1)  # findings recorded a few at a time
     for i in range(10):
         info = catalogue.add(f"/a/f{i}", g(), SE)
         if i not in (3, 7):  # lost: registered, not on the SE
