@@ -51,3 +51,22 @@ class DataMovers:
             self.deletions.loop(deletion_interval),
             self.transfers.loop(transfer_interval),
         ]
+
+    async def figures(self) -> dict[str, float]:
+        """What monitoring shows of the data movers (jalien_datamovers{figure=...})."""
+        deletions = await self.deletions.counts()
+        transfers = await self.transfers.counts()
+        out: dict[str, float] = {
+            "deletions_held": deletions.held,
+            "deletions_queued": deletions.queued,
+            "deletions_failed": deletions.failed,
+            "deleted": deletions.deleted,
+            "deletion_attempts_failed": deletions.attempts_failed,
+            "transfers_running": transfers.running,
+            "transfers_done": transfers.done,
+            "transfer_attempts_failed": transfers.failed_attempts,
+            "transfer_bytes": transfers.bytes_moved,
+        }
+        for state, count in transfers.by_state.items():
+            out[f"transfers_{state.lower()}"] = count
+        return out

@@ -91,6 +91,8 @@ class TransferService:
         self.done = 0
         self.failed_attempts = 0
         self.bytes_moved = 0
+        # transfers that entered each state in this process (the metrics' jalien_transfers)
+        self.entered: dict[str, int] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
         self._per_se: dict[str, int] = {}
         self._recovered = False
@@ -203,7 +205,7 @@ class TransferService:
             raise RequestError(f"no transfer {transfer_id}", EXIT_NOT_FOUND)
         if not admin and t.user != user:
             raise RequestError(f"Permission denied: transfer {t.id} is {t.user}'s", EXIT_PERMISSION)
-        if t.state not in (WAITING, TRANSFERRING) or not await self.store.move_transfer(t, KILLED):
+        if t.state not in (WAITING, TRANSFERRING) or not await self._move(t, KILLED):
             raise RequestError(f"transfer {t.id} is {t.state}: nothing to kill", EXIT_INVALID)
         task = self._running.get(t.id)
         if task is not None:
@@ -241,9 +243,19 @@ class TransferService:
             remove_source=remove,
         )  # fmt: skip
         try:
-            return Queued(lfn=record.lfn, id=await self.store.add_transfer(t))
+            made = await self.store.add_transfer(t)
         except AlreadyQueued as exc:
             return Queued(lfn=record.lfn, id=exc.id)
+        self.entered[WAITING] = self.entered.get(WAITING, 0) + 1
+        return Queued(lfn=record.lfn, id=made)
+
+    async def _move(self, t: Transfer, new: str, **fields: object) -> bool:
+        """A state change of *t* (compare-and-set), counted by state for monitoring."""
+        old = t.state
+        moved = await self.store.move_transfer(t, new, **fields)
+        if moved and new != old:
+            self.entered[new] = self.entered.get(new, 0) + 1
+        return moved
 
     # -- the workers
     def loop(self, interval: float) -> Loop:
@@ -269,7 +281,7 @@ class TransferService:
                 break
             if t.id in self._running or self._per_se.get(t.destination, 0) >= self.per_se:
                 continue
-            if not await self.store.move_transfer(t, TRANSFERRING, attempts=t.attempts + 1):
+            if not await self._move(t, TRANSFERRING, attempts=t.attempts + 1):
                 continue  # killed meanwhile
             free -= 1
             self._per_se[t.destination] = self._per_se.get(t.destination, 0) + 1
@@ -327,7 +339,7 @@ class TransferService:
         errors = []
         fresh = not t.pfn  # no attempt got as far as the target: nothing can be there
         for source in sources:  # the catalogue's order; the next replica when one fails
-            await self.store.move_transfer(t, TRANSFERRING, source=source.se, pfn=pfn)
+            await self._move(t, TRANSFERRING, source=source.se, pfn=pfn)
             try:
                 await self.storage.copy(source, target, t.size, t.md5, fresh)
             except StorageError as exc:
@@ -355,17 +367,17 @@ class TransferService:
                     raise
                 await self.deletions.release(held)
         fields = {"pfn": pfn} if pfn else {}
-        if await self.store.move_transfer(t, DONE, reason="", **fields):
+        if await self._move(t, DONE, reason="", **fields):
             self.done += 1
 
     async def _end(self, t: Transfer, state: str, reason: str) -> None:
-        await self.store.move_transfer(t, state, reason=reason)
+        await self._move(t, state, reason=reason)
 
     async def _failed(self, t: Transfer, reason: str, permanent: bool) -> None:
         self.failed_attempts += 1
         log.info("transfer %d to %s, attempt %d: %s", t.id, t.destination, t.attempts, reason)
         if permanent or t.attempts >= t.max_attempts:
-            await self.store.move_transfer(t, FAILED_T, reason=reason[:500])
+            await self._move(t, FAILED_T, reason=reason[:500])
             return
         wait = backoff(t.attempts, self.backoff_base, self.backoff_max)
-        await self.store.move_transfer(t, WAITING, reason=reason[:500], next_try=time.time() + wait)
+        await self._move(t, WAITING, reason=reason[:500], next_try=time.time() + wait)

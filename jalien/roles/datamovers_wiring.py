@@ -21,6 +21,7 @@ from jalien.datamovers.model import PfnRef
 from jalien.datamovers.ports import FileRecord, Files, Storage, StorageError
 from jalien.datamovers.service import DataMovers
 from jalien.datamovers.store import DataMoverStore
+from jalien.metrics import Metrics
 from jalien.storage.envelope import EnvelopeSigner, pfn_for
 from jalien.storage.movers import MoveError, SEMover
 
@@ -177,6 +178,27 @@ def build_datamovers(settings: Settings, catalogue: Catalogue) -> tuple[DataMove
     )
     catalogue.removals = RemovalsToDeletions(movers.deletions)
     return movers, mover
+
+
+def datamover_metrics(metrics: Metrics, movers: DataMovers) -> None:
+    """The data movers in jcentral's metrics: transfers by the state they entered
+    (``jalien_transfers``, the counter the metrics keep for them) and one gauge family
+    ``jalien_datamovers{figure=...}`` (deletions held/queued/failed, deleted, transfers per
+    state, running, bytes moved), read from the queues before each scrape."""
+    metrics.transfers = movers.transfers.entered
+    figures: dict[str, float] = {}
+
+    async def refresh() -> None:
+        figures.clear()
+        figures.update(await movers.figures())
+
+    metrics.refresh(refresh)
+    metrics.add(
+        "jalien_datamovers",
+        "Physical removal and transfers (docs/datamovers.md)",
+        lambda: [((name,), value) for name, value in sorted(figures.items())],
+        labels=("figure",),
+    )
 
 
 class _Central:

@@ -69,7 +69,11 @@ from jalien.roles.central_monitor import (
     monitor_commands,
     rollup_loop,
 )
-from jalien.roles.datamovers_wiring import build_datamovers, read_collections_with
+from jalien.roles.datamovers_wiring import (
+    build_datamovers,
+    datamover_metrics,
+    read_collections_with,
+)
 from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage, lifecycle_metrics
 from jalien.roles.role_metrics import central_metrics, start_metrics
 from jalien.roles.start import run_role, stop_event
@@ -331,6 +335,7 @@ async def serve(settings: Settings) -> None:
     )
     textcache = await serve_textcache(settings, cache)
     metrics = central_metrics(settings, server, jobs, cache, loops)
+    datamover_metrics(metrics, movers)  # removals and transfers
     lifecycle_metrics(metrics, lifecycle)  # rules, decommissions, dark data
     metrics_http = await start_metrics(settings, metrics)
     loops.start(rollup_loop(monitor, jobs, metrics, settings.monitor_rollup_interval))
@@ -341,6 +346,7 @@ async def serve(settings: Settings) -> None:
         loops.start(loop)
     await jobs.store.start()
     await movers.start()
+    loops.add_pools(movers.store.pools)
     for loop in movers.loops(settings.deletion_interval, settings.transfer_interval):
         loops.start(loop)
     await lifecycle.start()
