@@ -27,10 +27,13 @@ outlive its entries (a delete does not touch it), and `by_guid` only trusts what
 referenced tables hold.
 
 Limits: dir <= 2048 bytes and name <= 1024 bytes (InnoDB's key; longer is a BadPath);
-`add_shard` takes an empty prefix only (moving a populated subtree to a new shard is not
-done); every process re-reads the index each `index_ttl` seconds, as AliEn's caches do, so
-a shard is added before anything is written under it, and a GUID table starts in the
-future (the default start of `add_guid_table` leaves that margin).
+`add_shard` takes an empty prefix only (a populated subtree moves with `move_directory`,
+online: jalien.catalogue.mariadb_split); every process re-reads the index each `index_ttl`
+seconds, as AliEn's caches do, so a shard is added before anything is written under it,
+and a GUID table starts in the future (the default start of `add_guid_table` leaves that
+margin; the guid-tables optimizer adds one when the newest is full). GUID lookups look in
+every GUID table. Each process counts the rows its commits add and remove per table
+(jalien.catalogue.table_counts; `table_counts()`).
 """
 
 from __future__ import annotations

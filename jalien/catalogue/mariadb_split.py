@@ -180,6 +180,7 @@ class Splitter:
             while self.catch_up() > max(100, self.chunk // 10):
                 pass
             self.fence_and_switch()
+            switched = time.monotonic() - began
             self.switched()
             time.sleep(max(0.0, wait_readers))  # every process re-reads the index meanwhile
             self.clean_up()
@@ -187,8 +188,9 @@ class Splitter:
             self.close()
         return (
             f"{self.s.prefix}: {self.copied} entries moved from {self.s.src.sql_table} (host "
-            f"{self.s.src.host}) to {self.s.dst.sql_table} (host {self.s.dst.host}) in "
-            f"{time.monotonic() - began:.1f} s ({self.caught_up} changed meanwhile, caught up)"
+            f"{self.s.src.host}) to {self.s.dst.sql_table} (host {self.s.dst.host}): switched "
+            f"after {switched:.1f} s, old rows removed after {time.monotonic() - began:.1f} s "
+            f"({self.caught_up} changed meanwhile, caught up)"
         )
 
     def capture(self) -> None:
