@@ -1,6 +1,8 @@
 """The embedded SE over XRootD (``jalien-bin --role se`` with se_xrootd_port), with real
 clients on loopback: Debian's xrdcp and xrdfs, the XRootD Python bindings (PyPI xrootd,
-what alien.py uses) and uproot; envelopes signed here with the key the SE trusts.
+what alien.py uses) and uproot; envelopes signed here with the key the SE trusts. Then
+alien.py 1.7.0 against jcentral's embedded SE registered by its root:// URL (cp both ways,
+cat, cp -T 8 of a directory).
 Forged, expired, out-of-scope envelopes and path traversal are refused (kXR_NotAuthorized
 or kXR_NotFound with a readable reason)."""
 
@@ -16,7 +18,15 @@ import pytest
 
 from jalien.storage.envelope import EnvelopeSigner, Grant
 from tests.gridpki import make_grid_pki
-from tests.integration.conftest import free_port, jalien_bin, stop
+from tests.integration.conftest import (
+    Central,
+    free_port,
+    jalien_bin,
+    run_setup,
+    start_central,
+    stop,
+)
+from tests.integration.test_jcentral_process import alien
 from tests.storage.xrootd_server import unavailable
 
 pytestmark = pytest.mark.integration
@@ -232,3 +242,49 @@ def test_uproot_reads_a_root_file_by_url(se, tmp_path):
     with uproot.open(se.url(pfn, se.envelope("read", pfn))) as f:
         arrays = f["events"].arrays(library="np")
     assert arrays["px"].sum() == np.arange(5000).sum() and arrays["n"][-1] == 4999
+
+
+@pytest.fixture(scope="module")
+def xgrid(tmp_path_factory):
+    """jcentral with its embedded SE over HTTPS and XRootD (registered by its root:// URL)."""
+    tmp = tmp_path_factory.mktemp("xrdgrid")
+    home, globus = tmp / "home", tmp / "globus"
+    done = run_setup(home, globus)
+    assert done.returncode == 0, done.stderr
+    ws, binary = free_port(), free_port()
+    env = {
+        "JALIEN_EMBEDDED_SE": "1",
+        "JALIEN_SE_PORT": str(free_port()),
+        "JALIEN_SE_XROOTD_PORT": str(free_port()),
+    }
+    log = tmp / "jcentral.log"
+    proc = start_central(home, log, ws, binary, env)
+    yield Central(home, globus, ws, binary, log, proc)
+    stop(proc)
+
+
+def test_alienpy_cp_cat_and_directories(alienpy, xgrid, tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        done = alien(alienpy, xgrid, *args, tmp_path=tmp_path / "alien")
+        assert done.returncode == 0, (args, done.stdout + done.stderr)
+        return done
+
+    data = os.urandom(1_500_000)
+    (tmp_path / "one.bin").write_bytes(data)
+    run("cp", f"file:{tmp_path / 'one.bin'}", "one.bin")
+    assert "root://127.0.0.1:" in run("whereis", "one.bin").stdout  # alien.py's grid
+    run("cp", "one.bin", f"file:{tmp_path / 'back.bin'}")
+    assert (tmp_path / "back.bin").read_bytes() == data
+    (tmp_path / "note.txt").write_text("hello from the grid\n")
+    run("cp", f"file:{tmp_path / 'note.txt'}", "note.txt")
+    assert "hello from the grid" in run("cat", "note.txt").stdout
+
+    src = tmp_path / "dir"
+    src.mkdir()
+    files = {f"f{i}.bin": os.urandom(i * 70_000) for i in range(1, 11)}
+    for name, content in files.items():
+        (src / name).write_bytes(content)
+    run("cp", "-T", "8", f"file:{src}/", "dir/")
+    run("cp", "-T", "8", "dir/", f"file:{tmp_path / 'dback'}/")
+    got = {p.name: p.read_bytes() for p in (tmp_path / "dback").rglob("*.bin")}
+    assert got == files
