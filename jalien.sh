@@ -25,6 +25,7 @@ TEST_PACKAGES+=(xrootd-server xrootd-client python3-xrootd)        # XRootD SEs,
 TEST_PACKAGES+=(slurm-wlm slurmctld slurmd munge)                  # the VoBox's Slurm
 TEST_PACKAGES+=(zsh)                                               # zsh completion
 TEST_PACKAGES+=(slapd ldap-utils)                                  # central configuration in LDAP
+TEST_PACKAGES+=(chromium chromium-driver libnss3-tools)            # the monitoring page, headless
 
 ensure_system() {  # ensure_system PACKAGE...
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then

@@ -91,6 +91,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # seconds (a VoBox's at least once per cycle); central's minutes of the grid
     monitor_report_interval: float = 60.0
     monitor_rollup_interval: float = 60.0
+    # the monitoring page (HTTPS, grid certificates): -1 none, 0 any free port (printed)
+    monitor_web_port: int = -1
+    monitor_web_interval: float = 1.0  # seconds between the page's live updates
     # jobagent (worker nodes; the VoBox's startup script sets these, see docs/site.md)
     ce: str = ""  # the computing element the agent matches for (JALIEN_CE)
     jobagent_ttl: int = 3600  # seconds this JobAgent may live

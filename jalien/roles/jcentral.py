@@ -65,9 +65,11 @@ from jalien.roles.central_cache import (
 from jalien.roles.central_config import SeSync, attach, build_directory, uses_ldap
 from jalien.roles.central_monitor import (
     CentralMonitor,
+    PageState,
     build_monitor,
     monitor_commands,
     rollup_loop,
+    start_page,
 )
 from jalien.roles.datamovers_wiring import (
     build_datamovers,
@@ -339,6 +341,9 @@ async def serve(settings: Settings) -> None:
     lifecycle_metrics(metrics, lifecycle)  # rules, decommissions, dark data
     metrics_http = await start_metrics(settings, metrics)
     loops.start(rollup_loop(monitor, jobs, metrics, settings.monitor_rollup_interval))
+    local_se = (settings.se_name, settings.se_root_path) if settings.embedded_se else None
+    shown = PageState(monitor, jobs, catalogue, loops, metrics, local_se)
+    page = await start_page(settings, server, shown, metrics)  # monitor_web_port
     loops.start(release_readers(cache))
     await catalogue.backend.start()
     await optimizers.journal.start()
@@ -387,6 +392,8 @@ async def serve(settings: Settings) -> None:
             await textcache.close()
         if metrics_http is not None:
             await metrics_http.close()
+        if page is not None:
+            await page.close()
         await asyncio.to_thread(cache.close)
 
 
