@@ -1,9 +1,9 @@
 """The data movers against real processes: jcentral with its embedded HTTPS SE and two
 Debian xrootd servers on loopback. rm -r removes the files from every SE after one pass;
-mirror copies HTTPS -> XRootD (streamed through central) and XRootD -> XRootD (third-party
-copy); deleteMirror drops a replica and its file; a jcentral killed -9 in the middle of a
-transfer finishes it after its restart, with one replica registered; bad input changes
-nothing."""
+mirror copies HTTPS -> XRootD and back (streamed through central) and XRootD -> XRootD
+(third-party copy); deleteMirror drops a replica and its file; a jcentral killed -9 in the
+middle of a transfer finishes it after its restart, with one replica registered; bad input
+changes nothing."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from tests.integration.conftest import free_port, run_setup, start_central, stop
 from tests.integration.test_cp_process import make_files
 from tests.storage.xrootd_server import XRootDUnavailable, binaries, start_xrootd, unavailable
 
-pytestmark = pytest.mark.integration
+# nothing twin-specific: the Cython pass (and the binary's) run it, not the pure-Python one
+pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
 LOCAL = "ALICE::LOCAL::SE"
 XRD1, XRD2 = "ALICE::ONE::XRD", "ALICE::TWO::XRD"
 HOME = "/alice/cern.ch/user/j/jdoe/"
@@ -202,6 +203,13 @@ async def test_mirror_tpc_and_delete_mirror(grid, central, tmp_path):
     where = await replicas(central, lfn)
     assert list(where) == [XRD2]
     assert grid.on_disk(where[XRD2]).read_bytes() == data["tpc/a.root"]
+
+    back = await central.call("mirror", lfn, LOCAL)  # XRootD -> HTTPS, streamed
+    ids = [r["transferId"] for r in back.results if "transferId" in r]
+    await until("xrootd -> https", lambda: all_done(central, ids))
+    where = await replicas(central, lfn)
+    assert sorted(where) == [LOCAL, XRD2]
+    assert grid.on_disk(where[LOCAL]).read_bytes() == data["tpc/a.root"]
 
 
 async def _absent(path: Path) -> bool:
