@@ -41,7 +41,7 @@ from jalien.net.audit import AuditLog
 from jalien.net.client import Client
 from jalien.net.identity import Identity
 from jalien.wire import site_api
-from jalien.wire.errors import RequestError
+from jalien.wire.errors import EXIT_NO_CONNECTION, RequestError
 from jalien.wire.messages import Reply, Request
 from jalien.wire.site_api import StatusChange
 
@@ -241,6 +241,9 @@ class JobRunner:
         for attempt in range(STATUS_ATTEMPTS):
             try:
                 reply = await self.agent.request(request, timeout=self.config.call_timeout)
+                if reply.exitcode == EXIT_NO_CONNECTION:  # a level lost central, or a spool
+                    # relay restarted with the request in flight: not central's refusal
+                    raise RequestError(reply.error, reply.exitcode)
             except RequestError as exc:
                 if attempt == STATUS_ATTEMPTS - 1:
                     raise JobGone(f"cannot report {state}: {exc}") from None
