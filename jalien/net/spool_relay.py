@@ -323,6 +323,16 @@ class SpoolRelay:
         self.requests = 0
         self.replies = 0
 
+    def status(self) -> dict[str, object]:
+        """What the VoBox's status.json says about the spool."""
+        return {
+            "spool_dir": str(self.root),
+            "spool_watch": self.watch.mode if self.watch is not None else "",
+            "spool_connections": len(self.connections),
+            "spool_requests": self.requests,
+            "spool_replies": self.replies,
+        }
+
     async def start(self) -> None:
         await asyncio.to_thread(spool.make_spool, self.root)
         self.watch = spool.DirWatch(self.watch_mode, self.poll)

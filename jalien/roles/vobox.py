@@ -349,6 +349,7 @@ class VoBox:
             "clients": len(self.server.connections) if self.server else 0,
             "cache_hits": self.cache.hits,
             "cache_misses": self.cache.misses,
+            **(self.relay.status() if self.relay is not None else {}),
         }
 
     def _reload_certificate(self) -> None:

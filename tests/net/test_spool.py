@@ -109,6 +109,9 @@ async def test_requests_and_pushes_round_trip(tmp_path, mode):
             await asyncio.sleep(0.01)
         assert events and events[0].payload == {"queueId": "7"}
         assert sorted(handler.ran) == sorted(f"echo {i}" for i in range(20))
+        status = relay.status()
+        assert status["spool_connections"] == 1 and status["spool_watch"] == mode
+        assert status["spool_requests"] == status["spool_replies"] == 20
         conn_dir = next((tmp_path / spool.CONNS).iterdir())
         assert not [n for n in os.listdir(conn_dir / spool.DOWN)]  # all read and removed
     finally:
