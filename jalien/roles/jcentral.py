@@ -400,19 +400,22 @@ async def serve(settings: Settings) -> None:
 async def embedded_se(settings: Settings, catalogue: Catalogue, metrics: Metrics | None = None):
     """The single-machine SE inside jcentral, registered in the catalogue under se_name."""
     from jalien.catalogue.model import StorageElement
-    from jalien.roles.se import start_se
+    from jalien.roles.se import SEListeners, start_se, start_se_xrootd
 
     signer, _ = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
     se, port = await start_se(settings, signer.verifier, metrics)
+    xrootd, xport = await start_se_xrootd(settings, signer.verifier)
+    # alien.py's grid: the root:// URL first, the same files over HTTPS as another endpoint
     record = StorageElement(
         name=settings.se_name,
-        url=settings.se_url(port),
+        url=settings.se_xrootd_url(xport) if xrootd else settings.se_url(port),
+        endpoints=[settings.se_url(port)] if xrootd else [],
         site=settings.site,
         qos=["disk"],
-        protocols=["https"],
+        protocols=["root", "https"] if xrootd else ["https"],
     )
     await catalogue.put_se(_CENTRAL, record)
-    return se
+    return SEListeners(se, xrootd)
 
 
 class _Central:
