@@ -32,6 +32,7 @@ import time
 
 import msgspec
 
+from jalien.datamovers.darkdata import key_of
 from jalien.datamovers.lifecycle_ports import CatalogueView, EnqueueDeletions, FileInfo, SeInfo
 from jalien.datamovers.lifecycle_store import DecommissionFile, LifecycleStore
 from jalien.datamovers.model import ACTIVE, PfnRef
@@ -210,7 +211,9 @@ class Decommissioner:
         here = d.se.upper()
         others = [r for r in file.replicas if r.se.upper() != here]
         if d.mode == LOST_SE:
-            if not others:
+            if not others:  # reported: -status here, seCheck -report with the dark data
+                here_refs = [(key_of(r.pfn), guid) for r in file.replicas]
+                await self.store.add_lost(d.se, here_refs, first=False)
                 return DecommissionFile(
                     guid=guid, lfn=file.lfn, state=F_LOST, reason=f"its only replica was on {d.se}"
                 )

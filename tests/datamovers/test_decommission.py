@@ -113,6 +113,7 @@ async def test_lost_se_recovery(world):
     assert d.state == dm.WAITING
     progress = await w.dec.progress(OLD.name)
     assert [f.lfn for f in progress.lost] == ["/u/only"]
+    assert [x.guid for x in await w.store.lost_replicas(OLD.name)] == ["only"]
     assert [r.se for r in w.catalogue.files["/u/both"].replicas] == [NEW.name]
     assert [t.destination for t in w.transfers.queue.values()] == [T1.name]
     w.transfers.finish()
