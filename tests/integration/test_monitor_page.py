@@ -34,7 +34,8 @@ from jalien.wire.messages import Request
 from jalien.wire.site_api import JobOffer, StatusChange
 from tests.integration.conftest import free_port, run_setup, start_central, stop
 
-pytestmark = pytest.mark.integration
+# real processes, nothing twin-specific: run once, in the Cython pass (the suite's budget)
+pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
 
 POLICY_DIR = Path("/etc/chromium/policies/managed")
 RUNNING_RGB = (0x22, 0xAA, 0x77)  # COLORS.RUNNING of the page's script (#2a7)

@@ -17,7 +17,8 @@ from jalien.storage.cp import copy
 from tests.integration.conftest import free_port
 from tests.integration.test_site_chain import CE, HOME, Site, submit, wait_states
 
-pytestmark = pytest.mark.integration
+# real processes, nothing twin-specific: run once, in the Cython pass (the suite's budget)
+pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
 
 SCRIPT = """#!/bin/sh
 echo "payload says $1"
