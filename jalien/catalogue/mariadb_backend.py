@@ -163,8 +163,9 @@ class MariaDBConfig(msgspec.Struct, kw_only=True, frozen=True):
     index_ttl: float = 300.0  # seconds before INDEXTABLE/GUIDINDEX are read again
     # a new GUID table starts this long after every process has re-read the index (clocks)
     guid_switch_margin: float = 60.0
-    split_chunk: int = 5000  # rows per step of moveDirectory's copy and clean-up
-    split_pause: float = 0.0  # seconds between two steps (a split that spares the server)
+    split_chunk: int = 1000  # rows per step of moveDirectory's copy and clean-up
+    split_duty: float = 0.5  # the share of time a split works (readers have the rest)
+    split_pause: float = 0.0  # seconds more between two steps
     xa_recover_age: float = 30.0  # start() settles prepared XA branches older than this
 
 
@@ -1019,7 +1020,8 @@ class MariaDBBackend:
                 raise
             splitter = Splitter(
                 self, split, lfn, guids, chunk=self.config.split_chunk,
-                pause=self.config.split_pause, switched=switched, index=index,
+                pause=self.config.split_pause, duty=self.config.split_duty,
+                switched=switched, index=index,
             )  # fmt: skip
             return splitter.run(self.config.index_ttl)
 

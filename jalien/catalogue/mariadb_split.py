@@ -139,12 +139,13 @@ class Splitter:
         *,
         chunk: int,
         pause: float,
+        duty: float = 1.0,
         switched: Callable[[], None],
         index: MySQLdb.Connection,
     ) -> None:
         self.b, self.s = backend, split
         self.lfn, self.guids = lfn, guids
-        self.chunk, self.pause = chunk, pause
+        self.chunk, self.pause, self.duty = chunk, pause, min(1.0, max(0.05, duty))
         self.switched = switched  # called once INDEXTABLE has the new table
         self.copied = 0
         self.caught_up = 0
@@ -225,6 +226,7 @@ class Splitter:
         )
         last: tuple[Any, Any] = (s.prefix, b"")
         while True:
+            began = time.monotonic()
             cur.execute(sql, (s.prefix, s.end, last[0], last[0], last[1], self.chunk))
             rows = list(cur.fetchall())
             if not rows:
@@ -234,8 +236,15 @@ class Splitter:
             last = (rows[-1][0], rows[-1][1])
             if len(rows) < self.chunk:
                 return
-            if self.pause:
-                time.sleep(self.pause)
+            self._breathe(began)
+
+    def _breathe(self, began: float) -> None:
+        """Rest after a step: *duty* is the share of time the split works (the readers and
+        writers of the server and of this process have the rest), plus *pause*."""
+        worked = time.monotonic() - began
+        rest = self.pause + worked * (1.0 - self.duty) / self.duty
+        if rest > 0:
+            time.sleep(rest)
 
     def catch_up(self) -> int:
         """The logged changes up to now, once; how many keys there were."""
@@ -285,16 +294,27 @@ class Splitter:
     def clean_up(self) -> None:
         """The old rows out of S, the triggers and the log away, SPLITS forgotten."""
         s, cur = self.s, self.src
-        while True:
-            gone = cur.execute(
-                f"DELETE FROM {s.src.sql_table} WHERE dir >= %s AND dir < %s LIMIT %s",
-                (s.prefix, s.end, self.chunk),
+        inside = "dir >= %s AND dir < %s AND (dir > %s OR (dir = %s AND name > %s))"
+        last: tuple[Any, Any] = (s.prefix, b"")
+        while True:  # key ranges from the last one on: no rescan of rows deleted already
+            began = time.monotonic()
+            args = (s.prefix, s.end, last[0], last[0], last[1])
+            cur.execute(
+                f"SELECT dir, name FROM {s.src.sql_table} WHERE {inside} "
+                "ORDER BY dir, name LIMIT 1 OFFSET %s",
+                (*args, self.chunk - 1),
             )
-            self.removed += gone
-            if gone < self.chunk:
+            upto = cur.fetchone()
+            if upto is None:
+                self.removed += cur.execute(f"DELETE FROM {s.src.sql_table} WHERE {inside}", args)
                 break
-            if self.pause:
-                time.sleep(self.pause)
+            self.removed += cur.execute(
+                f"DELETE FROM {s.src.sql_table} WHERE {inside} "
+                "AND (dir < %s OR (dir = %s AND name <= %s))",
+                (*args, upto[0], upto[0], upto[1]),
+            )
+            last = (upto[0], upto[1])
+            self._breathe(began)
         for ddl in s.drop_ddl(fence=True):
             cur.execute(ddl)
         self.b._deltas.add(s.src.sql_table, -self.removed)

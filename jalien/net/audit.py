@@ -39,6 +39,7 @@ import msgspec
 
 from jalien._fast import reqstats
 from jalien.config import ConfigError, Settings
+from jalien.loops import Pool, PoolGauge
 from jalien.wire import framing
 
 log = logging.getLogger("jalien.audit")
@@ -317,6 +318,8 @@ class _Writer(QueueListener):
         self.encode_into = msgspec.json.Encoder().encode_into
         self.done = 0  # entries written (only this thread adds)
         self.failed = 0
+        # what an admin sees of the thread (background); never paused: entries would pile up
+        self.gauge = PoolGauge("audit-writer", queued=queue_.qsize, can_pause=False)
 
     def dequeue(self, block: bool) -> Any:
         if self._stopping:
@@ -339,6 +342,8 @@ class _Writer(QueueListener):
     def prepare(self, record: Any) -> logging.LogRecord:
         data = bytearray()
         build, encode_into = self.builder.build, self.encode_into
+        self.gauge.began(len(record))
+        failed = self.failed
         for i, entry in enumerate(record):
             try:
                 encode_into(build(entry), data, -1)
@@ -351,6 +356,7 @@ class _Writer(QueueListener):
             if i % 512 == 511:
                 time.sleep(0)  # let the event loop's thread have the GIL
         self.done += len(record)
+        self.gauge.ended(len(record), self.failed - failed)
         return logging.LogRecord("jalien.audit", logging.INFO, "", 0, data, None, None)
 
 
@@ -545,6 +551,10 @@ class AuditLog:
             return
         self._sent += len(batch)
         self._queue.put(batch)
+
+    def pools(self) -> list[Pool]:
+        """The writer thread, for the role's registry (none without a file)."""
+        return [self._writer.gauge] if self._writer is not None else []
 
     def close(self) -> None:
         """Write what is pending and stop the writer thread (blocks until written)."""

@@ -335,6 +335,7 @@ async def serve(settings: Settings) -> None:
         optimizers=optimizers,
         monitor=monitor,
     )
+    loops.add_pools(server.audit.pools)
     textcache = await serve_textcache(settings, cache)
     metrics = central_metrics(settings, server, jobs, cache, loops)
     datamover_metrics(metrics, movers)  # removals and transfers

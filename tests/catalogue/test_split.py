@@ -23,6 +23,8 @@ from jalien.catalogue.model import now_ms
 from jalien.catalogue.sharding import uuid1_at
 from tests.catalogue.test_backend import collect, d, f
 
+pytestmark = pytest.mark.cython_only  # no twin involved: the pure pass skips these servers' minute
+
 BASE = "/alice/big/"
 UNDER = f"WHERE dir >= '{BASE}' AND dir < '/alice/big0'"  # the subtree's rows in a table
 

@@ -12,7 +12,7 @@ from jalien.net.client import Client
 from tests.integration.conftest import free_port, run_setup, start_central, stop
 from tests.integration.trustgrid import K, add_bob, trust_grid
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cython_only]  # no twin involved: once
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ async def test_an_admin_sees_and_steers_background_work(grid_home):
         for name in (
             "job-watchdog", "live-jobs", "cache-readers",  # loops
             "catalogue-read", "catalogue-write", "taskqueue-read", "taskqueue-write",
-            "cache-writer",
+            "cache-writer", "audit-writer",
         ):  # fmt: skip
             assert name in seen, sorted(seen)
         assert (
@@ -90,3 +90,6 @@ async def test_an_admin_sees_and_steers_background_work(grid_home):
             reply = await bob.call(*words, timeout=30)
             assert reply.exitcode == 13 and "Permission denied" in reply.error
         assert (await listing(admin))["catalogue-read"]["state"] != "paused"
+        audit = await admin.call("background", "pause", "audit-writer")
+        assert audit.exitcode == 22 and "cannot be paused" in audit.error
+        assert int((await listing(admin))["audit-writer"]["done"]) > 0

@@ -14,7 +14,7 @@ from tests.catalogue.mariadb_servers import mariadb_dsns, mariadb_servers  # noq
 from tests.integration.conftest import free_port, run_setup, start_central, stop
 from tests.integration.trustgrid import Pem, TrustGrid, add_bob
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cython_only]  # no twin involved: once
 HOME = "/alice/cern.ch/user/j/jdoe/"
 
 
