@@ -84,6 +84,7 @@ class Transfer(msgspec.Struct, kw_only=True):
     created: float = 0.0
     updated: float = 0.0
     next_try: float = 0.0
+    owner: str = ""  # the jcentral running it while TRANSFERRING (its lease: ``updated``)
 
 
 class DeletionCounts(msgspec.Struct, kw_only=True):

@@ -26,6 +26,7 @@ class DataMovers:
         transfer_workers: int = 8,
         transfer_per_se: int = 2,
         transfer_backoff: float = 10.0,
+        owner: str = "",
     ) -> None:
         self.files = files
         self.store = store if isinstance(store, DataMoverStore) else DataMoverStore(store)
@@ -35,7 +36,7 @@ class DataMovers:
         )  # fmt: skip
         self.transfers = TransferService(
             self.store, files, storage, self.deletions, workers=transfer_workers,
-            per_se=transfer_per_se, backoff_base=transfer_backoff,
+            per_se=transfer_per_se, backoff_base=transfer_backoff, owner=owner,
         )  # fmt: skip
 
     async def start(self) -> None:

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS transfers (
     attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL DEFAULT 5,
     source TEXT NOT NULL DEFAULT '', pfn TEXT NOT NULL DEFAULT '',
     remove_source TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
-    created REAL NOT NULL, updated REAL NOT NULL, next_try REAL NOT NULL DEFAULT 0
+    created REAL NOT NULL, updated REAL NOT NULL, next_try REAL NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS transfers_due ON transfers (state, next_try);
 CREATE UNIQUE INDEX IF NOT EXISTS transfers_active ON transfers (guid, destination)
@@ -70,6 +71,7 @@ MARIADB_SCHEMA = [
         pfn VARCHAR(2048) NOT NULL DEFAULT '', remove_source VARCHAR(128) NOT NULL DEFAULT '',
         reason VARCHAR(512) NOT NULL DEFAULT '', created DOUBLE NOT NULL,
         updated DOUBLE NOT NULL, next_try DOUBLE NOT NULL DEFAULT 0,
+        owner VARCHAR(256) NOT NULL DEFAULT '',
         KEY transfers_due (state, next_try),
         KEY transfers_active (guid, destination, state)
     ) {_MARIADB}""",
@@ -119,7 +121,7 @@ class _Sql:
 DELETION_COLUMNS = "id, guid, se, pfn, state, attempts, next_try, created, error"
 TRANSFER_COLUMNS = (
     "id, lfn, guid, size, md5, user, destination, state, attempts, max_attempts, source, pfn, "
-    "remove_source, reason, created, updated, next_try"
+    "remove_source, reason, created, updated, next_try, owner"
 )
 
 
@@ -143,7 +145,7 @@ def _transfer(row: Sequence[Any]) -> Transfer:
         id=row[0], lfn=row[1], guid=row[2], size=row[3], md5=row[4], user=row[5],
         destination=row[6], state=row[7], attempts=row[8], max_attempts=row[9], source=row[10],
         pfn=row[11], remove_source=row[12], reason=row[13], created=row[14], updated=row[15],
-        next_try=row[16],
+        next_try=row[16], owner=row[17],
     )  # fmt: skip
 
 
@@ -305,7 +307,7 @@ class DataMoverStore:
         """Compare-and-set *t* from its state to *new*, with *fields*; False when the row was
         no longer in t.state (killed meanwhile). *t* is updated when it moved."""
         check_move(TRANSFER_MOVES, t.state, new)
-        fields = {**fields, "state": new, "updated": time.time()}
+        fields = {"updated": time.time(), **fields, "state": new}
         sets = ", ".join(f"{k}=?" for k in fields)
         args = [*fields.values(), t.id, t.state]
         sql = f"UPDATE transfers SET {sets} WHERE id=? AND state=?"
@@ -315,14 +317,27 @@ class DataMoverStore:
                 setattr(t, key, value)
         return moved
 
-    async def recover_transfers(self) -> int:
-        """After a restart: what was TRANSFERRING was cut short and waits again."""
+    async def recover_transfers(self, *, owner: str = "", stale_before: float = 0.0) -> int:
+        """TRANSFERRING rows cut short wait again: those of *owner* (this jcentral's previous
+        life, at its start) and those whose worker has not renewed its lease since
+        *stale_before* (a jcentral that died, seen by another one sharing the queue)."""
         now = time.time()
-        sql = (
-            "UPDATE transfers SET state=?, updated=?, next_try=?, "
-            "reason='interrupted (jcentral restarted)' WHERE state=?"
-        )
-        return await self._write(lambda q: q.run(sql, (WAITING, now, now, TRANSFERRING)))
+        sets = "state=?, updated=?, next_try=?, reason='interrupted (its jcentral stopped)'"
+        if owner:
+            sql = f"UPDATE transfers SET {sets} WHERE state=? AND owner=?"
+            args: tuple[Any, ...] = (WAITING, now, now, TRANSFERRING, owner)
+        else:
+            sql = f"UPDATE transfers SET {sets} WHERE state=? AND updated<?"
+            args = (WAITING, now, now, TRANSFERRING, stale_before)
+        return await self._write(lambda q: q.run(sql, args))
+
+    async def renew_lease(self, ids: Sequence[int], owner: str) -> None:
+        """The copies of *owner* in progress are alive (their ``updated`` is now)."""
+        now = time.time()
+        args = [(now, i, TRANSFERRING, owner) for i in ids]
+        sql = "UPDATE transfers SET updated=? WHERE id=? AND state=? AND owner=?"
+        if args:
+            await self._write(lambda q: [q.run(sql, a) for a in args])
 
     async def get_transfer(self, transfer_id: int) -> Transfer | None:
         sql = f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id=?"

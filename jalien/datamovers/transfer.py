@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -79,6 +81,8 @@ class TransferService:
         per_se: int = 2,
         backoff_base: float = 10.0,
         backoff_max: float = 600.0,
+        owner: str = "",
+        lease: float = 300.0,
     ) -> None:
         self.store = store
         self.files = files
@@ -96,6 +100,11 @@ class TransferService:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._per_se: dict[str, int] = {}
         self._recovered = False
+        # who runs the copies it marks TRANSFERRING (this jcentral, the same across restarts)
+        # and how long a copy's row stays its own without a renewal (several jcentrals)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = lease
+        self._renewed = 0.0
         self._loop: Loop | None = None
 
     # -- what users and other services call
@@ -268,11 +277,18 @@ class TransferService:
 
     async def step(self) -> None:
         """Start what is due, within the limits (copies run as tasks beyond the step)."""
-        if not self._recovered:
-            again = await self.store.recover_transfers()
+        now = time.time()
+        if not self._recovered:  # this jcentral's copies that a stop or a kill cut short
+            again = await self.store.recover_transfers(owner=self.owner)
             if again:
                 log.info("%d transfers cut short by a restart wait again", again)
             self._recovered = True
+        if now - self._renewed > self.lease / 4:  # the leases: ours renewed, the dead's taken
+            await self.store.renew_lease(list(self._running), self.owner)
+            again = await self.store.recover_transfers(stale_before=now - self.lease)
+            if again:
+                log.info("%d transfers of a jcentral that stopped wait again", again)
+            self._renewed = now
         free = self.workers - len(self._running)
         if free <= 0:
             return
@@ -281,7 +297,7 @@ class TransferService:
                 break
             if t.id in self._running or self._per_se.get(t.destination, 0) >= self.per_se:
                 continue
-            if not await self._move(t, TRANSFERRING, attempts=t.attempts + 1):
+            if not await self._move(t, TRANSFERRING, attempts=t.attempts + 1, owner=self.owner):
                 continue  # killed meanwhile
             free -= 1
             self._per_se[t.destination] = self._per_se.get(t.destination, 0) + 1

@@ -4,6 +4,7 @@ the catalogue's removal queue implemented with the deletion service."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -175,6 +176,8 @@ def build_datamovers(settings: Settings, catalogue: Catalogue) -> tuple[DataMove
         transfer_workers=settings.transfer_workers,
         transfer_per_se=settings.transfer_per_se,
         transfer_backoff=settings.transfer_backoff,
+        # the same jcentral after a restart: its copies cut short are taken back at once
+        owner=f"{socket.gethostname()}:{settings.home_path}",
     )
     catalogue.removals = RemovalsToDeletions(movers.deletions)
     return movers, mover

@@ -313,3 +313,31 @@ async def test_delete_mirror(parts):
         await transfers.delete_mirror(U, "/f", "SE::B")
     await deletions.step()
     assert storage.deleted == ["SE::A/g"] and [r.se for r in files.reps["g"]] == ["SE::B"]
+
+
+async def test_leases_of_other_jcentrals(parts):
+    store, files, storage, deletions, _ = parts
+    files.put("/f", "g", "u", ["SE::A"])
+    files.put("/h", "h", "u", ["SE::A"])
+    other = TransferService(store, files, storage, deletions, owner="other:1", lease=60)
+    [q1] = await other.mirror(U, "/f", "SE::B")
+    [q2] = await other.mirror(U, "/h", "SE::B")
+    storage.gate = asyncio.Event()
+    await other.step()
+    await asyncio.sleep(0)
+    assert {t.owner for t in await store.list_transfers()} == {"other:1"}
+    mine = TransferService(store, files, storage, deletions, owner="me:2", lease=60)
+    await mine.step()  # the other jcentral's copies are alive: left alone
+    assert mine._running == {}
+    t1 = await store.get_transfer(q1.id)
+    assert t1 is not None
+    await store.move_transfer(t1, TRANSFERRING, updated=time.time() - 120)  # its lease ran out
+    mine._renewed = 0.0
+    storage.gate.set()
+    await other.close()
+    await mine.step()
+    assert list(mine._running) == [q1.id]  # taken over; q2 stays the other's
+    await asyncio.gather(*mine._running.values())
+    assert (await store.get_transfer(q1.id)).state == DONE
+    assert (await store.get_transfer(q2.id)).state == TRANSFERRING
+    await mine.close()
