@@ -156,7 +156,7 @@ class DeletionService:
                 except StorageError as exc:
                     await self._failed(row, str(exc), exc.permanent)
                     return
-                except (OSError, TimeoutError) as exc:
+                except Exception as exc:  # unexpected: counted as a failed attempt
                     await self._failed(row, f"{type(exc).__name__}: {exc}", False)
                     return
             done.append(row.id)

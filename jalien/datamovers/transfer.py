@@ -379,7 +379,7 @@ class TransferService:
                 try:
                     await self.files.drop_replica(t.guid, t.remove_source)
                 except BaseException:
-                    await self.deletions.drop(held)
+                    self.deletions.abandon(held)  # committed or not: the recovery decides
                     raise
                 await self.deletions.release(held)
         fields = {"pfn": pfn} if pfn else {}
@@ -393,7 +393,10 @@ class TransferService:
         self.failed_attempts += 1
         log.info("transfer %d to %s, attempt %d: %s", t.id, t.destination, t.attempts, reason)
         if permanent or t.attempts >= t.max_attempts:
-            await self._move(t, FAILED_T, reason=reason[:500])
+            if await self._move(t, FAILED_T, reason=reason[:500]) and t.pfn:
+                # what an attempt may have left at the target goes (never a registered
+                # replica: the deletion step checks the catalogue first)
+                await self.deletions.enqueue([PfnRef(guid=t.guid, se=t.destination, pfn=t.pfn)])
             return
         wait = backoff(t.attempts, self.backoff_base, self.backoff_max)
         await self._move(t, WAITING, reason=reason[:500], next_try=time.time() + wait)

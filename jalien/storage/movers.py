@@ -264,6 +264,8 @@ class SEMover:
 
     async def _xrdcp_pipe(self, src: str, dst: str, md5: str):
         args = [_binary("xrdcp"), "--nopbar", "--force"]
+        if dst != "-":
+            args.append("--posc")  # a broken upload leaves nothing on the SE
         if md5 and dst != "-":
             args += ["--cksum", f"md5:{md5.lower()}"]
         return await asyncio.create_subprocess_exec(

@@ -267,7 +267,7 @@ async def test_transfers_limits_per_se_and_done(parts):
 
 
 async def test_transfer_retries_then_fails(parts):
-    _, files, storage, _, transfers = parts
+    _, files, storage, deletions, transfers = parts
     files.put("/f", "g", "u", ["SE::A"])
     storage.fail["SE::B/g"] = 9
     [q] = await transfers.mirror(U, "/f", "SE::B", attempts=2)
@@ -277,6 +277,8 @@ async def test_transfer_retries_then_fails(parts):
     t = await transfers.get(q.id)
     assert t is not None and t.state == FAILED_T and t.attempts == 2
     assert "copy failed" in t.reason
+    [left] = await deletions.pending()  # whatever the attempts left at the target goes
+    assert (left.se, left.pfn) == ("SE::B", "SE::B/g")
 
 
 async def test_restart_mid_transfer_no_loss_no_double(parts, tmp_path):
