@@ -7,11 +7,13 @@ make `gridstatus` and the per-minute history."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import urllib.request
 
 import pytest
 
+from jalien.auth.tls import client_context
 from jalien.metrics import value
 from jalien.storage.cp import copy
 from tests.integration.conftest import free_port
@@ -58,6 +60,8 @@ def test_spy_metrics_and_reports_through_the_chain(tmp_path, monkeypatch):
     central_metrics, vobox_metrics = free_port(), free_port()
     monkeypatch.setenv("JALIEN_METRICS_PORT", str(central_metrics))  # jcentral's environment
     monkeypatch.setenv("JALIEN_MONITOR_ROLLUP_INTERVAL", "1")
+    web = free_port()
+    monkeypatch.setenv("JALIEN_MONITOR_WEB_PORT", str(web))  # the page's state, below
     grid = Site(
         tmp_path,
         {
@@ -116,6 +120,19 @@ def test_spy_metrics_and_reports_through_the_chain(tmp_path, monkeypatch):
 
         status = await until(reported, what="the agent's report in gridstatus")
         assert "agents: 1" in status
+        tls = client_context(grid.globus / "usercert.pem", grid.globus / "userkey.pem",
+                             grid.home / "certificates")  # fmt: skip
+        tls.check_hostname = False
+        page_url = f"https://127.0.0.1:{web}/monitor/state.json"
+
+        async def on_the_page() -> dict:
+            with urllib.request.urlopen(page_url, context=tls, timeout=10) as answer:
+                state = json.loads(answer.read())
+            agents = [a for a in state["agents"] if a["job"] == job]
+            return state if agents and state["jobs"]["by_state"].get("RUNNING") == 1 else {}
+
+        page = await until(on_the_page, what="the running job's agent on the page")
+        assert [s["ce"] for s in page["sites"]] == [CE] and page["history"], page
 
         info = await wait_states(grid, user, [job], {"DONE", "ERROR_E", "KILLED", "EXPIRED"})
         assert info[job]["status"] == "DONE", (info, grid.logs())
