@@ -201,10 +201,11 @@ class DirWatch:
     """Wakes a waiter when files appear in the directories watched: inotify (``auto``,
     ``inotify``) plus a scan every *poll* seconds, or the scan alone (``poll``)."""
 
-    def __init__(self, mode: str = "auto", poll: float = 0.1) -> None:
+    def __init__(self, mode: str = "auto", poll: float = 0.1, *, settle: float = 0.0) -> None:
         if mode not in WATCH_MODES:
             raise ValueError(f"spool watch mode {mode!r}: one of {', '.join(WATCH_MODES)}")
         self.poll = poll
+        self.settle = settle  # seconds to wait after a wake-up, gathering what follows
         self._inotify: inotify.Inotify | None = None
         if mode != "poll":
             try:
@@ -264,6 +265,8 @@ class DirWatch:
         if not self._wake.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll)
+        if self.settle and self._wake.is_set():
+            await asyncio.sleep(self.settle)
         self._wake.clear()
         changed, self._changed = self._changed, set()
         if self._all or not changed:

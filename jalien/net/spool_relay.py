@@ -50,6 +50,9 @@ from jalien.wire.messages import Event, Reply
 log = logging.getLogger("jalien.net.spool_relay")
 
 NOT_REPEATED = "the relay restarted while this request was on its way upstream; it was not repeated"
+# after a wake-up, the relay lets this long pass before it lists: the files written
+# meanwhile are taken in the same pass (one listing, one high-water mark write)
+SETTLE = 0.001
 Identify = Callable[[bytes], Identity]  # a certificate (DER) -> the identity to forward
 
 
@@ -156,8 +159,8 @@ class _Connection:
                 continue
             self.hw = seq
             taken.append(seq)
-        if taken:
-            spool.write_atomic(self.up, spool.HW, str(self.hw).encode(), sync=self.relay.sync)
+        if taken:  # not fsync'ed: a process crash keeps it; a node crash may lose the last
+            spool.write_atomic(self.up, spool.HW, str(self.hw).encode(), sync=False)
         return taken
 
     def feed(self, seq: int, data: bytes) -> None:
@@ -335,7 +338,7 @@ class SpoolRelay:
 
     async def start(self) -> None:
         await asyncio.to_thread(spool.make_spool, self.root)
-        self.watch = spool.DirWatch(self.watch_mode, self.poll)
+        self.watch = spool.DirWatch(self.watch_mode, self.poll, settle=SETTLE)
         self.watch.add(self.conns_dir)
         self._task = asyncio.get_running_loop().create_task(self._run())
         log.info("spool relay on %s (%s, scan every %g s)", self.root, self.watch.mode, self.poll)
