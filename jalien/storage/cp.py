@@ -659,8 +659,9 @@ async def _put(http, replica, job: _Job, opts: Options, progress) -> list[str]:
 
 
 async def _put_xrootd(replica, job: _Job, opts: Options, progress) -> list[str]:
-    """An upload through the XRootD client library: the SE's md5 of what it stored checked
-    against ours; a broken attempt leaves nothing (POSC) and is retried from the start."""
+    """An upload through the XRootD client library; a broken attempt leaves nothing (POSC)
+    and is retried from the start. The md5 of what the SE stored is checked by ``commit``
+    (central asks the SE before registering)."""
     url = transfer_url(replica.url, replica.envelope)
     last = ""
     async for _ in _attempts(opts):

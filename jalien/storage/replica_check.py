@@ -35,7 +35,7 @@ from jalien.storage.xrd import XrdfsError, transfer_url, xrd_stat
 
 DEFAULT_TIMEOUT = 30.0  # seconds for one question, plus a second per HASH_RATE bytes
 HASH_RATE = 50_000_000  # bytes/s: an SE that has no md5 yet reads the whole file for it
-XRD_PARALLEL = 16  # XRootD questions at once
+XRD_PARALLEL = 8  # XRootD questions at once (an SE computing md5s on demand queues more)
 
 
 class StoredReplica(msgspec.Struct, frozen=True, kw_only=True):

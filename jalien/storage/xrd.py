@@ -14,10 +14,9 @@ TLS or login per file, which is what limited the former one-``xrdcp``-per-file e
   written at its offset (``os.pwrite``) and hashed in order, so the md5 is known when the
   last byte lands (no second pass); ``offset`` resumes a partial file (its bytes are hashed
   first). A read that brings nothing for *stall* seconds ends the attempt (resumable).
-- ``upload``: open ``new|delete|mkpath|posc`` (a broken upload leaves nothing, a retry
+- ``upload``: open ``delete|mkpath|posc`` (a broken upload leaves nothing, a retry
   overwrites its own earlier attempt: the PFN is this file's GUID path), pipelined writes,
-  close, then the SE's md5 (``query checksum``) against ours. An SE that keeps no checksums
-  (``[3013]``) is accepted with a note: the size was still checked, and commit asks again.
+  close; the md5 of what the SE stored is commit's question (``verify`` asks it here too).
 - ``third_party``: ``CopyProcess`` with ``thirdparty='first'`` (the SEs move the bytes; the
   library falls back to streaming through this process when they cannot) and an end-to-end
   md5 check, bounded by its timeout; progress from the library's handler.
@@ -67,6 +66,9 @@ __all__ = [
 
 CHUNK = 8 << 20  # bytes per read or write request (xrdcp's default chunk)
 INFLIGHT = 4  # requests of one transfer in flight at once (xrdcp's parallel chunks)
+# seconds a checksum query may take: an SE computing many at once tells clients to wait
+# (kXR_wait), which the library turns into "operation expired" past a request's timeout
+CHECKSUM_WAIT = 300.0
 NOT_FOUND, NOT_AUTHORIZED, IS_DIRECTORY, NO_SPACE, UNSUPPORTED = 3011, 3010, 3016, 3017, 3013
 FATAL_ERRNOS = {NOT_FOUND, NOT_AUTHORIZED, IS_DIRECTORY, NO_SPACE, 3003, 3006, 3008}
 # the library's settings (XRD_* in the environment wins: it is read by the library itself):
@@ -294,19 +296,20 @@ async def upload(
     on_bytes: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
     inflight: int = INFLIGHT,
+    verify: bool = False,
 ) -> list[str]:
     """The local file *src* to *url* (with its write envelope); returns notes (e.g. "not
-    verified by the SE"). Raises XrdError (``checksum`` when the SE stored other bytes)."""
+    verified by the SE"). With *verify*, the SE's md5 of what it stored is compared with
+    *md5* (XrdError ``checksum`` when it differs). cp leaves that to ``commit``, which asks
+    the SE the same question before it registers the replica: asked twice, an SE that
+    computes checksums on demand (Debian's xrootd, a few at a time) makes clients wait."""
     client = _client()
     flags = client.flags
     handle = client.File()
     wait = _timeout(stall)
-    how = (
-        flags.OpenFlags.NEW
-        | flags.OpenFlags.DELETE
-        | flags.OpenFlags.MAKEPATH
-        | flags.OpenFlags.POSC
-    )
+    # DELETE (truncate an existing file, xrdcp -f) and not NEW (which fails on one): a retry
+    # may find its own earlier attempt, at this file's own GUID path
+    how = flags.OpenFlags.DELETE | flags.OpenFlags.MAKEPATH | flags.OpenFlags.POSC
     mode = flags.AccessMode.UR | flags.AccessMode.UW | flags.AccessMode.GR | flags.AccessMode.OR
     await _result(_submit(handle.open, url, how, mode, timeout=wait), "open", stall)
     closed = False
@@ -332,10 +335,10 @@ async def upload(
         os.close(fd)
         if not closed:
             _close_soon(handle)
-    if not md5:
+    if not md5 or not verify:
         return []
     try:
-        stored = await _checksum(url, stall)
+        stored = await _checksum(url, CHECKSUM_WAIT)
     except XrdError as exc:
         if "[3013]" in str(exc) or "not supported" in str(exc).lower():
             return ["the SE cannot compute checksums: not verified there"]
@@ -375,7 +378,7 @@ async def stat(url: str, timeout: float = 30.0) -> tuple[int, str]:
         _submit(fs.stat, path, timeout=_timeout(timeout)), "stat", timeout
     )  # fmt: skip
     try:
-        md5 = await _checksum(url, timeout)
+        md5 = await _checksum(url, max(timeout, CHECKSUM_WAIT))
     except XrdError as exc:
         if exc.missing:
             raise
@@ -431,7 +434,7 @@ async def write_small(url: str, data: bytes, timeout: float = 60.0) -> None:
     flags = client.flags
     handle = client.File()
     wait = _timeout(timeout)
-    how = flags.OpenFlags.NEW | flags.OpenFlags.DELETE | flags.OpenFlags.MAKEPATH
+    how = flags.OpenFlags.DELETE | flags.OpenFlags.MAKEPATH
     mode = flags.AccessMode.UR | flags.AccessMode.UW | flags.AccessMode.GR | flags.AccessMode.OR
     await _result(_submit(handle.open, url, how, mode, timeout=wait), "open", timeout)
     try:
