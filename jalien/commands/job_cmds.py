@@ -657,6 +657,10 @@ class JobCommands:
     async def top(self, session: Session, args: list[str]) -> list[Record]:
         summary = await self.jobs.store.summary()
         lines = [f"{state:<12} {n:>10}" for state, n in sorted(summary.items())]
+        active = await self.jobs.store.active_by_user()  # the live ones: assigned .. saving
+        if active:
+            lines += ["active jobs by user:"]
+            lines += [f"  {user:<10} {n:>10}" for user, n in sorted(active.items())]
         record: Record = {k: str(v) for k, v in summary.items()}
         record["message"] = "\n".join(lines) if lines else "the task queue is empty"
         record["broker_waiting"] = str(len(self.jobs.broker))

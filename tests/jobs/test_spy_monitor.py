@@ -90,6 +90,9 @@ async def test_the_owner_and_admins_spy_others_may_not(spy_server, connect):
         assert reply.exitcode == 0, reply.error
         assert reply.results[0]["message"] == f"the {what} of the job"
     assert [a["what"] for a in asked][-1] == "out/result.txt"
+    top = (await alice.call("top")).results[0]
+    assert top["RUNNING"] == "1" and "active jobs by user:" in top["message"]
+    assert "alice" in top["message"].split("active jobs by user:")[1]
     admin = await connect(spy_server, login="jdoe")
     assert (await admin.call("spy", str(job), "stdout")).exitcode == 0
     host = await connect(spy_server, login="vobox")  # the policy: a host may not spy
