@@ -2,8 +2,8 @@
 relaying a filesystem spool (`spool_dir`) <- JobAgents it forks inside a network namespace
 whose only interface, loopback, is down (`unshare -n`). Jobs run to DONE with their input
 staged and their outputs registered by the relay, a user's `kill` reaches the payload
-through the spool, and a VoBox killed -9 with requests waiting in the spool loses none and
-runs none twice."""
+through the spool, a VoBox killed -9 with requests waiting in the spool loses none and
+runs none twice, and a Slurm VoBox's agents (sbatch) work the same."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from jalien.storage.cp import copy
-from tests.integration.conftest import free_port, jalien_bin, run_setup, start_central
+from tests.integration.conftest import free_port, jalien_bin, run_setup, start_central, stop
 from tests.integration.test_site_chain import (
     _ERRORS,
     CE,
@@ -34,6 +34,7 @@ from tests.integration.test_site_chain import (
     upload_inputs,
     wait_states,
 )
+from tests.site.conftest import slurm_cluster  # noqa: F401 - the session's Slurm cluster
 
 # nothing Cython-specific: the pure-Python pass leaves these to the Cython one
 pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
@@ -113,7 +114,8 @@ class SpoolSite(Site):
             self.env["JALIEN_NO_EXTENSIONS"] = os.environ["JALIEN_NO_EXTENSIONS"]
         self.start_vobox()
 
-    def start_vobox(self) -> None:
+    def start_vobox(self, **env: str) -> None:
+        self.env.update(env)
         out = open(self.vobox_log, "ab")  # noqa: SIM115 - closed with the process
         self.vobox = subprocess.Popen(
             [
@@ -236,6 +238,36 @@ def test_a_relay_killed_minus_9_loses_and_repeats_nothing(spool_site):
         states = [line.rsplit(" to ", 1)[-1] for line in trace.splitlines() if "[state" in line]
         expected = ["WAITING", "ASSIGNED", "STARTED", "RUNNING", "SAVING", "SAVED", "DONE"]
         assert states == expected, trace  # each state once: none ran twice, none was lost
+        await user.close()
+
+    asyncio.run(go())
+
+
+def test_a_slurm_vobox_starts_agents_on_its_spool(spool_site, slurm_cluster):  # noqa: F811
+    """The same through Slurm: sbatch runs the startup script, which points at the spool."""
+    grid = spool_site()
+
+    async def go():
+        stop(grid.vobox)  # the fork VoBox goes; its idle agents' requests wait in its spool
+        grid.spool = grid.tmp / "shared" / "spool-slurm"
+        grid.start_vobox(
+            JALIEN_BATCH="slurm",
+            JALIEN_SLURM_CONF=str(slurm_cluster.conf),
+            JALIEN_SLURM_PARTITION=slurm_cluster.partition,
+            JALIEN_BATCH_JOB_NAME="jalien-spool-test",
+            JALIEN_SPOOL_DIR=str(grid.spool),
+            JALIEN_VOBOX_DIR=str(grid.tmp / "vobox-slurm"),
+        )
+        grid.vobox_dir = grid.tmp / "vobox-slurm"
+        user = grid.user()
+        await user.connect()
+        await _upload(grid, user)
+        job = await submit(user, jdl("slurmed"))
+        info = await wait_states(grid, user, [job], {"DONE"} | _ERRORS)
+        assert info[job]["status"] == "DONE", (info, grid.logs())
+        await check_outputs(grid, user, job, "slurmed")
+        assert "interfaces: lo \n" in await _stdout(grid, user, job)
+        assert list((grid.vobox_dir / "agents").glob("*/batchid")), "no agent went through sbatch"
         await user.close()
 
     asyncio.run(go())
