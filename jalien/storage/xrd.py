@@ -183,11 +183,22 @@ def _timeout(seconds: float) -> int:
     return max(1, int(seconds + 0.999))
 
 
+SMALL_BLOCK = 2 << 20  # bytes: written and hashed in one worker-thread call
+
+
+def _write_and_hash(fd: int, data: bytes, offset: int, digest: Any) -> None:
+    os.pwrite(fd, data, offset)
+    digest.update(data)
+
+
 async def _store(fd: int, data: bytes, offset: int, digest: Any) -> None:
     """A block written at its offset and added to the running md5, both at once in worker
     threads (both leave the GIL): the hash is in order because blocks are stored in order."""
     if digest is None:
         await asyncio.to_thread(os.pwrite, fd, data, offset)
+        return
+    if len(data) <= SMALL_BLOCK:  # one trip to a worker thread: a small file's one block
+        await asyncio.to_thread(_write_and_hash, fd, data, offset, digest)
         return
     await asyncio.gather(
         asyncio.to_thread(os.pwrite, fd, data, offset), asyncio.to_thread(digest.update, data)

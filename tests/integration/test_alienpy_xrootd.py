@@ -103,6 +103,13 @@ def test_alienpy_cp_both_ways_and_cat(alienpy, grid, tmp_path):
     assert (tmp_path / "back.txt").read_text() == "hello from alien.py\n"
     code, out = a(alienpy, grid, tmp_path, "cat", f"{HOME}ax/note.txt")
     assert code == 0 and "hello from alien.py" in out, out
+    # what jalien's copy engine writes (jalien-bin cp, a JobAgent's outputs) alien.py reads
+    (tmp_path / "stdout").write_text("job output line\n")
+    code, _, err = run_user(grid, tmp_path, "cp", f"file:{tmp_path}/stdout", "job/1/stdout")
+    assert code == 0, err
+    assert call(grid, "whereis", "job/1/stdout").results[0]["pfn"].startswith("root://")
+    code, out = a(alienpy, grid, tmp_path, "cat", f"{HOME}job/1/stdout")
+    assert code == 0 and "job output line" in out, out
 
 
 def test_alienpy_cp_T8_of_a_directory(alienpy, grid, tmp_path):
