@@ -10,7 +10,7 @@ why the spool also polls (docs/relay.md).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 import struct
 
@@ -32,14 +32,18 @@ class InotifyError(OSError):
     pass
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-    if not hasattr(libc, "inotify_init1"):
-        return None
-    return libc
+    """The C library: the process's own symbols first (no subprocess, as find_library
+    would run), then libc by name."""
+    for name in (None, "libc.so.6"):
+        try:
+            libc = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+        if hasattr(libc, "inotify_init1"):
+            return libc
+    return None
 
 
 class Inotify:
