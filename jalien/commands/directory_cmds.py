@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from jalien.auth import policy
 from jalien.auth.policy import Action as A
-from jalien.auth.policy import ByFirstWord, IdentityKind, is_admin, kind_of
+from jalien.auth.policy import ByFirstWord, IdentityKind, kind_of
 from jalien.commands.errno import EINVAL, ENOENT, EPERM, jalien_error
 from jalien.commands.options import parse
 from jalien.commands.session import Session
@@ -172,7 +173,8 @@ class DirectoryCommands:
         target = opts.args[0]
         me = session.identity
         mine = self.dir.person(me.login)
-        if target != me.login and not (is_admin(me) or (mine is not None and target in mine.roles)):
+        may_switch = policy.is_admin(me) or (mine is not None and target in mine.roles)
+        if target != me.login and not may_switch:
             raise jalien_error(EPERM, f"Switching user {me.login} to [{target}] failed")
         person = self.dir.person(target)
         if person is None:
@@ -304,7 +306,7 @@ class DirectoryCommands:
     # -- quotas
     def _quota_user(self, session: Session, words: list[str]) -> str:
         login = words[0] if words else session.identity.login
-        if login != session.identity.login and not is_admin(session.identity):
+        if login != session.identity.login and not policy.is_admin(session.identity):
             raise jalien_error(EPERM, f"only an admin may see the quota of {login}")
         if self.dir.person(login) is None:
             raise jalien_error(ENOENT, f"No quota for unknown user {login}")

@@ -1,13 +1,13 @@
 """The optimizers' commands: ``optimiserLogs`` (JAliEn's) and ``moveDirectory``.
 
-    optimiserLogs [-l] [-v] [-n N] [-f SECONDS] [name ...]
-        the last entry (-n: the last N) of each optimizer's log, oldest first; -v adds each
-        optimizer's interval, last and next run; -l lists the optimizers; -f sets the
-        interval of the named optimizers (all when none is named), live (admins only)
-    moveDirectory LFN_DIR [HOST]
-        split a populated directory into an LFN table of its own, online (admins; the
-        sharded MariaDB catalogue; HOST: the position of the server in the configured
-        hosts, default the server of the table it leaves)
+optimiserLogs [-l] [-v] [-n N] [-f SECONDS] [name ...]
+    the last entry (-n: the last N) of each optimizer's log, oldest first; -v adds each
+    optimizer's interval, last and next run; -l lists the optimizers; -f sets the
+    interval of the named optimizers (all when none is named), live (admins only)
+moveDirectory LFN_DIR [HOST]
+    split a populated directory into an LFN table of its own, online (admins; the
+    sharded MariaDB catalogue; HOST: the position of the server in the configured
+    hosts, default the server of the table it leaves)
 """
 
 from __future__ import annotations

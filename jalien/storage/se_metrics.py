@@ -25,9 +25,7 @@ class SEStats:
 
     def count(self, method: str, status: int, seconds: float, got: int, sent: int) -> None:
         key = (method, str(status))
-        row = self.by.get(key)
-        if row is None:
-            row = self.by[key] = [0, 0.0, 0, 0]
+        row = self.by.setdefault(key, [0, 0.0, 0, 0])
         row[0] += 1
         row[1] += seconds
         row[2] += got
