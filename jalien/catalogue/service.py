@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import msgspec
 
@@ -65,6 +65,9 @@ class Catalogue:
         self._homes_done: set[str] = set()
         # where the replicas of removed files go (the role wires the data movers' queue)
         self.removals: RemovalQueue = NoRemovals()
+        # several hosts sharing this catalogue: each write's paths go to the change log the
+        # others follow to drop them from their caches (catalogue.change_log); None: one host
+        self.changes: Callable[[Iterable[str]], Awaitable[None]] | None = None
 
     # -- lookups
     def home_of(self, login: str) -> str:
@@ -210,10 +213,17 @@ class Catalogue:
         return se
 
     # -- writes
-    def _writing(self, *paths: str) -> contextlib.AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def _writing(self, *paths: str) -> AsyncIterator[None]:
         """Around each backend call that commits a write: the cache's invalidation of
-        *paths* is durable before the commit and repeated after it (crash-consistent)."""
-        return self.cache.writing(*paths)
+        *paths* is durable before the commit and repeated after it (crash-consistent); with
+        other hosts, the paths are in the change log before the write is acknowledged."""
+        try:
+            async with self.cache.writing(*paths):
+                yield
+        finally:
+            if self.changes is not None and paths:
+                await self.changes(paths)
 
     async def _parent_for_write(self, caller: Caller, path: str) -> Entry:
         parent = split(path)[0].rstrip("/") or "/"
@@ -307,24 +317,21 @@ class Catalogue:
                 raise RequestError(f"{entry.lfn}: is a directory, use rm -r", 21)
             require(caller, entry, WRITE, "remove from")
             guids = await self._guids_under(as_dir(path))
-            held = await self._hold(guids)
-            try:
-                async with self._writing(path):
-                    count = await self.backend.delete_tree(as_dir(path))
-                    orphans = await self._orphans(guids)
-            except BaseException:
-                self.removals.abandon(held.ids)
-                raise
         else:
             guids = [entry.guid] if entry.guid else []
-            held = await self._hold(guids)
-            try:
-                async with self._writing(path):
+        held = await self._hold(guids)
+        try:
+            async with self._writing(path):
+                if entry.is_dir:
+                    count = await self.backend.delete_tree(as_dir(path))
+                else:
                     count = await self.backend.delete([path])
-                    orphans = await self._orphans(guids)
-            except BaseException:
-                self.removals.abandon(held.ids)
-                raise
+                orphans = await self._unreferenced(guids)
+                for guid in orphans:  # their replica rows go inside the removal's write
+                    await self.backend.delete_replicas(guid)
+        except BaseException:
+            self.removals.abandon(held.ids)
+            raise
         release, drop = held.split(orphans)
         await self.removals.release(release)
         await self.removals.drop(drop)
@@ -342,15 +349,9 @@ class Catalogue:
         ids = await self.removals.hold(replicas) if replicas else []
         return Held(ids, [r.guid for r in replicas] if ids else [])
 
-    async def _orphans(self, guids: list[str]) -> set[str]:
-        """Of *guids* (their LFNs just removed), those no LFN points to any more: their
-        replica rows go (inside the removal's write)."""
-        orphans = set()
-        for guid in guids:
-            if not await self.backend.by_guid(guid):
-                await self.backend.delete_replicas(guid)
-                orphans.add(guid)
-        return orphans
+    async def _unreferenced(self, guids: list[str]) -> set[str]:
+        """Of *guids* (their LFNs just removed), those no LFN points to any more."""
+        return {guid for guid in guids if not await self.backend.by_guid(guid)}
 
     # -- replicas (central's own: the data movers; no caller's permissions apply)
     async def _paths_of(self, guid: str) -> list[str]:
