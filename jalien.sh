@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Developer entry point: ./jalien.sh run | client | test | dev | lint | bench | build-binary
+# Developer entry point: ./jalien.sh run | client | test | dev | lint | bench | build-binary | galera
 # Sets up .venv (editable meson-python install) on first use, then does the job.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +26,7 @@ TEST_PACKAGES+=(slurm-wlm slurmctld slurmd munge)                  # the VoBox's
 TEST_PACKAGES+=(zsh)                                               # zsh completion
 TEST_PACKAGES+=(slapd ldap-utils)                                  # central configuration in LDAP
 TEST_PACKAGES+=(chromium chromium-driver libnss3-tools)            # the monitoring page, headless
+TEST_PACKAGES+=(galera-4 rsync)                                    # several jcentrals on Galera
 
 ensure_system() {  # ensure_system PACKAGE...
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -173,6 +174,17 @@ case "$cmd" in
   bench)
     ensure_env test,mariadb
     for b in bench/bench_*.py; do python "$b" "$@"; done
+    ;;
+  galera)
+    # a 3-node MariaDB Galera cluster on loopback (docs/multihost.md):
+    # ./jalien.sh galera start|stop [DIR] (default run/galera; ports in DIR/cluster.env)
+    action="${1:-start}"
+    dir="${2:-$ROOT/run/galera}"
+    case "$action" in
+      start) ensure_system mariadb-server galera-4 rsync; exec build/galera/start.sh "$dir" ;;
+      stop) exec build/galera/stop.sh "$dir" ;;
+      *) echo "usage: ./jalien.sh galera start|stop [DIR]" >&2; exit 2 ;;
+    esac
     ;;
   build-binary)
     # dist/jalien-bin with Nuitka (see packaging/README.md)
