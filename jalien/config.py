@@ -25,6 +25,11 @@ class Settings(msgspec.Struct, kw_only=True):
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
     ws_port: int = 8097
     binary_port: int = 8098
+    # jcentral's worker processes (docs/ARCHITECTURE.md, roles/workers.py): 0 = one per core
+    # of the host, 1 = a single process; the workers share the listening ports
+    # (SO_REUSEPORT), the catalogue, the task queue and the shared cache
+    workers: int = 1
+    shared_ports: bool = False  # set by the supervisor for its workers (SO_REUSEPORT)
     vo: str = "alice"
     vo_root: str = "/alice"
     user_home_template: str = "/alice/cern.ch/user/{initial}/{login}/"

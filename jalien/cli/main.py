@@ -42,6 +42,11 @@ def _role_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ws-port", type=int, help="WebSocket JSON port (default 8097)")
     parser.add_argument("--binary-port", type=int, help="binary channel port (default 8098)")
     parser.add_argument(
+        "--workers",
+        type=int,
+        help="jcentral: worker processes sharing the ports (default: the host's cores; 1: one)",
+    )
+    parser.add_argument(
         "--listen",
         action="append",
         help="address to listen on (repeatable; default both 127.0.0.1 and ::1)",
@@ -81,6 +86,7 @@ def _settings(args: argparse.Namespace):
             home=args.home,
             ws_port=getattr(args, "ws_port", None),
             binary_port=getattr(args, "binary_port", None),
+            workers=getattr(args, "workers", None),
             listen=getattr(args, "listen", None),
             log_level=getattr(args, "log_level", None),
         )

@@ -68,12 +68,21 @@ class MonitorPage:
         app.router.add_get("/metrics", self.prometheus)
         self.app = app
 
-    async def start(self, hosts: list[str], port: int, context: ssl.SSLContext) -> int:
+    async def start(
+        self, hosts: list[str], port: int, context: ssl.SSLContext, *, reuse_port: bool = False
+    ) -> int:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
         bound = port
         for host in hosts:
-            site = web.TCPSite(self.runner, host, bound, ssl_context=context, reuse_address=True)
+            site = web.TCPSite(
+                self.runner,
+                host,
+                bound,
+                ssl_context=context,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
+            )
             await site.start()
             if not bound:
                 bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

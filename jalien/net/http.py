@@ -289,13 +289,19 @@ class HttpServer:
         self.connections: set[_HttpConnection] = set()
         self._servers: list[asyncio.Server] = []
 
-    async def start(self, hosts: list[str], port: int) -> None:
-        """Listen on every host (port 0: the first host picks, the others follow)."""
+    async def start(self, hosts: list[str], port: int, *, reuse_port: bool = False) -> None:
+        """Listen on every host (port 0: the first host picks, the others follow);
+        *reuse_port*: SO_REUSEPORT, the port shared with the other workers of a jcentral."""
         loop = asyncio.get_running_loop()
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             server = await loop.create_server(
-                lambda: _HttpConnection(self), host, port, family=family, reuse_address=True
+                lambda: _HttpConnection(self),
+                host,
+                port,
+                family=family,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
             )
             self._servers.append(server)
             port = server.sockets[0].getsockname()[1]

@@ -1227,15 +1227,19 @@ class Server:
             16 * 1024,
         )
 
-    async def start(self, hosts: list[str], ws_port: int, binary_port: int) -> None:
+    async def start(
+        self, hosts: list[str], ws_port: int, binary_port: int, *, reuse_port: bool = False
+    ) -> None:
         """Listen on every host for each personality (a port < 0 disables one). With port 0
-        the first host picks a free port and the others use the same one."""
+        the first host picks a free port and the others use the same one. *reuse_port*:
+        SO_REUSEPORT, the ports shared with the other workers of a jcentral (the kernel
+        spreads the connections over them; roles/workers.py)."""
         loop = asyncio.get_running_loop()
         for personality, port in ((WEBSOCKET, ws_port), (BINARY, binary_port)):
             if port < 0:
                 continue
             for host in hosts:
-                sock = _listen(host, port)
+                sock = _listen(host, port, reuse_port)
                 port = sock.getsockname()[1]
                 self._sockets.setdefault(personality, []).append(sock)
                 self._accepting.add(loop.create_task(self._accept(sock, personality)))
@@ -1311,11 +1315,13 @@ class Server:
         self.audit.flush()  # the role closes it (a JobAgent's servers share one)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))

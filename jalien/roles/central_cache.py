@@ -83,7 +83,11 @@ async def serve_textcache(settings: Settings, store: CacheStore) -> HttpServer |
         return None
     server = HttpServer(TextCache(store))
     try:
-        await server.start(settings.cache_http_listen, settings.cache_http_port)
+        await server.start(
+            settings.cache_http_listen,
+            settings.cache_http_port,
+            reuse_port=settings.shared_ports,
+        )
     except OSError as exc:
         log.warning(
             "TextCache HTTP not started on port %d: %s", settings.cache_http_port, exc.strerror

@@ -197,6 +197,8 @@ async def start_page(
         metrics=metrics.exposition if metrics is not None else None,
         interval=settings.monitor_web_interval,
     )
-    port = await page.start(settings.listen, settings.monitor_web_port, context)
+    port = await page.start(
+        settings.listen, settings.monitor_web_port, context, reuse_port=settings.shared_ports
+    )
     print(f"monitoring page: https://{settings.listen[0]}:{port}/monitor", flush=True)
     return page

@@ -79,6 +79,7 @@ from jalien.roles.datamovers_wiring import (
 from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage, lifecycle_metrics
 from jalien.roles.role_metrics import central_metrics, start_metrics
 from jalien.roles.start import run_role, stop_event
+from jalien.roles.workers import SINGLE, WorkerSlot, run_workers, worker_count
 from jalien.storage.envelope import EnvelopeSigner
 
 log = logging.getLogger("jalien.jcentral")
@@ -304,7 +305,9 @@ def command_actions() -> dict[str, ActionOf]:
     return {command.name: command.action for command in table}
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
+    """jcentral in this process: alone (SINGLE), or as worker *slot* of a supervisor
+    (roles/workers.py): the once-per-host loops only in worker 0."""
     tokens = token_authority(settings)
     cache = build_cache(settings)
     catalogue = build_catalogue(settings, cache)
@@ -336,6 +339,7 @@ async def serve(settings: Settings) -> None:
         monitor=monitor,
     )
     loops.add_pools(server.audit.pools)
+    once = slot.singletons  # this process runs the once-per-host loops
     textcache = await serve_textcache(settings, cache)
     metrics = central_metrics(settings, server, jobs, cache, loops)
     datamover_metrics(metrics, movers)  # removals and transfers
@@ -349,18 +353,22 @@ async def serve(settings: Settings) -> None:
     await catalogue.backend.start()
     await optimizers.journal.start()
     for loop in optimizers.loops(settings.optimizer_guid_interval, settings.optimizer_lfn_interval):
-        loops.start(loop)
+        if once:
+            loops.start(loop)
     await jobs.store.start()
     await movers.start()
     loops.add_pools(movers.store.pools)
     for loop in movers.loops(settings.deletion_interval, settings.transfer_interval):
-        loops.start(loop)
+        if once:
+            loops.start(loop)
     await lifecycle.start()
     for loop in lifecycle.loops(
         settings.rules_interval, settings.decommission_interval, settings.darkdata_interval
     ):
-        loops.start(loop)
-    loops.start(ExpiryReaper(catalogue, expiry, _CENTRAL).loop(settings.lfn_expiry_interval))
+        if once:
+            loops.start(loop)
+    if once:
+        loops.start(ExpiryReaper(catalogue, expiry, _CENTRAL).loop(settings.lfn_expiry_interval))
     se = None
     watchdog = Watchdog(
         jobs,
@@ -368,7 +376,8 @@ async def serve(settings: Settings) -> None:
         zombie_timeout=settings.job_zombie_timeout,
         max_resubmits=settings.job_max_resubmits,
     )
-    loops.start(watchdog.loop(settings.job_watchdog_interval))
+    if once:
+        loops.start(watchdog.loop(settings.job_watchdog_interval))
     loops.start(jobs.keep_live(settings.job_live_refresh))
     loops.start(jobs.quota_loop(settings.job_quota_interval))
     try:
@@ -377,7 +386,7 @@ async def serve(settings: Settings) -> None:
         loops.start(directory.loop())
         if settings.embedded_se:
             se = await embedded_se(settings, catalogue, metrics)
-        await _run(settings, server)
+        await _run(settings, server, slot)
     finally:
         server.audit.close()  # what is pending is written
         await loops.stop_all(timeout=5.0)
@@ -427,22 +436,38 @@ class _Central:
 _CENTRAL = _Central()
 
 
-async def _run(settings: Settings, server: Server) -> None:
-    await server.start(settings.listen, settings.ws_port, settings.binary_port)
-    print(
-        f"jcentral ready: wss://{settings.listen[0]}:{settings.ws_port}/websocket/json and "
-        f"binary channel on port {settings.binary_port}",
-        flush=True,
+def ready_text(settings: Settings) -> str:
+    return (
+        f"ready: wss://{settings.listen[0]}:{settings.ws_port}/websocket/json and "
+        f"binary channel on port {settings.binary_port}"
+    )
+
+
+async def _run(settings: Settings, server: Server, slot: WorkerSlot) -> None:
+    await server.start(
+        settings.listen, settings.ws_port, settings.binary_port, reuse_port=settings.shared_ports
     )
     stop = stop_event()
+    if slot.count > 1:
+        slot.ready()  # the supervisor says "jcentral ready" once every worker serves
+    else:
+        print(f"jcentral {ready_text(settings)}", flush=True)
     await stop.wait()
     log.info("stopping")
     await server.close()
 
 
 def run_jcentral(settings: Settings) -> int:
+    """jcentral: one process (``workers = 1``), or a supervisor of ``workers`` (0: one per
+    core) processes sharing the ports, the databases and the cache (roles/workers.py)."""
+    if worker_count(settings.workers) > 1:
+        return run_workers(settings, _worker, ready_text)
+    return _worker(settings, SINGLE)
+
+
+def _worker(settings: Settings, slot: WorkerSlot) -> int:
     return run_role(
-        lambda: serve(settings),
+        lambda: serve(settings, slot),
         log_level=settings.log_level,
         prefix="jalien-bin: cannot start jcentral: ",
     )

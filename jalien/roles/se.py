@@ -25,7 +25,9 @@ async def start_se(
     if metrics is not None:
         instrument(server, metrics)
     context = se_context(settings.host_cert_path, settings.host_key_path)
-    port = await server.start(settings.listen, settings.se_port, context)
+    port = await server.start(
+        settings.listen, settings.se_port, context, reuse_port=settings.shared_ports
+    )
     print(f"se ready: {settings.se_url(port)} serving {settings.se_root_path}", flush=True)
     return server, port
 
@@ -37,7 +39,9 @@ async def start_se_xrootd(
     if settings.se_xrootd_port < 0:
         return None, -1
     server = XRootDServer(settings.se_root_path, verifier)
-    port = await server.start(settings.listen, settings.se_xrootd_port)
+    port = await server.start(
+        settings.listen, settings.se_xrootd_port, reuse_port=settings.shared_ports
+    )
     print(f"se xrootd ready: {settings.se_xrootd_url(port)}", flush=True)
     return server, port
 

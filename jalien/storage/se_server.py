@@ -107,13 +107,27 @@ class StorageServer:
         self.app.router.add_route("DELETE", "/{path:.*}", self.delete)
 
     # -- serving
-    async def start(self, hosts: list[str], port: int, context: ssl.SSLContext | None) -> int:
+    async def start(
+        self,
+        hosts: list[str],
+        port: int,
+        context: ssl.SSLContext | None,
+        *,
+        reuse_port: bool = False,
+    ) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
         bound = port
         for host in hosts:
-            site = web.TCPSite(self.runner, host, bound, ssl_context=context, reuse_address=True)
+            site = web.TCPSite(
+                self.runner,
+                host,
+                bound,
+                ssl_context=context,
+                reuse_address=True,
+                reuse_port=reuse_port or None,
+            )
             await site.start()
             if not bound:
                 bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

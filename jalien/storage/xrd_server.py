@@ -221,13 +221,17 @@ class XRootDServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- serving
-    async def start(self, hosts: list[str], port: int) -> int:
+    async def start(self, hosts: list[str], port: int, *, reuse_port: bool = False) -> int:
+        """Listen on every host (port 0: the first picks); *reuse_port*: SO_REUSEPORT, the
+        port shared with the other workers of a jcentral."""
         self.root.mkdir(parents=True, exist_ok=True)
         bound = port
         for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
