@@ -150,6 +150,12 @@ class Settings(msgspec.Struct, kw_only=True):
     # how often the live jobs (whose tokens work) are re-read from the task queue: what
     # another jcentral process sharing it ended is refused here after at most this long
     job_live_refresh: float = 10.0
+    # several jcentrals on a shared task queue and catalogue (docs/multicentral.md): this
+    # process's name in the agent routes (""; host:pid:random, unique per run), and how
+    # often it takes the pushes other centrals left for its agents and follows the
+    # catalogue's change log (the bound of cache coherence); 0: neither (one process)
+    central_name: str = ""
+    peer_poll_interval: float = 0.5
     # the central configuration (docs/ldap.md): "files" (accounts.toml and directory.json
     # in the home: the single-machine grid) or "ldap" (OpenLDAP at ldap_uri)
     config_backend: str = "files"

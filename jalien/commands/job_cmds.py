@@ -692,7 +692,7 @@ class JobCommands:
                 change = site_api.status_from_words(_words(request))
             except site_api.SiteApiError as exc:
                 raise jalien_error(EINVAL, str(exc)) from None
-        row = await self.jobs.set_status(session.identity, change)
+        row = await self.jobs.set_status(session.identity, change, session.push)
         if request.data:
             return Reply()
         return Reply(
@@ -703,5 +703,5 @@ class JobCommands:
 
     async def heartbeat(self, session: Session, args: list[str]) -> list[Record]:
         job_id = _ids(args[:1])[0]
-        await self.jobs.heartbeat(session.identity, job_id)
+        await self.jobs.heartbeat(session.identity, job_id, session.push)
         return [{"id": str(job_id), "time": str(int(time.time())), "message": "ok"}]

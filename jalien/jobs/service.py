@@ -32,6 +32,7 @@ from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
 from jalien.jobs.queue import JobRow, NewJob, TaskQueue
 from jalien.jobs.requirements import compile_requirements
+from jalien.jobs.routes import Router
 from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobState, parse_state
 from jalien.loops import Loop
 from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, EXIT_QUOTA, RequestError
@@ -86,6 +87,32 @@ class JobService:
         self.ce_settings: Callable[[str], CESettings | None] | None = None
         self.usage_refresh = 30.0  # seconds a user's 24 h job usage is kept
         self._usage: dict[str, tuple[float, int, int]] = {}  # user -> (when, cost, wall)
+        # several jcentrals: where each job's agent is connected, pushes to the others'
+        # agents (jobs.routes); None: this process is the only one
+        self.router: Router | None = None
+
+    def attach_router(self, router: Router) -> None:
+        self.router = router
+        router.handlers["kill"] = self._remote_kill
+
+    def _remote_kill(self, job_id: int, payload: dict[str, Any]) -> None:
+        """Another central killed a job whose agent is connected here."""
+        push = self._agents.pop(job_id, None)
+        if push is not None:
+            push(Event(topic="kill", payload={"queueId": job_id}))
+
+    def _hold(self, job_id: int, push: Push | None) -> None:
+        """The job's agent talks to this central on *push*'s connection (a match, or its
+        first report here after its central died): kills and spy questions go there."""
+        if push is None or self._agents.get(job_id) is push:
+            return
+        self._agents[job_id] = push
+        if self.router is not None:
+            self.router.hold(job_id)
+
+    def _drop_agent(self, job_id: int) -> None:
+        if self._agents.pop(job_id, None) is not None and self.router is not None:
+            self.router.release(job_id)
 
     async def start(self) -> None:
         self.broker.add_many(await self.store.waiting())
@@ -374,6 +401,13 @@ class JobService:
         push = self._agents.pop(job_id, None)
         if push is not None:
             push(Event(topic="kill", payload={"queueId": job_id}))
+            if self.router is not None:
+                self.router.release(job_id)
+        elif self.router is not None:  # its agent may be connected to another central
+            try:
+                await self.router.send_to_agent(job_id, "kill", {"queueId": job_id})
+            except Exception as exc:  # killed in the task queue all the same
+                log.warning("kill of job %d not sent to its central: %s", job_id, exc)
         return row
 
     def _left_queue(self, old: JobState, row: JobRow) -> None:
@@ -458,8 +492,7 @@ class JobService:
             self._track(row)
             if caller.serial:
                 self.matched_by[job_id] = caller.serial
-            if push is not None:
-                self._agents[job_id] = push
+            self._hold(job_id, push)
             cert, key = await self._token(row)
             return MatchedJob(
                 queue_id=job_id,
@@ -486,7 +519,9 @@ class JobService:
         self.job_tokens[row.id] = {cert.serial_number}  # a new run: earlier tokens are done
         return cert.public_bytes(Encoding.PEM).decode(), token_key_pem(key).decode()
 
-    async def set_status(self, caller: Any, change: StatusChange) -> JobRow:
+    async def set_status(
+        self, caller: Any, change: StatusChange, push: Push | None = None
+    ) -> JobRow:
         """A site's report of a job's new state; its resource trace goes to the job's trace."""
         job_id = change.queue_id
         state = parse_state(change.state)  # a RequestError (22) for an unknown state
@@ -508,7 +543,9 @@ class JobService:
         old, row = await self.store.transition(job_id, state, fields=fields, message=message)
         self._left_queue(old, row)
         if state in FINAL:
-            self._agents.pop(job_id, None)
+            self._drop_agent(job_id)
+        elif caller.kind is IdentityKind.JOBAGENT:  # the agent's own connection
+            self._hold(job_id, push)
         return row
 
     async def force_state(
@@ -529,12 +566,14 @@ class JobService:
         )
         self._left_queue(old, row)
         if state in FINAL:
-            self._agents.pop(job_id, None)
+            self._drop_agent(job_id)
         return row
 
-    async def heartbeat(self, caller: Any, job_id: int) -> None:
-        await self.check_job_caller(caller, job_id)
+    async def heartbeat(self, caller: Any, job_id: int, push: Push | None = None) -> None:
+        job = await self.check_job_caller(caller, job_id)
         await self.store.touch(job_id, {"heartbeat": _now()})
+        if caller.kind is IdentityKind.JOBAGENT and not job.job_state.is_final:
+            self._hold(job_id, push)
 
     async def check_job_caller(self, caller: Any, job_id: int) -> JobRow:
         """A job token acts for its own, living job only; sites and admins (the policy lets

@@ -7,15 +7,26 @@ that matched the job (through the VoBox, which relays its agents' channels); the
 answers with ``spyReport`` on the same connection (``wire.monitor_api.SpyReport``). No
 level connects into a site. A question waits at most ``timeout`` seconds; at most
 ``max_pending`` wait at once (beyond: busy), so a silent agent costs nothing lasting.
+
+Several jcentrals (``jobs.routes``): when the agent is connected to another central, the
+question goes there as a push (topic "spy", with the asking central's name), that central
+pushes it to the agent and sends the agent's report back (topic "spyReport"). Refs start at
+a random number per process, so that one central's questions never take another's answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
+import random
+import time
 from typing import Any
 
+import msgspec
+
+from jalien.jobs.routes import Router
 from jalien.jobs.service import JobService
 from jalien.jobs.states import ACTIVE
 from jalien.wire.errors import (
@@ -49,7 +60,12 @@ class SpyDesk:
         self.jobs = jobs
         self.timeout = timeout
         self.max_pending = max_pending
-        self._refs = itertools.count(1)
+        self._refs = itertools.count(random.randrange(1, 1 << 30) << 20)
+        # questions from other centrals for agents connected here: ref -> (asker, job, when)
+        self._relayed: collections.OrderedDict[int, tuple[str, int, float]] = (
+            collections.OrderedDict()
+        )
+        self.router: Router | None = None
         # ref -> (job id, the future the answer completes)
         self._pending: dict[int, tuple[int, asyncio.Future[SpyReport]]] = {}
         self.asked = 0
@@ -65,7 +81,7 @@ class SpyDesk:
                 EXIT_NOT_FOUND,
             )
         push = self.jobs._agents.get(job_id)
-        if push is None:
+        if push is None and self.router is None:
             raise RequestError(
                 f"job {job_id}: its JobAgent is not connected to this central service",
                 EXIT_NOT_FOUND,
@@ -76,9 +92,15 @@ class SpyDesk:
         future: asyncio.Future[SpyReport] = asyncio.get_running_loop().create_future()
         self._pending[ref] = (job_id, future)
         self.asked += 1
+        question = {"queueId": str(job_id), "what": what, "ref": str(ref)}
         try:
-            push(Event(topic=SPY_TOPIC, payload={"queueId": str(job_id), "what": what,
-                                                  "ref": str(ref)}))  # fmt: skip
+            if push is not None:
+                push(Event(topic=SPY_TOPIC, payload=question))
+            elif not await self._ask_elsewhere(job_id, question):
+                raise RequestError(
+                    f"job {job_id}: its JobAgent is connected to no central service",
+                    EXIT_NOT_FOUND,
+                )
             report = await asyncio.wait_for(future, self.timeout)
         except TimeoutError:
             self.timeouts += 1
@@ -95,16 +117,85 @@ class SpyDesk:
     def answer(self, caller: Any, report: SpyReport) -> None:
         """A JobAgent's ``spyReport``: it must come from the agent the job was matched to."""
         waiting = self._pending.get(report.ref)
-        if waiting is None:
+        relayed = self._relayed.get(report.ref) if waiting is None else None
+        if waiting is None and relayed is None:
             log.info("spy report %d for job %d came too late", report.ref, report.queue_id)
             return
-        job_id, future = waiting
+        job_id = waiting[0] if waiting is not None else relayed[1]  # type: ignore[index]
         matched = self.jobs.matched_by.get(job_id)
         if report.queue_id != job_id or (matched is not None and matched != caller.serial):
             raise RequestError(
                 f"Permission denied: spy report {report.ref} is not this JobAgent's",
                 EXIT_PERMISSION,
             )
+        if relayed is not None:  # another central asked: the answer goes back there
+            del self._relayed[report.ref]
+            self._send_back(relayed[0], report)
+            return
+        self._deliver(report)
+
+    def _deliver(self, report: SpyReport) -> None:
+        waiting = self._pending.get(report.ref)
+        if waiting is None:
+            log.info("spy report %d for job %d came too late", report.ref, report.queue_id)
+            return
         self.answered += 1
-        if not future.done():
-            future.set_result(report)
+        if not waiting[1].done():
+            waiting[1].set_result(report)
+
+    # -- several jcentrals (jobs.routes)
+    def attach_router(self, router: Router) -> None:
+        self.router = router
+        router.handlers[SPY_TOPIC] = self._relay
+        router.handlers["spyReport"] = self._remote_report
+
+    async def _ask_elsewhere(self, job_id: int, question: dict[str, str]) -> bool:
+        assert self.router is not None
+        return await self.router.send_to_agent(
+            job_id, SPY_TOPIC, {**question, "from": self.router.name}
+        )
+
+    def _relay(self, job_id: int, payload: dict[str, Any]) -> None:
+        """Another central's question for an agent connected here."""
+        asker = str(payload.pop("from", ""))
+        try:
+            ref = int(payload.get("ref", ""))
+        except ValueError:
+            return
+        push = self.jobs._agents.get(job_id)
+        if push is None:  # gone meanwhile: the asker hears it now, not at its timeout
+            error = "its JobAgent is not connected to a central service now"
+            report = SpyReport(ref=ref, queue_id=job_id, what=str(payload.get("what", "")),
+                               error=error)  # fmt: skip
+            self._send_back(asker, report)
+            return
+        now = time.monotonic()
+        self._relayed[ref] = (asker, job_id, now)
+        while self._relayed and (
+            len(self._relayed) > self.max_pending
+            or next(iter(self._relayed.values()))[2] < now - 2 * self.timeout
+        ):
+            self._relayed.popitem(last=False)
+        push(Event(topic=SPY_TOPIC, payload=payload))
+
+    def _send_back(self, asker: str, report: SpyReport) -> None:
+        if self.router is None or not asker:
+            return
+        body = msgspec.to_builtins(report)
+        task = asyncio.ensure_future(
+            self.router.send_to_central(asker, report.queue_id, "spyReport", body)
+        )
+        task.add_done_callback(_log_failure)
+
+    def _remote_report(self, job_id: int, payload: dict[str, Any]) -> None:
+        try:
+            report = msgspec.convert(payload, SpyReport)
+        except msgspec.ValidationError as exc:
+            log.info("spy report from another central for job %d: %s", job_id, exc)
+            return
+        self._deliver(report)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("spy report not sent back: %s", task.exception())

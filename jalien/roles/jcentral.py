@@ -71,6 +71,7 @@ from jalien.roles.central_monitor import (
     rollup_loop,
     start_page,
 )
+from jalien.roles.central_peers import start_peers
 from jalien.roles.datamovers_wiring import (
     build_datamovers,
     datamover_metrics,
@@ -356,6 +357,8 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
         if once:
             loops.start(loop)
     await jobs.store.start()
+    # one of several centrals: agent routes, the catalogue's change log (docs/multicentral.md)
+    peers = await start_peers(settings, catalogue, jobs, monitor.spy, loops)
     await movers.start()
     loops.add_pools(movers.store.pools)
     for loop in movers.loops(settings.deletion_interval, settings.transfer_interval):
@@ -395,6 +398,7 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
         await lifecycle.close()
         await movers.close()
         await mover.close()
+        await peers.close()
         await jobs.store.close()
         await optimizers.journal.close()
         await catalogue.backend.close()

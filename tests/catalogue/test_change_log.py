@@ -1,0 +1,64 @@
+"""The catalogue's change log (catalogue.change_log): a write on one host is dropped from
+the others' caches by their followers, never from the writer's own host twice, and a
+follower that starts drops the whole catalogue cache once (it cannot know what it missed)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jalien.catalogue.change_log import ChangeLog, Follower
+
+
+class Spy:
+    def __init__(self) -> None:
+        self.dropped: list[str] = []
+
+    def invalidate(self, path: str) -> None:
+        self.dropped.append(path)
+
+
+def test_followers_drop_the_other_hosts_changes(tmp_path):
+    async def go():
+        db = tmp_path / "changes.db"
+        a, b = ChangeLog.sqlite(db, "host-a"), ChangeLog.sqlite(db, "host-b")
+        await a.start()
+        await b.start()
+        try:
+            await a.note(["/alice/old/"])  # before anyone followed
+            cache_a, cache_b = Spy(), Spy()
+            fa, fb = Follower(a, cache_a), Follower(b, cache_b)
+            await fa.step()
+            await fb.step()
+            assert cache_a.dropped == ["/"] and cache_b.dropped == ["/"]
+            await a.note(["/alice/x/f1", "/alice/y/"])
+            await b.note(["/alice/z"])
+            await fa.step()
+            await fb.step()
+            assert cache_a.dropped == ["/", "/alice/z"]
+            assert cache_b.dropped == ["/", "/alice/x/f1", "/alice/y/"]
+            await fb.step()  # applied once
+            assert len(cache_b.dropped) == 3
+            assert fb.applied == 1 and fb.paths == 2
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(go())
+
+
+def test_the_floor_moves_past_settled_rows(tmp_path):
+    async def go():
+        log = ChangeLog.sqlite(tmp_path / "changes.db", "me")
+        await log.start()
+        try:
+            follower = Follower(log, Spy(), margin=0.0)
+            await follower.step()
+            for n in range(5):
+                await log.note([f"/p{n}"])
+            await follower.step()
+            await follower.step()
+            assert follower.floor == 5 and not follower._seen
+        finally:
+            await log.close()
+
+    asyncio.run(go())
