@@ -104,7 +104,12 @@ class Settings(msgspec.Struct, kw_only=True):
     jobagent_ttl: int = 3600  # seconds this JobAgent may live
     cores: int = 1  # cores this JobAgent offers
     workdir: str = ""  # job sandboxes go below (default: $TMPDIR)
-    packages_dir: str = ""  # read-only tree of packages: <dir>/<Package>/<version>/env
+    # packages (docs/site.md): a CVMFS-layout tree, <dir>/<arch>/Modules/modulefiles/<P>/<v>
+    # loaded through Environment Modules; its listing is advertised to central
+    packages_dir: str = ""  # the tree's root (/cvmfs/alice.cern.ch); "": no packages
+    packages_arch: str = ""  # <arch> below it; "": the only one, or this host's OS's
+    packages_modulecmd: str = ""  # Environment Modules' modulecmd; "": from PATH
+    packages_refresh: float = 600.0  # seconds between two listings of the tree
     jobagent_max_jobs: int = 0  # 0: as many as the TTL allows
     monitor_interval: float = 30.0  # seconds between payload samples and heartbeats
     # vobox (a site's computing element, see docs/site.md); ce, jobagent_ttl, cores, workdir

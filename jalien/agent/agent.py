@@ -1,13 +1,14 @@
 """The JobAgent's loop: while its TTL allows, ask central for a job and run it.
 
 ``getMatchJob`` with the agent's offer (``wire.site_api.JobOffer``: site, ce, ttl, cores,
-node) on the agent's own connection (its jobagent token), ``ttl`` being the seconds left
-rounded up to the minute; central answers a ``MatchedJob``, which comes with a job
-token, for which the role opens a second connection (data, the payload's socket). One job at
-a time; ``JALIEN_JOBAGENT_MAX_JOBS`` caps the count. When no job matches, the agent asks
-again every interval (at most 10 s apart) for a bounded time (ten intervals, at most two
-minutes), then exits 0: the VoBox submits agents while central has work, so an idle agent
-only holds a batch slot.
+node, and its packages: the digest of the node's list, the list itself when central answers
+``PackagesWanted``; ``agent.packages``) on the agent's own connection (its jobagent
+token), ``ttl`` being the seconds left rounded up to the minute; central answers a
+``MatchedJob``, which comes with a job token, for which the role opens a second
+connection (data, the payload's socket). One job at a time; ``JALIEN_JOBAGENT_MAX_JOBS``
+caps the count. When no job matches, the agent asks again every interval (at most 10 s
+apart) for a bounded time (ten intervals, at most two minutes), then exits 0: the VoBox
+submits agents while central has work, so an idle agent only holds a batch slot.
 
 Central pushes ``Event(topic="kill", payload={"queueId": ...})`` on the connection that
 matched the job (it has already set KILLED); the agent kills the payload within a second
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from jalien.agent.job import JobSpec
+from jalien.agent.packages import Advertised
 from jalien.agent.runner import CopyEngine, JobRunner, RunConfig
 from jalien.agent.spy import spy_answer
 from jalien.auth.certs import dn_of
@@ -38,7 +40,7 @@ from jalien.wire import monitor_api, site_api
 from jalien.wire.errors import RequestError
 from jalien.wire.messages import Event, Reply, Request
 from jalien.wire.monitor_api import MAX_SPY_BYTES, SPY_TOPIC, SpyReport
-from jalien.wire.site_api import JobOffer, MatchedJob, StatusChange
+from jalien.wire.site_api import JobOffer, MatchedJob, PackagesWanted, StatusChange
 
 log = logging.getLogger("jalien.agent")
 
@@ -55,6 +57,8 @@ class AgentConfig:
     ttl: float = 3600.0
     cores: int = 1
     max_jobs: int = 0
+    # what the node tells central about its packages; None: nothing (any, as before)
+    packages: Advertised | None = None
 
     def offer(self, ttl_left: int, node: str) -> JobOffer:
         return JobOffer(site=self.site, ce=self.ce, ttl=ttl_left, cores=self.cores, node=node)
@@ -193,25 +197,38 @@ class JobAgent:
 
     async def _match(self, left: int) -> MatchedJob | None:
         offer = self.config.offer(left, self.run_config.node)
-        request = Request(command="getMatchJob", data=[site_api.encode(offer)])
-        try:
-            reply = await self._unless_stopped(self.upstream.request(request, timeout=60))
-        except RequestError as exc:  # central away: the client reconnects meanwhile
-            log.warning("getMatchJob failed: %s", exc)
-            return None
-        if reply is None:  # stopped while asking (central away, the client reconnecting)
-            return None
-        if reply.exitcode in (13, 2):  # permission denied / no such command: not a site
-            raise AgentError(f"central refused getMatchJob: {reply.error}")
-        if reply.exitcode:
-            log.warning("getMatchJob: %s", reply.error)
-            return None
-        if not reply.data or reply.data[0] is None:
-            return None  # no job for this offer
-        try:
-            return site_api.decode(reply.data[0], MatchedJob)
-        except site_api.SiteApiError as exc:  # a central this agent cannot understand
-            raise AgentError(f"getMatchJob: {exc}") from None
+        advertised = self.config.packages
+        with_list = False
+        for _ in range(2):  # the second time with the package list, if central asked
+            if advertised is not None:
+                for name, value in (await advertised.offer_fields(with_list)).items():
+                    setattr(offer, name, value)
+            request = Request(command="getMatchJob", data=[site_api.encode(offer)])
+            try:
+                reply = await self._unless_stopped(self.upstream.request(request, timeout=60))
+            except RequestError as exc:  # central away: the client reconnects meanwhile
+                log.warning("getMatchJob failed: %s", exc)
+                return None
+            if reply is None:  # stopped while asking (central away, the client reconnecting)
+                return None
+            if reply.exitcode in (13, 2):  # permission denied / no such command: not a site
+                raise AgentError(f"central refused getMatchJob: {reply.error}")
+            if reply.exitcode:
+                log.warning("getMatchJob: %s", reply.error)
+                return None
+            if not reply.data or reply.data[0] is None:
+                return None  # no job for this offer
+            try:
+                answer = site_api.decode_any(reply.data[0])
+            except site_api.SiteApiError as exc:  # a central this agent cannot understand
+                raise AgentError(f"getMatchJob: {exc}") from None
+            if isinstance(answer, MatchedJob):
+                return answer
+            if not isinstance(answer, PackagesWanted) or with_list:
+                raise AgentError(f"getMatchJob: unexpected {type(answer).__name__}")
+            log.info("central asked for the package list (%s)", answer.digest)
+            with_list = True
+        return None
 
     async def _unless_stopped(self, call: Awaitable[Reply]) -> Reply | None:
         """*call*'s reply, or None when the agent is stopped first (the call is cancelled):

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from jalien.agent.environment import PackageError, payload_environment
+from jalien.agent.environment import clean_environment, payload_environment
 from jalien.agent.job import JobSpec, OutputItem
 from jalien.agent.localsocket import JobSocket
 from jalien.agent.monitor import Limits, Sample, Sampler, Trace, kill_tree
+from jalien.agent.packages import PackageError, PackageTree
 from jalien.agent.payload import Payload, PayloadError
 from jalien.agent.sandbox import Sandbox, SandboxError
 from jalien.agent.spy import spy_record
@@ -72,7 +73,7 @@ class RunConfig:
     workdir: str
     ca_dir: Path
     interval: float = 30.0
-    packages_root: str = ""
+    packages: PackageTree | None = None  # the node's package tree (agent.packages)
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     kill_grace: float = 5.0
     call_timeout: float = 60.0
@@ -118,6 +119,7 @@ class JobRunner:
         self.identity = identity
         self.sandbox = Sandbox(config.workdir, job.queue_id)
         self.trace = Trace()
+        self.packages_note = ""  # what the RUNNING state says about the packages loaded
         self.last_sample = Sample()
         self.payload: Payload | None = None
         self.socket: JobSocket | None = None
@@ -305,21 +307,32 @@ class JobRunner:
             )
         except SandboxError as exc:
             raise Failed("ERROR_IB", str(exc)) from None
-        try:
-            env = payload_environment(
-                self.config.base_env,
-                sandbox=self.sandbox,
-                queue_id=job.queue_id,
-                user=job.user,
-                site=self.config.site,
-                endpoint=endpoint,
-                token_cert=str(cert_path),
-                token_key=str(key_path),
-                packages_root=self.config.packages_root,
-                packages=job.packages,
-            )
-        except PackageError as exc:
-            raise Failed("ERROR_IB", str(exc)) from None
+        base = self.config.base_env
+        if job.packages:
+            tree = self.config.packages
+            if tree is None:
+                raise Failed(
+                    "ERROR_IB",
+                    f"packages {', '.join(job.packages)}: this node has no package tree "
+                    "(JALIEN_PACKAGES_DIR)",
+                )
+            try:
+                base = await tree.load(
+                    job.packages, clean_environment(base, self.sandbox), self.sandbox.root
+                )
+            except PackageError as exc:
+                raise Failed("ERROR_IB", str(exc)) from None
+            self.packages_note = f"; packages {', '.join(job.packages)} from {tree.where}"
+        env = payload_environment(
+            base,
+            sandbox=self.sandbox,
+            queue_id=job.queue_id,
+            user=job.user,
+            site=self.config.site,
+            endpoint=endpoint,
+            token_cert=str(cert_path),
+            token_key=str(key_path),
+        )
         return [argv0, *job.arguments], env
 
     async def _execute(self, argv: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -339,7 +352,9 @@ class JobRunner:
         reason = ""
         try:
             # RUNNING once the payload is there: whoever sees the state finds the process
-            await self._status("RUNNING", message=f"payload started (pid {payload.pid})")
+            await self._status(
+                "RUNNING", message=f"payload started (pid {payload.pid}){self.packages_note}"
+            )
             while True:
                 done, _ = await asyncio.wait({waiter}, timeout=self.config.interval)
                 if done:

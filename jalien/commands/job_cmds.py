@@ -1,9 +1,10 @@
 """Job commands for users (submit, ps, jobinfo, masterjob, jobListMatch, registerOutput,
-kill, resubmit, top) and the calls sites make (getNumberWaitingJobs, getMatchJob,
+kill, resubmit, top, packages) and the calls sites make (getNumberWaitingJobs, getMatchJob,
 setJobStatus, jobHeartbeat)."""
 
 from __future__ import annotations
 
+import fnmatch
 import os.path
 import time
 from collections.abc import Awaitable, Callable
@@ -17,13 +18,14 @@ from jalien.commands.session import Session
 from jalien.commands.table import Args, CommandTable
 from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import parse_jdl
+from jalien.jobs.packages import UnknownDigest
 from jalien.jobs.service import JobService
 from jalien.jobs.states import FINAL, JobState, parse_state
 from jalien.jobs.store import JobRow
 from jalien.wire import site_api
 from jalien.wire.errors import RequestError
 from jalien.wire.messages import Record, Reply, Request
-from jalien.wire.site_api import JobOffer, StatusChange, WaitingJobs
+from jalien.wire.site_api import JobOffer, PackagesWanted, StatusChange, WaitingJobs
 
 S = JobState
 WAITING_STATES = frozenset({S.INSERTING, S.SPLITTING, S.WAITING, S.TO_STAGE})
@@ -430,6 +432,13 @@ class JobCommands:
         add("resubmit", self.resubmit, "resubmit failed jobs: resubmit id...", action=A.JOB_CONTROL)
         add("top", self.top, "the task queue by state and user", action=A.JOB_READ)
         add(
+            "packages",
+            self.packages,
+            "the packages the grid's nodes offer: packages [-l] [pattern]",
+            action=A.JOB_READ,
+            args=Args(max=1, flags=("l",), usage="usage: packages [-l] [pattern]"),
+        )
+        add(
             "getNumberWaitingJobs",
             self.waiting,
             "site call: waiting jobs matching key=value",
@@ -490,6 +499,9 @@ class JobCommands:
                 text = trace_text(await self.jobs.store.trace(job_id))
                 if not text:
                     raise jalien_error(ENODATA, f"No trace information for {job_id}")
+                reason = self.jobs.waiting_reason(job)  # now, not stored: the grid changes
+                if reason:
+                    text += f"\n{int(time.time())} [trace     ]: {reason}"
                 return [{"id": str(job_id), "trace": text, "message": text}]
         query = ps_query(opts, session.identity.login)
         users, sites = query.pop("users"), query.pop("sites")
@@ -581,6 +593,9 @@ class JobCommands:
                 )
         if not records:
             text = f"No site has asked for a job like {job.id} lately ({len(self.agents)} asked)"
+            reason = self.jobs.waiting_reason(job)
+            if reason:
+                text += f"\n{reason}"
             return [{"message": text, "id": str(job.id)}]
         head: Record = {"message": f"Job {job.id} ({job.state}) could run on {len(records)} CEs:"}
         return [head, *records]
@@ -666,10 +681,34 @@ class JobCommands:
         record["broker_waiting"] = str(len(self.jobs.broker))
         return [record]
 
+    async def packages(self, session: Session, opts: Options) -> list[Record]:
+        """JAliEn's ``packages``: one record per package, ``packages`` = its full name
+        (``VO_ALICE@Package::version``), the text one name a line; ``-l`` adds who
+        offered it lately; a pattern (glob) selects. Exit 1 when there is none."""
+        offers = self.jobs.packages
+        found = offers.grid()
+        if opts.args:
+            found = [p for p in found if fnmatch.fnmatchcase(p, opts.args[0])
+                     or fnmatch.fnmatchcase(p.partition("@")[2], opts.args[0])]  # fmt: skip
+        if not found:
+            raise RequestError("Couldn't find any packages.", 1)
+        records: list[Record] = []
+        for name in found:
+            record: Record = {"packages": name, "message": f" {name}"}
+            if "l" in opts:
+                where = offers.where(name)
+                record["sites"] = ",".join(where)
+                record["message"] = f" {name:<50} {'; '.join(where)}"
+            records.append(record)
+        return records
+
     # -- site calls (raw: a typed request is answered typed, words with JAliEn's records)
     def waiting(self, session: Session, request: Request) -> Reply:
         offer, typed = _offer(request)
-        agent = Agent.of(offer)
+        try:
+            agent = self.jobs.agent_for(offer)
+        except UnknownDigest:  # a new list, or central restarted: the VoBox sends it
+            return Reply(data=[site_api.encode(WaitingJobs(count=0, packages_wanted=True))])
         self._seen(agent)
         count = self.jobs.count_waiting(agent)
         if typed:
@@ -679,8 +718,12 @@ class JobCommands:
 
     async def match(self, session: Session, request: Request) -> Reply:
         offer, typed = _offer(request)
-        self._seen(Agent.of(offer))
-        found = await self.jobs.match(session.identity, offer, session.push)
+        try:
+            agent = self.jobs.agent_for(offer)
+        except UnknownDigest as unknown:  # the agent asks again with its list
+            return Reply(data=[site_api.encode(PackagesWanted(digest=unknown.digest))])
+        self._seen(agent)
+        found = await self.jobs.match(session.identity, agent, session.push)
         if typed:
             return Reply(data=[] if found is None else [site_api.encode(found)])
         return Reply(results=[dict(site_api.NO_JOB_RECORD) if found is None else found.record()])

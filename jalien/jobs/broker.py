@@ -18,6 +18,7 @@ from typing import Any
 from jalien.jobs.jdl import JdlError
 from jalien.jobs.requirements import compile_requirements
 from jalien.jobs.store import JobRow
+from jalien.wire import packages as package_names
 from jalien.wire.site_api import JobOffer
 
 BucketKey = tuple[str, frozenset[str], int, int, int]
@@ -33,14 +34,16 @@ class Agent:
     cores: int = 1
     memory: int = 0  # bytes, 0 = no limit said
     disk: int = 0
-    packages: frozenset[str] | None = None  # None: any package (CVMFS has them all)
+    # the package keys it offers (wire.packages.offered_keys); None: any (says nothing)
+    packages: frozenset[str] | None = None
     users: frozenset[str] | None = None  # None: any user
     partitions: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, offer: JobOffer) -> Agent:
-        """The broker's view of a site's typed offer (the node feeds ``other.node``)."""
+        """The broker's view of a site's typed offer (the node feeds ``other.node``); an
+        offer with only a packages digest gets its keys from jobs.packages.PackageOffers."""
         extra: dict[str, Any] = dict(offer.extra)
         if offer.node:
             extra["node"] = offer.node
@@ -51,7 +54,7 @@ class Agent:
             cores=offer.cores,
             memory=offer.memory,
             disk=offer.disk,
-            packages=None if offer.packages is None else frozenset(offer.packages),
+            packages=None if offer.packages is None else package_names.offered_keys(offer.packages),
             users=None if offer.users is None else frozenset(offer.users),
             partitions=frozenset(offer.partitions),
             extra=extra,
@@ -108,6 +111,14 @@ class _Bucket:
         return bool(self.evaluator(env))
 
 
+def _package_key(spec: str) -> str:
+    """A JDL's package as the offers' keys say it; a bad name stays as is (never offered)."""
+    try:
+        return package_names.key(spec)
+    except package_names.PackageNameError:
+        return spec
+
+
 class Broker:
     def __init__(self, shares: Mapping[str, float] | None = None) -> None:
         self.shares = dict(shares or {})
@@ -123,7 +134,7 @@ class Broker:
 
     @staticmethod
     def key_of(job: JobRow) -> BucketKey:
-        packages = frozenset(p for p in job.packages.split(",") if p)
+        packages = frozenset(_package_key(p) for p in job.packages.split(",") if p)
         return (job.requirements, packages, job.ttl, job.cores, job.memory)
 
     def add(self, job: JobRow) -> None:

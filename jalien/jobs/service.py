@@ -30,11 +30,13 @@ from jalien.auth.tokens import TokenAuthority, TokenKind, TokenSubject, token_ke
 from jalien.jobs.admission import Admission, JobUsage
 from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
+from jalien.jobs.packages import PackageOffers
 from jalien.jobs.queue import JobRow, NewJob, TaskQueue
 from jalien.jobs.requirements import compile_requirements
 from jalien.jobs.routes import Router
 from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobState, parse_state
 from jalien.loops import Loop
+from jalien.wire import packages as package_names
 from jalien.wire.errors import EXIT_INVALID, EXIT_PERMISSION, EXIT_QUOTA, RequestError
 from jalien.wire.messages import Event
 from jalien.wire.site_api import MAX_TEXT, CESettings, JobOffer, MatchedJob, StatusChange
@@ -85,6 +87,7 @@ class JobService:
         self.admission: Admission | None = None
         # central's settings of a CE (slots, TTL, open or closed) for its VoBox; by the role
         self.ce_settings: Callable[[str], CESettings | None] | None = None
+        self.packages = PackageOffers()  # what the nodes offer (jobs.packages)
         self.usage_refresh = 30.0  # seconds a user's 24 h job usage is kept
         self._usage: dict[str, tuple[float, int, int]] = {}  # user -> (when, cost, wall)
         # several jcentrals: where each job's agent is connected, pushes to the others'
@@ -219,6 +222,11 @@ class JobService:
             compile_requirements(jdl.requirements)
         except JdlError as exc:
             raise RequestError(f"bad JDL: Requirements: {exc}", EXIT_INVALID) from None
+        for spec in jdl.packages:
+            try:
+                package_names.split(spec)
+            except package_names.PackageNameError as exc:
+                raise RequestError(f"bad JDL: Packages: {exc}", EXIT_INVALID) from None
         if jdl.input_data_collection:
             jdl = await self._with_collections(caller, jdl)
         user = caller.login
@@ -455,6 +463,27 @@ class JobService:
         return row
 
     # -- the sites' calls
+    def agent_for(self, offer: JobOffer) -> Agent:
+        """The broker's view of an offer, its packages resolved (jobs.packages: raises
+        UnknownDigest when the offer sent a digest this process has no list for)."""
+        agent = Agent.of(offer)
+        agent.packages = self.packages.resolve(offer)
+        return agent
+
+    def waiting_reason(self, job: JobRow) -> str:
+        """Why a waiting job may wait long, if the grid says so: the packages it asks for
+        that no node offered lately; "" otherwise."""
+        wanted = [p for p in job.packages.split(",") if p]
+        if job.job_state is not S.WAITING or not wanted or not self.packages.offers_seen:
+            return ""
+        missing = self.packages.missing(wanted)
+        if not missing:
+            return ""
+        return (
+            f"waiting: no site offers {', '.join(missing)} "
+            f"({len(self.packages.grid())} packages offered lately; see `packages`)"
+        )
+
     def count_waiting(self, agent: Agent) -> int:
         if self.admission is not None and self.admission.ce_refusal(agent.ce):
             return 0  # a closed CE: nothing for it
@@ -464,7 +493,7 @@ class JobService:
         self, caller: Any, offer: JobOffer | Agent, push: Push | None
     ) -> MatchedJob | None:
         """The job for a site's offer, moved to ASSIGNED, with its job token; None: none."""
-        agent = Agent.of(offer) if isinstance(offer, JobOffer) else offer
+        agent = self.agent_for(offer) if isinstance(offer, JobOffer) else offer
         if self.admission is not None:
             why = self.admission.ce_refusal(agent.ce)
             if why:

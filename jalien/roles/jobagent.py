@@ -3,8 +3,9 @@
 The VoBox's startup script sets (see docs/site.md): ``JALIEN_HOST``/``JALIEN_PORT`` (the
 binary channel upstream: the VoBox or central), ``X509_CERT_DIR``, ``JALIEN_TOKEN_CERT``/
 ``JALIEN_TOKEN_KEY`` (the jobagent token, PEM text or paths), ``JALIEN_SITE``, ``JALIEN_CE``,
-``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR``,
-``JALIEN_JOBAGENT_MAX_JOBS``, ``JALIEN_MONITOR_INTERVAL``.
+``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR``
+(``_ARCH``, ``_MODULECMD``, ``_REFRESH``), ``JALIEN_JOBAGENT_MAX_JOBS``,
+``JALIEN_MONITOR_INTERVAL``.
 
 This module composes the service (``jalien.agent``) with what it may not import itself: the
 JDL parser (``jalien.jobs.jdl``) and the copy engine (``jalien.storage.cp``). Keys stay in
@@ -29,6 +30,7 @@ from typing import Any
 from jalien.agent import reports as agent_reports
 from jalien.agent.agent import AgentConfig, AgentError, JobAgent
 from jalien.agent.job import JobSpec, OutputItem
+from jalien.agent.packages import Advertised, PackageError, PackageTree
 from jalien.agent.reports import ErrorNotes
 from jalien.agent.runner import CopyEngine, RunConfig, Upstream
 from jalien.auth.errors import AuthError
@@ -214,6 +216,19 @@ def _pem(env: Mapping[str, str], name: str) -> bytes:
         raise ConfigProblem(f"{name}: cannot read {value}: {exc.strerror}") from None
 
 
+def package_tree(settings: Settings) -> PackageTree | None:
+    """The node's package tree (agent.packages), checked at start: a bad one is a
+    configuration problem, not a job failure later."""
+    if not settings.packages_dir:
+        return None
+    try:
+        return PackageTree.open(
+            settings.packages_dir, settings.packages_arch, settings.packages_modulecmd
+        )
+    except PackageError as exc:
+        raise ConfigProblem(f"JALIEN_PACKAGES_DIR: {exc}") from None
+
+
 def upstream_address(settings: Settings, env: Mapping[str, str]) -> tuple[str, int]:
     host = env.get("JALIEN_HOST") or settings.central_host
     raw = env.get("JALIEN_PORT") or str(settings.binary_port)
@@ -255,6 +270,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
     workdir = _workdir(settings, env)
     if settings.monitor_interval <= 0 or settings.jobagent_ttl <= 0 or settings.cores <= 0:
         raise ConfigProblem("JALIEN_MONITOR_INTERVAL, _JOBAGENT_TTL and _CORES must be positive")
+    packages = package_tree(settings)
     se_context = ssl.create_default_context(capath=str(ca_dir))
     se_context.check_hostname = False  # SEs are named by the URLs central hands out
     copier: CopyEngine
@@ -310,6 +326,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
             ttl=float(settings.jobagent_ttl),
             cores=settings.cores,
             max_jobs=settings.jobagent_max_jobs,
+            packages=Advertised(packages, settings.packages_refresh),
         ),
         RunConfig(
             site=settings.site,
@@ -317,7 +334,7 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
             workdir=workdir,
             ca_dir=ca_dir,
             interval=settings.monitor_interval,
-            packages_root=settings.packages_dir,
+            packages=packages,
             base_env=dict(env),
             audit=audit,
             local_socket=not settings.spool_dir,

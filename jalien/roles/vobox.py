@@ -37,6 +37,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from jalien.agent.packages import Advertised, PackageError, PackageTree, detect_arch
 from jalien.auth.cadir import find_issuer
 from jalien.auth.certs import dn_of, load_cert
 from jalien.auth.errors import AuthError
@@ -94,6 +95,18 @@ def default_jobagent_command() -> list[str]:
     return [found or argv0]
 
 
+def site_packages(settings: Settings) -> PackageTree | None:
+    """The package tree the VoBox lists for its offers (the agents load from the same
+    tree; the VoBox only lists it, so it needs no modulecmd)."""
+    if not settings.packages_dir:
+        return None
+    try:
+        root = Path(settings.packages_dir)
+        return PackageTree(root, settings.packages_arch or detect_arch(root), "")
+    except PackageError as exc:
+        raise ConfigError(f"packages_dir: {exc}") from None
+
+
 def parse_central(value: str | None, settings: Settings) -> tuple[str, int]:
     if not value:
         return settings.central_host, settings.binary_port
@@ -109,10 +122,12 @@ def parse_central(value: str | None, settings: Settings) -> tuple[str, int]:
 
 
 class UpstreamCentral:
-    """The site loop's view of central services, over the VoBox's upstream connection."""
+    """The site loop's view of central services, over the VoBox's upstream connection;
+    its offers carry the packages its agents will see (agent.packages: the same tree)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, packages: Advertised | None = None) -> None:
         self.client = client
+        self.packages = packages
 
     async def _call(self, *words: str):
         try:
@@ -127,17 +142,24 @@ class UpstreamCentral:
         """The typed site call (wire.site_api): a JobOffer in, WaitingJobs out (with
         central's settings of this CE: the loop takes its slots, TTL and status)."""
         offer = JobOffer(site=site, ce=ce, ttl=ttl, cores=cores)
-        request = Request(command="getNumberWaitingJobs", data=[site_api.encode(offer)])
-        try:
-            reply = await self.client.request(request, timeout=60)
-        except (ConnectionLost, RequestError) as exc:
-            raise CentralError(str(exc)) from None
-        if reply.exitcode or not reply.data or reply.data[0] is None:
-            raise CentralError(f"getNumberWaitingJobs: {reply.error or 'empty answer'}")
-        try:
-            return site_api.decode(reply.data[0], WaitingJobs)
-        except site_api.SiteApiError as exc:
-            raise CentralError(f"getNumberWaitingJobs: {exc}") from None
+        for with_list in (False, True):  # the list only when central does not know it
+            if self.packages is not None:
+                for name, value in (await self.packages.offer_fields(with_list)).items():
+                    setattr(offer, name, value)
+            request = Request(command="getNumberWaitingJobs", data=[site_api.encode(offer)])
+            try:
+                reply = await self.client.request(request, timeout=60)
+            except (ConnectionLost, RequestError) as exc:
+                raise CentralError(str(exc)) from None
+            if reply.exitcode or not reply.data or reply.data[0] is None:
+                raise CentralError(f"getNumberWaitingJobs: {reply.error or 'empty answer'}")
+            try:
+                waiting = site_api.decode(reply.data[0], WaitingJobs)
+            except site_api.SiteApiError as exc:
+                raise CentralError(f"getNumberWaitingJobs: {exc}") from None
+            if not waiting.packages_wanted:
+                break
+        return waiting
 
     async def jobagent_token(self, hours: float) -> AgentToken:
         record = await self._call("token", "-t", "jobagent", "-hours", f"{hours:g}")
@@ -264,7 +286,9 @@ class VoBox:
                 f"the account {record.get('user', '?')} of {self.cert_path} lacks the proxy "
                 "role: a VoBox acts for its worker nodes' identities"
             )
-        central = UpstreamCentral(self.upstream)
+        central = UpstreamCentral(
+            self.upstream, Advertised(site_packages(settings), settings.packages_refresh)
+        )
         first = await central.jobagent_token(settings.jobagent_token_hours)
         issuer = find_issuer(self.ca_dir, x509.load_pem_x509_certificate(first.cert_pem))
         if issuer is None:
@@ -292,6 +316,8 @@ class VoBox:
             cores=settings.cores,
             workdir=settings.workdir,
             packages_dir=settings.packages_dir,
+            packages_arch=settings.packages_arch,
+            packages_modulecmd=settings.packages_modulecmd,
             command=tuple(self.command),
             extra_env=self.extra_env,
             spool_dir=settings.spool_dir,

@@ -7,7 +7,8 @@ environment the script exports (see docs/site.md):
 and cached there; ``JALIEN_SPOOL_DIR`` instead on nodes without network, docs/relay.md),
 ``X509_CERT_DIR``, ``JALIEN_TOKEN_CERT``/``JALIEN_TOKEN_KEY`` (a JobAgent
 token, files mode 0600 in the agent's directory), ``JALIEN_SITE``, ``JALIEN_CE``,
-``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR`` (and
+``JALIEN_JOBAGENT_TTL``, ``JALIEN_CORES``, ``JALIEN_WORKDIR``, ``JALIEN_PACKAGES_DIR`` (with
+``_ARCH`` and ``_MODULECMD``; and
 ``JALIEN_STATE_DIR``, the agent's directory, plus the site's ``jobagent_env``), after unsetting
 every other ``JALIEN_*`` and ``X509_USER_*`` variable the VoBox's environment carried; then
 it runs ``<jalien-bin> --role jobagent`` with stdout and stderr appended to the agent's log.
@@ -44,6 +45,8 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     cores: int
     workdir: str = ""
     packages_dir: str = ""
+    packages_arch: str = ""  # <arch> of the tree ("": the agent finds it)
+    packages_modulecmd: str = ""  # Environment Modules' modulecmd ("": from PATH)
     command: tuple[str, ...]  # the jalien-bin command line, before ``--role jobagent``
     extra_env: tuple[tuple[str, str], ...] = ()
     spool_dir: str = ""  # worker nodes without network: the relay's spool, not host:port
@@ -72,6 +75,8 @@ def agent_env(config: AgentConfig, token_cert: Path, token_key: Path) -> dict[st
         "JALIEN_CORES": str(config.cores),
         "JALIEN_WORKDIR": config.workdir,
         "JALIEN_PACKAGES_DIR": config.packages_dir,
+        "JALIEN_PACKAGES_ARCH": config.packages_arch,
+        "JALIEN_PACKAGES_MODULECMD": config.packages_modulecmd,
         # beyond the contract: the agent's own state stays in its directory
         "JALIEN_STATE_DIR": str(token_cert.parent),
     }

@@ -9,7 +9,8 @@ On the binary channel a typed site call carries its Struct as MessagePack in
 ``Request.data[0]`` and is answered in ``Reply.data`` (``encode``/``decode``)::
 
     getNumberWaitingJobs  data [JobOffer]      -> data [WaitingJobs]
-    getMatchJob           data [JobOffer]      -> data [MatchedJob] (no job: data [])
+    getMatchJob           data [JobOffer]      -> data [MatchedJob] (no job: data [];
+                                                  an unknown packages digest: [PackagesWanted])
     setJobStatus          data [StatusChange]  -> Reply() (exit code 0)
     access                data [AccessRequest] -> data [AccessGrant, ...] (one per replica)
     relay.staged          data [StagedFiles]   -> data [StagedFiles] (the relay's own)
@@ -43,7 +44,12 @@ class SiteApiError(ValueError):
 
 class JobOffer(msgspec.Struct, tag="offer", kw_only=True, omit_defaults=True):
     """What a JobAgent (or a VoBox sizing its submission) offers. ``None`` for packages or
-    users: any. ``extra`` feeds ``other.X`` in a job's Requirements."""
+    users: any. ``extra`` feeds ``other.X`` in a job's Requirements.
+
+    Packages (``wire.packages``): a node with a package tree sends ``packages_digest`` on
+    every request and the list itself (``packages``) only when central answered
+    ``PackagesWanted`` (or ``WaitingJobs.packages_wanted``); ``packages=[]`` without a
+    digest: no packages at all; neither: any (a previous-version agent)."""
 
     site: str = ""
     ce: str = ""
@@ -56,6 +62,8 @@ class JobOffer(msgspec.Struct, tag="offer", kw_only=True, omit_defaults=True):
     partitions: list[str] = []
     node: str = ""  # the worker node's host name
     extra: dict[str, str] = {}
+    packages_digest: str = ""  # wire.packages.digest of the node's list; "": none sent
+    packages_root: str = ""  # where the node sees them (<root>/<arch>), for `packages -l`
 
     def words(self) -> list[str]:
         """The same offer as JAliEn-style words (a previous-version central, the shell)."""
@@ -93,6 +101,7 @@ class WaitingJobs(msgspec.Struct, tag="waiting", kw_only=True):
 
     count: int
     ce: CESettings | None = None
+    packages_wanted: bool = False  # central does not know the offer's digest: send the list
 
 
 class MatchedJob(msgspec.Struct, tag="job", kw_only=True, omit_defaults=True):
@@ -288,8 +297,16 @@ class StagedUpload(msgspec.Struct, tag="upload", kw_only=True, omit_defaults=Tru
     specs: str = ""
 
 
+class PackagesWanted(msgspec.Struct, tag="packages?", kw_only=True):
+    """Central's answer to an offer whose packages digest it does not know (a new list, or
+    central restarted): ask again with the list in ``JobOffer.packages``."""
+
+    digest: str
+
+
 SiteMessage = (
     JobOffer
+    | PackagesWanted
     | WaitingJobs
     | MatchedJob
     | StatusChange
@@ -310,14 +327,19 @@ def encode(message: SiteMessage) -> bytes:
 T = TypeVar("T", bound=SiteMessage)
 
 
-def decode(data: bytes, kind: type[T]) -> T:
-    """The site message in *data*, which must be a *kind*; SiteApiError otherwise."""
+def decode_any(data: bytes) -> SiteMessage:
+    """The site message in *data*, whichever it is; SiteApiError when it is none."""
     try:
-        message = _decoder.decode(data)
+        return _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise SiteApiError(f"not a site message: {exc}") from None
     except RecursionError:
         raise SiteApiError("not a site message: nested too deeply") from None
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """The site message in *data*, which must be a *kind*; SiteApiError otherwise."""
+    message = decode_any(data)
     if not isinstance(message, kind):
         raise SiteApiError(f"expected {kind.__name__}, got {type(message).__name__}")
     return message

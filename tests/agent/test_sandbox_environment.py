@@ -1,17 +1,10 @@
-"""Sandbox layout and cleanup; the payload's environment; the packages tree."""
+"""Sandbox layout and cleanup; the payload's environment (packages: test_packages.py)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from jalien.agent.environment import (
-    Endpoint,
-    PackageError,
-    package_dir,
-    payload_environment,
-)
+from jalien.agent.environment import Endpoint, payload_environment
 from jalien.agent.sandbox import Sandbox, SandboxError
 
 
@@ -32,17 +25,6 @@ def test_sandbox_in_a_missing_workdir_says_so(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(SandboxError, match="cannot make the sandbox"):
         Sandbox(tmp_path / "file", 1).create()
-
-
-def _packages(root):
-    (root / "ROOT" / "v6-28").mkdir(parents=True)
-    (root / "ROOT" / "v6-30").mkdir(parents=True)
-    (root / "ROOT" / "v6-28" / "env").write_text("ROOTSYS=$PACKAGE_DIR\n")
-    (root / "ROOT" / "v6-30" / "env").write_text(
-        "# ROOT 6.30\nexport ROOTSYS=$PACKAGE_DIR\nPATH=${ROOTSYS}/bin:$PATH\n"
-        "GREETING='hello world'\n\n"
-    )
-    return root
 
 
 def _env(tmp_path, **kw):
@@ -81,38 +63,3 @@ def test_payload_environment_is_the_jobs_only(tmp_path):
     assert env["HOME"] == str(box.root) and env["TMPDIR"] == str(box.tmp)
     assert "JALIEN_JOBAGENT_TTL" not in env and "X509_USER_PROXY" not in env
     assert env["X509_CERT_DIR"] == "/etc/grid-security/certificates" and env["LANG"] == "C"
-
-
-def test_packages_from_the_tree(tmp_path):
-    root = _packages(tmp_path / "cvmfs")
-    _, env = _env(tmp_path, packages_root=str(root), packages=["VO_ALICE@ROOT::v6-30"])
-    assert env["ROOTSYS"] == str(root / "ROOT" / "v6-30")
-    assert env["PATH"] == f"{root}/ROOT/v6-30/bin:/usr/bin:/bin"
-    assert env["GREETING"] == "hello world"
-    assert "PACKAGE_DIR" not in env
-    assert package_dir(root, "ROOT") == root / "ROOT" / "v6-30"  # no version: the highest
-
-
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("VO_ALICE@ROOT::v9", "does not exist on this node"),
-        ("VO_ALICE@Geant4::v1", "does not exist on this node"),
-        ("VO_ALICE@../etc::x", "not a valid package name"),
-        ("VO_ALICE@ROOT::../../x", "not a valid package name"),
-    ],
-)
-def test_missing_or_hostile_packages_are_refused(tmp_path, spec, message):
-    root = _packages(tmp_path / "cvmfs")
-    with pytest.raises(PackageError, match=message):
-        _env(tmp_path, packages_root=str(root), packages=[spec])
-
-
-def test_no_packages_dir_and_bad_env_lines(tmp_path):
-    with pytest.raises(PackageError, match="JALIEN_PACKAGES_DIR"):
-        _env(tmp_path, packages_root="", packages=["VO_ALICE@ROOT::v6-30"])
-    root = _packages(tmp_path / "cvmfs")
-    (root / "ROOT" / "v6-28" / "env").write_text("this is not an assignment\n")
-    with pytest.raises(PackageError, match=r"env:1: expected KEY=VALUE"):
-        _env(tmp_path, packages_root=str(root), packages=["VO_ALICE@ROOT::v6-28"])
-    assert os.path.isdir(root)
