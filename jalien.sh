@@ -27,6 +27,7 @@ TEST_PACKAGES+=(zsh)                                               # zsh complet
 TEST_PACKAGES+=(slapd ldap-utils)                                  # central configuration in LDAP
 TEST_PACKAGES+=(chromium chromium-driver libnss3-tools)            # the monitoring page, headless
 TEST_PACKAGES+=(galera-4 rsync)                                    # several jcentrals on Galera
+TEST_PACKAGES+=(environment-modules)                               # packages: modulefiles loaded as alienv does
 
 ensure_system() {  # ensure_system PACKAGE...
   if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
