@@ -429,13 +429,18 @@ async def _drive(job: dict[str, Any], server_cpu: Any) -> dict[str, Any]:
     loads = [protocol for _transport, protocol in pairs]
     try:
         await asyncio.sleep(job["warmup"])
-        pid, spinners = job["server_pid"], job["spin_pids"]
+        spinners = job["spin_pids"]
+        pids = job.get("server_pids") or [job["server_pid"]]  # a jcentral's workers: all
+
+        def server_seconds() -> float:
+            return sum(server_cpu(p) for p in pids)
+
         c0 = sum(p.count for p in loads)
         m0, x0 = machine_busy(), sum(server_cpu(p) for p in spinners)
-        s0, g0, t0 = server_cpu(pid), time.process_time(), time.perf_counter()
+        s0, g0, t0 = server_seconds(), time.process_time(), time.perf_counter()
         await asyncio.sleep(job["duration"])
         c1 = sum(p.count for p in loads)
-        s1, g1, t1 = server_cpu(pid), time.process_time(), time.perf_counter()
+        s1, g1, t1 = server_seconds(), time.process_time(), time.perf_counter()
         m1, x1 = machine_busy(), sum(server_cpu(p) for p in spinners)
     finally:
         for p in loads:
@@ -454,9 +459,10 @@ async def _drive(job: dict[str, Any], server_cpu: Any) -> dict[str, Any]:
     }
 
 
-def loadgen_main(conn: Any) -> None:
-    """Entry point of the load generator process: runs jobs until told to stop."""
-    where = pin(LOADGEN_SLOT)
+def loadgen_main(conn: Any, pinned: bool = True) -> None:
+    """Entry point of the load generator process: runs jobs until told to stop; *pinned*:
+    on its own core (LOADGEN_SLOT), else wherever the kernel puts it."""
+    where = pin(LOADGEN_SLOT) if pinned else "unpinned"
     import uvloop
 
     clock_name, server_cpu = cpu_clock()
