@@ -22,6 +22,10 @@ ENV_PREFIX = "JALIEN_"
 class Settings(msgspec.Struct, kw_only=True):
     home: str = "~/.jalien"
     central_host: str = "localhost"  # where clients and lower levels connect upstream
+    # several central endpoints, as behind a DNS alias ("host:port" of binary channels);
+    # when given, upstream connections use these instead of central_host/binary_port: each
+    # client starts at a random one and moves to the next when it fails (docs/multihost.md)
+    central_hosts: list[str] = []
     listen: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
     ws_port: int = 8097
     binary_port: int = 8098
@@ -155,6 +159,11 @@ class Settings(msgspec.Struct, kw_only=True):
     # how often the live jobs (whose tokens work) are re-read from the task queue: what
     # another jcentral process sharing it ended is refused here after at most this long
     job_live_refresh: float = 10.0
+    # the broker as a cache of the task queue (jobs.broker_feed, docs/multihost.md): new
+    # WAITING jobs other processes queued are read every broker_refill seconds (0: never),
+    # the whole WAITING set compared every broker_resync seconds
+    broker_refill: float = 1.0
+    broker_resync: float = 30.0
     # several jcentrals on a shared task queue and catalogue (docs/multicentral.md): this
     # process's name in the agent routes (""; host:pid:random, unique per run), and how
     # often it takes the pushes other centrals left for its agents and follows the

@@ -55,5 +55,11 @@ def jbox_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.detach and not log_file:
         settings.home_path.mkdir(parents=True, exist_ok=True)
         log_file = str(settings.home_path / "jbox.log")
-    options = JBoxOptions(central_host=host, central_port=port, token_hours=hours)
+    options = JBoxOptions(
+        central_host=host,
+        central_port=port,
+        token_hours=hours,
+        # several jcentrals (central_hosts) unless --central names one
+        alternates=[] if args.central else discovery.central_endpoints(settings),
+    )
     return run_jbox(settings, options, chain, secret, detach=args.detach, log_file=log_file)

@@ -185,8 +185,21 @@ class Broker:
             for b in self._fitting(agent)
         )
 
+    def __contains__(self, job_id: int) -> bool:
+        return job_id in self._where
+
+    def ids(self) -> set[int]:
+        """The ids of the jobs in the buckets (the resync's comparison with the database)."""
+        return set(self._where)
+
     def match(self, agent: Agent) -> int | None:
         """The id of the job this agent should run (removed from the index), or None."""
+        found = self.match_job(agent)
+        return None if found is None else found[0]
+
+    def match_job(self, agent: Agent) -> tuple[int, str] | None:
+        """(id, user) of the job this agent should run (removed from the index; its user's
+        running count taken: ``finished`` gives it back if the claim fails), or None."""
         best: tuple[float, int, _Bucket, str] | None = None
         users = agent.users
         held = self.held
@@ -210,7 +223,7 @@ class Broker:
             del bucket.queues[user]
         del self._where[job_id]
         self.running[user] += 1
-        return job_id
+        return job_id, user
 
     def waiting_of(self, user: str) -> int:
         """How many jobs of *user* wait."""

@@ -20,6 +20,16 @@ serialised by the lock, and the second one sees the first one's state. A batch o
 inserted with multi-row INSERTs; their ids are consecutive when innodb_autoinc_lock_mode
 is 0 or 1 (the default), and the store inserts row by row under mode 2 (interleaved).
 
+Matching claims jobs without a transition per job (``claim``): the claims of every agent
+that asked meanwhile go into one operation of the writer's transaction - one
+``SELECT ... FOR UPDATE`` of the claimed rows still WAITING, one UPDATE of those (per-row
+site/ce/node by CASE), one multi-row INSERT of their traces - so a batch of N matches costs
+three statements and a share of one COMMIT. The database decides: a job claimed by another
+process (another jcentral, on this server or on another Galera node) is not WAITING any
+more here and its claim gets None. On Galera a conflicting commit on another node shows as
+a deadlock (1213, certification failure) at COMMIT: the writer runs the batch again and
+the claims that lost see the winner's state.
+
 Limits: one server (the queue is not sharded; AliEn's QUEUEARCHIVE for ended jobs is not
 done); a transition costs three statements in the writer's transaction, so a process's
 sequential transitions are bound by round trips and commit latency, concurrent ones share
@@ -28,7 +38,10 @@ commits; a connection lost during COMMIT fails that batch's writes (outcome unkn
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import random
+import threading
 from typing import Any, Unpack
 
 import msgspec
@@ -37,6 +50,7 @@ from msgspec.structs import replace
 from jalien.jobs.queue import (
     ACTIVE_STATES,
     TOKEN_LIVE_STATES,
+    Claim,
     JobFilter,
     JobRow,
     NewJob,
@@ -48,7 +62,7 @@ from jalien.jobs.queue import (
 )
 from jalien.jobs.states import JobState
 from jalien.loops import Pool
-from jalien.sqlstore.mysql import MySQLStore
+from jalien.sqlstore.mysql import MySQLStore, is_deadlock
 
 TEXT = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin"
 SCHEMA = [
@@ -127,6 +141,82 @@ def _rows(cur: Any) -> list[JobRow]:
     return list(itertools.starmap(JobRow, cur.fetchall()))
 
 
+# a waiting job's row for the broker (no JDL: it is read with the claim)
+BROKER_COLUMNS = COLUMNS.replace("j.jdl", "''")
+CLAIM_CHUNK = 500  # ids per statement of a claim batch
+CLAIM_RETRIES = 20  # a batch deadlocked even after the writer's retries: claimed again
+
+
+class _ClaimBatch:
+    """Claims gathered while the previous batch is in the writer: one operation."""
+
+    __slots__ = ("claims", "task")
+
+    def __init__(self) -> None:
+        self.claims: list[Claim] = []
+        self.task: asyncio.Future[list[JobRow | None]] | None = None
+
+
+def _claim_rows(cur: Any, claims: list[Claim]) -> list[JobRow | None]:
+    """The claims of one batch, in the writer's transaction (run again whole after a
+    deadlock or a Galera certification failure: it reads the state each time)."""
+    ids = list(dict.fromkeys(c.job_id for c in claims))
+    found: dict[int, JobRow] = {}
+    for i in range(0, len(ids), CLAIM_CHUNK):
+        chunk = ids[i : i + CLAIM_CHUNK]
+        cur.execute(
+            f"SELECT {COLUMNS} FROM {FROM} WHERE q.queueId IN ({','.join(['%s'] * len(chunk))}) "
+            "AND q.state='WAITING' FOR UPDATE",
+            chunk,
+        )
+        for row in _rows(cur):
+            found[row.id] = row
+    won: dict[int, Claim] = {}
+    for claim in claims:  # the first claim of a job wins (one process never claims twice)
+        if claim.job_id in found and claim.job_id not in won:
+            won[claim.job_id] = claim
+    out: list[JobRow | None] = []
+    if won:
+        stamp = now_ms()
+        winners = list(won.values())
+        for i in range(0, len(winners), CLAIM_CHUNK):
+            part = winners[i : i + CLAIM_CHUNK]
+            marks = ",".join(["%s"] * len(part))
+            cases, args = [], []
+            for column in ("site", "ce", "node", "heartbeat"):
+                cases.append(f"{column}=CASE queueId {'WHEN %s THEN %s ' * len(part)}END")
+                for c in part:
+                    args += [c.job_id, getattr(c, column)]
+            cur.execute(
+                f"UPDATE QUEUE SET state='ASSIGNED', {', '.join(cases)} "
+                f"WHERE queueId IN ({marks}) AND state='WAITING'",
+                [*args, *(c.job_id for c in part)],
+            )
+            if cur.rowcount != len(part):  # the rows were locked: cannot happen
+                raise RuntimeError(f"claimed {cur.rowcount} of {len(part)} locked jobs")
+            cur.execute(
+                "INSERT INTO QUEUETRACE (queueId, time, state, message) VALUES "
+                + ",".join(["(%s,%s,'ASSIGNED',%s)"] * len(part)),
+                [v for c in part for v in (c.job_id, stamp, c.message)],
+            )
+    for claim in claims:
+        winner = won.get(claim.job_id)
+        if winner is not claim:
+            out.append(None)
+            continue
+        out.append(
+            replace(
+                found[claim.job_id],
+                state="ASSIGNED",
+                site=claim.site,
+                ce=claim.ce,
+                node=claim.node,
+                heartbeat=claim.heartbeat,
+            )
+        )
+    return out
+
+
 class MariaDBTaskQueue:
     """The task queue in the database of *dsn* (mysql://user:password@host:port/db)."""
 
@@ -134,6 +224,8 @@ class MariaDBTaskQueue:
         self._db = MySQLStore(dsn, SCHEMA, readers=readers, name="taskqueue")
         self._consecutive_ids = True
         self._id_step = 1
+        self._claims_lock = threading.Lock()
+        self._open: _ClaimBatch | None = None  # the batch not yet taken by the writer
 
     async def start(self) -> None:
         await self._db.start()
@@ -232,6 +324,75 @@ class MariaDBTaskQueue:
             return old, replace(row, state=new.value, **fields)
 
         return await self._db.write(run)
+
+    async def claim(self, claims: list[Claim]) -> list[JobRow | None]:
+        """See TaskQueue.claim: claims made while a batch waits for the writer join it. A
+        batch that still deadlocks after the writer's own retries (Galera: another node
+        committed the same rows first, again and again) is claimed again after a short
+        random pause, up to CLAIM_RETRIES times: it then sees the winners' rows."""
+        for attempt in range(CLAIM_RETRIES):
+            try:
+                return await self._claim_once(claims)
+            except Exception as exc:
+                if not is_deadlock(exc) or attempt == CLAIM_RETRIES - 1:
+                    raise
+            await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+        raise AssertionError("unreachable")
+
+    async def _claim_once(self, claims: list[Claim]) -> list[JobRow | None]:
+        if not claims:
+            return []
+        with self._claims_lock:
+            batch = self._open
+            if batch is None:
+                batch = self._open = _ClaimBatch()
+            first = len(batch.claims)
+            batch.claims.extend(claims)
+        if batch.task is None:
+
+            def run(cur: Any) -> list[JobRow | None]:
+                with self._claims_lock:  # later claims make a new batch
+                    if self._open is batch:
+                        self._open = None
+                    taken = list(batch.claims)
+                return _claim_rows(cur, taken)
+
+            batch.task = asyncio.ensure_future(self._db.write(run))
+        rows = await asyncio.shield(batch.task)
+        return rows[first : first + len(claims)]
+
+    async def waiting_after(self, after: int, limit: int) -> list[JobRow]:
+        def run(cur: Any) -> list[JobRow]:
+            cur.execute(
+                f"SELECT {BROKER_COLUMNS} FROM QUEUE q WHERE q.state='WAITING' "
+                "AND q.queueId > %s ORDER BY q.queueId LIMIT %s",
+                (after, limit),
+            )
+            return _rows(cur)
+
+        return await self._db.read(run)
+
+    async def waiting_ids(self) -> list[int]:
+        def run(cur: Any) -> list[int]:
+            cur.execute("SELECT queueId FROM QUEUE WHERE state='WAITING'")
+            return [int(job) for (job,) in cur.fetchall()]
+
+        return await self._db.read(run)
+
+    async def waiting_rows(self, ids: list[int]) -> list[JobRow]:
+        def run(cur: Any) -> list[JobRow]:
+            out: list[JobRow] = []
+            for i in range(0, len(ids), CLAIM_CHUNK):
+                chunk = ids[i : i + CLAIM_CHUNK]
+                cur.execute(
+                    f"SELECT {BROKER_COLUMNS} FROM QUEUE q WHERE q.state='WAITING' AND "
+                    f"q.queueId IN ({','.join(['%s'] * len(chunk))}) ORDER BY q.queueId",
+                    chunk,
+                )
+                out += _rows(cur)
+            return out
+
+        return await self._db.read(run) if ids else []
 
     async def touch(self, job_id: int, fields: dict[str, Any]) -> None:
         check_fields(fields)

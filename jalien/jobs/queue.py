@@ -81,6 +81,18 @@ class NewJob(msgspec.Struct, kw_only=True):
     output_dir: str = ""
 
 
+class Claim(msgspec.Struct, kw_only=True, frozen=True, gc=False):
+    """An agent's claim on a WAITING job (``TaskQueue.claim``): ASSIGNED to it if still
+    WAITING, with these fields and a trace line."""
+
+    job_id: int
+    site: str = ""
+    ce: str = ""
+    node: str = ""
+    heartbeat: int = 0  # the watchdog's clock starts at assignment
+    message: str = ""
+
+
 class NoSuchJob(RequestError):
     def __init__(self, job: int) -> None:
         super().__init__(f"No such job: {job}", EXIT_NOT_FOUND)
@@ -183,6 +195,26 @@ class TaskQueue(Protocol):
         """Move a job to *new* (a legal move unless *force*; from one of *expect* if
         given), set *fields* (UPDATABLE) and trace it; the previous state and the new row.
         Raises NoSuchJob, IllegalTransition or RequestError (not in *expect*)."""
+        ...
+
+    async def claim(self, claims: list[Claim]) -> list[JobRow | None]:
+        """WAITING -> ASSIGNED for each claim whose job is still WAITING, atomically in the
+        database (whoever else claims the same job, from this process or another one, one
+        claim wins); per claim its new row, or None (claimed elsewhere, killed, gone).
+        Concurrent calls may share one transaction (claims of several agents batched)."""
+        ...
+
+    async def waiting_after(self, after: int, limit: int) -> list[JobRow]:
+        """WAITING jobs with id > *after*, oldest first, at most *limit*, without their
+        JDL (the broker's refill: what other processes submitted)."""
+        ...
+
+    async def waiting_ids(self) -> list[int]:
+        """The ids of every WAITING job (the broker's resync)."""
+        ...
+
+    async def waiting_rows(self, ids: list[int]) -> list[JobRow]:
+        """Those of *ids* that are WAITING, without their JDL."""
         ...
 
     async def touch(self, job_id: int, fields: dict[str, Any]) -> None:

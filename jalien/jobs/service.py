@@ -31,7 +31,7 @@ from jalien.jobs.admission import Admission, JobUsage
 from jalien.jobs.broker import Agent, Broker
 from jalien.jobs.jdl import Jdl, JdlError, parse_jdl, render_jdl
 from jalien.jobs.packages import PackageOffers
-from jalien.jobs.queue import JobRow, NewJob, TaskQueue
+from jalien.jobs.queue import Claim, JobRow, NewJob, TaskQueue
 from jalien.jobs.requirements import compile_requirements
 from jalien.jobs.routes import Router
 from jalien.jobs.states import ACTIVE, FINAL, RESUBMITTABLE, TOKEN_LIVE, JobState, parse_state
@@ -499,24 +499,26 @@ class JobService:
             if why:
                 raise RequestError(why)
         for _ in range(100):
-            job_id = self.broker.match(agent)
-            if job_id is None:
+            found = self.broker.match_job(agent)
+            if found is None:
                 return None
-            try:
-                _, row = await self.store.transition(
-                    job_id,
-                    S.ASSIGNED,
-                    expect=frozenset({S.WAITING}),
-                    fields={
-                        "heartbeat": _now(),  # the watchdog's clock starts at assignment
-                        "site": agent.site,
-                        "ce": agent.ce,
-                        "node": str(agent.extra.get("node", "")),
-                    },
-                    message=f"assigned to {agent.ce or agent.site}",
-                )
-            except RequestError:  # killed or changed meanwhile: next one
-                self.broker.finished(caller.login)
+            job_id, user = found
+            # the database decides (another jcentral may have claimed it): atomic there,
+            # batched with other agents' claims (TaskQueue.claim)
+            (row,) = await self.store.claim(
+                [
+                    Claim(
+                        job_id=job_id,
+                        site=agent.site,
+                        ce=agent.ce,
+                        node=str(agent.extra.get("node", "")),
+                        heartbeat=_now(),  # the watchdog's clock starts at assignment
+                        message=f"assigned to {agent.ce or agent.site}",
+                    )
+                ]
+            )
+            if row is None:  # claimed elsewhere, killed or gone meanwhile: the next one
+                self.broker.finished(user)
                 continue
             self._track(row)
             if caller.serial:

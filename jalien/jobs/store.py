@@ -16,6 +16,7 @@ from jalien.jobs.queue import (
     ACTIVE_STATES,
     TOKEN_LIVE_STATES,
     UPDATABLE,
+    Claim,
     JobFilter,
     JobRow,
     NewJob,
@@ -73,6 +74,7 @@ COLUMNS = (
     "resubmits, split_index, output_dir"
 )
 
+BROKER_COLUMNS = COLUMNS.replace("jdl,", "'' AS jdl,")  # the broker needs no JDL
 
 SQLITE_COLUMNS = {
     "user": "user",
@@ -164,6 +166,64 @@ class TaskQueueStore:
             return old, JobRow(*updated)
 
         return await self._db.write(run)
+
+    async def claim(self, claims: list[Claim]) -> list[JobRow | None]:
+        """See TaskQueue.claim: one compare-and-set UPDATE per claim in the writer's
+        transaction (the writer's group commit batches concurrent ones)."""
+        if not claims:
+            return []
+        stamp = now_ms()
+
+        def run(c: sqlite3.Connection) -> list[JobRow | None]:
+            out: list[JobRow | None] = []
+            for claim in claims:
+                cur = c.execute(
+                    "UPDATE jobs SET state='ASSIGNED', site=?, ce=?, node=?, heartbeat=? "
+                    "WHERE id=? AND state='WAITING'",
+                    (claim.site, claim.ce, claim.node, claim.heartbeat, claim.job_id),
+                )
+                if cur.rowcount != 1:
+                    out.append(None)
+                    continue
+                c.execute(
+                    "INSERT INTO trace VALUES (?,?,?,?)",
+                    (claim.job_id, stamp, "ASSIGNED", claim.message),
+                )
+                row = c.execute(f"SELECT {COLUMNS} FROM jobs WHERE id=?", (claim.job_id,))
+                out.append(JobRow(*row.fetchone()))
+            return out
+
+        return await self._db.write(run)
+
+    async def waiting_after(self, after: int, limit: int) -> list[JobRow]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                f"SELECT {BROKER_COLUMNS} FROM jobs WHERE state='WAITING' AND id>? "
+                "ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        )
+        return list(itertools.starmap(JobRow, rows))
+
+    async def waiting_ids(self) -> list[int]:
+        rows = await self._db.read(
+            lambda c: c.execute("SELECT id FROM jobs WHERE state='WAITING'").fetchall()
+        )
+        return [job for (job,) in rows]
+
+    async def waiting_rows(self, ids: list[int]) -> list[JobRow]:
+        def run(c: sqlite3.Connection) -> list[tuple]:
+            out: list[tuple] = []
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                out += c.execute(
+                    f"SELECT {BROKER_COLUMNS} FROM jobs WHERE state='WAITING' AND id IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY id",
+                    chunk,
+                ).fetchall()
+            return out
+
+        return list(itertools.starmap(JobRow, await self._db.read(run))) if ids else []
 
     async def touch(self, job_id: int, fields: dict[str, Any]) -> None:
         check_fields(fields)

@@ -23,7 +23,7 @@ import logging
 import random
 import ssl
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from jalien.net.refusal import EXPIRED, refusal_kind
@@ -240,7 +240,14 @@ class Client:
         compress_threshold: int = framing.DEFAULT_COMPRESS_THRESHOLD,
         credentials: Callable[[], ssl.SSLContext] | None = None,
         connector: Connector | None = None,
+        alternates: Sequence[tuple[str, int]] = (),
     ) -> None:
+        # several endpoints of the same service, as behind a DNS alias (host, port first,
+        # then *alternates*): a client starts at a random one, a (re)connection tries the
+        # current one and then the others in order, a lost connection moves to the next
+        self.endpoints: list[tuple[str, int]] = list(dict.fromkeys([(host, port), *alternates]))
+        if len(self.endpoints) > 1:
+            host, port = random.choice(self.endpoints)
         self.host = host
         # another transport than TCP+TLS (the filesystem spool, net.spool): it makes the
         # transport for the protocol factory it is given, as loop.create_connection does
@@ -322,25 +329,44 @@ class Client:
                 self.last_error = _describe(exc)
                 raise ConnectionLost(f"cannot connect to {self.host}: {self.last_error}") from None
             return made  # type: ignore[no-any-return]
+        start = self._endpoint_index()
+        errors = []
+        for k in range(len(self.endpoints)):
+            host, port = self.endpoints[(start + k) % len(self.endpoints)]
+            try:
+                _, protocol = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: _Protocol(self),
+                        host,
+                        port,
+                        ssl=self.ssl_context,
+                        server_hostname=(self.server_hostname or host)
+                        if self.ssl_context
+                        else None,
+                    ),
+                    self.connect_timeout,
+                )
+            except (OSError, TimeoutError) as exc:
+                self.last_error = _describe(exc)
+                errors.append(f"{host}:{port}: {self.last_error}")
+                continue
+            if (host, port) != (self.host, self.port):
+                log.info("connected to %s:%d (was %s:%d)", host, port, self.host, self.port)
+                self.host, self.port = host, port
+            return protocol
+        raise ConnectionLost(f"cannot connect to {'; '.join(errors)}")
+
+    def _endpoint_index(self) -> int:
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Protocol(self),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl_context,
-                    server_hostname=(self.server_hostname or self.host)
-                    if self.ssl_context
-                    else None,
-                ),
-                self.connect_timeout,
-            )
-        except (OSError, TimeoutError) as exc:
-            self.last_error = _describe(exc)
-            raise ConnectionLost(
-                f"cannot connect to {self.host}:{self.port}: {self.last_error}"
-            ) from None
-        return protocol
+            return self.endpoints.index((self.host, self.port))
+        except ValueError:
+            return 0
+
+    def _next_endpoint(self) -> None:
+        """The current endpoint failed: the next (re)connection tries the next one first."""
+        if len(self.endpoints) > 1:
+            i = (self._endpoint_index() + 1) % len(self.endpoints)
+            self.host, self.port = self.endpoints[i]
 
     def _open_channels(self) -> None:
         protocol = self._protocol
@@ -394,6 +420,7 @@ class Client:
         else:
             self._refusals = 0
             self.last_error = _describe(exc) if exc else "connection closed by the server"
+            self._next_endpoint()
         pending, self._pending = self._pending, {}
         for call in pending.values():
             if refusal is not None:

@@ -6,7 +6,8 @@ Servers, tried in turn (``candidates``):
    gives its payload (``JALIEN_WSPORT`` is the WebSocket port, for alien.py and ROOT);
 2. the token file of a running jBox: ``$TMPDIR/jclient_token_<uid>`` (or ROOT's older name
    ``jalien_token_<uid>``), only while the process it names is alive and ours;
-3. the configured central services (``Settings.central_host``, ``binary_port``).
+3. the configured central services (``Settings.central_hosts``, several endpoints as
+   behind a DNS alias, tried in a random order; else ``central_host``, ``binary_port``).
 
 Credentials, the first usable one (``find_credentials``):
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import random
 import secrets
 import ssl
 import tempfile
@@ -45,7 +47,7 @@ from jalien.auth.certs import utcnow
 from jalien.auth.errors import AuthError
 from jalien.auth.files import write_file
 from jalien.auth.tls import client_context, context_from_pem
-from jalien.config import Settings
+from jalien.config import ConfigError, Settings
 
 TOKEN_FILE_NAMES = ("jclient_token_{uid}", "jalien_token_{uid}")  # alien.py's, then ROOT's
 MIN_LEFT = dt.timedelta(seconds=60)  # a credential closer to its end than this is skipped
@@ -212,10 +214,37 @@ def candidates(settings: Settings, env: Mapping[str, str] | None = None) -> list
             ws_port = _port(values.get("JALIEN_WSPORT") or values.get("WSPort"))
             found.append(Endpoint(host, port, ws_port, "jbox", str(path)))
             break
-    found.append(
-        Endpoint(settings.central_host, settings.binary_port, settings.ws_port, "central", "")
-    )
+    centrals = central_endpoints(settings)
+    random.shuffle(centrals)  # a DNS alias's round robin: the load spreads over them
+    for host, port in centrals:
+        found.append(Endpoint(host, port, settings.ws_port, "central", ""))
     return found
+
+
+def parse_endpoint(value: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address -> (host, port);
+    ValueError for a bad port."""
+    value = value.strip()
+    if value.count(":") > 1 and not value.startswith("["):  # a bare IPv6 address
+        return value, default_port
+    host, sep, port = value.rpartition(":")
+    if not sep or "]" in port:  # no port, or a bare [v6] address
+        return value.strip("[]"), default_port
+    number = _port(port)
+    if not number:
+        raise ValueError(f"{value}: the port must be a number in 1-65535")
+    return host.strip("[]"), number
+
+
+def central_endpoints(settings: Settings) -> list[tuple[str, int]]:
+    """Where central services answer: ``central_hosts`` (several, as behind a DNS alias),
+    else ``central_host``:``binary_port``; ConfigError for a bad entry."""
+    if settings.central_hosts:
+        try:
+            return [parse_endpoint(v, settings.binary_port) for v in settings.central_hosts]
+        except ValueError as exc:
+            raise ConfigError(f"central_hosts: {exc}") from None
+    return [(settings.central_host, settings.binary_port)]
 
 
 def stale_token_file(env: Mapping[str, str] | None = None) -> Path | None:

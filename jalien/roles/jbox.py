@@ -41,7 +41,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 
@@ -86,6 +86,7 @@ class JBoxOptions:
     central_port: int
     token_hours: float = 24.0
     connect_wait: float = 3.0  # how long a local request waits for a lost upstream
+    alternates: list[tuple[str, int]] = field(default_factory=list)  # central_hosts
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ class JBox:
             connect_wait=options.connect_wait,
             backoff=(0.5, 30.0),
             reconnect=True,
+            alternates=options.alternates,
         )
         await self.upstream.connect()
         self.upstream.on_reconnect = lambda: log.info("central services are back")

@@ -45,6 +45,7 @@ from jalien.datamovers.lifecycle import Lifecycle
 from jalien.datamovers.service import DataMovers
 from jalien.directory.service import Directory
 from jalien.jobs.broker import Broker
+from jalien.jobs.broker_feed import BrokerFeed
 from jalien.jobs.queue import TaskQueue
 from jalien.jobs.service import JobService
 from jalien.jobs.store import TaskQueueStore
@@ -385,6 +386,9 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
     loops.start(jobs.quota_loop(settings.job_quota_interval))
     try:
         await jobs.start()
+        if settings.broker_refill > 0:  # what other processes queued (jobs.broker_feed)
+            feed = BrokerFeed(jobs.store, jobs.broker, high=max(jobs.broker.ids(), default=0))
+            loops.start(feed.loop(settings.broker_refill, settings.broker_resync))
         await directory.start()  # LDAP away: its last good copy, said loudly
         loops.start(directory.loop())
         if settings.embedded_se:

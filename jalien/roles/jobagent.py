@@ -280,11 +280,22 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
         where = f"spool {settings.spool_dir}"
         upstream = _spool_client(settings, cert_pem, key_pem, reconnect=True, connect_wait=30)
         copier = StagedCopier()
+        alternates: list[tuple[str, int]] = []
     else:
         host, port = upstream_address(settings, env)
         where = f"{host}:{port}"
         context = context_from_pem("client", cert_pem, key_pem, ca_dir)
-        upstream = Client(host, port, context, backoff=(0.5, 30.0), reconnect=True, connect_wait=30)
+        # straight to central services (no VoBox level): every endpoint of central_hosts
+        alternates = [] if env.get("JALIEN_HOST") else discovery.central_endpoints(settings)
+        upstream = Client(
+            host,
+            port,
+            context,
+            backoff=(0.5, 30.0),
+            reconnect=True,
+            connect_wait=30,
+            alternates=alternates,
+        )
         copier = StorageCopier(se_context)
     del key_pem
     try:
@@ -309,7 +320,14 @@ async def serve(settings: Settings, env: Mapping[str, str]) -> int:
             job_context = context_from_pem(
                 "client", job.token_cert.encode(), job.token_key.encode(), ca_dir
             )
-            client = Client(host, port, job_context, backoff=(0.5, 30.0), reconnect=True)
+            client = Client(
+                host,
+                port,
+                job_context,
+                backoff=(0.5, 30.0),
+                reconnect=True,
+                alternates=alternates,
+            )
         await client.connect()
         return client
 

@@ -45,6 +45,7 @@ from jalien.auth.tls import client_context, server_context
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import ConfigError, Settings
 from jalien.loops import LoopRegistry
+from jalien.net import discovery
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.http import HttpServer
@@ -274,7 +275,14 @@ class VoBox:
         host, port = self.central_address
         context = client_context(self.cert_path, self.key_path, self.ca_dir)
         self._cert_stamp = _stamp(self.cert_path)
-        self.upstream = Client(host, port, context, connect_wait=3.0, backoff=(0.5, 30.0))
+        self.upstream = Client(
+            host,
+            port,
+            context,
+            connect_wait=3.0,
+            backoff=(0.5, 30.0),
+            alternates=discovery.central_endpoints(settings),  # several jcentrals
+        )
         await self.upstream.connect()
         who = await self.upstream.call("whoami", "-v", timeout=30)
         if who.exitcode or not who.results:

@@ -100,6 +100,12 @@ def error_code(exc: BaseException) -> int:
     return exc.args[0] if isinstance(exc, MySQLdb.Error) and exc.args else 0
 
 
+def is_deadlock(exc: BaseException) -> bool:
+    """InnoDB undid the transaction (a lock cycle), or Galera did (a certification
+    conflict with another node's commit): the same work may be tried again."""
+    return error_code(exc) == ER_LOCK_DEADLOCK
+
+
 def close_quietly(conn: MySQLdb.Connection | None) -> None:
     if conn is not None:
         with contextlib.suppress(MySQLdb.Error):

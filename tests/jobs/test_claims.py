@@ -1,0 +1,186 @@
+"""Matching claims in the task queue (TaskQueue.claim) and the broker as a cache of it
+(jobs.broker_feed): on SQLite and MariaDB, and across the nodes of a Galera cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from jalien.jobs.broker import Agent, Broker
+from jalien.jobs.broker_feed import BrokerFeed
+from jalien.jobs.queue import Claim, NewJob
+from jalien.jobs.service import JobService
+from jalien.jobs.states import JobState as S
+from tests.galera import galera_cluster  # noqa: F401
+
+
+def new(user: str = "jdoe") -> NewJob:
+    return NewJob(user=user, jdl='Executable = "/bin/true";')
+
+
+def claim(job_id: int, node: str = "n1") -> Claim:
+    return Claim(job_id=job_id, site="CERN", ce="CE1", node=node, heartbeat=7, message="m")
+
+
+async def test_a_claim_assigns_a_waiting_job_once(taskqueue):
+    a, b, c = await taskqueue.insert([new(), new(), new()])
+    await taskqueue.transition(c, S.KILLED)
+    rows = await taskqueue.claim([claim(a), claim(b, "n2"), claim(a, "n3"), claim(c)])
+    assert [r and (r.id, r.state, r.node) for r in rows] == [
+        (a, "ASSIGNED", "n1"),
+        (b, "ASSIGNED", "n2"),
+        None,  # the same job twice in a batch: the first claim wins
+        None,  # killed: not WAITING
+    ]
+    assert rows[0].jdl == 'Executable = "/bin/true";'  # the claim hands the JDL out
+    again = await taskqueue.claim([claim(a)])
+    assert again == [None]
+    row = await taskqueue.get(b)
+    assert (row.state, row.site, row.ce, row.node, row.heartbeat) == (
+        "ASSIGNED",
+        "CERN",
+        "CE1",
+        "n2",
+        7,
+    )
+    assert [t[1:] for t in await taskqueue.trace(b)] == [
+        ("WAITING", "submitted"),
+        ("ASSIGNED", "m"),
+    ]
+
+
+async def test_concurrent_claims_are_batched_and_each_job_goes_once(taskqueue):
+    jobs = await taskqueue.insert([new() for _ in range(60)])
+    picks = [random.choice(jobs) for _ in range(200)]  # many agents, overlapping choices
+    results = await asyncio.gather(
+        *(taskqueue.claim([claim(j, f"n{i}")]) for i, j in enumerate(picks))
+    )
+    won = [j for j, (row,) in zip(picks, results, strict=True) if row is not None]
+    assert sorted(won) == sorted(set(picks))  # every picked job exactly once
+    assert (await taskqueue.summary()).get("ASSIGNED") == len(set(picks))
+
+
+async def test_two_stores_claiming_the_same_jobs_one_wins_each(make_queue, queue_kind):
+    """Two jcentral processes on one task queue, their agents claiming at once."""
+    first, second = make_queue(queue_kind), make_queue(queue_kind)
+    await first.start()
+    await second.start()
+    try:
+        jobs = await first.insert([new() for _ in range(100)])
+        won = await _race(first, second, jobs)
+        assert sorted(won) == sorted(jobs)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _race(first, second, jobs: list[int], agents: int = 20) -> list[int]:
+    """*agents* agents on each store claiming the jobs in random orders; the ids won."""
+    won: list[int] = []
+
+    async def agent(store, name):
+        order = random.sample(jobs, len(jobs))
+        for i in range(0, len(order), 5):
+            rows = await store.claim([claim(j, name) for j in order[i : i + 5]])
+            won.extend(r.id for r in rows if r is not None)
+
+    await asyncio.gather(
+        *(agent(first, f"a{i}") for i in range(agents)),
+        *(agent(second, f"b{i}") for i in range(agents)),
+    )
+    return won
+
+
+async def test_the_broker_feed_follows_what_another_process_queued(make_queue, queue_kind):
+    mine, other = make_queue(queue_kind), make_queue(queue_kind)
+    await mine.start()
+    await other.start()
+    try:
+        jobs = JobService(mine, Broker())
+        await jobs.start()
+        feed = BrokerFeed(mine, jobs.broker, high=0, straggle=0.0)
+        theirs = await other.insert([new() for _ in range(5)])
+        assert len(jobs.broker) == 0
+        assert await feed.refill() == 5
+        assert await feed.refill() == 0  # already there
+        agent = Agent(site="CERN", ce="CE1")
+        # another process claims two of them: matching here skips them (the database decides)
+        assert [r is not None for r in await other.claim([claim(theirs[0]), claim(theirs[1])])]
+        matched = await jobs.match(_agent_caller(), agent, None)
+        assert matched is not None and matched.queue_id == theirs[2]
+        assert jobs.broker.running["jdoe"] == 1  # the lost claims gave their counts back
+        # requeued elsewhere and claimed elsewhere: the resync adds and drops
+        await other.transition(theirs[0], S.WAITING, force=True)
+        await other.claim([claim(theirs[3])])
+        added, dropped = await feed.resync()
+        assert (added, dropped) == (1, 1)
+        assert jobs.broker.ids() == {theirs[0], theirs[4]}
+        assert jobs.broker.running["jdoe"] == 3  # the database's count
+    finally:
+        await mine.close()
+        await other.close()
+
+
+async def test_a_restarted_service_refills_its_broker_from_the_database(taskqueue):
+    jobs = JobService(taskqueue, Broker())
+    await jobs.start()
+    ids = await jobs.submit(_user_caller(), 'Executable = "/bin/true";', [])
+    ids += await jobs.submit(_user_caller(), 'Executable = "/bin/true";', [])
+    await jobs.match(_agent_caller(), Agent(site="CERN", ce="CE1"), None)
+    again = JobService(taskqueue, Broker())  # a restart: nothing in memory
+    await again.start()
+    assert again.broker.ids() == {ids[1]}
+    assert again.broker.running["jdoe"] == 1
+
+
+class _Caller:
+    def __init__(self, login: str, kind: str) -> None:
+        from jalien.auth.policy import IdentityKind
+
+        self.login = login
+        self.roles = ()
+        self.serial = 0
+        self.kind = IdentityKind(kind)
+
+
+def _agent_caller() -> _Caller:
+    return _Caller("jalien", "jobagent")
+
+
+def _user_caller() -> _Caller:
+    return _Caller("jdoe", "user")
+
+
+@pytest.mark.cython_only
+async def test_claims_on_two_galera_nodes_each_job_once(galera_cluster):  # noqa: F811
+    """Two jcentrals' task queues on different Galera nodes claiming the same jobs at
+    once: certification conflicts (1213 at COMMIT) are retried, every job is won once."""
+    from jalien.jobs.mariadb_store import MariaDBTaskQueue
+
+    database = galera_cluster.database("jalien_claims")
+    first = MariaDBTaskQueue(galera_cluster.dsn(1, database))
+    second = MariaDBTaskQueue(galera_cluster.dsn(2, database))
+    await first.start()
+    await second.start()
+    try:
+        jobs = await first.insert([new() for _ in range(150)])
+        jobs += await second.insert([new() for _ in range(150)])
+        assert len(set(jobs)) == 300
+        won = await _race(first, second, jobs, agents=10)
+        assert sorted(won) == sorted(jobs)  # each job exactly once, counted
+        for node in (1, 2, 3):  # causal reads: what every node says once it applied all
+            conn = galera_cluster.connect(node, database)
+            try:
+                cur = conn.cursor()
+                cur.execute("SET SESSION wsrep_sync_wait = 1")
+                cur.execute("SELECT state, COUNT(*) FROM QUEUE GROUP BY state")
+                assert dict(cur.fetchall()) == {"ASSIGNED": 300}
+                cur.execute("SELECT COUNT(*) FROM QUEUETRACE WHERE state = 'ASSIGNED'")
+                assert cur.fetchone()[0] == 300  # one trace line per job: no double claim
+            finally:
+                conn.close()
+    finally:
+        await first.close()
+        await second.close()
