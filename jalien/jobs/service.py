@@ -481,7 +481,7 @@ class JobService:
             return ""
         return (
             f"waiting: no site offers {', '.join(missing)} "
-            f"({len(self.packages.grid())} packages offered lately; see `packages`)"
+            f"({len(self.packages.grid())} packages offered lately; see packages)"
         )
 
     def count_waiting(self, agent: Agent) -> int:

@@ -1,10 +1,13 @@
 """The batch-system interface a VoBox submits JobAgents through.
 
-A batch system is a plug-in with three operations: submit a startup script, list the
-JobAgents it still holds for us (queued or running), cancel one. ``fork`` (processes on
-the VoBox host) and ``slurm`` implement it; HTCondor, PBS or LSF would be one more module
-each. Everything is async: a batch system's commands are subprocesses run through asyncio,
-never blocking the VoBox's event loop (which also relays its worker nodes' calls).
+A batch system is a plug-in with a name and three operations: submit a startup script,
+list the JobAgents it still holds for us (queued or running), cancel one. ``fork``
+(processes on the VoBox host) and ``slurm`` implement it; HTCondor, PBS or LSF would be one
+more module each and a branch in ``roles/vobox.make_batch``. Everything is async: a batch
+system's commands are subprocesses run through asyncio (``run_command``), never blocking the
+VoBox's event loop (which also relays its worker nodes' calls). The contract in full (what
+``submit`` is given and returns, what ``jobs`` must leave out, errors, credentials, tests):
+docs/site.md, "Batch interfaces".
 """
 
 from __future__ import annotations
