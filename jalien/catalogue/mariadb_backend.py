@@ -167,6 +167,10 @@ class MariaDBConfig(msgspec.Struct, kw_only=True, frozen=True):
     split_duty: float = 0.5  # the share of time a split works (readers have the rest)
     split_pause: float = 0.0  # seconds more between two steps
     xa_recover_age: float = 30.0  # start() settles prepared XA branches older than this
+    # the name each host is registered under in HOSTS (default: its DSN's host:port).
+    # Several jcentrals reaching one Galera cluster, each through its own node, give it the
+    # same name (their DSNs differ, the host is one); Galera has no XA: one host there
+    names: list[str] = []
 
 
 def _check_lengths(d: str, n: str) -> None:
@@ -584,8 +588,13 @@ class MariaDBBackend:
         if not config.hosts or not 0 <= config.index_host < len(config.hosts):
             raise ValueError("the configuration needs hosts and an index_host among them")
         self.config = config
+        if config.names and len(config.names) != len(config.hosts):
+            raise ValueError("the configuration's names must name every host, in order")
         self._dsns = [parse_dsn(d) for d in config.hosts]
-        self._by_address = {(d.address, d.database): d for d in self._dsns}
+        self._names = list(config.names) or [d.address for d in self._dsns]
+        self._by_address = {
+            (n, d.database): d for n, d in zip(self._names, self._dsns, strict=True)
+        }
         self._host_index: list[int] = []  # config position -> hostIndex
         self._host_dsn: dict[int, Dsn] = {}  # hostIndex -> DSN
         self._hosts: dict[int, _Host] = {}
@@ -663,10 +672,10 @@ class MariaDBBackend:
             for ddl in INDEX_SCHEMA:
                 admin.cur.execute(ddl)
             self._host_index = []
-            for dsn in self._dsns:
+            for name, dsn in zip(self._names, self._dsns, strict=True):
                 admin.cur.execute(
                     "SELECT hostIndex FROM HOSTS WHERE address=%s AND db=%s",
-                    (dsn.address, dsn.database),
+                    (name, dsn.database),
                 )
                 row = admin.cur.fetchone()
                 if row is None:
@@ -674,7 +683,7 @@ class MariaDBBackend:
                     row = admin.cur.fetchone()
                     admin.cur.execute(
                         "INSERT INTO HOSTS (hostIndex, address, db) VALUES (%s, %s, %s)",
-                        (row[0], dsn.address, dsn.database),
+                        (row[0], name, dsn.database),
                     )
                 self._host_index.append(int(row[0]))
                 self._host_dsn[int(row[0])] = dsn
