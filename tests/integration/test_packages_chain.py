@@ -3,7 +3,8 @@ packages and, later, a second VoBox whose nodes see a CVMFS-layout tree (two pac
 loading the other through its modulefile, an executable each). A job with Packages waits
 while only the bare site asks (and says why), then runs on the node with the tree with the
 modules' environment; a plain job runs on the bare site; a job asking for a package no
-node has keeps waiting with the reason; ``packages`` lists the grid's."""
+node has keeps waiting with the reason; ``packages`` lists the grid's, through alien.py
+1.7.0 and jalien-bin too."""
 
 from __future__ import annotations
 
@@ -13,9 +14,16 @@ import subprocess
 
 import pytest
 
+from jalien.auth.tls import client_context
+from jalien.net.client import Client
 from jalien.storage.cp import copy
+from jalien.wire import packages as names
+from jalien.wire import site_api
+from jalien.wire.messages import Request
+from jalien.wire.site_api import JobOffer
 from tests.agent.alice_tree import ARCH, LISTING, make_tree, need_modulecmd
-from tests.integration.conftest import jalien_bin, stop
+from tests.integration.conftest import jalien_bin, run_user, start_embedded_grid, stop
+from tests.integration.test_jcentral_process import alien
 from tests.integration.test_site_chain import CE, HOME, Site, submit, wait_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.cython_only]  # no twin involved: once
@@ -132,3 +140,34 @@ def site(tmp_path):
     yield start
     for each in made:
         each.close()
+
+
+def test_packages_through_alienpy_and_jalien_bin(alienpy, tmp_path):
+    """``packages`` as alien.py 1.7.0 and jalien-bin show it, after a site's VoBox (the host
+    certificate, the proxy role) advertised a listing with its offer."""
+    grid = start_embedded_grid(tmp_path / "grid")
+    try:
+        empty = alien(alienpy, grid, "packages", tmp_path=tmp_path / "a")
+        assert empty.returncode == 1 and "Couldn't find any packages" in empty.stdout + empty.stderr
+        host = grid.home / "host"
+        context = client_context(host / "hostcert.pem", host / "hostkey.pem", grid.ca_dir)
+
+        async def advertise() -> None:
+            site = Client("127.0.0.1", grid.binary_port, context, reconnect=False)
+            await site.connect()
+            offer = JobOffer(site="ALICE::T", ce="ALICE::T::CE", packages=LISTING,
+                             packages_digest=names.digest(LISTING))  # fmt: skip
+            request = Request(command="getNumberWaitingJobs", data=[site_api.encode(offer)])
+            reply = await site.request(request)
+            assert reply.exitcode == 0, reply.error
+            await site.close()
+
+        asyncio.run(advertise())
+        listed = alien(alienpy, grid, "packages", tmp_path=tmp_path / "b")
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert [line.strip() for line in listed.stdout.splitlines() if line.strip()] == LISTING
+        code, out, err = run_user(grid, tmp_path, "packages", "-l", "GenLib*")
+        assert code == 0, out + err
+        assert out.splitlines()[0].split() == ["VO_ALICE@GenLib::v1-0", "ALICE::T", "ALICE::T::CE"]
+    finally:
+        stop(grid.proc)
