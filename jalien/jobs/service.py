@@ -99,10 +99,15 @@ class JobService:
         router.handlers["kill"] = self._remote_kill
 
     def _remote_kill(self, job_id: int, payload: dict[str, Any]) -> None:
-        """Another central killed a job whose agent is connected here."""
+        """Another central killed a job whose agent is connected here: the agent hears
+        it, and the job's tokens stop working here now (not at the next live refresh)."""
         push = self._agents.pop(job_id, None)
         if push is not None:
             push(Event(topic="kill", payload={"queueId": job_id}))
+        self.live.pop(job_id, None)
+        self.matched_by.pop(job_id, None)
+        self.job_tokens.pop(job_id, None)
+        self._dead[job_id] = time.monotonic()
 
     def _hold(self, job_id: int, push: Push | None) -> None:
         """The job's agent talks to this central on *push*'s connection (a match, or its

@@ -134,8 +134,8 @@ class Grid:
             JALIEN_JOBAGENT_TTL="300",
             JALIEN_WORKDIR=str(self.tmp / "wn"),
             JALIEN_JOBAGENT_ENV="JALIEN_MONITOR_INTERVAL=0.5",
-            **env_extra,
         )
+        env.update(env_extra)
         if "JALIEN_NO_EXTENSIONS" in os.environ:
             env["JALIEN_NO_EXTENSIONS"] = os.environ["JALIEN_NO_EXTENSIONS"]
         out = open(self.vobox_log, "ab")  # noqa: SIM115 - closed with the process
@@ -144,6 +144,19 @@ class Grid:
              "--central", central, "--listen", "127.0.0.1"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
+
+    def stop_vobox(self) -> None:
+        if self.vobox is not None:
+            stop(self.vobox)
+            self.vobox = None
+        self._end_agents()
+
+    def _end_agents(self) -> None:
+        # fork agents outlive their VoBox (as batch jobs do): end what is left of them
+        for proc in psutil.process_iter(["environ"]):
+            with contextlib.suppress(psutil.Error, TypeError):
+                if str(self.tmp) in (proc.info["environ"] or {}).get("JALIEN_WORKDIR", ""):
+                    proc.kill()
 
     def agent_logs(self) -> str:
         text = []
@@ -159,12 +172,7 @@ class Grid:
         return "\n".join(text)
 
     def close(self) -> None:
-        if self.vobox is not None:
-            stop(self.vobox)
-        for proc in psutil.process_iter(["environ"]):
-            with contextlib.suppress(psutil.Error, TypeError):
-                if str(self.tmp) in (proc.info["environ"] or {}).get("JALIEN_WORKDIR", ""):
-                    proc.kill()
+        self.stop_vobox()
         for central in self.centrals:
             central.stop()
 
@@ -189,6 +197,43 @@ def mariadb_databases(server) -> tuple[str, str, callable]:
             conn.close()
 
     return names[0], names[1], drop
+
+
+class Databases:
+    """Where the centrals' catalogue and task queue live: the machine's MariaDB (one
+    server for all), or the Galera cluster: the task queue of central i on node
+    ``node(i)`` (2, 3, 1, ...: each host its own node), the catalogue on node 1 for all (the
+    catalogue's index names its servers by address, so the centrals must agree on one)."""
+
+    def __init__(self, request, kind: str) -> None:
+        self.kind = kind
+        self.cluster = None
+        if kind == "galera":
+            self.cluster = request.getfixturevalue("galera_cluster")
+            self.names = (self.cluster.database("jalien_mc_cat"),
+                          self.cluster.database("jalien_mc_tq"))  # fmt: skip
+            self._drop = lambda: None  # the fixture drops its databases
+        else:
+            self.server, _ = request.getfixturevalue("mariadb_system")
+            cat, tq, self._drop = mariadb_databases(self.server)
+            self.names = (cat, tq)
+
+    def node(self, i: int) -> int:
+        """The Galera node of central i's task queue."""
+        return (i + 1) % 3 + 1
+
+    def dsns(self, i: int) -> tuple[str, str]:
+        if self.cluster is not None:
+            return self.cluster.dsn(1, self.names[0]), self.cluster.dsn(self.node(i), self.names[1])
+        return self.server.dsn(self.names[0]), self.server.dsn(self.names[1])
+
+    def connect_queue(self, i: int = 0):
+        if self.cluster is not None:
+            return self.cluster.connect(self.node(i), self.names[1])
+        return self.server.connect(self.names[1])
+
+    def drop(self) -> None:
+        self._drop()
 
 
 def until(check, seconds: float, what: str, logs=lambda: ""):

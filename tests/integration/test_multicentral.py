@@ -14,7 +14,8 @@ import pytest
 
 from jalien.storage.cp import Options, copy
 from tests.catalogue.mariadb_servers import mariadb_system  # noqa: F401 - the fixture
-from tests.integration.multicentral import Grid, mariadb_databases
+from tests.galera import galera_cluster  # noqa: F401 - the fixture
+from tests.integration.multicentral import Databases, Grid
 
 # real processes, nothing twin-specific: run once, in the Cython pass (the suite's budget)
 pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
@@ -28,21 +29,17 @@ sleep "$2"
 """
 
 
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory, mariadb_system):  # noqa: F811
-    server, _ = mariadb_system
-    catalogue, queue, drop = mariadb_databases(server)
-    made = Grid(
-        tmp_path_factory.mktemp("multi"),
-        2,
-        lambda i: (server.dsn(catalogue), server.dsn(queue)),
-    )
+@pytest.fixture(scope="module", params=["mariadb", "galera"])
+def grid(request, tmp_path_factory):
+    """Two centrals on the machine's MariaDB, or on two nodes of the Galera cluster."""
+    databases = Databases(request, request.param)
+    made = Grid(tmp_path_factory.mktemp("multi"), 2, databases.dsns)
     try:
         made.start()
         yield made
     finally:
         made.close()
-        drop()
+        databases.drop()
 
 
 def options(grid: Grid) -> Options:
@@ -65,6 +62,13 @@ async def wait_state(user, job: int, states: set[str], grid: Grid, seconds: floa
 def test_kill_and_spy_reach_an_agent_on_another_central(grid):
     # the VoBox and its agents on central 1, the user on central 0
     grid.start_vobox(f"127.0.0.1:{grid.centrals[1].binary}", CE)
+    try:
+        _kill_and_spy(grid)
+    finally:
+        grid.stop_vobox()
+
+
+def _kill_and_spy(grid: Grid) -> None:
 
     async def go():
         user = grid.user(0)
@@ -72,7 +76,7 @@ def test_kill_and_spy_reach_an_agent_on_another_central(grid):
         await user.connect()
         await other.connect()
         src = grid.tmp / "src"
-        src.mkdir()
+        src.mkdir(exist_ok=True)
         (src / "job.sh").write_text(SCRIPT)
         up = await copy(user, [f"file:{src}/job.sh"], f"{HOME}/multi/", options(grid))
         assert up.exitcode == 0, [r.error for r in up.results]
