@@ -87,7 +87,7 @@ class Central:
         self.se_port = free_port()
         env = {**os.environ, "JALIEN_EMBEDDED_SE": "1", "JALIEN_SE_NAME": NEAR,
                "JALIEN_SE_PORT": str(self.se_port), "PYTHONUNBUFFERED": "1",
-               "JALIEN_SE_XROOTD_PORT": str(free_port())}  # fmt: skip
+               "JALIEN_SE_XROOTD_PORT": str(free_port()), "JALIEN_WORKERS": "1"}  # fmt: skip
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 jalien("--role", "jcentral", "--home", str(self.home), "--listen", "127.0.0.1",

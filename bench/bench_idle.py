@@ -65,7 +65,8 @@ def start_jcentral(tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
             [*jalien_bin(), "--role", "jcentral", "--home", str(home), *ports],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # one process: its CPU time is what is read (one worker idles as it does)
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "JALIEN_WORKERS": "1"},
         )
     deadline = time.monotonic() + 300
     while "jcentral ready" not in log.read_text(errors="replace"):

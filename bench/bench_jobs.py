@@ -428,7 +428,8 @@ class RealGrid:
                 [*command, "--role", "jcentral", "--home", str(self.home), *self._ports()],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # one process (pinned to its core), as measured before --workers
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "JALIEN_WORKERS": "1"},
                 preexec_fn=lambda: os.sched_setaffinity(0, core),
             )
         deadline = time.monotonic() + 600

@@ -101,6 +101,7 @@ class Central:
             **os.environ,
             "JALIEN_SQLITE_INLINE_READS": "1" if inline else "0",
             "JALIEN_LOG_LEVEL": "WARNING",
+            "JALIEN_WORKERS": "1",  # one process pinned to one core (bench_workers: several)
             "PYTHONUNBUFFERED": "1",
         }
         args = ["--home", str(home), "--role", "jcentral"]

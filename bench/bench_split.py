@@ -143,7 +143,8 @@ async def main(scale: float, server: str) -> None:
                 [*jalien, "--role", "jcentral", "--home", str(home),
                  "--ws-port", str(free_port()), "--binary-port", str(port)],
                 stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ, "JALIEN_CONFIG": str(config), "JALIEN_CACHE_HTTP_PORT": "-1"},
+                env={**os.environ, "JALIEN_CONFIG": str(config), "JALIEN_CACHE_HTTP_PORT": "-1",
+                     "JALIEN_WORKERS": "1"},  # one process, as measured before --workers
             )  # fmt: skip
         wait_for(log, "jcentral ready", proc)
         stop_file, samples_file = tmp / "stop", tmp / "samples.json"

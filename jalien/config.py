@@ -32,7 +32,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # jcentral's worker processes (docs/ARCHITECTURE.md, roles/workers.py): 0 = one per core
     # of the host, 1 = a single process; the workers share the listening ports
     # (SO_REUSEPORT), the catalogue, the task queue and the shared cache
-    workers: int = 1
+    workers: int = 0
     shared_ports: bool = False  # set by the supervisor for its workers (SO_REUSEPORT)
     vo: str = "alice"
     vo_root: str = "/alice"

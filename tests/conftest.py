@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from jalien._fast import NO_EXTENSIONS, framing_py
+
+# jcentral processes the tests start are single processes unless a test asks for workers
+# (tests/integration/test_workers_process.py): their checks read one process's audit log,
+# metrics, loops and in-memory picture
+os.environ.setdefault("JALIEN_WORKERS", "1")
 
 # in-process servers with real TLS: make_server, connect, ssl_for, server_log
 pytest_plugins = ["tests.servers"]
