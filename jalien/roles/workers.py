@@ -31,6 +31,7 @@ SIGINT stops all: SIGTERM to each, SIGKILL to those alive after ``stop_timeout``
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -50,6 +51,7 @@ from jalien.wire.errors import EXIT_FAILED
 
 log = logging.getLogger("jalien.workers")
 MAX_RESTART_WAIT = 30.0
+PR_SET_PDEATHSIG = 1
 QUICK_DEATH = 10.0  # a worker dying sooner than this after its start waits before the next
 
 
@@ -193,12 +195,13 @@ class Supervisor:
     # -- the children
     def _spawn(self, index: int) -> None:
         ready_r, ready_w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker: never returns
             code = 1
             try:
                 os.close(ready_r)
-                self._forget_parent()
+                self._forget_parent(parent)
                 slot = WorkerSlot(index, self.count, lambda: _say_ready(ready_w))
                 code = self.worker(slot)
             except SystemExit as exc:
@@ -214,11 +217,14 @@ class Supervisor:
         self._children[pid] = _Child(index, pid, ready_r, time.monotonic())
         log.info("worker %d started (pid %d)", index, pid)
 
-    def _forget_parent(self) -> None:
-        """In a new worker: the supervisor's signal handling and descriptors are not its."""
+    def _forget_parent(self, parent: int) -> None:
+        """In a new worker: the supervisor's signal handling and descriptors are not its,
+        and its death (even by SIGKILL) is a SIGTERM to the worker: no orphan keeps the
+        ports."""
         signal.set_wakeup_fd(-1)
         for sig in (*STOP_SIGNALS, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        _term_with_parent(parent)
         for fd in (*self._wake, *(child.ready_fd for child in self._children.values())):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -282,6 +288,9 @@ class Supervisor:
                 return None
             self._wait(None)
             for ended, code in self._reap():
+                if ended.index != index:  # one that started before: restarted later
+                    self._ended(ended, code)
+                    continue
                 log.error(
                     "worker %d (pid %d) could not start: exit %d", ended.index, ended.pid, code
                 )
@@ -340,6 +349,15 @@ class Supervisor:
             if self._children:
                 self._wait(min(max(left, 0.05), 0.5))
         return code
+
+
+def _term_with_parent(parent: int) -> None:
+    """SIGTERM to this process when *parent* dies (Linux's PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _say_ready(fd: int) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -156,3 +157,16 @@ def test_a_worker_that_cannot_start_ends_the_supervisor(tmp_path):
             env={"JALIEN_WORKERS": "2", "JALIEN_CATALOGUE_BACKEND": "nosuch"},
         )
     assert log.read_text().count("catalogue_backend must be sqlite or mariadb") == 1
+
+
+def test_workers_end_with_a_killed_supervisor(workers):
+    """kill -9 of the supervisor: its workers get SIGTERM (PR_SET_PDEATHSIG), no orphan keeps
+    the ports."""
+    _home, _globus, binary, log, proc = workers
+    pids = worker_pids(log)
+    assert set(pids) == {0, 1}
+    proc.kill()
+    proc.wait(10)
+    wait_until("the workers' end", lambda: not any(alive(pid) for pid in pids.values()))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", binary))  # nobody listens there any more
