@@ -34,7 +34,7 @@ _jalien_bin() {
                 COMPREPLY=($(compgen -W "shell setup proxy cp completion" -- "$cur"))
                 _jalien_bin_grid --commands
             fi ;;
-        role) COMPREPLY=($(compgen -W "-h --help --version --role --config --home --ws-port --binary-port --listen --log-level --central --token-hours --detach --log-file --password-stdin" -- "$cur")) ;;
+        role) COMPREPLY=($(compgen -W "-h --help --version --role --config --home --ws-port --binary-port --workers --listen --log-level --central --token-hours --detach --log-file --password-stdin" -- "$cur")) ;;
         setup) COMPREPLY=($(compgen -W "-h --help --home --login --globus-dir --password-stdin --no-password --host --force" -- "$cur")) ;;
         shell) COMPREPLY=($(compgen -W "--password-stdin -h --help" -- "$cur")) ;;
         completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
