@@ -38,6 +38,8 @@ class Central:
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
+        if self.log.exists():  # a restart: "jcentral ready" is waited for in a new log
+            self.log.rename(self.log.with_suffix(f".{time.monotonic_ns()}.log"))
         self.proc = start_central(self.home, self.log, self.ws, self.binary, env=self.env)
 
     def kill9(self) -> None:
