@@ -84,8 +84,28 @@ class Agent:
             memory=self.memory,
             disk=self.disk,
             gridpartitions=sorted(self.partitions),
+            packages=OfferedPackages(self.packages),
         )
         return env
+
+
+class OfferedPackages:
+    """``other.Packages`` in Requirements (AliEn's ``member(other.Packages,
+    "VO_ALICE@ROOT::v6-30")``): a package is a member when the offer has its key
+    (wire.packages; a bare name: any version); an offer that says nothing has them all."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: frozenset[str] | None) -> None:
+        self.keys = keys
+
+    def __contains__(self, spec: object) -> bool:
+        if self.keys is None:
+            return True
+        try:
+            return package_names.key(str(spec)) in self.keys
+        except package_names.PackageNameError:
+            return False
 
 
 class _Bucket:

@@ -12,7 +12,7 @@ recurses deeper than that, and it never raises, whatever the agent's attributes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from jalien.jobs.classad import MAX_EXPRESSION, MAX_NESTING, JdlError, Tok, number, tokens, unquote
@@ -162,9 +162,10 @@ def _truth(value: Any) -> bool:
 
 def _member(x: Any, y: Any) -> bool:
     try:
-        if isinstance(x, list | tuple | set | frozenset):
+        # lists and sets, and the offer's packages (jobs.broker.OfferedPackages)
+        if isinstance(x, Container) and not isinstance(x, str | bytes):
             return y in x
-        if isinstance(y, list | tuple | set | frozenset):
+        if isinstance(y, Container) and not isinstance(y, str | bytes):
             return x in y
         if isinstance(y, str) and isinstance(x, str):
             return x in y.split(",")

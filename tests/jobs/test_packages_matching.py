@@ -62,6 +62,11 @@ def test_offers_by_digest_and_the_broker():
     assert b.count(rich) == 2 and sorted([b.match(rich), b.match(rich)]) == [1, 2]
     assert b.match(rich) is None and len(b) == 1  # job 3 waits: no node has GenLib v7
     assert offers.missing(["VO_ALICE@GenLib::v7", "VO_ALICE@GenLib"]) == ["VO_ALICE@GenLib::v7"]
+    # AliEn's way in Requirements: member(other.Packages, ...), by the same keys
+    b.add(job(5, req='member(other.Packages, "VO_ALICE@GenLib::v1-0")'))
+    b.add(job(6, req='member(other.Packages, "VO_ALICE@Nope") || other.CE == "X"'))
+    assert b.count(bare) == 0 and b.count(rich) == 1 and b.match(rich) == 5
+    assert b.count(Agent(ce="X", packages=keys)) == 1 and b.count(Agent()) == 2  # None: any
     now[0] += 7 * 3600  # nobody offered anything for hours: the grid offers nothing
     assert offers.grid() == [] and offers.where("VO_ALICE@GenLib") == []
 
