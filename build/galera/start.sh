@@ -110,8 +110,10 @@ launch() {  # launch N [--wsrep-new-cluster]
   local n=$1; shift
   write_cnf "$n"
   : > "$DIR/node$n/mysqld.log"
-  # the SST script's rsync daemon, started by root, runs as nobody: let it write (a
-  # disposable test cluster on loopback)
+  # the SST script's rsync daemon, started by root, runs as nobody: the data directory is
+  # nobody's so that it may write and set permissions there, e.g. a rejoin after kill -9
+  # (root's mariadbd reads it all the same; a disposable test cluster on loopback)
+  chown -R nobody:nogroup "$DIR/node$n/data" 2>/dev/null || true
   chmod -R a+rwX "$DIR/node$n/data"
   # own session: the node outlives this script; stop.sh ends it by its pid file
   setsid "$MARIADBD" --defaults-file="$DIR/node$n/my.cnf" "$@" </dev/null >/dev/null 2>&1 &
