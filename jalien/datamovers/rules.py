@@ -149,7 +149,7 @@ class PlacementRules:
     # -- the admin's commands
     async def add(self, rule: Rule) -> Rule:
         """A new rule (RuleError, nothing changed, when it is malformed, exists, or could
-        never be satisfied by the SEs registered)."""
+        never be satisfied by the SEs registered that take new files)."""
         if not NAME.match(rule.name):
             raise RuleError(f"bad rule name {rule.name!r} (letters, digits, _ . : -)")
         if rule.name in self.records:
@@ -163,14 +163,17 @@ class PlacementRules:
         unknown = [s for s in rule.ses if s.upper() not in known]
         if unknown:
             raise RuleError(f"no such SE: {', '.join(unknown)}")
-        counting = [s.name for s in ses if rule.counts(s)]
+        closed = {s.upper() for s in self.read_only()}
+        counting = [s.name for s in ses if rule.counts(s) and s.name.upper() not in closed]
         if len(counting) < rule.copies:
             what = f"QoS tag {rule.qos!r}" if rule.qos else "any tag"
             among = f" among {', '.join(rule.ses)}" if rule.ses else ""
+            draining = [s.name for s in ses if rule.counts(s) and s.name.upper() in closed]
             raise RuleError(
                 f"rule {rule.name} cannot be satisfied: {rule.copies} replicas asked, "
                 f"{len(counting)} SE(s) with {what}{among}"
                 + (f" ({', '.join(counting)})" if counting else "")
+                + (f"; being decommissioned: {', '.join(draining)}" if draining else "")
             )
         rule = msgspec.structs.replace(
             rule, ses=[known[s.upper()] for s in rule.ses], created=time.time()

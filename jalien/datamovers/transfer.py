@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 import msgspec
@@ -106,6 +106,8 @@ class TransferService:
         self.lease = lease
         self._renewed = 0.0
         self._loop: Loop | None = None
+        # SEs taking no new file, upper case (being decommissioned: datamovers.lifecycle)
+        self.read_only: Callable[[], Collection[str]] = frozenset
 
     # -- what users and other services call
     async def mirror(
@@ -118,12 +120,13 @@ class TransferService:
         remove_source: str = "",
     ) -> list[Queued]:
         """Queue a copy to *se* of the file at *lfn*, or of each file of a directory or
-        collection. RequestError (nothing queued) for an unknown SE, a missing LFN, a file
-        the caller does not own, or a single file that the SE already holds."""
+        collection. RequestError (nothing queued) for an unknown SE, an SE being
+        decommissioned, a missing LFN, a file the caller does not own, or a single file that
+        the SE already holds."""
         user, admin = caller.login, is_admin(caller)
         if attempts < 1:
             raise RequestError("-try wants a number of attempts >= 1", EXIT_INVALID)
-        destination = await self._se(se)
+        destination = await self._destination(se)
         source_se = await self._se(remove_source) if remove_source else ""
         if source_se and source_se == destination:
             raise RequestError("-r names the destination SE itself", EXIT_INVALID)
@@ -153,8 +156,9 @@ class TransferService:
     async def submit(self, lfn: str, se: str, *, user: str = "admin", attempts: int = 5) -> int:
         """A service's transfer (placement rules, decommissioning): the id of the queued
         (or already queued) transfer of the file at *lfn* to *se*, without an owner check.
-        RequestError when the SE or the file is unknown or the SE already holds it."""
-        destination = await self._se(se)
+        RequestError when the SE or the file is unknown, the SE is being decommissioned or
+        already holds it."""
+        destination = await self._destination(se)
         record = await self.files.file(lfn)
         if record is None:
             raise RequestError(f"{lfn}: No such file", EXIT_NOT_FOUND)
@@ -235,6 +239,16 @@ class TransferService:
         found = known.get(name.upper())
         if found is None:
             raise RequestError(f"unknown SE {name!r} (see listSEs)", EXIT_NOT_FOUND)
+        return found
+
+    async def _destination(self, name: str) -> str:
+        """The SE *name* as a transfer's destination: known, and taking new files."""
+        found = await self._se(name)
+        if found.upper() in {s.upper() for s in self.read_only()}:
+            raise RequestError(
+                f"{found} is being decommissioned: it takes no new file",
+                EXIT_INVALID,
+            )
         return found
 
     async def _queue(

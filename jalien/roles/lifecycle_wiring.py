@@ -94,9 +94,10 @@ class CatalogueLifecycleView:
 
 
 def build_lifecycle(settings: Settings, catalogue: Catalogue, movers: DataMovers) -> Lifecycle:
-    """Rules, decommissions and the crawl of jcentral, in lifecycle.db (not started)."""
+    """Rules, decommissions and the crawl of jcentral, in lifecycle.db (not started); the
+    transfer queue refuses SEs being decommissioned from now on."""
     signer, _ = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
-    return Lifecycle(
+    lifecycle = Lifecycle(
         settings.path(settings.lifecycle_db, "lifecycle.db"),
         CatalogueLifecycleView(catalogue),
         movers.transfers,
@@ -106,6 +107,8 @@ def build_lifecycle(settings: Settings, catalogue: Catalogue, movers: DataMovers
         dark_grace=settings.darkdata_grace,
         sort_run=settings.darkdata_sort_run,
     )
+    movers.transfers.read_only = lifecycle.read_only  # no mirror to an SE being drained
+    return lifecycle
 
 
 def lifecycle_metrics(metrics: Metrics, lifecycle: Lifecycle) -> None:

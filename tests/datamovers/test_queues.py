@@ -230,6 +230,13 @@ async def test_mirror_checks_change_nothing(parts):
         await transfers.mirror(BOB, "/f", "SE::B")
     with pytest.raises(RequestError, match="No such file"):
         await transfers.mirror(ALICE, "/nothing", "SE::B")
+    transfers.read_only = lambda: {"SE::C"}  # being decommissioned: takes no new file
+    for who in (ALICE, ADMIN):
+        with pytest.raises(RequestError, match="SE::C is being decommissioned") as exc:
+            await transfers.mirror(who, "/f", "se::c")
+        assert exc.value.exitcode == 22
+    with pytest.raises(RequestError, match="being decommissioned"):
+        await transfers.submit("/f", "SE::C")  # nor a service's (rules, another drain)
     assert await store.list_transfers() == []
     [queued] = await transfers.mirror(ADMIN, "/f", "SE::B")  # an admin may
     [again] = await transfers.mirror(ALICE, "/f", "SE::B")

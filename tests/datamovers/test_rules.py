@@ -33,7 +33,7 @@ RAW = Rule(name="raw-t1", pattern="/alice/data/*/raw/*", copies=1, qos="t1disk")
 
 
 async def test_bad_rules_are_refused_and_change_nothing(world):
-    _catalogue, store, _, rules, _ = world
+    _catalogue, store, _, rules, read_only = world
     bad = [
         (Rule(name="x", pattern="/a/*", copies=3, qos="t1disk"), "cannot be satisfied: 3 replicas"),
         (Rule(name="x", pattern="/a/*", copies=1, qos="ssd"), r"0 SE\(s\) with QoS tag 'ssd'"),
@@ -45,6 +45,12 @@ async def test_bad_rules_are_refused_and_change_nothing(world):
     for rule, why in bad:
         with pytest.raises(RuleError, match=why):
             await rules.add(rule)
+    read_only.add(T1A.name.upper())  # being decommissioned: it does not count
+    with pytest.raises(RuleError, match=r"satisfied: 2 replicas.*decommissioned: ALICE::FZK"):
+        await rules.add(Rule(name="x", pattern="/a/*", copies=2, qos="t1disk"))
+    with pytest.raises(RuleError, match=r"0 SE.*being decommissioned: ALICE::FZK::SE"):
+        await rules.add(Rule(name="x", pattern="/a/*", copies=1, ses=[T1A.name]))
+    read_only.clear()
     assert await store.docs("rules") == [] and rules.listing() == []
     await rules.add(RAW)
     with pytest.raises(RuleError, match="exists"):

@@ -236,6 +236,9 @@ async def test_decommission_start_to_done_with_a_restart(registered, tmp_path):
         late = await copy(client, [f"file:{tmp_path}/drain/late.root"], "drain/late.root",
                           opts(grid, specs=XRD1))  # fmt: skip
         assert late.exitcode != 0
+        mirror = await client.call("mirror", names[0], XRD1)  # nor a mirror: nothing queued
+        assert mirror.exitcode == 22 and "is being decommissioned" in mirror.error, mirror.error
+        assert XRD1 not in await ses_of(client, names[0])
         # and its PFNs are removed from it
         xroot = grid.xrd[XRD1]
         await until("PFNs removed", lambda: _none_left(xroot.data))
