@@ -685,8 +685,8 @@ class JobCommands:
         """JAliEn's ``packages``: one record per package, ``packages`` = its full name
         (``VO_ALICE@Package::version``), the text one name a line; ``-l`` adds who
         offered it lately; a pattern (glob) selects. Exit 1 when there is none."""
-        offers = self.jobs.packages
-        found = offers.grid()
+        table = self.jobs.packages.table()
+        found = list(table)
         if opts.args:
             found = [p for p in found if fnmatch.fnmatchcase(p, opts.args[0])
                      or fnmatch.fnmatchcase(p.partition("@")[2], opts.args[0])]  # fmt: skip
@@ -696,9 +696,8 @@ class JobCommands:
         for name in found:
             record: Record = {"packages": name, "message": f" {name}"}
             if "l" in opts:
-                where = offers.where(name)
-                record["sites"] = ",".join(where)
-                record["message"] = f" {name:<50} {'; '.join(where)}"
+                record["sites"] = ",".join(table[name])
+                record["message"] = f" {name:<50} {'; '.join(table[name])}"
             records.append(record)
         return records
 

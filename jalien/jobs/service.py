@@ -479,14 +479,17 @@ class JobService:
         """Why a waiting job may wait long, if the grid says so: the packages it asks for
         that no node offered lately; "" otherwise."""
         wanted = [p for p in job.packages.split(",") if p]
-        if job.job_state is not S.WAITING or not wanted or not self.packages.offers_seen:
+        if job.job_state is not S.WAITING or not wanted:
             return ""
-        missing = self.packages.missing(wanted)
+        if not self.packages.known():  # nobody said what they offer (central just started)
+            return ""
+        offered = self.packages.offered_anywhere()
+        missing = package_names.missing(wanted, offered)
         if not missing:
             return ""
         return (
             f"waiting: no site offers {', '.join(missing)} "
-            f"({len(self.packages.grid())} packages offered lately; see packages)"
+            f"({len(offered)} package names offered lately; see packages)"
         )
 
     def count_waiting(self, agent: Agent) -> int:

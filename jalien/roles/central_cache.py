@@ -7,7 +7,9 @@ reachable over the TextCache HTTP port):
 - ``catalogue.find`` / ``catalogue.whereis``: the catalogue's answers (``CatalogueCache``),
   dropped by the catalogue's writes through their LFN scopes;
 - ``auth.logins``: accounts by login (DN, roles, home) for the token command, keyed by
-  the accounts file's version.
+  the accounts file's version;
+- ``jobs.packages.lists`` / ``jobs.packages.offers``: the package lists nodes sent, by
+  digest, and who offered which lately (``PackageShare``: jobs.packages, docs/site.md).
 
 Other namespaces are made on demand by TextCache and ``cache.set`` users.
 """
@@ -17,10 +19,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+import zlib
 from collections.abc import Callable
 
+import msgspec
+
 from jalien.cache.memo import ReadThrough, file_version
-from jalien.cache.store import CacheStore, Policy
+from jalien.cache.store import MAX_KEY, CacheStore, Policy
 from jalien.cache.textcache import TextCache
 from jalien.cache.typed import Typed, TypedCache
 from jalien.catalogue.model import Entry, Replica
@@ -37,7 +43,45 @@ NAMESPACES = {
     "auth.logins": Policy(max_entries=50_000, ttl=300.0, private=True),
     # the central configuration's last snapshot (jalien.directory.service)
     "config.snapshot": Policy(max_entries=4, max_bytes=256 << 20, ttl=300.0, private=True),
+    # the package lists nodes advertised and who offered which (jobs.packages)
+    "jobs.packages.lists": Policy(max_entries=256, ttl=86400.0, private=True),
+    "jobs.packages.offers": Policy(max_entries=10_000, ttl=6 * 3600.0, private=True),
 }
+
+
+class PackageShare:
+    """jobs.packages.PackageShare on the host's cache: what one jcentral process learnt
+    of the nodes' packages, the others find (lists zlib-compressed MessagePack)."""
+
+    LISTS, OFFERS = "jobs.packages.lists", "jobs.packages.offers"
+
+    def __init__(self, store: CacheStore, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def get_list(self, digest: str) -> list[str] | None:
+        raw = self.store.get(self.LISTS, digest.encode())
+        if raw is None:
+            return None
+        return msgspec.msgpack.decode(zlib.decompress(raw), type=list[str])
+
+    def put_list(self, digest: str, packages: list[str]) -> None:
+        value = zlib.compress(msgspec.msgpack.encode(packages), 1)
+        self.store.set(self.LISTS, digest.encode(), value)
+
+    def note(self, where: str, digest: str, seen: float) -> None:
+        key = (where or "-").encode()[:MAX_KEY]
+        self.store.set(self.OFFERS, key, msgspec.msgpack.encode((digest, seen)))
+
+    def offers(self) -> list[tuple[str, str, float]]:
+        now_ms = self.clock() * 1000.0
+        out = []
+        for key, _size, expires, value in self.store.entries(self.OFFERS, values=True):
+            if value is None or (expires and expires <= now_ms):
+                continue
+            digest, seen = msgspec.msgpack.decode(value, type=tuple[str, float])
+            out.append((key.decode(errors="replace"), digest, seen))
+        return out
 
 
 def build_cache(settings: Settings) -> CacheStore:

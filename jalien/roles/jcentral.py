@@ -57,6 +57,7 @@ from jalien.net.identity import AccountsAuthenticator, Identity
 from jalien.net.limits import limits_from
 from jalien.net.server import Server
 from jalien.roles.central_cache import (
+    PackageShare,
     build_cache,
     catalogue_cache,
     logins,
@@ -314,6 +315,7 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
     cache = build_cache(settings)
     catalogue = build_catalogue(settings, cache)
     jobs = build_jobs(settings, tokens)
+    jobs.packages.shared = PackageShare(cache)  # the host's workers learn the packages together
     movers, mover = build_datamovers(settings, catalogue)  # rm's PFNs go to its queue
     lifecycle = build_lifecycle(settings, catalogue, movers)  # rules, decommissions, dark data
     expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")

@@ -118,3 +118,29 @@ async def test_site_calls_packages_command_and_reasons(job_server, connect):
     some = await user.call("packages", "-l", "GenLib*")
     assert [r["packages"] for r in some.results] == LISTING[2:]
     assert "S1 CE::RICH" in some.results[0]["sites"]
+
+
+def test_the_workers_of_a_host_share_what_they_learn(tmp_path):
+    """Two jcentral processes' PackageOffers on one host cache (roles.central_cache): a list
+    sent to one is known to the other by its digest; who offered what, both see."""
+    from jalien.cache.store import CacheStore
+    from jalien.roles.central_cache import NAMESPACES, PackageShare
+
+    store = CacheStore(tmp_path / "cache", policies=NAMESPACES)
+    try:
+        first = PackageOffers(shared=PackageShare(store))
+        second = PackageOffers(shared=PackageShare(store))
+        try:
+            second.resolve(JobOffer(site="S1", ce="CE1", packages_digest=DIGEST))
+            raise AssertionError("an unknown digest resolved")
+        except UnknownDigest:
+            pass
+        assert not second.known()
+        keys = first.resolve(JobOffer(site="S1", ce="CE1", packages=LISTING))
+        store.flush().result(timeout=10)
+        assert second.resolve(JobOffer(site="S2", ce="CE2", packages_digest=DIGEST)) == keys
+        store.flush().result(timeout=10)
+        assert second.known() and second.table()["VO_ALICE@GenLib::v1-1"] == ["S1 CE1", "S2 CE2"]
+        assert first.where("VO_ALICE@Analysis::v2-1") == ["S1 CE1", "S2 CE2"]
+    finally:
+        store.close()
