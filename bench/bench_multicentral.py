@@ -81,6 +81,7 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
     for client in clients:
         await client.connect()
     counter = [0, 0]  # answered, failed
+    first_failure: list[str] = []
     stop_at = 0.0
     serial = [0]
 
@@ -93,6 +94,8 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
             reply = await client.call(job["command"], *args)
             ok = reply.exitcode == 0 and (job["command"] != "getMatchJob" or _matched(reply))
             counter[0 if ok else 1] += 1
+            if not ok and not first_failure:
+                first_failure.append(f"{reply.exitcode} {reply.error} {reply.results[:1]}"[:200])
 
     try:
         stop_at = time.perf_counter() + job["warmup"]
@@ -110,7 +113,7 @@ async def _drive(job: dict[str, Any]) -> dict[str, Any]:
         for client in clients:
             await client.close()
     return {"count": counter[0], "failed": counter[1], "wall": wall, "cpu": cpu,
-            "watched": watched}  # fmt: skip
+            "watched": watched, "failure": first_failure[0] if first_failure else ""}  # fmt: skip
 
 
 def _matched(reply: Any) -> bool:
@@ -235,12 +238,14 @@ def main() -> int:
                 run(grid, gen_parent, token, args.centrals, rounds, window)
                 coherence(grid, gen_parent, rounds, window, quiet)
             finally:
-                gen_parent.send(None)
+                if gen.pid is not None:
+                    gen_parent.send(None)
                 grid.close()
     finally:
-        gen.join(10)
-        if gen.is_alive():
-            gen.kill()
+        if gen.pid is not None:
+            gen.join(10)
+            if gen.is_alive():
+                gen.kill()
         for name in names:
             admin.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
@@ -297,6 +302,7 @@ def run(grid: Any, gen: Any, token: tuple[str, str], most: int, rounds: int, win
         per_core = s.median / cpu if cpu else 0.0
         failed = sum(r.get("failed", 0) for r in s.rounds)
         errors = [r["error"] for r in s.rounds if "error" in r]
+        errors += [r["failure"] for r in s.rounds if r.get("failure")]
         print(f"{s.name:18s} {s.median:8,.0f} {cpu:8.2f} {per_core:9,.0f} {ratio:>6s} "
               f"{spread:>11s} {failed:6d}  {errors[0] if errors else ''}")  # fmt: skip
 

@@ -108,11 +108,13 @@ class JobService:
         self.matched_by.pop(job_id, None)
         self.job_tokens.pop(job_id, None)
         self._dead[job_id] = time.monotonic()
+        if self.router is not None:
+            self.router.release(job_id)
 
     def _hold(self, job_id: int, push: Push | None) -> None:
         """The job's agent talks to this central on *push*'s connection (a match, or its
         first report here after its central died): kills and spy questions go there."""
-        if push is None or self._agents.get(job_id) is push:
+        if push is None or self._agents.get(job_id) == push:  # == : bound methods too
             return
         self._agents[job_id] = push
         if self.router is not None:
@@ -412,15 +414,15 @@ class JobService:
         )
         self._left_queue(old, row)
         push = self._agents.pop(job_id, None)
-        if push is not None:
-            push(Event(topic="kill", payload={"queueId": job_id}))
-            if self.router is not None:
-                self.router.release(job_id)
-        elif self.router is not None:  # its agent may be connected to another central
+        if self.router is not None:  # the agent may have moved to another central since
             try:
-                await self.router.send_to_agent(job_id, "kill", {"queueId": job_id})
+                if await self.router.send_to_agent(job_id, "kill", {"queueId": job_id}):
+                    push = None  # its central pushes it there
             except Exception as exc:  # killed in the task queue all the same
                 log.warning("kill of job %d not sent to its central: %s", job_id, exc)
+            self.router.release(job_id)
+        if push is not None:
+            push(Event(topic="kill", payload={"queueId": job_id}))
         return row
 
     def _left_queue(self, old: JobState, row: JobRow) -> None:

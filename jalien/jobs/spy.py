@@ -81,6 +81,8 @@ class SpyDesk:
                 EXIT_NOT_FOUND,
             )
         push = self.jobs._agents.get(job_id)
+        if self.router is not None and await self._elsewhere(job_id):
+            push = None  # connected to another central now: asked through it
         if push is None and self.router is None:
             raise RequestError(
                 f"job {job_id}: its JobAgent is not connected to this central service",
@@ -148,6 +150,15 @@ class SpyDesk:
         self.router = router
         router.handlers[SPY_TOPIC] = self._relay
         router.handlers["spyReport"] = self._remote_report
+
+    async def _elsewhere(self, job_id: int) -> bool:
+        """Is the job's agent connected to another central (its route names one)?"""
+        assert self.router is not None
+        try:
+            owner = await self.router.routes.owner(job_id)
+        except Exception:  # the database away: what this central knows
+            return False
+        return bool(owner) and owner != self.router.name
 
     async def _ask_elsewhere(self, job_id: int, question: dict[str, str]) -> bool:
         assert self.router is not None

@@ -67,6 +67,7 @@ class Grid:
         *,
         se: int | None = 0,
         env: dict[str, str] | None = None,
+        galera: bool = False,
     ) -> None:
         self.tmp = tmp
         self.globus = tmp / "globus"
@@ -84,9 +85,12 @@ class Grid:
                     (shutil.rmtree if (home / name).is_dir() else os.unlink)(home / name)
             catalogue, queue = dsns(i)
             config = tmp / f"jalien{i}.toml"
+            # on Galera every central reaches the catalogue through its own node: the index
+            # names the host "galera" for all (docs/multihost.md)
+            named = 'names = ["galera"]\n' if galera else ""
             config.write_text(
                 'catalogue_backend = "mariadb"\ntaskqueue_backend = "mariadb"\n'
-                f"[catalogue_mariadb]\nhosts = {json.dumps([catalogue])}\n"
+                f"[catalogue_mariadb]\nhosts = {json.dumps([catalogue])}\n{named}"
                 f'[taskqueue_mariadb]\ndsn = "{queue}"\n'
             )
             central = Central(f"central{i}", home, free_port(), free_port(), tmp / f"jc{i}.log")
@@ -203,14 +207,14 @@ def mariadb_databases(server) -> tuple[str, str, callable]:
 
 class Databases:
     """Where the centrals' catalogue and task queue live: the machine's MariaDB (one
-    server for all), or the Galera cluster: the task queue of central i on node
-    ``node(i)`` (2, 3, 1, ...: each host its own node), the catalogue on node 1 for all (the
-    catalogue's index names its servers by address, so the centrals must agree on one)."""
+    server for all), or the Galera cluster, central i on node ``node(i)`` (2, 3, 1, ...:
+    each host its own node; node 1, where the fixture makes databases, is the SE's)."""
 
     def __init__(self, request, kind: str) -> None:
         self.kind = kind
+        self.galera = kind == "galera"
         self.cluster = None
-        if kind == "galera":
+        if self.galera:
             self.cluster = request.getfixturevalue("galera_cluster")
             self.names = (self.cluster.database("jalien_mc_cat"),
                           self.cluster.database("jalien_mc_tq"))  # fmt: skip
@@ -221,12 +225,13 @@ class Databases:
             self.names = (cat, tq)
 
     def node(self, i: int) -> int:
-        """The Galera node of central i's task queue."""
+        """The Galera node of central i."""
         return (i + 1) % 3 + 1
 
     def dsns(self, i: int) -> tuple[str, str]:
         if self.cluster is not None:
-            return self.cluster.dsn(1, self.names[0]), self.cluster.dsn(self.node(i), self.names[1])
+            node = self.node(i)
+            return self.cluster.dsn(node, self.names[0]), self.cluster.dsn(node, self.names[1])
         return self.server.dsn(self.names[0]), self.server.dsn(self.names[1])
 
     def connect_queue(self, i: int = 0):

@@ -33,7 +33,7 @@ sleep "$2"
 def grid(request, tmp_path_factory):
     """Two centrals on the machine's MariaDB, or on two nodes of the Galera cluster."""
     databases = Databases(request, request.param)
-    made = Grid(tmp_path_factory.mktemp("multi"), 2, databases.dsns)
+    made = Grid(tmp_path_factory.mktemp("multi"), 2, databases.dsns, galera=databases.galera)
     try:
         made.start()
         yield made

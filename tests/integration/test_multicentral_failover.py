@@ -59,7 +59,7 @@ def connected_to(pid: int, ports: dict[int, int]) -> int | None:
 def test_kill9_of_a_central_under_load_loses_nothing(request, tmp_path, kind):
     """On Galera the victim's host dies whole: its jcentral and its database node."""
     databases = Databases(request, kind)
-    grid = Grid(tmp_path, 3, databases.dsns, se=2)
+    grid = Grid(tmp_path, 3, databases.dsns, se=2, galera=databases.galera)
     runs = tmp_path / "runs.txt"
     runs.touch()
     killed_node: list[int] = []
