@@ -99,6 +99,14 @@ class Decommissioner:
             for se, doc in await self.store.docs("decommissions")
         }
 
+    async def follow(self) -> None:
+        """The decommissions another process started (the same store): its SEs are
+        read-only here too, and the process running the loop steps them. One known here
+        keeps its object (the loop's process is the only one that moves it)."""
+        for se, doc in await self.store.docs("decommissions"):
+            if se not in self.machines:
+                self.machines[se] = msgspec.msgpack.decode(doc, type=Decommission)
+
     def read_only(self) -> frozenset[str]:
         """The SEs that take no new file (upper case): those being (or once) decommissioned."""
         return frozenset(se.upper() for se in self.machines)

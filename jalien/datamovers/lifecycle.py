@@ -42,6 +42,12 @@ class Lifecycle:
         await self.rules.load()
         await self.decommissions.load()
 
+    async def follow(self) -> None:
+        """What other processes sharing the store changed: rules added or removed,
+        decommissions started (jcentral's workers: ``roles/worker_follow.py``)."""
+        await self.rules.follow()
+        await self.decommissions.follow()
+
     async def close(self) -> None:
         await self.store.close()
 

@@ -143,6 +143,16 @@ class PlacementRules:
             for name, doc in await self.store.docs("rules")
         }
 
+    async def follow(self) -> None:
+        """The rules another process added or removed (the same store): new ones taken,
+        removed ones dropped; a rule known here keeps its object (this process's figures)."""
+        stored = dict(await self.store.docs("rules"))
+        for name in set(self.records) - set(stored):
+            del self.records[name]
+        for name, doc in stored.items():
+            if name not in self.records:
+                self.records[name] = msgspec.msgpack.decode(doc, type=RuleRecord)
+
     async def _save(self, record: RuleRecord) -> None:
         await self.store.put_doc("rules", record.rule.name, msgspec.msgpack.encode(record))
 
@@ -189,7 +199,7 @@ class PlacementRules:
         if record is None:
             raise RuleError(f"no such rule: {name}")
         await self.store.drop_doc("rules", name)
-        del self.records[name]
+        self.records.pop(name, None)  # follow() may have dropped it meanwhile
         return record.rule
 
     def listing(self) -> list[RuleRecord]:

@@ -82,6 +82,7 @@ class Directory:
         self.error = ""
         self.failing_since = 0.0
         self.on_change: list[Callable[[Snapshot], object]] = []  # called after each adoption
+        self._seen: bytes | None = None  # the shared cache's bytes adopt_cached saw last
         self._adopt(Snapshot(source=source.name))
 
     # -- the snapshot and its indexes
@@ -232,6 +233,26 @@ class Directory:
                 await self.refresh()
 
         return Loop("config-resync", step, self.ttl, logger=log)
+
+    def adopt_cached(self) -> bool:
+        """Take the snapshot another process of the host adopted (a write or a resync
+        there), if the shared cache holds a newer one than ours; never asks the source.
+        Cheap when nothing changed (the cached bytes compared with the last seen)."""
+        if self.cache is None:
+            return False
+        data = self.cache.get()
+        if data is None or data == self._seen:
+            return False
+        self._seen = data
+        try:
+            cached = _decoder.decode(data)
+        except msgspec.DecodeError:
+            return False
+        if cached.loaded <= self.snapshot.loaded:
+            return False
+        self._adopt(cached)
+        self._ok()
+        return True
 
     # -- changes (written to the source, then read back)
     async def _write(self, fn: Callable[[], object]) -> None:

@@ -132,3 +132,21 @@ async def test_bad_input_changes_nothing(world):
     with pytest.raises(dm.DecommissionError, match="not being decommissioned"):
         await w.dec.progress(NEW.name)
     assert [se for se, _ in await w.store.docs("decommissions")] == [OLD.name]
+
+
+async def test_another_process_sees_rules_and_decommissions(world, tmp_path):
+    """jcentral's workers share lifecycle.db: what one starts or adds, another follows
+    (read-only SEs, rules at commit), and a removed rule goes from both."""
+    w = world
+    other = PlacementRules(w.catalogue, w.store, w.transfers)
+    other_dec = dm.Decommissioner(w.catalogue, w.store, other, w.transfers, w.deletions)
+    other.read_only = other_dec.read_only
+    await w.dec.start(OLD.name)
+    await w.rules.add(Rule(name="raw", pattern="/raw/*", copies=1, qos="t1disk"))
+    await other.follow()
+    await other_dec.follow()
+    assert other_dec.read_only() == {OLD.name.upper()}
+    assert [r.name for r in other.matching("/raw/x")] == ["raw"]
+    await w.rules.remove("raw")
+    await other.follow()
+    assert other.matching("/raw/x") == []

@@ -179,3 +179,19 @@ async def test_processes_of_a_host_share_the_snapshot_through_the_cache(tmp_path
     with pytest.raises(DirectoryError):
         await second.refresh(force=True)  # resyncLDAP asks the source itself
     assert second.person("jdoe") is not None and "Connection refused" in second.status().error
+
+
+async def test_a_worker_adopts_what_another_wrote_without_asking_the_source(tmp_path):
+    """jcentral's workers (roles/worker_follow.py): a change read back by one process is
+    taken by another from the shared cache, the source never asked; nothing new: no work."""
+    shared = _SharedCache()
+    source = FileSource(accounts_file(tmp_path), tmp_path / "directory.json")
+    writer = Directory(source, cache=shared, ttl=60)
+    await writer.refresh()
+    follower = Directory(_Down(), cache=shared, ttl=60)  # type: ignore[arg-type]
+    assert follower.adopt_cached() and follower.person("jdoe") is not None
+    assert not follower.adopt_cached()  # the same bytes: not decoded again
+    before = follower.snapshot.loaded
+    await writer.refresh(force=True)  # e.g. after setCEstatus there
+    assert follower.adopt_cached() and follower.snapshot.loaded > before
+    assert follower.error == ""
