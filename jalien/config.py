@@ -34,9 +34,6 @@ class Settings(msgspec.Struct, kw_only=True):
     # (SO_REUSEPORT), the catalogue, the task queue and the shared cache
     workers: int = 0
     shared_ports: bool = False  # set by the supervisor for its workers (SO_REUSEPORT)
-    # seconds between a worker's looks at what the others changed of the central
-    # configuration, placement rules and decommissions (roles/worker_follow.py); 0: never
-    worker_follow: float = 1.0
     vo: str = "alice"
     vo_root: str = "/alice"
     user_home_template: str = "/alice/cern.ch/user/{initial}/{login}/"
@@ -72,6 +69,11 @@ class Settings(msgspec.Struct, kw_only=True):
     turns: int = 2
     motd: str = "Welcome to jalien, a JAliEn-compatible grid middleware."
     log_level: str = "INFO"
+    # each process's own log on stderr: "text" (readable lines) or "json" (JSON lines,
+    # JALIEN_LOG_FORMAT=json); the last log_recent_lines lines are kept in memory for
+    # `logs vobox CE` / `logs job ID` from central (docs/monitoring.md)
+    log_format: str = "text"
+    log_recent_lines: int = 1000
     # the audit log: one JSON line per request served (docs/audit.md), rotated at
     # audit_max_bytes, audit_backups older files kept
     audit_file: str = ""  # default: {home}/log/audit.jsonl

@@ -38,7 +38,7 @@ SERVICES = {
     "monitor",
     "directory",
 }
-BASE = {"config", "version", "loops", "metrics", "__init__"}
+BASE = {"config", "version", "loops", "metrics", "logs", "__init__"}
 
 # Third-party I/O libraries and the one layer each may be imported from.
 HOMES = {

@@ -34,12 +34,13 @@ from jalien.agent.runner import CopyEngine, JobRunner, RunConfig
 from jalien.agent.spy import spy_answer
 from jalien.auth.certs import dn_of
 from jalien.loops import Loop, LoopDone
+from jalien.net import logs_answer
 from jalien.net.client import Client
 from jalien.net.identity import Identity
 from jalien.wire import monitor_api, site_api
 from jalien.wire.errors import RequestError
 from jalien.wire.messages import Event, Reply, Request
-from jalien.wire.monitor_api import MAX_SPY_BYTES, SPY_TOPIC, SpyReport
+from jalien.wire.monitor_api import LOGS_TOPIC, MAX_SPY_BYTES, SPY_TOPIC, SpyReport
 from jalien.wire.site_api import JobOffer, MatchedJob, PackagesWanted, StatusChange
 
 log = logging.getLogger("jalien.agent")
@@ -114,8 +115,9 @@ class JobAgent:
             self.current.abort(reason)
 
     def _event(self, channel: int, event: Event) -> None:
-        if event.topic == SPY_TOPIC:  # central asks for a spy report (docs/monitoring.md)
-            task = asyncio.ensure_future(self._spy(event))
+        if event.topic in (SPY_TOPIC, LOGS_TOPIC):  # central asks (docs/monitoring.md)
+            answer = self._spy if event.topic == SPY_TOPIC else self._logs
+            task = asyncio.ensure_future(answer(event))
             self._spies.add(task)
             task.add_done_callback(self._spies.discard)
             return
@@ -158,6 +160,10 @@ class JobAgent:
             return
         if reply.exitcode:
             log.info("spy report for job %d refused: %s", queue_id, reply.error)
+
+    async def _logs(self, event: Event) -> None:
+        """Answer central's ``logs`` question with this process's recent log lines."""
+        await logs_answer.answer(self.upstream, event.payload)
 
     async def run(self) -> int:
         """The loop; 0 when the TTL, the job cap or the idle wait ends it. It runs on

@@ -61,6 +61,7 @@ class Dispatcher:
         return session
 
     def close_session(self, session: Session) -> None:
+        session.closed = True
         self.sessions.discard(session)
 
     def describe_session(self, session: Session) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Watching the grid (docs/monitoring.md): ``spy`` on a running job from outside, ``gridstatus``
-(the sites and agents as they report), and the site calls that feed them - ``spyReport``
-(a JobAgent's answer) and ``monitor.report`` (a VoBox's or a JobAgent's report)."""
+(the sites and agents as they report), ``logs`` (a VoBox's or a JobAgent's recent log lines,
+for admins), and the site calls that feed them - ``spyReport`` and ``logsReport`` (the
+answers) and ``monitor.report`` (a VoBox's or a JobAgent's report)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,23 @@ from jalien.commands.errno import EINVAL, jalien_error
 from jalien.commands.options import Options
 from jalien.commands.session import Session
 from jalien.commands.table import Args, CommandTable
+from jalien.jobs.logs_desk import LogsDesk
 from jalien.jobs.spy import SpyDesk
 from jalien.monitor.grid import GridView
 from jalien.wire import monitor_api
 from jalien.wire.errors import EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Record, Reply, Request
-from jalien.wire.monitor_api import AgentReport, MonitorApiError, SiteReport, SpyReport
+from jalien.wire.monitor_api import (
+    AgentReport,
+    LogsReport,
+    MonitorApiError,
+    SiteReport,
+    SpyReport,
+)
 
 SPY_USAGE = "usage: spy <jobId> workdir|nodeinfo|stdout|stderr|<file>"
+LOGS_USAGE = "usage: logs vobox <CE> [-n N] | logs job <jobId> [-n N]"
+LOGS_DEFAULT = 100  # lines
 
 
 def _message(request: Request, kind: type | tuple[type, ...]) -> object:
@@ -43,9 +53,11 @@ class MonitorCommands:
         spy: SpyDesk,
         grid: GridView,
         job_owner: dict[int, str] | None = None,
+        logs: LogsDesk | None = None,
     ) -> None:
         self.table = table
         self.spy_desk = spy
+        self.logs_desk = logs
         self.grid = grid
         self.job_owner = job_owner if job_owner is not None else {}  # JobService.live
 
@@ -71,6 +83,22 @@ class MonitorCommands:
             action=A.REPORT,
             raw=True,
         )
+        if self.logs_desk is not None:
+            add(
+                "logs",
+                self.logs,
+                "a VoBox's or a running job's JobAgent's recent log lines: "
+                + LOGS_USAGE.removeprefix("usage: "),
+                action=A.ADMIN,
+                args=Args(valued=("n",), min=2, max=2, usage=LOGS_USAGE),
+            )
+            add(
+                "logsReport",
+                self.logs_report,
+                "site call: a VoBox's or a JobAgent's answer to logs",
+                action=A.REPORT,
+                raw=True,
+            )
         add(
             "monitor.report",
             self.report,
@@ -87,6 +115,32 @@ class MonitorCommands:
             raise jalien_error(EINVAL, f"not a job id: {job!r}") from None
         report = await self.spy_desk.ask(session.identity, job_id, what)
         return [{"queueId": str(job_id), "what": report.what, "message": report.text}]
+
+    async def logs(self, session: Session, opts: Options) -> list[Record]:
+        assert self.logs_desk is not None
+        kind, target = opts.args
+        lines = opts.number("n", LOGS_DEFAULT)
+        if kind == "vobox":
+            report = await self.logs_desk.vobox(target, lines)
+        elif kind == "job":
+            try:
+                job_id = int(target)
+            except ValueError:
+                raise jalien_error(EINVAL, f"not a job id: {target!r}") from None
+            report = await self.logs_desk.job(job_id, lines)
+        else:
+            raise jalien_error(EINVAL, LOGS_USAGE)
+        return [
+            {"target": f"{kind} {target}", "lines": str(len(report.lines)),
+             "total": str(report.total), "message": "\n".join(report.lines)}
+        ]  # fmt: skip
+
+    def logs_report(self, session: Session, request: Request) -> Reply:
+        report = _message(request, LogsReport)
+        assert isinstance(report, LogsReport)
+        assert self.logs_desk is not None
+        self.logs_desk.answer(session.identity, report)
+        return Reply(metadata=session.metadata())
 
     def gridstatus(self, session: Session, args: list[str]) -> list[Record]:
         user = None if policy.is_admin(session.identity) else session.user
@@ -143,6 +197,8 @@ class MonitorCommands:
                 self.grid.site(identity.login, message)
             except ValueError as exc:
                 raise RequestError(str(exc)) from None
+            if self.logs_desk is not None:  # `logs vobox CE` asks on this session
+                self.logs_desk.site_seen(message.ce, identity.login, session)
         else:
             assert isinstance(message, AgentReport)
             key = f"{identity.serial or identity.login}:{message.node}"

@@ -21,6 +21,7 @@ class Session:
     opened: float = field(default_factory=time.time)
     previous_cwd: str = ""
     prepared: bool = False  # its home was made (before its first data command)
+    closed: bool = False  # its connection (or channel) went away: pushes reach no one
 
     @property
     def user(self) -> str:

@@ -17,7 +17,8 @@ builds a LogRecord. If the disk stalls, requests beyond ``max_pending`` waiting 
 dropped and counted: the loop never waits on the disk.
 
 At ``--log-level DEBUG`` every record is also one readable line on the console
-(logger ``jalien.audit``).
+(logger ``jalien.audit``); with ``log_format = "json"`` that line is a JSON object whose
+``audit`` field is the record itself (jalien.logs).
 """
 
 from __future__ import annotations
@@ -523,8 +524,9 @@ class AuditLog:
                 self.flush()
             elif not self._scheduled:
                 self._schedule()
-        if log.isEnabledFor(_DEBUG):
-            log.debug("%s", readable(self._console.build(entry)))
+        if log.isEnabledFor(_DEBUG):  # a JSON log line (jalien.logs) carries the record
+            record = self._console.build(entry)
+            log.debug("%s", readable(record), extra={"fields": {"audit": record}})
 
     def _schedule(self) -> None:
         try:

@@ -1,6 +1,7 @@
 """Monitoring at jcentral, composed (docs/monitoring.md): the grid as sites report it
 (``monitor.grid.GridView``) with its minutes in the shared cache, ``spy`` through the JobAgents'
-connections (``jobs.spy.SpyDesk``), their commands, and the web page."""
+connections (``jobs.spy.SpyDesk``), logs on demand the same way (``jobs.logs_desk``), their
+commands, and the web page."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from jalien.catalogue.service import Catalogue
 from jalien.commands.monitor_cmds import MonitorCommands
 from jalien.commands.table import CommandTable
 from jalien.config import Settings
+from jalien.jobs.logs_desk import LogsDesk
 from jalien.jobs.service import JobService
 from jalien.jobs.spy import SpyDesk
 from jalien.loops import Loop, LoopRegistry
@@ -57,15 +59,16 @@ class CacheRollups:
 class CentralMonitor:
     grid: GridView
     spy: SpyDesk
+    logs: LogsDesk
 
 
 def build_monitor(jobs: JobService, cache: CacheStore | None) -> CentralMonitor:
     store = CacheRollups(cache) if cache is not None else None
-    return CentralMonitor(GridView(store), SpyDesk(jobs))
+    return CentralMonitor(GridView(store), SpyDesk(jobs), LogsDesk(jobs))
 
 
 def monitor_commands(table: CommandTable, jobs: JobService, monitor: CentralMonitor) -> None:
-    MonitorCommands(table, monitor.spy, monitor.grid, jobs.live).register()
+    MonitorCommands(table, monitor.spy, monitor.grid, jobs.live, monitor.logs).register()
 
 
 def rollup_loop(

@@ -68,7 +68,7 @@ from jalien.roles.role_metrics import (
     server_metrics,
     start_metrics,
 )
-from jalien.roles.start import STOP_SIGNALS, SYSTEM, Failure, run_role, stop_event
+from jalien.roles.start import STOP_SIGNALS, SYSTEM, Failure, LogOptions, run_role, stop_event
 from jalien.wire.errors import EINVAL, EXIT_FAILED, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Reply, Request
 
@@ -437,6 +437,7 @@ def run_jbox(
     return run_role(
         lambda: serve(settings, options, cert_chain_pem, key_pem, ready, stop_on_hup=not detach),
         log_level=settings.log_level,
+        log=LogOptions.from_settings(settings, "jbox"),
         prefix="jalien-bin: cannot start jBox: ",
         failures=[Failure((AuthError, RequestError), EXIT_FAILED), SYSTEM],
         report=failed,

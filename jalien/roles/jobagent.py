@@ -47,7 +47,7 @@ from jalien.roles.role_metrics import (
     role_metrics,
     start_metrics,
 )
-from jalien.roles.start import Failure, on_signals, run_role
+from jalien.roles.start import Failure, LogOptions, on_signals, run_role
 from jalien.storage.cp import Options, copy
 from jalien.wire import monitor_api, site_api
 from jalien.wire.errors import EXIT_FAILED, RequestError
@@ -401,6 +401,7 @@ def run_jobagent(settings: Settings, env: Mapping[str, str] | None = None) -> in
     return run_role(
         lambda: serve(settings, env),
         log_level=settings.log_level,
+        log=LogOptions.from_settings(settings, "jobagent"),
         prefix="jalien-bin: jobagent: ",
         failures=[Failure((ConfigProblem, AuthError, AgentError, ConnectionLost), EXIT_FAILED)],
     )

@@ -8,7 +8,7 @@ import logging
 from jalien.config import Settings
 from jalien.metrics import Metrics
 from jalien.roles.role_metrics import start_metrics
-from jalien.roles.start import Failure, run_role, stop_event
+from jalien.roles.start import Failure, LogOptions, run_role, stop_event
 from jalien.storage.envelope import EnvelopeVerifier
 from jalien.storage.se_metrics import instrument
 from jalien.storage.se_server import StorageServer, se_context
@@ -85,6 +85,7 @@ def run_se(settings: Settings) -> int:
     return run_role(
         lambda: serve(settings),
         log_level=settings.log_level,
+        log=LogOptions.from_settings(settings, "se"),
         prefix="jalien-bin: cannot start the SE: ",
         failures=[Failure((OSError, ValueError), EXIT_FAILED, hint=hint)],
     )

@@ -5,7 +5,6 @@ code from jalien.wire.errors instead of a traceback."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -14,11 +13,12 @@ from typing import Any
 
 import uvloop
 
+from jalien import logs
 from jalien.auth.errors import AuthError
-from jalien.config import ConfigError
+from jalien.config import ConfigError, Settings
 from jalien.wire.errors import EXIT_FAILED, EXIT_USAGE
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = logs.TEXT_FORMAT
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SETUP_HINT = "hint: run `jalien-bin setup` to create a development CA and credentials"
 
@@ -46,8 +46,26 @@ SYSTEM = Failure((OSError,), EXIT_FAILED, os_text)
 STANDARD = (CONFIG, CREDENTIALS, SYSTEM)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+@dataclass(frozen=True)
+class LogOptions:
+    """How a role logs (jalien.logs): readable or JSON lines, how many recent lines it
+    keeps for ``logs`` from central, and the role's name in its JSON lines."""
+
+    log_format: str = "text"
+    recent: int = logs.DEFAULT_RECENT
+    role: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, role: str) -> LogOptions:
+        return cls(settings.log_format, settings.log_recent_lines, role)
+
+
+def setup_logging(level: str, options: LogOptions = LogOptions()) -> None:
+    """The process's logging (jalien.logs.configure); ConfigError for a bad level or format."""
+    try:
+        logs.configure(level, options.log_format, role=options.role, recent=options.recent)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def on_signals(
@@ -73,13 +91,18 @@ def run_role(
     prefix: str,
     failures: Sequence[Failure] = STANDARD,
     report: Callable[[str], None] | None = None,
+    log: LogOptions = LogOptions(),
 ) -> int:
     """Run *main* on uvloop; its result (None: 0) is the exit code. An error of one of
     *failures* prints ``<prefix><text>`` (and the failure's hint) on stderr, goes to
     *report* too (a detached jBox's parent waits for it), and is that failure's code.
-    *log_level* None leaves logging as it is."""
+    *log_level* None leaves logging as it is; else *log* says how (jalien.logs)."""
     if log_level is not None:
-        setup_logging(log_level)
+        try:
+            setup_logging(log_level, log)
+        except ConfigError as exc:  # whatever the role's failures: a setting is wrong
+            print(f"{prefix}{exc}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
     try:
         code = uvloop.run(main())
     except tuple(kind for failure in failures for kind in failure.kinds) as exc:

@@ -33,6 +33,7 @@ import shlex
 import shutil
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -45,7 +46,7 @@ from jalien.auth.tls import client_context, server_context
 from jalien.auth.tokens import TokenKind, TokenVerifier, parse_token_name
 from jalien.config import ConfigError, Settings
 from jalien.loops import LoopRegistry
-from jalien.net import discovery
+from jalien.net import discovery, logs_answer
 from jalien.net.audit import AuditLog
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.http import HttpServer
@@ -61,7 +62,7 @@ from jalien.roles.role_metrics import (
     start_metrics,
     vobox_metrics,
 )
-from jalien.roles.start import CONFIG, SYSTEM, Failure, run_role, stop_event
+from jalien.roles.start import CONFIG, SYSTEM, Failure, LogOptions, run_role, stop_event
 from jalien.roles.vobox_spool import start_relay
 from jalien.site import reports as site_reports
 from jalien.site.batch import BatchInterface
@@ -71,8 +72,8 @@ from jalien.site.startup_script import AgentConfig
 from jalien.site.vobox import AgentToken, CentralError, LoopOptions, VoBoxLoop
 from jalien.wire import monitor_api, site_api
 from jalien.wire.errors import EXIT_FAILED, RequestError
-from jalien.wire.messages import Reply, Request
-from jalien.wire.monitor_api import SiteReport
+from jalien.wire.messages import Event, Reply, Request
+from jalien.wire.monitor_api import LOGS_TOPIC, SiteReport
 from jalien.wire.site_api import JobOffer, WaitingJobs
 
 log = logging.getLogger("jalien.vobox")
@@ -248,6 +249,9 @@ class VoBox:
         self.dir = settings.path(settings.vobox_dir, "vobox")
         self.batch = make_batch(settings)
         self.extra_env = _extra_env(settings.jobagent_env)
+        if settings.log_format != "text" and "JALIEN_LOG_FORMAT" not in dict(self.extra_env):
+            # its agents log as the VoBox does, unless jobagent_env says otherwise
+            self.extra_env += (("JALIEN_LOG_FORMAT", settings.log_format),)
         try:
             self.command = (
                 shlex.split(settings.jobagent_command)
@@ -269,6 +273,8 @@ class VoBox:
         self._cert_stamp: tuple[int, int] | None = None
         self._rotation: asyncio.Task[None] | None = None  # to a renewed certificate
         self.relay: SpoolRelay | None = None  # the spool of worker nodes without network
+        self._relay_event: Callable[[int, Event], None] | None = None
+        self._answers: set[asyncio.Future[None]] = set()  # logs answers being sent
 
     async def start(self) -> None:
         settings = self.settings
@@ -306,6 +312,8 @@ class VoBox:
         )
         limits = limits_from(settings)
         proxy = UpstreamProxy(self.upstream, self.cache)
+        self._relay_event = self.upstream.on_event  # the proxy's: events to its clients
+        self.upstream.on_event = self._event
         self.server = Server(
             WithLocalCommands(proxy, {STATUS_COMMAND: self._status_reply}),
             server_context(settings.host_cert_path, settings.host_key_path, self.ca_dir),
@@ -362,6 +370,17 @@ class VoBox:
         self.metrics_http = await start_metrics(settings, self.metrics)
         every = min(settings.submit_interval, settings.monitor_report_interval)
         self.loops.start(site_reports.report_loop(self.loop, self._send_report, every))
+
+    def _event(self, channel: int, event: Event) -> None:
+        """Central's ``logs`` question on the VoBox's own channel is the VoBox's to answer
+        (docs/monitoring.md); every other event goes to the agents, as the proxy does."""
+        if channel == 0 and event.topic == LOGS_TOPIC and self.upstream is not None:
+            ce = self.loop.agent.ce if self.loop is not None else ""
+            task = asyncio.ensure_future(logs_answer.answer(self.upstream, event.payload, ce))
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
+        elif self._relay_event is not None:
+            self._relay_event(channel, event)
 
     async def _send_report(self, report: SiteReport) -> None:
         """``monitor.report`` upstream (docs/monitoring.md): the site's slots and agents."""
@@ -485,6 +504,7 @@ def run_vobox(settings: Settings, central: str | None = None) -> int:
     return run_role(
         lambda: serve(settings, parse_central(central, settings)),
         log_level=settings.log_level,
+        log=LogOptions.from_settings(settings, "vobox"),
         prefix="jalien-bin: cannot start the VoBox: ",
         failures=[CONFIG, Failure((AuthError, CentralError, RequestError), EXIT_FAILED), SYSTEM],
     )

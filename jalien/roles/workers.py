@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from jalien.config import Settings
-from jalien.roles.start import STOP_SIGNALS, setup_logging
-from jalien.wire.errors import EXIT_FAILED
+from jalien import logs
+from jalien.config import ConfigError, Settings
+from jalien.roles.start import STOP_SIGNALS, LogOptions, setup_logging
+from jalien.wire.errors import EXIT_FAILED, EXIT_USAGE
 
 log = logging.getLogger("jalien.workers")
 MAX_RESTART_WAIT = 30.0
@@ -374,7 +375,11 @@ def run_workers(
 ) -> int:
     """The supervisor of ``worker_count(settings.workers)`` workers, each running
     ``worker(its settings, its slot)``; *ready_line* says where they serve."""
-    setup_logging(settings.log_level)
+    try:
+        setup_logging(settings.log_level, LogOptions.from_settings(settings, "jcentral"))
+    except ConfigError as exc:
+        print(f"jalien-bin: cannot start jcentral: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     try:
         shared, held = worker_settings(settings)
     except OSError as exc:
@@ -385,9 +390,7 @@ def run_workers(
     def one(slot: WorkerSlot) -> int:
         for sock in held:  # the supervisor's hold on the ports, not the worker's
             sock.close()
-        tag = f"%(asctime)s %(levelname)s [w{slot.index}] %(name)s: %(message)s"
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(logging.Formatter(tag))
+        logs.tag(f"w{slot.index}")  # each line names its worker (text or JSON)
         return worker(for_worker(shared, slot.index), slot)
 
     try:

@@ -6,10 +6,13 @@ only, every new field with a default, a tag never reused)::
 
     monitor.report   data [SiteReport | AgentReport] -> Reply() (exit code 0)
     spyReport        data [SpyReport]                -> Reply() (exit code 0)
+    logsReport       data [LogsReport]               -> Reply() (exit code 0)
 
 Central asks for a spy report with ``Event(topic="spy", payload={"queueId", "what",
 "ref"})`` pushed on the connection that matched the job (as it pushes "kill"): the agent
 answers on that connection with ``spyReport``; a VoBox in between relays both ways.
+``logs`` goes the same way (``Event(topic="logs", payload={"ref", "lines", "queueId"})``,
+answered with ``logsReport``), or to the VoBox itself on its own connection (no queueId).
 Upstream only: no level ever connects into a site.
 """
 
@@ -23,6 +26,9 @@ SPY_TOPIC = "spy"
 SPY_WHATS = ("workdir", "nodeinfo", "stdout", "stderr")  # or a file of the sandbox
 MAX_SPY_BYTES = 64 * 1024  # the most text one spy report carries
 MAX_ERRORS = 20  # recent errors one report carries
+LOGS_TOPIC = "logs"  # central asks a VoBox or a JobAgent for its recent log lines
+MAX_LOG_LINES = 5000  # the most lines one logs report carries
+MAX_LOG_BYTES = 1024 * 1024  # and the most text
 
 
 class MonitorApiError(ValueError):
@@ -84,7 +90,19 @@ class SiteReport(msgspec.Struct, tag="site", kw_only=True, omit_defaults=True):
     errors: list[str] = []
 
 
-MonitorMessage = SpyReport | AgentReport | SiteReport
+class LogsReport(msgspec.Struct, tag="logs", kw_only=True, omit_defaults=True):
+    """A VoBox's or a JobAgent's answer to ``logs``: its last log lines (at most the
+    number asked, MAX_LOG_LINES and MAX_LOG_BYTES), oldest first, or *error*."""
+
+    ref: int
+    queue_id: int = 0  # the job whose agent answers; 0: a VoBox
+    ce: str = ""  # the VoBox's CE
+    lines: list[str] = []
+    total: int = 0  # lines the process logged since it started
+    error: str = ""
+
+
+MonitorMessage = SpyReport | AgentReport | SiteReport | LogsReport
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[MonitorMessage] = msgspec.msgpack.Decoder(MonitorMessage)
@@ -108,3 +126,19 @@ def decode(data: bytes, kind: type[T] | tuple[type[T], ...]) -> T:
     if not isinstance(message, kind):
         raise MonitorApiError(f"unexpected {type(message).__name__}")
     return message
+
+
+def logs_report(
+    ref: int, lines: list[str], total: int, *, queue_id: int = 0, ce: str = ""
+) -> LogsReport:
+    """The report of *lines* (the last ones asked), cut from the oldest side to
+    MAX_LOG_LINES lines and MAX_LOG_BYTES characters."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines[-MAX_LOG_LINES:]):
+        size += len(line) + 1
+        if size > MAX_LOG_BYTES:
+            break
+        kept.append(line)
+    kept.reverse()
+    return LogsReport(ref=ref, queue_id=queue_id, ce=ce, lines=kept, total=total)

@@ -2,7 +2,9 @@
 JobAgent running a user's job. The user spies on the running job from outside (central ->
 VoBox -> JobAgent over the connections they have), central's and the VoBox's metrics show
 the job's life and the requests, and the reports the VoBox and the JobAgent push upstream
-make `gridstatus` and the per-minute history."""
+make `gridstatus` and the per-minute history. An admin fetches the VoBox's and the running
+job's JobAgent's recent log lines (`logs`, the same route as spy; JSON lines here, as
+log_format = "json" asks); a plain user may not."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import pytest
 
 from jalien.auth.tls import client_context
 from jalien.metrics import value
+from jalien.net.client import Client
 from jalien.storage.cp import copy
 from tests.integration.conftest import free_port
 from tests.integration.test_site_chain import CE, HOME, Site, submit, wait_states
+from tests.integration.trustgrid import add_bob
 
 # real processes, nothing twin-specific: run once, in the Cython pass (the suite's budget)
 pytestmark = [pytest.mark.integration, pytest.mark.cython_only]
@@ -68,6 +72,7 @@ def test_spy_metrics_and_reports_through_the_chain(tmp_path, monkeypatch):
             "JALIEN_BATCH": "fork",
             "JALIEN_METRICS_PORT": str(vobox_metrics),
             "JALIEN_MONITOR_REPORT_INTERVAL": "1",
+            "JALIEN_LOG_FORMAT": "json",  # the VoBox's lines, and its fork agents'
         },
     )
 
@@ -90,6 +95,7 @@ def test_spy_metrics_and_reports_through_the_chain(tmp_path, monkeypatch):
 
         out = await until(lambda: _has(spy("stdout"), "payload says spy-marker"), what="stdout")
         assert "payload says spy-marker" in out
+        await fetch_logs(grid, job)
         assert "to stderr" in await spy("stderr")
         listing = await spy("workdir")
         assert "in.txt" in listing and "out/result.txt" in listing, listing
@@ -149,6 +155,40 @@ def test_spy_metrics_and_reports_through_the_chain(tmp_path, monkeypatch):
         asyncio.run(go())
     finally:
         grid.close()
+
+
+async def fetch_logs(grid: Site, job: int) -> None:
+    """`logs` from central: the VoBox's and the job's agent's last lines, as JSON lines."""
+    admin = grid.user()  # the grid's first account has the admin role
+    await admin.connect()
+
+    async def vobox_lines() -> list[dict]:
+        reply = await admin.call("logs", "vobox", CE, "-n", "5")
+        if reply.exitcode:
+            return []
+        return [json.loads(line) for line in reply.results[0]["message"].splitlines()]
+
+    lines = await until(vobox_lines, 20, "the VoBox's log lines")
+    assert 0 < len(lines) <= 5 and {line["role"] for line in lines} == {"vobox"}, lines
+    reply = await admin.call("logs", "job", str(job), "-n", "50")
+    assert reply.exitcode == 0, reply.error
+    agent = [json.loads(line) for line in reply.results[0]["message"].splitlines()]
+    assert agent and {line["role"] for line in agent} == {"jobagent"}, agent
+    assert any(line["logger"].startswith("jalien") for line in agent), agent
+    gone = await admin.call("logs", "vobox", "ALICE::NOWHERE::CE")
+    assert gone.exitcode == 2 and "is connected" in gone.error and CE in gone.error, gone.error
+    await admin.close()
+    pem = add_bob(grid.home)  # a plain user, in the running grid's accounts file
+    (grid.tmp / "bob.pem").write_bytes(pem.cert)
+    (grid.tmp / "bob.key").write_bytes(pem.key)
+    (grid.tmp / "bob.key").chmod(0o600)
+    tls = client_context(grid.tmp / "bob.pem", grid.tmp / "bob.key", grid.home / "certificates")
+    bob = Client("127.0.0.1", grid.binary, tls, reconnect=False)
+    await bob.connect()
+    for words in (("vobox", CE), ("job", str(job))):
+        refused = await bob.call("logs", *words)
+        assert refused.exitcode == 13 and "Permission denied" in refused.error, refused.error
+    await bob.close()
 
 
 async def _has(text_coro, needle: str) -> str:
