@@ -34,6 +34,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # (SO_REUSEPORT), the catalogue, the task queue and the shared cache
     workers: int = 0
     shared_ports: bool = False  # set by the supervisor for its workers (SO_REUSEPORT)
+    # seconds between a worker's looks at what the others changed of the central
+    # configuration, placement rules and decommissions (roles/worker_follow.py); 0: never
+    worker_follow: float = 1.0
     vo: str = "alice"
     vo_root: str = "/alice"
     user_home_template: str = "/alice/cern.ch/user/{initial}/{login}/"

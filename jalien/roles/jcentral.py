@@ -82,6 +82,7 @@ from jalien.roles.datamovers_wiring import (
 from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage, lifecycle_metrics
 from jalien.roles.role_metrics import central_metrics, start_metrics
 from jalien.roles.start import LogOptions, run_role, stop_event
+from jalien.roles.worker_follow import follow_loop
 from jalien.roles.workers import SINGLE, WorkerSlot, run_workers, worker_count
 from jalien.storage.envelope import EnvelopeSigner
 
@@ -393,6 +394,8 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
             loops.start(feed.loop(settings.broker_refill, settings.broker_resync))
         await directory.start()  # LDAP away: its last good copy, said loudly
         loops.start(directory.loop())
+        if slot.count > 1 and settings.worker_follow > 0:  # what the other workers changed
+            loops.start(follow_loop(directory, lifecycle, settings.worker_follow))
         if settings.embedded_se:
             se = await embedded_se(settings, catalogue, metrics)
         await _run(settings, server, slot)
