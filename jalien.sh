@@ -23,6 +23,7 @@ TEST_PACKAGES+=(pkg-config libmariadb-dev mariadb-server openssl)  # catalogue, 
 TEST_PACKAGES+=(patchelf binutils ccache)                          # the single binary
 TEST_PACKAGES+=(xrootd-server xrootd-client python3-xrootd)        # XRootD SEs, alien.py cp
 TEST_PACKAGES+=(slurm-wlm slurmctld slurmd munge)                  # the VoBox's Slurm
+TEST_PACKAGES+=(nordugrid-arc-arex nordugrid-arc-client nordugrid-arc-plugins-needed nordugrid-arc-plugins-arcrest)  # an ARC CE
 TEST_PACKAGES+=(zsh)                                               # zsh completion
 TEST_PACKAGES+=(slapd ldap-utils)                                  # central configuration in LDAP
 TEST_PACKAGES+=(chromium chromium-driver libnss3-tools)            # the monitoring page, headless

@@ -126,7 +126,7 @@ class Settings(msgspec.Struct, kw_only=True):
     monitor_interval: float = 30.0  # seconds between payload samples and heartbeats
     # vobox (a site's computing element, see docs/site.md); ce, jobagent_ttl, cores, workdir
     # and packages_dir above are what its JobAgents get
-    batch: str = "fork"  # "fork" (processes on this host) or "slurm"
+    batch: str = "fork"  # "fork" (processes on this host), "slurm" or "arc" (an ARC CE)
     max_running_agents: int = 10  # our JobAgents in the batch system, queued + running
     max_queued_agents: int = 5  # of which queued (also the most submitted per cycle)
     submit_interval: float = 60.0  # seconds between the VoBox's cycles
@@ -152,6 +152,11 @@ class Settings(msgspec.Struct, kw_only=True):
     slurm_options: list[str] = []  # more sbatch options, e.g. ["--time=02:00:00"]
     slurm_conf: str = ""  # SLURM_CONF for sbatch/squeue/scancel (default: Slurm's own)
     batch_job_name: str = "jalien-agent"  # our agents' job name in the batch system
+    # an ARC CE (batch = "arc", docs/site.md): its REST endpoint, https://host:443/arex
+    arc_ce: str = ""
+    arc_xrsl: list[str] = []  # more xRSL relations, e.g. ["(queue=alice)", "(walltime=1440)"]
+    arc_proxy: str = ""  # a proxy the site keeps renewed; "": made from vobox_cert, renewed
+    arc_proxy_hours: float = 24.0  # lifetime of the proxies the VoBox makes (and delegates)
     jobagent_env: list[str] = []  # more KEY=VALUE for the agents (JALIEN_MONITOR_INTERVAL=10)
     # jobs: central's watchdog for silent JobAgents (jalien.jobs.watchdog), in seconds
     job_heartbeat_timeout: float = 600.0  # active job without heartbeat -> ZOMBIE

@@ -65,6 +65,7 @@ from jalien.roles.role_metrics import (
 from jalien.roles.start import CONFIG, SYSTEM, Failure, LogOptions, run_role, stop_event
 from jalien.roles.vobox_spool import start_relay
 from jalien.site import reports as site_reports
+from jalien.site.arc import ArcBatch
 from jalien.site.batch import BatchInterface
 from jalien.site.fork import ForkBatch
 from jalien.site.slurm import SlurmBatch
@@ -181,7 +182,9 @@ class UpstreamCentral:
         )
 
 
-def make_batch(settings: Settings) -> BatchInterface:
+def make_batch(settings: Settings, state_dir: Path, cert: Path, key: Path) -> BatchInterface:
+    """The batch system of ``settings.batch``; *state_dir* is the VoBox's directory, *cert*
+    and *key* its identity (an ARC CE gets proxies of it)."""
     if settings.batch == "fork":
         return ForkBatch()
     if settings.batch == "slurm":
@@ -192,7 +195,24 @@ def make_batch(settings: Settings) -> BatchInterface:
             options=settings.slurm_options,
             env=env,
         )
-    raise ConfigError(f"batch must be fork or slurm, not {settings.batch!r}")
+    if settings.batch == "arc":
+        if not settings.arc_ce:
+            raise ConfigError("batch arc needs arc_ce, the CE's https://host:port/arex")
+        try:
+            return ArcBatch(
+                settings.arc_ce,
+                state_dir / "arc",
+                ca_dir=settings.ca_dir_path,
+                cert=cert,
+                key=key,
+                proxy=_path(settings.arc_proxy),
+                job_name=settings.batch_job_name,
+                xrsl=settings.arc_xrsl,
+                proxy_hours=settings.arc_proxy_hours,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    raise ConfigError(f"batch must be fork, slurm or arc, not {settings.batch!r}")
 
 
 def _extra_env(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -247,7 +267,7 @@ class VoBox:
         self.cert_path = _path(settings.vobox_cert) or settings.host_cert_path
         self.key_path = _path(settings.vobox_key) or settings.host_key_path
         self.dir = settings.path(settings.vobox_dir, "vobox")
-        self.batch = make_batch(settings)
+        self.batch = make_batch(settings, self.dir, self.cert_path, self.key_path)
         self.extra_env = _extra_env(settings.jobagent_env)
         if settings.log_format != "text" and "JALIEN_LOG_FORMAT" not in dict(self.extra_env):
             # its agents log as the VoBox does, unless jobagent_env says otherwise
@@ -337,6 +357,7 @@ class VoBox:
             command=tuple(self.command),
             extra_env=self.extra_env,
             spool_dir=settings.spool_dir,
+            staged=getattr(self.batch, "stages_files", False),
         )
         if settings.spool_dir:  # worker nodes without network: the relay (docs/relay.md)
             self.relay = await start_relay(

@@ -50,6 +50,9 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True):
     command: tuple[str, ...]  # the jalien-bin command line, before ``--role jobagent``
     extra_env: tuple[tuple[str, str], ...] = ()
     spool_dir: str = ""  # worker nodes without network: the relay's spool, not host:port
+    # the batch system copies the agent's files to the node (an ARC CE's session directory):
+    # the script finds its token beside itself and logs there, not in the VoBox's directory
+    staged: bool = False
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -100,10 +103,24 @@ def script_text(config: AgentConfig, env: Mapping[str, str], log: Path) -> str:
         'do unset "$name"; done'
     )
     lines.append("unset X509_USER_PROXY X509_USER_CERT X509_USER_KEY X509_CERT_FILE")
-    lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
     command: Sequence[str] = [*config.command, "--role", "jobagent"]
-    lines.append(f"cd {shlex.quote(str(log.parent))} || exit 1")
-    lines.append(f"exec {shlex.join(command)} >>{shlex.quote(str(log))} 2>&1")
+    if not config.staged:
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+        lines.append(f"cd {shlex.quote(str(log.parent))} || exit 1")
+        lines.append(f"exec {shlex.join(command)} >>{shlex.quote(str(log))} 2>&1")
+        return "\n".join(lines) + "\n"
+    # staged: the files are wherever the batch system put the script
+    lines.append('here=$(cd "$(dirname "$0")" && pwd) || exit 1')
+    beside = {"JALIEN_TOKEN_CERT": TOKEN_CERT_NAME, "JALIEN_TOKEN_KEY": TOKEN_KEY_NAME}
+    for key, value in env.items():
+        if key in beside:
+            lines.append(f'export {key}="$here"/{beside[key]}')
+        elif key == "JALIEN_STATE_DIR":
+            lines.append(f'export {key}="$here"')
+        else:
+            lines.append(f"export {key}={shlex.quote(value)}")
+    lines.append('cd "$here" || exit 1')
+    lines.append(f'exec {shlex.join(command)} >>"$here"/{LOG_NAME} 2>&1')
     return "\n".join(lines) + "\n"
 
 
