@@ -137,7 +137,7 @@ def _rate(r: dict[str, Any]) -> float:
 def report(found: list[Scenario], workers: int) -> None:
     print(
         f"{'scenario':16s} {'req/s':>8s} {'srv CPU':>8s} {'req/s/core':>10s} "
-        f"{'gen CPU':>7s} {'other':>5s}  {'vs 1w':>6s} {'range':>11s}  goal"
+        f"{'gen CPU':>7s} {'other':>5s}  {'vs 1w':>6s} {'round by round':>26s}  goal"
     )
     by_name = {s.name: s for s in found}
     for s in found:
@@ -155,7 +155,10 @@ def report(found: list[Scenario], workers: int) -> None:
                     if _rate(a) and _rate(b)
                 ]
                 if pairs:
-                    rng = f"{min(pairs):.2f}-{max(pairs):.2f}x"
+                    rng = (
+                        f"{min(pairs):.2f}-{max(pairs):.2f}x, "
+                        f"median {statistics.median(pairs):.2f}x"
+                    )
                 if s.command == "ls":
                     met = base.rate and s.rate / base.rate >= GOAL_LS
                     goal = f">= {GOAL_LS}x: {'met' if met else 'NOT met'}"
@@ -163,12 +166,14 @@ def report(found: list[Scenario], workers: int) -> None:
         print(
             f"{s.name:16s} {bench_net._k(s.rate):>8s} {s.server_load:8.2f} "
             f"{bench_net._k(s.per_core):>10s} {s.gen_load:7.0%} {s.other_load:5.0%}  "
-            f"{ratio:>6s} {rng:>11s}  {goal}{check}"
+            f"{ratio:>6s} {rng:>26s}  {goal}{check}"
         )
     print(
         "\nsrv CPU = cores used by the jcentral (supervisor + workers); gen CPU = the load "
         "generator's, in % of a core;\nother = every other process of the machine in the "
-        "window, in % of a core; range = the ratio round by round."
+        "window, in % of a core; vs 1w = ratio of the medians; round by round = the ratio of\n"
+        "the two measured back to back in each round (range, median): the machine's other\n"
+        "load moves between rounds, the pairs see it alike."
     )
     cores = len(os.sched_getaffinity(0))
     if cores <= workers:
