@@ -1,14 +1,17 @@
 """The whole chain with real processes, as on a site: jcentral (embedded SE, a quick job
 watchdog) <- a VoBox (`--role vobox`) that submits real JobAgents (`--role jobagent`)
-through fork or Slurm <- the payloads. A user uploads a script and its input, submits JDLs,
-and downloads the outputs the jobs registered; a JobAgent killed -9 in the middle of a job
-leaves it to the watchdog (ZOMBIE, requeued) and a new agent runs it to DONE."""
+through fork, Slurm or an ARC CE (A-REX) <- the payloads. A user uploads a script and its
+input, submits JDLs, and downloads the outputs the jobs registered; a JobAgent killed -9 in
+the middle of a job leaves it to the watchdog (ZOMBIE, requeued) and a new agent runs it to
+DONE."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shlex
+import shutil
 import signal
 import ssl
 import subprocess
@@ -19,10 +22,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from jalien.auth.certs import dn_of, load_cert
 from jalien.auth.tls import client_context
 from jalien.net.client import Client
 from jalien.storage.cp import Options, copy
-from tests.integration.conftest import free_port, jalien_bin, run_setup, start_central, stop
+from tests.integration.conftest import ROOT, free_port, jalien_bin, run_setup, start_central, stop
+from tests.site.arc_ce import ArcCE, agent_python, arc_or_skip, public_dir
 from tests.site.conftest import slurm_cluster  # noqa: F401 - the session's Slurm cluster
 
 pytestmark = pytest.mark.integration
@@ -88,8 +93,8 @@ class Site:
             JALIEN_JOBAGENT_TTL="300",
             JALIEN_WORKDIR=str(tmp / "wn"),
             JALIEN_JOBAGENT_ENV="JALIEN_MONITOR_INTERVAL=0.5,JALIEN_JOBAGENT_MAX_JOBS=1",
-            **batch_env,
         )
+        env.update(batch_env)  # the batch system's settings, and what it must change
         if "JALIEN_NO_EXTENSIONS" in os.environ:
             env["JALIEN_NO_EXTENSIONS"] = os.environ["JALIEN_NO_EXTENSIONS"]
         out = open(self.vobox_log, "ab")  # noqa: SIM115 - closed with the process
@@ -260,6 +265,81 @@ def test_jobs_run_through_a_vobox_on_slurm(site, slurm_cluster):  # noqa: F811 -
         await user.close()
 
     asyncio.run(go())
+
+
+@pytest.mark.cython_only  # a real A-REX, nothing twin-specific: once
+def test_jobs_run_through_a_vobox_on_arc(site):
+    """central -> VoBox -> ARC CE (arcsub delegates the VoBox's proxy, uploads the agent's
+    script and token) -> JobAgent in A-REX's session directory, as the CE's unprivileged
+    account -> payload -> outputs. A-REX never runs jobs as root, so the agents run as
+    nobody: a CA directory, a work directory and a Python they can reach are given."""
+    arc_or_skip()
+    found = agent_python(ROOT)
+    if found is None:
+        reason = "no Python the CE's account (nobody) can run this checkout with"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(f"SKIPPED LOUDLY: {reason}")
+    command, python_env = found
+    public = public_dir()
+    ce: ArcCE | None = None
+    try:
+        (public / "wn").mkdir(mode=0o1777)
+        os.chmod(public / "wn", 0o1777)
+        port = free_port()
+        agent_env = {
+            "JALIEN_MONITOR_INTERVAL": "0.5",
+            "JALIEN_JOBAGENT_MAX_JOBS": "1",
+            "X509_CERT_DIR": str(public / "certificates"),
+            **python_env,
+        }
+        grid = site(
+            JALIEN_BATCH="arc",
+            JALIEN_ARC_CE=f"https://localhost:{port}/arex",
+            JALIEN_SUBMIT_INTERVAL="1",
+            JALIEN_WORKDIR=str(public / "wn"),
+            JALIEN_JOBAGENT_COMMAND=shlex.join(command),
+            JALIEN_JOBAGENT_ENV=",".join(f"{k}={v}" for k, v in agent_env.items()),
+        )
+        shutil.copytree(grid.home / "certificates", public / "certificates")
+        host = grid.home / "host"
+        ce = ArcCE(
+            public / "ce",
+            grid.home / "certificates",
+            host / "hostcert.pem",
+            host / "hostkey.pem",
+            [dn_of(load_cert(host / "hostcert.pem"))],  # the VoBox's identity
+            port=port,
+        ).start()
+
+        async def go():
+            user = grid.user()
+            await user.connect()
+            await upload_inputs(grid, user)
+            jobs = [await submit(user, jdl(word)) for word in ("arc1", "arc2")]
+            info = await wait_states(grid, user, jobs, {"DONE"} | _ERRORS)
+            assert {i["status"] for i in info.values()} == {"DONE"}, (info, grid.logs())
+            for job, word in zip(jobs, ("arc1", "arc2"), strict=True):
+                await check_outputs(grid, user, job, word)
+                assert info[job]["ce"] == CE, info[job]
+            await user.close()
+
+        try:
+            asyncio.run(go())
+        except AssertionError:
+            raise AssertionError(ce.logs()) from None
+        # the ended agents' logs came back from the CE to their directories
+        fetched = list(grid.vobox_dir.glob("agents/*/jobagent.log"))
+        for _ in range(300):  # bounded: A-REX notices an ended fork job within ~10 s
+            if len(fetched) >= 2:
+                break
+            time.sleep(0.1)
+            fetched = list(grid.vobox_dir.glob("agents/*/jobagent.log"))
+        assert len(fetched) >= 2, grid.logs()
+    finally:
+        if ce is not None:
+            ce.stop()
+        shutil.rmtree(public, ignore_errors=True)
 
 
 _ERRORS = {"ERROR_A", "ERROR_I", "ERROR_IB", "ERROR_E", "ERROR_S", "ERROR_V", "EXPIRED", "KILLED"}
