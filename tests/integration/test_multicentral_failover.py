@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import signal
 import ssl
+import subprocess
 import time
 import warnings
 
@@ -202,3 +205,83 @@ def _se_context(grid: Grid) -> ssl.SSLContext:
     context = ssl.create_default_context(capath=str(grid.centrals[0].home / "certificates"))
     context.check_hostname = False
     return context
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_a_jbox_and_one_shot_commands_move_to_the_other_central(request, tmp_path):
+    """A detached jBox and one-shot commands given both centrals (JALIEN_CENTRAL_HOSTS): the
+    central the jBox is connected to is killed -9; the next commands through the jBox, and
+    one-shot commands without it, are answered by the other one."""
+    from jalien.auth.certs import load_key, write_pem_key
+    from jalien.net.discovery import read_token_file
+    from tests.integration.conftest import jalien_bin
+
+    databases = Databases(request, "mariadb")
+    grid = Grid(tmp_path, 2, databases.dsns, se=None)
+    desk = tmp_path / "desk"
+    globus = desk / "home/.globus"
+    globus.mkdir(parents=True, mode=0o700)
+    (globus / "usercert.pem").write_bytes((grid.globus / "usercert.pem").read_bytes())
+    write_pem_key(globus / "userkey.pem", load_key(grid.globus / "userkey.pem"), PASSWORD.encode())
+    for name in ("tmp", "bare", "tmp2"):
+        (desk / name).mkdir()
+    pair = ",".join(f"127.0.0.1:{c.binary}" for c in grid.centrals)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(desk / "home"),
+        "TMPDIR": str(desk / "tmp"),
+        "X509_CERT_DIR": str(grid.centrals[0].home / "certificates"),
+        "JALIEN_HOME": str(desk / "home/.jalien"),
+        "JALIEN_CENTRAL_HOSTS": pair,
+        "PYTHONUNBUFFERED": "1",
+    }
+    if "JALIEN_NO_EXTENSIONS" in os.environ:
+        env["JALIEN_NO_EXTENSIONS"] = os.environ["JALIEN_NO_EXTENSIONS"]
+    through_jbox = {**env, "HOME": str(desk / "bare")}
+    del through_jbox["JALIEN_HOME"]
+
+    def command(*args: str, env=through_jbox) -> subprocess.CompletedProcess:
+        return subprocess.run([*jalien_bin(), *args], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+
+    jbox_pid = 0
+    try:
+        grid.start()
+        done = subprocess.run(
+            [*jalien_bin(), "--role", "jbox", "--detach", "--password-stdin"],
+            env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        jbox_pid = int(read_token_file(desk / f"tmp/jclient_token_{os.getuid()}")["JALIEN_PID"])
+        assert command("whoami").stdout == "jdoe\n"
+        ports = {c.binary: i for i, c in enumerate(grid.centrals)}
+        victim = connected_to(jbox_pid, ports)
+        assert victim is not None
+        grid.centrals[victim].kill9()
+        t0 = time.monotonic()
+        while (answer := command("whoami")).stdout != "jdoe\n":
+            assert time.monotonic() - t0 < 60, answer.stdout + answer.stderr + grid.logs()
+            time.sleep(0.2)
+        moved = time.monotonic() - t0
+        assert connected_to(jbox_pid, ports) == 1 - victim
+        # one-shot commands without a jBox (no token file in their TMPDIR): the live one answers
+        plain = desk / "plain/.globus"  # the user's key without a password: no prompt
+        plain.mkdir(parents=True, mode=0o700)
+        for name in ("usercert.pem", "userkey.pem"):
+            (plain / name).write_bytes((grid.globus / name).read_bytes())
+            (plain / name).chmod(0o600)
+        alone = {**env, "TMPDIR": str(desk / "tmp2"), "HOME": str(desk / "plain")}
+        for _ in range(4):  # a random start each time: the dead one first now and then
+            answer = command("whoami", env=alone)
+            assert (answer.returncode, answer.stdout) == (0, "jdoe\n"), answer.stderr
+        print(f"\njBox moved to the other central: its first command answered {moved:.1f} s "
+              "after the kill")  # fmt: skip
+    finally:
+        if jbox_pid:
+            with contextlib.suppress(OSError):
+                os.kill(jbox_pid, signal.SIGTERM)
+        grid.close()
+        databases.drop()
