@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+
+import msgspec
 
 from jalien.site.startup_script import AgentConfig, write_agent_dir
 
@@ -71,3 +74,31 @@ def test_script_runs_the_agent_with_the_contract(tmp_path):
         "2",
         "3600",
     )
+
+
+def test_a_staged_script_finds_its_files_beside_itself(tmp_path):
+    """ARC: the CE copies the script and the token to its session directory and runs it
+    there; the script must not name the VoBox's directory (absent on the node)."""
+    stand_in = tmp_path / "agent.py"
+    stand_in.write_text(
+        "import json, os, sys\nprint(json.dumps({'env': dict(os.environ), 'cwd': os.getcwd()}))\n"
+    )
+    staged = msgspec.structs.replace(config([sys.executable, str(stand_in)]), staged=True)
+    directory = tmp_path / "vobox" / "a1"
+    script = write_agent_dir(directory, staged, b"CERT PEM", b"KEY PEM")
+    assert str(directory) not in script.read_text()
+    session = tmp_path / "session"  # what the CE made of it
+    shutil.copytree(directory, session)
+    done = subprocess.run(
+        ["./jobagent.sh"], cwd=session, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and not done.stdout, done.stderr
+    import json
+
+    got = json.loads((session / "jobagent.log").read_text().splitlines()[0])
+    env = got["env"]
+    assert env["JALIEN_TOKEN_CERT"] == f"{session}/tokencert.pem"
+    assert env["JALIEN_TOKEN_KEY"] == f"{session}/tokenkey.pem"
+    assert env["JALIEN_STATE_DIR"] == str(session) == got["cwd"]
+    assert env["JALIEN_WORKDIR"] == "/tmp/it's work"
+    assert not (directory / "jobagent.log").exists()
