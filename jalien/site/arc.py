@@ -331,10 +331,10 @@ class ArcBatch:
         until A-REX has ended it: then its log comes back and it is cleaned like any other
         (A-REX does not clean a job it is still cancelling)."""
         if job_id not in self._load():
-            raise BatchError(f"arc: {job_id!r} is not one of our agents")
+            return  # gone already (or never ours: nothing of ours to end)
         async with self._session() as session:
             answer = await self._action(session, "kill", job_id)
-        if not answer.startswith(("202", "200")):
+        if not answer.startswith(("200", "201", "202", "404")):  # 404: the CE forgot it
             raise BatchError(f"arc: cancelling {job_id}: {answer}")
 
 
