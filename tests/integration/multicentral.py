@@ -57,7 +57,8 @@ class Central:
 
 class Grid:
     """*n* jcentrals on shared databases (*dsns(i)*: the catalogue's and the task queue's
-    DSN for central i), the first with the embedded SE unless *se* is None."""
+    DSN for central i; None: each home's SQLite files), the first with the embedded SE
+    unless *se* is None."""
 
     def __init__(
         self,
@@ -83,16 +84,19 @@ class Grid:
             for name in STATE:
                 with contextlib.suppress(FileNotFoundError):
                     (shutil.rmtree if (home / name).is_dir() else os.unlink)(home / name)
-            catalogue, queue = dsns(i)
             config = tmp / f"jalien{i}.toml"
-            # on Galera every central reaches the catalogue through its own node: the index
-            # names the host "galera" for all (docs/multihost.md)
-            named = 'names = ["galera"]\n' if galera else ""
-            config.write_text(
-                'catalogue_backend = "mariadb"\ntaskqueue_backend = "mariadb"\n'
-                f"[catalogue_mariadb]\nhosts = {json.dumps([catalogue])}\n{named}"
-                f'[taskqueue_mariadb]\ndsn = "{queue}"\n'
-            )
+            if dsns is None:  # the home's SQLite files (one host, e.g. its workers)
+                config.write_text("")
+            else:
+                catalogue, queue = dsns(i)
+                # on Galera every central reaches the catalogue through its own node: the
+                # index names the host "galera" for all (docs/multihost.md)
+                named = 'names = ["galera"]\n' if galera else ""
+                config.write_text(
+                    'catalogue_backend = "mariadb"\ntaskqueue_backend = "mariadb"\n'
+                    f"[catalogue_mariadb]\nhosts = {json.dumps([catalogue])}\n{named}"
+                    f'[taskqueue_mariadb]\ndsn = "{queue}"\n'
+                )
             central = Central(f"central{i}", home, free_port(), free_port(), tmp / f"jc{i}.log")
             central.env = {
                 "JALIEN_CONFIG": str(config),

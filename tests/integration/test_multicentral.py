@@ -154,3 +154,64 @@ def test_a_write_leaves_the_other_centrals_cache_within_the_bound(grid):
         await b.close()
 
     asyncio.run(go())
+
+
+def test_kill_and_spy_reach_an_agent_on_another_worker(tmp_path):
+    """One host, `--workers 2` on its SQLite files: the user's connections land on either
+    worker (SO_REUSEPORT), the agent's on one of them; every spy and the kill reach it
+    through the routes in {home}/routes.db."""
+    grid = Grid(tmp_path, 1, None, env={"JALIEN_WORKERS": "2"})
+    try:
+        grid.start()
+        grid.start_vobox(f"127.0.0.1:{grid.centrals[0].binary}", CE)
+        asyncio.run(_spy_from_each_connection(grid))
+    finally:
+        grid.close()
+
+
+def _spied_on_both(grid: Grid) -> bool:
+    """Both workers' audit logs (audit.jsonl, audit-w1.jsonl) show a spy request."""
+    logs = [grid.centrals[0].home / "log" / name for name in ("audit.jsonl", "audit-w1.jsonl")]
+    return all(p.exists() and '"spy"' in p.read_text(errors="replace") for p in logs)
+
+
+async def _spy_from_each_connection(grid: Grid) -> None:
+    users = [grid.user(0) for _ in range(4)]
+    for user in users:
+        await user.connect()
+    src = grid.tmp / "src"
+    src.mkdir(exist_ok=True)
+    (src / "job.sh").write_text(SCRIPT)
+    up = await copy(users[0], [f"file:{src}/job.sh"], f"{HOME}/multi/", options(grid))
+    assert up.exitcode == 0, [r.error for r in up.results]
+    text = f'Executable = "{HOME}/multi/job.sh";\nArguments = "on-a-worker 120";\nTTL = 200;\n'
+    reply = await users[0].call("submit", "=<", text)
+    assert reply.exitcode == 0, reply.error
+    job = int(reply.results[0]["jobId"])
+    await wait_state(users[0], job, {"RUNNING"}, grid)
+    # each connection on the worker the kernel gave it; more until both workers were asked
+    for n in range(24):
+        if n >= len(users):
+            if _spied_on_both(grid):
+                break
+            users.append(grid.user(0))
+            await users[-1].connect()
+        deadline = time.monotonic() + 30
+        while True:
+            answer = await users[n].call("spy", str(job), "stdout")
+            if answer.exitcode == 0 and "payload says on-a-worker" in answer.results[0]["message"]:
+                break
+            assert time.monotonic() < deadline, (answer.exitcode, answer.error, grid.logs())
+            await asyncio.sleep(0.3)
+    deadline = time.monotonic() + 10  # the audit log is written behind the replies
+    while not _spied_on_both(grid):
+        assert time.monotonic() < deadline, "every connection landed on one worker"
+        await asyncio.sleep(0.1)
+    killed = await users[-1].call("kill", str(job))
+    assert killed.exitcode == 0, killed.error
+    deadline = time.monotonic() + 30
+    while "kill received" not in grid.agent_logs():
+        assert time.monotonic() < deadline, grid.logs()
+        await asyncio.sleep(0.1)
+    for user in users:
+        await user.close()
