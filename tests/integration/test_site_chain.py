@@ -330,7 +330,7 @@ def test_jobs_run_through_a_vobox_on_arc(site):
             raise AssertionError(ce.logs()) from None
         # the ended agents' logs came back from the CE to their directories
         fetched = list(grid.vobox_dir.glob("agents/*/jobagent.log"))
-        for _ in range(300):  # bounded: A-REX notices an ended fork job within ~10 s
+        for _ in range(600):  # bounded: A-REX notices an ended fork job within ~10 s
             if len(fetched) >= 2:
                 break
             time.sleep(0.1)
