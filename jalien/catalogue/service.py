@@ -70,6 +70,10 @@ class Catalogue:
         self.changes: Callable[[Iterable[str]], Awaitable[None]] | None = None
 
     # -- lookups
+    def new_guid(self) -> str:
+        """The GUID of a file about to be written (model.new_guid: time-based, as AliEn's)."""
+        return new_guid()
+
     def home_of(self, login: str) -> str:
         return self.home_template.format(initial=login[0], login=login)
 

@@ -17,7 +17,6 @@ from jalien.cache.store import CacheError, CacheStore
 from jalien.catalogue.model import StorageElement
 from jalien.catalogue.service import Catalogue
 from jalien.commands.directory_cmds import DirectoryCommands
-from jalien.commands.storage_cmds import StorageCommands
 from jalien.commands.table import CommandTable
 from jalien.config import ConfigError, Settings
 from jalien.directory.ldap_source import LdapSource
@@ -27,6 +26,7 @@ from jalien.directory.source import ConfigSource, FileSource
 from jalien.jobs.admission import Admission, JobLimits
 from jalien.jobs.service import JobService
 from jalien.storage.quota import FileQuotaCheck
+from jalien.storage.service import StorageService
 from jalien.wire.errors import RequestError
 from jalien.wire.site_api import CESettings
 
@@ -93,7 +93,7 @@ def attach(
     directory: Directory,
     catalogue: Catalogue,
     jobs: JobService,
-    storage: StorageCommands,
+    storage: StorageService,
 ) -> None:
     """The configuration's quotas, CE states and SEs where the services ask, and its
     commands in the table."""

@@ -85,6 +85,7 @@ from jalien.roles.start import LogOptions, run_role, stop_event
 from jalien.roles.worker_follow import follow_loop
 from jalien.roles.workers import SINGLE, WorkerSlot, run_workers, worker_count
 from jalien.storage.envelope import EnvelopeSigner
+from jalien.storage.service import StorageService
 
 log = logging.getLogger("jalien.jcentral")
 
@@ -254,8 +255,8 @@ def build_commands(
     signer, created = EnvelopeSigner.load_or_create(settings.home_path / "envelope")
     if created:
         log.info("created the envelope signing key in %s", settings.home_path / "envelope")
-    storage = StorageCommands(table, catalogue, signer, str(settings.ca_dir_path))
-    storage.register()
+    storage = StorageService(catalogue, signer, str(settings.ca_dir_path))  # access, commit
+    StorageCommands(table, storage).register()
     JobCommands(table, jobs, read_file=storage.read_small_file, catalogue=catalogue).register()
     if expiry is None:
         expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")  # started at its first use

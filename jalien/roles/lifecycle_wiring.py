@@ -11,7 +11,6 @@ from jalien.catalogue.backend import FindQuery
 from jalien.catalogue.model import FILE, Replica
 from jalien.catalogue.paths import as_dir
 from jalien.catalogue.service import Catalogue
-from jalien.commands.storage_cmds import StorageCommands
 from jalien.config import Settings
 from jalien.datamovers.lifecycle import Lifecycle
 from jalien.datamovers.lifecycle_ports import CatalogueView, FileInfo, Lister, SeInfo
@@ -21,6 +20,7 @@ from jalien.datamovers.service import DataMovers
 from jalien.metrics import Metrics
 from jalien.storage.envelope import EnvelopeSigner
 from jalien.storage.se_listing import SeLister
+from jalien.storage.service import StorageService
 
 
 def _ref(r: Replica) -> PfnRef:
@@ -123,7 +123,7 @@ def lifecycle_metrics(metrics: Metrics, lifecycle: Lifecycle) -> None:
     )
 
 
-def hook_storage(storage: StorageCommands, lifecycle: Lifecycle) -> None:
+def hook_storage(storage: StorageService, lifecycle: Lifecycle) -> None:
     """access write leaves read-only SEs out; commit hands each new file to the rules."""
     storage.read_only = lifecycle.read_only
     storage.committed = lifecycle.rules.on_commit

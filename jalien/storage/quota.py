@@ -1,6 +1,6 @@
 """The per-user file quota, asked at ``access write`` before any envelope is signed.
 
-``QuotaCheck`` is the hook ``StorageCommands(quota=...)`` asks; ``NoQuota`` lets everything
+``QuotaCheck`` is the hook ``StorageService(quota=...)`` asks; ``NoQuota`` lets everything
 through (a table without quotas); ``FileQuotaCheck`` is JAliEn's FQUOTAS: a user's total
 size and number of files, limits from the central configuration (``jalien.directory``,
 handed in as a function by the role), usage from the catalogue (the files under the

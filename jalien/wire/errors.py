@@ -34,6 +34,24 @@ ENOTDIR, EISDIR, EINVAL, ENOTEMPTY = 20, 21, 22, 39
 ENODATA, ENOLINK, EBADFD, EREMOTEIO = 61, 67, 77, 121
 EBADR = 53
 
+# JAliEn's ErrNo texts: an error reads "<text> : <detail>" (jalien_error)
+TEXT = {
+    EPERM: "Operation not permitted",
+    ENOENT: "No such file or directory",
+    EIO: "Input/output error",
+    EACCES: "Permission denied",
+    EEXIST: "File exists",
+    ENOTDIR: "Not a directory",
+    EISDIR: "Is a directory",
+    EINVAL: "Invalid argument",
+    ENOTEMPTY: "Directory not empty",
+    ENODATA: "No data available",
+    ENOLINK: "Link has been severed",
+    EBADFD: "File descriptor in bad state",
+    EREMOTEIO: "Remote I/O error",
+    EBADR: "Invalid request descriptor",
+}
+
 
 class RequestError(Exception):
     """A request that cannot be served; *exitcode* and the message go back to the client."""
@@ -41,3 +59,9 @@ class RequestError(Exception):
     def __init__(self, message: str, exitcode: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.exitcode = exitcode
+
+
+def jalien_error(code: int, detail: str = "") -> RequestError:
+    """JAliEn's error for errno *code*: its standard text, then the detail."""
+    text = TEXT.get(code, "Error")
+    return RequestError(f"{text} : {detail}" if detail else text, code)
