@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Developer entry point: ./jalien.sh run | client | test | dev | lint | bench | build-binary | galera
+# Developer entry point: ./jalien.sh run | client | test | dev | lint | bench | build-binary | galera | multihost
 # Sets up .venv (editable meson-python install) on first use, then does the job.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -187,6 +187,17 @@ case "$cmd" in
       stop) exec build/galera/stop.sh "$dir" ;;
       *) echo "usage: ./jalien.sh galera start|stop [DIR]" >&2; exit 2 ;;
     esac
+    ;;
+  multihost)
+    # several jcentrals as hosts on a 3-node Galera cluster, a VoBox given all of them
+    # (docs/multihost.md): ./jalien.sh multihost start|stop [DIR] [--centrals N]
+    # (default run/multihost; DIR/client.env is how a client uses it)
+    action="${1:-start}"
+    dir="${2:-$ROOT/run/multihost}"
+    shift $(( $# > 2 ? 2 : $# ))
+    [[ "$action" == start ]] && ensure_system mariadb-server galera-4 rsync
+    ensure_env mariadb
+    exec python build/multihost.py "$action" "$dir" "$@"
     ;;
   build-binary)
     # dist/jalien-bin with Nuitka (see packaging/README.md)
