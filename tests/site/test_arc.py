@@ -79,6 +79,9 @@ async def test_submit_follow_and_cancel(arc_ce, tmp_path):
         )
 
     assert await wait_for(running), ce.logs()
+    # a restarted VoBox follows the agents it submitted (agents.json beside its proxy)
+    again = batch_for(arc_ce, tmp_path)
+    assert [(j.id, j.state) for j in await again.jobs()] == [(job_id, AgentState.RUNNING)]
     (agent,) = _sleeping(ce, 281)
     if os.geteuid() == 0:  # A-REX never runs a job as root: the CE maps us to nobody
         assert agent.username() == "nobody"
@@ -109,14 +112,18 @@ async def test_vobox_loop_runs_agents_through_arc(arc_ce, tmp_path):
     assert report.submitted == 2, report.error
     assert report.queued == 0 and report.running == 0  # counted from the next cycle on
 
+    held: list[int] = []
+
     async def both_back():  # each cycle follows them; an ended one's log is fetched
         report = await loop.cycle()
         assert not report.error, report.error
+        held.append(report.queued + report.running)
         return len(list((tmp_path / "agents").glob(f"*/{LOG_NAME}"))) == 2
 
     central.waiting = 0
     assert await wait_for(both_back), ce.logs()
     assert await batch.jobs() == []
+    assert held[0] == 2 and held[-1] == 0, held  # counted while the CE held them
     for log in (tmp_path / "agents").glob(f"*/{LOG_NAME}"):
         text = log.read_text()
         assert "argv: --role jobagent" in text, text
