@@ -74,13 +74,11 @@ other writes in flight; ``bench/bench_cache_writes.py``), and a lookup reads one
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import fcntl
 import itertools
 import logging
 import math
 import os
-import queue
 import re
 import struct
 import threading
@@ -91,8 +89,10 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import msgspec
 
-from jalien.loops import Pool, PoolGauge
+from jalien.loops import Pool
+from jalien.sqlstore.group_commit import GroupCommit, settle
 from jalien.wire.errors import EXIT_INVALID, EXIT_TOO_BIG, RequestError
 
 log = logging.getLogger("jalien.cache")
@@ -109,9 +109,6 @@ TRACK_FROM = 0.75  # of max_entries or max_bytes: below it, hits are not logged
 _TICK = b"tick"
 _SPACE_PREFIX = b"ns/"
 
-# writer operations (the first item of each queued tuple)
-_SET, _DELETE, _INVALIDATE, _CLEAR, _MATCH, _FLUSH, _OPEN, _SWEEP, _STOP, _BEGIN, _END = range(11)
-_BARRIERS = (_INVALIDATE, _CLEAR, _BEGIN, _END)  # operations that hide values until committed
 _GEN = b"gen"  # in meta: the generation, +1 per invalidation (u64)
 LOG_KEEP = 1 << 16  # invalidations remembered in ``inv`` (a put older than that is refused)
 _OWNER = struct.Struct(">IQ")  # an intent's owner: pid, start time (clock ticks since boot)
@@ -187,6 +184,71 @@ class _Space:
         self.evictions = self.invalidated = self.swept = 0
         self.sweep_from = b""
         self.tracking = self.lru  # are hits logged (LRU, and the namespace nearly full)?
+
+
+# -- the writer's operations (queued through sqlstore.group_commit, one commit per batch)
+class _Set(msgspec.Struct, gc=False):
+    seq: int  # its place in this process's queue (the overlay's and since's order)
+    ns: str
+    key: bytes
+    raw: bytes  # header | scope | value; the writer stamps it
+    scope: bytes
+    if_absent: bool
+    since: tuple[int, int] | None
+
+
+class _Delete(msgspec.Struct, gc=False):
+    seq: int
+    ns: str
+    key: bytes
+
+
+class _Invalidate(msgspec.Struct, gc=False):
+    seq: int
+    scope: bytes
+
+
+class _Clear(msgspec.Struct, gc=False):
+    seq: int
+    ns: str | None
+    future: concurrent.futures.Future[int]
+
+
+class _Match(msgspec.Struct, gc=False):
+    seq: int
+    ns: str
+    pattern: re.Pattern[bytes]
+    future: concurrent.futures.Future[int]
+
+
+class _Flush(msgspec.Struct, gc=False):
+    future: concurrent.futures.Future[None]
+
+
+class _Open(msgspec.Struct, gc=False):
+    ns: str  # made by another process: the writer opens its handles
+
+
+class _Sweep(msgspec.Struct, gc=False):
+    pass
+
+
+class _Begin(msgspec.Struct, gc=False):
+    seq: int
+    scopes: tuple[bytes, ...]
+    keys: tuple[bytes, ...]
+    future: concurrent.futures.Future[None]
+
+
+class _End(msgspec.Struct, gc=False):
+    seq: int
+    scopes: tuple[bytes, ...]
+    keys: tuple[bytes, ...]
+
+
+_Op = _Set | _Delete | _Invalidate | _Clear | _Match | _Flush | _Open | _Sweep | _Begin | _End
+_BARRIERS = (_Invalidate, _Clear, _Begin, _End)  # operations that hide values until committed
+_LOSSY = (_Set, _Delete, _Invalidate)  # what a failed commit loses (counted in ``dropped``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +402,6 @@ class CacheStore:
         self._hits = 0
         self.sweep_interval = sweep_interval
         self.sweep_chunk = sweep_chunk
-        self.max_batch = max_batch
         self.commit_delay = commit_delay  # tests: each commit as slow as a busy disk's fsync
         self._clock = clock
         self._commits = 0  # +1 per commit or handle opened: read transactions renew
@@ -364,7 +425,10 @@ class CacheStore:
         self._pending: dict[tuple[str, bytes], tuple[int, bytes | None]] = {}
         self._barriers: list[tuple[int, str | None, bytes | None]] = []
         self._touches: list[tuple[_Space, bytes]] = []
-        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        # the queue of operations and what an admin sees of the writer; never paused:
+        # catalogue writes wait for it
+        self._writes = GroupCommit[_Op]("cache-writer", max_batch, can_pause=False)
+        self.gauge = self._writes.gauge
         self._owner = _OWNER.pack(os.getpid(), _start_time(os.getpid()))
         self._own: dict[int, int] = {}  # generation -> seq of this process's committed ones
         self._intent_seq = itertools.count(1)
@@ -377,8 +441,6 @@ class CacheStore:
         self.commits = 0
         self.closed = False
         self._thread: threading.Thread | None = None
-        # what an admin sees of the writer; never paused: catalogue writes wait for it
-        self.gauge = PoolGauge("cache-writer", queued=self._queue.qsize, can_pause=False)
         # read transactions renew by age (max_stale): what other processes commit shows up
         # within that time, and no thread has to wake up to watch for it
         self._timed = True
@@ -628,7 +690,7 @@ class CacheStore:
                 self._open_space(ns, create=False)
             else:  # the writer opens its handles; lookups miss meanwhile
                 self._opening.add(ns)
-                self._queue.put((_OPEN, 0, ns))
+                self._writes.put(_Open(ns))
         return "miss", None
 
     def _made_elsewhere(self, ns: str) -> bool:
@@ -692,7 +754,7 @@ class CacheStore:
         if not if_absent:
             with self._lock:
                 self._pending[(ns, key)] = (seq, raw)
-        self._queue.put((_SET, seq, ns, key, raw, scoped, if_absent, since))
+        self._writes.put(_Set(seq, ns, key, raw, scoped, if_absent, since))
 
     def delete(self, ns: str, key: bytes) -> None:
         if self.readonly:
@@ -703,7 +765,7 @@ class CacheStore:
         seq = next(self._seq)
         with self._lock:
             self._pending[(ns, key)] = (seq, None)
-        self._queue.put((_DELETE, seq, ns, key))
+        self._writes.put(_Delete(seq, ns, key))
 
     def invalidate(self, path: str) -> None:
         """A write at *path*: drop every value whose scope is *path*, above or below it."""
@@ -713,7 +775,7 @@ class CacheStore:
         seq = next(self._seq)
         with self._lock:
             self._barriers.append((seq, None, scoped))
-        self._queue.put((_INVALIDATE, seq, scoped))
+        self._writes.put(_Invalidate(seq, scoped))
 
     def generation(self) -> int:
         """The generation this thread's read transaction sees: +1 per invalidation of any
@@ -742,7 +804,7 @@ class CacheStore:
         future: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._lock:
             self._barriers.extend((seq, None, scope) for scope in scopes)
-        self._queue.put((_BEGIN, seq, scopes, keys, future))
+        self._writes.put(_Begin(seq, scopes, keys, future))
         return WriteIntent(scopes, keys, future)
 
     def end_write(self, intent: WriteIntent) -> None:
@@ -752,7 +814,7 @@ class CacheStore:
         seq = next(self._seq)
         with self._lock:
             self._barriers.extend((seq, None, scope) for scope in intent.scopes)
-        self._queue.put((_END, seq, intent.scopes, intent.keys))
+        self._writes.put(_End(seq, intent.scopes, intent.keys))
 
     def clear(self, ns: str | None = None) -> concurrent.futures.Future[int]:
         """Empty one namespace (None: all); the future gives how many entries went."""
@@ -764,7 +826,7 @@ class CacheStore:
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
         with self._lock:
             self._barriers.append((seq, ns, None))
-        self._queue.put((_CLEAR, seq, ns, future))
+        self._writes.put(_Clear(seq, ns, future))
         return future
 
     def remove_matching(
@@ -775,7 +837,7 @@ class CacheStore:
             raise CacheError(f"cache {self.path} is open read-only", 1)
         check_namespace(ns)
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._queue.put((_MATCH, next(self._seq), ns, pattern, future))
+        self._writes.put(_Match(next(self._seq), ns, pattern, future))
         return future
 
     def flush(self) -> concurrent.futures.Future[None]:
@@ -784,12 +846,12 @@ class CacheStore:
         if self.readonly:
             future.set_result(None)
         else:
-            self._queue.put((_FLUSH, 0, future))
+            self._writes.put(_Flush(future))
         return future
 
     def sweep(self) -> concurrent.futures.Future[None]:
         """Sweep expired entries at the next commit (the writer also does every interval)."""
-        self._queue.put((_SWEEP, 0))
+        self._writes.put(_Sweep())
         return self.flush()
 
     # -- the writer
@@ -810,35 +872,27 @@ class CacheStore:
     def run_once(self, timeout: float = 0.0) -> bool:
         """One group commit: wait up to *timeout* s for work, then apply everything queued
         (and the hits to move, and a sweep when due) in one transaction. False on stop."""
-        ops: list[tuple[Any, ...]] = []
-        get = self._queue.get_nowait
-        with contextlib.suppress(queue.Empty):
-            ops.append(self._queue.get(timeout=timeout) if timeout > 0 else get())
-        while ops and len(ops) < self.max_batch:
-            try:
-                ops.append(get())
-            except queue.Empty:
-                break
+        ops, stopped = self._writes.take(timeout if timeout > 0 else 0)
         now = time.monotonic()
         touches = None
         if self._touches and (ops or now - self._last_touch >= self.touch_interval):
             touches, self._touches = self._touches, []
             self._last_touch = now
-        sweep = now >= self._next_sweep or any(op[0] == _SWEEP for op in ops)
+        sweep = now >= self._next_sweep or any(isinstance(op, _Sweep) for op in ops)
         if sweep:
             self._next_sweep = now + self.sweep_interval
         if ops or touches or sweep:
             self._commit(ops, touches or [], sweep)
-        return not any(op[0] == _STOP for op in ops)
+        return not stopped
 
-    def _commit(self, ops: list[tuple[Any, ...]], touches: list[Any], sweep: bool) -> None:
+    def _commit(self, ops: list[_Op], touches: list[Any], sweep: bool) -> None:
         for op in ops:  # handles are opened before (outside) the batch's transaction
-            if op[0] == _SET and op[2] not in self._spaces:
+            if isinstance(op, _Set) and op.ns not in self._spaces:
                 if len(self._spaces) < self.max_namespaces:
-                    self._open_space(op[2], create=True)
-            elif op[0] == _OPEN:
-                self._open_space(op[2], create=False)
-                self._opening.discard(op[2])
+                    self._open_space(op.ns, create=True)
+            elif isinstance(op, _Open):
+                self._open_space(op.ns, create=False)
+                self._opening.discard(op.ns)
         results: list[tuple[concurrent.futures.Future[Any], Any]] = []
         error: BaseException | None = None
         if self.commit_delay:
@@ -853,7 +907,7 @@ class CacheStore:
                 results = self._transaction(ops, touches, sweep)
         except lmdb.Error as exc:
             error = exc
-            self.dropped += sum(1 for op in ops if op[0] in (_SET, _DELETE, _INVALIDATE))
+            self.dropped += sum(1 for op in ops if isinstance(op, _LOSSY))
             log.error("cache %s: a commit of %d operations failed: %s", self.path, len(ops), exc)
         finally:
             self._commits += 1  # first: readers renew before the overlay goes
@@ -861,17 +915,16 @@ class CacheStore:
             self.gauge.ended(len(ops), len(ops) if error is not None else 0)
             self._settle(ops)
         if error is not None:
+            failed = CacheError(f"cache commit failed: {error}", 1)
             for op in ops:
-                future = op[-1]
-                if isinstance(future, concurrent.futures.Future) and not future.done():
-                    future.set_exception(CacheError(f"cache commit failed: {error}", 1))
+                if isinstance(op, _Clear | _Match | _Flush | _Begin):
+                    settle(op.future, None, failed)
             return
         for future, value in results:
-            if not future.done():
-                future.set_result(value)
+            settle(future, value)
 
     def _transaction(
-        self, ops: list[tuple[Any, ...]], touches: list[Any], sweep: bool
+        self, ops: list[_Op], touches: list[Any], sweep: bool
     ) -> list[tuple[concurrent.futures.Future[Any], Any]]:
         results: list[tuple[concurrent.futures.Future[Any], Any]] = []
         dirty: set[_Space] = set()
@@ -881,43 +934,42 @@ class CacheStore:
         with self._env.begin(write=True) as txn:
             stamp = self._tick(txn)
             for op in ops:
-                code = op[0]
-                if code == _SET:
-                    space = spaces.get(op[2])
+                if isinstance(op, _Set):
+                    space = spaces.get(op.ns)
                     if space is None:
-                        log.warning("cache namespace %s: too many namespaces, dropped", op[2])
+                        log.warning("cache namespace %s: too many namespaces, dropped", op.ns)
                         continue
-                    if op[7] is not None and op[5]:
+                    if op.since is not None and op.scope:
                         if intents is None:
                             intents = list(txn.cursor(db=self._intents).iternext(keys=False))
-                        if self._outdated(txn, op[5], op[7], intents, own):
+                        if self._outdated(txn, op.scope, op.since, intents, own):
                             self.outdated += 1
                             continue
-                    self._put(txn, space, op[3], op[4], op[5], op[6], stamp)
+                    self._put(txn, space, op.key, op.raw, op.scope, op.if_absent, stamp)
                     dirty.add(space)
-                elif code == _BEGIN:
-                    for scope, key in zip(op[2], op[3], strict=True):
+                elif isinstance(op, _Begin):
+                    for scope, key in zip(op.scopes, op.keys, strict=True):
                         self._invalidate(txn, scope)
                         txn.put(key, scope, db=self._intents)
                     intents = None
-                    results.append((op[4], None))
-                elif code == _END:
-                    for scope, key in zip(op[2], op[3], strict=True):
+                    results.append((op.future, None))
+                elif isinstance(op, _End):
+                    for scope, key in zip(op.scopes, op.keys, strict=True):
                         txn.delete(key, db=self._intents)
-                        own[self._invalidate(txn, scope)] = op[1]
+                        own[self._invalidate(txn, scope)] = op.seq
                     intents = None
-                elif code == _DELETE:
-                    space = spaces.get(op[2])
-                    if space is not None and self._remove(txn, space, op[3]):
+                elif isinstance(op, _Delete):
+                    space = spaces.get(op.ns)
+                    if space is not None and self._remove(txn, space, op.key):
                         space.deletes += 1
-                elif code == _INVALIDATE:
-                    own[self._invalidate(txn, op[2])] = op[1]
-                elif code == _CLEAR:
-                    results.append((op[3], self._clear(txn, op[2])))
-                elif code == _MATCH:
-                    results.append((op[4], self._match(txn, op[2], op[3])))
-                elif code == _FLUSH:
-                    results.append((op[2], None))
+                elif isinstance(op, _Invalidate):
+                    own[self._invalidate(txn, op.scope)] = op.seq
+                elif isinstance(op, _Clear):
+                    results.append((op.future, self._clear(txn, op.ns)))
+                elif isinstance(op, _Match):
+                    results.append((op.future, self._match(txn, op.ns, op.pattern)))
+                elif isinstance(op, _Flush):
+                    results.append((op.future, None))
             if touches:
                 self._touch(txn, touches, stamp)
             for space in dirty:
@@ -986,20 +1038,19 @@ class CacheStore:
             self._reap(txn)
         self._commits += 1
 
-    def _settle(self, ops: list[tuple[Any, ...]]) -> None:
+    def _settle(self, ops: list[_Op]) -> None:
         """Committed (or lost): the overlay and barriers of these operations go."""
         done: set[int] = set()
         with self._lock:
             pending = self._pending
             for op in ops:
-                code = op[0]
-                if code in (_SET, _DELETE):
-                    item = (op[2], op[3])
+                if isinstance(op, _Set | _Delete):
+                    item = (op.ns, op.key)
                     current = pending.get(item)
-                    if current is not None and current[0] == op[1]:
+                    if current is not None and current[0] == op.seq:
                         del pending[item]
-                elif code in _BARRIERS:
-                    done.add(op[1])
+                elif isinstance(op, _BARRIERS):
+                    done.add(op.seq)
             if done:
                 self._barriers = [b for b in self._barriers if b[0] not in done]
 
@@ -1287,11 +1338,11 @@ class CacheStore:
             return
         self.closed = True
         if self._thread is not None:
-            self._queue.put((_STOP, 0))
+            self._writes.stop()
             self._thread.join(30)
             self._thread = None
         elif not self.readonly:
-            while not self._queue.empty():
+            while not self._writes.empty():
                 self.run_once()
         self.release()
         self._env.close()

@@ -3,11 +3,12 @@
 The shape of jalien.sqlstore.sqlite: reads run on a pool of reader threads, each with its
 own autocommit connection (a lost connection is replaced and the read tried once more);
 writes go to one writer thread that commits everything queued in one transaction (group
-commit), each operation in a savepoint of its own so that one failure does not undo the
-others; a write is acknowledged only once committed. A deadlock makes InnoDB undo the
-whole transaction: the batch then runs again one operation at a time. A connection lost
-before COMMIT is replaced and the batch runs again (the server rolled it back); lost
-during COMMIT, the outcome is unknown and the batch's operations fail.
+commit: ``sqlstore.group_commit``, the one writer of every store), each operation in a
+savepoint of its own so that one failure does not undo the others; a write is acknowledged
+only once committed. A deadlock makes InnoDB undo the whole transaction: the batch then
+runs again one operation at a time. A connection lost before COMMIT is replaced and the
+batch runs again (the server rolled it back); lost during COMMIT, the outcome is unknown and
+the batch's operations fail.
 
 Also here: DSNs and the connection settings that every MariaDB user of jalien shares; the
 sharded catalogue's writers are GroupWriters with hooks (jalien.catalogue.mariadb_backend).
@@ -21,7 +22,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -30,7 +30,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import MySQLdb
 from MySQLdb.constants import CLIENT
 
-from jalien.loops import Pool, PoolGauge, WorkPool
+from jalien.loops import Pool, WorkPool
+from jalien.sqlstore.group_commit import JobWriter, Outcome, WriteJob
 
 log = logging.getLogger(__name__)
 
@@ -172,17 +173,12 @@ class _Reconnect(Exception):
     pass
 
 
-Result = tuple[Any, BaseException | None]
-
-
-class WriteJob(NamedTuple):
-    fn: Op
-    extra: Any  # what a subclass needs besides the operation (the catalogue's GUID refs)
-    future: concurrent.futures.Future
+Result = Outcome  # a value or an error, per operation
 
 
 class GroupWriter(threading.Thread):
-    """One server's single writer: group commit, a savepoint per operation.
+    """One server's single writer: group commit (``sqlstore.group_commit``), a savepoint
+    per operation.
 
     A subclass may widen what an operation gets and what a batch must have done before it
     commits (the sharded catalogue: a transaction object instead of the cursor, and GUID
@@ -192,10 +188,9 @@ class GroupWriter(threading.Thread):
     def __init__(self, dsn: Dsn, name: str, max_batch: int = 1000) -> None:
         super().__init__(name=f"{name}-write", daemon=True)
         self.dsn = dsn
-        self.max_batch = max_batch
-        self.jobs: queue.SimpleQueue[WriteJob | None] = queue.SimpleQueue()
+        self.writes = JobWriter(f"{name}-write", max_batch)
         self.conn: MySQLdb.Connection | None = None
-        self.gauge = PoolGauge(f"{name}-write", queued=self.jobs.qsize)
+        self.gauge = self.writes.gauge
 
     # -- hooks
     def op_argument(self, cur: Any) -> Any:
@@ -215,65 +210,32 @@ class GroupWriter(threading.Thread):
 
     # -- the thread
     def submit(self, fn: Op, extra: Any = None) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self.jobs.put(WriteJob(fn, extra, future))
-        return future
+        return self.writes.submit(fn, extra)
 
     def stop(self, timeout: float = 30.0) -> None:
-        self.gauge.release()  # a paused writer drains what is queued and ends
-        self.jobs.put(None)
+        self.writes.stop()  # a paused writer drains what is queued and ends
         self.join(timeout)
 
     def run(self) -> None:
-        while True:
-            first = self.jobs.get()
-            if first is None:
-                break
-            self.gauge.gate(held=1)  # an admin paused the writer: the batch waits
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._run_batch(batch)
-            if stop:
-                break
+        self.writes.serve(self._run_batch)
         close_quietly(self.conn)
         self.closing()
 
-    def _run_batch(self, batch: list[WriteJob]) -> None:
-        self.gauge.began(len(batch))
+    def _run_batch(self, batch: list[WriteJob]) -> list[Result]:
+        started = self.batch_started(batch)
         try:
-            started = self.batch_started(batch)
-            try:
-                results = self._attempt(batch, started)
-            except _Deadlock:  # InnoDB undid the whole transaction: each operation alone
-                results = []
-                for job in batch:
-                    for attempt in range(3):
-                        try:
-                            results.extend(self._attempt([job], started))
-                            break
-                        except _Deadlock as exc:
-                            if attempt == 2:
-                                results.append((None, exc.__cause__))
-        except BaseException as exc:
-            results = [(None, exc)] * len(batch)
-        self.gauge.ended(len(batch), sum(error is not None for _, error in results))
-        for job, (value, error) in zip(batch, results, strict=True):
-            if job.future.cancelled():  # the caller gave up: the thread must not die of it
-                continue
-            with contextlib.suppress(concurrent.futures.InvalidStateError):
-                if error is None:
-                    job.future.set_result(value)
-                else:
-                    job.future.set_exception(error)
+            return self._attempt(batch, started)
+        except _Deadlock:  # InnoDB undid the whole transaction: each operation alone
+            results: list[Result] = []
+            for job in batch:
+                for attempt in range(3):
+                    try:
+                        results.extend(self._attempt([job], started))
+                        break
+                    except _Deadlock as exc:
+                        if attempt == 2:
+                            results.append((None, exc.__cause__))
+            return results
 
     def _attempt(self, batch: list[WriteJob], started: Any) -> list[Result]:
         """The batch in one transaction, again on a new connection when the old one was

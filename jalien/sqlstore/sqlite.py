@@ -6,9 +6,9 @@ of a listing: ``read(fn, short=True)``) runs on the calling (event loop) thread 
 a connection of its own, when the store has ``inline_reads``: the hop to a pool thread and
 back costs ~100 us of CPU, twenty times such a SELECT (bench/bench_requests.py measures both);
 a read that finds the database locked there goes to the pool. Writes go to one writer
-thread that commits everything queued in one transaction (group commit), each operation in
-a savepoint of its own so that one failure does not undo the others; a write is
-acknowledged only once committed.
+thread that commits everything queued in one transaction (group commit:
+``sqlstore.group_commit``), each operation in a savepoint of its own so that one failure
+does not undo the others; a write is acknowledged only once committed.
 
 The reader pool is a ``jalien.loops.WorkPool`` and the writer reports to a ``PoolGauge``:
 ``pools()`` hands both to the role's registry, where an admin sees and steers them.
@@ -17,9 +17,6 @@ The reader pool is a ``jalien.loops.WorkPool`` and the writer reports to a ``Poo
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import queue
 import re
 import sqlite3
 import threading
@@ -27,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jalien.loops import Pool, PoolGauge, WorkPool
+from jalien.loops import Pool, WorkPool
+from jalien.sqlstore.group_commit import JobWriter, Outcome, WriteJob
 
 Job = Callable[[sqlite3.Connection], Any]
 
@@ -55,73 +53,41 @@ def _settled(value: Any) -> Any:
     return value
 
 
-def _settle_future(
-    future: concurrent.futures.Future, value: Any, error: BaseException | None
-) -> None:
-    """The outcome to whoever waits; one who gave up (a cancelled request) is skipped: a
-    writer thread must not die of it."""
-    if future.cancelled():
-        return
-    with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
-        if error is None:
-            future.set_result(value)
-        else:
-            future.set_exception(error)
-
-
 class _Writer(threading.Thread):
-    def __init__(self, path: str, schema: str, name: str, gauge: PoolGauge) -> None:
+    """The store's writer thread: each batch of its ``JobWriter`` in one transaction, a
+    savepoint per operation."""
+
+    def __init__(self, path: str, schema: str, name: str, writes: JobWriter) -> None:
         super().__init__(name=f"{name}-write", daemon=True)
-        self.gauge = gauge
+        self.writes = writes
         self.conn = connect(path)
         self.conn.executescript(schema)
-        self.jobs: queue.Queue[tuple[Job, concurrent.futures.Future] | None] = queue.Queue()
-
-    def submit(self, fn: Job) -> concurrent.futures.Future:
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        self.jobs.put((fn, future))
-        return future
 
     def run(self) -> None:
+        self.writes.serve(self._apply)
+        self.conn.close()
+
+    def _apply(self, batch: list[WriteJob]) -> list[Outcome]:
         conn = self.conn
-        while True:
-            first = self.jobs.get()
-            if first is None:
-                break
-            self.gauge.gate(held=1)  # an admin paused the writer: the batch waits
-            batch = [first]
-            while len(batch) < 1000:
+        results: list[Outcome] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT op")
                 try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    self.jobs.put(None)
-                    break
-                batch.append(job)
-            results: list[tuple[concurrent.futures.Future, Any, BaseException | None]] = []
-            self.gauge.began(len(batch))
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for fn, future in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        value = _settled(fn(conn))
-                    except BaseException as exc:
-                        conn.execute("ROLLBACK TO op")
-                        results.append((future, None, exc))
-                    else:
-                        results.append((future, value, None))
-                    conn.execute("RELEASE op")
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                results = [(future, None, exc) for _, future in batch]
-            self.gauge.ended(len(batch), sum(error is not None for _, _, error in results))
-            for future, value, error in results:  # acknowledged only once committed
-                _settle_future(future, value, error)
-        conn.close()
+                    value = _settled(job.fn(conn))
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO op")
+                    results.append((None, exc))
+                else:
+                    results.append((value, None))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            results = [(None, exc)] * len(batch)
+        return results
 
 
 class SQLiteStore:
@@ -144,13 +110,14 @@ class SQLiteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer: _Writer | None = None
-        self._gauge = PoolGauge(f"{name}-write", queued=self._queued)
+        self._writes = JobWriter(f"{name}-write")
+        self._gauge = self._writes.gauge
 
     async def start(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = await asyncio.to_thread(
-            _Writer, self.path, self.schema, self.name, self._gauge
+            _Writer, self.path, self.schema, self.name, self._writes
         )
         self._writer.start()
         if self.inline_reads:
@@ -159,9 +126,8 @@ class SQLiteStore:
             self._inline = inline
 
     async def close(self) -> None:
-        self._gauge.release()  # a paused writer drains what is queued and ends
         if self._writer is not None:
-            self._writer.jobs.put(None)
+            self._writes.stop()  # a paused writer drains what is queued and ends
             await asyncio.to_thread(self._writer.join, 30)
             self._writer = None
         self._readers.shutdown(wait=True)
@@ -172,10 +138,6 @@ class SQLiteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
-
-    def _queued(self) -> int:
-        writer = self._writer
-        return writer.jobs.qsize() if writer is not None else 0
 
     def pools(self) -> list[Pool]:
         """The reader pool and the writer, for the role's registry."""
@@ -214,7 +176,7 @@ class SQLiteStore:
     async def write(self, fn: Job) -> Any:
         if self._writer is None:
             raise RuntimeError(f"{self.name} store not started")
-        return await asyncio.wrap_future(self._writer.submit(fn))
+        return await asyncio.wrap_future(self._writes.submit(fn))
 
 
 _patterns: dict[str, re.Pattern[str]] = {}

@@ -247,22 +247,17 @@ class StorageService:
                     f"{endpoints.spoken(which)}, this client {', '.join(sorted(speaks))}",
                 )
             raise jalien_error(EBADFD, "No write PFNs")
-        grants: list[AccessGrant] = []
-        for se in chosen:
-            url = pfn_for(endpoints.write_base(se, speaks) or se.url, guid)
-            grant = Grant(
-                access=ACCESS_WRITE,
-                pfn=pfn_path(url),
-                turl=url,
-                lfn=path,
-                guid=guid,
-                size=size,
-                md5=md5,
-                se=se.name,
-                user=identity.login,
+        return [
+            self._grant(
+                ACCESS_WRITE,
+                se,
+                pfn_for(endpoints.write_base(se, speaks) or se.url, guid),
+                (path, guid, size, md5),
+                identity.login,
+                len(chosen),
             )
-            grants.append(self._grant(grant, se, len(chosen)))
-        return grants
+            for se in chosen
+        ]
 
     async def _read(
         self,
@@ -304,22 +299,11 @@ class StorageService:
                     f"({', '.join(n for n, _ in known)})",
                 )
             raise jalien_error(EBADFD, "No read PFNs")
-        grants: list[AccessGrant] = []
-        for se_name, url in usable:
-            se = by_name[se_name.upper()]
-            grant = Grant(
-                access=ACCESS_READ,
-                pfn=pfn_path(url),
-                turl=url,
-                lfn=entry.path,
-                guid=entry.guid,
-                size=entry.size,
-                md5=entry.md5,
-                se=se.name,
-                user=identity.login,
-            )
-            grants.append(self._grant(grant, se, len(usable)))
-        return grants
+        file = (entry.path, entry.guid, entry.size, entry.md5)
+        return [
+            self._grant(ACCESS_READ, by_name[n.upper()], url, file, identity.login, len(usable))
+            for n, url in usable
+        ]
 
     async def _member_grants(
         self,
@@ -349,15 +333,36 @@ class StorageService:
             for g in grants
         ]
 
-    def _grant(self, grant: Grant, se: StorageElementLike, count: int) -> AccessGrant:
+    def _grant(
+        self,
+        access: str,
+        se: StorageElementLike,
+        url: str,
+        file: tuple[str, str, int, str],
+        user: str,
+        count: int,
+    ) -> AccessGrant:
+        """The signed envelope for *url* on *se* (*file*: lfn, guid, size, md5) of *count*."""
+        lfn, guid, size, md5 = file
+        grant = Grant(
+            access=access,
+            pfn=pfn_path(url),
+            turl=url,
+            lfn=lfn,
+            guid=guid,
+            size=size,
+            md5=md5,
+            se=se.name,
+            user=user,
+        )
         return AccessGrant(
-            url=grant.turl,
+            url=url,
             envelope=self.signer.sign(grant),
             se=se.name,
-            guid=grant.guid,
-            lfn=grant.lfn,
-            size=grant.size,
-            md5=grant.md5,
+            guid=guid,
+            lfn=lfn,
+            size=size,
+            md5=md5,
             tags=list(se.qos),
             n_ses=count,
         )
