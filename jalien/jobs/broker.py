@@ -11,6 +11,7 @@ unit of share goes first.
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,9 +218,12 @@ class Broker:
         found = self.match_job(agent)
         return None if found is None else found[0]
 
-    def match_job(self, agent: Agent) -> tuple[int, str] | None:
-        """(id, user) of the job this agent should run (removed from the index; its user's
-        running count taken: ``finished`` gives it back if the claim fails), or None."""
+    def match_job(self, agent: Agent, more: int = 0) -> tuple[int, str, tuple[int, ...]] | None:
+        """(id, user, fallbacks) of the job this agent should run (removed from the index;
+        its user's running count taken: ``finished`` gives it back if the claim fails), or
+        None. *fallbacks*: up to *more* next jobs of the same queue, left in the index, for
+        the claim to take when the first one went elsewhere (another jcentral's broker
+        offered it too)."""
         best: tuple[float, int, _Bucket, str] | None = None
         users = agent.users
         held = self.held
@@ -238,12 +242,19 @@ class Broker:
         _, job_id, bucket, user = best
         queue = bucket.queues[user]
         queue.popleft()
+        fallbacks = tuple(itertools.islice(queue, more)) if more else ()
         bucket.size -= 1
         if not queue:
             del bucket.queues[user]
         del self._where[job_id]
         self.running[user] += 1
-        return job_id, user
+        return job_id, user, fallbacks
+
+    def taken(self, job_id: int, user: str) -> None:
+        """A job claimed for a match in place of the one ``match_job`` chose (one of its
+        fallbacks): out of the index, counted as running."""
+        self.discard(job_id)
+        self.running[user] += 1
 
     def waiting_of(self, user: str) -> int:
         """How many jobs of *user* wait."""

@@ -159,8 +159,10 @@ class _ClaimBatch:
 
 def _claim_rows(cur: Any, claims: list[Claim]) -> list[JobRow | None]:
     """The claims of one batch, in the writer's transaction (run again whole after a
-    deadlock or a Galera certification failure: it reads the state each time)."""
-    ids = list(dict.fromkeys(c.job_id for c in claims))
+    deadlock or a Galera certification failure: it reads the state each time). Each claim
+    gets its first choice if still WAITING, else (a second pass) the first of its fallbacks
+    still WAITING that no claim of the batch took."""
+    ids = list(dict.fromkeys(j for c in claims for j in (c.job_id, *c.fallbacks)))
     found: dict[int, JobRow] = {}
     for i in range(0, len(ids), CLAIM_CHUNK):
         chunk = ids[i : i + CLAIM_CHUNK]
@@ -171,42 +173,48 @@ def _claim_rows(cur: Any, claims: list[Claim]) -> list[JobRow | None]:
         )
         for row in _rows(cur):
             found[row.id] = row
-    won: dict[int, Claim] = {}
-    for claim in claims:  # the first claim of a job wins (one process never claims twice)
+    got: list[int | None] = [None] * len(claims)
+    won: dict[int, Claim] = {}  # job id -> the claim that got it
+    for k, claim in enumerate(claims):  # first choices first (a broker offers each once)
         if claim.job_id in found and claim.job_id not in won:
-            won[claim.job_id] = claim
-    out: list[JobRow | None] = []
+            won[claim.job_id], got[k] = claim, claim.job_id
+    for k, claim in enumerate(claims):
+        if got[k] is None:
+            for job_id in claim.fallbacks:
+                if job_id in found and job_id not in won:
+                    won[job_id], got[k] = claim, job_id
+                    break
     if won:
         stamp = now_ms()
-        winners = list(won.values())
+        winners = list(won.items())
         for i in range(0, len(winners), CLAIM_CHUNK):
             part = winners[i : i + CLAIM_CHUNK]
             marks = ",".join(["%s"] * len(part))
             cases, args = [], []
             for column in ("site", "ce", "node", "heartbeat"):
                 cases.append(f"{column}=CASE queueId {'WHEN %s THEN %s ' * len(part)}END")
-                for c in part:
-                    args += [c.job_id, getattr(c, column)]
+                for job_id, c in part:
+                    args += [job_id, getattr(c, column)]
             cur.execute(
                 f"UPDATE QUEUE SET state='ASSIGNED', {', '.join(cases)} "
                 f"WHERE queueId IN ({marks}) AND state='WAITING'",
-                [*args, *(c.job_id for c in part)],
+                [*args, *(job_id for job_id, _ in part)],
             )
             if cur.rowcount != len(part):  # the rows were locked: cannot happen
                 raise RuntimeError(f"claimed {cur.rowcount} of {len(part)} locked jobs")
             cur.execute(
                 "INSERT INTO QUEUETRACE (queueId, time, state, message) VALUES "
                 + ",".join(["(%s,%s,'ASSIGNED',%s)"] * len(part)),
-                [v for c in part for v in (c.job_id, stamp, c.message)],
+                [v for job_id, c in part for v in (job_id, stamp, c.message)],
             )
-    for claim in claims:
-        winner = won.get(claim.job_id)
-        if winner is not claim:
+    out: list[JobRow | None] = []
+    for claim, taken in zip(claims, got, strict=True):
+        if taken is None:
             out.append(None)
             continue
         out.append(
             replace(
-                found[claim.job_id],
+                found[taken],
                 state="ASSIGNED",
                 site=claim.site,
                 ce=claim.ce,

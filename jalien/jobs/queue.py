@@ -86,6 +86,10 @@ class Claim(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     WAITING, with these fields and a trace line."""
 
     job_id: int
+    # the next choices, in order, when job_id is not WAITING any more (another process
+    # claimed it): the claim takes the first of them still WAITING and not taken by an
+    # earlier claim of the same batch
+    fallbacks: tuple[int, ...] = ()
     site: str = ""
     ce: str = ""
     node: str = ""
@@ -198,9 +202,10 @@ class TaskQueue(Protocol):
         ...
 
     async def claim(self, claims: list[Claim]) -> list[JobRow | None]:
-        """WAITING -> ASSIGNED for each claim whose job is still WAITING, atomically in the
-        database (whoever else claims the same job, from this process or another one, one
-        claim wins); per claim its new row, or None (claimed elsewhere, killed, gone).
+        """WAITING -> ASSIGNED for each claim whose job (or else one of its fallbacks) is
+        still WAITING, atomically in the database (whoever else claims the same job, from
+        this process or another one, one claim wins); per claim the new row of the job it
+        got (its ``id`` says which), or None (none left: claimed elsewhere, killed, gone).
         Concurrent calls may share one transaction (claims of several agents batched)."""
         ...
 

@@ -44,6 +44,9 @@ from jalien.wire.site_api import MAX_TEXT, CESettings, JobOffer, MatchedJob, Sta
 log = logging.getLogger("jalien.jobs")
 S = JobState
 MAX_SUBJOBS = 100_000
+# jobs a match offers the task queue after the broker's choice, in case other jcentrals'
+# brokers (which hold the same jobs) took it and the ones behind it already
+CLAIM_FALLBACKS = 16
 Push = Callable[[Event], None]
 
 
@@ -509,16 +512,18 @@ class JobService:
             if why:
                 raise RequestError(why)
         for _ in range(100):
-            found = self.broker.match_job(agent)
+            found = self.broker.match_job(agent, CLAIM_FALLBACKS)
             if found is None:
                 return None
-            job_id, user = found
+            job_id, user, fallbacks = found
             # the database decides (another jcentral may have claimed it): atomic there,
-            # batched with other agents' claims (TaskQueue.claim)
+            # batched with other agents' claims (TaskQueue.claim); the next jobs of the same
+            # queue go along, taken if this one went elsewhere (brokers offer the same jobs)
             (row,) = await self.store.claim(
                 [
                     Claim(
                         job_id=job_id,
+                        fallbacks=fallbacks,
                         site=agent.site,
                         ce=agent.ce,
                         node=str(agent.extra.get("node", "")),
@@ -527,9 +532,17 @@ class JobService:
                     )
                 ]
             )
-            if row is None:  # claimed elsewhere, killed or gone meanwhile: the next one
+            if row is None or row.id != job_id:  # the broker's choice went elsewhere
                 self.broker.finished(user)
-                continue
+                # so did the fallbacks before the one taken (all of them if none was)
+                for stale in fallbacks:
+                    if row is not None and stale == row.id:
+                        self.broker.taken(row.id, row.user)
+                        break
+                    self.broker.discard(stale)
+                if row is None:  # claimed elsewhere, killed or gone meanwhile: again
+                    continue
+                job_id = row.id
             self._track(row)
             if caller.serial:
                 self.matched_by[job_id] = caller.serial

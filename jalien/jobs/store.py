@@ -168,29 +168,37 @@ class TaskQueueStore:
         return await self._db.write(run)
 
     async def claim(self, claims: list[Claim]) -> list[JobRow | None]:
-        """See TaskQueue.claim: one compare-and-set UPDATE per claim in the writer's
-        transaction (the writer's group commit batches concurrent ones)."""
+        """See TaskQueue.claim: a compare-and-set UPDATE per claim (and per fallback tried)
+        in the writer's transaction (the writer's group commit batches concurrent ones)."""
         if not claims:
             return []
         stamp = now_ms()
 
         def run(c: sqlite3.Connection) -> list[JobRow | None]:
-            out: list[JobRow | None] = []
-            for claim in claims:
+            def take(job_id: int, claim: Claim) -> bool:
                 cur = c.execute(
                     "UPDATE jobs SET state='ASSIGNED', site=?, ce=?, node=?, heartbeat=? "
                     "WHERE id=? AND state='WAITING'",
-                    (claim.site, claim.ce, claim.node, claim.heartbeat, claim.job_id),
+                    (claim.site, claim.ce, claim.node, claim.heartbeat, job_id),
                 )
                 if cur.rowcount != 1:
-                    out.append(None)
-                    continue
+                    return False
                 c.execute(
-                    "INSERT INTO trace VALUES (?,?,?,?)",
-                    (claim.job_id, stamp, "ASSIGNED", claim.message),
+                    "INSERT INTO trace VALUES (?,?,?,?)", (job_id, stamp, "ASSIGNED", claim.message)
                 )
-                row = c.execute(f"SELECT {COLUMNS} FROM jobs WHERE id=?", (claim.job_id,))
-                out.append(JobRow(*row.fetchone()))
+                return True
+
+            # first choices first, then the fallbacks in order (as on MariaDB)
+            got: list[int | None] = [cl.job_id if take(cl.job_id, cl) else None for cl in claims]
+            for k, claim in enumerate(claims):
+                if got[k] is None:
+                    got[k] = next((j for j in claim.fallbacks if take(j, claim)), None)
+            out: list[JobRow | None] = []
+            for job_id in got:
+                row = None
+                if job_id is not None:
+                    row = c.execute(f"SELECT {COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
+                out.append(None if row is None else JobRow(*row))
             return out
 
         return await self._db.write(run)

@@ -123,6 +123,38 @@ async def test_the_broker_feed_follows_what_another_process_queued(make_queue, q
         await other.close()
 
 
+async def test_a_stale_broker_falls_back_in_one_claim(make_queue, queue_kind):
+    """Another central's broker offered (and claimed) the oldest jobs first: the next match
+    here takes the first job still waiting in one claim, and its broker forgets the others."""
+    mine, other = make_queue(queue_kind), make_queue(queue_kind)
+    await mine.start()
+    await other.start()
+    try:
+        ids = await other.insert([new() for _ in range(10)])
+        jobs = JobService(mine, Broker())
+        await jobs.start()
+        assert len(jobs.broker) == 10
+        await other.claim([claim(j) for j in ids[:5]])
+        calls = []
+        real = mine.claim
+
+        async def counted(claims):
+            calls.append([c.job_id for c in claims])
+            return await real(claims)
+
+        mine.claim = counted
+        matched = await jobs.match(_agent_caller(), Agent(site="CERN", ce="CE1"), None)
+        assert matched is not None and matched.queue_id == ids[5]
+        assert len(calls) == 1  # one claim with its fallbacks, not five failed ones
+        assert jobs.broker.ids() == set(ids[6:])
+        assert jobs.broker.running["jdoe"] == 1
+        row = await other.get(ids[5])
+        assert (row.state, row.site) == ("ASSIGNED", "CERN")
+    finally:
+        await mine.close()
+        await other.close()
+
+
 async def test_a_restarted_service_refills_its_broker_from_the_database(taskqueue):
     jobs = JobService(taskqueue, Broker())
     await jobs.start()
@@ -184,3 +216,19 @@ async def test_claims_on_two_galera_nodes_each_job_once(galera_cluster):  # noqa
     finally:
         await first.close()
         await second.close()
+
+
+async def test_fallbacks_are_taken_in_order_first_choices_first(taskqueue):
+    a, b, c, d = await taskqueue.insert([new() for _ in range(4)])
+    await taskqueue.transition(a, S.KILLED)
+    rows = await taskqueue.claim(
+        [
+            Claim(job_id=a, fallbacks=(b, c), node="x"),  # a is gone: b is y's first choice
+            Claim(job_id=b, node="y"),
+            Claim(job_id=a, fallbacks=(c, d), node="z"),
+        ]
+    )
+    got = [(r.id, r.node) if r is not None else None for r in rows]
+    if got[1] == (b, "y"):  # one batch (MariaDB): first choices first, then fallbacks in order
+        assert got == [(c, "x"), (b, "y"), (d, "z")]
+    assert sorted(r.id for r in rows if r is not None) == [b, c, d]
