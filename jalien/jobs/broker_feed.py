@@ -61,16 +61,17 @@ class BrokerFeed:
     async def refill(self) -> int:
         """Add WAITING jobs above the mark that the broker lacks; how many."""
         after, added = self._mark(), 0
-        while True:
-            rows = await self.store.waiting_after(after, REFILL_ROWS)
-            for row in rows:
+        while True:  # ids first (what it knows costs no row), then the rows it lacks
+            ids = await self.store.waiting_ids_after(after, REFILL_ROWS)
+            for row in await self.store.waiting_rows([i for i in ids if i not in self.broker]):
                 if row.id not in self.broker:
                     self.broker.add(row)
                     added += 1
-                self.high = max(self.high, row.id)
-            if len(rows) < REFILL_ROWS:
+            if ids:
+                self.high = max(self.high, ids[-1])
+            if len(ids) < REFILL_ROWS:
                 break
-            after = rows[-1].id
+            after = ids[-1]
         self.added += added
         return added
 

@@ -369,14 +369,14 @@ class MariaDBTaskQueue:
         rows = await asyncio.shield(batch.task)
         return rows[first : first + len(claims)]
 
-    async def waiting_after(self, after: int, limit: int) -> list[JobRow]:
-        def run(cur: Any) -> list[JobRow]:
+    async def waiting_ids_after(self, after: int, limit: int) -> list[int]:
+        def run(cur: Any) -> list[int]:
             cur.execute(
-                f"SELECT {BROKER_COLUMNS} FROM QUEUE q WHERE q.state='WAITING' "
-                "AND q.queueId > %s ORDER BY q.queueId LIMIT %s",
+                "SELECT queueId FROM QUEUE WHERE state='WAITING' AND queueId > %s "
+                "ORDER BY queueId LIMIT %s",
                 (after, limit),
             )
-            return _rows(cur)
+            return [int(job) for (job,) in cur.fetchall()]
 
         return await self._db.read(run)
 

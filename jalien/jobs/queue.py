@@ -209,9 +209,10 @@ class TaskQueue(Protocol):
         Concurrent calls may share one transaction (claims of several agents batched)."""
         ...
 
-    async def waiting_after(self, after: int, limit: int) -> list[JobRow]:
-        """WAITING jobs with id > *after*, oldest first, at most *limit*, without their
-        JDL (the broker's refill: what other processes submitted)."""
+    async def waiting_ids_after(self, after: int, limit: int) -> list[int]:
+        """The ids of WAITING jobs above *after*, in order, at most *limit* (the broker's
+        refill: what other processes submitted; it reads the rows it lacks with
+        ``waiting_rows``)."""
         ...
 
     async def waiting_ids(self) -> list[int]:

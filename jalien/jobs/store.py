@@ -203,15 +203,14 @@ class TaskQueueStore:
 
         return await self._db.write(run)
 
-    async def waiting_after(self, after: int, limit: int) -> list[JobRow]:
+    async def waiting_ids_after(self, after: int, limit: int) -> list[int]:
         rows = await self._db.read(
             lambda c: c.execute(
-                f"SELECT {BROKER_COLUMNS} FROM jobs WHERE state='WAITING' AND id>? "
-                "ORDER BY id LIMIT ?",
+                "SELECT id FROM jobs WHERE state='WAITING' AND id>? ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
         )
-        return list(itertools.starmap(JobRow, rows))
+        return [job for (job,) in rows]
 
     async def waiting_ids(self) -> list[int]:
         rows = await self._db.read(
