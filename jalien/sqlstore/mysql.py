@@ -52,6 +52,9 @@ class Dsn(NamedTuple):
     password: str
     database: str
     unix_socket: str
+    # other servers holding the same data (the other nodes of a Galera cluster), tried in
+    # order when host:port does not answer; the address stays host:port's
+    failover: tuple[tuple[str, int], ...] = ()
 
     @property
     def address(self) -> str:
@@ -59,7 +62,8 @@ class Dsn(NamedTuple):
 
 
 def parse_dsn(dsn: str) -> Dsn:
-    """mysql://user:password@host:port/database[?unix_socket=path] (or mariadb://)."""
+    """mysql://user:password@host:port/database[?unix_socket=path][&failover=h2:p2,h3:p3]
+    (or mariadb://)."""
     parts = urlsplit(dsn)
     if parts.scheme not in ("mysql", "mariadb"):
         raise ValueError(f"not a mysql:// or mariadb:// DSN: {dsn!r}")
@@ -74,7 +78,19 @@ def parse_dsn(dsn: str) -> Dsn:
         unquote(parts.password or ""),
         database,
         query.get("unix_socket", [""])[0],
+        tuple(_endpoint(e) for v in query.get("failover", []) for e in v.split(",") if e),
     )
+
+
+def _endpoint(value: str) -> tuple[str, int]:
+    host, _, port = value.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"failover: {value!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+CANNOT_CONNECT = {2002, 2003, 2013}  # no server there, refused, lost while connecting
+_last_good: dict[tuple[str, int], int] = {}  # a DSN's host:port -> the endpoint that answered
 
 
 def connect(dsn: Dsn, autocommit: bool = True) -> MySQLdb.Connection:
@@ -90,11 +106,36 @@ def connect(dsn: Dsn, autocommit: bool = True) -> MySQLdb.Connection:
     }
     if dsn.unix_socket:
         kw["unix_socket"] = dsn.unix_socket
+        conn = MySQLdb.connect(**kw)
     else:
-        kw["host"], kw["port"] = dsn.host, dsn.port
-    conn = MySQLdb.connect(**kw)
+        conn = _connect_any(dsn, kw)
     conn.query("SET SESSION innodb_lock_wait_timeout = 20")
     return conn
+
+
+def _connect_any(dsn: Dsn, kw: dict[str, Any]) -> MySQLdb.Connection:
+    """host:port, else its failover servers in order, starting at the last one that
+    answered (a dead node costs one refused connection, not one per reconnection)."""
+    ends = [(dsn.host, dsn.port), *dsn.failover]
+    first = _last_good.get(ends[0], 0) % len(ends)
+    error: Exception | None = None
+    for k in range(len(ends)):
+        i = (first + k) % len(ends)
+        kw["host"], kw["port"] = ends[i]
+        try:
+            conn = MySQLdb.connect(**kw)
+        except MySQLdb.OperationalError as exc:
+            if error_code(exc) not in CANNOT_CONNECT or len(ends) == 1:
+                raise
+            error = exc
+            continue
+        if i != _last_good.get(ends[0], 0):
+            if i:
+                log.warning("%s does not answer: connected to %s:%d", dsn.address, *ends[i])
+            _last_good[ends[0]] = i
+        return conn
+    assert error is not None
+    raise error
 
 
 def error_code(exc: BaseException) -> int:

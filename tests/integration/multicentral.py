@@ -235,7 +235,12 @@ class Databases:
     def dsns(self, i: int) -> tuple[str, str]:
         if self.cluster is not None:
             node = self.node(i)
-            return self.cluster.dsn(node, self.names[0]), self.cluster.dsn(node, self.names[1])
+            # the other nodes as failover servers: a central outlives its node
+            others = ",".join(f"127.0.0.1:{p}" for n, p in enumerate(self.cluster.ports, 1)
+                              if n != node)  # fmt: skip
+            return tuple(  # type: ignore[return-value]
+                f"{self.cluster.dsn(node, name)}?failover={others}" for name in self.names
+            )
         return self.server.dsn(self.names[0]), self.server.dsn(self.names[1])
 
     def connect_queue(self, i: int = 0):
