@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -86,6 +87,7 @@ from jalien.roles.worker_follow import follow_loop
 from jalien.roles.workers import SINGLE, WorkerSlot, run_workers, worker_count
 from jalien.storage.envelope import EnvelopeSigner
 from jalien.storage.service import StorageService
+from jalien.wire.errors import EXIT_USAGE
 
 log = logging.getLogger("jalien.jcentral")
 
@@ -474,6 +476,14 @@ async def _run(settings: Settings, server: Server, slot: WorkerSlot) -> None:
 def run_jcentral(settings: Settings) -> int:
     """jcentral: one process (``workers = 1``), or a supervisor of ``workers`` (0: one per
     core) processes sharing the ports, the databases and the cache (roles/workers.py)."""
+    if settings.workers < 0:
+        print(
+            "jalien-bin: cannot start jcentral: workers must be 0 (one per core) or more, "
+            f"not {settings.workers}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_USAGE
     if worker_count(settings.workers) > 1:
         return run_workers(settings, _worker, ready_text)
     return _worker(settings, SINGLE)

@@ -52,3 +52,10 @@ def test_reserved_port_is_free_on_every_host():
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_negative_workers_is_a_clear_error(tmp_path, capsys):
+    from jalien.roles.jcentral import run_jcentral
+
+    assert run_jcentral(Settings(home=str(tmp_path), workers=-1)) == 2
+    assert "workers must be 0 (one per core) or more, not -1" in capsys.readouterr().err
