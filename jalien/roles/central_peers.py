@@ -11,6 +11,7 @@ catalogue needs none).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -122,9 +123,15 @@ async def start_peers(
 
 def _noting(changes: ChangeLog) -> Callable[[Iterable[str]], Awaitable[None]]:
     async def note(paths: Iterable[str]) -> None:
-        try:
-            await changes.note(paths)
-        except Exception as exc:  # the write is committed: the others' TTLs bound it
-            log.warning("catalogue change not logged for the other hosts: %s", exc)
+        # shielded: a request cancelled after its write committed (its client went away)
+        # still leaves the change for the other hosts
+        await asyncio.shield(_note(changes, list(paths)))
 
     return note
+
+
+async def _note(changes: ChangeLog, paths: list[str]) -> None:
+    try:
+        await changes.note(paths)
+    except Exception as exc:  # the write is committed: the others' TTLs bound it
+        log.warning("catalogue change not logged for the other hosts: %s", exc)
