@@ -7,6 +7,12 @@ are dropped, at most ``max_agents`` kept), the last ``MAX_RECENT_ERRORS`` errors
 history: one ``Minute`` rollup per minute, written to the shared store (``RollupStore``: the
 LMDB cache's ``monitor.minutes`` namespace, a day's TTL) by the ``monitor-rollup`` loop and
 read back for the page's plots.
+
+Several processes of a host (jcentral's workers) each receive the reports of the sites and
+agents connected to them: with a ``shared`` store (the cache's ``monitor.live``) each report
+and error is written there too, and ``snapshot`` (the page, ``gridstatus``) merges what every
+process received, the latest report of a CE or an agent winning. The minutes stay per
+process (summed by ``history``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from jalien.wire.monitor_api import MAX_ERRORS, AgentReport, SiteReport, Usage
 log = logging.getLogger("jalien.monitor")
 
 MAX_RECENT_ERRORS = 200
+SITE_TTL = 3600.0  # a CE's latest report in the shared picture (a VoBox reports every cycle)
+ERROR_TTL = 3600.0
 HISTORY_SECONDS = 86400.0  # a day of minutes
 
 
@@ -88,12 +96,15 @@ class GridView:
         self,
         store: RollupStore | None = None,
         *,
+        shared: RollupStore | None = None,
         agent_ttl: float = 600.0,
         max_agents: int = 100_000,
         max_sites: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.shared = shared  # the picture every process of the host writes and merges
+        self._error_seq = 0
         self.agent_ttl = agent_ttl
         self.max_agents = max_agents
         self.max_sites = max_sites
@@ -111,7 +122,10 @@ class GridView:
         key = f"{report.site}/{report.ce}"
         if key not in self.sites and len(self.sites) >= self.max_sites:
             raise ValueError(f"more than {self.max_sites} CEs report")
-        self.sites[key] = SiteState(report=report, received=self.clock(), reporter=reporter)
+        state = SiteState(report=report, received=self.clock(), reporter=reporter)
+        self.sites[key] = state
+        if self.shared is not None:
+            self.shared.put(b"s:" + key.encode(), _site_encoder.encode(state), SITE_TTL)
         self.reports += 1
         self._note_errors(f"{key} (VoBox)", report.errors)
 
@@ -119,7 +133,11 @@ class GridView:
         """A JobAgent's report; *identity_key* names the agent (its token's serial)."""
         agents = self.agents
         agents.pop(identity_key, None)
-        agents[identity_key] = AgentState(report=report, received=self.clock(), user=user)
+        state = AgentState(report=report, received=self.clock(), user=user)
+        agents[identity_key] = state
+        if self.shared is not None:
+            key = b"a:" + identity_key.encode()
+            self.shared.put(key, _agent_encoder.encode(state), self.agent_ttl)
         while len(agents) > self.max_agents:
             agents.popitem(last=False)
         self.reports += 1
@@ -131,8 +149,13 @@ class GridView:
     def _note_errors(self, where: str, errors: list[str]) -> None:
         now = self.clock()
         for text in errors[-MAX_ERRORS:]:
-            self.errors.append(RecentError(time=now, where=where, text=text[:500]))
+            error = RecentError(time=now, where=where, text=text[:500])
+            self.errors.append(error)
             self._errors_in_minute += 1
+            if self.shared is not None:
+                self._error_seq += 1
+                key = f"e:{now:017.6f}:{self._key.decode()}:{self._error_seq}".encode()
+                self.shared.put(key, _error_encoder.encode(error), ERROR_TTL)
 
     def forget_silent(self) -> int:
         """Drop the agents that said nothing for agent_ttl (oldest first: ordered by report)."""
@@ -151,15 +174,52 @@ class GridView:
     def snapshot(self, user: str | None = None) -> GridSnapshot:
         """Everything, or for *user* only the agents running their jobs (sites are shown
         to everyone: slots and counts, no names of others' jobs)."""
-        agents = list(self.agents.values())
+        sites, agents_by_key, errors = self._merged()
+        agents = list(agents_by_key.values())
         if user is not None:
             agents = [a for a in agents if a.user == user]
         return GridSnapshot(
             time=self.clock(),
-            sites=sorted(self.sites.values(), key=lambda s: (s.report.site, s.report.ce)),
+            sites=sorted(sites.values(), key=lambda s: (s.report.site, s.report.ce)),
             agents=agents,
-            errors=list(self.errors) if user is None else [],
+            errors=errors if user is None else [],
         )
+
+    def _merged(
+        self,
+    ) -> tuple[dict[str, SiteState], dict[str, AgentState], list[RecentError]]:
+        """This process's picture, with what the other processes of the host received
+        (``shared``): per CE and per agent the latest report; the latest errors."""
+        sites = dict(self.sites)
+        agents = dict(self.agents)
+        errors = list(self.errors)
+        if self.shared is None:
+            return sites, agents, errors
+        shared_errors: list[RecentError] = []
+        silent = self.clock() - self.agent_ttl
+        for key, raw in self.shared.scan():
+            kind, _, name = key.partition(b":")
+            try:
+                if kind == b"s":
+                    site = _site_decoder.decode(raw)
+                    have = sites.get(name.decode())
+                    if have is None or have.received < site.received:
+                        sites[name.decode()] = site
+                elif kind == b"a":
+                    agent = _agent_decoder.decode(raw)
+                    mine = agents.get(name.decode())
+                    if agent.received >= silent and (
+                        mine is None or mine.received < agent.received
+                    ):
+                        agents[name.decode()] = agent
+                elif kind == b"e":
+                    shared_errors.append(_error_decoder.decode(raw))
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                continue
+        if shared_errors:  # every process's, ours included (written as they came)
+            errors = sorted(shared_errors, key=lambda e: e.time)[-MAX_RECENT_ERRORS:]
+        ordered = dict(sorted(agents.items(), key=lambda kv: kv[1].received))
+        return sites, ordered, errors
 
     def minute(self, counters: dict[str, float] | None = None) -> Minute:
         now = self.clock()
@@ -242,3 +302,11 @@ def usage_of(usage: Usage | None) -> dict[str, float]:
     if usage is None:
         return {}
     return {f: float(getattr(usage, f)) for f in Usage.__struct_fields__}
+
+
+_site_encoder = msgspec.msgpack.Encoder()
+_agent_encoder = _site_encoder
+_error_encoder = _site_encoder
+_site_decoder = msgspec.msgpack.Decoder(SiteState)
+_agent_decoder = msgspec.msgpack.Decoder(AgentState)
+_error_decoder = msgspec.msgpack.Decoder(RecentError)

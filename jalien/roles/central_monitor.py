@@ -34,23 +34,37 @@ from jalien.net.server import Server
 
 MINUTES_NS = "monitor.minutes"
 MINUTES_POLICY = Policy(max_entries=8 * 1440, ttl=HISTORY_SECONDS, lru=False, private=True)
+# the latest report of each CE and agent and the recent errors, for a host's workers
+LIVE_NS = "monitor.live"
+LIVE_POLICY = Policy(max_entries=150_000, ttl=3600.0, lru=False, private=True)
 
 
 class CacheRollups:
-    """The shared LMDB cache as the grid's minute store (``monitor.grid.RollupStore``)."""
+    """The shared LMDB cache as the grid's minute store (``monitor.grid.RollupStore``), or
+    as its live picture shared by a host's workers (``LIVE_NS``)."""
 
-    def __init__(self, store: CacheStore) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        namespace: str = MINUTES_NS,
+        policy: Policy = MINUTES_POLICY,
+        most: int = 20_000,
+    ) -> None:
         self.store = store
-        store.policies.setdefault(MINUTES_NS, MINUTES_POLICY)
+        self.namespace = namespace
+        self.most = most
+        store.policies.setdefault(namespace, policy)
 
     def put(self, key: bytes, value: bytes, ttl: float) -> None:
-        self.store.set(MINUTES_NS, key, value, ttl)
+        self.store.set(self.namespace, key, value, ttl)
 
     def scan(self) -> list[tuple[bytes, bytes]]:
         now_ms = time.time() * 1000.0
         return [
             (key, value)
-            for key, _size, expires, value in self.store.entries(MINUTES_NS, 20_000, values=True)
+            for key, _size, expires, value in self.store.entries(
+                self.namespace, self.most, values=True
+            )
             if value is not None and (expires == 0 or expires > now_ms)
         ]
 
@@ -62,9 +76,15 @@ class CentralMonitor:
     logs: LogsDesk
 
 
-def build_monitor(jobs: JobService, cache: CacheStore | None) -> CentralMonitor:
+def build_monitor(
+    jobs: JobService, cache: CacheStore | None, *, shared: bool = False
+) -> CentralMonitor:
+    """*shared*: the live picture through the cache too (several workers of a host)."""
     store = CacheRollups(cache) if cache is not None else None
-    return CentralMonitor(GridView(store), SpyDesk(jobs), LogsDesk(jobs))
+    live = None
+    if shared and cache is not None:
+        live = CacheRollups(cache, LIVE_NS, LIVE_POLICY, most=LIVE_POLICY.max_entries)
+    return CentralMonitor(GridView(store, shared=live), SpyDesk(jobs), LogsDesk(jobs))
 
 
 def monitor_commands(table: CommandTable, jobs: JobService, monitor: CentralMonitor) -> None:

@@ -331,7 +331,8 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
     loops.add_pools(cache.pools)
     optimizers = catalogue_optimizers(settings, catalogue)
     loops.add_pools(optimizers.journal.pools)
-    monitor = build_monitor(jobs, cache)  # the grid as sites report it, spy
+    # the grid as sites report it (shared by the workers), spy
+    monitor = build_monitor(jobs, cache, shared=slot.count > 1)
     server = build_server(
         settings,
         catalogue,

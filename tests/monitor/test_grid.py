@@ -93,3 +93,31 @@ def test_messages_round_trip_and_bad_bytes():
         monitor_api.decode(b"\xc1", SpyReport)
     with pytest.raises(MonitorApiError):
         monitor_api.decode(monitor_api.encode(SiteReport()), SpyReport)
+
+
+def test_workers_of_a_host_show_one_picture():
+    """jcentral's workers: each receives the reports of the sites and agents connected to
+    it; with a shared store each one's snapshot shows them all, the latest report winning,
+    silent agents left out, errors from every worker."""
+    clock = Clock()
+    live = MemoryStore()
+    first = GridView(shared=live, agent_ttl=60, clock=clock)
+    second = GridView(shared=live, agent_ttl=60, clock=clock)
+    first.site("vobox", SiteReport(site="S", ce="S::CE", max_running=10, running=1))
+    second.site("vobox2", SiteReport(site="T", ce="T::CE", max_running=5, errors=["down"]))
+    first.agent("1:wn1", AgentReport(site="S", ce="S::CE", node="wn1", queue_id=7), user="al")
+    clock.now += 10
+    second.agent("2:wn2", AgentReport(site="T", ce="T::CE", node="wn2"))
+    second.site("vobox", SiteReport(site="S", ce="S::CE", max_running=10, running=2))
+    for view in (first, second):
+        snap = view.snapshot()
+        assert [(s.report.ce, s.report.running) for s in snap.sites] == [
+            ("S::CE", 2),
+            ("T::CE", 0),
+        ]
+        assert [a.report.node for a in snap.agents] == ["wn1", "wn2"]
+        assert [e.text for e in snap.errors] == ["down"]
+        assert [a.report.node for a in view.snapshot("al").agents] == ["wn1"]
+    clock.now += 55  # wn1 silent for 65 s
+    assert [a.report.node for a in second.snapshot().agents] == ["wn2"]
+    assert first.minute().ces == 1  # the minutes stay per process (summed by history)
