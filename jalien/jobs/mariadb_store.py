@@ -157,13 +157,8 @@ class _ClaimBatch:
         self.task: asyncio.Future[list[JobRow | None]] | None = None
 
 
-def _claim_rows(cur: Any, claims: list[Claim]) -> list[JobRow | None]:
-    """The claims of one batch, in the writer's transaction (run again whole after a
-    deadlock or a Galera certification failure: it reads the state each time). Each claim
-    gets its first choice if still WAITING, else (a second pass) the first of its fallbacks
-    still WAITING that no claim of the batch took."""
-    ids = list(dict.fromkeys(j for c in claims for j in (c.job_id, *c.fallbacks)))
-    found: dict[int, JobRow] = {}
+def _lock_waiting(cur: Any, ids: list[int], found: dict[int, JobRow]) -> None:
+    """The rows of *ids* still WAITING, locked until the transaction ends, into *found*."""
     for i in range(0, len(ids), CLAIM_CHUNK):
         chunk = ids[i : i + CLAIM_CHUNK]
         cur.execute(
@@ -173,16 +168,29 @@ def _claim_rows(cur: Any, claims: list[Claim]) -> list[JobRow | None]:
         )
         for row in _rows(cur):
             found[row.id] = row
+
+
+def _claim_rows(cur: Any, claims: list[Claim]) -> list[JobRow | None]:
+    """The claims of one batch, in the writer's transaction (run again whole after a
+    deadlock or a Galera certification failure: it reads the state each time). Each claim
+    gets its first choice if still WAITING, else (a second pass, which reads the fallbacks'
+    rows only then) the first of its fallbacks still WAITING that no claim of the batch
+    took."""
+    found: dict[int, JobRow] = {}
+    _lock_waiting(cur, list(dict.fromkeys(c.job_id for c in claims)), found)
     got: list[int | None] = [None] * len(claims)
     won: dict[int, Claim] = {}  # job id -> the claim that got it
     for k, claim in enumerate(claims):  # first choices first (a broker offers each once)
         if claim.job_id in found and claim.job_id not in won:
             won[claim.job_id], got[k] = claim, claim.job_id
-    for k, claim in enumerate(claims):
-        if got[k] is None:
-            for job_id in claim.fallbacks:
+    left = [k for k, job_id in enumerate(got) if job_id is None and claims[k].fallbacks]
+    if left:  # only then the fallbacks' rows: one central alone never reads them
+        wanted = dict.fromkeys(j for k in left for j in claims[k].fallbacks if j not in found)
+        _lock_waiting(cur, list(wanted), found)
+        for k in left:
+            for job_id in claims[k].fallbacks:
                 if job_id in found and job_id not in won:
-                    won[job_id], got[k] = claim, job_id
+                    won[job_id], got[k] = claims[k], job_id
                     break
     if won:
         stamp = now_ms()
