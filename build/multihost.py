@@ -151,6 +151,7 @@ def start(root: Path, n: int, vobox: bool) -> None:
             'catalogue_backend = "mariadb"\ntaskqueue_backend = "mariadb"\n'
             f"[catalogue_mariadb]\nhosts = {json.dumps([dsn + '/jalien_catalogue'])}\n"
             'names = ["galera"]\n'
+            'prefixes = {"/alice/sim/" = 0}\n'  # sharded: a second LFN table on the one host
             f'[taskqueue_mariadb]\ndsn = "{dsn}/jalien_taskqueue"\n'
         )
         env = {
