@@ -626,7 +626,11 @@ class JobService:
     async def heartbeat(self, caller: Any, job_id: int, push: Push | None = None) -> None:
         job = await self.check_job_caller(caller, job_id)
         await self.store.touch(job_id, {"heartbeat": _now()})
-        if caller.kind is IdentityKind.JOBAGENT and not job.job_state.is_final:
+        if job.job_state is S.KILLED and push is not None:
+            # a kill its agent may not have heard (its central died holding the push, or the
+            # job's route was not written yet): said again at each heartbeat
+            push(Event(topic="kill", payload={"queueId": job_id}))
+        elif caller.kind is IdentityKind.JOBAGENT and not job.job_state.is_final:
             self._hold(job_id, push)
 
     async def check_job_caller(self, caller: Any, job_id: int) -> JobRow:

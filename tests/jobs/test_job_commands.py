@@ -111,6 +111,14 @@ async def test_kill_is_pushed_to_the_agent(job_server, connect):
         await asyncio.sleep(0.01)
     assert events[0].topic == "kill" and events[0].payload == {"queueId": job}
     assert (await site.call("setJobStatus", str(job), "DONE")).exitcode == 22
+    # a kill the agent did not hear (lost with its central): said again at its heartbeat
+    events.clear()
+    assert (await site.call("jobHeartbeat", str(job))).exitcode == 0
+    for _ in range(100):
+        if events:
+            break
+        await asyncio.sleep(0.01)
+    assert [e.topic for e in events] == ["kill"]
 
 
 async def test_resubmit_failed_job(job_server, connect):
