@@ -8,7 +8,9 @@ import fnmatch
 import os.path
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import msgspec
 
 from jalien.auth.policy import Action as A
 from jalien.catalogue.service import Catalogue
@@ -324,6 +326,21 @@ def masterjob_records(
 
 REGISTERABLE = frozenset({"ERROR_V", "ERROR_E", "ERROR_S"})  # registerOutput's states
 MAX_AGENTS = 10_000  # (site, CE) pairs remembered for jobListMatch
+SHARED_EVERY = 30.0  # seconds between two writes of one (site, CE) to the shared store
+SHARED_TTL = 86400.0
+
+
+class SeenStore(Protocol):
+    """Where the workers of a jcentral share the agents that asked (the role's cache)."""
+
+    def put(self, key: bytes, value: bytes, ttl: float) -> None: ...
+    def scan(self) -> list[tuple[bytes, bytes]]: ...
+
+
+class _Asked(msgspec.Struct, array_like=True):
+    agent: Agent
+    seen: float
+
 
 SITE_CALLS = frozenset({"getNumberWaitingJobs", "getMatchJob", "setJobStatus"})
 """Raw commands (they see the Request): typed in Request.data on the binary channel
@@ -378,12 +395,39 @@ class JobCommands:
         self.catalogue = catalogue  # registerOutput looks at a job's output directory
         # the JobAgents that asked for work lately, by (site, CE): what jobListMatch checks
         self.agents: dict[tuple[str, str], tuple[Agent, float]] = {}
+        # the other workers' (roles/workers.py), through the shared cache; set by the role
+        self.shared_seen: SeenStore | None = None
+        self._shared_at: dict[tuple[str, str], float] = {}  # when we last wrote each there
 
     def _seen(self, agent: Agent) -> None:
-        if len(self.agents) >= MAX_AGENTS:
+        key = (agent.site, agent.ce)
+        if len(self.agents) >= MAX_AGENTS and key not in self.agents:
             oldest = min(self.agents, key=lambda k: self.agents[k][1])
             del self.agents[oldest]
-        self.agents[(agent.site, agent.ce)] = (agent, time.time())
+            self._shared_at.pop(oldest, None)
+        now = time.time()
+        self.agents[key] = (agent, now)
+        shared = self.shared_seen
+        if shared is not None and now - self._shared_at.get(key, 0.0) >= SHARED_EVERY:
+            self._shared_at[key] = now
+            raw = _asked_encoder.encode(_Asked(agent, now))
+            shared.put(f"{agent.site}\n{agent.ce}".encode(), raw, SHARED_TTL)
+
+    def _asked(self) -> dict[tuple[str, str], tuple[Agent, float]]:
+        """The agents that asked lately: here, and at the other workers (the latest wins)."""
+        if self.shared_seen is None:
+            return self.agents
+        merged = dict(self.agents)
+        for key, raw in self.shared_seen.scan():
+            try:
+                site, _, ce = key.decode().partition("\n")
+                asked = _asked_decoder.decode(raw)
+            except (UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            have = merged.get((site, ce))
+            if have is None or have[1] < asked.seen:
+                merged[(site, ce)] = (asked.agent, asked.seen)
+        return merged
 
     def _add(self, name: str, fn: Any, summary: str, **how: Any) -> None:
         """The table's add; the site calls are raw: they read the typed Request.data."""
@@ -581,7 +625,8 @@ class JobCommands:
         probe = Broker()  # the broker's own test, on this job alone
         probe.add(job)
         records: list[Record] = []
-        for (site, ce), (agent, seen) in sorted(self.agents.items()):
+        asked = self._asked()
+        for (site, ce), (agent, seen) in sorted(asked.items()):
             if probe.count(agent):
                 records.append(
                     {
@@ -592,7 +637,7 @@ class JobCommands:
                     }
                 )
         if not records:
-            text = f"No site has asked for a job like {job.id} lately ({len(self.agents)} asked)"
+            text = f"No site has asked for a job like {job.id} lately ({len(asked)} asked)"
             reason = self.jobs.waiting_reason(job)
             if reason:
                 text += f"\n{reason}"
@@ -747,3 +792,7 @@ class JobCommands:
         job_id = _ids(args[:1])[0]
         await self.jobs.heartbeat(session.identity, job_id, session.push)
         return [{"id": str(job_id), "time": str(int(time.time())), "message": "ok"}]
+
+
+_asked_encoder = msgspec.msgpack.Encoder()
+_asked_decoder = msgspec.msgpack.Decoder(_Asked)

@@ -37,6 +37,9 @@ MINUTES_POLICY = Policy(max_entries=8 * 1440, ttl=HISTORY_SECONDS, lru=False, pr
 # the latest report of each CE and agent and the recent errors, for a host's workers
 LIVE_NS = "monitor.live"
 LIVE_POLICY = Policy(max_entries=150_000, ttl=3600.0, lru=False, private=True)
+# the agents that asked for work lately, for jobListMatch on every worker
+ASKED_NS = "jobs.asked"
+ASKED_POLICY = Policy(max_entries=10_000, ttl=86400.0, lru=False, private=True)
 
 
 class CacheRollups:

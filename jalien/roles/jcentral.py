@@ -67,6 +67,9 @@ from jalien.roles.central_cache import (
 )
 from jalien.roles.central_config import SeSync, attach, build_directory, uses_ldap
 from jalien.roles.central_monitor import (
+    ASKED_NS,
+    ASKED_POLICY,
+    CacheRollups,
     CentralMonitor,
     PageState,
     build_monitor,
@@ -259,7 +262,10 @@ def build_commands(
         log.info("created the envelope signing key in %s", settings.home_path / "envelope")
     storage = StorageService(catalogue, signer, str(settings.ca_dir_path))  # access, commit
     StorageCommands(table, storage).register()
-    JobCommands(table, jobs, read_file=storage.read_small_file, catalogue=catalogue).register()
+    job_commands = JobCommands(table, jobs, read_file=storage.read_small_file, catalogue=catalogue)
+    if settings.shared_ports and cache is not None:  # a worker: jobListMatch sees them all
+        job_commands.shared_seen = CacheRollups(cache, ASKED_NS, ASKED_POLICY)
+    job_commands.register()
     if expiry is None:
         expiry = LfnExpiry(settings.home_path / "lfnexpiry.db")  # started at its first use
     InfoCommands(

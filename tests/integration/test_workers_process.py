@@ -119,6 +119,17 @@ def test_two_workers_serve_match_restart_and_stop(workers):
             assert got.results[0]["queueId"] == str(job)
             again = await by_worker[source].call("getMatchJob", "ttl=3600", "ce=ALICE::TEST::CE")
             assert not (again.results and again.results[0].get("queueId")), again.results
+        # jobListMatch on one worker lists a CE that asked only the other one
+        none = await by_worker[1].call("getMatchJob", "ttl=3600", "ce=ALICE::ONLY1::CE")
+        assert not (none.results and none.results[0].get("queueId"))  # nothing waits
+        job = (await by_worker[0].call("submit", "=<", JDL)).results[0]["jobId"]
+        deadline = time.monotonic() + 10
+        while True:
+            listed = await by_worker[0].call("jobListMatch", str(job))
+            if "ALICE::ONLY1::CE" in str(listed.results):
+                break
+            assert time.monotonic() < deadline, listed.results
+            await asyncio.sleep(0.1)
         for client in clients:
             await client.close()
 

@@ -198,3 +198,35 @@ async def test_register_output(make_server, taskqueue, connect):
     assert (await user.call("registerOutput", "x")).exitcode == 22
     assert (await user.call("registerOutput")).exitcode == 22
     assert (await user.call("registerOutput", "999")).exitcode == 2
+
+
+def test_job_list_match_sees_the_agents_that_asked_another_worker():
+    """jcentral's workers share the agents that asked (the role's cache): one written at
+    most every SHARED_EVERY seconds per (site, CE), the latest seen winning."""
+    from jalien.commands import job_cmds
+    from jalien.commands.table import CommandTable
+    from jalien.jobs.broker import Agent
+
+    class Store:
+        def __init__(self) -> None:
+            self.data: dict[bytes, bytes] = {}
+            self.puts = 0
+
+        def put(self, key: bytes, value: bytes, ttl: float) -> None:
+            self.data[key] = value
+            self.puts += 1
+
+        def scan(self) -> list[tuple[bytes, bytes]]:
+            return list(self.data.items())
+
+    shared = Store()
+    first = job_cmds.JobCommands(CommandTable(), None)  # type: ignore[arg-type]
+    second = job_cmds.JobCommands(CommandTable(), None)  # type: ignore[arg-type]
+    first.shared_seen = second.shared_seen = shared
+    asking = Agent(site="S", ce="S::CE", ttl=3600, packages=frozenset({"VO_ALICE@ROOT::6"}))
+    first._seen(asking)
+    first._seen(asking)  # again at once: not written again
+    assert shared.puts == 1
+    seen = second._asked()
+    assert list(seen) == [("S", "S::CE")]
+    assert seen[("S", "S::CE")][0] == asking
