@@ -110,6 +110,11 @@ def connect(dsn: Dsn, autocommit: bool = True) -> MySQLdb.Connection:
     else:
         conn = _connect_any(dsn, kw)
     conn.query("SET SESSION innodb_lock_wait_timeout = 20")
+    # on a Galera cluster, reads wait until this node has applied what the cluster
+    # committed before them (causal reads): what one jcentral wrote through its node, another
+    # reads through its own (no effect without Galera; a server without wsrep refuses it)
+    with contextlib.suppress(MySQLdb.Error):
+        conn.query("SET SESSION wsrep_sync_wait = 1")
     return conn
 
 
