@@ -190,7 +190,7 @@ def main() -> None:
     parser.add_argument("--no-spin", action="store_true", help="see bench_net.spinning()")
     args = parser.parse_args()
     duration = max(0.2, 3.0 * args.scale)
-    rounds = max(1, min(7, int(duration / 0.4)))
+    rounds = max(1, min(15, int(duration / 0.4)))
     window = duration / rounds
     timing: dict[str, Any] = {
         "rounds": rounds,
