@@ -157,6 +157,7 @@ async def _scenario(
             else:
                 upload_failures += 1
             n += 1
+            await asyncio.sleep(0.05)  # ~15 a second: spread over the kill, not all before it
 
     await asyncio.gather(submit_all(), upload_all())
     assert len(acked) >= JOBS - 4, (acked, unsure, grid.logs())
