@@ -232,3 +232,20 @@ async def test_fallbacks_are_taken_in_order_first_choices_first(taskqueue):
     if got[1] == (b, "y"):  # one batch (MariaDB): first choices first, then fallbacks in order
         assert got == [(c, "x"), (b, "y"), (d, "z")]
     assert sorted(r.id for r in rows if r is not None) == [b, c, d]
+
+
+async def test_the_refill_finds_a_job_committed_after_a_higher_id(taskqueue):
+    """Ids are not committed in order (Galera nodes interleave them, a large submission
+    commits after a small one): the refill's mark trails the highest id seen."""
+    broker = Broker()
+    feed = BrokerFeed(taskqueue, broker, high=0, straggle=60.0)
+    first = await taskqueue.insert([new() for _ in range(3)])
+    assert await feed.refill() == 3 and feed.high == first[-1]
+    feed.high = first[-1] + 100  # a higher id was seen (committed elsewhere, claimed since)
+    assert await feed.refill() == 0
+    (late,) = await taskqueue.insert([new()])  # committed now, below the highest id seen
+    assert late < feed.high
+    assert await feed.refill() == 1  # the mark is still the one of a minute ago
+    assert late in broker
+    without = BrokerFeed(taskqueue, Broker(), high=feed.high, straggle=0.0)
+    assert await without.refill() == 0  # a mark at the highest id would miss it
