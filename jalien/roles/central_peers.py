@@ -92,8 +92,11 @@ async def start_peers(
     *,
     routes: Routes | None = None,
     changes: ChangeLog | None = None,
+    follow: bool = True,
 ) -> Peers:
-    """Start what this central needs among several (nothing when it is alone)."""
+    """Start what this central needs among several (nothing when it is alone). *follow*:
+    this process follows the change log for its host (one worker of a host does: they
+    share the cache; every worker logs its own writes and takes its own pushes)."""
     peers = Peers()
     interval = settings.peer_poll_interval
     if routes is None and routes_wanted(settings):
@@ -116,8 +119,9 @@ async def start_peers(
         loops.add_pools(changes.pools)
         catalogue.changes = _noting(changes)
         peers.changes = changes
-        peers.follower = Follower(changes, catalogue.cache)
-        loops.start(peers.follower.loop(interval))
+        if follow:
+            peers.follower = Follower(changes, catalogue.cache)
+            loops.start(peers.follower.loop(interval))
     return peers
 
 

@@ -372,7 +372,8 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
             loops.start(loop)
     await jobs.store.start()
     # one of several centrals: agent routes, the catalogue's change log (docs/multicentral.md)
-    peers = await start_peers(settings, catalogue, jobs, monitor.spy, loops)
+    # (the change log is followed once per host: its workers share the cache it drops from)
+    peers = await start_peers(settings, catalogue, jobs, monitor.spy, loops, follow=once)
     await movers.start()
     loops.add_pools(movers.store.pools)
     for loop in movers.loops(settings.deletion_interval, settings.transfer_interval):
