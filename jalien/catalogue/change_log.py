@@ -15,7 +15,8 @@ commit order (concurrent transactions, Galera's auto_increment_increment). A fol
 therefore reads every row above its floor and remembers the ones it applied; the floor
 moves past a row once that row is older than ``MARGIN`` seconds, by when every row with a
 lower number has been committed too. A follower that starts (or falls behind the log's
-pruning) cannot know what it missed: it drops the catalogue's whole cache once.
+pruning: no step for half of ``KEEP``) cannot know what it missed: it drops the catalogue's
+whole cache once.
 
 An answer a host computed from the database just before another host's write committed
 and put just after its follower applied that write is not kept: the follower's
@@ -143,11 +144,15 @@ class Follower:
         self.floor: int | None = None  # every change numbered <= floor is applied
         self._seen: dict[int, float] = {}  # applied changes above the floor -> created
         self._last_prune = 0.0
+        self._last_ok = 0.0  # when a step last read the log
         self.applied = 0  # the others' changes applied
         self.paths = 0  # paths invalidated
         self.rows_read = 0
 
     async def step(self) -> None:
+        now = time.time()
+        if self.floor is not None and now - self._last_ok > KEEP / 2:
+            self.floor = None  # not followed for so long that pruned rows may be missed
         first = self.floor is None
         if self.floor is None:
             _, high = await self.log.bounds()
@@ -175,7 +180,7 @@ class Follower:
             top = max(old)
             self.floor = max(self.floor, top)
             self._seen = {s: t for s, t in self._seen.items() if s > self.floor}
-        now = time.time()
+        self._last_ok = now
         if now - self._last_prune > 600:
             self._last_prune = now
             await self.log.prune(now)

@@ -62,3 +62,20 @@ def test_the_floor_moves_past_settled_rows(tmp_path):
             await log.close()
 
     asyncio.run(go())
+
+
+def test_a_follower_that_slept_too_long_starts_again(tmp_path):
+    async def go():
+        log = ChangeLog.sqlite(tmp_path / "changes.db", "me")
+        await log.start()
+        try:
+            cache = Spy()
+            follower = Follower(log, cache)
+            await follower.step()
+            follower._last_ok -= 3600  # an hour without a step: rows may have been pruned
+            await follower.step()
+            assert cache.dropped == ["/", "/"]
+        finally:
+            await log.close()
+
+    asyncio.run(go())
