@@ -75,7 +75,7 @@ skip-name-resolve
 skip-log-bin
 performance_schema=OFF
 innodb_buffer_pool_size=128M
-innodb_log_file_size=64M
+innodb_log_file_size=16M
 innodb_flush_log_at_trx_commit=2
 innodb_autoinc_lock_mode=2
 default_storage_engine=InnoDB
@@ -90,7 +90,7 @@ wsrep_node_address=127.0.0.1:$galera
 wsrep_sst_receive_address=127.0.0.1:$sst
 wsrep_sst_method=rsync
 wsrep_slave_threads=2
-wsrep_provider_options="base_host=127.0.0.1;base_port=$galera;gmcast.listen_addr=tcp://127.0.0.1:$galera;ist.recv_addr=127.0.0.1:$ist;gcache.size=128M;gcs.fc_limit=256;evs.suspect_timeout=PT3S;evs.inactive_timeout=PT6S;evs.install_timeout=PT6S"
+wsrep_provider_options="base_host=127.0.0.1;base_port=$galera;gmcast.listen_addr=tcp://127.0.0.1:$galera;ist.recv_addr=127.0.0.1:$ist;gcache.size=32M;gcs.fc_limit=256;evs.suspect_timeout=PT3S;evs.inactive_timeout=PT6S;evs.install_timeout=PT6S"
 CNF
 }
 
