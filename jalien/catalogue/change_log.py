@@ -26,10 +26,12 @@ a put whose lookup started before an invalidation that covers it.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +57,29 @@ _MARIADB = [
         paths MEDIUMTEXT NOT NULL, created DOUBLE NOT NULL, KEY created (created)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"""
 ]
+
+
+@dataclass
+class Pending:
+    """The change of one catalogue write (``Catalogue._writing``), while it runs: a backend
+    that commits the write on the log's own server adds the row in the write's transaction
+    (``logged``); otherwise it is logged after the commit."""
+
+    origin: str
+    paths: str  # one a line
+    table: str
+    logged: bool = False
+
+    def row(self) -> tuple[str, tuple[str, str, float]]:
+        """The INSERT (``%s`` placeholders) and its arguments, stamped now."""
+        sql = f"INSERT INTO {self.table} (origin, paths, created) VALUES (%s,%s,%s)"
+        return sql, (self.origin, self.paths, time.time())
+
+
+# the change of the catalogue write this task is running, for the backend (None: none)
+PENDING: contextvars.ContextVar[Pending | None] = contextvars.ContextVar(
+    "jalien_catalogue_change", default=None
+)
 
 
 class Store(Protocol):
@@ -104,14 +129,19 @@ class ChangeLog:
     def pools(self) -> list[Pool]:
         return self.db.pools()
 
-    async def note(self, paths: Iterable[str]) -> None:
-        """A committed write at *paths* (the catalogue calls this from ``_writing``); the
-        store's writer commits concurrent notes together."""
+    def pending(self, paths: Iterable[str]) -> Pending | None:
+        """The change of a write at *paths* about to run (None: nothing to log)."""
         text = "\n".join(p for p in paths if p and "\n" not in p)
-        if not text:
+        return Pending(self.origin, text, self.table) if text else None
+
+    async def note(self, paths: Iterable[str] | Pending) -> None:
+        """A committed write at *paths* whose change is not in the log yet (the catalogue
+        calls this from ``_writing``); the store's writer commits concurrent notes together."""
+        pending = paths if isinstance(paths, Pending) else self.pending(paths)
+        if pending is None:
             return
-        sql = f"INSERT INTO {self.table} (origin, paths, created) VALUES (%s,%s,%s)"
-        await self.db.write(lambda c: _rows(c, sql, (self.origin, text, time.time())))
+        sql, args = pending.row()
+        await self.db.write(lambda c: _rows(c, sql, args))
         self.appended += 1
 
     async def after(self, floor: int, limit: int = READ) -> list[tuple[int, str, str, float]]:

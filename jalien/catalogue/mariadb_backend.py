@@ -63,6 +63,7 @@ from jalien.catalogue.backend import (
     FindQuery,
     NotFound,
 )
+from jalien.catalogue.change_log import PENDING, Pending
 from jalien.catalogue.mariadb_split import Splitter, is_moved, lock_name, reserve, settle
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement, now_ms
 from jalien.catalogue.paths import BadPath, as_dir, prefix_end, split
@@ -330,6 +331,18 @@ class _Side:
     def close(self) -> None:
         for host in list(self._conns):
             self.drop(host)
+
+
+def _with_change(fn: Op, host: int, pending: Pending) -> Op:
+    """*fn*, then the change log's row on *host*, in the same transaction (and savepoint)."""
+
+    def run(tx: Any) -> Any:
+        value = fn(tx)
+        sql, args = pending.row()
+        tx.cursor(host).execute(sql, args)
+        return value
+
+    return run
 
 
 class _HostTx:
@@ -821,16 +834,29 @@ class MariaDBBackend:
         raise AssertionError("unreachable")
 
     async def _write(self, hosts: set[int], fn: Op, refs: list[Ref] | None = None) -> Any:
-        """Run *fn(tx)* in one transaction over *hosts* (every host it may touch)."""
+        """Run *fn(tx)* in one transaction over *hosts* (every host it may touch); the
+        change log's row of the catalogue write it is part of goes in the same transaction
+        when the index host is among them (catalogue.change_log: no window, no extra commit)."""
+        pending = PENDING.get()
+        if pending is not None and self.index_host in hosts:
+            fn = _with_change(fn, self.index_host, pending)
+        else:
+            pending = None
         try:
             if len(hosts) == 1:
                 (host,) = hosts
                 future = self._hosts[host].writer.submit(fn, refs or [])
-                return await asyncio.wrap_future(future)
+                value = await asyncio.wrap_future(future)
+                if pending is not None:
+                    pending.logged = True
+                return value
             assert self._tx_pool is not None, "backend not started"
-            return await asyncio.get_running_loop().run_in_executor(
+            value = await asyncio.get_running_loop().run_in_executor(
                 self._tx_pool, self._run_xa, fn, refs or []
             )
+            if pending is not None:
+                pending.logged = True
+            return value
         except MySQLdb.Error as exc:
             if _code(exc) == ER_DATA_TOO_LONG:
                 raise BadPath(f"too long for the catalogue: {exc.args[1]}") from None

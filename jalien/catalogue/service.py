@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Protocol
 
 import msgspec
 
 from jalien.catalogue.backend import CatalogueBackend, DiskUsage, FindQuery, NotFound
 from jalien.catalogue.cache import CatalogueCache, NoCache
+from jalien.catalogue.change_log import PENDING, Pending
 from jalien.catalogue.model import (
     DIRECTORY,
     FILE,
@@ -46,6 +48,13 @@ ROOT = Entry("", "/", DIRECTORY, "755", ROOT_OWNER, ROOT_OWNER)
 ADMIN = ROOT_OWNER
 
 
+class ChangeNotes(Protocol):
+    """Where the catalogue's writes leave their changes for the other hosts."""
+
+    def pending(self, paths: Iterable[str]) -> Pending | None: ...
+    def note(self, pending: Pending) -> Awaitable[None]: ...
+
+
 class NotADirectory(RequestError):
     def __init__(self, lfn: str) -> None:
         super().__init__(f"{lfn}: Not a directory", 20)
@@ -67,7 +76,7 @@ class Catalogue:
         self.removals: RemovalQueue = NoRemovals()
         # several hosts sharing this catalogue: each write's paths go to the change log the
         # others follow to drop them from their caches (catalogue.change_log); None: one host
-        self.changes: Callable[[Iterable[str]], Awaitable[None]] | None = None
+        self.changes: ChangeNotes | None = None
 
     # -- lookups
     def new_guid(self) -> str:
@@ -222,12 +231,16 @@ class Catalogue:
         """Around each backend call that commits a write: the cache's invalidation of
         *paths* is durable before the commit and repeated after it (crash-consistent); with
         other hosts, the paths are in the change log before the write is acknowledged."""
+        pending = self.changes.pending(paths) if self.changes is not None and paths else None
+        token = PENDING.set(pending) if pending is not None else None
         try:
             async with self.cache.writing(*paths):
                 yield
         finally:
-            if self.changes is not None and paths:
-                await self.changes(paths)
+            if token is not None:
+                PENDING.reset(token)
+            if pending is not None and not pending.logged and self.changes is not None:
+                await self.changes.note(pending)  # not in the write's own transaction
 
     async def _parent_for_write(self, caller: Caller, path: str) -> Entry:
         parent = split(path)[0].rstrip("/") or "/"

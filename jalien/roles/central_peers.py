@@ -16,12 +16,12 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
 
-from jalien.catalogue.change_log import ChangeLog, Follower
+from jalien.catalogue.change_log import ChangeLog, Follower, Pending
 from jalien.catalogue.service import Catalogue
 from jalien.config import ConfigError, Settings
 from jalien.jobs.routes import Router, Routes
@@ -117,7 +117,7 @@ async def start_peers(
         await changes.start()
         peers.closing.append(changes)
         loops.add_pools(changes.pools)
-        catalogue.changes = _noting(changes)
+        catalogue.changes = _Notes(changes)
         peers.changes = changes
         if follow:
             peers.follower = Follower(changes, catalogue.cache)
@@ -125,17 +125,24 @@ async def start_peers(
     return peers
 
 
-def _noting(changes: ChangeLog) -> Callable[[Iterable[str]], Awaitable[None]]:
-    async def note(paths: Iterable[str]) -> None:
+class _Notes:
+    """The catalogue's ``ChangeNotes`` on the change log: the pending change of a write (the
+    MariaDB backend adds it to the write's transaction), else logged after the commit."""
+
+    def __init__(self, changes: ChangeLog) -> None:
+        self.changes = changes
+
+    def pending(self, paths: Iterable[str]) -> Pending | None:
+        return self.changes.pending(paths)
+
+    async def note(self, pending: Pending) -> None:
         # shielded: a request cancelled after its write committed (its client went away)
         # still leaves the change for the other hosts
-        await asyncio.shield(_note(changes, list(paths)))
-
-    return note
+        await asyncio.shield(_note(self.changes, pending))
 
 
-async def _note(changes: ChangeLog, paths: list[str]) -> None:
+async def _note(changes: ChangeLog, pending: Pending) -> None:
     try:
-        await changes.note(paths)
+        await changes.note(pending)
     except Exception as exc:  # the write is committed: the others' TTLs bound it
         log.warning("catalogue change not logged for the other hosts: %s", exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from jalien.catalogue.change_log import ChangeLog, Follower
+from tests.catalogue.mariadb_servers import mariadb_dsn, mariadb_system  # noqa: F401
 
 
 class Spy:
@@ -77,5 +78,32 @@ def test_a_follower_that_slept_too_long_starts_again(tmp_path):
             assert cache.dropped == ["/", "/"]
         finally:
             await log.close()
+
+    asyncio.run(go())
+
+
+def test_mariadb_logs_a_write_in_its_own_transaction(mariadb_dsn):  # noqa: F811
+    """On MariaDB the change's row commits with the write (no extra commit, no window):
+    nothing is left for the note after it."""
+    from jalien.catalogue.mariadb_backend import MariaDBBackend, MariaDBConfig
+    from jalien.catalogue.service import Catalogue
+    from jalien.roles.central_peers import _Notes
+    from tests.catalogue.conftest import ADMIN
+
+    async def go():
+        backend = MariaDBBackend(MariaDBConfig(hosts=[mariadb_dsn]))
+        await backend.start()
+        log = ChangeLog.mariadb(mariadb_dsn, "this-host")
+        await log.start()
+        try:
+            catalogue = Catalogue(backend)
+            catalogue.changes = _Notes(log)
+            await catalogue.mkdir(ADMIN, "/alice/in-tx", parents=True)
+            rows = await log.after(0)
+            assert any("/alice/in-tx" in paths for _, _, paths, _ in rows), rows
+            assert log.appended == 0  # every row came with its write's transaction
+        finally:
+            await log.close()
+            await backend.close()
 
     asyncio.run(go())

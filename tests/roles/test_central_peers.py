@@ -49,7 +49,10 @@ def test_router_and_change_log_are_wired(tmp_path):
             assert any("/alice/peers" in p for p in paths), paths
             # a request cancelled while its change is being logged: the change is kept
             before = log.appended
-            task = asyncio.ensure_future(catalogue.changes(["/alice/cancelled"]))
+            assert catalogue.changes is not None
+            pending = catalogue.changes.pending(["/alice/cancelled"])
+            assert pending is not None
+            task = asyncio.ensure_future(catalogue.changes.note(pending))
             await asyncio.sleep(0)
             task.cancel()
             for _ in range(500):  # the shielded note goes on: wait for it, bounded
