@@ -30,6 +30,7 @@ from jalien.loops import Loop
 
 log = logging.getLogger("jalien.jobs.feed")
 REFILL_ROWS = 5000  # rows per refill query (the next one goes on from there)
+MISS_EVERY = 0.05  # seconds between two refills at a miss (refill_new)
 
 
 class BrokerFeed:
@@ -42,6 +43,7 @@ class BrokerFeed:
         self.high = high  # the highest job id seen WAITING (start: the broker's highest)
         self._marks: collections.deque[tuple[float, int]] = collections.deque()
         self.added = 0  # jobs this feed put into the broker (metrics, tests)
+        self._missed_at = -MISS_EVERY
         self.dropped = 0
 
     def seen(self, job_id: int) -> None:
@@ -72,6 +74,26 @@ class BrokerFeed:
             if len(ids) < REFILL_ROWS:
                 break
             after = ids[-1]
+        self.added += added
+        return added
+
+    async def refill_new(self) -> int:
+        """At a miss (an agent found nothing in the broker): one page of the WAITING jobs
+        above the highest id seen, at most once per ``MISS_EVERY`` seconds, so that a job
+        another process (a worker of this host) just queued is matched now rather than
+        after the next refill. One indexed query, empty when nothing is new."""
+        now = time.monotonic()
+        if now - self._missed_at < MISS_EVERY:
+            return 0
+        self._missed_at = now
+        ids = await self.store.waiting_ids_after(self.high, REFILL_ROWS)
+        added = 0
+        for row in await self.store.waiting_rows([i for i in ids if i not in self.broker]):
+            if row.id not in self.broker:
+                self.broker.add(row)
+                added += 1
+        if ids:
+            self.high = max(self.high, ids[-1])
         self.added += added
         return added
 

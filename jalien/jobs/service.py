@@ -88,6 +88,9 @@ class JobService:
         self.locations: Locator | None = None  # Split=se: the SEs of the input files
         # job quotas and CE status (jobs.admission), set by the role; None: no limits
         self.admission: Admission | None = None
+        # at a miss, the jobs other processes queued since (jobs.broker_feed.refill_new,
+        # set by the role): how many it added; None: the broker alone
+        self.refill: Callable[[], Awaitable[int]] | None = None
         # central's settings of a CE (slots, TTL, open or closed) for its VoBox; by the role
         self.ce_settings: Callable[[str], CESettings | None] | None = None
         self.packages = PackageOffers()  # what the nodes offer (jobs.packages)
@@ -184,6 +187,11 @@ class JobService:
         except ValueError:
             raise RequestError(f"not a job id: {job_id!r}", EXIT_INVALID) from None
         owner = self.live.get(number)
+        if owner is None and number not in self._dead:  # live through another process?
+            with contextlib.suppress(RequestError):
+                row = await self.store.get(number)
+                if row.job_state in TOKEN_LIVE:
+                    owner = self.live[number] = row.user
         if owner is None:
             raise RequestError(
                 f"Permission denied: job {job_id} is not running: no token for it",
@@ -194,9 +202,13 @@ class JobService:
                 f"Permission denied: job {job_id} belongs to {owner}, not {user}",
                 EXIT_PERMISSION,
             )
-        if self.matched_by.get(number) != identity.serial:
+        matched = self.matched_by.get(number)
+        if matched != identity.serial:
+            # unknown here: matched through another process (a worker of this host, another
+            # jcentral), which alone knows the JobAgent token: refused, never guessed
+            elsewhere = " here (it was matched elsewhere)" if matched is None else ""
             raise RequestError(
-                f"Permission denied: job {job_id} was not matched to this JobAgent",
+                f"Permission denied: job {job_id} was not matched to this JobAgent{elsewhere}",
                 EXIT_PERMISSION,
             )
 
@@ -511,10 +523,14 @@ class JobService:
             why = self.admission.ce_refusal(agent.ce)
             if why:
                 raise RequestError(why)
+        refilled = False
         for _ in range(100):
             found = self.broker.match_job(agent, CLAIM_FALLBACKS)
             if found is None:
-                return None
+                if refilled or self.refill is None or not await self.refill():
+                    return None
+                refilled = True  # what other processes queued meanwhile: once more
+                continue
             job_id, user, fallbacks = found
             # the database decides (another jcentral may have claimed it): atomic there,
             # batched with other agents' claims (TaskQueue.claim); the next jobs of the same

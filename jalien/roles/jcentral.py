@@ -403,6 +403,7 @@ async def serve(settings: Settings, slot: WorkerSlot = SINGLE) -> None:
         if settings.broker_refill > 0:  # what other processes queued (jobs.broker_feed)
             feed = BrokerFeed(jobs.store, jobs.broker, high=max(jobs.broker.ids(), default=0))
             loops.start(feed.loop(settings.broker_refill, settings.broker_resync))
+            jobs.refill = feed.refill_new  # and at a miss: a job just queued elsewhere
         await directory.start()  # LDAP away: its last good copy, said loudly
         loops.start(directory.loop())
         if slot.count > 1 and settings.worker_follow > 0:  # what the other workers changed

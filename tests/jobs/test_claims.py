@@ -249,3 +249,19 @@ async def test_the_refill_finds_a_job_committed_after_a_higher_id(taskqueue):
     assert late in broker
     without = BrokerFeed(taskqueue, Broker(), high=feed.high, straggle=0.0)
     assert await without.refill() == 0  # a mark at the highest id would miss it
+
+
+async def test_a_miss_refills_at_once_what_another_worker_queued(taskqueue):
+    """jcentral's workers: a job queued through another process is matched at the first
+    ask here, not after the next refill (one page above the highest id, rate-limited)."""
+    jobs = JobService(taskqueue, Broker())
+    await jobs.start()
+    feed = BrokerFeed(taskqueue, jobs.broker, high=0, straggle=60.0)
+    jobs.refill = feed.refill_new
+    agent = Agent(site="CERN", ce="CE1")
+    assert await jobs.match(_agent_caller(), agent, None) is None  # nothing at all
+    (theirs,) = await taskqueue.insert([new()])  # as another worker's submit
+    feed._missed_at -= 1.0  # past the rate limit
+    matched = await jobs.match(_agent_caller(), agent, None)
+    assert matched is not None and matched.queue_id == theirs
+    assert await jobs.match(_agent_caller(), agent, None) is None  # rate-limited: no query
