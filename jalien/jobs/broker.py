@@ -6,12 +6,20 @@ bucket, not once per job, and the answer is cached per agent signature, so the c
 match depends on the number of distinct job shapes, not on the length of the queue. Fair
 share: among the users with a job that fits, the one with the fewest running jobs per
 unit of share goes first.
+
+Several processes (jcentrals, workers) on one task queue hold the same jobs in the same
+order: taking the oldest, they would all claim the same job and all but one lose it. Once
+a claim was lost lately (``contended``), a match takes a job at random among the first
+``spread`` of its queue instead, so that the processes mostly claim different jobs; a
+process alone keeps the queue's order.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,6 +157,13 @@ class Broker:
         self.running: collections.Counter[str] = collections.Counter()
         # users whose jobs wait this match out: (user, running) -> held (job quotas)
         self.held: Callable[[str, int], bool] | None = None
+        self.spread = 64  # while contended: a match takes one of this many oldest at random
+        self._contended_until = 0.0  # time.monotonic()
+        self._random = random.Random()
+
+    def contended(self, seconds: float = 60.0) -> None:
+        """A claim was lost to another process: spread the matches for *seconds*."""
+        self._contended_until = time.monotonic() + seconds
 
     def __len__(self) -> int:
         return len(self._where)
@@ -241,8 +256,15 @@ class Broker:
             return None
         _, job_id, bucket, user = best
         queue = bucket.queues[user]
-        queue.popleft()
-        fallbacks = tuple(itertools.islice(queue, more)) if more else ()
+        at = 0
+        if self.spread > 1 and self._contended_until > time.monotonic():
+            at = self._random.randrange(min(len(queue), self.spread))
+        if at:
+            job_id = queue[at]
+            del queue[at]
+        else:
+            queue.popleft()
+        fallbacks = tuple(itertools.islice(queue, at, at + more)) if more else ()
         bucket.size -= 1
         if not queue:
             del bucket.queues[user]

@@ -550,6 +550,7 @@ class JobService:
             )
             if row is None or row.id != job_id:  # the broker's choice went elsewhere
                 self.broker.finished(user)
+                self.broker.contended()  # other processes match from the same jobs
                 # so did the fallbacks before the one taken (all of them if none was)
                 for stale in fallbacks:
                     if row is not None and stale == row.id:

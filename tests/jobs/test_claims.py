@@ -265,3 +265,27 @@ async def test_a_miss_refills_at_once_what_another_worker_queued(taskqueue):
     matched = await jobs.match(_agent_caller(), agent, None)
     assert matched is not None and matched.queue_id == theirs
     assert await jobs.match(_agent_caller(), agent, None) is None  # rate-limited: no query
+
+
+def test_a_contended_broker_spreads_its_matches_over_the_oldest_jobs():
+    from jalien.jobs.queue import JobRow
+
+    def row(job_id: int) -> JobRow:
+        return JobRow(job_id, 0, "jdoe", "WAITING", "", "", "", 3600, 1, 0, 1.0,
+                      "", "", "", 0, 0, 0, 0, 0, "", 0, 0, "")  # fmt: skip
+
+    broker = Broker()
+    broker.add_many(row(i) for i in range(1, 201))
+    agent = Agent(site="CERN", ce="CE1")
+    assert [broker.match_job(agent, 2)[0] for _ in range(3)] == [1, 2, 3]  # alone: in order
+    broker.contended()
+    broker._random = random.Random(7)
+    picked = []
+    for _ in range(20):
+        job_id, _user, fallbacks = broker.match_job(agent, 2)
+        picked.append(job_id)
+        assert job_id not in fallbacks and all(f in broker for f in fallbacks)
+    assert sorted(picked) != list(range(4, 24))  # not simply the oldest ones
+    assert max(picked) <= 3 + 20 + broker.spread  # but among the oldest
+    assert len(set(picked)) == 20 and not any(j in broker for j in picked)
+    assert broker.running["jdoe"] == 23
