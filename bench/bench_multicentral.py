@@ -350,12 +350,13 @@ def coherence(grid: Any, gen: Any, rounds: int, window: float, env: dict[str, st
         idle.append((sum(cpu_seconds(p) for p in others) - before) / (time.perf_counter() - t0))
         on.rounds.append(_ask(gen, _job(grid, on, window, None, watch=others, tag=round_,
                                         connections=4)))  # fmt: skip
-    # the writing side: the same writes with no change log (and no followers)
+    # the writing side: the same writes with no change log (and no followers); the other
+    # centrals run as before (idle), so that the machine is shared alike
     for central in grid.centrals:
         central.stop()
-    first = grid.centrals[0]
-    first.env["JALIEN_PEER_POLL_INTERVAL"] = "0"
-    first.start()
+    for central in grid.centrals:
+        central.env["JALIEN_PEER_POLL_INTERVAL"] = "0"
+        central.start()
     off = Scenario("touch, change log off", 1, "touch", [writes])
     for round_ in range(rounds):
         off.rounds.append(_ask(gen, _job(grid, off, window, None, tag=100 + round_,

@@ -3,8 +3,10 @@
 Each host keeps the catalogue's ``find`` and ``whereis`` answers in its own LMDB cache
 (shared by the jcentral processes of that host, which drop what their writes cover). A
 write on one host must reach the caches of the others too: every catalogue write appends
-the paths it touched to ``CHANGELOG`` in the catalogue's index database (once committed,
-before the write is acknowledged), and every host follows the log (``Follower.step``, a
+the paths it touched to ``CHANGELOG`` in the catalogue's index database - on MariaDB in the
+write's own transaction when it commits on the index host (``PENDING``, read by the
+backend), else right after its commit; either way before the write is acknowledged - and
+every host follows the log (``Follower.step``, a
 loop of ``jalien.loops`` every ``peer_poll_interval`` seconds), dropping what the others'
 changes cover from its cache. A write acknowledged to its client is therefore out of every
 other host's cache within one poll interval and a read (measured by
