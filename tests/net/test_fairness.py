@@ -4,12 +4,14 @@ server under a flood from one user, on both personalities."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 
 from websockets.asyncio.client import connect as ws_connect
 
 from jalien.auth.policy import Action
-from jalien.net.fairness import InFlight, RoundRobin, TurnGate
+from jalien.net import fairness
+from jalien.net.fairness import SLICE, InFlight, RoundRobin, TurnGate, serving, step_rows
 from jalien.net.limits import Limits
 from jalien.wire.errors import EXIT_BUSY
 
@@ -49,6 +51,40 @@ def test_in_flight_bounds_and_resume():
     bound.done("a")
     bound.done("a")
     assert "a" not in bound.counts
+
+
+def test_a_light_identity_and_others_active(monkeypatch):
+    """An identity with few requests in flight is light (its pages take no turn); another
+    identity that asked within RECENT seconds makes the served one's pages short."""
+    now = [100.0]
+    monkeypatch.setattr(fairness.time, "monotonic", lambda: now[0])
+    bound = InFlight(soft=256, hard=1024)
+    for _ in range(fairness.LIGHT):
+        bound.admit("a")
+    assert bound.light("a") and bound.light("b")
+    bound.admit("a")
+    assert not bound.light("a")
+    assert not bound.others_active("a")  # alone, however many requests
+    bound.admit("b")
+    assert bound.others_active("a") and bound.others_active("b")
+    now[0] += fairness.RECENT + 0.1
+    bound.admit("a")  # b has not asked since
+    assert not bound.others_active("a")
+
+
+def test_step_rows_short_while_another_identity_is_active():
+    bound = InFlight(soft=256, hard=1024)
+    bound.admit("flood")
+
+    def rows() -> int:
+        serving(bound, "flood")
+        return step_rows(5000)
+
+    assert step_rows(5000) == 5000  # outside a server's stream
+    assert contextvars.copy_context().run(rows) == 5000  # alone: big pages
+    bound.admit("other")
+    assert contextvars.copy_context().run(rows) == SLICE
+    assert step_rows(5000) == 5000  # the context of the stream is its own
 
 
 async def test_turn_gate_serves_identities_in_turn():
