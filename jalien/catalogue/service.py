@@ -105,14 +105,18 @@ class Catalogue:
 
     async def directory(self, caller: Caller, path: str, bit: int, action: str) -> Entry:
         entry = await self.stat(caller, path)
-        if not entry.is_dir:
-            raise NotADirectory(entry.lfn)
-        require(caller, entry, bit, action)
+        _check_directory(caller, entry, bit, action)
         return entry
 
-    async def listing(self, caller: Caller, path: str) -> AsyncIterator[list[DirEntry]]:
-        """Pages of a directory (never the whole of it in memory)."""
-        await self.directory(caller, path, READ, "list")
+    async def listing(
+        self, caller: Caller, path: str, entry: Entry | None = None
+    ) -> AsyncIterator[list[DirEntry]]:
+        """Pages of a directory (never the whole of it in memory). *entry*: the directory's
+        entry when the caller has just looked it up (one lookup less)."""
+        if entry is None:
+            await self.directory(caller, path, READ, "list")
+        else:
+            _check_directory(caller, entry, READ, "list")
         async for page in self.backend.list_dir(as_dir(path)):
             yield page
 
@@ -463,3 +467,9 @@ class Catalogue:
                 async with self._writing(home):
                     await self.backend.insert(entries)
         self._homes_done.add(login)
+
+
+def _check_directory(caller: Caller, entry: Entry, bit: int, action: str) -> None:
+    if not entry.is_dir:
+        raise NotADirectory(entry.lfn)
+    require(caller, entry, bit, action)

@@ -198,7 +198,7 @@ class CatalogueCommands:
                     continue
                 listing = as_dir(path)
                 try:
-                    async for page in self.cat.listing(session.identity, path):
+                    async for page in self.cat.listing(session.identity, path, entry):
                         rows = _visible(page, "a" in opts, "b" in opts)
                         if rows:
                             yield Reply(entries=rows, view=view, metadata={"_listing": listing})

@@ -679,6 +679,12 @@ def _close_answer(frame: WSFrame) -> WSCloseCode:
     return code if code >= 1000 else WSCloseCode.OK  # type: ignore[return-value]
 
 
+KEEP_PAGE = 16 * 1024
+"""A streamed JSON reply's first page smaller than this waits for the next page: when there
+is none (``ls`` of a small directory), the reply leaves as one WebSocket message instead of
+two fragments (each fragment costs a TLS record and a write)."""
+
+
 class _JsonStream:
     """A streamed reply waiting for its turn in a WebSocket's reply queue."""
 
@@ -956,6 +962,7 @@ class JsonWebSocket(WSListener):
         started = False
         sent = pages = 0
         zipper: deflate.MessageDeflater | None = None
+        kept: bytes | None = None  # a small first page, sent with the end if it is the last
         turns = self.server.turns
         key = self.identity.login
         in_flight = self.server.in_flight
@@ -985,6 +992,11 @@ class JsonWebSocket(WSListener):
                     pages += 1
                     if text:
                         first = False
+                        if kept is not None:  # not the only page: the kept one goes first
+                            text, kept = kept + text, None
+                        if not started and len(text) < KEEP_PAGE:
+                            kept = text  # maybe the only page: one message with the end
+                            continue
                         if not started and self._compresses(len(text)):
                             zipper = self._deflater()
                         self._send_fragment(
@@ -1009,7 +1021,9 @@ class JsonWebSocket(WSListener):
         if not last.metadata:
             last.metadata = self._metadata()
         end = render_stream_end(last)
-        if not started:
+        if not started:  # one message, not fragments: one TLS record, one write
+            if kept is not None:
+                end = kept + end
             self._send(STREAM_START + end)
         else:
             self._send_fragment(end, True, fin=True, zipper=zipper)
