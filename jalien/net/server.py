@@ -679,6 +679,18 @@ def _close_answer(frame: WSFrame) -> WSCloseCode:
     return code if code >= 1000 else WSCloseCode.OK  # type: ignore[return-value]
 
 
+COALESCE_MAX = 64 * 1024
+"""A WebSocket reply smaller than this is framed by ``JsonWebSocket`` and written with the
+other replies of the loop's turn (pipelined ``pwd``s: one TLS record for many replies)."""
+
+
+def _text_frame(text: bytes, size: int) -> bytes:
+    """A final, unmasked TEXT frame (a server's, RFC 6455 5.2) of *size* < 2**16 bytes."""
+    if size < 126:
+        return bytes((0x81, size)) + text
+    return b"\x81\x7e" + size.to_bytes(2, "big") + text
+
+
 KEEP_PAGE = 16 * 1024
 """A streamed JSON reply's first page smaller than this waits for the next page: when there
 is none (``ls`` of a small directory), the reply leaves as one WebSocket message instead of
@@ -717,6 +729,9 @@ class JsonWebSocket(WSListener):
         self._deflate = agreement
         self._zipped = deflate.Stats()  # this connection's compressed replies
         self._inflating = False  # the message being received was compressed (RSV1)
+        # small replies framed here and written together at the end of the loop's turn
+        self._out: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         # replies waiting for their turn: bytes when done, a Task while running
         self._queue: collections.deque[Any] = collections.deque()
         self._fragments: list[bytes] = []
@@ -740,6 +755,7 @@ class JsonWebSocket(WSListener):
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.server.connections.discard(self)  # counted out by _CountedWSProtocol
         self.server.leave(self.identity.login, self)
+        self._out.clear()
         if self._idle is not None:
             self._idle.cancel()
         if self._ends is not None:
@@ -770,6 +786,7 @@ class JsonWebSocket(WSListener):
         self._active = True
         kind = frame.msg_type
         if kind is WSMsgType.CLOSE:
+            self._flush()
             transport.send_close(_close_answer(frame))
             transport.disconnect()
             return
@@ -813,6 +830,7 @@ class JsonWebSocket(WSListener):
         transport = self.transport
         log.warning("closing %s (websocket, %s): %s", self.where, self.identity.login, text)
         if transport is not None and not transport.is_disconnected:
+            self._flush()
             transport.send_close(WSCloseCode.PROTOCOL_ERROR, text.encode()[:120])
             transport.disconnect()
 
@@ -1041,6 +1059,7 @@ class JsonWebSocket(WSListener):
         page decided so (RSV1 on the first frame only, RFC 7692 6.1)."""
         transport = self.transport
         if transport is not None and not transport.is_disconnected:
+            self._flush()  # the replies before it go first
             kind = WSMsgType.CONTINUATION if continuation else WSMsgType.TEXT
             if zipper is None:
                 transport.send(kind, data, fin=fin)
@@ -1071,14 +1090,37 @@ class JsonWebSocket(WSListener):
                 return
 
     def _send(self, text: bytes) -> None:
+        """A reply as one message. A small one is framed here and written with the others
+        of this loop turn in one write (one TLS record, one syscall: ``_flush``)."""
         transport = self.transport
         if transport is not None and not transport.is_disconnected:
-            if self._deflate is not None and len(text) >= self.server.limits.deflate_threshold:
+            size = len(text)
+            if size < COALESCE_MAX:
+                out = self._out
+                if not out:
+                    loop = self._loop
+                    if loop is None:
+                        loop = self._loop = asyncio.get_running_loop()
+                    loop.call_soon(self._flush)
+                out.append(_text_frame(text, size))
+                return
+            self._flush()  # what is framed goes first
+            if self._deflate is not None and size >= self.server.limits.deflate_threshold:
                 packed = self._deflater().fragment(text, final=True)
-                self._count(len(text), len(packed), True)
+                self._count(size, len(packed), True)
                 transport.send(WSMsgType.TEXT, packed, rsv1=True)
                 return
             transport.send(WSMsgType.TEXT, text)
+
+    def _flush(self) -> None:
+        """Write the replies framed in this loop turn, in one write."""
+        out = self._out
+        if not out:
+            return
+        transport = self.transport
+        if transport is not None and not transport.is_disconnected:
+            transport.underlying_transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
 
     def _push(self, event: Event) -> None:
         """JAliEn's JSON protocol has no server push; events are dropped on WebSocket."""
@@ -1091,6 +1133,7 @@ class JsonWebSocket(WSListener):
     def _check_idle(self) -> None:
         if not self._active and not self._queue and self.transport is not None:
             log.info("closing %s (websocket, %s): idle", self.where, self.identity.login)
+            self._flush()
             self.transport.send_close(WSCloseCode.GOING_AWAY, b"idle")
             self.transport.disconnect()
             return
@@ -1105,6 +1148,7 @@ class JsonWebSocket(WSListener):
             return
         text = expired_text(self.identity.dn, self.identity.expires)
         log.info("closing %s (websocket, %s): %s", self.where, self.identity.login, text)
+        self._flush()
         transport.send_close(WSCloseCode.POLICY_VIOLATION, ws_reason(text))
         transport.disconnect()
 
@@ -1327,6 +1371,7 @@ class Server:
         for conn in list(self.connections):
             transport = conn.transport
             if isinstance(conn, JsonWebSocket) and transport is not None:
+                conn._flush()
                 transport.send_close(WSCloseCode.GOING_AWAY, b"server shutting down")
                 transport.disconnect()
             elif transport is not None:
