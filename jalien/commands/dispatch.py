@@ -139,7 +139,7 @@ class Dispatcher:
         if command.raw:
             return self._raw(session, request, command.fn)
         options = request.options
-        if any(o.startswith("-") for o in options):  # global options, taken out here
+        if options and any(o.startswith("-") for o in options):  # global options, out here
             options = [o for o in options if o not in GLOBAL_FLAGS]
             if any(o in HELP_FLAGS for o in options):
                 usage = f"usage: {command.name}: {command.summary}"
