@@ -1095,7 +1095,8 @@ class JsonWebSocket(WSListener):
         transport = self.transport
         if transport is not None and not transport.is_disconnected:
             size = len(text)
-            if size < COALESCE_MAX:
+            zipped = self._deflate is not None and size >= self.server.limits.deflate_threshold
+            if size < COALESCE_MAX and not zipped:
                 out = self._out
                 if not out:
                     loop = self._loop
@@ -1105,7 +1106,7 @@ class JsonWebSocket(WSListener):
                 out.append(_text_frame(text, size))
                 return
             self._flush()  # what is framed goes first
-            if self._deflate is not None and size >= self.server.limits.deflate_threshold:
+            if zipped:
                 packed = self._deflater().fragment(text, final=True)
                 self._count(size, len(packed), True)
                 transport.send(WSMsgType.TEXT, packed, rsv1=True)
