@@ -279,7 +279,7 @@ def test_agents_through_slurm(grid, vobox, slurm_cluster):  # noqa: F811 - the f
 @pytest.mark.parametrize(
     ("env", "text", "code"),
     [
-        ({"JALIEN_BATCH": "pbs"}, "batch must be fork or slurm", 2),
+        ({"JALIEN_BATCH": "pbs"}, "batch must be fork, slurm or arc", 2),
         ({"JALIEN_JOBAGENT_ENV": "no-equals"}, "is not KEY=VALUE", 2),
         ({"JALIEN_JOBAGENT_COMMAND": "'unbalanced"}, "jobagent_command", 2),
         ({"JALIEN_VOBOX_CERT": "usercert", "JALIEN_VOBOX_KEY": "userkey"}, "lacks the proxy", 1),
