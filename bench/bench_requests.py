@@ -90,6 +90,29 @@ async def fill(db: Path, n_big: int) -> None:
         await backend.close()
 
 
+def start_jcentral(
+    home: Path,
+    log: Path,
+    ws_port: int,
+    binary_port: int,
+    env: dict[str, str],
+    name: str,
+    timeout: float,
+) -> subprocess.Popen:
+    """A jcentral process on *home* with these ports, its output in *log*, once it is ready."""
+    env = {**os.environ, "JALIEN_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", **env}
+    args = ["--home", str(home), "--role", "jcentral"]
+    args += ["--ws-port", str(ws_port), "--binary-port", str(binary_port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(jalien(*args), stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + timeout
+    while "jcentral ready" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return proc
+
+
 class Central:
     def __init__(self, name: str, home: Path, inline: bool) -> None:
         self.name = name
@@ -98,23 +121,10 @@ class Central:
         self.binary_port = bench_free_port()
         self.log = home.parent / f"{name}.log"
         env = {
-            **os.environ,
             "JALIEN_SQLITE_INLINE_READS": "1" if inline else "0",
-            "JALIEN_LOG_LEVEL": "WARNING",
             "JALIEN_WORKERS": "1",  # one process pinned to one core (bench_workers: several)
-            "PYTHONUNBUFFERED": "1",
         }
-        args = ["--home", str(home), "--role", "jcentral"]
-        args += ["--ws-port", str(self.ws_port), "--binary-port", str(self.binary_port)]
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                jalien(*args), stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        deadline = time.monotonic() + 60
-        while "jcentral ready" not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
+        self.proc = start_jcentral(home, self.log, self.ws_port, self.binary_port, env, name, 60)
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) >= 2:
             for tid in os.listdir(f"/proc/{self.proc.pid}/task"):

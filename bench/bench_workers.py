@@ -28,13 +28,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import bench_net  # bench/
 import psutil
-from bench_requests import SMALL, bench_free_port, jalien, make_grid
+from bench_requests import SMALL, bench_free_port, make_grid, start_jcentral
 
 CONNECTIONS = 16
 GOAL_LS = 1.7
@@ -48,24 +47,10 @@ class Central:
         self.ws_port = bench_free_port()
         self.binary_port = bench_free_port()
         self.log = home.parent / f"jcentral-{workers}.log"
-        env = {
-            **os.environ,
-            "JALIEN_WORKERS": str(workers),
-            "JALIEN_LOG_LEVEL": "WARNING",
-            "JALIEN_CACHE_HTTP_PORT": "-1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        args = ["--home", str(home), "--role", "jcentral"]
-        args += ["--ws-port", str(self.ws_port), "--binary-port", str(self.binary_port)]
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                jalien(*args), stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        deadline = time.monotonic() + 120
-        while "jcentral ready" not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"jcentral did not start:\n{self.log.read_text()}")
-            time.sleep(0.05)
+        env = {"JALIEN_WORKERS": str(workers), "JALIEN_CACHE_HTTP_PORT": "-1"}
+        self.proc = start_jcentral(
+            home, self.log, self.ws_port, self.binary_port, env, "jcentral", 120
+        )
 
     def pids(self) -> list[int]:
         """The supervisor (or the single process) and its workers."""
