@@ -138,7 +138,14 @@ def daily_session(tmp_path: Path, env: dict[str, str], client, alienpy: Path, wa
         shown = alien("ps", "-f", "d", "-j", ",".join(map(str, subjobs)))
         return shown.returncode == 0 and all(str(j) in shown.stdout for j in subjobs)
 
-    wait(all_done)
+    try:
+        wait(all_done)
+    except AssertionError as e:  # say where each subjob stands, and what its agent saw
+        traces = [client("ps", "-trace", str(job)).stdout for job in subjobs]
+        agents = sorted(home_dir.glob("**/jobagent*.log"))
+        tails = [f"{a}:\n{a.read_text(errors='replace')[-3000:]}" for a in agents[-4:]]
+        listing = client("ps", "-a").stdout
+        raise AssertionError("\n".join([str(e)[-3000:], listing, *traces, *tails])) from None
     outputs = tmp_path / "outputs"
     seen = []
     for job in subjobs:
