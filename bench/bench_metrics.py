@@ -36,7 +36,7 @@ def scenarios() -> list[Scenario]:
             Scenario(f"bin ls small 8x1 {tag}", "binary", 1, "ls", ["-l", SMALL]),
         ]
         for s in rows:
-            s.inline = counted  # type: ignore[attr-defined]  # run_load's key: which jcentral
+            s.central = tag  # type: ignore[attr-defined]  # run_load's key: which jcentral
             if counted:
                 s.baseline = s.name.replace("counted", "uncounted")
         out += rows
@@ -46,7 +46,7 @@ def scenarios() -> list[Scenario]:
 def start(name: str, home: Path, count: bool) -> Central:
     os.environ["JALIEN_METRICS_REQUESTS"] = "1" if count else "0"
     try:
-        return Central(name, home, True)
+        return Central(name, home, reads="kept")
     finally:
         del os.environ["JALIEN_METRICS_REQUESTS"]
 
@@ -66,7 +66,10 @@ def main() -> None:
         home, globus = make_grid(Path(tmp), 1000)
         other = Path(tmp) / "home-uncounted"
         shutil.copytree(home, other, symlinks=True)
-        centrals = {True: start("counted", home, True), False: start("uncounted", other, False)}
+        centrals = {
+            "counted": start("counted", home, True),
+            "uncounted": start("uncounted", other, False),
+        }
         tls = {
             "cert": str(globus / "usercert.pem"),
             "key": str(globus / "userkey.pem"),

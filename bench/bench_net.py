@@ -643,15 +643,17 @@ def _k(value: float) -> str:
 
 def report(scenarios: list[Scenario]) -> None:
     by_name = {s.name: s for s in scenarios}
+    w = max(15, *(len(s.name) for s in scenarios))  # the name column
+    v = max(14, *(len(s.baseline or "") for s in scenarios))  # the baseline column
     header = (
-        f"{'scenario':15s} {'req/s':>8s} {'srv CPU':>7s} {'req/s/core':>10s} {'gen CPU':>7s} "
-        f"{'other':>5s} {'spread':>6s} {'limit':>7s} {'ratio':>6s}  {'vs':14s} {'target':17s} met"
+        f"{'scenario':{w}s} {'req/s':>8s} {'srv CPU':>7s} {'req/s/core':>10s} {'gen CPU':>7s} "
+        f"{'other':>5s} {'spread':>6s} {'limit':>7s} {'ratio':>6s}  {'vs':{v}s} {'target':17s} met"
     )
     print(header)
     print("-" * len(header))
     for s in scenarios:
         if "error" in s.result or not s.result:
-            print(f"{s.name:15s} error: {s.result.get('error', 'not run')}")
+            print(f"{s.name:{w}s} error: {s.result.get('error', 'not run')}")
             continue
         ratio_text, ratio = "", None
         base = by_name.get(s.baseline)
@@ -666,9 +668,10 @@ def report(scenarios: list[Scenario]) -> None:
             met = "yes" if ok else "no"
         check = "" if s.result["check"] == "ok" else f"  [{s.result['check']}]"
         print(
-            f"{s.name:15s} {_k(s.rate):>8s} {s.server_load:7.0%} {_k(s.per_core):>10s} "
+            f"{s.name:{w}s} {_k(s.rate):>8s} {s.server_load:7.0%} {_k(s.per_core):>10s} "
             f"{s.gen_load:7.0%} {s.other_load:5.0%} {s.spread:6.0%} {s.limit:>7s} "
-            f"{ratio_text:>6s}  {s.baseline or '(baseline)':14s} {s.target or '-':17s} {met}{check}"
+            f"{ratio_text:>6s}  {s.baseline or '(baseline)':{v}s} {s.target or '-':17s} "
+            f"{met}{check}"
         )
     print(
         "\nreq/s/core = req/s / (server CPU s / wall s); ratios compare req/s/core; CPU in % "

@@ -3,11 +3,13 @@ process, figures per server core (the server's CPU time), the median of several 
 
     python bench/bench_requests.py [--scale 1.0] [--no-spin]
 
-Two jcentrals start from copies of one grid home (`jalien-bin setup`, a catalogue filled
-before they start): one with the short SQLite reads on the event loop's thread
-(``JALIEN_SQLITE_INLINE_READS=1``, the default), one with every read hopping to a reader
-thread (``=0``), the baseline of the same run. The server is pinned to one core, the load
-generator of bench_net.py to the other; the scenarios take turns round by round.
+Three jcentrals start from copies of one grid home (`jalien-bin setup`, a catalogue filled
+before they start): "kept", the default (short SQLite reads on the event loop's thread and
+their answers kept until anything commits: ``JALIEN_SQLITE_KEPT_READS=1``); "inline", the
+same reads without keeping (``=0``), the baseline of "kept"; "pool", every read hopping to a
+reader thread (``JALIEN_SQLITE_INLINE_READS=0``), the baseline of "inline". The server is
+pinned to one core, the load generator of bench_net.py to the other; the scenarios take turns
+round by round.
 
 Goals (issue 15):
 1. ``ls`` of a small directory over WebSocket JSON, 8 x 1: >= 20k requests/s per core.
@@ -52,6 +54,7 @@ BIG = "/alice/bench/big/"
 SMALL_FILES = 10
 MID = "/alice/bench/mid/"  # the fairness section's flood lists it (ls -l)
 MID_FILES = 2000
+CENTRALS = ("kept", "inline", "pool")  # how the catalogue is read (see above)
 
 
 def jalien(*args: str) -> list[str]:
@@ -114,14 +117,17 @@ def start_jcentral(
 
 
 class Central:
-    def __init__(self, name: str, home: Path, inline: bool) -> None:
+    def __init__(self, name: str, home: Path, reads: str = "") -> None:
+        """*reads*: one of CENTRALS (default: *name*)."""
+        reads = reads or name
         self.name = name
         self.home = home
         self.ws_port = bench_free_port()
         self.binary_port = bench_free_port()
         self.log = home.parent / f"{name}.log"
         env = {
-            "JALIEN_SQLITE_INLINE_READS": "1" if inline else "0",
+            "JALIEN_SQLITE_INLINE_READS": "0" if reads == "pool" else "1",
+            "JALIEN_SQLITE_KEPT_READS": "1" if reads == "kept" else "0",
             "JALIEN_WORKERS": "1",  # one process pinned to one core (bench_workers: several)
         }
         self.proc = start_jcentral(home, self.log, self.ws_port, self.binary_port, env, name, 60)
@@ -160,32 +166,32 @@ class Scenario(bench_net.Scenario):
 
 def scenarios() -> list[Scenario]:
     out: list[Scenario] = []
-    for inline in (True, False):
-        tag = "inline" if inline else "pool"
-        goal = {"target": ">=20k/core", "per_core_min": 20e3} if inline else {}
+    for tag in CENTRALS:
+        goal = {"target": ">=20k/core", "per_core_min": 20e3} if tag == "kept" else {}
         out.append(Scenario(f"ws ls small {tag}", "ws", 1, "ls", ["-l", SMALL], **goal))
-        out[-1].inline = inline  # type: ignore[attr-defined]
+        out[-1].central = tag  # type: ignore[attr-defined]
         out.append(Scenario(f"bin ls small {tag}", "binary", 1, "ls", ["-l", SMALL]))
-        out[-1].inline = inline  # type: ignore[attr-defined]
+        out[-1].central = tag  # type: ignore[attr-defined]
     out.append(
         Scenario("ws pwd 8x16", "ws", 16, "pwd", [], target=">=100k/core", per_core_min=100e3)
     )
-    out[-1].inline = True  # type: ignore[attr-defined]
+    out[-1].central = "kept"  # type: ignore[attr-defined]
     out.append(
         Scenario(
             "bin ping 8x64", "binary", 64, "ping", [], target=">=500k/core", per_core_min=500e3
         )
     )
-    out[-1].inline = True  # type: ignore[attr-defined]
+    out[-1].central = "kept"  # type: ignore[attr-defined]
     for s in out:
-        if s.name.endswith("inline"):
-            s.baseline = s.name.replace("inline", "pool")
+        for tag, baseline in (("kept", "inline"), ("inline", "pool")):
+            if s.name.endswith(tag):
+                s.baseline = s.name[: -len(tag)] + baseline
     return out
 
 
 def run_load(
     gen_conn: Any,
-    centrals: dict[bool, Central],
+    centrals: dict[str, Central],
     tls: dict[str, str],
     timing: dict[str, Any],
     spin_pids: list[int],
@@ -193,7 +199,7 @@ def run_load(
 ) -> None:
     for round_ in range(timing["rounds"]):
         for s in found:
-            central = centrals[s.inline]  # type: ignore[attr-defined]
+            central = centrals[s.central]  # type: ignore[attr-defined]
             job = {
                 "mode": s.mode,
                 "port": central.binary_port if s.mode == "binary" else central.ws_port,
@@ -400,7 +406,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=["fairness", "deflate"],
-        help="run only this section (issue 15 items 8 and 9), on the inline jcentral",
+        help="run only this section (issue 15 items 8 and 9), on the default jcentral",
     )
     args = parser.parse_args()
     n_big = max(1000, int(100_000 * args.scale))
@@ -417,7 +423,7 @@ def main() -> None:
 
         add_bob(home)  # the fairness section's flooder
         if args.only:
-            central = Central("inline", home, True)
+            central = Central("kept", home)
             try:
                 if args.only == "fairness":
                     fairness(central, home, globus, rounds, max(100, int(1000 * args.scale)))
@@ -427,9 +433,12 @@ def main() -> None:
             finally:
                 central.stop()
             return
-        pool_home = Path(tmp) / "home-pool"
-        shutil.copytree(home, pool_home, symlinks=True)
-        centrals = {True: Central("inline", home, True), False: Central("pool", pool_home, False)}
+        centrals: dict[str, Central] = {}
+        for tag in CENTRALS:
+            where = home if tag == "kept" else Path(tmp) / f"home-{tag}"
+            if where != home:
+                shutil.copytree(home, where, symlinks=True)
+            centrals[tag] = Central(tag, where)
         tls = {
             "cert": str(globus / "usercert.pem"),
             "key": str(globus / "userkey.pem"),
@@ -456,21 +465,21 @@ def main() -> None:
             print("\nlatency seen by a client (median of rounds, ms):")
             goals = {"ls_bin": 150, "ls_bin_first": 20, "ls_ws": 250, "stat": 15}
             lat_rounds = max(1, min(5, rounds))
-            for inline in (True, False):
+            for tag in CENTRALS:
                 pin(bench_net.LOADGEN_SLOT)
                 got = asyncio.run(
-                    latencies(centrals[inline], globus, home / "certificates", lat_rounds, n_big)
+                    latencies(centrals[tag], globus, home / "certificates", lat_rounds, n_big)
                 )
-                tag = "inline" if inline else "pool  "
                 cells = "  ".join(
                     f"{k} {v:7.1f} (goal <= {goals[k]}{', met' if v <= goals[k] else ''})"
                     for k, v in got.items()
                 )
-                print(f"  {tag} {cells}")
+                print(f"  {tag:6} {cells}")
             if n_big < 100_000:
                 print(f"  (the goals are for 100k entries; this run had {n_big:,})")
-            fairness(centrals[True], home, globus, rounds, max(100, int(1000 * args.scale)))
-            asyncio.run(deflate_figures(centrals[True], globus, home / "certificates", 3 * rounds))
+            fairness(centrals["kept"], home, globus, rounds, max(100, int(1000 * args.scale)))
+            got = deflate_figures(centrals["kept"], globus, home / "certificates", 3 * rounds)
+            asyncio.run(got)
         finally:
             for central in centrals.values():
                 central.stop()

@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # short SQLite reads (point lookups, a page of a listing) on the event loop's thread:
     # cheaper than the hop to a reader thread (bench/bench_requests.py)
     sqlite_inline_reads: bool = True
+    # with inline reads: lookups and whole small listings kept while the catalogue file has
+    # not changed (SQLite's data_version; jalien.sqlstore.kept_reads)
+    sqlite_kept_reads: bool = True
     taskqueue_backend: str = "sqlite"  # "sqlite" (embedded) or "mariadb" (one server)
     # for mariadb: a [taskqueue_mariadb] table, see jalien.jobs.mariadb_store
     # (dsn = "mysql://root@127.0.0.1:3306/alice_queue", readers = 2)

@@ -29,10 +29,13 @@ from jalien.catalogue.paths import prefix_end, split
 from jalien.catalogue.table_counts import TableCount
 from jalien.loops import Pool
 from jalien.net.fairness import step_rows
+from jalien.sqlstore.kept_reads import MISSING, KeptReads
 from jalien.sqlstore.sqlite import SQLiteStore
 from jalien.wire.messages import DirEntry
 
 COLUMNS = "name, type, perm, owner, gowner, size, ctime, md5, guid, jobid"
+LISTING = "listing"  # kept listings are keyed (LISTING, directory), lookups by path
+KEPT_LISTING = 512  # directories up to this many entries are kept whole
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -50,11 +53,20 @@ CREATE TABLE IF NOT EXISTS ses (name TEXT PRIMARY KEY, doc BLOB NOT NULL);
 
 
 class SQLiteBackend:
-    def __init__(self, path: str | Path, readers: int = 2, *, inline_reads: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        readers: int = 2,
+        *,
+        inline_reads: bool = False,
+        kept_reads: bool = False,
+    ) -> None:
         self.path = str(path)
         self._store = SQLiteStore(
             path, SCHEMA, readers=readers, name="catalogue", inline_reads=inline_reads
         )
+        # lookups and whole small listings, while nothing commits (sqlstore.kept_reads)
+        self._kept = KeptReads(self._store.data_version) if inline_reads and kept_reads else None
         self._read = self._store.read
         # point lookups and one page of a listing: on the loop's thread with inline_reads
         self._short = functools.partial(self._store.read, short=True)
@@ -92,13 +104,21 @@ class SQLiteBackend:
 
     # -- reads
     async def get(self, path: str) -> Entry | None:
+        kept = self._kept
+        if kept is not None:
+            entry = kept.lookup(path)
+            if entry is not MISSING:
+                return entry  # type: ignore[no-any-return]
         d, n = split(path)
         row = await self._short(
             lambda c: c.execute(
                 f"SELECT dir, {COLUMNS} FROM entries WHERE dir=? AND name=?", (d, n)
             ).fetchone()
         )
-        return Entry(*row) if row else None
+        entry = Entry(*row) if row else None
+        if kept is not None:
+            kept.keep(path, entry)
+        return entry
 
     async def get_many(self, paths: list[str]) -> dict[str, Entry]:
         keys = [split(p) for p in paths]
@@ -115,6 +135,14 @@ class SQLiteBackend:
         return {e.path: e for e in itertools.starmap(Entry, await self._short(run))}
 
     async def list_dir(self, directory: str, page: int = PAGE) -> AsyncIterator[list[DirEntry]]:
+        kept = self._kept
+        key = (LISTING, directory)
+        if kept is not None:
+            whole = kept.lookup(key)
+            if whole is not MISSING:
+                if whole:
+                    yield whole
+                return
         after = ""
         sql = f"SELECT {COLUMNS} FROM entries WHERE dir=? AND name>? ORDER BY name LIMIT ?"
         while True:
@@ -124,9 +152,12 @@ class SQLiteBackend:
                 return c.execute(sql, (directory, a, n)).fetchall()
 
             rows = await self._short(run)
+            entries = list(itertools.starmap(DirEntry, rows))
+            if kept is not None and not after and len(rows) < min(size, KEPT_LISTING):
+                kept.keep(key, entries)  # the whole directory in one small page
             if not rows:
                 return
-            yield list(itertools.starmap(DirEntry, rows))
+            yield entries
             if len(rows) < size:
                 return
             after = rows[-1][0]

@@ -677,11 +677,12 @@ def _row(entry: Entry) -> DirEntry:
 def _visible(page: list[DirEntry], show_hidden: bool, skip_dirs: bool) -> list[DirEntry]:
     if show_hidden and not skip_dirs:
         return page
-    return [
+    shown = [
         e
         for e in page
         if (show_hidden or not e.name.startswith(".")) and not (skip_dirs and e.type == "d")
     ]
+    return page if len(shown) == len(page) else shown  # a kept page stays itself (rendered once)
 
 
 def _stat_record(entry: Entry) -> Record:

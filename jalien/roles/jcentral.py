@@ -111,7 +111,9 @@ def token_authority(settings: Settings) -> TokenAuthority:
 def catalogue_backend(settings: Settings) -> CatalogueBackend:
     if settings.catalogue_backend == "sqlite":
         return SQLiteBackend(
-            settings.home_path / "catalogue.db", inline_reads=settings.sqlite_inline_reads
+            settings.home_path / "catalogue.db",
+            inline_reads=settings.sqlite_inline_reads,
+            kept_reads=settings.sqlite_kept_reads,
         )
     if settings.catalogue_backend == "mariadb":
         from jalien.catalogue.mariadb_backend import MariaDBBackend, MariaDBConfig

@@ -139,6 +139,14 @@ class SQLiteStore:
                 conn.close()
             self._reader_conns.clear()
 
+    def data_version(self) -> int:
+        """SQLite's data_version on the inline connection (which never writes): it moves
+        whenever anything else commits (``sqlstore.kept_reads``); -1 before start."""
+        inline = self._inline
+        if inline is None:
+            return -1
+        return inline.execute("PRAGMA data_version").fetchone()[0]  # type: ignore[no-any-return]
+
     def pools(self) -> list[Pool]:
         """The reader pool and the writer, for the role's registry."""
         return [self._readers, self._gauge] if self._writer is not None else []

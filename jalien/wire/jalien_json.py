@@ -116,9 +116,28 @@ def render_reply(reply: Reply, mode: OutputMode = OutputMode.ALL) -> bytes:
 STREAM_START = b'{"results":['
 
 
+_PAGES = 256  # rendered pages of typed rows kept, with the row lists they were made of
+_PAGE_ROWS = 512  # of at most this many rows (a small directory, whole)
+_pages: dict[tuple[int, str, str, OutputMode], tuple[list[Any], bytes]] = {}
+
+
 def render_page(reply: Reply, mode: OutputMode, first: bool) -> bytes:
-    """One page of a streamed reply: records separated by commas, no brackets."""
-    body = _encoder.encode(records(reply, mode))[1:-1]
+    """One page of a streamed reply: records separated by commas, no brackets. A page of
+    typed rows only is rendered once while its row list lives on (a listing the catalogue
+    keeps, ``sqlstore.kept_reads``, is the same list each time it is asked)."""
+    entries = reply.entries
+    if entries and not reply.results and len(entries) <= _PAGE_ROWS:
+        key = (id(entries), reply.view, reply.metadata.get("_listing", ""), mode)
+        made = _pages.get(key)
+        if made is not None and made[0] is entries:  # the list is held: its id is its own
+            body = made[1]
+        else:
+            body = _encoder.encode(records(reply, mode))[1:-1]
+            if len(_pages) >= _PAGES:
+                del _pages[next(iter(_pages))]
+            _pages[key] = (entries, body)
+    else:
+        body = _encoder.encode(records(reply, mode))[1:-1]
     if not body:
         return b""
     return body if first else b"," + body

@@ -24,7 +24,12 @@ ADMIN = User("admin", ("users", "admin"))
 
 
 def _backend_params():
-    return [pytest.param("sqlite", id="sqlite"), pytest.param("mariadb", id="mariadb")]
+    return [
+        pytest.param("sqlite", id="sqlite"),
+        # jcentral's default: reads on the loop's thread, answers kept until a commit
+        pytest.param("sqlite-kept", id="sqlite-kept"),
+        pytest.param("mariadb", id="mariadb"),
+    ]
 
 
 # The contract suite's paths cross shards on MariaDB: server 2 holds /a/, /big/, /c/, /q/
@@ -36,6 +41,8 @@ MARIADB_PREFIXES = {"/a/": 1, "/big/": 1, "/c/": 1, "/q/": 1, "/r/s/": 1, "/m/n/
 async def backend(request, tmp_path):
     if request.param == "sqlite":
         be = SQLiteBackend(tmp_path / "catalogue.db")
+    elif request.param == "sqlite-kept":
+        be = SQLiteBackend(tmp_path / "catalogue.db", inline_reads=True, kept_reads=True)
     else:
         from jalien.catalogue.mariadb_backend import MariaDBBackend, MariaDBConfig
 
@@ -60,7 +67,8 @@ async def cat_server(make_server, tmp_path):
     from jalien.catalogue.cache import MemoryCache
     from jalien.commands.catalogue_cmds import CatalogueCommands, home_preparer
 
-    backend = SQLiteBackend(tmp_path / "served.db")
+    # as jcentral: reads on the loop's thread, answers kept until a commit
+    backend = SQLiteBackend(tmp_path / "served.db", inline_reads=True, kept_reads=True)
     await backend.start()
     cat = Catalogue(backend, cache=MemoryCache())
     server = await make_server(
