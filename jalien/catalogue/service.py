@@ -108,15 +108,19 @@ class Catalogue:
         _check_directory(caller, entry, bit, action)
         return entry
 
-    async def listing(
+    def listing(
         self, caller: Caller, path: str, entry: Entry | None = None
     ) -> AsyncIterator[list[DirEntry]]:
         """Pages of a directory (never the whole of it in memory). *entry*: the directory's
-        entry when the caller has just looked it up (one lookup less)."""
+        entry when the caller has just looked it up (one lookup less; the permission is then
+        checked at once, and the pages are the backend's own: no generator in between)."""
         if entry is None:
-            await self.directory(caller, path, READ, "list")
-        else:
-            _check_directory(caller, entry, READ, "list")
+            return self._listing(caller, path)
+        _check_directory(caller, entry, READ, "list")
+        return self.backend.list_dir(as_dir(path))
+
+    async def _listing(self, caller: Caller, path: str) -> AsyncIterator[list[DirEntry]]:
+        await self.directory(caller, path, READ, "list")
         async for page in self.backend.list_dir(as_dir(path)):
             yield page
 

@@ -44,9 +44,9 @@ from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-de
 
 from jalien.auth import policy
 from jalien.auth.errors import AuthError
-from jalien.net import deflate
+from jalien.net import deflate, eager
 from jalien.net.audit import AuditLog, raw_outcome
-from jalien.net.fairness import InFlight, TurnGate, busy_text, serving
+from jalien.net.fairness import InFlight, TurnGate, busy_text, done_after_this_turn, serving
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
@@ -316,7 +316,6 @@ class BinaryConnection(asyncio.Protocol):
         out: list[bytes] = []  # not `self._out = out = []`: Nuitka folds `if out` to False
         self._out = out
         self._out_size = 0
-        high = self.server.limits.write_buffer_high
         transport = self.transport
         next_event = self._channel.next_event
         sessions = self._sessions
@@ -332,12 +331,8 @@ class BinaryConnection(asyncio.Protocol):
                     )
                 else:
                     self._event(event)
-                if self._out_size > high and transport is not None:
-                    transport.write(b"".join(out))
-                    out.clear()
-                    self._out_size = 0
-                    if self._write_paused:
-                        break
+                if self._write_paused:  # (_write wrote out past the high-water mark)
+                    break
         finally:
             self._out = None
             if out and transport is not None:
@@ -406,9 +401,13 @@ class BinaryConnection(asyncio.Protocol):
             sent = self.send_raw(sid, *result)
             self._audit(session.identity, sid, request, started, *raw_outcome(*result), sent)
             return
-        task = asyncio.ensure_future(self._finish(sid, result, session.identity, request, started))
-        task.add_done_callback(lambda _t: in_flight.done(key))
-        self._tasks[sid] = task
+        # run at once (net.eager): most end without waiting, and need no Task
+        task = eager.start(self._finish(sid, result, session.identity, request, started))
+        if type(task) is eager.Ended:
+            done_after_this_turn(in_flight, key)
+            return
+        task.add_done_callback(lambda _t: in_flight.done(key))  # type: ignore[union-attr]
+        self._tasks[sid] = task  # type: ignore[assignment]
         self._update_reading()
 
     async def _finish(
@@ -600,26 +599,29 @@ class BinaryConnection(asyncio.Protocol):
         transport = self.transport
         if not data or transport is None or transport.is_closing():
             return 0
-        if self._out is not None:
-            self._out.append(data)
+        out = self._out
+        if out is not None:
+            out.append(data)
             self._out_size += len(data)
+            if self._out_size > self.server.limits.write_buffer_high:
+                self._write_out(out, transport)  # a long stream made at once: backpressure
         else:
             transport.write(data)
         return len(data)
+
+    def _write_out(self, out: list[bytes], transport: asyncio.Transport) -> None:
+        """The coalesced write of this read, now; past the transport's high-water mark it
+        calls pause_writing, and what is made next waits (``_writable``)."""
+        transport.write(b"".join(out))
+        out.clear()
+        self._out_size = 0
 
     def send(self, sid: int, message: Reply | Event, more: bool = False) -> int:
         """Encode and write (or queue for the coalesced write of this read); the bytes."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return 0
-        data = self._channel.reply(sid, message, more)
-        out = self._out
-        if out is not None:
-            out.append(data)
-            self._out_size += len(data)
-        else:
-            transport.write(data)
-        return len(data)
+        return self._write(self._channel.reply(sid, message, more))
 
     def send_raw(self, sid: int, flags: int, body: bytes) -> int:
         """Write a reply body as it came from upstream (a proxy level); the bytes."""
@@ -700,14 +702,15 @@ two fragments (each fragment costs a TLS record and a write)."""
 class _JsonStream:
     """A streamed reply waiting for its turn in a WebSocket's reply queue."""
 
-    __slots__ = ("mode", "pages", "request", "started", "task")
+    __slots__ = ("mode", "pages", "request", "running", "started", "task")
 
     def __init__(self, pages: Any, mode: OutputMode, request: Request, started: float) -> None:
         self.pages = pages
         self.mode = mode
         self.request = request
         self.started = started
-        self.task: asyncio.Future[None] | None = None
+        self.task: asyncio.Future[None] | None = None  # once it waited
+        self.running = False  # its first step was taken (net.eager)
 
 
 class JsonWebSocket(WSListener):
@@ -766,7 +769,7 @@ class JsonWebSocket(WSListener):
             elif type(item) is _JsonStream:
                 if item.task is not None:
                     item.task.cancel()
-                else:  # never started: counted out here
+                elif not item.running:  # never started: counted out here
                     self.server.in_flight.done(self.identity.login)
         self._queue.clear()
         if self.session is not None:
@@ -883,10 +886,15 @@ class JsonWebSocket(WSListener):
         if hasattr(result, "__anext__"):
             self._enqueue(_JsonStream(result, mode, request, started))
         else:
-            # neither a Reply nor a stream: an awaitable (type() is not narrowed by mypy)
-            task = asyncio.ensure_future(self._finish(result, mode, request, started))  # type: ignore[arg-type]
-            task.add_done_callback(lambda _t: in_flight.done(key))
-            self._enqueue(task)
+            # neither a Reply nor a stream: an awaitable (type() is not narrowed by mypy),
+            # run at once (net.eager): most end without waiting
+            started_now = eager.start(self._finish(result, mode, request, started))  # type: ignore[arg-type]
+            if type(started_now) is eager.Ended:
+                done_after_this_turn(in_flight, key)
+                self._enqueue(started_now.value)
+                return
+            started_now.add_done_callback(lambda _t: in_flight.done(key))  # type: ignore[union-attr]
+            self._enqueue(started_now)
         if in_flight.saturated(key):
             self._update_reading()
 
@@ -951,10 +959,17 @@ class JsonWebSocket(WSListener):
             if type(head) is bytes:
                 text = head
             elif type(head) is _JsonStream:
-                if head.task is None:  # its turn: start streaming its pages
-                    head.task = asyncio.ensure_future(self._run_stream(head))
-                    head.task.add_done_callback(lambda _t: self._stream_done())
-                    head.task.add_done_callback(
+                if head.task is None and not head.running:  # its turn: start its pages
+                    head.running = True
+                    task = eager.start(self._run_stream(head))  # most end at once
+                    if type(task) is eager.Ended:
+                        done_after_this_turn(self.server.in_flight, self.identity.login)
+                        if queue and queue[0] is head:  # (not emptied by a disconnect)
+                            queue.popleft()
+                        continue
+                    head.task = task  # type: ignore[assignment]
+                    task.add_done_callback(lambda _t: self._stream_done())  # type: ignore[union-attr]
+                    task.add_done_callback(  # type: ignore[union-attr]
                         lambda _t: self.server.in_flight.done(self.identity.login)
                     )
                 return

@@ -182,6 +182,41 @@ async def test_flood_does_not_starve_another_user(make_server, connect):
         assert done.exitcode == 0
 
 
+async def test_a_flood_answered_without_waiting_does_not_starve_another_user(
+    make_server, connect
+):
+    """Pages made without waiting (a kept listing) end each request in the step that starts
+    it (net.eager): jdoe's pipelined requests must still count as in flight until the
+    loop's turn is over, else jdoe looks light, each connection's whole pipeline is served
+    in one read, and alice's request waits behind all of them (seen: 5 s stalls)."""
+    log: list[str] = []
+
+    def add(table):
+        async def quick(session, args):
+            for _ in range(int(args[0])):
+                log.append(session.identity.login)
+                yield [{"message": "x" * 100}]
+
+        table.add("quick", quick, "N pages made at once, each recorded", action=Action.INFO)
+
+    server = await make_server(add_commands=add)
+    floods = [await connect(server, "jdoe") for _ in range(4)]
+    alice = await connect(server, "alice")
+    await alice.call("ping")
+    pending = [
+        asyncio.ensure_future(c.call("quick", "1", timeout=30)) for c in floods for _ in range(64)
+    ]
+    while len(log) < 8:  # the flood is running
+        await asyncio.sleep(0)
+    sent_at = len(log)
+    reply = await alice.call("quick", "1", timeout=30)
+    assert reply.exitcode == 0
+    before = log.index("alice", sent_at) - sent_at
+    assert before <= 16, before  # not behind the 256 requests of jdoe's pipelines
+    for done in await asyncio.gather(*pending):
+        assert done.exitcode == 0
+
+
 async def test_busy_past_the_hard_bound_across_connections(make_server, connect):
     """The bound counts an identity's requests on all its connections; past it a request is
     answered busy at once, other identities are served."""
