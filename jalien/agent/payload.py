@@ -6,40 +6,53 @@ thread beyond the spawn itself); its exit is awaited, never polled. On Linux the
 first process asks the kernel for SIGKILL when the agent dies (``PR_SET_PDEATHSIG``): an
 agent killed -9 must not leave a payload running on the node outside any accounting (its own
 session keeps it out of the agent's process group, so nothing else would reach it).
+
+The request is made by util-linux's ``setpriv --pdeathsig KILL``, which then execs the
+payload (same pid, same environment): never by Python code between fork and exec. Such code
+(a ``preexec_fn``) runs in the copy of a process with threads, can deadlock there on a lock
+another thread held at the fork, and uvloop's parent then waits for the exec on the event
+loop's thread: the agent froze with its job RUNNING and never started (seen about once in
+a few hundred jobs on a loaded machine). A node without a ``setpriv`` that knows
+``--pdeathsig`` (util-linux < 2.33) runs payloads untied, said once in the log; the agent
+still ends the payload's group whenever it ends itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import functools
+import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from jalien.agent.sandbox import Sandbox
 
-PR_SET_PDEATHSIG = 1
+log = logging.getLogger("jalien.agent")
 
 
-def _death_signal() -> Callable[[], None] | None:
-    """A preexec function tying the child to this process's life (Linux), or None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def tie() -> None:  # runs in the child between fork and exec: no allocation, no locks
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the agent died before the tie: do not run alone
-            os._exit(137)
-
-    return tie
+@functools.cache
+def tie_prefix() -> tuple[str, ...]:
+    """The words before a payload's argv that tie it to this process's life: setpriv's,
+    when it knows ``--pdeathsig`` (checked once, by running it), else none."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is not None:
+        words = (setpriv, "--pdeathsig", "KILL", "--")
+        try:
+            subprocess.run([*words, "true"], check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            pass
+        else:
+            return words
+    log.warning(
+        "payloads are not tied to the agent's life: no setpriv with --pdeathsig (util-linux "
+        ">= 2.33) on this node; an agent killed -9 leaves its payload running"
+    )
+    return ()
 
 
 class PayloadError(Exception):
@@ -54,9 +67,19 @@ class Payload:
 
     @classmethod
     async def start(cls, argv: Sequence[str], sandbox: Sandbox, env: Mapping[str, str]) -> Payload:
+        prefix = await asyncio.to_thread(tie_prefix)
+        if prefix:  # setpriv would only say so on the payload's stderr, with exit code 127
+            found = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+            if os.sep in argv[0]:
+                found = argv[0] if os.path.isfile(os.path.join(sandbox.root, argv[0])) else None
+            if found is None:
+                raise PayloadError(f"cannot run {argv[0]}: No such file or directory")
+            if not os.access(os.path.join(sandbox.root, found), os.X_OK):
+                raise PayloadError(f"cannot run {argv[0]}: Permission denied")
         try:
             with open(sandbox.stdout, "ab") as out, open(sandbox.stderr, "ab") as err:
                 process = await asyncio.create_subprocess_exec(
+                    *prefix,
                     *argv,
                     cwd=str(sandbox.root),
                     env=dict(env),
@@ -64,7 +87,6 @@ class Payload:
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
-                    preexec_fn=_death_signal(),
                 )
         except OSError as exc:
             raise PayloadError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None

@@ -121,6 +121,13 @@ class SQLiteBackend:
         return entry
 
     async def get_many(self, paths: list[str]) -> dict[str, Entry]:
+        kept = self._kept
+        found: dict[str, Entry] = {}
+        if kept is not None:
+            found = kept.lookup_many(paths)
+            paths = [p for p in paths if p not in found]
+            if not paths:
+                return {p: e for p, e in found.items() if e is not None}
         keys = [split(p) for p in paths]
 
         def run(c: sqlite3.Connection) -> list[tuple]:
@@ -132,7 +139,12 @@ class SQLiteBackend:
                     out.append(row)
             return out
 
-        return {e.path: e for e in itertools.starmap(Entry, await self._short(run))}
+        read = {e.path: e for e in itertools.starmap(Entry, await self._short(run))}
+        if kept is not None:
+            for path in paths:  # an absence is kept too
+                kept.keep(path, read.get(path))
+            read.update((p, e) for p, e in found.items() if e is not None)
+        return read
 
     async def list_dir(self, directory: str, page: int = PAGE) -> AsyncIterator[list[DirEntry]]:
         kept = self._kept

@@ -3,6 +3,7 @@ exit codes (docs/catalogue-commands.md), so alien.py prints what it printed befo
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -42,6 +43,10 @@ EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
 def guid_time_ms(guid: str) -> int:
     """The creation time in a version-1 UUID, in milliseconds since the epoch."""
+    if len(guid) == 36 and guid[14] == "1" and UUID_RE.fullmatch(guid):
+        # the canonical form, read directly (several times cheaper than uuid.UUID)
+        stamp = int(guid[15:18], 16) << 48 | int(guid[9:13], 16) << 32 | int(guid[:8], 16)
+        return (stamp - 0x01B21DD213814000) // 10_000
     try:
         value = uuid.UUID(guid)
     except ValueError:
@@ -52,7 +57,12 @@ def guid_time_ms(guid: str) -> int:
 
 
 def java_date(ms: int) -> str:
-    return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(ms / 1000))
+    return _java_second(ms // 1000)
+
+
+@functools.lru_cache(maxsize=4096)  # files of a directory tend to share seconds
+def _java_second(second: int) -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Z %Y", time.localtime(second))
 
 
 def home_preparer(catalogue: Catalogue) -> Callable[[Session], Awaitable[None] | None]:

@@ -12,6 +12,8 @@ it had been a Task from the start:
   e.g. ``net.fairness.serving``, never leaks into the caller's);
 - the Task is handed the future the coroutine waits on (``_Continued``), so a ``cancel()``
   reaches the coroutine at its await, even before the Task's first step;
+- during the first step ``asyncio.current_task()`` is a stand-in that hands ``cancel()``
+  and the like on to that Task (``asyncio.timeout``, ``TaskGroup`` keep it);
 - an exception that ends the coroutine in its first step is raised to the caller, as a
   plain call would (the server's coroutines catch their own).
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextvars
+from asyncio.tasks import _enter_task, _leave_task  # what 3.12's eager tasks do in C
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -39,12 +42,52 @@ class Ended:
 def start(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | Ended:
     """Run *coro* until it first waits: ``Ended(value)`` when it returned, else the Task
     that carries it on. An exception in the first step is raised here, as by a call."""
+    loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
+    stand_in = _StandIn()
+    outer = asyncio.current_task(loop)  # a task's callback may start one: set aside
+    if outer is not None:
+        _leave_task(loop, outer)
+    _enter_task(loop, stand_in)  # type: ignore[arg-type]  # any object: a C dict entry
     try:
         waiting = context.run(coro.send, None)
     except StopIteration as stop:
         return Ended(stop.value)
-    return asyncio.get_running_loop().create_task(_Continued(coro, waiting), context=context)
+    finally:
+        _leave_task(loop, stand_in)  # type: ignore[arg-type]
+        if outer is not None:
+            _enter_task(loop, outer)
+    task = loop.create_task(_Continued(coro, waiting), context=context)
+    stand_in.task = task
+    return task
+
+
+class _StandIn:
+    """``asyncio.current_task()`` during a first step: what ``asyncio.timeout`` and
+    ``TaskGroup`` keep to cancel later. Nothing can cancel during the step itself (no
+    callback runs); afterwards every call goes to the Task that carries the coroutine on."""
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+
+    def cancel(self, msg: Any = None) -> bool:
+        return self.task.cancel(msg) if self.task is not None else False
+
+    def cancelling(self) -> int:
+        return self.task.cancelling() if self.task is not None else 0
+
+    def uncancel(self) -> int:
+        return self.task.uncancel() if self.task is not None else 0
+
+    def done(self) -> bool:
+        return self.task.done() if self.task is not None else False
+
+    def __getattr__(self, name: str) -> Any:
+        if self.task is None:
+            raise AttributeError(f"{name}: a first step has no Task yet (net.eager)")
+        return getattr(self.task, name)
 
 
 class _Continued(collections.abc.Coroutine):  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ Kept values are shared between callers: they must be immutable in practice (the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 MISSING: Any = object()
@@ -45,6 +45,20 @@ class KeptReads:
         else:
             self.hits += 1
         return value
+
+    def lookup_many(self, keys: Sequence[Hashable]) -> dict[Any, Any]:
+        """The answers kept under *keys* (those there are), for one check of the version."""
+        version = self._version()
+        if version != self._seen or version < 0:
+            self._items.clear()
+            self._seen = version
+            self.misses += len(keys)
+            return {}
+        items = self._items
+        found = {k: items[k] for k in keys if k in items}
+        self.hits += len(found)
+        self.misses += len(keys) - len(found)
+        return found
 
     def keep(self, key: Hashable, value: Any) -> None:
         """Keep what a read made after ``lookup(key)`` answered (a commit meanwhile moves

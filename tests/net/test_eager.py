@@ -89,3 +89,40 @@ async def test_an_exception_in_the_first_step_is_raised_as_by_a_call():
 
     with pytest.raises(ValueError, match="early"):
         eager.start(fails())
+
+
+async def test_a_timeout_in_the_first_step_works_and_cancels_the_task_later():
+    """asyncio.timeout keeps current_task() to cancel it: a stand-in during the first
+    step, which hands the cancel on to the Task that carries the coroutine on."""
+    gate = asyncio.get_running_loop().create_future()
+
+    async def quick() -> str:
+        async with asyncio.timeout(5):
+            return "in time"
+
+    ended = eager.start(quick())
+    assert isinstance(ended, eager.Ended) and ended.value == "in time"
+
+    async def too_slow() -> str:
+        try:
+            async with asyncio.timeout(0.01):
+                await gate  # never set
+        except TimeoutError:
+            return "timed out"
+        return "not reached"
+
+    task = eager.start(too_slow())
+    assert isinstance(task, asyncio.Task)
+    assert await task == "timed out"
+
+
+async def test_started_from_inside_a_task_the_outer_task_stays_current():
+    outer = asyncio.current_task()
+    seen = []
+
+    async def look() -> None:
+        seen.append(asyncio.current_task() is not outer)
+
+    eager.start(look())
+    assert seen == [True]
+    assert asyncio.current_task() is outer

@@ -182,9 +182,7 @@ async def test_flood_does_not_starve_another_user(make_server, connect):
         assert done.exitcode == 0
 
 
-async def test_a_flood_answered_without_waiting_does_not_starve_another_user(
-    make_server, connect
-):
+async def test_a_flood_answered_without_waiting_does_not_starve_another_user(make_server, connect):
     """Pages made without waiting (a kept listing) end each request in the step that starts
     it (net.eager): jdoe's pipelined requests must still count as in flight until the
     loop's turn is over, else jdoe looks light, each connection's whole pipeline is served

@@ -76,6 +76,8 @@ async def test_the_backend_never_answers_older_than_a_commit_from_anywhere(tmp_p
             "f1"
         ]
         assert (await backend.get("/a/b/f1")).size == 1  # kept now
+        many = await backend.get_many(["/a/b/f1", "/a/b/none"])
+        assert list(many) == ["/a/b/f1"] and many["/a/b/f1"].size == 1
         assert backend._kept is not None and backend._kept.hits >= 1
 
         # another process (a second worker of the host) changes the file behind our back
@@ -87,6 +89,7 @@ async def test_the_backend_never_answers_older_than_a_commit_from_anywhere(tmp_p
             + ")"
         )
         subprocess.run([sys.executable, "-c", script, str(db)], check=True)
+        assert (await backend.get_many(["/a/b/f1"]))["/a/b/f1"].size == 7
         assert (await backend.get("/a/b/f1")).size == 7
         listed = [e.name for page in [p async for p in backend.list_dir("/a/b/")] for e in page]
         assert listed == ["f1", "f2"]
