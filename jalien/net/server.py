@@ -892,9 +892,9 @@ class JsonWebSocket(WSListener):
             if type(started_now) is eager.Ended:
                 done_after_this_turn(in_flight, key)
                 self._enqueue(started_now.value)
-                return
-            started_now.add_done_callback(lambda _t: in_flight.done(key))  # type: ignore[union-attr]
-            self._enqueue(started_now)
+            else:
+                started_now.add_done_callback(lambda _t: in_flight.done(key))  # type: ignore[union-attr]
+                self._enqueue(started_now)
         if in_flight.saturated(key):
             self._update_reading()
 
