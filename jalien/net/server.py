@@ -491,10 +491,10 @@ class BinaryConnection(asyncio.Protocol):
                             break
                         frames += 1
                         if type(item) is tuple:
-                            sent += self._write(channel.reply_raw(sid, *item))
+                            sent += self._write(channel.reply_raw(sid, *item), now=True)
                             outcome = raw_outcome(*item)
                         else:
-                            sent += self._write(channel.page(sid, item))
+                            sent += self._write(channel.page(sid, item), now=True)
                             outcome = (item.exitcode, item.error)
                     finally:
                         if held:
@@ -594,8 +594,10 @@ class BinaryConnection(asyncio.Protocol):
         if session is not None:
             self.server.handler.close_session(session.state)
 
-    def _write(self, data: bytes) -> int:
-        """Write *data* (or queue it for the coalesced write of this read); its size."""
+    def _write(self, data: bytes, now: bool = False) -> int:
+        """Write *data* (or queue it for the coalesced write of this read); its size.
+        *now*: a page of a stream that goes on (the client starts reading it while the
+        next are made, even when the stream was started at once inside a read)."""
         transport = self.transport
         if not data or transport is None or transport.is_closing():
             return 0
@@ -603,8 +605,8 @@ class BinaryConnection(asyncio.Protocol):
         if out is not None:
             out.append(data)
             self._out_size += len(data)
-            if self._out_size > self.server.limits.write_buffer_high:
-                self._write_out(out, transport)  # a long stream made at once: backpressure
+            if now or self._out_size > self.server.limits.write_buffer_high:
+                self._write_out(out, transport)  # past the mark: backpressure
         else:
             transport.write(data)
         return len(data)
