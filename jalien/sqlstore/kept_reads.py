@@ -31,15 +31,18 @@ class KeptReads:
         self.hits = 0
         self.misses = 0
 
-    def lookup(self, key: Hashable) -> Any:
-        """The answer kept under *key*, or MISSING (and then the caller reads and keeps)."""
+    def _fresh(self) -> bool:
+        """Whether what is kept is still the database's; if not, it is dropped."""
         version = self._version()
         if version != self._seen or version < 0:  # -1: the store is not open
             self._items.clear()
             self._seen = version
-            self.misses += 1
-            return MISSING
-        value = self._items.get(key, MISSING)
+            return False
+        return True
+
+    def lookup(self, key: Hashable) -> Any:
+        """The answer kept under *key*, or MISSING (and then the caller reads and keeps)."""
+        value = self._items.get(key, MISSING) if self._fresh() else MISSING
         if value is MISSING:
             self.misses += 1
         else:
@@ -48,14 +51,8 @@ class KeptReads:
 
     def lookup_many(self, keys: Sequence[Hashable]) -> dict[Any, Any]:
         """The answers kept under *keys* (those there are), for one check of the version."""
-        version = self._version()
-        if version != self._seen or version < 0:
-            self._items.clear()
-            self._seen = version
-            self.misses += len(keys)
-            return {}
         items = self._items
-        found = {k: items[k] for k in keys if k in items}
+        found = {k: items[k] for k in keys if k in items} if self._fresh() else {}
         self.hits += len(found)
         self.misses += len(keys) - len(found)
         return found

@@ -147,39 +147,55 @@ async def test_turn_ended_in_a_step_is_free_after_the_ready_tasks():
     assert order.index("b") <= 2, order
 
 
-def _recording(log: list[str]):
+def _recording(log: list[str], name: str = "work", waits: bool = True):
+    """A command *name* N answering N pages, each recorded in *log* by login; *waits*: the
+    loop turns between pages, else every page is made at once (a kept listing)."""
+
     def add(table):
-        async def work(session, args):
+        async def pages(session, args):
             for _ in range(int(args[0])):
-                await asyncio.sleep(0)  # a page: the loop turns between pages
+                if waits:
+                    await asyncio.sleep(0)  # a page: the loop turns between pages
                 log.append(session.identity.login)
                 yield [{"message": "x" * 100}]
 
-        table.add("work", work, "N pages, each recorded", action=Action.INFO)
+        table.add(name, pages, "N pages, each recorded", action=Action.INFO)
 
     return add
+
+
+async def _pages_before_alice(
+    make_server, connect, *, name: str, waits: bool, pages: str, depth: int, running: int,
+    poll: float,
+) -> int:  # fmt: skip
+    """jdoe floods 4 connections with *depth* requests of *pages* pages each; once *running*
+    pages are made, alice asks one page: how many of jdoe's pages were made before hers."""
+    log: list[str] = []
+    server = await make_server(add_commands=_recording(log, name, waits))
+    floods = [await connect(server, "jdoe") for _ in range(4)]
+    alice = await connect(server, "alice")
+    await alice.call("ping")
+    pending = [
+        asyncio.ensure_future(c.call(name, pages, timeout=30)) for c in floods for _ in range(depth)
+    ]
+    while len(log) < running:  # the flood is running
+        await asyncio.sleep(poll)
+    sent_at = len(log)
+    reply = await alice.call(name, "1", timeout=30)
+    assert reply.exitcode == 0
+    for done in await asyncio.gather(*pending):
+        assert done.exitcode == 0
+    return log.index("alice", sent_at) - sent_at
 
 
 async def test_flood_does_not_starve_another_user(make_server, connect):
     """jdoe floods with streams on 4 connections; alice's one stream is served after at
     most a few of jdoe's pages, not behind jdoe's queue."""
-    log: list[str] = []
-    server = await make_server(add_commands=_recording(log))
-    floods = [await connect(server, "jdoe") for _ in range(4)]
-    alice = await connect(server, "alice")
-    await alice.call("ping")
-    pending = [
-        asyncio.ensure_future(c.call("work", "20", timeout=30)) for c in floods for _ in range(16)
-    ]
-    while len(log) < 50:  # the flood is running
-        await asyncio.sleep(0.001)
-    sent_at = len(log)
-    reply = await alice.call("work", "1", timeout=30)
-    assert reply.exitcode == 0
-    before = log.index("alice", sent_at) - sent_at
+    before = await _pages_before_alice(
+        make_server, connect, name="work", waits=True, pages="20", depth=16, running=50,
+        poll=0.001,
+    )  # fmt: skip
     assert before <= 6, before  # FIFO: behind a page of each of the 64 streams
-    for done in await asyncio.gather(*pending):
-        assert done.exitcode == 0
 
 
 async def test_a_flood_answered_without_waiting_does_not_starve_another_user(make_server, connect):
@@ -187,32 +203,10 @@ async def test_a_flood_answered_without_waiting_does_not_starve_another_user(mak
     it (net.eager): jdoe's pipelined requests must still count as in flight until the
     loop's turn is over, else jdoe looks light, each connection's whole pipeline is served
     in one read, and alice's request waits behind all of them (seen: 5 s stalls)."""
-    log: list[str] = []
-
-    def add(table):
-        async def quick(session, args):
-            for _ in range(int(args[0])):
-                log.append(session.identity.login)
-                yield [{"message": "x" * 100}]
-
-        table.add("quick", quick, "N pages made at once, each recorded", action=Action.INFO)
-
-    server = await make_server(add_commands=add)
-    floods = [await connect(server, "jdoe") for _ in range(4)]
-    alice = await connect(server, "alice")
-    await alice.call("ping")
-    pending = [
-        asyncio.ensure_future(c.call("quick", "1", timeout=30)) for c in floods for _ in range(64)
-    ]
-    while len(log) < 8:  # the flood is running
-        await asyncio.sleep(0)
-    sent_at = len(log)
-    reply = await alice.call("quick", "1", timeout=30)
-    assert reply.exitcode == 0
-    before = log.index("alice", sent_at) - sent_at
+    before = await _pages_before_alice(
+        make_server, connect, name="quick", waits=False, pages="1", depth=64, running=8, poll=0
+    )
     assert before <= 16, before  # not behind the 256 requests of jdoe's pipelines
-    for done in await asyncio.gather(*pending):
-        assert done.exitcode == 0
 
 
 async def test_busy_past_the_hard_bound_across_connections(make_server, connect):
