@@ -115,17 +115,32 @@ def parse_job(matched: MatchedJob) -> JobSpec:
 
 
 # -- the copy engine, as the agent needs it
+RETRY_AFTER = 2.0  # seconds before failed inputs are asked again
+
+
 class StorageCopier:
     def __init__(self, se_context: ssl.SSLContext) -> None:
         self.se_context = se_context
 
     async def download(self, central: Upstream, lfns: Sequence[str], dest_dir: Path) -> list[str]:
+        """The inputs into *dest_dir*; what failed is asked once more after RETRY_AFTER
+        seconds (a central lost mid-download: the client has failed over meanwhile)."""
         options = Options(ssl=self.se_context, threads=4)
-        try:
-            report = await copy(central, list(lfns), f"file:{dest_dir}/", options)
-        except (RequestError, OSError, ValueError) as exc:  # central lost while planning
-            return [str(exc)]
-        return [f"{r.src}: {r.error}" for r in report.results if r.status == "failed"]
+        wanted, errors = list(lfns), [""]
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(RETRY_AFTER)
+            try:
+                report = await copy(central, wanted, f"file:{dest_dir}/", options)
+            except (RequestError, OSError, ValueError) as exc:  # central lost while planning
+                errors = [str(exc)]
+                continue
+            failed = [r for r in report.results if r.status == "failed"]
+            errors = [f"{r.src}: {r.error}" for r in failed]
+            if not failed:
+                return []
+            wanted = [r.src for r in failed]
+        return errors
 
     async def upload(self, central: Upstream, path: Path, lfn: str, specs: str) -> str | None:
         options = Options(ssl=self.se_context, threads=1, specs=specs)
