@@ -408,13 +408,23 @@ def main() -> None:
         choices=["fairness", "deflate"],
         help="run only this section (issue 15 items 8 and 9), on the default jcentral",
     )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the throughput scenarios whose name holds TEXT (repeatable; e.g. "
+        "'ping' to profile one path), and no latency, fairness or deflate section",
+    )
     args = parser.parse_args()
     n_big = max(1000, int(100_000 * args.scale))
     duration = max(0.2, 3.0 * args.scale)
     rounds = max(1, min(5, int(duration / 0.6)))
     window = duration / rounds
     timing = {"rounds": rounds, "window": window, "warmup": max(0.05, min(0.2, window / 4))}
-    found = scenarios()
+    found = [s for s in scenarios() if not args.scenario or any(t in s.name for t in args.scenario)]
+    if not found:
+        parser.error(f"no scenario holds {' or '.join(args.scenario)}")
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="bench_requests_") as tmp:
         home, globus = make_grid(Path(tmp), n_big)
@@ -435,6 +445,8 @@ def main() -> None:
             return
         centrals: dict[str, Central] = {}
         for tag in CENTRALS:
+            if args.scenario and all(s.central != tag for s in found):  # type: ignore[attr-defined]
+                continue
             where = home if tag == "kept" else Path(tmp) / f"home-{tag}"
             if where != home:
                 shutil.copytree(home, where, symlinks=True)
@@ -462,6 +474,8 @@ def main() -> None:
                 run_load(gen_parent, centrals, tls, timing, spin_pids, found)
                 gen_parent.send(None)
             bench_net.report(found)
+            if args.scenario:
+                return
             print("\nlatency seen by a client (median of rounds, ms):")
             goals = {"ls_bin": 150, "ls_bin_first": 20, "ls_ws": 250, "stat": 15}
             lat_rounds = max(1, min(5, rounds))

@@ -68,7 +68,15 @@ from jalien.roles.role_metrics import (
     server_metrics,
     start_metrics,
 )
-from jalien.roles.start import STOP_SIGNALS, SYSTEM, Failure, LogOptions, run_role, stop_event
+from jalien.roles.start import (
+    STOP_SIGNALS,
+    SYSTEM,
+    Failure,
+    LogOptions,
+    run_role,
+    started,
+    stop_event,
+)
 from jalien.wire.errors import EINVAL, EXIT_FAILED, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Reply, Request
 
@@ -383,6 +391,7 @@ async def serve(
     timer: asyncio.TimerHandle | None = None
     try:
         await jbox.start()
+        started()
         ready(jbox.describe())
         if jbox.credential_end > 0:
             timer = loop.call_later(max(0.0, jbox.credential_end - time.time()), credential_ended)

@@ -85,7 +85,7 @@ from jalien.roles.datamovers_wiring import (
 )
 from jalien.roles.lifecycle_wiring import build_lifecycle, hook_storage, lifecycle_metrics
 from jalien.roles.role_metrics import central_metrics, start_metrics
-from jalien.roles.start import LogOptions, run_role, stop_event
+from jalien.roles.start import LogOptions, run_role, started, stop_event
 from jalien.roles.worker_follow import follow_loop
 from jalien.roles.workers import SINGLE, WorkerSlot, run_workers, worker_count
 from jalien.storage.envelope import EnvelopeSigner
@@ -475,6 +475,7 @@ async def _run(settings: Settings, server: Server, slot: WorkerSlot) -> None:
         settings.listen, settings.ws_port, settings.binary_port, reuse_port=settings.shared_ports
     )
     stop = stop_event()
+    started()
     if slot.count > 1:
         slot.ready()  # the supervisor says "jcentral ready" once every worker serves
     else:

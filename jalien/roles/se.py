@@ -8,7 +8,7 @@ import logging
 from jalien.config import Settings
 from jalien.metrics import Metrics
 from jalien.roles.role_metrics import start_metrics
-from jalien.roles.start import Failure, LogOptions, run_role, stop_event
+from jalien.roles.start import Failure, LogOptions, run_role, started, stop_event
 from jalien.storage.envelope import EnvelopeVerifier
 from jalien.storage.se_metrics import instrument
 from jalien.storage.se_server import StorageServer, se_context
@@ -67,6 +67,7 @@ async def serve(settings: Settings) -> None:
     server = SEListeners(https, xrootd)
     metrics_http = await start_metrics(settings, metrics)
     stop = stop_event()
+    started()
     await stop.wait()
     await server.close()
     if metrics_http is not None:

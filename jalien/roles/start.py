@@ -5,6 +5,7 @@ code from jalien.wire.errors instead of a traceback."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -82,6 +83,17 @@ def stop_event(signals: Iterable[signal.Signals] = STOP_SIGNALS) -> asyncio.Even
     stop = asyncio.Event()
     on_signals(lambda _sig: stop.set(), signals)
     return stop
+
+
+def started() -> None:
+    """Call once a role serves: what it made to start (modules, classes, settings, the
+    servers) lives as long as the process, so it is collected once and frozen out of the
+    garbage collector's view (``gc.freeze``). A full collection then scans only what
+    serving made: ~5 ms instead of ~50 ms for a jcentral under load (bench_requests'
+    fairness section saw those 50 ms pauses every 2 s as the tail of another user's
+    latency)."""
+    gc.collect()
+    gc.freeze()
 
 
 def run_role(

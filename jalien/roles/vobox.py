@@ -62,7 +62,15 @@ from jalien.roles.role_metrics import (
     start_metrics,
     vobox_metrics,
 )
-from jalien.roles.start import CONFIG, SYSTEM, Failure, LogOptions, run_role, stop_event
+from jalien.roles.start import (
+    CONFIG,
+    SYSTEM,
+    Failure,
+    LogOptions,
+    run_role,
+    started,
+    stop_event,
+)
 from jalien.roles.vobox_spool import start_relay
 from jalien.site import reports as site_reports
 from jalien.site.arc import ArcBatch
@@ -514,6 +522,7 @@ async def serve(settings: Settings, central: tuple[str, int]) -> None:
     stop = stop_event()
     try:
         await vobox.start()
+        started()
         print(vobox.describe(), flush=True)
         await stop.wait()
         log.info("stopping (the JobAgents keep running)")
