@@ -62,6 +62,7 @@ from jalien.catalogue.backend import (
     Exists,
     FindQuery,
     NotFound,
+    page_rows,
 )
 from jalien.catalogue.change_log import PENDING, Pending
 from jalien.catalogue.mariadb_split import Splitter, is_moved, lock_name, reserve, settle
@@ -1120,12 +1121,13 @@ class MariaDBBackend:
             "WHERE dir=%s AND name>%s ORDER BY name LIMIT %s"
         )
         after = ""
-        while True:
-            rows = await host.read(_fetchall(sql, (directory, after, page)))
+        for index in itertools.count():
+            size = page_rows(page, index)
+            rows = await host.read(_fetchall(sql, (directory, after, size)))
             if not rows:
                 return
             yield list(itertools.starmap(DirEntry, rows))
-            if len(rows) < page:
+            if len(rows) < size:
                 return
             after = rows[-1][0]
 
@@ -1145,8 +1147,11 @@ class MariaDBBackend:
         after = f"{base} AND (dir > %s OR (dir = %s AND name > %s)) ORDER BY dir, name LIMIT %s"
         left = limit or -1
         last: tuple[str, str] | None = None
+        index = 0
         while left != 0:
-            size = page if left < 0 else min(page, left)
+            rows_now = page_rows(page, index)
+            size = rows_now if left < 0 else min(rows_now, left)
+            index += 1
             if last is None:
                 rows = await host.read(_fetchall(first, (*args, size)))
             else:

@@ -23,6 +23,7 @@ from jalien.catalogue.backend import (
     FindQuery,
     NotFound,
     NotSharded,
+    page_rows,
 )
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement
 from jalien.catalogue.paths import prefix_end, split
@@ -157,8 +158,9 @@ class SQLiteBackend:
                 return
         after = ""
         sql = f"SELECT {COLUMNS} FROM entries WHERE dir=? AND name>? ORDER BY name LIMIT ?"
-        while True:
-            size = step_rows(page)  # a short page while another user waits (net.fairness)
+        for index in itertools.count():
+            # short first pages; a short page while another user waits (net.fairness)
+            size = step_rows(page_rows(page, index))
 
             def run(c: sqlite3.Connection, a: str = after, n: int = size) -> list[Any]:
                 return c.execute(sql, (directory, a, n)).fetchall()
@@ -209,8 +211,11 @@ class SQLiteBackend:
         )
         left = query.limit or -1
         last = ("", "")
+        index = 0
         while left != 0:
-            size = step_rows(page) if left < 0 else min(step_rows(page), left)
+            rows_now = step_rows(page_rows(page, index))
+            size = rows_now if left < 0 else min(rows_now, left)
+            index += 1
 
             def run(c: sqlite3.Connection, k: tuple[str, str] = last, n: int = size) -> list[Any]:
                 return c.execute(sql, (*args, *k, n)).fetchall()
