@@ -147,6 +147,43 @@ async def test_turn_ended_in_a_step_is_free_after_the_ready_tasks():
     assert order.index("b") <= 2, order
 
 
+async def test_one_turn_handed_on_per_turn_of_the_loop():
+    """Two slots, both ended in one step while four wait: the waiters get their turns one
+    loop turn after another (a page that does not yield runs alone in its loop turn,
+    another identity's request is read between two such pages), never more than the
+    slots at once."""
+    gate = TurnGate(2)
+    got: list[int] = []
+    holding: list[int] = []
+
+    async def waiter(i: int) -> None:
+        await gate.enter(f"k{i}")
+        got.append(i)
+        holding.append(i)
+
+    assert gate.try_enter() and gate.try_enter()
+    tasks = [asyncio.ensure_future(waiter(i)) for i in range(4)]
+    await asyncio.sleep(0)
+    gate.leave()
+    gate.leave()
+    seen = []
+    for _ in range(6):
+        await asyncio.sleep(0)
+        seen.append(len(got))
+        while holding:  # each page ends in its step
+            holding.pop()
+            gate.leave()
+    await asyncio.gather(*tasks)
+    assert got == [0, 1, 2, 3]
+    steps = [b - a for a, b in zip([0, *seen], seen, strict=False)]
+    assert max(steps) == 1, seen  # one new turn per turn of the loop
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert gate.try_enter() and gate.try_enter() and not gate.try_enter()  # all given back
+    gate.leave()
+    gate.leave()
+
+
 def _recording(log: list[str], name: str = "work", waits: bool = True):
     """A command *name* N answering N pages, each recorded in *log* by login; *waits*: the
     loop turns between pages, else every page is made at once (a kept listing)."""
