@@ -44,7 +44,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import re
 import threading
 import time
 import uuid
@@ -55,6 +54,7 @@ import msgspec
 import MySQLdb
 from msgspec.structs import astuple
 
+from jalien.catalogue import find_sql
 from jalien.catalogue.backend import (
     PAGE,
     CatalogueBackend,
@@ -198,84 +198,6 @@ def _where_keys(keys: list[tuple[str, str]]) -> tuple[str, list[str]]:
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def glob_to_like(glob: str) -> str | None:
-    """SQL GLOB (SQLite's, case-sensitive) as a LIKE pattern; None if it has a class."""
-    if "[" in glob:
-        return None
-    out = []
-    for c in glob:
-        if c == "*":
-            out.append("%")
-        elif c == "?":
-            out.append("_")
-        elif c in "%_\\":
-            out.append("\\" + c)
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-def glob_to_regex(glob: str) -> str:
-    """SQL GLOB as an anchored PCRE pattern (for globs with [classes])."""
-    out = ["(?s)^"]
-    i = 0
-    while i < len(glob):
-        c = glob[i]
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            start = i + 1
-            negate = start < len(glob) and glob[start] == "^"
-            if negate:
-                start += 1
-            end = glob.find("]", start + 1)  # a ']' first in the class is a member
-            if end < 0:
-                out.append(re.escape(c))
-            else:
-                body = glob[start:end].replace("\\", "\\\\").replace("[", "\\[")
-                body = body.replace("]", "\\]")
-                out.append("[" + ("^" if negate else "") + body + "]")
-                i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    out.append("$")
-    return "".join(out)
-
-
-def _find_where(query: FindQuery) -> tuple[str, list[Any]]:
-    where = ["dir >= %s", "dir < %s"]
-    args: list[Any] = [query.base, prefix_end(query.base)]
-    if query.name_glob not in ("", "*"):
-        like = glob_to_like(query.name_glob)
-        if like is not None:
-            where.append("CONVERT(name USING utf8mb4) COLLATE utf8mb4_bin LIKE %s")
-            args.append(like)
-        else:
-            where.append("CONVERT(name USING utf8mb4) COLLATE utf8mb4_bin REGEXP %s")
-            args.append(glob_to_regex(query.name_glob))
-    if not query.types:
-        where.append("FALSE")
-    elif query.types != frozenset("fdcl"):
-        where.append(f"type IN ({','.join(['%s'] * len(query.types))})")
-        args.extend(sorted(query.types))
-    if query.lfn_regex:
-        where.append("CONVERT(CONCAT(dir, name) USING utf8mb4) COLLATE utf8mb4_bin REGEXP %s")
-        args.append(query.lfn_regex)
-    if query.lfn_like:
-        where.append("CONVERT(CONCAT(dir, name) USING utf8mb4) COLLATE utf8mb4_bin LIKE %s")
-        args.append(query.lfn_like)
-    if query.min_size >= 0:
-        where.append("size >= %s")
-        args.append(query.min_size)
-    if query.jobid:
-        where.append("jobid = %s")
-        args.append(query.jobid)
-    return " AND ".join(where), args
 
 
 # -- transactions as an operation sees them: tx.cursor(host) and tx.add_refs(refs)
@@ -1166,7 +1088,8 @@ class MariaDBBackend:
             last = (rows[-1][0], rows[-1][1])
 
     async def find(self, query: FindQuery, page: int = PAGE) -> AsyncIterator[list[Entry]]:
-        where, args = _find_where(query)
+        clauses, args = find_sql.where(query, find_sql.MARIADB)
+        where = " AND ".join(clauses)
         first, *inner = self._lfn().below(query.base)
         if not inner:
             async for rows in self._find_shard(first, where, args, query.limit, page):

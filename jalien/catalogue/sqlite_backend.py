@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from jalien.catalogue import find_sql
 from jalien.catalogue.backend import (
     PAGE,
     CatalogueBackend,
@@ -185,26 +186,7 @@ class SQLiteBackend:
         return row is not None
 
     async def find(self, query: FindQuery, page: int = PAGE) -> AsyncIterator[list[Entry]]:
-        where = ["dir >= ?", "dir < ?"]
-        args: list[Any] = [query.base, prefix_end(query.base)]
-        if query.name_glob not in ("", "*"):
-            where.append("name GLOB ?")
-            args.append(query.name_glob)
-        if query.types != frozenset("fdcl"):
-            where.append(f"type IN ({','.join('?' * len(query.types))})")
-            args.extend(sorted(query.types))
-        if query.lfn_regex:
-            where.append("regexp(?, dir || name)")
-            args.append(query.lfn_regex)
-        if query.lfn_like:
-            where.append("dir || name LIKE ?")
-            args.append(query.lfn_like)
-        if query.min_size >= 0:
-            where.append("size >= ?")
-            args.append(query.min_size)
-        if query.jobid:
-            where.append("jobid = ?")
-            args.append(query.jobid)
+        where, args = find_sql.where(query, find_sql.SQLITE)
         sql = (
             f"SELECT dir, {COLUMNS} FROM entries WHERE {' AND '.join(where)} "
             "AND (dir, name) > (?, ?) ORDER BY dir, name LIMIT ?"

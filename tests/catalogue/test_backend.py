@@ -76,6 +76,11 @@ async def test_find(backend):
     assert [e.path for e in await collect(backend.find(like))] == ["/r/s/b.root"]
     paged = [len(p) async for p in backend.find(FindQuery(base="/r/", limit=3), page=2)]
     assert sum(paged) == 3
+    # one filter for both backends (catalogue.find_sql): the same answers to the same query
+    none = FindQuery(base="/r/", types=frozenset())
+    assert [e.path for e in await collect(backend.find(none))] == []
+    sized = FindQuery(base="/r/", name_glob="[ab].root", min_size=5)
+    assert [e.path for e in await collect(backend.find(sized))] == ["/r/s/b.root"]
 
 
 async def test_du_delete_tree_move(backend):
