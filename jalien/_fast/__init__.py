@@ -7,7 +7,7 @@ pure-Python ones (as aiohttp's AIOHTTP_NO_EXTENSIONS does); so does a missing bu
 import os
 from typing import TYPE_CHECKING
 
-from jalien._fast import framing_py, reqstats_py, sandwich_py, xrdproto_py
+from jalien._fast import auditlines_py, framing_py, reqstats_py, sandwich_py, xrdproto_py
 
 NO_EXTENSIONS = os.environ.get("JALIEN_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -48,11 +48,22 @@ if not NO_EXTENSIONS and not TYPE_CHECKING:
     else:
         reqstats = reqstats_c
 
+auditlines = auditlines_py  # the audit log's lines (net/audit.py)
+if not NO_EXTENSIONS and not TYPE_CHECKING:
+    try:
+        from jalien._fast import auditlines_c
+    except ImportError:
+        pass
+    else:
+        auditlines = auditlines_c
+
 IMPLEMENTATION: str = framing.IMPLEMENTATION
 
 __all__ = [
     "IMPLEMENTATION",
     "NO_EXTENSIONS",
+    "auditlines",
+    "auditlines_py",
     "framing",
     "framing_py",
     "reqstats",
