@@ -15,7 +15,8 @@ level's channel's own, never the level's):
   user asking once waits for at most ``slots`` pages of a flooder, not for its queue. With
   no one waiting a turn is taken without a yield (a user alone runs at full speed).
 - A light identity (at most ``LIGHT`` requests in flight: it cannot flood) takes no turn:
-  its page is made as soon as its task runs, not behind a flooder's queue at the gate.
+  its page is made as soon as its task runs, not behind a flooder's queue at the gate;
+  neither does an identity alone (``needs_turn``).
 - A short turn while others are active: a page takes the loop for as long as it takes to
   read and encode its rows (~1.7 ms of SQLite for 2000 rows of ``ls -l``), so an identity
   served while another identity asked within ``RECENT`` seconds makes pages of at most
@@ -168,6 +169,14 @@ class InFlight:
     def light(self, key: str) -> bool:
         """At most LIGHT requests in flight: its pages need no turn."""
         return self.counts.get(key, 0) <= LIGHT
+
+    def needs_turn(self, key: str) -> bool:
+        """Whether a page of *key*'s streamed reply waits for a turn when none is free: only
+        when it could flood (not light) and another identity is active. A user alone,
+        however many connections, never waits at the gate: nobody to be fair to (its 8
+        connections x 1 small ``ls`` each had waited there, a Task and a wake-up per
+        request: ~15% of that bench's server time)."""
+        return self.counts.get(key, 0) > LIGHT and self.others_active(key)
 
     def saturated(self, key: str) -> bool:
         """At or past the soft bound: its connections are not read."""

@@ -478,10 +478,10 @@ class BinaryConnection(asyncio.Protocol):
                     if self.transport is None or self.transport.is_closing():
                         channel.drop_held(sid)
                         return EXIT_FAILED, "client gone", sent, frames
-                    # a page is made and written in a turn (net.fairness); a light
-                    # identity's needs none
+                    # a page is made and written in a turn (net.fairness), when
+                    # another identity is active and this one could flood
                     held = turns is not None and turns.try_enter()
-                    if turns is not None and not held and not in_flight.light(key):
+                    if turns is not None and not held and in_flight.needs_turn(key):
                         await turns.enter(key)  # other identities' pages first, in turn
                         held = True
                     try:
@@ -1008,7 +1008,7 @@ class JsonWebSocket(WSListener):
                 # a page is made, rendered and written in a turn (net.fairness); a light
                 # identity's needs none
                 held = turns.try_enter()
-                if not held and not in_flight.light(key):
+                if not held and in_flight.needs_turn(key):
                     await turns.enter(key)
                     held = True
                 try:

@@ -293,3 +293,15 @@ async def test_a_levels_channel_counts_for_its_own_identity(make_server, connect
     assert (await vobox.call("pwd")).exitcode == 0  # the level itself is not alice
     assert all(r.exitcode == 0 for r in await asyncio.gather(*slow))
     assert (await for_alice.call("pwd")).exitcode == 0
+
+
+def test_an_identity_alone_never_needs_a_turn():
+    """Pages wait at the gate only to be fair to someone: a user alone with many requests
+    in flight takes none; once another identity asks, the flooder's pages take turns, the
+    other's (light) do not."""
+    flight = InFlight(soft=256, hard=1024)
+    for _ in range(50):
+        assert flight.admit("bob")
+    assert not flight.light("bob") and not flight.needs_turn("bob")
+    assert flight.admit("jdoe")
+    assert flight.needs_turn("bob") and not flight.needs_turn("jdoe")
