@@ -12,6 +12,7 @@ class LineMaker:
     def __init__(
         self,
         level: str,
+        clock: Callable[[float], str],
         args_of: Callable[[str, Sequence[str]], list[str]],
         error_of: Callable[[str], str],
         refusal_codes: frozenset[int],

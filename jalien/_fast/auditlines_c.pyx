@@ -10,8 +10,6 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 
-import time
-
 import msgspec
 
 IMPLEMENTATION = "cython"
@@ -120,12 +118,11 @@ cdef int _put_millis(Buf *buf, double seconds) except -1:
 
 cdef class LineMaker:
     cdef readonly str level
+    cdef object clock
     cdef object args_of
     cdef object error_of
     cdef object refusal_codes
     cdef long long _ms
-    cdef long long _second
-    cdef str _prefix
     cdef bytes _time
     cdef dict _shared
     cdef Buf _buf  # the line being made, reused
@@ -140,14 +137,13 @@ cdef class LineMaker:
     def __dealloc__(self):
         free(self._buf.data)
 
-    def __init__(self, str level, args_of, error_of, refusal_codes):
+    def __init__(self, str level, clock, args_of, error_of, refusal_codes):
         self.level = level
+        self.clock = clock
         self.args_of = args_of
         self.error_of = error_of
         self.refusal_codes = refusal_codes
         self._ms = -1
-        self._second = -1
-        self._prefix = ""
         self._time = b""
         self._shared = {}
 
@@ -156,15 +152,9 @@ cdef class LineMaker:
 
     cdef bytes _time_text(self, double t):
         cdef long long ms = <long long>(t * 1000)
-        cdef long long second, rest
         if ms != self._ms:
             self._ms = ms
-            second = ms // 1000
-            rest = ms - second * 1000
-            if second != self._second:
-                self._second = second
-                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._time = b'{"time":"' + f"{self._prefix}.{rest:03d}Z".encode() + b'",'
+            self._time = b'{"time":' + _encode(self.clock(t)) + b","
         return self._time
 
     cdef bytes _who(self, object event, object peer, object personality, object channel,

@@ -5,13 +5,12 @@ event, peer, personality, channel, identity, command, options, exitcode, error, 
 bytes_out, pages); an identity is None or has ``kind`` (an Enum or None), ``dn``,
 ``login`` and ``job_id``. A line is exactly ``msgspec.json.encode(AuditRecord) + b"\\n"``
 (net.audit's record, the fields in its order): ``tests/net/test_auditlines.py`` holds both
-twins to those bytes. The policy stays with the audit log: *args_of* bounds and masks the
-arguments, *error_of* bounds an error text, *refusal_codes* are the exit codes that say
-"refused"."""
+twins to those bytes. The policy stays with the audit log: *clock* writes a time (ISO 8601
+UTC, milliseconds), *args_of* bounds and masks the arguments, *error_of* bounds an error
+text, *refusal_codes* are the exit codes that say "refused"."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,29 +27,25 @@ class LineMaker:
     def __init__(
         self,
         level: str,
+        clock: Callable[[float], str],
         args_of: Callable[[str, Sequence[str]], list[str]],
         error_of: Callable[[str], str],
         refusal_codes: frozenset[int],
     ) -> None:
         self.level = level
+        self.clock = clock
         self.args_of = args_of
         self.error_of = error_of
         self.refusal_codes = refusal_codes
         self._ms = -1
-        self._second = -1
-        self._prefix = ""
         self._time = b""
 
     def time_text(self, t: float) -> bytes:
-        """``"time":"<ISO 8601 UTC, milliseconds>",`` opening a line (once per millisecond)."""
+        """``{"time":"...",`` opening a line (the clock asked once per millisecond)."""
         ms = int(t * 1000)
         if ms != self._ms:
             self._ms = ms
-            second, rest = divmod(ms, 1000)
-            if second != self._second:
-                self._second = second
-                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._time = b'{"time":"' + f"{self._prefix}.{rest:03d}Z".encode() + b'",'
+            self._time = b'{"time":' + _encode(self.clock(t)) + b","
         return self._time
 
     def add(self, entry: tuple[Any, ...], out: bytearray) -> None:

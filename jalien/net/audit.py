@@ -318,7 +318,7 @@ class _Writer(QueueListener):
     def __init__(self, queue_: SimpleQueue[Any], handler: _File, level: str) -> None:
         super().__init__(queue_, handler)
         # the lines, as msgspec writes AuditRecords (jalien/_fast/auditlines: Cython twin)
-        self.lines = auditlines.LineMaker(level, bound_args, _bounded, REFUSAL_CODES)
+        self.lines = auditlines.LineMaker(level, _Clock().at, bound_args, _bounded, REFUSAL_CODES)
         self.done = 0  # entries written (only this thread adds)
         self.failed = 0
         # what an admin sees of the thread (background); never paused: entries would pile up

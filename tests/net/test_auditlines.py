@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jalien._fast import NO_EXTENSIONS, auditlines_py
-from jalien.net.audit import REFUSAL_CODES, _bounded, _Builder, bound_args
+from jalien.net.audit import REFUSAL_CODES, _bounded, _Builder, _Clock, bound_args
 
 
 def _twins():
@@ -46,7 +46,7 @@ def expected(entry: tuple) -> bytes:
 
 
 def made(twin, entries) -> bytes:
-    maker = twin.LineMaker("jcentral", bound_args, _bounded, REFUSAL_CODES)
+    maker = twin.LineMaker("jcentral", _Clock().at, bound_args, _bounded, REFUSAL_CODES)
     out = bytearray()
     for entry in entries:
         maker.add(entry, out)
