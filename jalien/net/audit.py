@@ -8,8 +8,9 @@ DN, login), what (command, arguments cut to a bound, secrets masked), and how it
 
 Writing never blocks the event loop. On the loop's thread a request costs a tuple of what
 the server already has (``Entry``) appended to a list; every FLUSH_DELAY (or FLUSH_ENTRIES)
-the list goes to a ``logging.handlers.QueueListener`` thread, which builds the lines
-(``AuditRecord``, msgspec JSON) for every batch waiting and appends them, one write, to a
+the list goes to a ``logging.handlers.QueueListener`` thread, which makes the lines (the
+JSON msgspec writes for an ``AuditRecord``, by ``_fast.auditlines``, a Cython twin: the
+one home of what a record holds) for every batch waiting and appends them, one write, to a
 size-bounded ``RotatingFileHandler`` file (``<home>/log/audit.jsonl``, ``audit_max_bytes``
 x ``audit_backups``, renamed .1 .. .N as administrators know). The stdlib pair is used for
 what it does well (the thread, the queue, the rotation and its lock); the hot path never
@@ -112,12 +113,6 @@ def raw_outcome(flags: int, body: bytes) -> tuple[int | str, str]:
     return head.exitcode, head.error
 
 
-def identity_kind(identity: Any) -> str:
-    """The identity kind's value (``Identity.kind``: jalien.auth.policy.IdentityKind)."""
-    kind = identity.kind
-    return kind.value if kind is not None else ""
-
-
 _ENVELOPE = re.compile(r"[A-Za-z0-9_-]{32,}\.[A-Za-z0-9_-]{32,}")
 _AUTHZ = re.compile(r"(authz=)[^&\s]*")
 
@@ -199,57 +194,21 @@ class _Clock:
         return self._text
 
 
+def line_maker(level: str) -> Any:
+    """Entries -> the JSON lines of their AuditRecords (``_fast.auditlines``), with this
+    module's rules: the clock, arguments bounded and masked, errors bounded, what counts as
+    refused. One per thread (it keeps the time and each connection's part)."""
+    return auditlines.LineMaker(level, _Clock().at, bound_args, _bounded, REFUSAL_CODES)
+
+
+_record_of = msgspec.json.Decoder(AuditRecord).decode
+
+
 Entry = tuple[Any, ...]
 """What the hot path keeps of a request: (time, event, peer, personality, channel,
 identity, command, options, exitcode, error, seconds, bytes_out, pages). The values are
 never changed afterwards (an Identity is frozen; a Request's options are not touched once
 dispatched), so the writer thread may read them."""
-
-
-class _Builder:
-    """Entries -> AuditRecords. One per thread: the writer's, and the console's."""
-
-    def __init__(self, level: str) -> None:
-        self.level = level
-        self.clock = _Clock()
-        self._identity: Any = None  # the last one seen, and its kind
-        self._kind = ""
-
-    def build(self, entry: Entry) -> AuditRecord:
-        (
-            t, event, peer, personality, channel, identity, command, options, exitcode,
-            error, seconds, bytes_out, pages,
-        ) = entry  # fmt: skip
-        if identity is None:
-            kind = dn = login = job = ""
-        else:
-            if identity is not self._identity:  # a connection's requests share one
-                self._identity = identity
-                self._kind = identity_kind(identity)
-            kind, dn, login, job = self._kind, identity.dn, identity.login, identity.job_id
-        if error:
-            error = _bounded(error)
-        refused = error if event != "request" or exitcode in REFUSAL_CODES else ""
-        return AuditRecord(
-            self.clock.at(t),
-            self.level,
-            event,
-            peer,
-            personality,
-            channel,
-            kind,
-            dn,
-            login,
-            job,
-            command,
-            bound_args(command, options),
-            exitcode,
-            error,
-            refused,
-            round(seconds * 1000.0, 3),
-            bytes_out,
-            pages,
-        )
 
 
 class _File(RotatingFileHandler):
@@ -317,8 +276,7 @@ class _Writer(QueueListener):
 
     def __init__(self, queue_: SimpleQueue[Any], handler: _File, level: str) -> None:
         super().__init__(queue_, handler)
-        # the lines, as msgspec writes AuditRecords (jalien/_fast/auditlines: Cython twin)
-        self.lines = auditlines.LineMaker(level, _Clock().at, bound_args, _bounded, REFUSAL_CODES)
+        self.lines = line_maker(level)  # (jalien/_fast/auditlines: a Cython twin)
         self.done = 0  # entries written (only this thread adds)
         self.failed = 0
         # what an admin sees of the thread (background); never paused: entries would pile up
@@ -402,7 +360,7 @@ class AuditLog:
         self._dropped_said = -1e9
         self._max_pending = max_pending  # entries handed over but not yet written
         self._sent = 0  # entries handed over (only the loop's thread adds)
-        self._console = _Builder(level)
+        self._console: Any = None  # a line maker of the loop's thread, made at DEBUG
         self._pending: list[Entry] = []
         self._scheduled = False
         self._queue: queue.SimpleQueue[Any] | None = None
@@ -528,8 +486,17 @@ class AuditLog:
             elif not self._scheduled:
                 self._schedule()
         if log.isEnabledFor(_DEBUG):  # a JSON log line (jalien.logs) carries the record
-            record = self._console.build(entry)
+            record = self._console_record(entry)
             log.debug("%s", readable(record), extra={"fields": {"audit": record}})
+
+    def _console_record(self, entry: Entry) -> AuditRecord:
+        """The record of *entry*, read back from its line (the console's slow path: the
+        line maker is the one home of what a record holds)."""
+        if self._console is None:
+            self._console = line_maker(self.level)
+        line = bytearray()
+        self._console.add(entry, line)
+        return _record_of(bytes(line))
 
     def _schedule(self) -> None:
         try:
