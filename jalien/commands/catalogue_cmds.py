@@ -44,8 +44,9 @@ EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 def guid_time_ms(guid: str) -> int:
     """The creation time in a version-1 UUID, in milliseconds since the epoch."""
     if len(guid) == 36 and guid[14] == "1" and UUID_RE.fullmatch(guid):
-        # the canonical form, read directly (several times cheaper than uuid.UUID)
-        stamp = int(guid[15:18], 16) << 48 | int(guid[9:13], 16) << 32 | int(guid[:8], 16)
+        # the canonical form, read directly (several times cheaper than uuid.UUID): the
+        # 60-bit time is time_hi (12 bits), time_mid (16), time_low (32), in one int()
+        stamp = int(guid[15:18] + guid[9:13] + guid[:8], 16)
         return (stamp - 0x01B21DD213814000) // 10_000
     try:
         value = uuid.UUID(guid)
