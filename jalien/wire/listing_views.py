@@ -50,9 +50,13 @@ def _minute(minute: int) -> str:
 
 def long_line(entry: DirEntry, name: str, human: bool) -> str:
     size = human_size(entry.size) if human else str(entry.size)
+    return _long_text(permissions(entry.type, entry.perm), entry, size, name)
+
+
+def _long_text(perms: str, entry: DirEntry, size: str, name: str) -> str:
     return (
-        f"{permissions(entry.type, entry.perm)}   {entry.owner:>8} {entry.gowner:>8} "
-        f"{size:>12} {short_time(entry.ctime)}    {name}"
+        f"{perms}   {entry.owner:>8} {entry.gowner:>8} {size:>12} "
+        f"{_minute(entry.ctime // 60_000) if entry.ctime else ''}    {name}"
     )
 
 
@@ -65,15 +69,17 @@ def _ls_brief(entry: DirEntry, base: str, slash: bool) -> dict[str, Any]:
 def _ls_long(entry: DirEntry, base: str, slash: bool, human: bool) -> dict[str, Any]:
     is_dir = entry.type == "d"
     name = entry.name + "/" if is_dir and slash else entry.name
+    perms = permissions(entry.type, entry.perm)  # once for the field and the line
+    size = str(entry.size)
     return {
-        "permissions": permissions(entry.type, entry.perm),
+        "permissions": perms,
         "user": entry.owner,
         "group": entry.gowner,
-        "size": str(entry.size),
+        "size": size,
         "ctime": str(entry.ctime) if entry.ctime else "",
         "name": name,
         "path": base + entry.name + ("/" if is_dir else ""),
-        "message": long_line(entry, name, human),
+        "message": _long_text(perms, entry, human_size(entry.size) if human else size, name),
     }
 
 
