@@ -21,6 +21,33 @@ IMPLEMENTATION = "python"
 _encode = msgspec.json.encode
 
 
+class _Who(msgspec.Struct, gc=False):
+    """The fields of a line a connection's requests share (the record's order)."""
+
+    level: str
+    event: str
+    peer: str
+    personality: str
+    channel: int
+    kind: str
+    dn: str
+    login: str
+    job: str
+
+
+class _What(msgspec.Struct, gc=False):
+    """The fields of a line that are the request's own (the record's order)."""
+
+    command: str
+    args: list[str]
+    exitcode: int | str
+    error: str
+    refused: str
+    duration_ms: float
+    bytes_out: int
+    pages: int
+
+
 class LineMaker:
     """Makes the lines of one level (jcentral, jbox, ...); one per writing thread."""
 
@@ -63,21 +90,12 @@ class LineMaker:
             error = self.error_of(error)
         refused = error if event != "request" or exitcode in self.refusal_codes else ""
         args = self.args_of(command, options) if options else []
+        who = _Who(self.level, event, peer, personality, channel, kind, dn, login, job)
+        what = _What(
+            command, args, exitcode, error, refused, round(seconds * 1000.0, 3), bytes_out, pages
+        )
         out += self.time_text(t)
-        out += b'"level":' + _encode(self.level)
-        out += b',"event":' + _encode(event)
-        out += b',"peer":' + _encode(peer)
-        out += b',"personality":' + _encode(personality)
-        out += b',"channel":' + _encode(channel)
-        out += b',"kind":' + _encode(kind)
-        out += b',"dn":' + _encode(dn)
-        out += b',"login":' + _encode(login)
-        out += b',"job":' + _encode(job)
-        out += b',"command":' + _encode(command)
-        out += b',"args":' + _encode(args)
-        out += b',"exitcode":' + _encode(exitcode)
-        out += b',"error":' + _encode(error)
-        out += b',"refused":' + _encode(refused)
-        out += b',"duration_ms":' + _encode(round(seconds * 1000.0, 3))
-        out += b',"bytes_out":' + _encode(bytes_out)
-        out += b',"pages":' + _encode(pages) + b"}\n"
+        out += _encode(who)[1:-1]  # '"level":...,"job":"..."'
+        out += b","
+        out += _encode(what)[1:]  # '"command":...}'
+        out += b"\n"
