@@ -7,28 +7,20 @@ its ``monitor.report`` came on: central learns each CE's session from its site r
 on the connection that matched the job (through the VoBox, which relays its agents'
 channels). The process answers with ``logsReport`` (``wire.monitor_api.LogsReport``) from
 its ring of recent lines (jalien.logs.RecentLines). No level connects into a site; a
-question waits at most ``timeout`` seconds; at most ``max_pending`` wait at once.
+question waits at most ``timeout`` seconds; at most ``max_pending`` wait at once
+(jalien.jobs.questions, shared with spy).
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any
 
+from jalien.jobs.questions import Questions
 from jalien.jobs.service import JobService
 from jalien.jobs.states import ACTIVE
-from jalien.wire.errors import (
-    EXIT_BUSY,
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    EXIT_PERMISSION,
-    EXIT_TIMEOUT,
-    RequestError,
-)
+from jalien.wire.errors import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Event
 from jalien.wire.monitor_api import LOGS_TOPIC, MAX_LOG_LINES, LogsReport
 
@@ -49,20 +41,13 @@ class _Question:
     target: str  # "vobox CE" or "job N", for the messages
     login: str  # who must answer (a VoBox's login), or "" for a job's agent
     queue_id: int
-    future: asyncio.Future[LogsReport]
 
 
 class LogsDesk:
     def __init__(self, jobs: JobService, *, timeout: float = 30.0, max_pending: int = 100):
         self.jobs = jobs
-        self.timeout = timeout
-        self.max_pending = max_pending
         self.sites: dict[str, _Site] = {}  # CE (upper case) -> its VoBox's session
-        self._refs = itertools.count(random.randrange(1, 1 << 30) << 20)
-        self._pending: dict[int, _Question] = {}
-        self.asked = 0
-        self.answered = 0
-        self.timeouts = 0
+        self.questions: Questions[_Question, LogsReport] = Questions(timeout, max_pending)
 
     # -- what central learns from the site reports
     def site_seen(self, ce: str, login: str, session: Any) -> None:
@@ -104,32 +89,27 @@ class LogsDesk:
     ) -> LogsReport:
         if not 0 < lines <= MAX_LOG_LINES:
             raise RequestError(f"logs: -n wants 1..{MAX_LOG_LINES} lines", EXIT_INVALID)
-        if len(self._pending) >= self.max_pending:
-            raise RequestError("logs: too many questions waiting for answers", EXIT_BUSY)
-        ref = next(self._refs)
-        future: asyncio.Future[LogsReport] = asyncio.get_running_loop().create_future()
-        self._pending[ref] = _Question(target, login, queue_id, future)
-        self.asked += 1
-        payload = {"ref": str(ref), "lines": str(lines)}
-        if queue_id:
-            payload["queueId"] = str(queue_id)
-        try:
+
+        def send(ref: int) -> None:
+            payload = {"ref": str(ref), "lines": str(lines)}
+            if queue_id:
+                payload["queueId"] = str(queue_id)
             push(Event(topic=LOGS_TOPIC, payload=payload))
-            report = await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            self.timeouts += 1
-            raise RequestError(
-                f"logs: {target} did not answer within {self.timeout:g} s", EXIT_TIMEOUT
-            ) from None
-        finally:
-            self._pending.pop(ref, None)
+
+        questions = self.questions
+        report = await questions.ask(
+            _Question(target, login, queue_id),
+            send,
+            busy="logs: too many questions waiting for answers",
+            silent=f"logs: {target} did not answer within {questions.timeout:g} s",
+        )
         if report.error:
             raise RequestError(f"logs: {target}: {report.error}", EXIT_NOT_FOUND)
         return report
 
     def answer(self, caller: Any, report: LogsReport) -> None:
         """A ``logsReport``: it must come from the VoBox or the JobAgent that was asked."""
-        question = self._pending.get(report.ref)
+        question = self.questions.about(report.ref)
         if question is None:
             log.info("logs report %d came too late", report.ref)
             return
@@ -145,6 +125,4 @@ class LogsDesk:
                 f"Permission denied: logs report {report.ref} is not yours to give",
                 EXIT_PERMISSION,
             )
-        self.answered += 1
-        if not question.future.done():
-            question.future.set_result(report)
+        self.questions.deliver(report.ref, report)

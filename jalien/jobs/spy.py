@@ -6,7 +6,8 @@ The question goes where ``kill`` goes: an ``Event(topic="spy")`` pushed on the c
 that matched the job (through the VoBox, which relays its agents' channels); the agent
 answers with ``spyReport`` on the same connection (``wire.monitor_api.SpyReport``). No
 level connects into a site. A question waits at most ``timeout`` seconds; at most
-``max_pending`` wait at once (beyond: busy), so a silent agent costs nothing lasting.
+``max_pending`` wait at once (beyond: busy), so a silent agent costs nothing lasting
+(jalien.jobs.questions, shared with logs).
 
 Several jcentrals (``jobs.routes``): when the agent is connected to another central, the
 question goes there as a push (topic "spy", with the asking central's name), that central
@@ -18,25 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
-import random
 import time
 from typing import Any
 
 import msgspec
 
+from jalien.jobs.questions import Questions
 from jalien.jobs.routes import Router
 from jalien.jobs.service import JobService
 from jalien.jobs.states import ACTIVE
-from jalien.wire.errors import (
-    EXIT_BUSY,
-    EXIT_INVALID,
-    EXIT_NOT_FOUND,
-    EXIT_PERMISSION,
-    EXIT_TIMEOUT,
-    RequestError,
-)
+from jalien.wire.errors import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_PERMISSION, RequestError
 from jalien.wire.messages import Event
 from jalien.wire.monitor_api import SPY_TOPIC, SPY_WHATS, SpyReport
 
@@ -58,19 +51,13 @@ def check_what(what: str) -> str:
 class SpyDesk:
     def __init__(self, jobs: JobService, *, timeout: float = 30.0, max_pending: int = 1000):
         self.jobs = jobs
-        self.timeout = timeout
-        self.max_pending = max_pending
-        self._refs = itertools.count(random.randrange(1, 1 << 30) << 20)
+        # questions waiting here: ref -> the job asked about
+        self.questions: Questions[int, SpyReport] = Questions(timeout, max_pending)
         # questions from other centrals for agents connected here: ref -> (asker, job, when)
         self._relayed: collections.OrderedDict[int, tuple[str, int, float]] = (
             collections.OrderedDict()
         )
         self.router: Router | None = None
-        # ref -> (job id, the future the answer completes)
-        self._pending: dict[int, tuple[int, asyncio.Future[SpyReport]]] = {}
-        self.asked = 0
-        self.answered = 0
-        self.timeouts = 0
 
     async def ask(self, caller: Any, job_id: int, what: str) -> SpyReport:
         what = check_what(what)
@@ -88,14 +75,9 @@ class SpyDesk:
                 f"job {job_id}: its JobAgent is not connected to this central service",
                 EXIT_NOT_FOUND,
             )
-        if len(self._pending) >= self.max_pending:
-            raise RequestError("spy: too many questions waiting for JobAgents", EXIT_BUSY)
-        ref = next(self._refs)
-        future: asyncio.Future[SpyReport] = asyncio.get_running_loop().create_future()
-        self._pending[ref] = (job_id, future)
-        self.asked += 1
-        question = {"queueId": str(job_id), "what": what, "ref": str(ref)}
-        try:
+
+        async def send(ref: int) -> None:
+            question = {"queueId": str(job_id), "what": what, "ref": str(ref)}
             if push is not None:
                 push(Event(topic=SPY_TOPIC, payload=question))
             elif not await self._ask_elsewhere(job_id, question):
@@ -103,27 +85,26 @@ class SpyDesk:
                     f"job {job_id}: its JobAgent is connected to no central service",
                     EXIT_NOT_FOUND,
                 )
-            report = await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            self.timeouts += 1
-            raise RequestError(
-                f"job {job_id}: its JobAgent did not answer within {self.timeout:g} s",
-                EXIT_TIMEOUT,
-            ) from None
-        finally:
-            self._pending.pop(ref, None)
+
+        questions = self.questions
+        report = await questions.ask(
+            job_id,
+            send,
+            busy="spy: too many questions waiting for JobAgents",
+            silent=f"job {job_id}: its JobAgent did not answer within {questions.timeout:g} s",
+        )
         if report.error:
             raise RequestError(f"job {job_id}: {report.error}", EXIT_NOT_FOUND)
         return report
 
     def answer(self, caller: Any, report: SpyReport) -> None:
         """A JobAgent's ``spyReport``: it must come from the agent the job was matched to."""
-        waiting = self._pending.get(report.ref)
-        relayed = self._relayed.get(report.ref) if waiting is None else None
-        if waiting is None and relayed is None:
+        asked = self.questions.about(report.ref)
+        relayed = self._relayed.get(report.ref) if asked is None else None
+        if asked is None and relayed is None:
             log.info("spy report %d for job %d came too late", report.ref, report.queue_id)
             return
-        job_id = waiting[0] if waiting is not None else relayed[1]  # type: ignore[index]
+        job_id = asked if asked is not None else relayed[1]  # type: ignore[index]
         matched = self.jobs.matched_by.get(job_id)
         if report.queue_id != job_id or (matched is not None and matched != caller.serial):
             raise RequestError(
@@ -137,13 +118,8 @@ class SpyDesk:
         self._deliver(report)
 
     def _deliver(self, report: SpyReport) -> None:
-        waiting = self._pending.get(report.ref)
-        if waiting is None:
+        if not self.questions.deliver(report.ref, report):
             log.info("spy report %d for job %d came too late", report.ref, report.queue_id)
-            return
-        self.answered += 1
-        if not waiting[1].done():
-            waiting[1].set_result(report)
 
     # -- several jcentrals (jobs.routes)
     def attach_router(self, router: Router) -> None:
@@ -183,8 +159,8 @@ class SpyDesk:
         now = time.monotonic()
         self._relayed[ref] = (asker, job_id, now)
         while self._relayed and (
-            len(self._relayed) > self.max_pending
-            or next(iter(self._relayed.values()))[2] < now - 2 * self.timeout
+            len(self._relayed) > self.questions.max_pending
+            or next(iter(self._relayed.values()))[2] < now - 2 * self.questions.timeout
         ):
             self._relayed.popitem(last=False)
         push(Event(topic=SPY_TOPIC, payload=payload))

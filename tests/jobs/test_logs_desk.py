@@ -77,4 +77,4 @@ async def test_answers_from_others_are_refused_and_silence_times_out():
         await desk.vobox("ALICE::X::CE", 10)
     assert exc.value.exitcode == 62  # ETIME
     assert refused and "not yours to give" in str(refused[0])
-    assert desk.timeouts == 1 and desk.answered == 0
+    assert desk.questions.timeouts == 1 and desk.questions.answered == 0
