@@ -1,7 +1,8 @@
 """The request path end to end: real jcentral processes over mutual TLS, load from another
 process, figures per server core (the server's CPU time), the median of several rounds.
 
-    python bench/bench_requests.py [--scale 1.0] [--no-spin]
+    python bench/bench_requests.py [--scale 1.0] [--no-spin] [--only fairness|deflate]
+                                   [--scenario TEXT ...]
 
 Three jcentrals start from copies of one grid home (`jalien-bin setup`, a catalogue filled
 before they start): "kept", the default (short SQLite reads on the event loop's thread and
@@ -17,6 +18,8 @@ Goals (issue 15):
 3. Binary RPC (``ping``) 8 x 64: >= 500k/s per core.
 4. ``ls -l`` of 100k entries <= 150 ms on the binary channel (first page <= 20 ms),
    <= 250 ms as WebSocket JSON; ``stat`` of 1000 LFNs <= 15 ms (wall time seen by a client).
+   Beside them, the floor: the big directory's rows read alone with Python's sqlite3 in
+   the server's pages, in this process (no encoding, no network).
 
 5. Fairness (item 8): a flood from one user (16 x 64 ``ls -l`` of 2000 entries) leaves
    another user's ``ls`` p99 within 2x of its p99 alone.
@@ -24,7 +27,8 @@ Goals (issue 15):
    ``ls -l`` of the big directory as WebSocket JSON, offered and not
    (``--only fairness|deflate`` runs one of these two alone).
 
-Figures are reported, never asserted. ``--scale`` scales the windows and the big directory
+``--scenario TEXT`` runs only the throughput scenarios whose name holds TEXT (to profile one
+path with py-spy or perf while it runs). Figures are reported, never asserted. ``--scale`` scales the windows and the big directory
 (100k entries at 1.0); CI runs ``--scale 0.001``.
 """
 
