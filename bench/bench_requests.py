@@ -28,8 +28,8 @@ Goals (issue 15):
    (``--only fairness|deflate`` runs one of these two alone).
 
 ``--scenario TEXT`` runs only the throughput scenarios whose name holds TEXT (to profile one
-path with py-spy or perf while it runs). Figures are reported, never asserted. ``--scale`` scales the windows and the big directory
-(100k entries at 1.0); CI runs ``--scale 0.001``.
+path with py-spy or perf while it runs). Figures are reported, never asserted. ``--scale``
+scales the windows and the big directory (100k entries at 1.0); CI runs ``--scale 0.001``.
 """
 
 from __future__ import annotations
