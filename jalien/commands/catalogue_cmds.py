@@ -697,36 +697,33 @@ def _visible(page: list[DirEntry], show_hidden: bool, skip_dirs: bool) -> list[D
 
 
 def _stat_record(entry: Entry) -> Record:
+    lfn, ctime = entry.lfn, str(entry.ctime)
     record: Record = {
-        "lfn": entry.lfn,
+        "lfn": lfn,
         "type": entry.type,
         "owner": entry.owner,
         "gowner": entry.gowner,
         "perm": entry.perm,
-        "ctime": str(entry.ctime),
+        "ctime": ctime,
     }
-    lines = [
-        f"File: {entry.lfn}",
-        f"Type: {entry.type}",
-        f"Owner: {entry.owner}:{entry.gowner}",
-        f"Permissions: {entry.perm}",
-        f"Last change: {java_date(entry.ctime)} ({entry.ctime})",
-    ]
+    message = (
+        f"File: {lfn}\nType: {entry.type}\nOwner: {entry.owner}:{entry.gowner}\n"
+        f"Permissions: {entry.perm}\nLast change: {java_date(entry.ctime)} ({ctime})"
+    )
     if entry.jobid > 0:
         record["jobid"] = str(entry.jobid)
-        lines.append(f"Job ID: {entry.jobid}")
+        message += f"\nJob ID: {entry.jobid}"
     if not entry.is_dir:
-        record["size"] = str(entry.size)
+        size = str(entry.size)
+        record["size"] = size
         record["md5"] = entry.md5
-        lines.append(f"Size: {entry.size} ({human_size(entry.size)})")
-        lines.append(f"MD5: {entry.md5}")
+        message += f"\nSize: {size} ({human_size(entry.size)})\nMD5: {entry.md5}"
         if entry.guid:
             mtime = guid_time_ms(entry.guid)
             record["guid"] = entry.guid
             record["mtime"] = str(mtime)
-            lines.append(f"GUID: {entry.guid}")
-            lines.append(f"\tGUID created on {java_date(mtime)} ({mtime})")
-    record["message"] = "\n".join(lines)
+            message += f"\nGUID: {entry.guid}\n\tGUID created on {java_date(mtime)} ({mtime})"
+    record["message"] = message
     return record
 
 
