@@ -208,19 +208,22 @@ async def test_the_spool_is_bounded(tmp_path):
 
 
 async def test_a_forged_hello_is_refused(tmp_path):
-    handler = Handler()
-    relay = await start_relay(tmp_path, handler, "inotify")
-    cert_pem, _ = make_cert("victim")
-    _, other_key = make_cert("thief")
-    agent = client(tmp_path, "inotify", cert=(cert_pem, other_key))
-    try:
-        await agent.connect()
-        reply = await agent.call("echo", "x", timeout=10)
-        assert reply.exitcode == 13 and "not signed by its key" in reply.error
-        assert handler.ran == []
-    finally:
-        await agent.close()
-        await relay.close()
+    # bounded as a whole: it hung once in a fresh-clone CI run (not reproduced in 90 runs
+    # since, alone or after tests/net); a hang now fails here with the line it waited on
+    async with asyncio.timeout(60):
+        handler = Handler()
+        relay = await start_relay(tmp_path, handler, "inotify")
+        cert_pem, _ = make_cert("victim")
+        _, other_key = make_cert("thief")
+        agent = client(tmp_path, "inotify", cert=(cert_pem, other_key))
+        try:
+            await agent.connect()
+            reply = await agent.call("echo", "x", timeout=10)
+            assert reply.exitcode == 13 and "not signed by its key" in reply.error
+            assert handler.ran == []
+        finally:
+            await agent.close()
+            await relay.close()
 
 
 async def test_stale_connections_and_temporary_files_go(tmp_path):
