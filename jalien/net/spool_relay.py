@@ -322,6 +322,7 @@ class SpoolRelay:
         self.connections: dict[str, _Connection] = {}
         self.watch: spool.DirWatch | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._writes: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.replies = 0
@@ -344,6 +345,10 @@ class SpoolRelay:
         log.info("spool relay on %s (%s, scan every %g s)", self.root, self.watch.mode, self.poll)
 
     async def close(self) -> None:
+        # the flag ends the loop too: on Python 3.11 a cancel that lands as the watch's
+        # wait_for completes is swallowed (CPython gh-86296), and the loop went on while
+        # close() waited for it (a test hung once in CI)
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -358,7 +363,7 @@ class SpoolRelay:
     async def _run(self) -> None:
         assert self.watch is not None
         changed: set[Path] | None = None
-        while True:
+        while not self._stopping:
             try:
                 await self._scan(changed)
             except Exception:  # keep relaying: one bad directory must not stop the others

@@ -249,3 +249,22 @@ async def test_stale_connections_and_temporary_files_go(tmp_path):
     finally:
         await agent.close()
         await relay.close()
+
+
+async def test_the_relay_stops_when_a_cancel_is_swallowed(tmp_path):
+    """On Python 3.11 asyncio.wait_for returns its inner result when a cancel lands as that
+    result arrives (CPython gh-86296): the relay's loop must stop on close() even when its
+    watch's wait swallows the cancel (it hung CI once)."""
+    relay = await start_relay(tmp_path, Handler(), "poll")
+    assert relay.watch is not None
+
+    async def swallowing_wait():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return set()  # what wait_for did: the cancel gone, a result instead
+
+    relay.watch.wait = swallowing_wait
+    await asyncio.sleep(0.1)  # the loop now waits in swallowing_wait
+    async with asyncio.timeout(10):
+        await relay.close()
