@@ -237,7 +237,11 @@ class Loop:
         self.errors_in_row += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.errors_in_row == 1:
-            self.log.error("%s failed", self.name, exc_info=exc)
+            if hasattr(exc, "exitcode"):  # an answer (wire.errors.RequestError: a peer said
+                # no, the connection to central was lost): its words say it all, no traceback
+                self.log.error("%s failed: %s", self.name, exc)
+            else:  # a bug: where it happened
+                self.log.error("%s failed", self.name, exc_info=exc)
         else:
             self.log.warning(
                 "%s failed again (%d in a row): %s", self.name, self.errors_in_row, self.last_error

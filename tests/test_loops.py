@@ -203,3 +203,26 @@ async def test_stop_all_cancels_a_step_that_does_not_end():
     assert registry.list()[0].running
     await asyncio.wait_for(registry.stop_all(timeout=0.01), 5)
     assert registry.get("stuck").task.done()
+
+
+async def test_an_answer_is_one_line_without_a_traceback(caplog):
+    """A step that fails with an answer (an exception with an exit code: wire.errors'
+    RequestError, e.g. the connection to central lost as it stops) is one line: not a bug,
+    no traceback (the README's session once showed one when jcentral stopped first)."""
+    from jalien.wire.errors import RequestError
+
+    async def step() -> None:
+        raise RequestError("connection lost: connection closed by the server", 107)
+
+    loop = Loop("reports", step, HOUR, first=0)
+    caplog.set_level(logging.INFO, logger="jalien.loops")
+    task = loop.start()
+    while not loop.errors:
+        await _yield()
+    loop.stop()
+    await asyncio.wait_for(task, 5)
+    records = [r for r in caplog.records if r.name == "jalien.loops"]
+    assert [r.getMessage() for r in records if "failed" in r.getMessage()] == [
+        "reports failed: connection lost: connection closed by the server"
+    ]
+    assert not any(r.exc_info for r in records)
