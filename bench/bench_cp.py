@@ -38,18 +38,11 @@ from jalien.auth.tls import client_context  # noqa: E402
 from jalien.net.client import Client  # noqa: E402
 from jalien.storage.cp import Options, copy  # noqa: E402
 from jalien.storage.xrd import transfer_url  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from tests.storage.xrootd_server import XRootDUnavailable, start_xrootd  # noqa: E402
 
 NEAR, XRD, WEB = "ALICE::LOCAL::SE", "ALICE::LOCAL::XRD", "ALICE::LOCAL::WEB"
 MB = 1_000_000
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def jalien(*args: str) -> list[str]:

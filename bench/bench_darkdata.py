@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,9 @@ from jalien._fast import sandwich_py
 from jalien.datamovers import darkdata
 from jalien.datamovers.extsort import DiskSorter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.ports
+from tests.ports import free_port
+
 try:
     from jalien._fast import sandwich_c
 except ImportError:
@@ -44,12 +46,6 @@ except ImportError:
 
 GOAL = 1_000_000
 SE_NAME, SE_URL_PATH = "ALICE::BENCH::SE", "/se"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Catalogue:
@@ -97,7 +93,7 @@ def e2e(files: int, rounds: int, work: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
         pfns.append("/" + rel)
-    port = _free_port()
+    port = free_port()
     url = f"https://127.0.0.1:{port}{SE_URL_PATH}"
     log = work / "se.log"
     env = {**os.environ, "JALIEN_SE_ROOT": str(root), "JALIEN_SE_PORT": str(port)}

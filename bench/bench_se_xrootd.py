@@ -30,19 +30,12 @@ sys.path.insert(0, str(ROOT))  # tests.*: the same servers and credentials as th
 
 from jalien.storage.envelope import EnvelopeSigner, Grant  # noqa: E402
 from tests.gridpki import make_grid_pki  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 from tests.storage.xrootd_server import XRootDUnavailable, start_xrootd  # noqa: E402
 
 MB = 1_000_000
 GB = 1_000_000_000
 ENV = {**os.environ, "XRD_CONNECTIONRETRY": "1", "RES_OPTIONS": "timeout:1 attempts:2"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_file(path: Path, size: int, block: bytes, tag: int) -> None:

@@ -25,7 +25,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GALERA = ROOT / "build" / "galera"
+sys.path.insert(0, str(ROOT))  # tests.ports: the one choice of free ports
+from tests.ports import free_port  # noqa: E402
+
 CE = "JALIEN::MULTIHOST::CE"
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 20.0
@@ -44,12 +46,6 @@ def jalien_bin() -> list[str]:
     """How jalien runs (JALIEN_BIN, e.g. dist/jalien-bin; else this Python's module)."""
     custom = os.environ.get("JALIEN_BIN")
     return shlex.split(custom) if custom else [sys.executable, "-m", "jalien"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_env(path: Path) -> dict[str, str]:

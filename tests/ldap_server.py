@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "packaging" / "ldap" / "jalien.schema"
 CORE_SCHEMA = Path("/etc/ldap/schema/core.schema")
@@ -45,12 +47,6 @@ def binaries() -> tuple[str, str] | None:
     if not all(os.path.exists(b) for b in found) or not CORE_SCHEMA.exists():
         return None
     return found[0], found[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

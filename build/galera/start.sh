@@ -29,15 +29,10 @@ PROVIDER="${GALERA_PROVIDER:-/usr/lib/galera/libgalera_smm.so}"
 [[ -f "$PROVIDER" ]] || { echo "galera: $PROVIDER is missing (apt-get install galera-4)" >&2; exit 2; }
 
 if [[ ! -f "$DIR/cluster.env" ]]; then
-  # 3 x 4 distinct free loopback ports, all bound at once so that none repeats
-  read -r -a P < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(12)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+  # 3 x 4 distinct free loopback ports below the ephemeral range (tests/ports.py): a port the
+  # kernel hands out for bind(0) may become an outgoing connection's source port (a state
+  # transfer's) before the node binds it, and the node aborts (EADDRINUSE)
+  read -r -a P < <(python3 "$HERE/../../tests/ports.py" 12)
   {
     echo "NODES=$NODES"
     addresses=()

@@ -16,13 +16,14 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 # the machine's server; JALIEN_TEST_MARIADB=host:port points elsewhere (root, no password)
 SYSTEM_HOST, _, _port = os.environ.get("JALIEN_TEST_MARIADB", "127.0.0.1:3306").partition(":")
@@ -100,12 +101,6 @@ def unavailable(reason: str) -> None:
     pytest.skip(message + " (set CI=true to make this an error)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _reachable(server: Server) -> str:
     try:
         server.connect().close()
@@ -132,7 +127,7 @@ def _start_second(tmp: Path) -> tuple[subprocess.Popen, Server]:
          "--auth-root-authentication-method=normal", "--skip-test-db"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=120,
     )  # fmt: skip
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [mariadbd, "--no-defaults", f"--datadir={datadir}", f"--port={port}",
          "--bind-address=127.0.0.1", f"--socket={tmp / 'mysqld.sock'}",

@@ -8,7 +8,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,28 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def jalien_bin() -> list[str]:
     custom = os.environ.get("JALIEN_BIN")
     return shlex.split(custom) if custom else [sys.executable, "-m", "jalien"]
-
-
-def free_port() -> int:
-    """A port free on both 127.0.0.1 and ::1 (jcentral listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET6) as s6:
-            s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s6.bind(("::1", 0))
-            port = s6.getsockname()[1]
-            with socket.socket() as s4:
-                try:
-                    s4.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 @dataclass

@@ -4,20 +4,13 @@ alternates): a dead endpoint is skipped, a lost connection moves to the next one
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
 from jalien.config import ConfigError, Settings
 from jalien.net import discovery
 from jalien.net.client import Client, ConnectionLost
-
-
-def dead_port() -> int:
-    """A loopback port nothing listens on (bound then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port  # a port nothing listens on
 
 
 def test_central_endpoints_from_the_settings():
@@ -40,7 +33,7 @@ def test_central_endpoints_from_the_settings():
 
 async def test_a_dead_endpoint_is_skipped_and_a_lost_one_left(make_server, ssl_for):
     first, second = await make_server(), await make_server()
-    ends = [("127.0.0.1", dead_port())] + [
+    ends = [("127.0.0.1", free_port())] + [
         ("127.0.0.1", s.ports()["binary"]) for s in (first, second)
     ]
     client = Client(*ends[0], ssl_for("jdoe"), alternates=ends[1:], backoff=(0.05, 0.2))
@@ -64,7 +57,7 @@ async def test_a_dead_endpoint_is_skipped_and_a_lost_one_left(make_server, ssl_f
 
 
 async def test_every_endpoint_dead_says_each(ssl_for):
-    ends = [("127.0.0.1", dead_port()), ("127.0.0.1", dead_port())]
+    ends = [("127.0.0.1", free_port()), ("127.0.0.1", free_port())]
     client = Client(*ends[0], ssl_for("jdoe"), alternates=ends[1:], reconnect=False)
     with pytest.raises(ConnectionLost) as caught:
         await client.connect()

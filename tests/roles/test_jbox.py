@@ -22,6 +22,7 @@ from jalien.net import discovery
 from jalien.net.client import Client, ConnectionLost
 from jalien.roles.jbox import JBox, JBoxOptions, Token, TokenKeeper, renew_at
 from jalien.wire.errors import RequestError
+from tests.ports import free_port
 from tests.tokengrid import token_central
 
 
@@ -223,9 +224,7 @@ async def test_start_fails_clearly_without_central(grid_pki, tmp_path, monkeypat
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     settings = Settings(home=str(tmp_path / "home"), ca_dir=str(grid_pki.ca_dir))
     cred = grid_pki.users["jdoe"]
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     jbox = JBox(
         settings,
         JBoxOptions("127.0.0.1", port),

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 SBIN = "/usr/sbin:/usr/lib/arc"
 SERVER = ("arched", "arcconfig-parser")
 CLIENT = ("arcsub", "arcstat", "arcget", "arckill", "arcclean")
@@ -190,12 +192,6 @@ def arc_or_skip() -> None:
     pytest.skip(f"SKIPPED LOUDLY: {reason}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _local_account() -> str:
     """The account jobs run as: A-REX never runs a job as root (its control files owned by
     uid 0 are ignored), so as root the clients are mapped to ``nobody``; otherwise to the
@@ -281,7 +277,7 @@ class ArcCE:
         (root / "tmp").mkdir(exist_ok=True)
         os.chmod(root / "tmp", 0o1777)  # A-REX checks it is a sticky, world-writable dir
         (root / "control" / "dhparam.pem").write_text(FFDHE2048)
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         subjects = "\n".join(f"subject = {dn}" for dn in self.subjects)
         values = {
             "root": root,

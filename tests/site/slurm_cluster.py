@@ -21,7 +21,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
 START_TRIES = 600  # x 0.1 s
@@ -54,12 +55,6 @@ def slurm_or_skip() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI needs the Slurm test cluster: {reason}")
     pytest.skip(f"SKIPPED LOUDLY: {reason}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SLURM_CONF = """\
@@ -163,8 +158,8 @@ class SlurmCluster:
         self.conf.write_text(
             SLURM_CONF.format(
                 root=root,
-                ctld_port=_free_port(),
-                slurmd_port=_free_port(),
+                ctld_port=free_port(),
+                slurmd_port=free_port(),
                 partition=self.partition,
             )
         )

@@ -4,12 +4,11 @@ answer, then starts at the one that answered."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from jalien.sqlstore import mysql
 from tests.catalogue.mariadb_servers import mariadb_system  # noqa: F401 - the fixture
+from tests.ports import free_port
 
 
 def test_failover_servers_are_parsed():
@@ -24,9 +23,7 @@ def test_failover_servers_are_parsed():
 
 def test_a_dead_server_fails_over_to_the_next(mariadb_system):  # noqa: F811
     server, _ = mariadb_system
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()  # a port nobody listens on
     dsn = mysql.parse_dsn(
         f"mysql://root:@127.0.0.1:{dead}/mysql?failover={server.host}:{server.port}"
     )

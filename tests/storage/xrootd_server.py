@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.ports import free_port
+
 SERVICE_USER = "jalien-xrootd"
 START_TIMEOUT = 30.0
 
@@ -70,12 +72,6 @@ def _service_account() -> pwd.struct_passwd | None:
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(SERVICE_USER)
     return pwd.getpwnam("nobody")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -171,7 +167,7 @@ def start_xrootd(name: str = "se") -> XRootDServer:
     if account is not None:
         for path in (workdir, data, workdir / "admin"):
             os.chown(path, account.pw_uid, account.pw_gid)
-    server = XRootDServer(_free_port(), data, workdir)
+    server = XRootDServer(free_port(), data, workdir)
     try:
         server.start()
     except BaseException:
