@@ -19,7 +19,9 @@ Goals (issue 15):
 4. ``ls -l`` of 100k entries <= 150 ms on the binary channel (first page <= 20 ms),
    <= 250 ms as WebSocket JSON; ``stat`` of 1000 LFNs <= 15 ms (wall time seen by a client).
    Beside them, the floor: the big directory's rows read alone with Python's sqlite3 in
-   the server's pages, in this process (no encoding, no network).
+   the server's pages, in this process (no encoding, no network); and a fourth jcentral,
+   "zlib", compressing its frames as it does for a client across a network (to a client on
+   this host they are not compressed: ``compress_local``, net/peers.py).
 
 5. Fairness (item 8): a flood from one user (16 x 64 ``ls -l`` of 2000 entries) leaves
    another user's ``ls`` p99 within 2x of its p99 alone.
@@ -121,8 +123,10 @@ def start_jcentral(
 
 
 class Central:
-    def __init__(self, name: str, home: Path, reads: str = "") -> None:
-        """*reads*: one of CENTRALS (default: *name*)."""
+    def __init__(
+        self, name: str, home: Path, reads: str = "", more_env: dict[str, str] | None = None
+    ) -> None:
+        """*reads*: one of CENTRALS (default: *name*); *more_env*: more settings."""
         reads = reads or name
         self.name = name
         self.home = home
@@ -133,6 +137,7 @@ class Central:
             "JALIEN_SQLITE_INLINE_READS": "0" if reads == "pool" else "1",
             "JALIEN_SQLITE_KEPT_READS": "1" if reads == "kept" else "0",
             "JALIEN_WORKERS": "1",  # one process pinned to one core (bench_workers: several)
+            **(more_env or {}),
         }
         self.proc = start_jcentral(home, self.log, self.ws_port, self.binary_port, env, name, 60)
         cpus = sorted(os.sched_getaffinity(0))
@@ -508,7 +513,12 @@ def main() -> None:
             print("\nlatency seen by a client (median of rounds, ms):")
             goals = {"ls_bin": 150, "ls_bin_first": 20, "ls_ws": 250, "stat": 15}
             lat_rounds = max(1, min(5, rounds))
-            for tag in CENTRALS:
+            # frames to a client on this host are not compressed (net.peers); "zlib" is the
+            # default central compressing them as it does for a client across a network
+            wan_home = Path(tmp) / "home-zlib"
+            shutil.copytree(home, wan_home, symlinks=True)
+            centrals["zlib"] = Central("zlib", wan_home, "kept", {"JALIEN_COMPRESS_LOCAL": "1"})
+            for tag in (*CENTRALS, "zlib"):
                 pin(bench_net.LOADGEN_SLOT)
                 got = asyncio.run(
                     latencies(centrals[tag], globus, home / "certificates", lat_rounds, n_big)
@@ -518,6 +528,10 @@ def main() -> None:
                     for k, v in got.items()
                 )
                 print(f"  {tag:6} {cells}")
+            print(
+                "  (zlib: frames of 8 KiB and more compressed, as to a client across a network;"
+                " the others: to a client on this host, not compressed)"
+            )
             floor = rows_floor(home / "catalogue.db", lat_rounds)
             print(
                 f"  floor: reading the {n_big:,} rows of {BIG} alone (Python's sqlite3, no "

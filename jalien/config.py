@@ -67,6 +67,7 @@ class Settings(msgspec.Struct, kw_only=True):
     max_in_flight: int = 1024
     handshake_timeout: float = 15.0
     compress_threshold: int = 8 * 1024
+    compress_local: bool = False
     deflate: bool = True
     deflate_threshold: int = 8 * 1024
     deflate_level: int = 1

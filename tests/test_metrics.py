@@ -14,7 +14,8 @@ from jalien.config import ConfigError
 from jalien.loops import Loop, LoopRegistry
 from jalien.metrics import BUCKETS, Metrics, value
 from jalien.net.audit import AuditLog
-from jalien.net.metrics_http import is_loopback, serve_metrics
+from jalien.net.metrics_http import serve_metrics
+from jalien.net.peers import is_loopback
 
 
 def _twins():

@@ -26,6 +26,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from jalien.net.peers import on_this_host
 from jalien.net.refusal import EXPIRED, refusal_kind
 from jalien.wire import codec, framing
 from jalien.wire.channel import ClientChannel, ControlReply, EventReceived, ReplyFrame, decode
@@ -82,6 +83,8 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if not self.owner.compress_local and on_this_host(transport):
+            self.channel.compress_threshold = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._can_write.set()
@@ -238,6 +241,7 @@ class Client:
         on_reconnect: Callable[[], Any] | None = None,
         max_message_size: int = framing.DEFAULT_MAX_FRAME,
         compress_threshold: int = framing.DEFAULT_COMPRESS_THRESHOLD,
+        compress_local: bool = False,
         credentials: Callable[[], ssl.SSLContext] | None = None,
         connector: Connector | None = None,
         alternates: Sequence[tuple[str, int]] = (),
@@ -267,6 +271,8 @@ class Client:
         self.on_reconnect = on_reconnect
         self.max_message_size = max_message_size
         self.compress_threshold = compress_threshold
+        # requests to a server on this host compressed too (net.peers: off, a copy is cheap)
+        self.compress_local = compress_local
         # fresh credentials for each (re)connection, e.g. a token file that is renewed
         self.credentials = credentials
         self.channels: dict[int, Channel] = {}

@@ -13,6 +13,9 @@ class Limits(msgspec.Struct, kw_only=True, frozen=True):
     write_buffer_high: int = 4 * 1024 * 1024  # stop reading a client that does not read
     handshake_timeout: float = 15.0
     compress_threshold: int = 8 * 1024
+    # frames to a peer on this host (loopback, Unix socket) compressed too: off, as bytes
+    # there cost a copy and zlib only CPU (net.peers)
+    compress_local: bool = False
     # WebSocket permessage-deflate (net.deflate): negotiated when a client offers it;
     # replies of at least deflate_threshold bytes are compressed at deflate_level
     deflate: bool = True

@@ -5,24 +5,15 @@ client-certificate HTTPS port (docs/monitoring.md)."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable
 
 from jalien.config import ConfigError
 from jalien.metrics import CONTENT_TYPE, Metrics
 from jalien.net.http import HttpRequest, HttpResponse, HttpServer
+from jalien.net.peers import is_loopback
 
 log = logging.getLogger("jalien.net.metrics")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class MetricsEndpoint:

@@ -50,6 +50,7 @@ from jalien.net.fairness import InFlight, TurnGate, busy_text, done_after_this_t
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
+from jalien.net.peers import on_this_host
 from jalien.net.refusal import (
     EXPIRED,
     UNAUTHORIZED,
@@ -256,8 +257,10 @@ class BinaryConnection(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        high = self.server.limits.write_buffer_high
-        transport.set_write_buffer_limits(high=high)  # type: ignore[attr-defined]
+        limits = self.server.limits
+        transport.set_write_buffer_limits(high=limits.write_buffer_high)  # type: ignore[attr-defined]
+        if not limits.compress_local and on_this_host(transport):
+            self._channel.compress_threshold = 0
         self.server.connections.add(self)
         self.server.join(self.identity.login, self)
         self._open_session(0, self.identity)

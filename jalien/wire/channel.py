@@ -132,7 +132,7 @@ ServerEvent = RequestReceived | CancelReceived | OpenRequested | ChannelClosed |
 class ServerChannel:
     """A server's side of one binary connection. Channel 0 is open from the start."""
 
-    __slots__ = ("_decoder", "_frames", "_held", "_open", "_threshold", "streams")
+    __slots__ = ("_decoder", "_frames", "_held", "_open", "compress_threshold", "streams")
 
     def __init__(
         self,
@@ -141,7 +141,7 @@ class ServerChannel:
     ) -> None:
         self._decoder = framing.FrameDecoder(max_frame_size)
         self._frames: collections.deque[tuple[int, int, bytes]] = collections.deque()
-        self._threshold = compress_threshold
+        self.compress_threshold = compress_threshold
         self.streams: set[int] = set()  # requests in flight: no final frame sent yet
         self._open: set[int] = {0}  # open channels
         # a stream's latest page, encoded, held back until the next one says whether it
@@ -248,11 +248,12 @@ class ServerChannel:
     def reply(self, sid: int, message: Reply | Event, more: bool = False) -> bytes:
         """A frame for *message* on *sid*; the stream ends unless *more*."""
         if more:
-            return framing.encode_frame(sid, _encode(message), framing.FLAG_MORE, self._threshold)
+            flags = framing.FLAG_MORE
+            return framing.encode_frame(sid, _encode(message), flags, self.compress_threshold)
         if self._held:
             self._held.pop(sid, None)
         self.streams.discard(sid)
-        return framing.encode_frame(sid, _encode(message), 0, self._threshold)
+        return framing.encode_frame(sid, _encode(message), 0, self.compress_threshold)
 
     def reply_raw(self, sid: int, flags: int, body: bytes) -> bytes:
         """A reply frame as it came from upstream (a level): only the header changes; the
@@ -269,7 +270,7 @@ class ServerChannel:
         any, is returned flagged MORE. ``end`` sends the last one as final."""
         held = self._held.pop(sid, None)
         frame = bytearray(
-            framing.encode_frame(sid, codec.encode_msgpack(reply), 0, self._threshold)
+            framing.encode_frame(sid, codec.encode_msgpack(reply), 0, self.compress_threshold)
         )
         self._held[sid] = frame
         if held is None:
@@ -346,7 +347,7 @@ class ClientChannel:
     """A client's side of one binary connection. Stream ids are the caller's (a client
     keeps them across connections); the channel knows which are in flight on this one."""
 
-    __slots__ = ("_decoder", "_threshold", "bad_control", "streams")
+    __slots__ = ("_decoder", "bad_control", "compress_threshold", "streams")
 
     def __init__(
         self,
@@ -354,7 +355,7 @@ class ClientChannel:
         compress_threshold: int = framing.DEFAULT_COMPRESS_THRESHOLD,
     ) -> None:
         self._decoder = framing.FrameDecoder(max_frame_size, raw=True)
-        self._threshold = compress_threshold
+        self.compress_threshold = compress_threshold
         self.streams: set[int] = set()  # requests sent, last frame not received
         self.bad_control: list[str] = []  # undecodable control messages (to log)
 
@@ -366,7 +367,7 @@ class ClientChannel:
         self.streams.add(sid)
         if flags & framing.FLAG_COMPRESSED:
             return framing.encode_raw(sid, flags, body)
-        return framing.encode_frame(sid, body, flags & framing.CODEC_MASK, self._threshold)
+        return framing.encode_frame(sid, body, flags & framing.CODEC_MASK, self.compress_threshold)
 
     def send_request(self, sid: int, request: Request) -> bytes:
         return self.request(sid, codec.encode_msgpack(request))

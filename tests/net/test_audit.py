@@ -25,6 +25,7 @@ from jalien.net.audit import (
 )
 from jalien.net.client import Client, ConnectionLost
 from jalien.net.identity import Identity
+from jalien.net.limits import Limits
 from jalien.net.proxy import UpstreamProxy
 from jalien.wire import codec, framing
 from jalien.wire.messages import Reply, Request
@@ -240,7 +241,7 @@ def test_bound_args_rules():
 async def test_forwarded_requests_logged_at_the_level(
     make_server, connect, ssl_for, grid_pki, audit_of
 ):
-    central = await make_server()
+    central = await make_server(limits=Limits(compress_local=True))  # as across a network
     cred = grid_pki.users["jdoe"]
     upstream = Client(
         "127.0.0.1",

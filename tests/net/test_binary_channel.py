@@ -84,11 +84,22 @@ async def test_timeout_cancels_server_work(make_server, connect):
     assert server.test_commands.cancelled == 1
 
 
-async def test_large_reply_compressed(make_server, connect):
-    client = await connect(await make_server())
+@pytest.mark.parametrize("compress_local", [False, True])
+async def test_large_replies_compressed_only_across_a_network(
+    make_server, connect, monkeypatch, compress_local
+):
+    """Frames above the threshold are compressed, but not to a peer on this host
+    (net.peers: a byte there costs a copy, zlib only CPU); compress_local compresses them
+    too, as a peer across a network gets them."""
+    inflated: list[int] = []
+    real = framing.decompress
+    counted = lambda body: inflated.append(len(body)) or real(body)  # noqa: E731
+    monkeypatch.setattr(framing, "decompress", counted)
+    client = await connect(await make_server(limits=Limits(compress_local=compress_local)))
     reply = await client.call("big", "50000")
     assert len(reply.results) == 50000
     assert reply.results[-1]["message"] == "/alice/file0049999.root"
+    assert bool(inflated) is compress_local
 
 
 async def test_ipv6(make_server, connect):
