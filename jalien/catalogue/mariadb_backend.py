@@ -56,12 +56,14 @@ from msgspec.structs import astuple
 
 from jalien.catalogue import find_sql
 from jalien.catalogue.backend import (
+    ALL_FIELDS,
     PAGE,
     CatalogueBackend,
     DiskUsage,
     Exists,
     FindQuery,
     NotFound,
+    listing_fields,
     page_rows,
 )
 from jalien.catalogue.change_log import PENDING, Pending
@@ -105,13 +107,10 @@ MAX_NAME_BYTES = 1024
 COPY_CHUNK = 5000
 KEYS_PER_QUERY = 1000
 
-# the SELECTed columns in Entry's order and in DirEntry's order (rows convert positionally)
+# the SELECTed columns in Entry's order (rows convert positionally); a listing's: _listing_columns
 ENTRY_COLUMNS = (
     "CONVERT(dir USING utf8mb4), CONVERT(name USING utf8mb4), "
     "type, perm, owner, gowner, size, ctime, md5, guid, jobid"
-)
-DIRENTRY_COLUMNS = (
-    "CONVERT(name USING utf8mb4), type, perm, owner, gowner, size, ctime, md5, guid, jobid"
 )
 INSERT_COLUMNS = "dir, name, type, perm, owner, gowner, size, ctime, md5, guid, jobid"
 INSERT_VALUES = ", ".join(["%s"] * 11)
@@ -441,6 +440,11 @@ def _execute(host: int, sql: str, args: Any) -> Callable[[Any], int]:
         return int(tx.cursor(host).execute(sql, args))
 
     return run
+
+
+def _listing_columns(fields: int) -> str:
+    """The columns a listing of DirEntry's first *fields* fields SELECTs (name as text)."""
+    return ", ".join(["CONVERT(name USING utf8mb4)", *listing_fields(fields)[1:]])
 
 
 def _fetchall(sql: str, args: Any) -> Callable[[Any], tuple]:
@@ -1035,11 +1039,13 @@ class MariaDBBackend:
         found = await asyncio.gather(*(one(s, k) for s, k in groups.items()))
         return {e.path: e for e in itertools.starmap(Entry, itertools.chain.from_iterable(found))}
 
-    async def list_dir(self, directory: str, page: int = PAGE) -> AsyncIterator[list[DirEntry]]:
+    async def list_dir(
+        self, directory: str, page: int = PAGE, fields: int = ALL_FIELDS
+    ) -> AsyncIterator[list[DirEntry]]:
         shard = self._lfn().route(directory)
         host = self._hosts[shard.host]
         sql = (
-            f"SELECT {DIRENTRY_COLUMNS} FROM {shard.sql_table} "
+            f"SELECT {_listing_columns(fields)} FROM {shard.sql_table} "
             "WHERE dir=%s AND name>%s ORDER BY name LIMIT %s"
         )
         after = ""

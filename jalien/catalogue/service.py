@@ -14,7 +14,14 @@ from typing import Protocol
 
 import msgspec
 
-from jalien.catalogue.backend import CatalogueBackend, DiskUsage, FindQuery, NotFound
+from jalien.catalogue.backend import (
+    ALL_FIELDS,
+    NAME_AND_TYPE,
+    CatalogueBackend,
+    DiskUsage,
+    FindQuery,
+    NotFound,
+)
 from jalien.catalogue.cache import CatalogueCache, NoCache
 from jalien.catalogue.change_log import PENDING, Pending
 from jalien.catalogue.model import (
@@ -109,19 +116,26 @@ class Catalogue:
         return entry
 
     def listing(
-        self, caller: Caller, path: str, entry: Entry | None = None
+        self,
+        caller: Caller,
+        path: str,
+        entry: Entry | None = None,
+        fields: int = ALL_FIELDS,
     ) -> AsyncIterator[list[DirEntry]]:
-        """Pages of a directory (never the whole of it in memory). *entry*: the directory's
+        """Pages of a directory (never the whole of it in memory), the first *fields*
+        fields of each entry read (``backend.listing_fields``). *entry*: the directory's
         entry when the caller has just looked it up (one lookup less; the permission is then
         checked at once, and the pages are the backend's own: no generator in between)."""
         if entry is None:
-            return self._listing(caller, path)
+            return self._listing(caller, path, fields)
         _check_directory(caller, entry, READ, "list")
-        return self.backend.list_dir(as_dir(path))
+        return self.backend.list_dir(as_dir(path), fields=fields)
 
-    async def _listing(self, caller: Caller, path: str) -> AsyncIterator[list[DirEntry]]:
+    async def _listing(
+        self, caller: Caller, path: str, fields: int
+    ) -> AsyncIterator[list[DirEntry]]:
         await self.directory(caller, path, READ, "list")
-        async for page in self.backend.list_dir(as_dir(path)):
+        async for page in self.backend.list_dir(as_dir(path), fields=fields):
             yield page
 
     async def expand(self, caller: Caller, path: str) -> list[str]:
@@ -142,7 +156,7 @@ class Catalogue:
                 entry = await self.get(base)
                 if entry is None or not entry.is_dir:
                     continue
-                async for page in self.listing(caller, base):
+                async for page in self.listing(caller, base, fields=NAME_AND_TYPE):
                     for row in page:
                         if regex.match(row.name) and (last or row.type == DIRECTORY):
                             matches.append(base.rstrip("/") + "/" + row.name)

@@ -17,6 +17,7 @@ import msgspec
 
 from jalien.catalogue import find_sql
 from jalien.catalogue.backend import (
+    ALL_FIELDS,
     PAGE,
     CatalogueBackend,
     DiskUsage,
@@ -24,6 +25,7 @@ from jalien.catalogue.backend import (
     FindQuery,
     NotFound,
     NotSharded,
+    listing_fields,
     page_rows,
 )
 from jalien.catalogue.model import DIRECTORY, Entry, Replica, StorageElement
@@ -148,9 +150,11 @@ class SQLiteBackend:
             read.update((p, e) for p, e in found.items() if e is not None)
         return read
 
-    async def list_dir(self, directory: str, page: int = PAGE) -> AsyncIterator[list[DirEntry]]:
+    async def list_dir(
+        self, directory: str, page: int = PAGE, fields: int = ALL_FIELDS
+    ) -> AsyncIterator[list[DirEntry]]:
         kept = self._kept
-        key = (LISTING, directory)
+        key = (LISTING, directory, fields)
         if kept is not None:
             whole = kept.lookup(key)
             if whole is not MISSING:
@@ -158,7 +162,8 @@ class SQLiteBackend:
                     yield whole
                 return
         after = ""
-        sql = f"SELECT {COLUMNS} FROM entries WHERE dir=? AND name>? ORDER BY name LIMIT ?"
+        columns = ", ".join(listing_fields(fields))
+        sql = f"SELECT {columns} FROM entries WHERE dir=? AND name>? ORDER BY name LIMIT ?"
         for index in itertools.count():
             # short first pages; a short page while another user waits (net.fairness)
             size = step_rows(page_rows(page, index))

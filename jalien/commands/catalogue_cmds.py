@@ -33,7 +33,7 @@ from jalien.commands.options import Options
 from jalien.commands.session import Session
 from jalien.commands.table import Args, CommandTable
 from jalien.wire.errors import RequestError
-from jalien.wire.listing_views import human_size, long_line, permissions
+from jalien.wire.listing_views import human_size, long_line, ls_fields, permissions
 from jalien.wire.messages import DirEntry, Record, Reply
 
 TYPE_WORD = {"f": "file", "d": "directory", "c": "collection", "l": "link"}
@@ -191,6 +191,7 @@ class CatalogueCommands:
     async def ls(self, session: Session, opts: Options) -> AsyncIterator[Reply]:
         flags = "".join(sorted(opts.flags - {"bulk"}))
         view = "ls:" + flags
+        fields = ls_fields(flags)
         paths = opts.args or [session.cwd]
         missing: list[str] = []
         for raw in paths:
@@ -209,7 +210,7 @@ class CatalogueCommands:
                     continue
                 listing = as_dir(path)
                 try:
-                    async for page in self.cat.listing(session.identity, path, entry):
+                    async for page in self.cat.listing(session.identity, path, entry, fields):
                         rows = _visible(page, "a" in opts, "b" in opts)
                         if rows:
                             yield Reply(entries=rows, view=view, metadata={"_listing": listing})

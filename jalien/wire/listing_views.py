@@ -83,6 +83,16 @@ def _ls_long(entry: DirEntry, base: str, slash: bool, human: bool) -> dict[str, 
     }
 
 
+def ls_fields(flags: str) -> int:
+    """How many leading fields of DirEntry ``ls_page`` reads for *flags*: all a listing
+    reads from the catalogue (catalogue.backend.listing_fields)."""
+    if "b" in flags:  # (in ls_page's order of precedence)
+        return DirEntry.__struct_fields__.index("guid") + 1
+    if "c" not in flags and ("l" in flags or "H" in flags):
+        return DirEntry.__struct_fields__.index("ctime") + 1
+    return DirEntry.__struct_fields__.index("type") + 1  # names; a directory's slash
+
+
 def ls_page(entries: list[DirEntry], flags: str, metadata: dict[str, str]) -> list[dict[str, Any]]:
     """JAliEn's ls records for a page of rows; the flags are read once per page."""
     base = metadata.get("_listing", "")

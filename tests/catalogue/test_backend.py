@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
-from jalien.catalogue.backend import Exists, FindQuery, NotFound
+from jalien.catalogue.backend import ALL_FIELDS, Exists, FindQuery, NotFound
 from jalien.catalogue.model import Entry, Replica, StorageElement
+from jalien.wire.messages import DirEntry
 
 
 def f(path: str, size: int = 1, **kw) -> Entry:
@@ -37,6 +39,22 @@ async def test_insert_get_list(backend):
     assert names == ["b", "x.root"]
     assert await backend.has_children("/a/b/")
     assert not await backend.has_children("/a/b/c/")
+
+
+async def test_a_listing_reads_the_fields_asked_for(backend):
+    """The first *fields* fields of each row are read, the others keep their defaults; a
+    listing kept whole (sqlite-kept) is kept per number of fields."""
+    full = f("/l/x.root", 10, md5="ab" * 16, guid="00000001-1234-11ef-8000-0242ac120002")
+    await backend.insert([d("/l"), full])
+    whole = tuple(getattr(full, name) for name in DirEntry.__struct_fields__)
+    for fields in (2, 7, 9, ALL_FIELDS, 2, ALL_FIELDS):  # twice: the second time kept
+        (row,) = await collect(backend.list_dir("/l/", fields=fields))
+        values = msgspec.structs.astuple(row)
+        assert values[:fields] == whole[:fields]
+        assert values[fields:] == msgspec.structs.astuple(DirEntry(""))[fields:]
+    for bad in (0, ALL_FIELDS + 1):
+        with pytest.raises(ValueError, match="fields"):
+            await collect(backend.list_dir("/l/", fields=bad))
 
 
 async def test_insert_is_all_or_nothing(backend):
