@@ -46,7 +46,14 @@ from jalien.auth import policy
 from jalien.auth.errors import AuthError
 from jalien.net import deflate, eager
 from jalien.net.audit import AuditLog, raw_outcome
-from jalien.net.fairness import InFlight, TurnGate, busy_text, done_after_this_turn, serving
+from jalien.net.fairness import (
+    InFlight,
+    LoopBudget,
+    TurnGate,
+    busy_text,
+    done_after_this_turn,
+    serving,
+)
 from jalien.net.handler import Handler
 from jalien.net.identity import Authenticator, Identity
 from jalien.net.limits import Limits
@@ -470,6 +477,7 @@ class BinaryConnection(asyncio.Protocol):
         # a page is made in a turn (net.fairness): a level's raw frames wait for upstream
         turns = self.server.turns if slots is not None else None
         in_flight = self.server.in_flight
+        budget = self.server.page_budget
         serving(in_flight, key)  # short pages while others are active
         try:
             if slots is not None:
@@ -481,6 +489,8 @@ class BinaryConnection(asyncio.Protocol):
                     if self.transport is None or self.transport.is_closing():
                         channel.drop_held(sid)
                         return EXIT_FAILED, "client gone", sent, frames
+                    if budget.spent():  # new requests are read first (net.fairness)
+                        await budget.wait()
                     # a page is made and written in a turn (net.fairness), when
                     # another identity is active and this one could flood
                     held = turns is not None and turns.try_enter()
@@ -1004,10 +1014,13 @@ class JsonWebSocket(WSListener):
         turns = self.server.turns
         key = self.identity.login
         in_flight = self.server.in_flight
+        budget = self.server.page_budget
         serving(in_flight, key)  # short pages while others are active
         pages_of = stream.pages
         try:
             while True:
+                if budget.spent():  # new requests are read first (net.fairness)
+                    await budget.wait()
                 # a page is made, rendered and written in a turn (net.fairness); a light
                 # identity's needs none
                 held = turns.try_enter()
@@ -1225,6 +1238,7 @@ class Server:
             self.limits.identity_soft, self.limits.identity_hard, on_resume=self._resume
         )
         self.turns = TurnGate(self.limits.turns)
+        self.page_budget = LoopBudget()  # pages per turn of the loop (net.fairness)
         self.busy_replies = 0
         self._by_login: dict[str, set[Any]] = {}
         self.connections: set[Any] = set()
