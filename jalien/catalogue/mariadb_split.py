@@ -20,9 +20,10 @@ The steps (SPLITS in the index database records where a split is, for a restart)
    from S (in chunks), the triggers and the log table go, the SPLITS row goes.
 
 A split interrupted (kill -9) is settled by the next ``start()`` of a process that can take
-its lock (``GET_LOCK('jalien_split_<t>')``, held by the splitting connection: free when
-it died): still ``copying``, it is rolled back (T, triggers and log dropped; S never
-stopped being the table); ``switched``, it is finished (step 5).
+its lock (``GET_LOCK('jalien_split_<t>')``, held by the splitting connection: free once the
+server has seen it die, waited for up to ``DEAD_HOLDER_WAIT``): still ``copying``, it is
+rolled back (T, triggers and log dropped; S never stopped being the table); ``switched``, it
+is finished (step 5).
 
 Readers of another process whose index is older than the switch read S's rows until they
 re-read the index (at most ``index_ttl``): the rows stay until then.
@@ -49,6 +50,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ER_SIGNAL_EXCEPTION = 1644
+DEAD_HOLDER_WAIT = 2
+"""Seconds a start waits for a split's lock before it counts the splitter alive: a killed
+process's lock is free only once the server has seen its connection close, a moment after
+the kill (CI: a start right after SIGKILL found it still held and left the split
+``copying``); a live splitter holds it for the whole split, and the start then goes on."""
 MOVED = "jalien: moved"
 ROWS = "dir, name, type, perm, owner, gowner, size, ctime, md5, guid, jobid"
 PLACES = ", ".join(["%s"] * 11)
@@ -370,7 +376,7 @@ def settle(backend: MariaDBBackend) -> list[str]:
         )
         for prefix, sh, st, dh, dt, state in cur.fetchall():
             split = Split(prefix, LfnShard(prefix, sh, st), LfnShard(prefix, dh, dt))
-            cur.execute("SELECT GET_LOCK(%s, 0)", (split.lock,))
+            cur.execute("SELECT GET_LOCK(%s, %s)", (split.lock, DEAD_HOLDER_WAIT))
             if cur.fetchone()[0] != 1:
                 continue  # its process is alive and splitting
             try:
