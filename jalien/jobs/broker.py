@@ -173,7 +173,12 @@ class Broker:
         packages = frozenset(_package_key(p) for p in job.packages.split(",") if p)
         return (job.requirements, packages, job.ttl, job.cores, job.memory)
 
-    def add(self, job: JobRow) -> None:
+    def add(self, job: JobRow) -> bool:
+        """Index a waiting job; False when it is in the index already (it stays where it
+        is): a submission enters its jobs while the refill loop may have read them from the
+        database meanwhile, and the same id twice in a queue made its second match fail."""
+        if job.id in self._where:
+            return False
         key = self.key_of(job)
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -182,6 +187,7 @@ class Broker:
         bucket.queues.setdefault(job.user, collections.deque()).append(job.id)
         bucket.size += 1
         self._where[job.id] = bucket
+        return True
 
     def add_many(self, jobs: Iterable[JobRow]) -> None:
         for job in jobs:

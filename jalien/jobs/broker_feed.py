@@ -66,9 +66,7 @@ class BrokerFeed:
         while True:  # ids first (what it knows costs no row), then the rows it lacks
             ids = await self.store.waiting_ids_after(after, REFILL_ROWS)
             for row in await self.store.waiting_rows([i for i in ids if i not in self.broker]):
-                if row.id not in self.broker:
-                    self.broker.add(row)
-                    added += 1
+                added += self.broker.add(row)
             if ids:
                 self.high = max(self.high, ids[-1])
             if len(ids) < REFILL_ROWS:
@@ -89,9 +87,7 @@ class BrokerFeed:
         ids = await self.store.waiting_ids_after(self.high, REFILL_ROWS)
         added = 0
         for row in await self.store.waiting_rows([i for i in ids if i not in self.broker]):
-            if row.id not in self.broker:
-                self.broker.add(row)
-                added += 1
+            added += self.broker.add(row)
         if ids:
             self.high = max(self.high, ids[-1])
         self.added += added
@@ -109,9 +105,7 @@ class BrokerFeed:
         missing = sorted(waiting - have)
         added = 0
         for row in await self.store.waiting_rows(missing):
-            if row.id not in self.broker:
-                self.broker.add(row)
-                added += 1
+            added += self.broker.add(row)
             self.high = max(self.high, row.id)
         running = await self.store.active_by_user()
         self.broker.running.clear()

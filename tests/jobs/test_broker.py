@@ -73,6 +73,20 @@ def test_discard_and_user_restriction():
     assert b.match(Agent(users=frozenset({"bob"}))) == 2
 
 
+def test_a_job_added_twice_is_indexed_once():
+    """A job's submission enters it, and the refill loop may have read it from the database
+    in between (seen on Galera in CI: the same id twice in a queue, the second match a
+    KeyError, exit 121). Adding a job already in the index changes nothing."""
+    b = Broker()
+    assert b.add(job(7)) is True
+    assert b.add(job(7)) is False
+    assert b.add(job(7, cores=2)) is False  # it stays where it was
+    assert len(b) == 1 and b.count(Agent(cores=8)) == 1
+    assert b.match(Agent(cores=8)) == 7
+    assert b.match(Agent(cores=8)) is None
+    assert len(b) == 0
+
+
 def test_many_jobs_few_shapes():
     b = Broker()
     for i in range(100_000):
