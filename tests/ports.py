@@ -13,6 +13,7 @@ As a script: ``python3 tests/ports.py N`` prints N distinct free ports (build/ga
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import sys
@@ -30,6 +31,7 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32_768, 60_999  # Linux's default
 
 
+@functools.cache  # read once per process
 def _candidates() -> range | None:
     low, high = _ephemeral_range()
     if low - FLOOR >= 1000:

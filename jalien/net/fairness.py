@@ -326,7 +326,8 @@ class LoopBudget:
         self._counting = False
 
     async def wait(self) -> None:
-        """Wait for a turn of the loop with budget left (at most two turns)."""
+        """Once ``spent``: wait for a turn of the loop with budget left (at most two)."""
+        await asyncio.sleep(0)
         while self.spent():
             await asyncio.sleep(0)
 

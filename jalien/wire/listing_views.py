@@ -100,14 +100,19 @@ def _ls_long(entries: list[DirEntry], base: str, slash: bool, human: bool) -> li
     return out
 
 
+_UP_TO_TYPE, _UP_TO_CTIME, _UP_TO_GUID = (
+    DirEntry.__struct_fields__.index(name) + 1 for name in ("type", "ctime", "guid")
+)
+
+
 def ls_fields(flags: str) -> int:
     """How many leading fields of DirEntry ``ls_page`` reads for *flags*: all a listing
     reads from the catalogue (catalogue.backend.listing_fields)."""
     if "b" in flags:  # (in ls_page's order of precedence)
-        return DirEntry.__struct_fields__.index("guid") + 1
+        return _UP_TO_GUID
     if "c" not in flags and ("l" in flags or "H" in flags):
-        return DirEntry.__struct_fields__.index("ctime") + 1
-    return DirEntry.__struct_fields__.index("type") + 1  # names; a directory's slash
+        return _UP_TO_CTIME
+    return _UP_TO_TYPE  # names; a directory's slash
 
 
 def ls_page(entries: list[DirEntry], flags: str, metadata: dict[str, str]) -> list[dict[str, Any]]:
