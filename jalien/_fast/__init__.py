@@ -7,7 +7,14 @@ pure-Python ones (as aiohttp's AIOHTTP_NO_EXTENSIONS does); so does a missing bu
 import os
 from typing import TYPE_CHECKING
 
-from jalien._fast import auditlines_py, framing_py, reqstats_py, sandwich_py, xrdproto_py
+from jalien._fast import (
+    auditlines_py,
+    framing_py,
+    reqstats_py,
+    rowpack_py,
+    sandwich_py,
+    xrdproto_py,
+)
 
 NO_EXTENSIONS = os.environ.get("JALIEN_NO_EXTENSIONS", "") not in ("", "0")
 
@@ -57,6 +64,15 @@ if not NO_EXTENSIONS and not TYPE_CHECKING:
     else:
         auditlines = auditlines_c
 
+rowpack = rowpack_py  # a listing's pages from SQLite to MessagePack (catalogue/sqlite_backend.py)
+if not NO_EXTENSIONS and not TYPE_CHECKING:
+    try:
+        from jalien._fast import rowpack_c
+    except ImportError:  # not built (no libsqlite3 headers), or another SQLite than sqlite3's
+        pass
+    else:
+        rowpack = rowpack_c
+
 IMPLEMENTATION: str = framing.IMPLEMENTATION
 
 __all__ = [
@@ -68,6 +84,8 @@ __all__ = [
     "framing_py",
     "reqstats",
     "reqstats_py",
+    "rowpack",
+    "rowpack_py",
     "sandwich",
     "sandwich_py",
     "xrdproto",

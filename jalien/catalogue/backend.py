@@ -47,6 +47,42 @@ def listing_fields(fields: int) -> tuple[str, ...]:
     return DirEntry.__struct_fields__[:fields]
 
 
+class PackedEntries(msgspec.Struct, frozen=True, gc=False):
+    """A page of a listing encoded already: one MessagePack array of DirEntry arrays, as
+    the binary channel carries ``list[DirEntry]`` (``list_dir_packed``), *count* of them."""
+
+    rows: bytes
+    count: int
+
+
+def shown(page: list[DirEntry], hide_dot: bool, skip_type: str) -> list[DirEntry]:
+    """The entries of *page* a listing shows: not those whose name starts with "." when
+    *hide_dot*, not those of type *skip_type* (unless it is ""); the page itself when it
+    shows them all (a kept page stays itself). ``rowpack.pack_rows`` does the same."""
+    if not hide_dot and not skip_type:
+        return page
+    kept = [
+        e
+        for e in page
+        if not (hide_dot and e.name.startswith(".")) and not (skip_type and e.type == skip_type)
+    ]
+    return page if len(kept) == len(page) else kept
+
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+async def packed_pages(
+    pages: AsyncIterator[list[DirEntry]], hide_dot: bool, skip_type: str
+) -> AsyncIterator[PackedEntries]:
+    """``list_dir_packed`` from ``list_dir``'s pages, for a backend whose rows come as
+    Python objects anyway (MariaDB's driver)."""
+    async for page in pages:
+        rows = shown(page, hide_dot, skip_type)
+        if rows:
+            yield PackedEntries(_encode(rows), len(rows))
+
+
 class Exists(RequestError):
     def __init__(self, lfn: str) -> None:
         super().__init__(f"{lfn}: file exists", EXIT_EXISTS)
@@ -109,6 +145,19 @@ class CatalogueBackend(Protocol):
     ) -> AsyncIterator[list[DirEntry]]:
         """Pages of a directory's entries, in name order, in the wire's row shape: the first
         *fields* fields read (``listing_fields``), the others at their defaults."""
+        ...
+
+    def list_dir_packed(
+        self,
+        directory: str,
+        page: int = PAGE,
+        fields: int = ALL_FIELDS,
+        hide_dot: bool = False,
+        skip_type: str = "",
+    ) -> AsyncIterator[PackedEntries]:
+        """``list_dir``'s pages of the entries ``shown`` (with *hide_dot*, *skip_type*),
+        encoded for the binary channel (no page of none); the SQLite backend never makes
+        its rows Python objects (``_fast.rowpack``)."""
         ...
 
     async def has_children(self, directory: str) -> bool: ...

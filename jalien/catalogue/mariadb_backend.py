@@ -63,7 +63,9 @@ from jalien.catalogue.backend import (
     Exists,
     FindQuery,
     NotFound,
+    PackedEntries,
     listing_fields,
+    packed_pages,
     page_rows,
 )
 from jalien.catalogue.change_log import PENDING, Pending
@@ -1058,6 +1060,16 @@ class MariaDBBackend:
             if len(rows) < size:
                 return
             after = rows[-1][0]
+
+    def list_dir_packed(
+        self,
+        directory: str,
+        page: int = PAGE,
+        fields: int = ALL_FIELDS,
+        hide_dot: bool = False,
+        skip_type: str = "",
+    ) -> AsyncIterator[PackedEntries]:
+        return packed_pages(self.list_dir(directory, page, fields), hide_dot, skip_type)
 
     async def has_children(self, directory: str) -> bool:
         shard = self._lfn().route(directory)

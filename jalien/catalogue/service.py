@@ -17,10 +17,12 @@ import msgspec
 from jalien.catalogue.backend import (
     ALL_FIELDS,
     NAME_AND_TYPE,
+    PAGE,
     CatalogueBackend,
     DiskUsage,
     FindQuery,
     NotFound,
+    PackedEntries,
 )
 from jalien.catalogue.cache import CatalogueCache, NoCache
 from jalien.catalogue.change_log import PENDING, Pending
@@ -130,6 +132,21 @@ class Catalogue:
             return self._listing(caller, path, fields)
         _check_directory(caller, entry, READ, "list")
         return self.backend.list_dir(as_dir(path), fields=fields)
+
+    def packed_listing(
+        self,
+        caller: Caller,
+        path: str,
+        entry: Entry,
+        fields: int = ALL_FIELDS,
+        hide_dot: bool = False,
+        skip_type: str = "",
+    ) -> AsyncIterator[PackedEntries]:
+        """``listing``'s pages of the entries ``backend.shown``, encoded as the binary channel
+        carries them (``backend.list_dir_packed``), for a caller who has just looked up the
+        directory's *entry*."""
+        _check_directory(caller, entry, READ, "list")
+        return self.backend.list_dir_packed(as_dir(path), PAGE, fields, hide_dot, skip_type)
 
     async def _listing(
         self, caller: Caller, path: str, fields: int

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from jalien._fast import rowpack
 from jalien.catalogue import find_sql
 from jalien.catalogue.backend import (
     ALL_FIELDS,
@@ -25,6 +26,7 @@ from jalien.catalogue.backend import (
     FindQuery,
     NotFound,
     NotSharded,
+    PackedEntries,
     listing_fields,
     page_rows,
 )
@@ -38,7 +40,8 @@ from jalien.sqlstore.sqlite import SQLiteStore
 from jalien.wire.messages import DirEntry
 
 COLUMNS = "name, type, perm, owner, gowner, size, ctime, md5, guid, jobid"
-LISTING = "listing"  # kept listings are keyed (LISTING, directory), lookups by path
+LISTING = "listing"  # kept listings are keyed (LISTING, directory, ...), lookups by path
+PACKED_LISTING = "packed"  # and (PACKED_LISTING, directory, ...)
 KEPT_LISTING = 512  # directories up to this many entries are kept whole
 
 SCHEMA = """
@@ -181,6 +184,42 @@ class SQLiteBackend:
             if len(rows) < size:
                 return
             after = rows[-1][0]
+
+    async def list_dir_packed(
+        self,
+        directory: str,
+        page: int = PAGE,
+        fields: int = ALL_FIELDS,
+        hide_dot: bool = False,
+        skip_type: str = "",
+    ) -> AsyncIterator[PackedEntries]:
+        kept = self._kept
+        key = (PACKED_LISTING, directory, fields, hide_dot, skip_type)
+        if kept is not None:
+            whole = kept.lookup(key)
+            if whole is not MISSING:
+                if whole.count:
+                    yield whole
+                return
+        after = ""
+        columns = ", ".join(listing_fields(fields))
+        sql = f"SELECT {columns} FROM entries WHERE dir=? AND name>? ORDER BY name LIMIT ?"
+        pack = rowpack.pack_rows
+        for index in itertools.count():
+            size = step_rows(page_rows(page, index))
+
+            def run(c: sqlite3.Connection, a: str = after, n: int = size) -> Any:
+                return pack(c, sql, (directory, a, n), hide_dot, skip_type)
+
+            rows, count, read, last = await self._short(run)
+            packed = PackedEntries(rows, count)
+            if kept is not None and not after and read < min(size, KEPT_LISTING):
+                kept.keep(key, packed)  # the whole directory in one small page
+            if count:
+                yield packed
+            if read < size:
+                return
+            after = last
 
     async def has_children(self, directory: str) -> bool:
         row = await self._short(

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from jalien.auth.policy import Action
-from jalien.catalogue.backend import FindQuery, NotFound
-from jalien.catalogue.model import Entry
+from jalien.catalogue.backend import FindQuery, NotFound, shown
+from jalien.catalogue.model import DIRECTORY, Entry
 from jalien.catalogue.paths import as_dir
 from jalien.catalogue.permissions import PermissionDenied
 from jalien.catalogue.service import Catalogue, NotADirectory
@@ -32,9 +32,10 @@ from jalien.commands.errno import (
 from jalien.commands.options import Options
 from jalien.commands.session import Session
 from jalien.commands.table import Args, CommandTable
+from jalien.wire.channel import ENCODED
 from jalien.wire.errors import RequestError
 from jalien.wire.listing_views import human_size, long_line, ls_fields, permissions
-from jalien.wire.messages import DirEntry, Record, Reply
+from jalien.wire.messages import DirEntry, Record, Reply, packed_entries
 
 TYPE_WORD = {"f": "file", "d": "directory", "c": "collection", "l": "link"}
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -192,6 +193,7 @@ class CatalogueCommands:
         flags = "".join(sorted(opts.flags - {"bulk"}))
         view = "ls:" + flags
         fields = ls_fields(flags)
+        hide_dot, skip_type = "a" not in opts, DIRECTORY if "b" in opts else ""
         paths = opts.args or [session.cwd]
         missing: list[str] = []
         for raw in paths:
@@ -208,12 +210,20 @@ class CatalogueCommands:
                     row = _row(entry)
                     yield Reply(entries=[row], view=view, metadata={"_listing": entry.dir})
                     continue
-                listing = as_dir(path)
+                metadata = {"_listing": as_dir(path)}
                 try:
+                    if session.personality in ENCODED:  # rows never become Python objects
+                        packed = self.cat.packed_listing(
+                            session.identity, path, entry, fields, hide_dot, skip_type
+                        )
+                        async for encoded in packed:
+                            rows = packed_entries(encoded.rows)
+                            yield Reply(entries=rows, view=view, metadata=metadata)
+                        continue
                     async for page in self.cat.listing(session.identity, path, entry, fields):
-                        rows = _visible(page, "a" in opts, "b" in opts)
-                        if rows:
-                            yield Reply(entries=rows, view=view, metadata={"_listing": listing})
+                        shown_rows = shown(page, hide_dot, skip_type)
+                        if shown_rows:
+                            yield Reply(entries=shown_rows, view=view, metadata=metadata)
                 except PermissionDenied as exc:
                     raise jalien_error(EPERM, str(exc)) from None
         if missing:
@@ -684,17 +694,6 @@ def _row(entry: Entry) -> DirEntry:
         entry.guid,
         entry.jobid,
     )
-
-
-def _visible(page: list[DirEntry], show_hidden: bool, skip_dirs: bool) -> list[DirEntry]:
-    if show_hidden and not skip_dirs:
-        return page
-    shown = [
-        e
-        for e in page
-        if (show_hidden or not e.name.startswith(".")) and not (skip_dirs and e.type == "d")
-    ]
-    return page if len(shown) == len(page) else shown  # a kept page stays itself (rendered once)
 
 
 def _stat_record(entry: Entry) -> Record:

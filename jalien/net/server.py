@@ -68,6 +68,8 @@ from jalien.net.refusal import (
 )
 from jalien.wire import codec, framing
 from jalien.wire.channel import (
+    BINARY,
+    LEVEL,
     CancelReceived,
     ChannelClosed,
     Invalid,
@@ -104,11 +106,10 @@ from jalien.wire.streams import CONTROL_SEQ, SEQ_BITS, channel_of, stream_id
 log = logging.getLogger("jalien.net.server")
 
 WS_PATH = b"/websocket/json"
-BINARY = "binary"
 WEBSOCKET = "websocket"
-# a session a level (jBox, VoBox, JobAgent) opened on its binary connection for one of its
-# own clients, which may be JSON clients (alien.py, ROOT): told apart for what they can use
-LEVEL = "level"
+# BINARY, LEVEL (wire.channel): a binary client's session, and one a level (jBox, VoBox,
+# JobAgent) opened on its binary connection for one of its own clients, which may be JSON
+# clients (alien.py, ROOT): told apart for what they can use
 
 
 def _reason(exc: BaseException) -> str:

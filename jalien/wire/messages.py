@@ -59,6 +59,14 @@ class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
     data: list[bytes | None] = []  # binary results, e.g. cache values (None: a miss)
 
 
+def packed_entries(rows: bytes) -> list[DirEntry]:
+    """*rows*, one MessagePack array of DirEntry arrays (``_fast.rowpack``), as the entries
+    of a Reply the binary channel encodes: written as they are (a ``msgspec.Raw``), read by
+    the other end as ``list[DirEntry]``. Never for a reply rendered on this side (JSON):
+    only for sessions whose personality is in ``wire.channel.ENCODED``."""
+    return msgspec.Raw(rows)  # type: ignore[return-value]  # encoded as the list it holds
+
+
 class Event(msgspec.Struct, tag="evt", kw_only=True, omit_defaults=True):
     """A message pushed by the server without a request, e.g. topic "kill" for a JobAgent."""
 

@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 import pytest
 
-from jalien.catalogue.backend import ALL_FIELDS, Exists, FindQuery, NotFound
+from jalien.catalogue.backend import ALL_FIELDS, Exists, FindQuery, NotFound, shown
 from jalien.catalogue.model import Entry, Replica, StorageElement
 from jalien.wire.messages import DirEntry
 
@@ -55,6 +55,30 @@ async def test_a_listing_reads_the_fields_asked_for(backend):
     for bad in (0, ALL_FIELDS + 1):
         with pytest.raises(ValueError, match="fields"):
             await collect(backend.list_dir("/l/", fields=bad))
+
+
+async def test_a_packed_listing_is_the_listing_shown_encoded(backend):
+    """``list_dir_packed``: the pages of ``list_dir`` with ``shown``'s entries, encoded as
+    the binary channel carries ``list[DirEntry]`` (a page hidden whole is left out); twice,
+    as a small directory is kept whole (sqlite-kept)."""
+    names = [".hidden", ".more", "a.root", "sub", "z.root"] + [f"f{i:04d}" for i in range(1500)]
+    await backend.insert(
+        [d("/p"), d("/p/sub"), d("/small"), f("/small/.x"), f("/small/y")]
+        + [f(f"/p/{n}", i) for i, n in enumerate(names) if n != "sub"]
+    )
+    decode = msgspec.msgpack.Decoder(list[DirEntry]).decode
+    for where in ("/p/", "/small/", "/p/", "/small/"):
+        for fields in (2, 7):
+            for hide_dot, skip_type in ((False, ""), (True, ""), (True, "d"), (False, "d")):
+                expected = [
+                    shown(page, hide_dot, skip_type)
+                    async for page in backend.list_dir(where, page=1000, fields=fields)
+                ]
+                packed = backend.list_dir_packed(where, 1000, fields, hide_dot, skip_type)
+                pages = [(decode(p.rows), p.count) async for p in packed]
+                assert pages == [(rows, len(rows)) for rows in expected if rows]
+    only_hidden = backend.list_dir_packed("/small/", hide_dot=True, skip_type="f")
+    assert [p async for p in only_hidden] == []
 
 
 async def test_insert_is_all_or_nothing(backend):

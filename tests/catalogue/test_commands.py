@@ -205,3 +205,30 @@ async def test_du_h_is_help_as_in_jalien(cat_server, connect):
         assert len(reply.results) == 1 and "du" in reply.results[0]["message"]
         assert "logical_files_count" not in reply.results[0]
     assert (await run(c, "du", "-x", ".")).exitcode == 22  # an unknown option: EINVAL
+
+
+async def test_ls_over_the_binary_channel_shows_what_ls_shows(cat_server, connect):
+    """On the binary channel a listing's pages go from SQLite to the wire encoded
+    (``_fast.rowpack``, never Python objects): hidden names without -a, no directories with
+    -b, the fields each view reads, the same rows as the listing itself."""
+    from jalien.catalogue.backend import shown
+
+    c = await connect(cat_server)
+    assert (await run(c, "mkdir", "-p", "h/sub", "h/.dot")).exitcode == 0
+    assert (await run(c, "touch", "h/.x", "h/a", "h/b")).exitcode == 0
+    for flags, names in [
+        ([], ["a", "b", "sub"]),
+        (["-a"], [".dot", ".x", "a", "b", "sub"]),
+        (["-b"], ["a", "b"]),
+        (["-a", "-b"], [".x", "a", "b"]),
+        (["-l"], ["a", "b", "sub"]),
+    ]:
+        ls = await run(c, "ls", *flags, "h")
+        assert [e.name for e in ls.entries] == names, flags
+    long = (await run(c, "ls", "-l", "h")).entries
+    listing = [e async for page in cat_server.catalogue.backend.list_dir(HOME + "h/") for e in page]
+    expected = shown(listing, True, "")
+    assert [(e.name, e.type, e.perm, e.owner, e.size, e.ctime) for e in long] == [
+        (e.name, e.type, e.perm, e.owner, e.size, e.ctime) for e in expected
+    ]
+    assert all(e.guid == "" for e in long)  # ls -l does not read the GUIDs
