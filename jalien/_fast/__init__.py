@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from jalien._fast import (
     auditlines_py,
     framing_py,
+    lslong_py,
     reqstats_py,
     rowpack_py,
     sandwich_py,
@@ -73,6 +74,15 @@ if not NO_EXTENSIONS and not TYPE_CHECKING:
     else:
         rowpack = rowpack_c
 
+lslong = lslong_py  # ls -l's records as JSON from packed rows (wire/listing_views.py)
+if not NO_EXTENSIONS and not TYPE_CHECKING:
+    try:
+        from jalien._fast import lslong_c
+    except ImportError:
+        pass
+    else:
+        lslong = lslong_c
+
 IMPLEMENTATION: str = framing.IMPLEMENTATION
 
 __all__ = [
@@ -82,6 +92,8 @@ __all__ = [
     "auditlines_py",
     "framing",
     "framing_py",
+    "lslong",
+    "lslong_py",
     "reqstats",
     "reqstats_py",
     "rowpack",

@@ -49,9 +49,10 @@ def listing_fields(fields: int) -> tuple[str, ...]:
 
 class PackedEntries(msgspec.Struct, frozen=True, gc=False):
     """A page of a listing encoded already: one MessagePack array of DirEntry arrays, as
-    the binary channel carries ``list[DirEntry]`` (``list_dir_packed``), *count* of them."""
+    the binary channel carries ``list[DirEntry]`` (``list_dir_packed``; a Reply's entries
+    as they are), *count* of them."""
 
-    rows: bytes
+    rows: msgspec.Raw
     count: int
 
 
@@ -80,7 +81,7 @@ async def packed_pages(
     async for page in pages:
         rows = shown(page, hide_dot, skip_type)
         if rows:
-            yield PackedEntries(_encode(rows), len(rows))
+            yield PackedEntries(msgspec.Raw(_encode(rows)), len(rows))
 
 
 class Exists(RequestError):

@@ -212,7 +212,7 @@ class SQLiteBackend:
                 return pack(c, sql, (directory, a, n), hide_dot, skip_type)
 
             rows, count, read, last = await self._short(run)
-            packed = PackedEntries(rows, count)
+            packed = PackedEntries(msgspec.Raw(rows), count)
             if kept is not None and not after and read < min(size, KEPT_LISTING):
                 kept.keep(key, packed)  # the whole directory in one small page
             if count:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from jalien.auth.policy import Action
-from jalien.catalogue.backend import FindQuery, NotFound, shown
+from jalien.catalogue.backend import FindQuery, NotFound
 from jalien.catalogue.model import DIRECTORY, Entry
 from jalien.catalogue.paths import as_dir
 from jalien.catalogue.permissions import PermissionDenied
@@ -32,10 +32,9 @@ from jalien.commands.errno import (
 from jalien.commands.options import Options
 from jalien.commands.session import Session
 from jalien.commands.table import Args, CommandTable
-from jalien.wire.channel import ENCODED
 from jalien.wire.errors import RequestError
 from jalien.wire.listing_views import human_size, long_line, ls_fields, permissions
-from jalien.wire.messages import DirEntry, Record, Reply, packed_entries
+from jalien.wire.messages import DirEntry, Record, Reply
 
 TYPE_WORD = {"f": "file", "d": "directory", "c": "collection", "l": "link"}
 UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -211,19 +210,14 @@ class CatalogueCommands:
                     yield Reply(entries=[row], view=view, metadata={"_listing": entry.dir})
                     continue
                 metadata = {"_listing": as_dir(path)}
+                # pages from SQLite encoded already: the binary channel sends them as they
+                # are, the JSON edge writes ls -l's records from them (listing_views)
                 try:
-                    if session.personality in ENCODED:  # rows never become Python objects
-                        packed = self.cat.packed_listing(
-                            session.identity, path, entry, fields, hide_dot, skip_type
-                        )
-                        async for encoded in packed:
-                            rows = packed_entries(encoded.rows)
-                            yield Reply(entries=rows, view=view, metadata=metadata)
-                        continue
-                    async for page in self.cat.listing(session.identity, path, entry, fields):
-                        shown_rows = shown(page, hide_dot, skip_type)
-                        if shown_rows:
-                            yield Reply(entries=shown_rows, view=view, metadata=metadata)
+                    pages = self.cat.packed_listing(
+                        session.identity, path, entry, fields, hide_dot, skip_type
+                    )
+                    async for page in pages:
+                        yield Reply(entries=page.rows, view=view, metadata=metadata)
                 except PermissionDenied as exc:
                     raise jalien_error(EPERM, str(exc)) from None
         if missing:

@@ -31,7 +31,7 @@ from jalien.net.refusal import EXPIRED, refusal_kind
 from jalien.wire import codec, framing
 from jalien.wire.channel import ClientChannel, ControlReply, EventReceived, ReplyFrame, decode
 from jalien.wire.errors import EXIT_NO_CONNECTION, EXIT_PERMISSION, EXIT_TIMEOUT, RequestError
-from jalien.wire.messages import Event, Reply, Request
+from jalien.wire.messages import DirEntry, Event, Reply, Request, entries_of
 from jalien.wire.streams import (
     MAX_CHANNEL,
     SequenceAllocator,
@@ -209,9 +209,11 @@ def merge_replies(pages: list[Reply]) -> Reply:
         return pages[0]
     last = pages[-1]
     merged = Reply(exitcode=last.exitcode, error=last.error, metadata=last.metadata, view=last.view)
+    entries: list[DirEntry] = []
     for page in pages:
         merged.results.extend(page.results)
-        merged.entries.extend(page.entries)
+        entries.extend(entries_of(page))
+    merged.entries = entries
     return merged
 
 

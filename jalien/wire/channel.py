@@ -65,9 +65,6 @@ __all__ = [
 # a binary client's own, and a level's (jBox, VoBox, JobAgent) for one of its clients
 BINARY = "binary"
 LEVEL = "level"
-ENCODED = frozenset({BINARY, LEVEL})
-"""Personalities whose replies this channel encodes: a reply's entries may come encoded
-already (``messages.packed_entries``)."""
 
 
 def decode(flags: int, body: bytes) -> Message:

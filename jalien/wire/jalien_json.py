@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 
 from jalien.wire.codec import MAX_NESTING, DecodeError, nesting_exceeds
-from jalien.wire.listing_views import render_entries
-from jalien.wire.messages import Reply, Request
+from jalien.wire.listing_views import packed_json, render_entries
+from jalien.wire.messages import Reply, Request, entries_of
 
 
 class OutputMode(enum.Enum):
@@ -93,7 +93,7 @@ def records(reply: Reply, mode: OutputMode) -> list[dict[str, str]]:
     """The JAliEn records of one reply (or one page of a streamed reply)."""
     out = [_record(r, mode) for r in reply.results]
     if reply.entries:
-        rendered = render_entries(reply.entries, reply.view, reply.metadata)
+        rendered = render_entries(entries_of(reply), reply.view, reply.metadata)
         if mode is OutputMode.ALL:  # views give strings only: no copy needed
             out.extend(rendered)
         else:
@@ -118,7 +118,8 @@ STREAM_START = b'{"results":['
 
 _PAGES = 256  # rendered pages of typed rows kept, with the row lists they were made of
 _PAGE_ROWS = 512  # of at most this many rows (a small directory, whole)
-_pages: dict[tuple[int, str, str, OutputMode], tuple[list[Any], bytes]] = {}
+_PACKED_KEPT = 1 << 16  # bytes of a packed page whose text is kept (a small directory)
+_pages: dict[tuple[int, str, str, OutputMode], tuple[Any, bytes]] = {}
 
 
 def render_page(reply: Reply, mode: OutputMode, first: bool) -> bytes:
@@ -126,6 +127,8 @@ def render_page(reply: Reply, mode: OutputMode, first: bool) -> bytes:
     typed rows only is rendered once while its row list lives on (a listing the catalogue
     keeps, ``sqlstore.kept_reads``, is the same list each time it is asked)."""
     entries = reply.entries
+    if type(entries) is msgspec.Raw and not reply.results:  # a page packed from SQLite
+        return _render_packed(reply, entries, mode, first)
     if entries and not reply.results and len(entries) <= _PAGE_ROWS:
         key = (id(entries), reply.view, reply.metadata.get("_listing", ""), mode)
         made = _pages.get(key)
@@ -138,6 +141,29 @@ def render_page(reply: Reply, mode: OutputMode, first: bool) -> bytes:
             _pages[key] = (entries, body)
     else:
         body = _encoder.encode(records(reply, mode))[1:-1]
+    if not body:
+        return b""
+    return body if first else b"," + body
+
+
+def _render_packed(reply: Reply, rows: msgspec.Raw, mode: OutputMode, first: bool) -> bytes:
+    """A page of packed rows: written straight from them for the views that can
+    (``listing_views.packed_json``), else from the rows decoded; a small page's text is
+    kept while its rows are (a kept listing's pages are the same object each time)."""
+    small = len(rows) <= _PACKED_KEPT
+    key = (id(rows), reply.view, reply.metadata.get("_listing", ""), mode)
+    made = _pages.get(key) if small else None
+    if made is not None and made[0] is rows:
+        body = made[1]
+    else:
+        written = None
+        if mode is OutputMode.ALL:
+            written = packed_json(bytes(rows), reply.view, reply.metadata)
+        body = _encoder.encode(records(reply, mode))[1:-1] if written is None else written
+        if small:
+            if len(_pages) >= _PAGES:
+                del _pages[next(iter(_pages))]
+            _pages[key] = (rows, body)
     if not body:
         return b""
     return body if first else b"," + body

@@ -12,6 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
+from jalien._fast import lslong
 from jalien.wire.messages import DirEntry
 
 _TYPE_CHAR = {"f": "-", "d": "d", "c": "c", "l": "l"}
@@ -128,6 +131,36 @@ def ls_page(entries: list[DirEntry], flags: str, metadata: dict[str, str]) -> li
     if "l" in flags or "H" in flags:
         return _ls_long(entries, base, slash, "H" in flags)
     return [_ls_brief(e, base, slash) for e in entries]
+
+
+class _LongView:
+    """What ``_fast.lslong`` writes ``ls -l``'s records with: this module's formats, and
+    its records of the same rows (the pure twin renders those; the Cython one is held to
+    them byte for byte by tests/wire/test_listing_views.py)."""
+
+    permissions = staticmethod(permissions)
+    minute = staticmethod(short_time)
+    human_size = staticmethod(human_size)
+
+    @staticmethod
+    def records(rows: bytes, base: str, slash: bool, human: bool) -> list[dict[str, Any]]:
+        return _ls_long(_decode_rows(rows), base, slash, human)
+
+
+_decode_rows = msgspec.msgpack.Decoder(list[DirEntry]).decode
+_LONG_VIEW = _LongView()
+
+
+def packed_json(rows: bytes, view: str, metadata: dict[str, str]) -> bytes | None:
+    """The JSON records (comma-separated) of a page of packed rows in *view*, written
+    straight from them (``_fast.lslong``), for the views that have such a writer
+    (``ls -l``, ``ls -lH``, with or without F); None for the others (their records are
+    made from the decoded rows)."""
+    name, _, flags = view.partition(":")
+    if name != "ls" or "b" in flags or "c" in flags or ("l" not in flags and "H" not in flags):
+        return None
+    base = metadata.get("_listing", "")
+    return lslong.ls_long_json(rows, base, "F" in flags, "H" in flags, _LONG_VIEW)
 
 
 def _plain(entries: list[DirEntry], flags: str, metadata: dict[str, str]) -> list[dict[str, Any]]:

@@ -53,18 +53,22 @@ class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
     exitcode: int = 0
     error: str = ""
     results: list[Record] = []
-    entries: list[DirEntry] = []  # typed listing rows (ls, find) beside or instead of results
+    # typed listing rows (ls, find) beside or instead of results; on a central, a listing's
+    # pages come from SQLite encoded already (msgspec.Raw, ``_fast.rowpack``): sent as they
+    # are, decoded by the other end as the list (``entries_of`` reads either)
+    entries: list[DirEntry] | msgspec.Raw = []
     metadata: dict[str, str] = {}
     view: str = ""  # how entries render as JAliEn records (wire.listing_views.VIEWS)
     data: list[bytes | None] = []  # binary results, e.g. cache values (None: a miss)
 
 
-def packed_entries(rows: bytes) -> list[DirEntry]:
-    """*rows*, one MessagePack array of DirEntry arrays (``_fast.rowpack``), as the entries
-    of a Reply the binary channel encodes: written as they are (a ``msgspec.Raw``), read by
-    the other end as ``list[DirEntry]``. Never for a reply rendered on this side (JSON):
-    only for sessions whose personality is in ``wire.channel.ENCODED``."""
-    return msgspec.Raw(rows)  # type: ignore[return-value]  # encoded as the list it holds
+_decode_entries = msgspec.msgpack.Decoder(list[DirEntry]).decode
+
+
+def entries_of(reply: Reply) -> list[DirEntry]:
+    """A reply's entries as rows, decoded when they are still encoded."""
+    entries = reply.entries
+    return _decode_entries(entries) if type(entries) is msgspec.Raw else entries
 
 
 class Event(msgspec.Struct, tag="evt", kw_only=True, omit_defaults=True):
