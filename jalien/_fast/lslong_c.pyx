@@ -10,10 +10,11 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdio cimport snprintf
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free
 from libc.string cimport memcmp, memcpy
 
 from jalien._fast import lslong_py
+from jalien._fast.outbuf cimport Buf, put, room
 
 IMPLEMENTATION = "cython"
 
@@ -22,33 +23,12 @@ cdef class _Shape(Exception):
     pass
 
 
-cdef struct Buf:
-    char* data
-    Py_ssize_t size
-    Py_ssize_t cap
-
-
-cdef int _room(Buf* b, Py_ssize_t n) except -1:
-    cdef Py_ssize_t cap
-    cdef char* grown
-    if b.size + n <= b.cap:
-        return 0
-    cap = b.cap * 2 if b.cap else 256
-    while cap < b.size + n:
-        cap *= 2
-    grown = <char*>realloc(b.data, cap)
-    if grown == NULL:
-        raise MemoryError()
-    b.data = grown
-    b.cap = cap
-    return 0
+cdef inline int _room(Buf* b, Py_ssize_t n) except -1:
+    return room(b, n)
 
 
 cdef inline int _put(Buf* b, const char* data, Py_ssize_t n) except -1:
-    _room(b, n)
-    memcpy(b.data + b.size, data, n)
-    b.size += n
-    return 0
+    return put(b, data, n)
 
 
 cdef inline int _put_buf(Buf* b, Buf* other) except -1:

@@ -10,9 +10,11 @@ than sqlite3.sqlite_version refuses to import (jalien._fast then takes the twin)
 import sqlite3 as _sqlite3
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from jalien._fast.outbuf cimport Buf, room
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, strcmp
 
 IMPLEMENTATION = "cython"
@@ -67,27 +69,6 @@ if sqlite3_libversion().decode() != _sqlite3.sqlite_version:
     )
 
 
-cdef struct Buf:
-    char* data
-    size_t size
-    size_t cap
-
-
-cdef int _grow(Buf* b, size_t more) except -1:
-    cdef size_t cap = b.cap
-    cdef char* data
-    if b.size + more <= cap:
-        return 0
-    while cap < b.size + more:
-        cap *= 2
-    data = <char*>realloc(b.data, cap)
-    if data == NULL:
-        raise MemoryError()
-    b.data = data
-    b.cap = cap
-    return 0
-
-
 cdef inline void _be(char* at, uint64_t value, int n) noexcept:
     cdef int i
     for i in range(n):
@@ -95,7 +76,7 @@ cdef inline void _be(char* at, uint64_t value, int n) noexcept:
 
 
 cdef int _head(Buf* b, uint8_t tag, uint64_t value, int n) except -1:
-    _grow(b, 1 + n)
+    room(b, 1 + n)
     b.data[b.size] = <char>tag
     _be(b.data + b.size + 1, value, n)
     b.size += 1 + n
@@ -106,7 +87,7 @@ cdef int _int(Buf* b, int64_t v) except -1:
     # as msgspec writes an int: the shortest form, unsigned ones for v >= 0
     if v >= 0:
         if v < 128:
-            _grow(b, 1)
+            room(b, 1)
             b.data[b.size] = <char>v
             b.size += 1
         elif v <= 0xFF:
@@ -118,7 +99,7 @@ cdef int _int(Buf* b, int64_t v) except -1:
         else:
             _head(b, 0xCF, <uint64_t>v, 8)
     elif v >= -32:
-        _grow(b, 1)
+        room(b, 1)
         b.data[b.size] = <char>(<uint8_t>(v & 0xFF))
         b.size += 1
     elif v >= -128:
@@ -134,7 +115,7 @@ cdef int _int(Buf* b, int64_t v) except -1:
 
 cdef int _bytes(Buf* b, const char* data, size_t n, bint text) except -1:
     if text and n < 32:
-        _grow(b, 1 + n)
+        room(b, 1 + n)
         b.data[b.size] = <char>(0xA0 | n)
         b.size += 1
     elif n <= 0xFF:
@@ -143,7 +124,7 @@ cdef int _bytes(Buf* b, const char* data, size_t n, bint text) except -1:
         _head(b, 0xDA if text else 0xC5, n, 2)
     else:
         _head(b, 0xDB if text else 0xC6, n, 4)
-    _grow(b, n)
+    room(b, n)
     if n:
         memcpy(b.data + b.size, data, n)
     b.size += n
@@ -152,7 +133,7 @@ cdef int _bytes(Buf* b, const char* data, size_t n, bint text) except -1:
 
 cdef int _array(Buf* b, size_t n) except -1:
     if n < 16:
-        _grow(b, 1)
+        room(b, 1)
         b.data[b.size] = <char>(0x90 | n)
         b.size += 1
     elif n <= 0xFFFF:
@@ -179,7 +160,7 @@ cdef int _column(Buf* b, sqlite3_stmt* stmt, int i) except -1:
         blob = sqlite3_column_blob(stmt, i)
         _bytes(b, <const char*>blob, sqlite3_column_bytes(stmt, i), False)
     else:
-        _grow(b, 1)
+        room(b, 1)
         b.data[b.size] = <char>0xC0
         b.size += 1
     return 0
@@ -207,7 +188,7 @@ cdef int _keep_first(First* first, sqlite3_stmt* stmt) except -1:
         )
         n = sqlite3_column_bytes(stmt, 0)
         first.raw.size = 0
-        _grow(&first.raw, n)
+        room(&first.raw, n)
         if n:
             memcpy(first.raw.data, data, n)
         first.raw.size = n
