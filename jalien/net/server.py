@@ -68,8 +68,6 @@ from jalien.net.refusal import (
 )
 from jalien.wire import codec, framing
 from jalien.wire.channel import (
-    BINARY,
-    LEVEL,
     CancelReceived,
     ChannelClosed,
     Invalid,
@@ -106,10 +104,11 @@ from jalien.wire.streams import CONTROL_SEQ, SEQ_BITS, channel_of, stream_id
 log = logging.getLogger("jalien.net.server")
 
 WS_PATH = b"/websocket/json"
+BINARY = "binary"
 WEBSOCKET = "websocket"
-# BINARY, LEVEL (wire.channel): a binary client's session, and one a level (jBox, VoBox,
-# JobAgent) opened on its binary connection for one of its own clients, which may be JSON
-# clients (alien.py, ROOT): told apart for what they can use
+# a session a level (jBox, VoBox, JobAgent) opened on its binary connection for one of its
+# own clients, which may be JSON clients (alien.py, ROOT): told apart for what they can use
+LEVEL = "level"
 
 
 def _reason(exc: BaseException) -> str:

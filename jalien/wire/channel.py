@@ -61,11 +61,6 @@ __all__ = [
     "decode_reply",
 ]
 
-# the personalities of sessions on this channel (commands.session.Session.personality):
-# a binary client's own, and a level's (jBox, VoBox, JobAgent) for one of its clients
-BINARY = "binary"
-LEVEL = "level"
-
 
 def decode(flags: int, body: bytes) -> Message:
     """A frame's body as a message, by its flags: inflated when compressed, JSON or
