@@ -116,10 +116,12 @@ cdef inline uint64_t _be(Reader* r, int n) except? 0:
 
 
 cdef inline uint8_t _tag(Reader* r) except? 0:
+    cdef uint8_t t
     if r.p >= r.end:
         raise _Shape()
+    t = r.p[0]
     r.p += 1
-    return r.p[-1]
+    return t
 
 
 cdef Py_ssize_t _array(Reader* r) except -1:

@@ -12,8 +12,8 @@ cdef struct Buf:
     Py_ssize_t cap
 
 
-cdef inline int room(Buf* b, Py_ssize_t n) except -1:
-    """Room for *n* more bytes."""
+cdef inline int grow(Buf* b, Py_ssize_t n) noexcept nogil:
+    """Room for *n* more bytes: 0, or -1 when memory is out (for code without the GIL)."""
     cdef Py_ssize_t cap
     cdef char* grown
     if b.size + n <= b.cap:
@@ -23,13 +23,22 @@ cdef inline int room(Buf* b, Py_ssize_t n) except -1:
         cap *= 2
     grown = <char*>realloc(b.data, cap)
     if grown == NULL:
-        raise MemoryError()
+        return -1
     b.data = grown
     b.cap = cap
     return 0
 
 
+cdef inline int room(Buf* b, Py_ssize_t n) except -1:
+    """Room for *n* more bytes (MemoryError when memory is out)."""
+    if grow(b, n) < 0:
+        raise MemoryError()
+    return 0
+
+
 cdef inline int put(Buf* b, const char* data, Py_ssize_t n) except -1:
+    if n <= 0:
+        return 0
     room(b, n)
     memcpy(b.data + b.size, data, n)
     b.size += n

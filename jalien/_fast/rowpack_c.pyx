@@ -11,15 +11,15 @@ import sqlite3 as _sqlite3
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from jalien._fast.outbuf cimport Buf, room
+from jalien._fast.outbuf cimport Buf, grow
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, strcmp
+from libc.string cimport memcmp, memcpy
 
 IMPLEMENTATION = "cython"
 
-cdef extern from "sqlite3.h":
+cdef extern from "sqlite3.h" nogil:
     ctypedef struct sqlite3:
         pass
     ctypedef struct sqlite3_stmt:
@@ -69,101 +69,143 @@ if sqlite3_libversion().decode() != _sqlite3.sqlite_version:
     )
 
 
-cdef inline void _be(char* at, uint64_t value, int n) noexcept:
+# Writing runs without the GIL (as Python's sqlite3 steps without it: a read that waits on a
+# lock must not stop the process's other threads): every writer returns 0, or OUT_OF_MEMORY.
+cdef int64_t _U32_MAX = 0xFFFFFFFF
+cdef int64_t _I32_MIN = -2147483648
+
+cdef enum:
+    OUT_OF_MEMORY = -1
+    BAD_TEXT = -2  # a TEXT value that is not UTF-8 (Python's sqlite3 refuses to read it)
+
+
+cdef inline void _be(char* at, uint64_t value, int n) noexcept nogil:
     cdef int i
     for i in range(n):
         at[i] = <char>((value >> (8 * (n - 1 - i))) & 0xFF)
 
 
-cdef int _head(Buf* b, uint8_t tag, uint64_t value, int n) except -1:
-    room(b, 1 + n)
+cdef inline int _byte(Buf* b, uint8_t value) noexcept nogil:
+    if grow(b, 1) < 0:
+        return OUT_OF_MEMORY
+    b.data[b.size] = <char>value
+    b.size += 1
+    return 0
+
+
+cdef int _head(Buf* b, uint8_t tag, uint64_t value, int n) noexcept nogil:
+    if grow(b, 1 + n) < 0:
+        return OUT_OF_MEMORY
     b.data[b.size] = <char>tag
     _be(b.data + b.size + 1, value, n)
     b.size += 1 + n
     return 0
 
 
-cdef int _int(Buf* b, int64_t v) except -1:
+cdef int _int(Buf* b, int64_t v) noexcept nogil:
     # as msgspec writes an int: the shortest form, unsigned ones for v >= 0
     if v >= 0:
         if v < 128:
-            room(b, 1)
-            b.data[b.size] = <char>v
-            b.size += 1
-        elif v <= 0xFF:
-            _head(b, 0xCC, <uint64_t>v, 1)
-        elif v <= 0xFFFF:
-            _head(b, 0xCD, <uint64_t>v, 2)
-        elif v <= 0xFFFFFFFF:
-            _head(b, 0xCE, <uint64_t>v, 4)
-        else:
-            _head(b, 0xCF, <uint64_t>v, 8)
-    elif v >= -32:
-        room(b, 1)
-        b.data[b.size] = <char>(<uint8_t>(v & 0xFF))
-        b.size += 1
-    elif v >= -128:
-        _head(b, 0xD0, <uint64_t>v, 1)
-    elif v >= -32768:
-        _head(b, 0xD1, <uint64_t>v, 2)
-    elif v >= -2147483648:
-        _head(b, 0xD2, <uint64_t>v, 4)
-    else:
-        _head(b, 0xD3, <uint64_t>v, 8)
-    return 0
+            return _byte(b, <uint8_t>v)
+        if v <= 0xFF:
+            return _head(b, 0xCC, <uint64_t>v, 1)
+        if v <= 0xFFFF:
+            return _head(b, 0xCD, <uint64_t>v, 2)
+        if v <= _U32_MAX:
+            return _head(b, 0xCE, <uint64_t>v, 4)
+        return _head(b, 0xCF, <uint64_t>v, 8)
+    if v >= -32:
+        return _byte(b, <uint8_t>(v & 0xFF))
+    if v >= -128:
+        return _head(b, 0xD0, <uint64_t>v, 1)
+    if v >= -32768:
+        return _head(b, 0xD1, <uint64_t>v, 2)
+    if v >= _I32_MIN:
+        return _head(b, 0xD2, <uint64_t>v, 4)
+    return _head(b, 0xD3, <uint64_t>v, 8)
 
 
-cdef int _bytes(Buf* b, const char* data, size_t n, bint text) except -1:
+cdef int _bytes(Buf* b, const char* data, Py_ssize_t n, bint text) noexcept nogil:
+    cdef int rc
     if text and n < 32:
-        room(b, 1 + n)
-        b.data[b.size] = <char>(0xA0 | n)
-        b.size += 1
+        rc = _byte(b, <uint8_t>(0xA0 | n))
     elif n <= 0xFF:
-        _head(b, 0xD9 if text else 0xC4, n, 1)
+        rc = _head(b, 0xD9 if text else 0xC4, n, 1)
     elif n <= 0xFFFF:
-        _head(b, 0xDA if text else 0xC5, n, 2)
+        rc = _head(b, 0xDA if text else 0xC5, n, 2)
     else:
-        _head(b, 0xDB if text else 0xC6, n, 4)
-    room(b, n)
+        rc = _head(b, 0xDB if text else 0xC6, n, 4)
+    if rc < 0 or grow(b, n) < 0:
+        return OUT_OF_MEMORY
     if n:
         memcpy(b.data + b.size, data, n)
     b.size += n
     return 0
 
 
-cdef int _array(Buf* b, size_t n) except -1:
+cdef int _array(Buf* b, Py_ssize_t n) noexcept nogil:
     if n < 16:
-        room(b, 1)
-        b.data[b.size] = <char>(0x90 | n)
-        b.size += 1
-    elif n <= 0xFFFF:
-        _head(b, 0xDC, n, 2)
-    else:
-        _head(b, 0xDD, n, 4)
-    return 0
+        return _byte(b, <uint8_t>(0x90 | n))
+    if n <= 0xFFFF:
+        return _head(b, 0xDC, n, 2)
+    return _head(b, 0xDD, n, 4)
 
 
-cdef int _column(Buf* b, sqlite3_stmt* stmt, int i) except -1:
+cdef bint _utf8(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Whether *s* is UTF-8 as Python decodes it (no overlong forms, no surrogates, no
+    code point above U+10FFFF)."""
+    cdef Py_ssize_t i = 0
+    cdef unsigned char c
+    while i < n:
+        c = s[i]
+        if c < 0x80:
+            i += 1
+        elif 0xC2 <= c <= 0xDF:
+            if i + 1 >= n or s[i + 1] & 0xC0 != 0x80:
+                return False
+            i += 2
+        elif 0xE0 <= c <= 0xEF:
+            if i + 2 >= n or s[i + 1] & 0xC0 != 0x80 or s[i + 2] & 0xC0 != 0x80:
+                return False
+            if (c == 0xE0 and s[i + 1] < 0xA0) or (c == 0xED and s[i + 1] > 0x9F):
+                return False  # overlong, or a surrogate
+            i += 3
+        elif 0xF0 <= c <= 0xF4:
+            if (
+                i + 3 >= n or s[i + 1] & 0xC0 != 0x80 or s[i + 2] & 0xC0 != 0x80
+                or s[i + 3] & 0xC0 != 0x80
+            ):
+                return False
+            if (c == 0xF0 and s[i + 1] < 0x90) or (c == 0xF4 and s[i + 1] > 0x8F):
+                return False  # overlong, or above U+10FFFF
+            i += 4
+        else:
+            return False
+    return True
+
+
+cdef int _column(Buf* b, sqlite3_stmt* stmt, int i) noexcept nogil:
     cdef int kind = sqlite3_column_type(stmt, i)
     cdef double d
     cdef uint64_t bits
+    cdef const unsigned char* text
+    cdef Py_ssize_t n
     if kind == SQLITE_INTEGER:
-        _int(b, sqlite3_column_int64(stmt, i))
-    elif kind == SQLITE_TEXT:
+        return _int(b, sqlite3_column_int64(stmt, i))
+    if kind == SQLITE_TEXT:
         text = sqlite3_column_text(stmt, i)
-        _bytes(b, <const char*>text, sqlite3_column_bytes(stmt, i), True)
-    elif kind == SQLITE_FLOAT:
+        n = sqlite3_column_bytes(stmt, i)
+        if not _utf8(text, n):
+            return BAD_TEXT
+        return _bytes(b, <const char*>text, n, True)
+    if kind == SQLITE_FLOAT:
         d = sqlite3_column_double(stmt, i)
         memcpy(&bits, &d, 8)
-        _head(b, 0xCB, bits, 8)
-    elif kind == SQLITE_BLOB:
+        return _head(b, 0xCB, bits, 8)
+    if kind == SQLITE_BLOB:
         blob = sqlite3_column_blob(stmt, i)
-        _bytes(b, <const char*>blob, sqlite3_column_bytes(stmt, i), False)
-    else:
-        room(b, 1)
-        b.data[b.size] = <char>0xC0
-        b.size += 1
-    return 0
+        return _bytes(b, <const char*>blob, sqlite3_column_bytes(stmt, i), False)
+    return _byte(b, 0xC0)
 
 
 cdef struct First:
@@ -174,9 +216,10 @@ cdef struct First:
     Buf raw  # a text's or a blob's bytes
 
 
-cdef int _keep_first(First* first, sqlite3_stmt* stmt) except -1:
+cdef int _keep_first(First* first, sqlite3_stmt* stmt) noexcept nogil:
     cdef int kind = sqlite3_column_type(stmt, 0)
-    cdef size_t n
+    cdef Py_ssize_t n
+    cdef const char* data
     first.kind = kind
     if kind == SQLITE_INTEGER:
         first.integer = sqlite3_column_int64(stmt, 0)
@@ -188,7 +231,8 @@ cdef int _keep_first(First* first, sqlite3_stmt* stmt) except -1:
         )
         n = sqlite3_column_bytes(stmt, 0)
         first.raw.size = 0
-        room(&first.raw, n)
+        if grow(&first.raw, n) < 0:
+            return OUT_OF_MEMORY
         if n:
             memcpy(first.raw.data, data, n)
         first.raw.size = n
@@ -244,17 +288,61 @@ cdef sqlite3* _handle(conn) except NULL:
     return db
 
 
-cdef bytes _packed(Buf* body, size_t count):
+cdef bytes _packed(Buf* body, Py_ssize_t count):
     """The body's rows behind their array's header, which goes in the 5 bytes left free
     at the body's start."""
     cdef Buf head
-    cdef char room[5]
-    head.data = room
+    cdef char space[5]
+    head.data = space
     head.size = 0
     head.cap = 5
-    _array(&head, count)
-    memcpy(body.data + 5 - head.size, room, head.size)
+    _array(&head, count)  # (never grows: 5 bytes hold any array header)
+    memcpy(body.data + 5 - head.size, space, head.size)
     return PyBytes_FromStringAndSize(body.data + 5 - head.size, body.size - 5 + head.size)
+
+
+cdef struct Walk:
+    # what one statement's walk was asked and found
+    bint hide_dot
+    const char* skip
+    Py_ssize_t skip_n
+    int columns
+    Py_ssize_t packed
+    Py_ssize_t read
+    int rc  # the last step's code, or OUT_OF_MEMORY, BAD_TEXT
+
+
+cdef void _walk(sqlite3_stmt* stmt, Buf* body, First* first, Walk* w) noexcept nogil:
+    """Step *stmt* to its end, packing the rows shown into *body*; w.rc says how it ended."""
+    cdef int i, rc
+    cdef const unsigned char* kind
+    while True:
+        rc = sqlite3_step(stmt)
+        if rc != SQLITE_ROW:
+            w.rc = rc
+            return
+        w.read += 1
+        if w.columns == 0:
+            continue
+        rc = _keep_first(first, stmt)
+        if rc < 0:
+            w.rc = rc
+            return
+        if w.hide_dot and first.kind == SQLITE_TEXT and first.raw.size and first.raw.data[0] == 46:
+            continue  # a name starting with "."
+        if w.skip_n and w.columns > 1 and sqlite3_column_type(stmt, 1) == SQLITE_TEXT:
+            kind = sqlite3_column_text(stmt, 1)
+            if sqlite3_column_bytes(stmt, 1) == w.skip_n and memcmp(kind, w.skip, w.skip_n) == 0:
+                continue
+        rc = _array(body, w.columns)
+        i = 0
+        while rc == 0 and i < w.columns:
+            rc = _column(body, stmt, i)
+            i += 1
+        if rc < 0:
+            w.rc = rc
+            return
+        w.packed += 1
 
 
 def pack_rows(conn, str sql, tuple args, bint hide_dot, str skip_type):
@@ -262,13 +350,12 @@ def pack_rows(conn, str sql, tuple args, bint hide_dot, str skip_type):
     cdef sqlite3_stmt* stmt = NULL
     cdef Buf body
     cdef First first
+    cdef Walk walk
     cdef bytes sql_utf8 = sql.encode()
+    cdef const char* sql_c = sql_utf8
+    cdef int sql_n = <int>len(sql_utf8)
     cdef bytes skip = skip_type.encode()
-    cdef const char* skip_c = skip
-    cdef bint skipping = len(skip) > 0
-    cdef int rc, i, columns
-    cdef size_t packed = 0, read = 0
-    cdef const unsigned char* text
+    cdef int rc
     first.kind = SQLITE_NULL
     first.raw.data = <char*>malloc(256)
     first.raw.size = 0
@@ -279,34 +366,28 @@ def pack_rows(conn, str sql, tuple args, bint hide_dot, str skip_type):
     try:
         if body.data == NULL or first.raw.data == NULL:
             raise MemoryError()
-        rc = sqlite3_prepare_v2(db, sql_utf8, <int>len(sql_utf8), &stmt, NULL)
+        with nogil:
+            rc = sqlite3_prepare_v2(db, sql_c, sql_n, &stmt, NULL)
         if rc != SQLITE_OK:
             raise _sqlite3.OperationalError(sqlite3_errmsg(db).decode(errors="replace"))
         _bind(db, stmt, args)
-        columns = sqlite3_column_count(stmt)
-        while True:
-            rc = sqlite3_step(stmt)
-            if rc == SQLITE_DONE:
-                break
-            if rc != SQLITE_ROW:
-                raise _sqlite3.OperationalError(sqlite3_errmsg(db).decode(errors="replace"))
-            read += 1
-            if columns == 0:
-                continue
-            _keep_first(&first, stmt)
-            if hide_dot and first.kind == SQLITE_TEXT and first.raw.size and first.raw.data[0] == 46:
-                continue  # a name starting with "."
-            if skipping and columns > 1 and sqlite3_column_type(stmt, 1) == SQLITE_TEXT:
-                text = sqlite3_column_text(stmt, 1)
-                if strcmp(<const char*>text, skip_c) == 0:
-                    continue
-            _array(&body, columns)
-            for i in range(columns):
-                _column(&body, stmt, i)
-            packed += 1
-        last = _first_value(&first) if read and columns else None
-        return _packed(&body, packed), packed, read, last
+        walk.hide_dot = hide_dot
+        walk.skip = skip
+        walk.skip_n = len(skip)
+        walk.columns = sqlite3_column_count(stmt)
+        walk.packed = walk.read = 0
+        with nogil:
+            _walk(stmt, &body, &first, &walk)
+        if walk.rc == OUT_OF_MEMORY:
+            raise MemoryError()
+        if walk.rc == BAD_TEXT:
+            raise _sqlite3.OperationalError(f"Could not decode to UTF-8 a text of row {walk.read}")
+        if walk.rc != SQLITE_DONE:
+            raise _sqlite3.OperationalError(sqlite3_errmsg(db).decode(errors="replace"))
+        last = _first_value(&first) if walk.read and walk.columns else None
+        return _packed(&body, walk.packed), walk.packed, walk.read, last
     finally:
-        sqlite3_finalize(stmt)
+        with nogil:
+            sqlite3_finalize(stmt)
         free(body.data)
         free(first.raw.data)

@@ -8,7 +8,7 @@ checked by the service; a backend only stores and finds.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -56,32 +56,22 @@ class PackedEntries(msgspec.Struct, frozen=True, gc=False):
     count: int
 
 
-def shown(page: list[DirEntry], hide_dot: bool, skip_type: str) -> list[DirEntry]:
-    """The entries of *page* a listing shows: not those whose name starts with "." when
-    *hide_dot*, not those of type *skip_type* (unless it is ""); the page itself when it
-    shows them all (a kept page stays itself). ``rowpack.pack_rows`` does the same."""
-    if not hide_dot and not skip_type:
-        return page
-    kept = [
-        e
-        for e in page
-        if not (hide_dot and e.name.startswith(".")) and not (skip_type and e.type == skip_type)
-    ]
-    return page if len(kept) == len(page) else kept
+def is_shown(name: str, kind: str, hide_dot: bool, skip_type: str) -> bool:
+    """Whether a listing shows an entry: not when its name starts with "." and *hide_dot*
+    (``ls`` without -a), not when its type is *skip_type* (-b: "d"; "" for none).
+    ``_fast.rowpack`` applies the same rule to SQLite's rows."""
+    return not (hide_dot and name.startswith(".")) and not (skip_type and kind == skip_type)
 
 
 _encode = msgspec.msgpack.Encoder().encode
 
 
-async def packed_pages(
-    pages: AsyncIterator[list[DirEntry]], hide_dot: bool, skip_type: str
-) -> AsyncIterator[PackedEntries]:
-    """``list_dir_packed`` from ``list_dir``'s pages, for a backend whose rows come as
-    Python objects anyway (MariaDB's driver)."""
-    async for page in pages:
-        rows = shown(page, hide_dot, skip_type)
-        if rows:
-            yield PackedEntries(msgspec.Raw(_encode(rows)), len(rows))
+def pack_shown(rows: list[tuple[Any, ...]], hide_dot: bool, skip_type: str) -> PackedEntries | None:
+    """A page of listing rows (DirEntry's leading fields, as a driver returns them) packed
+    as ``rowpack`` packs SQLite's: those ``is_shown`` only; None when none is."""
+    if hide_dot or skip_type:
+        rows = [r for r in rows if is_shown(r[0], r[1] if len(r) > 1 else "", hide_dot, skip_type)]
+    return PackedEntries(msgspec.Raw(_encode(rows)), len(rows)) if rows else None
 
 
 class Exists(RequestError):
@@ -156,7 +146,7 @@ class CatalogueBackend(Protocol):
         hide_dot: bool = False,
         skip_type: str = "",
     ) -> AsyncIterator[PackedEntries]:
-        """``list_dir``'s pages of the entries ``shown`` (with *hide_dot*, *skip_type*),
+        """``list_dir``'s pages of the entries ``is_shown`` (with *hide_dot*, *skip_type*),
         encoded for the binary channel (no page of none); the SQLite backend never makes
         its rows Python objects (``_fast.rowpack``)."""
         ...

@@ -65,7 +65,7 @@ from jalien.catalogue.backend import (
     NotFound,
     PackedEntries,
     listing_fields,
-    packed_pages,
+    pack_shown,
     page_rows,
 )
 from jalien.catalogue.change_log import PENDING, Pending
@@ -1044,6 +1044,26 @@ class MariaDBBackend:
     async def list_dir(
         self, directory: str, page: int = PAGE, fields: int = ALL_FIELDS
     ) -> AsyncIterator[list[DirEntry]]:
+        async for rows in self._listing_rows(directory, page, fields):
+            yield list(itertools.starmap(DirEntry, rows))
+
+    async def list_dir_packed(
+        self,
+        directory: str,
+        page: int = PAGE,
+        fields: int = ALL_FIELDS,
+        hide_dot: bool = False,
+        skip_type: str = "",
+    ) -> AsyncIterator[PackedEntries]:
+        async for rows in self._listing_rows(directory, page, fields):
+            packed = pack_shown(rows, hide_dot, skip_type)
+            if packed is not None:
+                yield packed
+
+    async def _listing_rows(
+        self, directory: str, page: int, fields: int
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The pages of a directory's rows, the first *fields* columns of DirEntry each."""
         shard = self._lfn().route(directory)
         host = self._hosts[shard.host]
         sql = (
@@ -1056,20 +1076,10 @@ class MariaDBBackend:
             rows = await host.read(_fetchall(sql, (directory, after, size)))
             if not rows:
                 return
-            yield list(itertools.starmap(DirEntry, rows))
+            yield rows
             if len(rows) < size:
                 return
             after = rows[-1][0]
-
-    def list_dir_packed(
-        self,
-        directory: str,
-        page: int = PAGE,
-        fields: int = ALL_FIELDS,
-        hide_dot: bool = False,
-        skip_type: str = "",
-    ) -> AsyncIterator[PackedEntries]:
-        return packed_pages(self.list_dir(directory, page, fields), hide_dot, skip_type)
 
     async def has_children(self, directory: str) -> bool:
         shard = self._lfn().route(directory)

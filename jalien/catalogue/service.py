@@ -142,7 +142,7 @@ class Catalogue:
         hide_dot: bool = False,
         skip_type: str = "",
     ) -> AsyncIterator[PackedEntries]:
-        """``listing``'s pages of the entries ``backend.shown``, encoded as the binary channel
+        """``listing``'s pages of the entries ``backend.is_shown``, encoded as the binary channel
         carries them (``backend.list_dir_packed``), for a caller who has just looked up the
         directory's *entry*."""
         _check_directory(caller, entry, READ, "list")

@@ -118,7 +118,7 @@ STREAM_START = b'{"results":['
 
 _PAGES = 256  # rendered pages of typed rows kept, with the row lists they were made of
 _PAGE_ROWS = 512  # of at most this many rows (a small directory, whole)
-_PACKED_KEPT = 1 << 16  # bytes of a packed page whose text is kept (a small directory)
+_PACKED_KEPT = 1 << 15  # bytes of a packed page whose text is kept (a small directory)
 _pages: dict[tuple[int, str, str, OutputMode], tuple[Any, bytes]] = {}
 
 

@@ -114,3 +114,51 @@ def test_values_bind_as_sqlite3_binds_them(impl):
         assert impl.pack_rows(conn, sql, args, False, "") == rowpack_py.pack_rows(
             conn, sql, args, False, ""
         )
+
+
+@pytest.mark.parametrize("impl", TWINS, **ids)
+def test_a_text_that_is_not_utf8_is_refused_as_sqlite3_refuses_it(impl):
+    conn = table([(1, "ok", "d\x00x", None)])
+    conn.execute("INSERT INTO t VALUES (2, CAST(X'66FF' AS TEXT), 'f', NULL)")
+    conn.execute("INSERT INTO t VALUES (3, CAST(X'EDA080' AS TEXT), 'f', NULL)")  # a surrogate
+    for k in (2, 3):
+        with pytest.raises(sqlite3.OperationalError):
+            impl.pack_rows(conn, "SELECT a FROM t WHERE k = ?", (k,), False, "")
+    # a type with a NUL in it is not "d"
+    packed, count, _read, _last = impl.pack_rows(
+        conn, "SELECT a, b FROM t WHERE k = 1", (), False, "d"
+    )
+    assert count == 1 and msgspec.msgpack.decode(packed) == [["ok", "d\x00x"]]
+
+
+@pytest.mark.parametrize("impl", TWINS, **ids)
+def test_a_read_waiting_on_a_lock_lets_the_other_threads_run(impl, tmp_path):
+    """As Python's sqlite3 steps without the GIL: a read that waits for a lock (here an
+    exclusive transaction of another connection) must not stop the process."""
+    import threading
+    import time
+
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (a)")
+    holder.execute("BEGIN EXCLUSIVE")
+    reader = sqlite3.connect(path, timeout=1.0)
+    ticks = 0
+    done = threading.Event()
+
+    def tick() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            impl.pack_rows(reader, "SELECT a FROM t", (), False, "")
+    finally:
+        done.set()
+        ticker.join()
+        holder.execute("ROLLBACK")
+    assert ticks > 50  # the ticker ran while the read waited its second (~1000 ticks)
