@@ -10,13 +10,13 @@ export PATH="$VENV/bin:$PATH"
 
 # System packages (Debian names), checked with dpkg-query; installed through apt-get when this
 # runs as root, else printed for the user to install. `run` needs only what builds the package:
-# a C compiler, zlib's and SQLite's headers for the Cython extensions (meson finds both
-# without pkg-config), venv for .venv. The tests need the rest: pkg-config and libmariadb-dev build the
+# a C compiler and zlib's headers for the Cython extensions (meson finds zlib without
+# pkg-config), venv for .venv. The tests need the rest: pkg-config and libmariadb-dev build the
 # MariaDB driver (the `mariadb` extra), mariadb-server and openssl serve the catalogue and
 # credential tests, patchelf..ccache the single binary (packaging/build_binary.sh), xrootd the
 # XRootD SE tests and alien.py's cp, slurm + munge the VoBox's Slurm batch interface, zsh the
 # zsh completion script.
-RUN_PACKAGES=(gcc zlib1g-dev libsqlite3-dev python3-venv)
+RUN_PACKAGES=(gcc zlib1g-dev python3-venv)
 # one line per purpose (add a line for a new one; say what needs it)
 TEST_PACKAGES=("${RUN_PACKAGES[@]}")
 TEST_PACKAGES+=(pkg-config libmariadb-dev mariadb-server openssl)  # catalogue, credentials

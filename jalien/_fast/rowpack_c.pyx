@@ -2,9 +2,8 @@
 """A page of rows from SQLite straight to MessagePack, in C: see rowpack_py, its twin.
 
 The statement runs on the handle of the caller's ``sqlite3.Connection`` (the first field
-of CPython's connection object, the same since Python 3.8), on the caller's thread; this
-module links the libsqlite3 that CPython's _sqlite3 links. A different library version
-than sqlite3.sqlite_version refuses to import (jalien._fast then takes the twin).
+of CPython's connection object, the same since Python 3.8), on the caller's thread, with
+the functions of the libsqlite3 that CPython's _sqlite3 loaded (below).
 """
 
 import sqlite3 as _sqlite3
@@ -19,7 +18,89 @@ from libc.string cimport memcmp, memcpy
 
 IMPLEMENTATION = "cython"
 
-cdef extern from "sqlite3.h" nogil:
+# SQLite's functions are those of the libsqlite3 Python's _sqlite3 loaded, found by name in
+# it when this module starts (dlopen of the loaded library, RTLD_NOLOAD): one copy of SQLite
+# in the process (the handle comes from _sqlite3), none linked here, nothing to bundle in the
+# single binary. Not loaded (no sqlite3 module): ImportError, and jalien._fast takes the twin.
+cdef extern from * nogil:
+    """
+    #include <dlfcn.h>
+    typedef struct sqlite3 sqlite3;
+    typedef struct sqlite3_stmt sqlite3_stmt;
+    typedef void (*sqlite3_destructor_type)(void*);
+    #define SQLITE_TRANSIENT ((sqlite3_destructor_type)-1)
+    #define SQLITE_OK 0
+    #define SQLITE_ROW 100
+    #define SQLITE_DONE 101
+    #define SQLITE_INTEGER 1
+    #define SQLITE_FLOAT 2
+    #define SQLITE_TEXT 3
+    #define SQLITE_BLOB 4
+    #define SQLITE_NULL 5
+    static int (*jalien_sqlite3_prepare_v2)(sqlite3*, const char*, int, sqlite3_stmt**, const char**);
+    static int (*jalien_sqlite3_bind_text)(sqlite3_stmt*, int, const char*, int, sqlite3_destructor_type);
+    static int (*jalien_sqlite3_bind_blob)(sqlite3_stmt*, int, const void*, int, sqlite3_destructor_type);
+    static int (*jalien_sqlite3_bind_int64)(sqlite3_stmt*, int, long long);
+    static int (*jalien_sqlite3_bind_double)(sqlite3_stmt*, int, double);
+    static int (*jalien_sqlite3_bind_null)(sqlite3_stmt*, int);
+    static int (*jalien_sqlite3_bind_parameter_count)(sqlite3_stmt*);
+    static int (*jalien_sqlite3_step)(sqlite3_stmt*);
+    static int (*jalien_sqlite3_column_count)(sqlite3_stmt*);
+    static int (*jalien_sqlite3_column_type)(sqlite3_stmt*, int);
+    static const unsigned char* (*jalien_sqlite3_column_text)(sqlite3_stmt*, int);
+    static const void* (*jalien_sqlite3_column_blob)(sqlite3_stmt*, int);
+    static int (*jalien_sqlite3_column_bytes)(sqlite3_stmt*, int);
+    static long long (*jalien_sqlite3_column_int64)(sqlite3_stmt*, int);
+    static double (*jalien_sqlite3_column_double)(sqlite3_stmt*, int);
+    static int (*jalien_sqlite3_finalize)(sqlite3_stmt*);
+    static const char* (*jalien_sqlite3_errmsg)(sqlite3*);
+    static const char* (*jalien_sqlite3_libversion)(void);
+    #define sqlite3_prepare_v2 jalien_sqlite3_prepare_v2
+    #define sqlite3_bind_text jalien_sqlite3_bind_text
+    #define sqlite3_bind_blob jalien_sqlite3_bind_blob
+    #define sqlite3_bind_int64 jalien_sqlite3_bind_int64
+    #define sqlite3_bind_double jalien_sqlite3_bind_double
+    #define sqlite3_bind_null jalien_sqlite3_bind_null
+    #define sqlite3_bind_parameter_count jalien_sqlite3_bind_parameter_count
+    #define sqlite3_step jalien_sqlite3_step
+    #define sqlite3_column_count jalien_sqlite3_column_count
+    #define sqlite3_column_type jalien_sqlite3_column_type
+    #define sqlite3_column_text jalien_sqlite3_column_text
+    #define sqlite3_column_blob jalien_sqlite3_column_blob
+    #define sqlite3_column_bytes jalien_sqlite3_column_bytes
+    #define sqlite3_column_int64 jalien_sqlite3_column_int64
+    #define sqlite3_column_double jalien_sqlite3_column_double
+    #define sqlite3_finalize jalien_sqlite3_finalize
+    #define sqlite3_errmsg jalien_sqlite3_errmsg
+    #define sqlite3_libversion jalien_sqlite3_libversion
+    static const char* jalien_sqlite3_load(void) {
+        void* lib = dlopen("libsqlite3.so.0", RTLD_NOW | RTLD_NOLOAD);
+        if (lib == NULL) return "libsqlite3.so.0 (not loaded)";
+        #define LOAD(name) if ((*(void**)&jalien_##name = dlsym(lib, #name)) == NULL) return #name;
+        LOAD(sqlite3_prepare_v2)
+        LOAD(sqlite3_bind_text)
+        LOAD(sqlite3_bind_blob)
+        LOAD(sqlite3_bind_int64)
+        LOAD(sqlite3_bind_double)
+        LOAD(sqlite3_bind_null)
+        LOAD(sqlite3_bind_parameter_count)
+        LOAD(sqlite3_step)
+        LOAD(sqlite3_column_count)
+        LOAD(sqlite3_column_type)
+        LOAD(sqlite3_column_text)
+        LOAD(sqlite3_column_blob)
+        LOAD(sqlite3_column_bytes)
+        LOAD(sqlite3_column_int64)
+        LOAD(sqlite3_column_double)
+        LOAD(sqlite3_finalize)
+        LOAD(sqlite3_errmsg)
+        LOAD(sqlite3_libversion)
+        #undef LOAD
+        return NULL;
+    }
+    /* the head of CPython's pysqlite_Connection (Modules/_sqlite/connection.h) */
+    typedef struct { PyObject_HEAD sqlite3 *db; } jalien_sqlite_connection;
+    """
     ctypedef struct sqlite3:
         pass
     ctypedef struct sqlite3_stmt:
@@ -52,19 +133,16 @@ cdef extern from "sqlite3.h" nogil:
     int sqlite3_finalize(sqlite3_stmt*)
     const char* sqlite3_errmsg(sqlite3*)
     const char* sqlite3_libversion()
-
-cdef extern from *:
-    """
-    #include <sqlite3.h>
-    /* the head of CPython's pysqlite_Connection (Modules/_sqlite/connection.h) */
-    typedef struct { PyObject_HEAD sqlite3 *db; } jalien_sqlite_connection;
-    """
+    const char* jalien_sqlite3_load()
     ctypedef struct jalien_sqlite_connection:
         sqlite3* db
 
+cdef const char* _missing = jalien_sqlite3_load()
+if _missing != NULL:
+    raise ImportError(f"rowpack_c: SQLite's {_missing.decode()} not found")
 if sqlite3_libversion().decode() != _sqlite3.sqlite_version:
     raise ImportError(
-        f"rowpack_c links SQLite {sqlite3_libversion().decode()}, "
+        f"rowpack_c finds SQLite {sqlite3_libversion().decode()}, "
         f"Python's sqlite3 {_sqlite3.sqlite_version}"
     )
 
