@@ -85,6 +85,21 @@ if not NO_EXTENSIONS and not TYPE_CHECKING:
 
 IMPLEMENTATION: str = framing.IMPLEMENTATION
 
+
+def implementations() -> dict[str, str]:
+    """Each hot path and the twin that serves it ("cython" or "python")."""
+    chosen = {
+        "framing": framing,
+        "sandwich": sandwich,
+        "xrdproto": xrdproto,
+        "reqstats": reqstats,
+        "auditlines": auditlines,
+        "rowpack": rowpack,
+        "lslong": lslong,
+    }
+    return {name: module.IMPLEMENTATION for name, module in chosen.items()}
+
+
 __all__ = [
     "IMPLEMENTATION",
     "NO_EXTENSIONS",
@@ -92,6 +107,7 @@ __all__ = [
     "auditlines_py",
     "framing",
     "framing_py",
+    "implementations",
     "lslong",
     "lslong_py",
     "reqstats",

@@ -128,12 +128,14 @@ def run_setup(argv: Sequence[str]) -> int:
 
 
 def debug_info() -> int:
-    """Print what runs: version, framing twin (the binary build checks 'cython'), Nuitka or not."""
+    """Print what runs: version, framing twin (the binary build checks 'cython'), every hot
+    path's twin, Nuitka or not."""
     from jalien import _fast
 
     compiled = "__compiled__" in globals()  # set by Nuitka in every module it compiles
     print(f"jalien: {__version__}")
     print(f"implementation: {_fast.IMPLEMENTATION}")
+    print("twins: " + " ".join(f"{k}={v}" for k, v in _fast.implementations().items()))
     print(f"framing module: {getattr(_fast.framing, '__file__', '?')}")
     print(f"compiled: {'nuitka' if compiled else 'no'}")
     print(f"python: {sys.version.split()[0]}")

@@ -78,6 +78,8 @@ def test_runs_compiled_code_and_the_cython_framing(ro_bin, tmp_path):
     assert done.returncode == 0, done.stderr
     info = dict(line.split(": ", 1) for line in done.stdout.splitlines())
     assert info["implementation"] == "cython"
+    twins = dict(pair.split("=") for pair in info["twins"].split())
+    assert set(twins.values()) == {"cython"}, twins  # none fell back to its pure twin
     assert info["compiled"] == "nuitka"
     assert info["jalien"] == __version__
 
