@@ -124,46 +124,28 @@ _pages: dict[tuple[int, str, str, OutputMode], tuple[Any, bytes]] = {}
 
 def render_page(reply: Reply, mode: OutputMode, first: bool) -> bytes:
     """One page of a streamed reply: records separated by commas, no brackets. A page of
-    typed rows only is rendered once while its row list lives on (a listing the catalogue
-    keeps, ``sqlstore.kept_reads``, is the same list each time it is asked)."""
+    typed rows only is rendered once while its rows live on (a listing the catalogue
+    keeps, ``sqlstore.kept_reads``, is the same object each time it is asked). Rows packed
+    from SQLite (``msgspec.Raw``) are written straight from them for the views that can
+    (``listing_views.packed_json``), else decoded."""
     entries = reply.entries
-    if type(entries) is msgspec.Raw and not reply.results:  # a page packed from SQLite
-        return _render_packed(reply, entries, mode, first)
-    if entries and not reply.results and len(entries) <= _PAGE_ROWS:
-        key = (id(entries), reply.view, reply.metadata.get("_listing", ""), mode)
-        made = _pages.get(key)
-        if made is not None and made[0] is entries:  # the list is held: its id is its own
-            body = made[1]
-        else:
-            body = _encoder.encode(records(reply, mode))[1:-1]
-            if len(_pages) >= _PAGES:
-                del _pages[next(iter(_pages))]
-            _pages[key] = (entries, body)
-    else:
-        body = _encoder.encode(records(reply, mode))[1:-1]
-    if not body:
-        return b""
-    return body if first else b"," + body
-
-
-def _render_packed(reply: Reply, rows: msgspec.Raw, mode: OutputMode, first: bool) -> bytes:
-    """A page of packed rows: written straight from them for the views that can
-    (``listing_views.packed_json``), else from the rows decoded; a small page's text is
-    kept while its rows are (a kept listing's pages are the same object each time)."""
-    small = len(rows) <= _PACKED_KEPT
-    key = (id(rows), reply.view, reply.metadata.get("_listing", ""), mode)
-    made = _pages.get(key) if small else None
-    if made is not None and made[0] is rows:
+    packed = type(entries) is msgspec.Raw
+    kept = bool(entries) and not reply.results
+    if kept:
+        kept = len(entries) <= (_PACKED_KEPT if packed else _PAGE_ROWS)
+    key = (id(entries), reply.view, reply.metadata.get("_listing", ""), mode)
+    made = _pages.get(key) if kept else None
+    if made is not None and made[0] is entries:  # the rows are held: their id is their own
         body = made[1]
     else:
         written = None
-        if mode is OutputMode.ALL:
-            written = packed_json(bytes(rows), reply.view, reply.metadata)
+        if packed and mode is OutputMode.ALL and not reply.results:
+            written = packed_json(bytes(entries), reply.view, reply.metadata)  # type: ignore[arg-type]
         body = _encoder.encode(records(reply, mode))[1:-1] if written is None else written
-        if small:
+        if kept:
             if len(_pages) >= _PAGES:
                 del _pages[next(iter(_pages))]
-            _pages[key] = (rows, body)
+            _pages[key] = (entries, body)
     if not body:
         return b""
     return body if first else b"," + body

@@ -12,10 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
 from jalien._fast import lslong
-from jalien.wire.messages import DirEntry
+from jalien.wire.messages import DirEntry, decode_entries
 
 _TYPE_CHAR = {"f": "-", "d": "d", "c": "c", "l": "l"}
 _RWX = ["---", "--x", "-w-", "-wx", "r--", "r-x", "rw-", "rwx"]
@@ -144,10 +142,9 @@ class _LongView:
 
     @staticmethod
     def records(rows: bytes, base: str, slash: bool, human: bool) -> list[dict[str, Any]]:
-        return _ls_long(_decode_rows(rows), base, slash, human)
+        return _ls_long(decode_entries(rows), base, slash, human)
 
 
-_decode_rows = msgspec.msgpack.Decoder(list[DirEntry]).decode
 _LONG_VIEW = _LongView()
 
 

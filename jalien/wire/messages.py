@@ -62,13 +62,14 @@ class Reply(msgspec.Struct, tag="rep", kw_only=True, omit_defaults=True):
     data: list[bytes | None] = []  # binary results, e.g. cache values (None: a miss)
 
 
-_decode_entries = msgspec.msgpack.Decoder(list[DirEntry]).decode
+decode_entries = msgspec.msgpack.Decoder(list[DirEntry]).decode
+"""Packed rows (a MessagePack array of DirEntry arrays) as the rows."""
 
 
 def entries_of(reply: Reply) -> list[DirEntry]:
     """A reply's entries as rows, decoded when they are still encoded."""
     entries = reply.entries
-    return _decode_entries(entries) if type(entries) is msgspec.Raw else entries
+    return decode_entries(entries) if type(entries) is msgspec.Raw else entries
 
 
 class Event(msgspec.Struct, tag="evt", kw_only=True, omit_defaults=True):
